@@ -1,0 +1,43 @@
+// ExecutionContext: per-worker mutable state for running a CompiledModel
+// (oneDNN stream, activation arena, scratchpad). Not thread-safe: one thread
+// at a time; create one per worker.
+#ifndef RECTIFIER_SERVER_ENGINE_EXECUTION_CONTEXT_H_
+#define RECTIFIER_SERVER_ENGINE_EXECUTION_CONTEXT_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/engine/compiled_model.h"
+#include "server/engine/tensor.h"
+
+namespace rectifier::engine {
+
+struct ContextOptions {
+  // OpenMP threads used by this context's primitives; 0 = all available CPUs.
+  int threads = 0;
+};
+
+class ExecutionContext {
+ public:
+  static absl::StatusOr<std::unique_ptr<ExecutionContext>> Create(
+      std::shared_ptr<const CompiledModel> model, const ContextOptions& options = {});
+  virtual ~ExecutionContext() = default;
+
+  // Runs the model. `inputs` in the order of model->inputs(), each dense
+  // row-major in the model's own layout (NCHW for images); for a batchable
+  // model dim 0 is the batch and must be equal across inputs and
+  // <= max_batch_size(). Returns outputs in the order of model->outputs().
+  // Errors: INVALID_ARGUMENT for a wrong count, type or shape (message names
+  // the input and both shapes).
+  virtual absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) = 0;
+
+  // Same, writing into caller-owned output buffers (no allocation on the hot
+  // path). `outputs[i]` must already have the right type and shape for the batch.
+  virtual absl::Status RunInto(const std::vector<const Tensor*>& inputs,
+                               const std::vector<Tensor*>& outputs) = 0;
+};
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_EXECUTION_CONTEXT_H_
