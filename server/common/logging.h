@@ -19,6 +19,9 @@ struct LoggingOptions {
 // before any thread logs. Returns INVALID_ARGUMENT for an unknown level.
 absl::Status SetupLogging(const LoggingOptions& options);
 
+// OK for trace, debug, info, warn, error, critical and off.
+absl::Status ValidateLogLevel(const std::string& level);
+
 // Parses "text" or "json".
 absl::Status ParseLogFormat(const std::string& text, LogFormat* format);
 

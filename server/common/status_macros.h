@@ -9,10 +9,10 @@
 
 // Evaluates `expr` (an absl::Status) once; returns it from the enclosing
 // function if it is not OK.
-#define RETURN_IF_ERROR(expr)                                      \
-  do {                                                             \
-    ::absl::Status rectifier_status_ = (expr);                     \
-    if (!rectifier_status_.ok()) return rectifier_status_;         \
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    ::absl::Status rectifier_status_ = (expr);             \
+    if (!rectifier_status_.ok()) return rectifier_status_; \
   } while (false)
 
 #define RECTIFIER_CONCAT_INNER_(a, b) a##b
@@ -25,8 +25,8 @@
   RECTIFIER_ASSIGN_OR_RETURN_IMPL_(RECTIFIER_CONCAT_(rectifier_statusor_, __LINE__), lhs, expr)
 
 #define RECTIFIER_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                    \
-  if (!statusor.ok()) return std::move(statusor).status();   \
+  auto statusor = (expr);                                     \
+  if (!statusor.ok()) return std::move(statusor).status();    \
   lhs = std::move(statusor).value()
 
 #endif  // RECTIFIER_SERVER_COMMON_STATUS_MACROS_H_

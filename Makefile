@@ -1,0 +1,41 @@
+# Rectifier developer entry points. Every target installs missing Debian
+# packages first (scripts/install-deps.sh is a no-op when all are present).
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= 2
+GRPC_ADDRESS ?= 0.0.0.0:8001
+METRICS_ADDRESS ?= 0.0.0.0:8002
+MODEL_REPOSITORY ?= models
+CTEST_ARGS ?=
+
+.PHONY: all deps configure build run test lint format bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS)
+
+run: build
+	$(BUILD_DIR)/server/rectifier-server --model-repository $(MODEL_REPOSITORY) \
+	  --grpc-address $(GRPC_ADDRESS) --metrics-address $(METRICS_ADDRESS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+lint: configure
+	@scripts/lint.sh $(BUILD_DIR)
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+bench: build
+	@bench/run.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR)

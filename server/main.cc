@@ -1,0 +1,115 @@
+// rectifier-server: parses flags, starts the metrics endpoint and the gRPC
+// services, and drains gracefully on SIGTERM/SIGINT.
+#include <grpc/support/log.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/common/cpu_info.h"
+#include "server/common/logging.h"
+#include "server/metrics/metrics_server.h"
+#include "server/service/grpc_server.h"
+#include "server/service/server_options.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+constexpr int kExitRuntimeError = 1;
+constexpr int kExitUsage = 2;
+
+// gRPC's own log lines go through spdlog at debug level, so a failed bind is
+// reported once, by us, as one line.
+void RouteGrpcLog(gpr_log_func_args* args) {
+  spdlog::debug("grpc {}:{} {}", args->file, args->line, args->message);
+}
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "rectifier-server: error: %s\n", message.c_str());
+  return code;
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int Run(const rectifier::service::ServerOptions& options) {
+  // Block the shutdown signals in every thread created from here on; this
+  // thread collects them with sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (absl::Status s = rectifier::common::SetupLogging(options.logging); !s.ok()) {
+    return Fail(kExitUsage, std::string(s.message()));
+  }
+  gpr_set_log_function(RouteGrpcLog);
+  if (!IsDirectory(options.model_repository)) {
+    return Fail(kExitUsage, absl::StrCat("model repository '", options.model_repository,
+                                         "' is not a directory"));
+  }
+  if (options.intra_op_threads > 0) {
+    // Read by the OpenMP runtime (oneDNN's CPU runtime) when it starts.
+    setenv("OMP_NUM_THREADS", std::to_string(options.intra_op_threads).c_str(), 1);
+  }
+
+  std::unique_ptr<rectifier::metrics::MetricsServer> metrics;
+  if (!options.metrics_address.empty()) {
+    rectifier::metrics::MetricsServerOptions metrics_options;
+    metrics_options.address = options.metrics_address;
+    metrics_options.build_labels = {{"version", RECTIFIER_VERSION},
+                                    {"git_commit", RECTIFIER_GIT_COMMIT},
+                                    {"build_type", RECTIFIER_BUILD_TYPE},
+                                    {"compiler", __VERSION__}};
+    auto created = rectifier::metrics::MetricsServer::Create(metrics_options);
+    if (!created.ok()) return Fail(kExitRuntimeError, std::string(created.status().message()));
+    metrics = std::move(created).value();
+  }
+
+  rectifier::service::GrpcServerOptions grpc_options;
+  grpc_options.address = options.grpc_address;
+  grpc_options.max_message_bytes = options.max_message_bytes;
+  auto server = rectifier::service::GrpcServer::Create(grpc_options);
+  if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
+
+  spdlog::info(
+      "rectifier-server {} serving gRPC on port {} ({}), metrics on port {}, "
+      "model repository '{}', {} CPUs",
+      RECTIFIER_VERSION, (*server)->port(), options.grpc_address, metrics ? metrics->port() : 0,
+      options.model_repository, rectifier::common::AvailableCpus());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}, draining (exit timeout {})", strsignal(signal_number),
+               absl::FormatDuration(options.exit_timeout));
+  const absl::Time start = absl::Now();
+  (*server)->Drain(options.exit_timeout);
+  server->reset();
+  metrics.reset();
+  spdlog::info("stopped in {}", absl::FormatDuration(absl::Now() - start));
+  spdlog::shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
+  if (!parsed.ok()) {
+    return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));
+  }
+  if (parsed->exit_now) {
+    std::fputs(parsed->output.c_str(), stdout);
+    return 0;
+  }
+  return Run(parsed->options);
+}

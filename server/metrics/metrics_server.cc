@@ -1,0 +1,60 @@
+#include "server/metrics/metrics_server.h"
+
+#include <exception>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
+#include "server/metrics/process_collector.h"
+
+namespace rectifier::metrics {
+namespace {
+
+// Accepts "host:port", "[v6]:port" or ":port"; checks the port is a number.
+absl::Status ValidateAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", address, "' is not host:port"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
+    const MetricsServerOptions& options) {
+  std::unique_ptr<MetricsServer> server(new MetricsServer());
+  server->registry_ = std::make_shared<prometheus::Registry>();
+  server->process_collector_ = std::make_shared<ProcessCollector>();
+
+  auto& build_info = prometheus::BuildGauge()
+                         .Name("rectifier_build_info")
+                         .Help("Build of this server (value is always 1).")
+                         .Register(*server->registry_);
+  build_info.Add(options.build_labels).Set(1);
+
+  if (options.address.empty()) return server;
+  if (absl::Status status = ValidateAddress(options.address); !status.ok()) return status;
+  try {
+    // civetweb wants "[::]:port" for IPv6 and "host:port" otherwise; both
+    // are what users write, so the address passes through unchanged.
+    server->exposer_ = std::make_unique<prometheus::Exposer>(options.address, /*num_threads=*/2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on '", options.address, "': ", e.what()));
+  }
+  server->exposer_->RegisterCollectable(server->registry_);
+  server->exposer_->RegisterCollectable(server->process_collector_);
+  const std::vector<int> ports = server->exposer_->GetListeningPorts();
+  server->port_ = ports.empty() ? 0 : ports.front();
+  return server;
+}
+
+MetricsServer::~MetricsServer() = default;
+
+}  // namespace rectifier::metrics

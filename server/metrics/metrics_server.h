@@ -1,0 +1,57 @@
+// The process's one Prometheus registry and its HTTP endpoint (/metrics).
+#ifndef RECTIFIER_SERVER_METRICS_METRICS_SERVER_H_
+#define RECTIFIER_SERVER_METRICS_METRICS_SERVER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "prometheus/registry.h"
+
+namespace prometheus {
+class Exposer;
+}  // namespace prometheus
+
+namespace rectifier::metrics {
+
+class ProcessCollector;
+
+struct MetricsServerOptions {
+  // "host:port"; port 0 binds a free port (see port()). Empty: no HTTP
+  // endpoint, the registry still works (tests, embedding).
+  std::string address = "0.0.0.0:8002";
+  // Labels of the constant rectifier_build_info gauge (value 1).
+  std::map<std::string, std::string> build_labels;
+};
+
+// Owns the registry every module registers its families in, and serves it
+// together with process metrics. Thread-safe. Stopping the HTTP server
+// (destructor) takes up to ~2 s with prometheus-cpp's civetweb.
+class MetricsServer {
+ public:
+  // Errors: INVALID_ARGUMENT for a malformed address, UNAVAILABLE when the
+  // address cannot be bound (e.g. port in use).
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const MetricsServerOptions& options);
+  ~MetricsServer();
+
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  prometheus::Registry& registry() { return *registry_; }
+  const std::shared_ptr<prometheus::Registry>& shared_registry() const { return registry_; }
+  // The bound port, or 0 without an HTTP endpoint.
+  int port() const { return port_; }
+
+ private:
+  MetricsServer() = default;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<ProcessCollector> process_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;  // destroyed first
+  int port_ = 0;
+};
+
+}  // namespace rectifier::metrics
+
+#endif  // RECTIFIER_SERVER_METRICS_METRICS_SERVER_H_

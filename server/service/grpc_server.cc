@@ -1,0 +1,62 @@
+#include "server/service/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "server/service/kserve_service.h"
+
+namespace rectifier::service {
+namespace {
+
+constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions& options) {
+  std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->kserve_ = std::make_unique<KServeService>(&server->state_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  // Without this, gRPC binds with SO_REUSEPORT and a second server on the
+  // same port would silently share it instead of failing.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(server->kserve_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve gRPC on '", options.address, "' (address in use or invalid)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(kKServeServiceName, true);
+  server->state_.set_ready(true);
+  return server;
+}
+
+void GrpcServer::Drain(absl::Duration timeout) {
+  if (drained_) return;
+  drained_ = true;
+  state_.set_ready(false);
+  // Health goes NOT_SERVING for every service (Check and open Watch streams)
+  // and stays there whatever is set later.
+  server_->GetHealthCheckService()->Shutdown();
+  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
+  server_->Shutdown(deadline);
+  server_->Wait();
+}
+
+GrpcServer::~GrpcServer() {
+  if (server_ != nullptr) Drain(absl::ZeroDuration());
+}
+
+}  // namespace rectifier::service

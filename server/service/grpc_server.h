@@ -1,0 +1,57 @@
+// The gRPC server: KServe v2 service, grpc.health.v1 and reflection on one
+// port, with a bounded graceful drain.
+#ifndef RECTIFIER_SERVER_SERVICE_GRPC_SERVER_H_
+#define RECTIFIER_SERVER_SERVICE_GRPC_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/service/server_state.h"
+
+namespace grpc {
+class Server;
+}  // namespace grpc
+
+namespace rectifier::service {
+
+class KServeService;
+
+struct GrpcServerOptions {
+  std::string address = "0.0.0.0:8001";  // port 0 picks a free port
+  int max_message_bytes = 256 << 20;
+};
+
+class GrpcServer {
+ public:
+  // Builds, binds and starts serving; health reports SERVING and ServerReady
+  // is true when this returns. UNAVAILABLE if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(const GrpcServerOptions& options);
+  ~GrpcServer();
+
+  GrpcServer(const GrpcServer&) = delete;
+  GrpcServer& operator=(const GrpcServer&) = delete;
+
+  int port() const { return port_; }
+  const ServerState& state() const { return state_; }
+
+  // Readiness false and health NOT_SERVING at once, then stops accepting new
+  // calls (they fail UNAVAILABLE) and lets in-flight calls finish until
+  // `timeout`, after which they are cancelled. Returns when the server has
+  // stopped. Idempotent.
+  void Drain(absl::Duration timeout);
+
+ private:
+  GrpcServer() = default;
+
+  ServerState state_;
+  std::unique_ptr<KServeService> kserve_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool drained_ = false;
+};
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_GRPC_SERVER_H_

@@ -1,0 +1,84 @@
+#include "server/service/server_options.h"
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "server/common/cpu_info.h"
+
+namespace rectifier::service {
+namespace {
+
+constexpr char kVersion[] = "rectifier-server " RECTIFIER_VERSION;
+
+}  // namespace
+
+absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& args) {
+  ParsedFlags parsed;
+  ServerOptions& o = parsed.options;
+  std::string log_format = "text";
+  double exit_timeout_s = absl::ToDoubleSeconds(o.exit_timeout);
+  int max_message_mb = o.max_message_bytes >> 20;
+
+  CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
+               "rectifier-server"};
+  app.set_version_flag("--version", std::string(kVersion));
+  app.add_option("--model-repository", o.model_repository,
+                 "Directory holding <model>/<version>/model.onnx (+ config.pbtxt)")
+      ->capture_default_str();
+  app.add_option("--grpc-address", o.grpc_address,
+                 "host:port for the gRPC services (KServe v2, vision, health, reflection)")
+      ->capture_default_str();
+  app.add_option("--metrics-address", o.metrics_address,
+                 "host:port for the Prometheus /metrics endpoint; empty disables it")
+      ->capture_default_str();
+  app.add_option("--log-level", o.logging.level, "trace, debug, info, warn, error, critical or off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text or json (one JSON object per line)")
+      ->capture_default_str();
+  app.add_option("--exit-timeout", exit_timeout_s,
+                 "Seconds in-flight requests may take to finish after SIGTERM/SIGINT")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--intra-op-threads", o.intra_op_threads,
+                 absl::StrCat("OpenMP threads per inference; 0 = all available CPUs (",
+                              common::AvailableCpus(), " here)"))
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-message-mb", max_message_mb,
+                 "Largest gRPC request or response in MiB (large images need more)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 2047));
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  if (!reversed.empty()) reversed.pop_back();  // program name
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    parsed.exit_now = true;
+    parsed.output = app.help();
+    return parsed;
+  } catch (const CLI::CallForVersion&) {
+    parsed.exit_now = true;
+    parsed.output = absl::StrCat(kVersion, "\n");
+    return parsed;
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(absl::StrReplaceAll(e.what(), {{"\n", " "}}));
+  }
+
+  if (absl::Status s = common::ParseLogFormat(log_format, &o.logging.format); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log-format: ", s.message()));
+  }
+  if (absl::Status s = common::ValidateLogLevel(o.logging.level); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log-level: ", s.message()));
+  }
+  if (o.grpc_address.empty()) return absl::InvalidArgumentError("--grpc-address is empty");
+  if (o.model_repository.empty()) {
+    return absl::InvalidArgumentError("--model-repository is empty");
+  }
+  o.exit_timeout = absl::Seconds(exit_timeout_s);
+  o.max_message_bytes = max_message_mb << 20;
+  return parsed;
+}
+
+}  // namespace rectifier::service

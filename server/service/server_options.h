@@ -1,0 +1,42 @@
+// Command-line flags of rectifier-server, parsed into ServerOptions.
+#ifndef RECTIFIER_SERVER_SERVICE_SERVER_OPTIONS_H_
+#define RECTIFIER_SERVER_SERVICE_SERVER_OPTIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/logging.h"
+
+namespace rectifier::service {
+
+struct ServerOptions {
+  std::string model_repository = "models";
+  std::string grpc_address = "0.0.0.0:8001";
+  std::string metrics_address = "0.0.0.0:8002";  // empty: no metrics endpoint
+  common::LoggingOptions logging;
+  // Bound on draining at shutdown: in-flight calls get this long to finish.
+  absl::Duration exit_timeout = absl::Seconds(30);
+  // OpenMP threads per inference (intra-op); 0 = CPUs available to the process.
+  int intra_op_threads = 0;
+  // Largest gRPC message accepted or sent, in bytes.
+  int max_message_bytes = 256 << 20;
+};
+
+// What the command line asks for: run the server, or print text and exit
+// (--help, --version) with exit code 0.
+struct ParsedFlags {
+  ServerOptions options;
+  bool exit_now = false;
+  std::string output;  // help or version text when exit_now
+};
+
+// Parses argv (argv[0] is the program name). Errors are INVALID_ARGUMENT with
+// a one-line message naming the flag ("unknown flag --foo", "--log-level:
+// unknown log level 'loud' ...").
+absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& args);
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_SERVER_OPTIONS_H_

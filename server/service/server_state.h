@@ -1,0 +1,24 @@
+// Liveness and readiness of the whole server, shared by the services.
+#ifndef RECTIFIER_SERVER_SERVICE_SERVER_STATE_H_
+#define RECTIFIER_SERVER_SERVICE_SERVER_STATE_H_
+
+#include <atomic>
+
+namespace rectifier::service {
+
+// Thread-safe. Ready goes true once every service is up and false for good
+// when draining starts.
+class ServerState {
+ public:
+  bool live() const { return live_.load(std::memory_order_acquire); }
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+  void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> live_{true};
+  std::atomic<bool> ready_{false};
+};
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_SERVER_STATE_H_

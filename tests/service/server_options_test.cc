@@ -1,0 +1,83 @@
+// Tests for rectifier-server flag parsing.
+#include "server/service/server_options.h"
+
+#include "gtest/gtest.h"
+
+namespace rectifier::service {
+namespace {
+
+absl::StatusOr<ParsedFlags> Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "rectifier-server");
+  return ParseServerFlags(args);
+}
+
+TEST(ServerOptionsTest, DefaultsMatchTheDocumentedPorts) {
+  auto parsed = Parse({});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->exit_now);
+  const ServerOptions& o = parsed->options;
+  EXPECT_EQ(o.model_repository, "models");
+  EXPECT_EQ(o.grpc_address, "0.0.0.0:8001");
+  EXPECT_EQ(o.metrics_address, "0.0.0.0:8002");
+  EXPECT_EQ(o.logging.level, "info");
+  EXPECT_EQ(o.logging.format, common::LogFormat::kText);
+  EXPECT_EQ(o.exit_timeout, absl::Seconds(30));
+}
+
+TEST(ServerOptionsTest, ParsesEveryFlag) {
+  auto parsed =
+      Parse({"--model-repository", "/srv/models", "--grpc-address=127.0.0.1:9001",
+             "--metrics-address", "", "--log-level", "debug", "--log-format", "json",
+             "--exit-timeout", "2.5", "--intra-op-threads", "3", "--max-message-mb", "64"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const ServerOptions& o = parsed->options;
+  EXPECT_EQ(o.model_repository, "/srv/models");
+  EXPECT_EQ(o.grpc_address, "127.0.0.1:9001");
+  EXPECT_EQ(o.metrics_address, "");
+  EXPECT_EQ(o.logging.level, "debug");
+  EXPECT_EQ(o.logging.format, common::LogFormat::kJson);
+  EXPECT_EQ(o.exit_timeout, absl::Milliseconds(2500));
+  EXPECT_EQ(o.intra_op_threads, 3);
+  EXPECT_EQ(o.max_message_bytes, 64 << 20);
+}
+
+TEST(ServerOptionsTest, HelpAndVersionExitWithText) {
+  auto help = Parse({"--help"});
+  ASSERT_TRUE(help.ok());
+  EXPECT_TRUE(help->exit_now);
+  for (const char* flag : {"--model-repository", "--grpc-address", "--metrics-address",
+                           "--log-level", "--log-format", "--exit-timeout", "--intra-op-threads"}) {
+    EXPECT_NE(help->output.find(flag), std::string::npos) << flag;
+  }
+  auto version = Parse({"--version"});
+  ASSERT_TRUE(version.ok());
+  EXPECT_TRUE(version->exit_now);
+  EXPECT_NE(version->output.find("rectifier-server"), std::string::npos);
+}
+
+TEST(ServerOptionsTest, BadFlagsAreOneLineErrorsNamingTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const Case kCases[] = {
+      {{"--bogus"}, "--bogus"},
+      {{"--log-level", "loud"}, "--log-level"},
+      {{"--log-format", "xml"}, "--log-format"},
+      {{"--exit-timeout", "-1"}, "--exit-timeout"},
+      {{"--exit-timeout", "soon"}, "--exit-timeout"},
+      {{"--max-message-mb", "0"}, "--max-message-mb"},
+      {{"--grpc-address", ""}, "--grpc-address"},
+  };
+  for (const Case& c : kCases) {
+    auto parsed = Parse(c.args);
+    ASSERT_FALSE(parsed.ok()) << c.args[0];
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(parsed.status().message().find(c.needle), std::string::npos)
+        << parsed.status().message();
+    EXPECT_EQ(parsed.status().message().find('\n'), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace rectifier::service
