@@ -24,9 +24,13 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   RECTIFIER_ASSIGN_OR_RETURN_IMPL_(RECTIFIER_CONCAT_(rectifier_statusor_, __LINE__), lhs, expr)
 
+// `statusor` names a fresh variable and `lhs` may be a declaration, so neither
+// can be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define RECTIFIER_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                     \
   if (!statusor.ok()) return std::move(statusor).status();    \
   lhs = std::move(statusor).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // RECTIFIER_SERVER_COMMON_STATUS_MACROS_H_
