@@ -1,0 +1,166 @@
+#include "server/metrics/model_metrics.h"
+
+#include "absl/strings/match.h"
+
+namespace rectifier::metrics {
+namespace {
+
+const char* const kStageNames[kNumStages] = {"decode", "preprocess", "postprocess"};
+
+}  // namespace
+
+FailureReason ReasonFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kFailedPrecondition:
+      return FailureReason::kInvalidInput;
+    case absl::StatusCode::kNotFound:
+      return FailureReason::kNotFound;
+    case absl::StatusCode::kDeadlineExceeded:
+      return FailureReason::kDeadline;
+    case absl::StatusCode::kResourceExhausted:
+      return FailureReason::kQueueFull;
+    case absl::StatusCode::kCancelled:
+      return FailureReason::kCancelled;
+    case absl::StatusCode::kUnavailable:
+      return absl::StrContains(status.message(), "queue full") ? FailureReason::kQueueFull
+                                                               : FailureReason::kUnavailable;
+    default:
+      return FailureReason::kInternal;
+  }
+}
+
+const char* ReasonName(FailureReason reason) {
+  static const char* const kNames[kNumFailureReasons] = {
+      "invalid_input", "not_found",   "deadline", "queue_full",
+      "cancelled",     "unavailable", "internal"};
+  return kNames[static_cast<int>(reason)];
+}
+
+const char* ApiName(Api api) { return api == Api::kKServe ? "kserve" : "vision"; }
+
+ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options)
+    : options_(options),
+      requests_(prometheus::BuildCounter()
+                    .Name("rectifier_requests_total")
+                    .Help("Finished inference requests by API and outcome (success|failure).")
+                    .Register(registry)),
+      failures_(prometheus::BuildCounter()
+                    .Name("rectifier_request_failures_total")
+                    .Help("Failed inference requests by API and reason.")
+                    .Register(registry)),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("rectifier_request_duration_seconds")
+                            .Help("End-to-end request latency inside the server.")
+                            .Register(registry)),
+      queue_duration_(prometheus::BuildHistogram()
+                          .Name("rectifier_queue_duration_seconds")
+                          .Help("Time a request waited in the model's queue.")
+                          .Register(registry)),
+      compute_duration_(prometheus::BuildHistogram()
+                            .Name("rectifier_compute_duration_seconds")
+                            .Help("Model execution time per batch.")
+                            .Register(registry)),
+      stage_duration_(prometheus::BuildHistogram()
+                          .Name("rectifier_stage_duration_seconds")
+                          .Help("Imaging stage time per request (decode, preprocess, postprocess).")
+                          .Register(registry)),
+      batch_size_(prometheus::BuildHistogram()
+                      .Name("rectifier_batch_size")
+                      .Help("Requests per executed batch.")
+                      .Register(registry)),
+      inferences_(prometheus::BuildCounter()
+                      .Name("rectifier_inferences_total")
+                      .Help("Inferences performed (a batch of n counts n).")
+                      .Register(registry)),
+      executions_(prometheus::BuildCounter()
+                      .Name("rectifier_executions_total")
+                      .Help("Model executions (batches); inferences/executions = mean batch size.")
+                      .Register(registry)),
+      instances_(prometheus::BuildGauge()
+                     .Name("rectifier_model_instances")
+                     .Help("Execution instances of a loaded model version.")
+                     .Register(registry)) {}
+
+std::unique_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
+                                                      const std::string& version) {
+  return std::unique_ptr<ModelMetrics>(new ModelMetrics(this, model, version));
+}
+
+ModelMetrics::ModelMetrics(ServerMetrics* server, const std::string& model,
+                           const std::string& version)
+    : server_(server) {
+  const prometheus::Labels base = {{"model", model}, {"version", version}};
+  const auto with =
+      [&base](std::initializer_list<std::pair<const std::string, std::string>> extra) {
+        prometheus::Labels labels = base;
+        labels.insert(extra);
+        return labels;
+      };
+  const auto& latency = server->options_.latency_buckets;
+  for (int a = 0; a < kNumApis; ++a) {
+    const std::string api = ApiName(static_cast<Api>(a));
+    requests_ok_[a] = &server->requests_.Add(with({{"api", api}, {"outcome", "success"}}));
+    requests_failed_[a] = &server->requests_.Add(with({{"api", api}, {"outcome", "failure"}}));
+    for (int r = 0; r < kNumFailureReasons; ++r) {
+      failures_[a][r] = &server->failures_.Add(
+          with({{"api", api}, {"reason", ReasonName(static_cast<FailureReason>(r))}}));
+    }
+    request_duration_[a] = &server->request_duration_.Add(with({{"api", api}}), latency);
+  }
+  queue_duration_ = &server->queue_duration_.Add(base, latency);
+  compute_duration_ = &server->compute_duration_.Add(base, latency);
+  for (int s = 0; s < kNumStages; ++s) {
+    stage_duration_[s] = &server->stage_duration_.Add(with({{"stage", kStageNames[s]}}), latency);
+  }
+  batch_size_ = &server->batch_size_.Add(base, server->options_.batch_buckets);
+  inferences_ = &server->inferences_.Add(base);
+  executions_ = &server->executions_.Add(base);
+  instances_ = &server->instances_.Add(base);
+}
+
+ModelMetrics::~ModelMetrics() {
+  for (int a = 0; a < kNumApis; ++a) {
+    server_->requests_.Remove(requests_ok_[a]);
+    server_->requests_.Remove(requests_failed_[a]);
+    for (prometheus::Counter* c : failures_[a]) server_->failures_.Remove(c);
+    server_->request_duration_.Remove(request_duration_[a]);
+  }
+  server_->queue_duration_.Remove(queue_duration_);
+  server_->compute_duration_.Remove(compute_duration_);
+  for (prometheus::Histogram* h : stage_duration_) server_->stage_duration_.Remove(h);
+  server_->batch_size_.Remove(batch_size_);
+  server_->inferences_.Remove(inferences_);
+  server_->executions_.Remove(executions_);
+  server_->instances_.Remove(instances_);
+}
+
+void ModelMetrics::ObserveRequest(Api api, const absl::Status& status, double seconds) {
+  const int a = static_cast<int>(api);
+  if (status.ok()) {
+    requests_ok_[a]->Increment();
+  } else {
+    requests_failed_[a]->Increment();
+    failures_[a][static_cast<int>(ReasonFor(status))]->Increment();
+  }
+  request_duration_[a]->Observe(seconds);
+}
+
+void ModelMetrics::ObserveQueue(double seconds) { queue_duration_->Observe(seconds); }
+
+void ModelMetrics::ObserveExecution(int batch_size, double seconds) {
+  compute_duration_->Observe(seconds);
+  batch_size_->Observe(batch_size);
+  inferences_->Increment(batch_size);
+  executions_->Increment();
+}
+
+void ModelMetrics::ObserveStage(Stage stage, double seconds) {
+  stage_duration_[static_cast<int>(stage)]->Observe(seconds);
+}
+
+void ModelMetrics::SetInstances(int count) { instances_->Set(count); }
+
+}  // namespace rectifier::metrics

@@ -1,0 +1,83 @@
+// Tests for per-model metric children: values, labels, removal at unload.
+#include "server/metrics/model_metrics.h"
+
+#include "gtest/gtest.h"
+#include "prometheus/text_serializer.h"
+
+namespace rectifier::metrics {
+namespace {
+
+std::string Scrape(prometheus::Registry& registry) {
+  return prometheus::TextSerializer().Serialize(registry.Collect());
+}
+
+bool Has(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
+
+TEST(ModelMetricsTest, ObservationsLandInLabelledSeries) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto metrics = server.ForModel("resnet50", "1");
+  metrics->ObserveRequest(Api::kKServe, absl::OkStatus(), 0.004);
+  metrics->ObserveRequest(Api::kKServe, absl::OkStatus(), 0.006);
+  metrics->ObserveRequest(Api::kVision, absl::DeadlineExceededError("late"), 2.0);
+  metrics->ObserveRequest(Api::kKServe, absl::UnavailableError("model 'x' version 1: queue full (16)"),
+                    0);
+  metrics->ObserveQueue(0.001);
+  metrics->ObserveExecution(4, 0.05);
+  metrics->ObserveExecution(2, 0.03);
+  metrics->ObserveStage(Stage::kDecode, 0.002);
+  metrics->SetInstances(2);
+  const std::string text = Scrape(registry);
+  // The text format sorts labels by name.
+  const std::string m = R"(model="resnet50")";
+  const std::string v = R"(version="1")";
+  const std::string l = m + "," + v;
+  EXPECT_TRUE(Has(
+      text, "rectifier_requests_total{api=\"kserve\"," + m + ",outcome=\"success\"," + v + "} 2"))
+      << text;
+  EXPECT_TRUE(Has(
+      text, "rectifier_requests_total{api=\"vision\"," + m + ",outcome=\"failure\"," + v + "} 1"));
+  EXPECT_TRUE(Has(text, "rectifier_request_failures_total{api=\"vision\"," + m +
+                            ",reason=\"deadline\"," + v + "} 1"));
+  EXPECT_TRUE(Has(text, "rectifier_request_failures_total{api=\"kserve\"," + m +
+                            ",reason=\"queue_full\"," + v + "} 1"));
+  EXPECT_TRUE(Has(text, "rectifier_inferences_total{" + l + "} 6"));
+  EXPECT_TRUE(Has(text, "rectifier_executions_total{" + l + "} 2"));
+  EXPECT_TRUE(Has(text, "rectifier_batch_size_count{" + l + "} 2"));
+  EXPECT_TRUE(Has(text, "rectifier_batch_size_sum{" + l + "} 6"));
+  // 0.004 s and the 0 s failure are at or under 5 ms; 0.006 s is not.
+  EXPECT_TRUE(Has(
+      text, "rectifier_request_duration_seconds_bucket{api=\"kserve\"," + l + ",le=\"0.005\"} 2"));
+  EXPECT_TRUE(Has(
+      text, "rectifier_request_duration_seconds_bucket{api=\"kserve\"," + l + ",le=\"0.01\"} 3"));
+  EXPECT_TRUE(
+      Has(text, "rectifier_stage_duration_seconds_count{" + m + ",stage=\"decode\"," + v + "} 1"));
+  EXPECT_TRUE(Has(text, "rectifier_model_instances{" + l + "} 2"));
+}
+
+TEST(ModelMetricsTest, UnloadRemovesTheModelsSeriesOnly) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto a = server.ForModel("a", "1");
+  auto b = server.ForModel("b", "3");
+  a->ObserveExecution(1, 0.01);
+  b->ObserveExecution(1, 0.01);
+  a.reset();
+  const std::string text = Scrape(registry);
+  EXPECT_EQ(text.find("model=\"a\""), std::string::npos);
+  EXPECT_TRUE(Has(text, R"(rectifier_executions_total{model="b",version="3"} 1)")) << text;
+}
+
+TEST(ModelMetricsTest, ReasonsCoverTheStatusCodes) {
+  EXPECT_EQ(ReasonFor(absl::InvalidArgumentError("x")), FailureReason::kInvalidInput);
+  EXPECT_EQ(ReasonFor(absl::NotFoundError("x")), FailureReason::kNotFound);
+  EXPECT_EQ(ReasonFor(absl::CancelledError("x")), FailureReason::kCancelled);
+  EXPECT_EQ(ReasonFor(absl::UnavailableError("shutting down")), FailureReason::kUnavailable);
+  EXPECT_EQ(ReasonFor(absl::InternalError("x")), FailureReason::kInternal);
+  EXPECT_STREQ(ReasonName(FailureReason::kQueueFull), "queue_full");
+}
+
+}  // namespace
+}  // namespace rectifier::metrics
