@@ -27,9 +27,13 @@ struct Tensor {
 
   static Tensor Zeros(DataType type, std::vector<int64_t> shape);
   template <typename T>
-  T* data() { return reinterpret_cast<T*>(bytes.data()); }
+  T* data() {
+    return reinterpret_cast<T*>(bytes.data());
+  }
   template <typename T>
-  const T* data() const { return reinterpret_cast<const T*>(bytes.data()); }
+  const T* data() const {
+    return reinterpret_cast<const T*>(bytes.data());
+  }
   int64_t num_elements() const { return NumElements(shape); }
 };
 

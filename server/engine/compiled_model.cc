@@ -1,0 +1,155 @@
+// CompiledModel: import, batch-independent passes, per-batch plan cache.
+#include <fstream>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/compiled_model_impl.h"
+#include "server/engine/onnx_import.h"
+#include "server/engine/passes.h"
+#include "server/engine/plan_builder.h"
+#include "server/engine/shape_inference.h"
+
+namespace rectifier::engine {
+
+absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromFile(
+    const std::string& path, const CompileOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open model file '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto model = FromBytes(ss.str(), options);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
+  }
+  return model;
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromBytes(
+    std::string_view onnx_bytes, const CompileOptions& options) {
+  ASSIGN_OR_RETURN(Graph graph,
+                   ImportOnnx(onnx_bytes, options.constant_inputs, options.max_tensor_bytes));
+  ASSIGN_OR_RETURN(auto model, CompiledModelImpl::Create(std::move(graph), options));
+  return std::shared_ptr<const CompiledModel>(std::move(model));
+}
+
+CompiledModelImpl::CompiledModelImpl(Graph graph, const CompileOptions& options)
+    : graph_(std::move(graph)), options_(options), engine_(dnnl::engine::kind::cpu, 0) {
+  options_.constant_inputs.clear();  // already bound into the graph
+}
+
+absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
+    Graph graph, const CompileOptions& options) {
+  if (options.max_batch_size < 1) {
+    return absl::InvalidArgumentError("max_batch_size must be at least 1");
+  }
+  RETURN_IF_ERROR(CheckSupportedOps(graph));
+  EliminateIdentities(graph);
+  RETURN_IF_ERROR(FoldConstants(graph, options.max_tensor_bytes));
+  EliminateDeadNodes(graph);
+  if (options.fuse) {
+    FoldBatchNorm(graph);
+    FuseActivations(graph);
+  }
+  std::shared_ptr<CompiledModelImpl> model;
+  try {
+    model.reset(new CompiledModelImpl(std::move(graph), options));
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, "creating the CPU engine");
+  }
+  model->inputs_ = model->graph_.inputs;
+  bool batchable = !model->inputs_.empty();
+  for (const auto& in : model->inputs_) {
+    if (in.shape.empty() || in.shape[0] != -1) batchable = false;
+    for (size_t d = 1; d < in.shape.size(); ++d) {
+      if (in.shape[d] < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", in.name, "' has dynamic dimension ", d,
+                         "; only the batch dimension (0) may be dynamic"));
+      }
+    }
+  }
+  for (const auto& in : model->inputs_) {
+    if (!batchable && !in.shape.empty() && in.shape[0] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", in.name,
+                       "' has a dynamic batch dimension but other inputs "
+                       "are static; either all or none must be batchable"));
+    }
+  }
+  model->batchable_ = batchable;
+  // Compile eagerly once so that load fails on a broken model, and learn the
+  // output types/shapes; a second (shape-only) inference at batch 2 tells
+  // which output dims follow the batch.
+  ASSIGN_OR_RETURN(auto plan, model->GetPlan(1));
+  model->outputs_ = model->graph_.outputs;
+  for (size_t i = 0; i < plan->output_values.size(); ++i) {
+    const PlanValue& v = plan->values[plan->output_values[i]];
+    model->outputs_[i].type = v.type;
+    model->outputs_[i].shape = v.shape;
+  }
+  if (batchable) {
+    Graph g2 = model->graph_;
+    auto shapes = model->InputShapes(2);
+    for (size_t i = 0; i < g2.inputs.size(); ++i) g2.inputs[i].shape = shapes[i];
+    if (InferShapes(g2, options.max_tensor_bytes).ok()) {
+      for (auto& out : model->outputs_) {
+        auto it = g2.value_info.find(out.name);
+        if (it != g2.value_info.end() && !out.shape.empty() && !it->second.shape.empty() &&
+            it->second.shape[0] != out.shape[0]) {
+          out.shape[0] = -1;
+        }
+      }
+    }
+  }
+  return model;
+}
+
+std::vector<std::vector<int64_t>> CompiledModelImpl::InputShapes(int batch) const {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& in : graph_.inputs) {
+    std::vector<int64_t> s = in.shape;
+    if (batchable_ && !s.empty()) s[0] = batch;
+    shapes.push_back(s);
+  }
+  return shapes;
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(int batch) const {
+  const int key = batchable_ ? batch : 0;
+  if (batchable_ && (batch < 1 || batch > options_.max_batch_size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch size ", batch, " outside [1, ", options_.max_batch_size, "]"));
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second;
+  ASSIGN_OR_RETURN(auto plan, Compile(batch));
+  plans_[key] = plan;
+  return plan;
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(int batch) const {
+  Graph g = graph_;
+  auto shapes = InputShapes(batch);
+  for (size_t i = 0; i < g.inputs.size(); ++i) g.inputs[i].shape = shapes[i];
+  RETURN_IF_ERROR(InferShapes(g, options_.max_tensor_bytes));
+  EliminateIdentities(g);
+  EliminateDeadNodes(g);
+  if (options_.fuse) {
+    ASSIGN_OR_RETURN(int sums, FuseResidualAdd(g));
+    if (sums > 0) FuseActivations(g);
+  }
+  PlanBuilder builder(g, batchable_ ? batch : 0, engine_);
+  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
+  return std::shared_ptr<const CompiledPlan>(std::move(plan));
+}
+
+absl::StatusOr<std::string> CompiledModelImpl::DescribePlan(int batch) const {
+  ASSIGN_OR_RETURN(auto plan, GetPlan(batch));
+  return plan->description;
+}
+
+}  // namespace rectifier::engine

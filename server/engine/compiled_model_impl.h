@@ -1,0 +1,53 @@
+// The concrete CompiledModel: the optimized graph, its I/O metadata, and a
+// lazily filled, mutex-protected cache of per-batch-size plans.
+#ifndef RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_
+#define RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/compiled_model.h"
+#include "server/engine/ir.h"
+#include "server/engine/plan.h"
+
+namespace rectifier::engine {
+
+class CompiledModelImpl final : public CompiledModel {
+ public:
+  static absl::StatusOr<std::shared_ptr<CompiledModelImpl>> Create(Graph graph,
+                                                                   const CompileOptions& options);
+
+  const std::vector<TensorInfo>& inputs() const override { return inputs_; }
+  const std::vector<TensorInfo>& outputs() const override { return outputs_; }
+  bool batchable() const override { return batchable_; }
+  int max_batch_size() const override { return batchable_ ? options_.max_batch_size : 1; }
+  absl::StatusOr<std::string> DescribePlan(int batch) const override;
+
+  // The plan for `batch` (ignored for non-batchable models), compiled on
+  // first use. Thread-safe; plans are immutable and live as long as the model.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const;
+  const dnnl::engine& engine() const { return engine_; }
+  // Shapes of the inputs for `batch`.
+  std::vector<std::vector<int64_t>> InputShapes(int batch) const;
+
+ private:
+  CompiledModelImpl(Graph graph, const CompileOptions& options);
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const;
+
+  Graph graph_;  // after batch-independent passes
+  CompileOptions options_;
+  std::vector<TensorInfo> inputs_, outputs_;
+  bool batchable_ = false;
+  dnnl::engine engine_;
+  mutable absl::Mutex mu_;
+  mutable std::map<int, std::shared_ptr<const CompiledPlan>> plans_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_

@@ -1,0 +1,232 @@
+// ExecutionContext: binds a plan's values to this worker's arena, scratchpad
+// and the caller's I/O buffers, then runs the steps on its oneDNN stream.
+#include "server/engine/execution_context.h"
+
+#include <omp.h>
+
+#include <cstring>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/compiled_model_impl.h"
+#include "server/engine/plan.h"
+
+namespace rectifier::engine {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ","), "]");
+}
+
+// This context's binding of one plan.
+struct PlanState {
+  std::shared_ptr<const CompiledPlan> plan;
+  AlignedBuffer arena;
+  AlignedBuffer scratchpad;
+  std::vector<std::byte*> ptrs;    // per value; I/O-rooted ones set per run
+  std::vector<dnnl::memory> mems;  // per value used by primitives
+  std::vector<std::unordered_map<int, dnnl::memory>> args;  // per step
+  std::vector<int> io_values;                               // values whose root is an input/output
+};
+
+class ExecutionContextImpl final : public ExecutionContext {
+ public:
+  ExecutionContextImpl(std::shared_ptr<const CompiledModelImpl> model, int threads)
+      : model_(std::move(model)), threads_(threads), stream_(model_->engine()) {}
+
+  absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
+    RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
+    const int batch = BatchOf(inputs.empty() ? nullptr : &inputs[0]);
+    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
+    std::vector<Tensor> outputs;
+    std::vector<Tensor*> out_ptrs;
+    outputs.reserve(plan->output_values.size());
+    for (int v : plan->output_values) {
+      outputs.push_back(Tensor::Zeros(plan->values[v].type, plan->values[v].shape));
+    }
+    for (auto& t : outputs) out_ptrs.push_back(&t);
+    std::vector<const Tensor*> in_ptrs;
+    for (const auto& t : inputs) in_ptrs.push_back(&t);
+    RETURN_IF_ERROR(Execute(plan, in_ptrs, out_ptrs));
+    return outputs;
+  }
+
+  absl::Status RunInto(const std::vector<const Tensor*>& inputs,
+                       const std::vector<Tensor*>& outputs) override {
+    RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
+    const int batch = BatchOf(inputs.empty() ? nullptr : inputs[0]);
+    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
+    if (outputs.size() != plan->output_values.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected ", plan->output_values.size(), " outputs, got ", outputs.size()));
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const PlanValue& v = plan->values[plan->output_values[i]];
+      if (outputs[i] == nullptr || outputs[i]->type != v.type || outputs[i]->shape != v.shape ||
+          outputs[i]->bytes.size() != v.bytes) {
+        return absl::InvalidArgumentError(absl::StrCat("output '", v.name, "' buffer must be ",
+                                                       DataTypeName(v.type), " ",
+                                                       ShapeString(v.shape)));
+      }
+    }
+    return Execute(plan, inputs, outputs);
+  }
+
+ private:
+  template <typename Get>
+  absl::Status CheckInputs(size_t count, Get get) {
+    const auto& infos = model_->inputs();
+    if (count != infos.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected ", infos.size(), " inputs, got ", count));
+    }
+    const int batch = count ? BatchOf(get(0)) : 0;
+    if (model_->batchable() && (batch < 1 || batch > model_->max_batch_size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch size ", batch, " outside [1, ", model_->max_batch_size(), "]"));
+    }
+    auto shapes = model_->InputShapes(batch);
+    for (size_t i = 0; i < count; ++i) {
+      const Tensor* t = get(i);
+      if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("input ", i, " is null"));
+      if (t->type != infos[i].type) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", infos[i].name, "' must be ",
+                                                       DataTypeName(infos[i].type), ", got ",
+                                                       DataTypeName(t->type)));
+      }
+      if (t->shape != shapes[i]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input '", infos[i].name, "' has shape ", ShapeString(t->shape), ", model expects ",
+            ShapeString(infos[i].shape), model_->batchable() ? " (batch dim -1)" : ""));
+      }
+      if (t->bytes.size() != static_cast<size_t>(t->num_elements()) * DataTypeSize(t->type)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", infos[i].name, "' byte size does not match its shape"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  int BatchOf(const Tensor* t) const {
+    if (!model_->batchable() || t == nullptr || t->shape.empty()) return 1;
+    return static_cast<int>(t->shape[0]);
+  }
+
+  absl::StatusOr<PlanState*> StateFor(const std::shared_ptr<const CompiledPlan>& plan) {
+    auto it = states_.find(plan.get());
+    if (it != states_.end()) return it->second.get();
+    auto st = std::make_unique<PlanState>();
+    st->plan = plan;
+    st->arena = AlignedBuffer(plan->arena_bytes);
+    st->scratchpad = AlignedBuffer(plan->scratchpad_bytes);
+    const size_t n = plan->values.size();
+    st->ptrs.assign(n, nullptr);
+    st->mems.resize(n);
+    for (size_t v = 0; v < n; ++v) {
+      const int r = plan->Root(static_cast<int>(v));
+      const PlanValue& root = plan->values[r];
+      switch (root.storage) {
+        case PlanValue::Storage::kArena:
+          st->ptrs[v] = st->arena.data() + root.offset;
+          break;
+        case PlanValue::Storage::kConstant:
+          st->ptrs[v] = const_cast<std::byte*>(root.constant);
+          break;
+        default:
+          st->io_values.push_back(static_cast<int>(v));
+          break;
+      }
+    }
+    try {
+      for (const auto& step : plan->steps) {
+        std::unordered_map<int, dnnl::memory> args;
+        if (step.kind == PlanStep::Kind::kPrimitive) {
+          for (const auto& [arg, v] : step.args) {
+            if (!st->mems[v]) {
+              st->mems[v] = dnnl::memory(plan->values[v].md, model_->engine(), st->ptrs[v]);
+            }
+            args.emplace(arg, st->mems[v]);
+          }
+          if (step.scratchpad_md.get_size() > 0) {
+            args.emplace(DNNL_ARG_SCRATCHPAD,
+                         dnnl::memory(step.scratchpad_md, model_->engine(), st->scratchpad.data()));
+          }
+        }
+        st->args.push_back(std::move(args));
+      }
+    } catch (const dnnl::error& e) {
+      return absl::InternalError(absl::StrCat("binding plan memory: ", e.what()));
+    }
+    PlanState* raw = st.get();
+    states_[plan.get()] = std::move(st);
+    return raw;
+  }
+
+  absl::Status Execute(const std::shared_ptr<const CompiledPlan>& plan,
+                       const std::vector<const Tensor*>& inputs,
+                       const std::vector<Tensor*>& outputs) {
+    ASSIGN_OR_RETURN(PlanState * st, StateFor(plan));
+    const CompiledPlan& p = *plan;
+    for (int v : st->io_values) {
+      const PlanValue& root = p.values[p.Root(v)];
+      std::byte* ptr = root.storage == PlanValue::Storage::kInput
+                           ? const_cast<std::byte*>(inputs[root.io_index]->bytes.data())
+                           : outputs[root.io_index]->bytes.data();
+      st->ptrs[v] = ptr;
+      if (st->mems[v]) st->mems[v].set_data_handle(ptr);
+    }
+    if (threads_ > 0) omp_set_num_threads(threads_);
+    try {
+      for (size_t s = 0; s < p.steps.size(); ++s) {
+        const PlanStep& step = p.steps[s];
+        if (step.kind == PlanStep::Kind::kPrimitive) {
+          step.primitive.execute(stream_, st->args[s]);
+          continue;
+        }
+        stream_.wait();
+        std::vector<View> in(step.inputs.size()), out(step.outputs.size());
+        for (size_t i = 0; i < step.inputs.size(); ++i) {
+          const int v = step.inputs[i];
+          if (v < 0) continue;
+          in[i] = View{p.values[v].type, p.values[v].shape, st->ptrs[v]};
+        }
+        for (size_t i = 0; i < step.outputs.size(); ++i) {
+          const int v = step.outputs[i];
+          if (v < 0) continue;
+          out[i] = View{p.values[v].type, p.values[v].shape, st->ptrs[v]};
+        }
+        absl::Status status = step.compute(step.node, in, out);
+        if (!status.ok()) return status;
+      }
+      stream_.wait();
+    } catch (const dnnl::error& e) {
+      return absl::InternalError(absl::StrCat("oneDNN execution failed: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+
+  std::shared_ptr<const CompiledModelImpl> model_;
+  int threads_;
+  dnnl::stream stream_;
+  std::unordered_map<const CompiledPlan*, std::unique_ptr<PlanState>> states_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ExecutionContext>> ExecutionContext::Create(
+    std::shared_ptr<const CompiledModel> model, const ContextOptions& options) {
+  auto impl = std::dynamic_pointer_cast<const CompiledModelImpl>(model);
+  if (impl == nullptr) return absl::InvalidArgumentError("model was not created by the engine");
+  if (options.threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
+  try {
+    return std::unique_ptr<ExecutionContext>(
+        new ExecutionContextImpl(std::move(impl), options.threads));
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("creating oneDNN stream: ", e.what()));
+  }
+}
+
+}  // namespace rectifier::engine

@@ -1,0 +1,97 @@
+// Graph IR: the ONNX graph after import, as mutable nodes over named values,
+// plus the fusion annotations (post-ops) that passes attach to nodes.
+#ifndef RECTIFIER_SERVER_ENGINE_IR_H_
+#define RECTIFIER_SERVER_ENGINE_IR_H_
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/tensor.h"
+
+namespace rectifier::engine {
+
+// One ONNX attribute value; `kind` says which member is meaningful.
+struct Attribute {
+  enum class Kind { kInt, kFloat, kString, kInts, kFloats, kStrings, kTensor };
+  Kind kind = Kind::kInt;
+  int64_t i = 0;
+  float f = 0.0f;
+  std::string s;
+  std::vector<int64_t> ints;
+  std::vector<float> floats;
+  std::vector<std::string> strings;
+  Tensor t;
+};
+
+// An operation fused into the producing node and executed as a oneDNN
+// post-op: an element-wise function, or a sum with an extra input that the
+// primitive accumulates into its destination.
+struct PostOp {
+  enum class Kind { kEltwise, kSum };
+  Kind kind = Kind::kEltwise;
+  dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
+  float alpha = 0.0f;
+  float beta = 0.0f;
+};
+
+struct Node {
+  std::string op_type;
+  std::string name;
+  int opset = 0;  // version of the default ONNX domain the model imports
+  // Value names; "" marks an absent optional input/output.
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+  std::map<std::string, Attribute> attrs;
+
+  // Fusion results. `post_ops` run in order after the node's own math;
+  // a kSum post-op reads input `sum_input` (the residual operand).
+  std::vector<PostOp> post_ops;
+  int sum_input = -1;
+  std::vector<std::string> fused;  // descriptions of absorbed nodes, for plans
+
+  bool HasAttr(const std::string& key) const { return attrs.count(key) != 0; }
+  int64_t GetInt(const std::string& key, int64_t fallback) const;
+  float GetFloat(const std::string& key, float fallback) const;
+  std::string GetString(const std::string& key, const std::string& fallback) const;
+  std::vector<int64_t> GetInts(const std::string& key,
+                               const std::vector<int64_t>& fallback = {}) const;
+  std::vector<float> GetFloats(const std::string& key,
+                               const std::vector<float>& fallback = {}) const;
+  // Input i if present (non-empty name), else "".
+  const std::string& Input(size_t i) const;
+  // "op 'Conv' (node 'n3', opset 13)": the identification used in errors.
+  std::string Describe() const;
+};
+
+// A graph in SSA form: every value name is produced by one node, is a graph
+// input, or is a constant.
+struct Graph {
+  std::vector<Node> nodes;
+  std::map<std::string, Tensor> constants;
+  std::vector<TensorInfo> inputs;   // runtime inputs (constants excluded)
+  std::vector<TensorInfo> outputs;  // shapes may be partial/unknown
+  int opset = 0;
+  // Type and shape of every value, filled by shape inference (per batch).
+  std::map<std::string, TensorInfo> value_info;
+
+  bool IsConstant(const std::string& value) const { return constants.count(value) != 0; }
+  bool IsGraphOutput(const std::string& value) const;
+  bool IsGraphInput(const std::string& value) const;
+  // Number of node inputs reading `value` (graph outputs not counted).
+  int ConsumerCount(const std::string& value) const;
+  // Index of the node producing `value`, or -1.
+  int ProducerIndex(const std::string& value) const;
+};
+
+// Reorders `graph.nodes` topologically (stable). INVALID_ARGUMENT on a cycle
+// or on an input that no node, graph input or constant provides.
+absl::Status TopologicalSort(Graph& graph);
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_IR_H_

@@ -1,0 +1,320 @@
+// oneDNN lowering of Conv (with fused post-ops), ConvTranspose and pooling.
+// Convolutions pick their own layouts (format_tag::any); weights are
+// reordered once here.
+#include <numeric>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/conv_pool.h"
+#include "server/engine/plan_builder.h"
+
+namespace rectifier::engine {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using DT = memory::data_type;
+
+std::string PostOpName(const PostOp& op) {
+  if (op.kind == PostOp::Kind::kSum) return "sum";
+  switch (op.alg) {
+    case dnnl::algorithm::eltwise_relu:
+      return op.alpha == 0 ? "relu" : "leaky_relu";
+    case dnnl::algorithm::eltwise_logistic:
+      return "sigmoid";
+    case dnnl::algorithm::eltwise_swish:
+      return "swish";
+    case dnnl::algorithm::eltwise_hardswish:
+      return "hardswish";
+    case dnnl::algorithm::eltwise_clip_v2:
+      return "clip";
+    case dnnl::algorithm::eltwise_linear:
+      return "linear";
+    case dnnl::algorithm::eltwise_tanh:
+      return "tanh";
+    case dnnl::algorithm::eltwise_elu:
+      return "elu";
+    default:
+      return "eltwise";
+  }
+}
+
+// Weights as stored by ONNX, described with oneDNN dims (grouped if needed).
+memory::desc OnnxWeightsMd(bool transpose, int64_t groups, const std::vector<int64_t>& w) {
+  const size_t spatial = w.size() - 2;
+  int64_t k = 1;
+  for (size_t i = 2; i < w.size(); ++i) k *= w[i];
+  memory::dims kdims(w.begin() + 2, w.end());
+  memory::dims kstrides(spatial, 1);
+  for (int i = static_cast<int>(spatial) - 2; i >= 0; --i)
+    kstrides[i] = kstrides[i + 1] * kdims[i + 1];
+  memory::dims dims, strides;
+  if (!transpose) {
+    // Conv: [M, C/g, k...] -> {g, M/g, C/g, k...}
+    const int64_t ocg = w[0] / groups, icg = w[1];
+    if (groups > 1) {
+      dims = {groups, ocg, icg};
+      strides = {ocg * icg * k, icg * k, k};
+    } else {
+      dims = {w[0], icg};
+      strides = {icg * k, k};
+    }
+  } else {
+    // ConvTranspose: [C, M/g, k...] -> {g, M/g, C/g, k...}
+    const int64_t icg = w[0] / groups, ocg = w[1];
+    if (groups > 1) {
+      dims = {groups, ocg, icg};
+      strides = {icg * ocg * k, k, ocg * k};
+    } else {
+      dims = {ocg, icg};
+      strides = {k, ocg * k};
+    }
+  }
+  dims.insert(dims.end(), kdims.begin(), kdims.end());
+  strides.insert(strides.end(), kstrides.begin(), kstrides.end());
+  return memory::desc(dims, DT::f32, strides);
+}
+
+memory::desc AnyWithDims(const memory::desc& md) {
+  return memory::desc(md.dims(), DT::f32, Tag::any);
+}
+
+}  // namespace
+
+absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<PostOp>& ops,
+                                     const std::string& name, const std::string& label) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const memory::desc md = b.values()[v].md;
+    const std::vector<int64_t> shape = b.values()[v].shape;
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, ops[i].alg, md, ops[i].alpha,
+                                  ops[i].beta);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::eltwise_forward::primitive_desc pd(d, attr, b.engine());
+    const std::string out_name = i + 1 == ops.size() ? name : absl::StrCat(name, "#", i);
+    int out = b.NewValue(out_name, DataType::kFloat32, shape, pd.dst_desc());
+    b.AddPrimitive(pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, v}, {DNNL_ARG_DST, out}},
+                   absl::StrCat(label, " ", PostOpName(ops[i]), " ", LayoutName(md)));
+    v = out;
+  }
+  return v;
+}
+
+absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
+  const Graph& g = b.graph();
+  const bool transpose = node.op_type == "ConvTranspose";
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  const std::vector<int64_t> xs = b.values()[x].shape;
+  auto wc = g.constants.find(node.Input(1));
+  if (wc == g.constants.end()) {
+    return absl::UnimplementedError(
+        absl::StrCat(node.Describe(), ": weights must be constant (initializer)"));
+  }
+  const Tensor& w = wc->second;
+  ASSIGN_OR_RETURN(WindowGeometry geo, transpose ? ResolveConvTranspose(node, xs, w.shape)
+                                                 : ResolveConv(node, xs, w.shape));
+  const memory::desc w_src = OnnxWeightsMd(transpose, geo.groups, w.shape);
+  const Tensor* bias = nullptr;
+  if (!node.Input(2).empty()) {
+    auto bc = g.constants.find(node.Input(2));
+    if (bc == g.constants.end()) {
+      return absl::UnimplementedError(absl::StrCat(node.Describe(), ": bias must be constant"));
+    }
+    bias = &bc->second;
+  }
+  const int64_t oc = geo.out_shape[1];
+  memory::dims strides(geo.strides.begin(), geo.strides.end());
+  memory::dims dil;
+  for (int64_t d : geo.dilations) dil.push_back(d - 1);  // oneDNN counts skipped elements
+  memory::dims pl(geo.pad_begin.begin(), geo.pad_begin.end());
+  memory::dims pr(geo.pad_end.begin(), geo.pad_end.end());
+  const memory::desc src_any(PlanBuilder::Dims(xs), DT::f32, Tag::any);
+  const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);
+  const memory::desc w_any = AnyWithDims(w_src);
+  const memory::desc b_md({oc}, DT::f32, Tag::x);
+
+  auto make_pd = [&](const std::vector<PostOp>& ops) -> dnnl::primitive_desc {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::post_ops po;
+    for (const auto& op : ops) {
+      if (op.kind == PostOp::Kind::kSum) {
+        po.append_sum(1.0f);
+      } else {
+        po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
+      }
+    }
+    attr.set_post_ops(po);
+    if (transpose) {
+      auto d = bias ? dnnl::deconvolution_forward::desc(
+                          dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                          src_any, w_any, b_md, dst_any, strides, dil, pl, pr)
+                    : dnnl::deconvolution_forward::desc(
+                          dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                          src_any, w_any, dst_any, strides, dil, pl, pr);
+      return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
+    }
+    auto d = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, src_any,
+                                                    w_any, b_md, dst_any, strides, dil, pl, pr)
+                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                    dnnl::algorithm::convolution_direct, src_any,
+                                                    w_any, dst_any, strides, dil, pl, pr);
+    return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
+  };
+
+  std::vector<PostOp> fused = node.post_ops;
+  dnnl::primitive_desc pd;
+  bool unfused = false;
+  try {
+    pd = make_pd(fused);
+  } catch (const dnnl::error& e) {
+    if (fused.empty()) return DnnlError(e, node.Describe());
+    // oneDNN rejected the post-op combination: run them as separate steps.
+    unfused = true;
+    try {
+      pd = make_pd({});
+    } catch (const dnnl::error& e2) {
+      return DnnlError(e2, node.Describe());
+    }
+  }
+  ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
+  ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
+                                              w.bytes.data(), w_src, pd.weights_desc(), w.shape));
+  int bv = -1;
+  if (bias) {
+    ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@", node.name),
+                                            bias->bytes.data(), b_md, b_md, {oc}));
+  }
+  const memory::desc dst_md = pd.dst_desc();
+  const bool has_sum = node.sum_input >= 0;
+  int dst;
+  std::vector<int> extra_reads;
+  std::string sum_note;
+  if (has_sum && !unfused) {
+    // The sum post-op accumulates into dst: dst must start as the addend.
+    const std::string& addend_name = node.inputs[node.sum_input];
+    ASSIGN_OR_RETURN(int a, b.Value(addend_name));
+    ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
+    const PlanValue& av = b.values()[a_in];
+    const bool private_copy = a_in != a;
+    const bool last_reader = g.ConsumerCount(addend_name) == 1 && !g.IsGraphOutput(addend_name);
+    if (av.storage == PlanValue::Storage::kArena && (private_copy || last_reader)) {
+      dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
+      b.values()[dst].alias_of = a_in;
+      sum_note = " (in place)";
+    } else {
+      dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
+      dnnl::reorder::primitive_desc rpd(b.engine(), b.values()[a_in].md, b.engine(), dst_md,
+                                        dnnl::primitive_attr());
+      b.AddPrimitive(rpd, dnnl::reorder(rpd), {{DNNL_ARG_FROM, a_in}, {DNNL_ARG_TO, dst}},
+                     absl::StrCat("Copy addend '", addend_name, "' for ", node.name));
+      sum_note = " (copied)";
+    }
+    extra_reads.push_back(dst);
+  } else {
+    dst = b.NewValue(unfused ? node.outputs[0] + "#conv" : node.outputs[0], DataType::kFloat32,
+                     geo.out_shape, dst_md);
+  }
+  std::vector<std::pair<int, int>> args = {
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
+  if (bv >= 0) args.push_back({DNNL_ARG_BIAS, bv});
+  std::vector<std::string> ops;
+  if (!unfused)
+    for (const auto& op : fused) ops.push_back(PostOpName(op));
+  std::string label =
+      absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "]");
+  if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
+  if (!node.fused.empty())
+    absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
+  absl::StrAppend(&label, " src:", LayoutName(pd.src_desc()),
+                  " wei:", LayoutName(pd.weights_desc()), " dst:", LayoutName(dst_md));
+  dnnl::primitive prim(pd);
+  b.AddPrimitive(pd, prim, std::move(args), label, extra_reads);
+  if (unfused) {
+    // Replay the post-ops as standalone primitives.
+    int v = dst;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const bool last = i + 1 == fused.size();
+      const std::string name = last ? node.outputs[0] : absl::StrCat(node.outputs[0], "#", i);
+      if (fused[i].kind == PostOp::Kind::kSum) {
+        ASSIGN_OR_RETURN(int a, b.Value(node.inputs[node.sum_input]));
+        ASSIGN_OR_RETURN(a, b.InLayout(a, b.values()[v].md));
+        dnnl::binary::desc d(dnnl::algorithm::binary_add, b.values()[v].md, b.values()[a].md,
+                             b.values()[v].md);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::binary::primitive_desc bpd(d, attr, b.engine());
+        int out = b.NewValue(name, DataType::kFloat32, geo.out_shape, bpd.dst_desc());
+        b.AddPrimitive(bpd, dnnl::binary(bpd),
+                       {{DNNL_ARG_SRC_0, v}, {DNNL_ARG_SRC_1, a}, {DNNL_ARG_DST, out}},
+                       absl::StrCat("Add (unfused from ", node.name, ")"));
+        v = out;
+      } else {
+        ASSIGN_OR_RETURN(v,
+                         EmitEltwiseChain(b, v, {fused[i]}, name,
+                                          absl::StrCat("Eltwise (unfused from ", node.name, ")")));
+      }
+    }
+    dst = v;
+  }
+  b.Define(node.outputs[0], dst);
+  return true;
+}
+
+absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node) {
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  const std::vector<int64_t> xs = b.values()[x].shape;
+  ASSIGN_OR_RETURN(WindowGeometry geo, ResolvePool(node, xs));
+  if (NumElements(xs) == 0) return false;
+  dnnl::algorithm alg;
+  if (node.op_type == "MaxPool" || node.op_type == "GlobalMaxPool") {
+    alg = dnnl::algorithm::pooling_max;
+  } else if (node.op_type == "AveragePool" && node.GetInt("count_include_pad", 0) != 0) {
+    alg = dnnl::algorithm::pooling_avg_include_padding;
+  } else {
+    alg = dnnl::algorithm::pooling_avg_exclude_padding;
+  }
+  memory::dims kernel(geo.kernel.begin(), geo.kernel.end());
+  memory::dims strides(geo.strides.begin(), geo.strides.end());
+  memory::dims dil;
+  for (int64_t d : geo.dilations) dil.push_back(d - 1);
+  memory::dims pl(geo.pad_begin.begin(), geo.pad_begin.end());
+  memory::dims pr(geo.pad_end.begin(), geo.pad_end.end());
+  if (alg == dnnl::algorithm::pooling_avg_include_padding) {
+    // ONNX counts only the explicit pads, not the ceil_mode extension;
+    // oneDNN would count both, so such shapes use the reference kernel.
+    std::vector<int64_t> pads = node.GetInts("pads", std::vector<int64_t>(2 * kernel.size(), 0));
+    for (size_t i = 0; i < kernel.size(); ++i)
+      if (pads.size() == 2 * kernel.size() && geo.pad_end[i] != pads[i + kernel.size()] &&
+          node.GetString("auto_pad", "NOTSET") == "NOTSET")
+        return absl::UnimplementedError(absl::StrCat(
+            "AveragePool count_include_pad with ceil_mode overhang is not supported (node '",
+            node.name, "')"));
+  }
+  const memory::desc src_md = b.values()[x].md;
+  const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);
+  dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src_md, dst_any,
+                                   strides, kernel, dil, pl, pr);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::pooling_v2_forward::primitive_desc pd;
+  try {
+    pd = dnnl::pooling_v2_forward::primitive_desc(d, attr, b.engine());
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  int src;
+  ASSIGN_OR_RETURN(src, b.InLayout(x, pd.src_desc()));
+  int out = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, pd.dst_desc());
+  b.AddPrimitive(
+      pd, dnnl::pooling_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}},
+      absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "] ",
+                   LayoutName(src_md), " -> ", LayoutName(pd.dst_desc())));
+  b.Define(node.outputs[0], out);
+  return true;
+}
+
+}  // namespace rectifier::engine

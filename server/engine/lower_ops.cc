@@ -1,0 +1,273 @@
+// oneDNN lowering of element-wise, binary, concat, softmax and matmul/gemm
+// nodes. Element-wise and binary ops keep their input's layout, so blocked
+// layouts chosen by convolutions flow through them without reorders.
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/elementwise.h"
+#include "server/engine/kernel_util.h"
+#include "server/engine/nn_ops.h"
+#include "server/engine/plan_builder.h"
+
+namespace rectifier::engine {
+namespace {
+
+using dnnl::memory;
+using DT = memory::data_type;
+
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+std::vector<ValueInfo> InputInfos(PlanBuilder& b, const Node& node) {
+  std::vector<ValueInfo> in(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    const std::string& name = node.inputs[i];
+    if (name.empty()) {
+      in[i].present = false;
+      continue;
+    }
+    auto vi = b.graph().value_info.find(name);
+    if (vi != b.graph().value_info.end()) {
+      in[i].type = vi->second.type;
+      in[i].shape = vi->second.shape;
+    }
+    auto c = b.graph().constants.find(name);
+    if (c != b.graph().constants.end()) in[i].value = &c->second;
+  }
+  return in;
+}
+
+// A value viewing the bytes of plain value `v` with another shape.
+int Reshaped(PlanBuilder& b, int v, const std::vector<int64_t>& shape) {
+  int id = b.NewValue(absl::StrCat(b.values()[v].name, "~"), DataType::kFloat32, shape,
+                      PlanBuilder::PlainMd(shape));
+  b.values()[id].alias_of = v;
+  return id;
+}
+
+bool AllFloatNonEmpty(PlanBuilder& b, const Node& node) {
+  for (const auto& in : node.inputs) {
+    if (in.empty()) continue;
+    auto vi = b.graph().value_info.find(in);
+    if (vi == b.graph().value_info.end() || vi->second.type != DataType::kFloat32 ||
+        NumElements(vi->second.shape) == 0)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node) {
+  if (!AllFloatNonEmpty(b, node)) return false;
+  std::vector<PostOp> ops;
+  if (!MapToEltwise(node, InputInfos(b, node), ops)) return false;
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  try {
+    ASSIGN_OR_RETURN(int out, EmitEltwiseChain(b, x, ops, node.outputs[0],
+                                               absl::StrCat(node.op_type, " '", node.name, "'")));
+    b.Define(node.outputs[0], out);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  return true;
+}
+
+absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
+  dnnl::algorithm alg;
+  if (!MapToBinary(node, alg) || !AllFloatNonEmpty(b, node)) return false;
+  const auto& out_shape = b.graph().value_info.at(node.outputs[0]).shape;
+  ASSIGN_OR_RETURN(int a, b.Value(node.inputs[0]));
+  ASSIGN_OR_RETURN(int c, b.Value(node.inputs[1]));
+  if (b.values()[a].shape != out_shape) {
+    const bool commutative =
+        alg == dnnl::algorithm::binary_add || alg == dnnl::algorithm::binary_mul ||
+        alg == dnnl::algorithm::binary_max || alg == dnnl::algorithm::binary_min;
+    if (!commutative || b.values()[c].shape != out_shape) return false;
+    std::swap(a, c);
+  }
+  if (out_shape.empty()) return false;
+  try {
+    const memory::desc a_md = b.values()[a].md;
+    int src1;
+    if (b.values()[c].shape == out_shape) {
+      ASSIGN_OR_RETURN(src1, b.InLayout(c, a_md));
+    } else {
+      ASSIGN_OR_RETURN(int cp, b.Plain(c));
+      std::vector<int64_t> padded =
+          LegacyBroadcastShape(node, out_shape.size(), b.values()[cp].shape);
+      while (padded.size() < out_shape.size()) padded.insert(padded.begin(), 1);
+      src1 = padded == b.values()[cp].shape ? cp : Reshaped(b, cp, padded);
+    }
+    dnnl::binary::desc d(alg, a_md, b.values()[src1].md, a_md);
+    dnnl::binary::primitive_desc pd(d, UserScratchpad(), b.engine());
+    int out = b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, pd.dst_desc());
+    b.AddPrimitive(pd, dnnl::binary(pd),
+                   {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, out}},
+                   absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(out_shape, ","),
+                                "] ", LayoutName(a_md), " , ", LayoutName(b.values()[src1].md)));
+    b.Define(node.outputs[0], out);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  return true;
+}
+
+absl::StatusOr<bool> LowerConcat(PlanBuilder& b, const Node& node) {
+  if (!AllFloatNonEmpty(b, node) || node.inputs.size() < 2) return false;
+  const auto& out_shape = b.graph().value_info.at(node.outputs[0]).shape;
+  if (out_shape.empty()) return false;
+  int64_t axis = node.GetInt("axis", 1);
+  if (axis < 0) axis += static_cast<int64_t>(out_shape.size());
+  std::vector<int> srcs;
+  std::vector<memory::desc> mds;
+  for (const auto& in : node.inputs) {
+    ASSIGN_OR_RETURN(int v, b.Value(in));
+    srcs.push_back(v);
+  }
+  // Inputs in different layouts are brought to the first one's layout when
+  // it is blocked and the others are plain; otherwise oneDNN copes.
+  for (int v : srcs) mds.push_back(b.values()[v].md);
+  try {
+    dnnl::concat::primitive_desc pd(static_cast<int>(axis), mds, b.engine(), UserScratchpad());
+    int out = b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, pd.dst_desc());
+    std::vector<std::pair<int, int>> args;
+    std::vector<std::string> layouts;
+    for (size_t i = 0; i < srcs.size(); ++i) {
+      args.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), srcs[i]});
+      layouts.push_back(LayoutName(mds[i]));
+    }
+    args.push_back({DNNL_ARG_DST, out});
+    b.AddPrimitive(pd, dnnl::concat(pd), std::move(args),
+                   absl::StrCat("Concat '", node.name, "' [", absl::StrJoin(out_shape, ","), "] ",
+                                absl::StrJoin(layouts, ","), " -> ", LayoutName(pd.dst_desc())));
+    b.Define(node.outputs[0], out);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  return true;
+}
+
+absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node) {
+  if (!AllFloatNonEmpty(b, node)) return false;
+  const auto& shape = b.graph().value_info.at(node.outputs[0]).shape;
+  if (shape.empty()) return false;
+  SoftmaxGeometry geo = ResolveSoftmax(node, shape);
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  ASSIGN_OR_RETURN(x, b.Plain(x));
+  const std::vector<int64_t> s3 = {geo.outer, geo.axis, geo.inner};
+  int src = Reshaped(b, x, s3);
+  int out = b.NewValue(node.outputs[0], DataType::kFloat32, shape, PlanBuilder::PlainMd(shape));
+  int dst = Reshaped(b, out, s3);
+  const memory::desc md = b.values()[src].md;
+  try {
+    std::string impl;
+    if (node.op_type == "LogSoftmax") {
+      dnnl::logsoftmax_forward::desc d(dnnl::prop_kind::forward_inference, md, 1);
+      dnnl::logsoftmax_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
+      b.AddPrimitive(pd, dnnl::logsoftmax_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}},
+                     absl::StrCat("LogSoftmax '", node.name, "' [", absl::StrJoin(s3, ","), "]"),
+                     {});
+    } else {
+      dnnl::softmax_forward::desc d(dnnl::prop_kind::forward_inference, md, 1);
+      dnnl::softmax_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
+      b.AddPrimitive(pd, dnnl::softmax_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}},
+                     absl::StrCat("Softmax '", node.name, "' [", absl::StrJoin(s3, ","), "]"), {});
+    }
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  // The step writes through the 3-D view; liveness must see the real value.
+  b.plan().steps.back().writes.push_back(out);
+  b.Define(node.outputs[0], out);
+  return true;
+}
+
+absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
+  if (!AllFloatNonEmpty(b, node)) return false;
+  const Graph& g = b.graph();
+  const auto& out_shape = g.value_info.at(node.outputs[0]).shape;
+  const bool gemm = node.op_type == "Gemm";
+  auto wc = g.constants.find(node.Input(1));
+  if (wc == g.constants.end() || wc->second.shape.size() != 2) return false;
+  const Tensor& w = wc->second;
+  ASSIGN_OR_RETURN(int a, b.Value(node.inputs[0]));
+  const std::vector<int64_t> as = b.values()[a].shape;
+  if (as.size() < 2 && !gemm) return false;
+  const bool ta = gemm && node.GetInt("transA", 0) != 0;
+  const bool tb = gemm && node.GetInt("transB", 0) != 0;
+  const int64_t k = tb ? w.shape[1] : w.shape[0];
+  const int64_t n = tb ? w.shape[0] : w.shape[1];
+  int64_t m = 1;
+  for (size_t i = 0; i + 1 < as.size(); ++i) m *= as[i];
+  if (ta) m = as[1];
+  // Gemm's alpha scales the weights and beta the bias (both constants here).
+  const float alpha = gemm ? node.GetFloat("alpha", 1.0f) : 1.0f;
+  const float beta = gemm ? node.GetFloat("beta", 1.0f) : 1.0f;
+  Tensor bias;
+  bool has_bias = false;
+  if (gemm && !node.Input(2).empty()) {
+    auto bc = g.constants.find(node.Input(2));
+    if (bc == g.constants.end()) return false;
+    const auto& cs = bc->second.shape;
+    const int64_t count = bc->second.num_elements();
+    if (!(count == n && (cs.size() == 1 || (cs.size() == 2 && cs[0] == 1))) && count != 1)
+      return false;
+    bias = Tensor::Zeros(DataType::kFloat32, {1, n});
+    for (int64_t j = 0; j < n; ++j)
+      bias.data<float>()[j] = beta * bc->second.data<float>()[count == 1 ? 0 : j];
+    has_bias = true;
+  }
+  Tensor wt = w;
+  if (alpha != 1.0f)
+    for (int64_t i = 0; i < wt.num_elements(); ++i) wt.data<float>()[i] *= alpha;
+  try {
+    ASSIGN_OR_RETURN(int ap, b.Plain(a));
+    int src;
+    if (ta) {
+      // A stored [K, M]: a strided view.
+      src = b.NewValue(absl::StrCat(b.values()[ap].name, "^T"), DataType::kFloat32, {m, k},
+                       memory::desc({m, k}, DT::f32, memory::dims{1, m}));
+      b.values()[src].alias_of = ap;
+    } else {
+      src = Reshaped(b, ap, {m, k});
+    }
+    const memory::desc w_src = tb ? memory::desc({k, n}, DT::f32, memory::dims{1, k})
+                                  : memory::desc({k, n}, DT::f32, memory::dims{n, 1});
+    const memory::desc w_any({k, n}, DT::f32, memory::format_tag::any);
+    const memory::desc dst_md({m, n}, DT::f32, memory::format_tag::ab);
+    const memory::desc bias_md({1, n}, DT::f32, memory::format_tag::ab);
+    auto d = has_bias ? dnnl::matmul::desc(b.values()[src].md, w_any, bias_md, dst_md)
+                      : dnnl::matmul::desc(b.values()[src].md, w_any, dst_md);
+    dnnl::matmul::primitive_desc pd(d, UserScratchpad(), b.engine());
+    ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
+                                                wt.bytes.data(), w_src, pd.weights_desc(), {k, n}));
+    int out =
+        b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
+    int dst = Reshaped(b, out, {m, n});
+    std::vector<std::pair<int, int>> args = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
+    if (has_bias) {
+      ASSIGN_OR_RETURN(int bv, b.ConstantInLayout(absl::StrCat(node.name, "/bias"),
+                                                  bias.bytes.data(), bias_md, bias_md, {1, n}));
+      args.push_back({DNNL_ARG_BIAS, bv});
+    }
+    b.AddPrimitive(pd, dnnl::matmul(pd), std::move(args),
+                   absl::StrCat(node.op_type, " '", node.name, "' [", m, "x", k, "] x [", k, "x", n,
+                                "] wei:", LayoutName(pd.weights_desc())),
+                   {ap});
+    b.plan().steps.back().writes.push_back(out);
+    b.Define(node.outputs[0], out);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, node.Describe());
+  }
+  return true;
+}
+
+}  // namespace rectifier::engine

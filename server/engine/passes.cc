@@ -1,0 +1,392 @@
+// Graph passes: support check, identity/dead-node elimination, constant
+// folding, BatchNorm folding, activation and residual-add fusion.
+#include "server/engine/passes.h"
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/engine/elementwise.h"
+#include "server/engine/op_registry.h"
+
+namespace rectifier::engine {
+namespace {
+
+// Replaces every read of `from` by `to`.
+void RenameUses(Graph& g, const std::string& from, const std::string& to) {
+  for (auto& n : g.nodes)
+    for (auto& in : n.inputs)
+      if (in == from) in = to;
+}
+
+// Indices of nodes reading `value`.
+std::vector<int> Consumers(const Graph& g, const std::string& value) {
+  std::vector<int> out;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const auto& in : g.nodes[i].inputs) {
+      if (in == value) {
+        out.push_back(static_cast<int>(i));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool SingleInternalUse(const Graph& g, const std::string& value) {
+  return g.ConsumerCount(value) == 1 && !g.IsGraphOutput(value);
+}
+
+const Tensor* FloatConstant(const Graph& g, const std::string& name) {
+  auto it = g.constants.find(name);
+  if (it == g.constants.end() || it->second.type != DataType::kFloat32) return nullptr;
+  return &it->second;
+}
+
+// A fresh constant name derived from `base`.
+std::string FreshName(const Graph& g, const std::string& base) {
+  std::string name = base;
+  for (int i = 1; g.constants.count(name) || g.ProducerIndex(name) >= 0; ++i)
+    name = absl::StrCat(base, "_", i);
+  return name;
+}
+
+void EraseNodes(Graph& g, const std::set<int>& dead) {
+  std::vector<Node> kept;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!dead.count(static_cast<int>(i))) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
+}  // namespace
+
+absl::Status CheckSupportedOps(const Graph& graph) {
+  for (const auto& n : graph.nodes) {
+    if (FindOp(n.op_type) == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("unsupported op '", n.op_type, "' (node '",
+                                                   n.name, "', opset ", n.opset, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int EliminateIdentities(Graph& g) {
+  int removed = 0;
+  std::set<int> dead;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    bool identity = n.op_type == "Identity";
+    if (n.op_type == "Dropout") {
+      identity = n.outputs.size() < 2 || n.outputs[1].empty() || g.ConsumerCount(n.outputs[1]) == 0;
+      identity = identity && !(n.outputs.size() > 1 && g.IsGraphOutput(n.outputs[1]));
+      // Training-mode dropout is rejected later by shape inference.
+      if (n.opset < 7 && n.GetInt("is_test", 1) == 0) identity = false;
+      if (!n.Input(2).empty()) {
+        auto c = g.constants.find(n.Input(2));
+        identity = identity && c != g.constants.end() && c->second.num_elements() == 1 &&
+                   c->second.bytes[0] == std::byte{0};
+      }
+    }
+    if (n.op_type == "Cast") {
+      auto it = g.value_info.find(n.Input(0));
+      auto c = g.constants.find(n.Input(0));
+      int to = static_cast<int>(n.GetInt("to", 0));
+      const bool f32 = to == 1;
+      if (c != g.constants.end()) {
+        identity = f32 && c->second.type == DataType::kFloat32;
+      } else if (it != g.value_info.end()) {
+        identity = f32 && it->second.type == DataType::kFloat32;
+      } else {
+        for (const auto& gi : g.inputs)
+          if (gi.name == n.Input(0)) identity = f32 && gi.type == DataType::kFloat32;
+      }
+    }
+    if (!identity || n.inputs.empty() || n.outputs.empty()) continue;
+    if (g.IsGraphOutput(n.outputs[0])) continue;
+    RenameUses(g, n.outputs[0], n.inputs[0]);
+    dead.insert(static_cast<int>(i));
+    ++removed;
+  }
+  EraseNodes(g, dead);
+  return removed;
+}
+
+absl::Status FoldConstants(Graph& g, int64_t max_tensor_bytes) {
+  std::set<int> dead;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    const OpDef* op = FindOp(n.op_type);
+    if (op == nullptr || op->compute == nullptr) continue;
+    bool all_const = true;
+    for (const auto& in : n.inputs) all_const = all_const && (in.empty() || g.IsConstant(in));
+    if (!all_const) continue;
+    std::vector<ValueInfo> in(n.inputs.size());
+    std::vector<View> views(n.inputs.size());
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.inputs[k].empty()) {
+        in[k].present = false;
+        continue;
+      }
+      Tensor& t = g.constants.at(n.inputs[k]);
+      in[k].type = t.type;
+      in[k].shape = t.shape;
+      in[k].value = &t;
+      views[k] = View{t.type, t.shape, t.bytes.data()};
+    }
+    std::vector<ValueInfo> out(n.outputs.size());
+    RETURN_IF_ERROR(op->infer(n, in, out));
+    std::vector<Tensor> results(n.outputs.size());
+    std::vector<View> out_views(n.outputs.size());
+    for (size_t k = 0; k < out.size(); ++k) {
+      const int64_t bytes =
+          NumElements(out[k].shape) * static_cast<int64_t>(DataTypeSize(out[k].type));
+      if (bytes > max_tensor_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat("output '", n.outputs[k], "' of ",
+                                                         n.Describe(), " needs ", bytes,
+                                                         " bytes, over max_tensor_bytes"));
+      }
+      results[k] = Tensor::Zeros(out[k].type, out[k].shape);
+      out_views[k] = View{out[k].type, out[k].shape, results[k].bytes.data()};
+      if (n.outputs[k].empty()) out_views[k].data = nullptr;
+    }
+    RETURN_IF_ERROR(op->compute(n, views, out_views));
+    for (size_t k = 0; k < out.size(); ++k)
+      if (!n.outputs[k].empty()) g.constants[n.outputs[k]] = std::move(results[k]);
+    dead.insert(static_cast<int>(i));
+  }
+  EraseNodes(g, dead);
+  return absl::OkStatus();
+}
+
+int EliminateDeadNodes(Graph& g) {
+  std::set<std::string> needed;
+  for (const auto& o : g.outputs) needed.insert(o.name);
+  std::set<int> dead;
+  for (int i = static_cast<int>(g.nodes.size()) - 1; i >= 0; --i) {
+    const Node& n = g.nodes[i];
+    bool used = false;
+    for (const auto& o : n.outputs) used = used || (!o.empty() && needed.count(o));
+    if (!used) {
+      dead.insert(i);
+      continue;
+    }
+    for (const auto& in : n.inputs)
+      if (!in.empty()) needed.insert(in);
+  }
+  EraseNodes(g, dead);
+  for (auto it = g.constants.begin(); it != g.constants.end();) {
+    if (!needed.count(it->first)) {
+      it = g.constants.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return static_cast<int>(dead.size());
+}
+
+int FoldBatchNorm(Graph& g) {
+  int folded = 0;
+  std::set<int> dead;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& bn = g.nodes[i];
+    if (bn.op_type != "BatchNormalization" || bn.inputs.size() < 5) continue;
+    if (bn.outputs.size() > 1 && !bn.outputs[1].empty()) continue;
+    const int p = g.ProducerIndex(bn.inputs[0]);
+    if (p < 0 || dead.count(p)) continue;
+    Node& prod = g.nodes[p];
+    if ((prod.op_type != "Conv" && prod.op_type != "ConvTranspose" && prod.op_type != "Gemm") ||
+        !prod.post_ops.empty() || !SingleInternalUse(g, bn.inputs[0]))
+      continue;
+    const Tensor* gamma = FloatConstant(g, bn.inputs[1]);
+    const Tensor* beta = FloatConstant(g, bn.inputs[2]);
+    const Tensor* mean = FloatConstant(g, bn.inputs[3]);
+    const Tensor* var = FloatConstant(g, bn.inputs[4]);
+    const Tensor* w = FloatConstant(g, prod.Input(1));
+    if (!gamma || !beta || !mean || !var || !w) continue;
+    const int64_t c = gamma->num_elements();
+    if (beta->num_elements() != c || mean->num_elements() != c || var->num_elements() != c)
+      continue;
+    const float eps = bn.GetFloat("epsilon", 1e-5f);
+    std::vector<float> scale(c), shift(c);
+    for (int64_t k = 0; k < c; ++k) {
+      scale[k] = gamma->data<float>()[k] / std::sqrt(var->data<float>()[k] + eps);
+      shift[k] = beta->data<float>()[k] - mean->data<float>()[k] * scale[k];
+    }
+    Tensor nw = *w;
+    float* wd = nw.data<float>();
+    std::vector<float> old_bias(c, 0.0f);
+    const std::string bias_name = prod.Input(2);
+    if (prod.op_type == "Gemm") {
+      if (nw.shape.size() != 2) continue;
+      const bool tb = prod.GetInt("transB", 0) != 0;
+      const int64_t n_out = tb ? nw.shape[0] : nw.shape[1];
+      const int64_t k_in = tb ? nw.shape[1] : nw.shape[0];
+      if (n_out != c) continue;
+      const float gbeta = prod.GetFloat("beta", 1.0f);
+      if (!bias_name.empty()) {
+        const Tensor* b = FloatConstant(g, bias_name);
+        if (!b || (b->num_elements() != c && b->num_elements() != 1)) continue;
+        for (int64_t k = 0; k < c; ++k)
+          old_bias[k] = gbeta * b->data<float>()[b->num_elements() == 1 ? 0 : k];
+      }
+      for (int64_t r = 0; r < k_in; ++r)
+        for (int64_t j = 0; j < c; ++j) (tb ? wd[j * k_in + r] : wd[r * c + j]) *= scale[j];
+      prod.attrs["beta"].kind = Attribute::Kind::kFloat;
+      prod.attrs["beta"].f = 1.0f;
+    } else {
+      if (!bias_name.empty()) {
+        const Tensor* b = FloatConstant(g, bias_name);
+        if (!b || b->num_elements() != c) continue;
+        for (int64_t k = 0; k < c; ++k) old_bias[k] = b->data<float>()[k];
+      }
+      if (nw.shape.size() < 2) continue;
+      int64_t inner = 1;
+      for (size_t d = 2; d < nw.shape.size(); ++d) inner *= nw.shape[d];
+      if (prod.op_type == "Conv") {
+        if (nw.shape[0] != c) continue;
+        for (int64_t m = 0; m < c; ++m)
+          for (int64_t r = 0; r < nw.shape[1] * inner; ++r)
+            wd[m * nw.shape[1] * inner + r] *= scale[m];
+      } else {
+        const int64_t groups = prod.GetInt("group", 1);
+        const int64_t ocg = nw.shape[1], icg = nw.shape[0] / groups;
+        if (ocg * groups != c) continue;
+        for (int64_t ci = 0; ci < nw.shape[0]; ++ci)
+          for (int64_t j = 0; j < ocg; ++j)
+            for (int64_t r = 0; r < inner; ++r)
+              wd[(ci * ocg + j) * inner + r] *= scale[(ci / icg) * ocg + j];
+      }
+    }
+    Tensor nb = Tensor::Zeros(DataType::kFloat32, {c});
+    for (int64_t k = 0; k < c; ++k) nb.data<float>()[k] = old_bias[k] * scale[k] + shift[k];
+    const std::string wname = FreshName(g, prod.name + "/weight_bn");
+    const std::string bname = FreshName(g, prod.name + "/bias_bn");
+    g.constants[wname] = std::move(nw);
+    g.constants[bname] = std::move(nb);
+    prod.inputs.resize(std::max<size_t>(prod.inputs.size(), 3));
+    prod.inputs[1] = wname;
+    prod.inputs[2] = bname;
+    prod.outputs[0] = bn.outputs[0];
+    prod.fused.push_back(absl::StrCat("BatchNormalization '", bn.name, "' (folded)"));
+    dead.insert(static_cast<int>(i));
+    ++folded;
+  }
+  EraseNodes(g, dead);
+  return folded;
+}
+
+int FuseActivations(Graph& g) {
+  int fused = 0;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
+      Node& prod = g.nodes[i];
+      if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose") continue;
+      const std::string y = prod.outputs[0];
+      if (g.IsGraphOutput(y)) continue;
+      auto users = Consumers(g, y);
+      if (users.size() == 1 && g.ConsumerCount(y) == 1) {
+        Node& act = g.nodes[users[0]];
+        std::vector<PostOp> ops;
+        if (act.inputs.empty() || act.inputs[0] != y || !MapToEltwise(act, g, ops)) continue;
+        for (const auto& op : ops) prod.post_ops.push_back(op);
+        prod.fused.push_back(absl::StrCat(act.op_type, " '", act.name, "'"));
+        prod.outputs[0] = act.outputs[0];
+        EraseNodes(g, {users[0]});
+        ++fused;
+        changed = true;
+      } else if (users.size() == 2 && g.ConsumerCount(y) == 2) {
+        // SiLU / HardSwish written out: Mul(y, Sigmoid(y)) or Mul(y, HardSigmoid(y)).
+        int gate = -1, mul = -1;
+        for (int u : users) {
+          const Node& n = g.nodes[u];
+          if ((n.op_type == "Sigmoid" || n.op_type == "HardSigmoid") && n.inputs[0] == y) gate = u;
+          if (n.op_type == "Mul") mul = u;
+        }
+        if (gate < 0 || mul < 0) continue;
+        const Node& gn = g.nodes[gate];
+        const Node& mn = g.nodes[mul];
+        const std::string s = gn.outputs[0];
+        if (!SingleInternalUse(g, s)) continue;
+        if (!((mn.inputs[0] == y && mn.inputs[1] == s) || (mn.inputs[0] == s && mn.inputs[1] == y)))
+          continue;
+        PostOp op;
+        if (gn.op_type == "Sigmoid") {
+          op.alg = dnnl::algorithm::eltwise_swish;
+          op.alpha = 1.0f;
+        } else {
+          if (std::fabs(gn.GetFloat("alpha", 0.2f) - 1.0f / 6.0f) > 1e-6f ||
+              gn.GetFloat("beta", 0.5f) != 0.5f)
+            continue;
+          op.alg = dnnl::algorithm::eltwise_hardswish;
+        }
+        prod.post_ops.push_back(op);
+        prod.fused.push_back(absl::StrCat(gn.op_type, "+Mul '", mn.name, "' (",
+                                          gn.op_type == "Sigmoid" ? "SiLU" : "HardSwish", ")"));
+        prod.outputs[0] = mn.outputs[0];
+        EraseNodes(g, {gate, mul});
+        ++fused;
+        changed = true;
+      }
+    }
+  }
+  return fused;
+}
+
+absl::StatusOr<int> FuseResidualAdd(Graph& g) {
+  int fused = 0;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
+      const Node& add = g.nodes[i];
+      if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1])
+        continue;
+      auto out_it = g.value_info.find(add.outputs[0]);
+      if (out_it == g.value_info.end() || out_it->second.type != DataType::kFloat32) continue;
+      int best = -1, best_in = -1;
+      for (int k = 0; k < 2; ++k) {
+        const std::string& v = add.inputs[k];
+        const std::string& other = add.inputs[1 - k];
+        const int p = g.ProducerIndex(v);
+        if (p < 0) continue;
+        const Node& prod = g.nodes[p];
+        if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose") continue;
+        if (prod.sum_input >= 0 || !SingleInternalUse(g, v)) continue;
+        auto vi = g.value_info.find(v);
+        auto oi = g.value_info.find(other);
+        if (vi == g.value_info.end() || vi->second.shape != out_it->second.shape) continue;
+        const bool other_const = g.IsConstant(other);
+        const std::vector<int64_t>* other_shape =
+            other_const ? &g.constants.at(other).shape
+                        : (oi == g.value_info.end() ? nullptr : &oi->second.shape);
+        if (other_shape == nullptr || *other_shape != out_it->second.shape) continue;
+        if (p > best) {
+          best = p;
+          best_in = k;
+        }
+      }
+      if (best < 0) continue;
+      Node& prod = g.nodes[best];
+      PostOp sum;
+      sum.kind = PostOp::Kind::kSum;
+      prod.post_ops.push_back(sum);
+      prod.inputs.resize(std::max<size_t>(prod.inputs.size(), 3));
+      prod.inputs.push_back(add.inputs[1 - best_in]);
+      prod.sum_input = static_cast<int>(prod.inputs.size()) - 1;
+      prod.fused.push_back(absl::StrCat("Add '", add.name, "' (sum)"));
+      prod.outputs[0] = add.outputs[0];
+      EraseNodes(g, {static_cast<int>(i)});
+      ++fused;
+      changed = true;
+    }
+  }
+  if (fused) RETURN_IF_ERROR(TopologicalSort(g));
+  return fused;
+}
+
+}  // namespace rectifier::engine

@@ -1,0 +1,92 @@
+// CompiledPlan: the lowered form of a model for one batch size: values with
+// their memory descriptors and storage, and an ordered list of steps (oneDNN
+// primitives or plain-layout reference kernels). Immutable once built.
+#ifndef RECTIFIER_SERVER_ENGINE_PLAN_H_
+#define RECTIFIER_SERVER_ENGINE_PLAN_H_
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/ir.h"
+#include "server/engine/op_registry.h"
+
+namespace rectifier::engine {
+
+// 64-byte aligned heap buffer (oneDNN's preferred alignment).
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes);
+  std::byte* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const;
+  };
+  std::unique_ptr<std::byte, Free> data_;
+  size_t size_ = 0;
+};
+
+struct PlanValue {
+  enum class Storage { kArena, kInput, kOutput, kConstant };
+  std::string name;
+  DataType type = DataType::kFloat32;
+  std::vector<int64_t> shape;
+  // Layout of float32 values (plain or blocked); zero desc for other types.
+  dnnl::memory::desc md;
+  size_t bytes = 0;
+  Storage storage = Storage::kArena;
+  int io_index = -1;                    // graph input/output index
+  const std::byte* constant = nullptr;  // kConstant: owned by the plan
+  int alias_of = -1;                    // shares the bytes of this value
+  size_t offset = 0;                    // arena offset of a root kArena value
+  bool plain = true;                    // dense row-major
+};
+
+struct PlanStep {
+  enum class Kind { kPrimitive, kReference };
+  Kind kind = Kind::kPrimitive;
+  std::string label;  // one line of DescribePlan
+  // kPrimitive
+  dnnl::primitive primitive;
+  std::vector<std::pair<int, int>> args;  // (DNNL_ARG_*, value id)
+  dnnl::memory::desc scratchpad_md;
+  // kReference
+  Node node;
+  ComputeFn compute = nullptr;
+  std::vector<int> inputs, outputs;  // value ids, -1 for absent
+  // Values read / written (for liveness).
+  std::vector<int> reads, writes;
+};
+
+struct CompiledPlan {
+  int batch = 0;
+  std::vector<PlanValue> values;
+  std::vector<PlanStep> steps;
+  std::vector<int> input_values;   // per graph input
+  std::vector<int> output_values;  // per graph output
+  std::deque<AlignedBuffer> constant_storage;
+  size_t arena_bytes = 0;
+  size_t scratchpad_bytes = 0;
+  std::string description;
+
+  // Root value whose storage `v` uses.
+  int Root(int v) const {
+    while (values[v].alias_of >= 0) v = values[v].alias_of;
+    return v;
+  }
+};
+
+// Assigns arena offsets to root kArena values by liveness over `steps`
+// (greedy, largest first, first fit) and sets arena_bytes.
+void PlanMemory(CompiledPlan& plan);
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_PLAN_H_

@@ -1,0 +1,338 @@
+// PlanBuilder core: values, layouts/reorders, reference steps, aliases,
+// graph outputs, and the dispatch of nodes to per-family lowerings.
+#include "server/engine/plan_builder.h"
+
+#include <cstring>
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/op_registry.h"
+
+namespace rectifier::engine {
+
+using dnnl::memory;
+
+absl::Status DnnlError(const dnnl::error& e, const std::string& what) {
+  return absl::InternalError(
+      absl::StrCat("oneDNN error in ", what, ": ", e.what(), " (status ", e.status, ")"));
+}
+
+std::string LayoutName(const memory::desc& md) {
+  const auto& d = md.data;
+  if (d.format_kind != dnnl_blocked) return "any";
+  const int nd = d.ndims;
+  const auto& blk = d.format_desc.blocking;
+  std::vector<int> order(nd);
+  for (int i = 0; i < nd; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return blk.strides[a] > blk.strides[b]; });
+  std::vector<bool> blocked(nd, false);
+  for (int i = 0; i < blk.inner_nblks; ++i) blocked[blk.inner_idxs[i]] = true;
+  std::string s;
+  for (int i : order) s += static_cast<char>((blocked[i] ? 'A' : 'a') + i);
+  for (int i = 0; i < blk.inner_nblks; ++i)
+    s +=
+        absl::StrCat(blk.inner_blks[i], std::string(1, static_cast<char>('a' + blk.inner_idxs[i])));
+  return s;
+}
+
+memory::dims PlanBuilder::Dims(const std::vector<int64_t>& shape) {
+  if (shape.empty()) return {1};
+  return memory::dims(shape.begin(), shape.end());
+}
+
+memory::desc PlanBuilder::PlainMd(const std::vector<int64_t>& shape) {
+  memory::dims dims = Dims(shape);
+  memory::dims strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * dims[i + 1];
+  return memory::desc(dims, memory::data_type::f32, strides);
+}
+
+PlanBuilder::PlanBuilder(const Graph& graph, int batch, dnnl::engine engine)
+    : graph_(graph),
+      engine_(engine),
+      compile_stream_(engine_),
+      plan_(std::make_unique<CompiledPlan>()) {
+  plan_->batch = batch;
+}
+
+int PlanBuilder::NewValue(const std::string& name, DataType type, const std::vector<int64_t>& shape,
+                          const memory::desc& md) {
+  PlanValue v;
+  v.name = name;
+  v.type = type;
+  v.shape = shape;
+  if (type == DataType::kFloat32) {
+    v.md = md;
+    v.bytes = md.get_size();
+    v.plain = md == PlainMd(shape);
+  } else {
+    v.bytes = static_cast<size_t>(NumElements(shape)) * DataTypeSize(type);
+    v.plain = true;
+  }
+  plan_->values.push_back(std::move(v));
+  return static_cast<int>(plan_->values.size()) - 1;
+}
+
+absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
+  auto it = ids_.find(name);
+  if (it != ids_.end()) return it->second;
+  auto c = graph_.constants.find(name);
+  if (c == graph_.constants.end()) {
+    return absl::InternalError(absl::StrCat("value '", name, "' used before it is computed"));
+  }
+  const Tensor& t = c->second;
+  int id = NewValue(name, t.type, t.shape,
+                    t.type == DataType::kFloat32 ? PlainMd(t.shape) : memory::desc());
+  plan_->constant_storage.emplace_back(t.bytes.size());
+  if (!t.bytes.empty())
+    std::memcpy(plan_->constant_storage.back().data(), t.bytes.data(), t.bytes.size());
+  plan_->values[id].storage = PlanValue::Storage::kConstant;
+  plan_->values[id].constant = plan_->constant_storage.back().data();
+  ids_[name] = id;
+  return id;
+}
+
+absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const void* data,
+                                                  const memory::desc& src_md,
+                                                  const memory::desc& md,
+                                                  const std::vector<int64_t>& shape) {
+  plan_->constant_storage.emplace_back(md.get_size());
+  AlignedBuffer& buf = plan_->constant_storage.back();
+  try {
+    memory src(src_md, engine_, const_cast<void*>(data));
+    memory dst(md, engine_, buf.data());
+    dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
+    compile_stream_.wait();
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
+  }
+  int id = NewValue(name, DataType::kFloat32, shape, md);
+  plan_->values[id].storage = PlanValue::Storage::kConstant;
+  plan_->values[id].constant = buf.data();
+  return id;
+}
+
+absl::StatusOr<int> PlanBuilder::InLayout(int v, const memory::desc& md) {
+  PlanValue& pv = plan_->values[v];
+  if (pv.type != DataType::kFloat32 || pv.md == md) return v;
+  for (int other : layouts_[v])
+    if (plan_->values[other].md == md) return other;
+  int id;
+  if (pv.storage == PlanValue::Storage::kConstant) {
+    const std::string name = absl::StrCat(pv.name, "@", LayoutName(md));
+    ASSIGN_OR_RETURN(id, ConstantInLayout(name, pv.constant, pv.md, md, pv.shape));
+  } else {
+    const std::string name = absl::StrCat(pv.name, "@", LayoutName(md));
+    const std::string from = LayoutName(pv.md);
+    id = NewValue(name, DataType::kFloat32, plan_->values[v].shape, md);
+    try {
+      dnnl::reorder::primitive_desc pd(engine_, plan_->values[v].md, engine_, md,
+                                       dnnl::primitive_attr());
+      AddPrimitive(
+          pd, dnnl::reorder(pd), {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, id}},
+          absl::StrCat("Reorder '", plan_->values[v].name, "' ", from, " -> ", LayoutName(md)));
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, absl::StrCat("reorder of '", plan_->values[v].name, "'"));
+    }
+  }
+  layouts_[v].push_back(id);
+  return id;
+}
+
+void PlanBuilder::AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
+                               std::vector<std::pair<int, int>> args, const std::string& label,
+                               std::vector<int> extra_reads) {
+  PlanStep step;
+  step.kind = PlanStep::Kind::kPrimitive;
+  step.primitive = std::move(prim);
+  step.scratchpad_md = pd.scratchpad_desc();
+  plan_->scratchpad_bytes = std::max(plan_->scratchpad_bytes, step.scratchpad_md.get_size());
+  for (const auto& [arg, v] : args) {
+    if (arg == DNNL_ARG_DST) {
+      step.writes.push_back(v);
+    } else {
+      step.reads.push_back(v);
+    }
+  }
+  for (int v : extra_reads) step.reads.push_back(v);
+  step.args = std::move(args);
+  step.label = absl::StrCat(label, "  [", pd.impl_info_str(), "]");
+  plan_->steps.push_back(std::move(step));
+}
+
+absl::Status PlanBuilder::AddReference(const Node& node) {
+  const OpDef* op = FindOp(node.op_type);
+  if (op == nullptr || op->compute == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat(node.Describe(), " has no kernel for this configuration"));
+  }
+  if (!node.post_ops.empty()) {
+    return absl::InternalError(absl::StrCat(node.Describe(), " has fused post-ops"));
+  }
+  PlanStep step;
+  step.kind = PlanStep::Kind::kReference;
+  step.node = node;
+  step.compute = op->compute;
+  std::vector<std::string> shapes;
+  for (const auto& in : node.inputs) {
+    if (in.empty()) {
+      step.inputs.push_back(-1);
+      continue;
+    }
+    ASSIGN_OR_RETURN(int v, Value(in));
+    ASSIGN_OR_RETURN(v, Plain(v));
+    step.inputs.push_back(v);
+    step.reads.push_back(v);
+  }
+  for (const auto& out : node.outputs) {
+    if (out.empty() || !graph_.value_info.count(out)) {
+      step.outputs.push_back(-1);
+      continue;
+    }
+    const TensorInfo& info = graph_.value_info.at(out);
+    int v = NewValue(out, info.type, info.shape,
+                     info.type == DataType::kFloat32 ? PlainMd(info.shape) : memory::desc());
+    Define(out, v);
+    step.outputs.push_back(v);
+    step.writes.push_back(v);
+    shapes.push_back(absl::StrCat("[", absl::StrJoin(info.shape, ","), "]"));
+  }
+  step.label = absl::StrCat(node.op_type, " '", node.name, "' -> ", absl::StrJoin(shapes, " "),
+                            "  [reference, plain]");
+  plan_->steps.push_back(std::move(step));
+  return absl::OkStatus();
+}
+
+absl::Status PlanBuilder::LowerAlias(const Node& node) {
+  ASSIGN_OR_RETURN(int v, Value(node.inputs[0]));
+  ASSIGN_OR_RETURN(v, Plain(v));
+  const TensorInfo& info = graph_.value_info.at(node.outputs[0]);
+  int id = NewValue(node.outputs[0], info.type, info.shape,
+                    info.type == DataType::kFloat32 ? PlainMd(info.shape) : memory::desc());
+  plan_->values[id].alias_of = v;
+  plan_->values[id].storage = plan_->values[v].storage;
+  plan_->values[id].constant = plan_->values[v].constant;
+  plan_->values[id].io_index = plan_->values[v].io_index;
+  Define(node.outputs[0], id);
+  return absl::OkStatus();
+}
+
+absl::Status PlanBuilder::LowerNode(const Node& node) {
+  const std::string& op = node.op_type;
+  const bool same_type_cast = op == "Cast" && graph_.value_info.at(node.outputs[0]).type ==
+                                                  graph_.value_info.at(node.inputs[0]).type;
+  const bool dropout_plain =
+      op == "Dropout" && (node.outputs.size() < 2 || node.outputs[1].empty());
+  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+      op == "Identity" || same_type_cast || dropout_plain) {
+    return LowerAlias(node);
+  }
+  bool lowered = false;
+  if (op == "Conv" || op == "ConvTranspose") {
+    ASSIGN_OR_RETURN(lowered, LowerConvolution(*this, node));
+  } else if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" ||
+             op == "GlobalMaxPool") {
+    ASSIGN_OR_RETURN(lowered, LowerPooling(*this, node));
+  } else if (op == "Concat") {
+    ASSIGN_OR_RETURN(lowered, LowerConcat(*this, node));
+  } else if (op == "Softmax" || op == "LogSoftmax") {
+    ASSIGN_OR_RETURN(lowered, LowerSoftmax(*this, node));
+  } else if (op == "Gemm" || op == "MatMul") {
+    ASSIGN_OR_RETURN(lowered, LowerMatMul(*this, node));
+  } else {
+    ASSIGN_OR_RETURN(lowered, LowerEltwise(*this, node));
+    if (!lowered) {
+      ASSIGN_OR_RETURN(lowered, LowerBinary(*this, node));
+    }
+  }
+  if (lowered) return absl::OkStatus();
+  return AddReference(node);
+}
+
+absl::Status PlanBuilder::FinishOutputs() {
+  std::set<int> used;
+  for (size_t i = 0; i < graph_.outputs.size(); ++i) {
+    const std::string& name = graph_.outputs[i].name;
+    ASSIGN_OR_RETURN(int v, Value(name));
+    PlanValue& pv = plan_->values[v];
+    if (pv.storage == PlanValue::Storage::kArena && pv.alias_of < 0 && pv.plain && !used.count(v)) {
+      pv.storage = PlanValue::Storage::kOutput;
+      pv.io_index = static_cast<int>(i);
+    } else {
+      // Copy into a dedicated plain output (blocked layout, alias, input,
+      // constant or a value listed twice).
+      const DataType type = pv.type;
+      const std::vector<int64_t> shape = pv.shape;
+      int out =
+          NewValue(name, type, shape, type == DataType::kFloat32 ? PlainMd(shape) : memory::desc());
+      if (type == DataType::kFloat32) {
+        try {
+          dnnl::reorder::primitive_desc pd(engine_, plan_->values[v].md, engine_,
+                                           plan_->values[out].md, dnnl::primitive_attr());
+          AddPrimitive(
+              pd, dnnl::reorder(pd), {{DNNL_ARG_FROM, v}, {DNNL_ARG_TO, out}},
+              absl::StrCat("Output '", name, "' ", LayoutName(plan_->values[v].md), " -> plain"));
+        } catch (const dnnl::error& e) {
+          return DnnlError(e, absl::StrCat("output reorder of '", name, "'"));
+        }
+      } else {
+        PlanStep step;
+        step.kind = PlanStep::Kind::kReference;
+        step.node.op_type = "Identity";
+        step.node.name = name;
+        step.compute = FindOp("Identity")->compute;
+        step.inputs = {v};
+        step.outputs = {out};
+        step.reads = {v};
+        step.writes = {out};
+        step.label = absl::StrCat("Output '", name, "' copy");
+        plan_->steps.push_back(std::move(step));
+      }
+      plan_->values[out].storage = PlanValue::Storage::kOutput;
+      plan_->values[out].io_index = static_cast<int>(i);
+      v = out;
+    }
+    used.insert(v);
+    plan_->output_values.push_back(v);
+  }
+  return absl::OkStatus();
+}
+
+std::string PlanBuilder::Describe() const {
+  std::string s =
+      absl::StrCat("plan for batch ", plan_->batch, ": ", plan_->steps.size(), " steps, arena ",
+                   plan_->arena_bytes, " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ",
+                   plan_->constant_storage.size(), " constants\n");
+  for (size_t i = 0; i < plan_->steps.size(); ++i)
+    absl::StrAppend(&s, "  ", i, ": ", plan_->steps[i].label, "\n");
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
+  try {
+    for (size_t i = 0; i < graph_.inputs.size(); ++i) {
+      const auto& in = graph_.inputs[i];
+      const TensorInfo& info = graph_.value_info.at(in.name);
+      int v = NewValue(in.name, info.type, info.shape,
+                       info.type == DataType::kFloat32 ? PlainMd(info.shape) : memory::desc());
+      plan_->values[v].storage = PlanValue::Storage::kInput;
+      plan_->values[v].io_index = static_cast<int>(i);
+      plan_->input_values.push_back(v);
+      Define(in.name, v);
+    }
+    for (const auto& node : graph_.nodes) RETURN_IF_ERROR(LowerNode(node));
+    RETURN_IF_ERROR(FinishOutputs());
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, "plan compilation");
+  }
+  PlanMemory(*plan_);
+  plan_->description = Describe();
+  return std::move(plan_);
+}
+
+}  // namespace rectifier::engine

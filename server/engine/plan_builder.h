@@ -1,0 +1,97 @@
+// PlanBuilder: lowers a shape-inferred, fused Graph into a CompiledPlan.
+// oneDNN ops keep whatever layout their producer chose (blocked layouts flow
+// through eltwise/binary/pool/concat); reference kernels get plain inputs;
+// reorders are added only where memory descriptors differ.
+#ifndef RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_
+#define RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/ir.h"
+#include "server/engine/plan.h"
+
+namespace rectifier::engine {
+
+class PlanBuilder {
+ public:
+  // `graph` must have gone through InferShapes (and any fusion passes).
+  PlanBuilder(const Graph& graph, int batch, dnnl::engine engine);
+
+  // Lowers every node, plans memory, writes the description.
+  absl::StatusOr<std::unique_ptr<CompiledPlan>> Build();
+
+  // ---- used by the per-family lowering functions ----
+  const Graph& graph() const { return graph_; }
+  dnnl::engine& engine() { return engine_; }
+  CompiledPlan& plan() { return *plan_; }
+
+  // Value id of a graph value (created for constants on first use).
+  absl::StatusOr<int> Value(const std::string& name);
+  // A new arena value.
+  int NewValue(const std::string& name, DataType type, const std::vector<int64_t>& shape,
+               const dnnl::memory::desc& md);
+  // Binds graph value `name` to plan value `id` (the node's output).
+  void Define(const std::string& name, int id) { ids_[name] = id; }
+  // `v` in layout `md`: `v` itself if equal, else a (cached) reordered copy;
+  // constants are reordered once here at compile time.
+  absl::StatusOr<int> InLayout(int v, const dnnl::memory::desc& md);
+  absl::StatusOr<int> Plain(int v) { return InLayout(v, PlainMd(values()[v].shape)); }
+  // Adds a primitive step; `args` map DNNL_ARG_* to value ids.
+  void AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
+                    std::vector<std::pair<int, int>> args, const std::string& label,
+                    std::vector<int> extra_reads = {});
+  // Adds a reference kernel step over plain inputs, creating plain outputs.
+  absl::Status AddReference(const Node& node);
+  // A constant float tensor as a plan constant with layout `md` (reordered
+  // from `src_md` describing `data`).
+  absl::StatusOr<int> ConstantInLayout(const std::string& name, const void* data,
+                                       const dnnl::memory::desc& src_md,
+                                       const dnnl::memory::desc& md,
+                                       const std::vector<int64_t>& shape);
+
+  std::vector<PlanValue>& values() { return plan_->values; }
+  static dnnl::memory::desc PlainMd(const std::vector<int64_t>& shape);
+  static dnnl::memory::dims Dims(const std::vector<int64_t>& shape);
+
+ private:
+  absl::Status LowerNode(const Node& node);
+  absl::Status LowerAlias(const Node& node);
+  absl::Status FinishOutputs();
+  std::string Describe() const;
+
+  const Graph& graph_;
+  dnnl::engine engine_;
+  dnnl::stream compile_stream_;
+  std::unique_ptr<CompiledPlan> plan_;
+  std::map<std::string, int> ids_;
+  // (value id) -> values holding the same data in other layouts.
+  std::map<int, std::vector<int>> layouts_;
+};
+
+// Per-family lowerings: true when lowered to oneDNN, false when the node
+// should run as its reference kernel instead.
+absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerConcat(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node);
+
+// Layout in oneDNN's letter notation ("abcd" plain NCHW, "aBcd8b" = nChw8c).
+std::string LayoutName(const dnnl::memory::desc& md);
+// Appends oneDNN eltwise steps for `ops` after value `v`; returns the result.
+absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<PostOp>& ops,
+                                     const std::string& name, const std::string& label);
+
+// "dnnl error ... in <what>": converts a caught dnnl::error.
+absl::Status DnnlError(const dnnl::error& e, const std::string& what);
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_

@@ -1,0 +1,109 @@
+// Per-batch shape inference and folding.
+#include "server/engine/shape_inference.h"
+
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status_macros.h"
+#include "server/engine/op_registry.h"
+
+namespace rectifier::engine {
+
+absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
+  g.value_info.clear();
+  for (const auto& in : g.inputs) g.value_info[in.name] = in;
+  for (const auto& [name, t] : g.constants) g.value_info[name] = TensorInfo{name, t.type, t.shape};
+  std::vector<Node> kept;
+  for (auto& n : g.nodes) {
+    const OpDef* op = FindOp(n.op_type);
+    if (op == nullptr) {
+      return absl::UnimplementedError(absl::StrCat("unsupported op '", n.op_type, "' (node '",
+                                                   n.name, "', opset ", n.opset, ")"));
+    }
+    std::vector<ValueInfo> in(n.inputs.size());
+    bool all_const = true;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const std::string& name = n.inputs[k];
+      if (name.empty()) {
+        in[k].present = false;
+        continue;
+      }
+      auto it = g.value_info.find(name);
+      if (it == g.value_info.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", name, "' of ", n.Describe(), " has no known shape"));
+      }
+      in[k].type = it->second.type;
+      in[k].shape = it->second.shape;
+      auto c = g.constants.find(name);
+      if (c != g.constants.end()) {
+        in[k].value = &c->second;
+      } else {
+        all_const = false;
+      }
+    }
+    // Fused nodes carry extra inputs (residual operand); infer on the
+    // original signature.
+    std::vector<ValueInfo> base_in = in;
+    if (n.sum_input >= 0) base_in.resize(static_cast<size_t>(n.sum_input));
+    std::vector<ValueInfo> out(n.outputs.size());
+    absl::Status st = op->infer(n, base_in, out);
+    if (!st.ok()) {
+      std::vector<std::string> shapes;
+      for (const auto& v : in)
+        shapes.push_back(absl::StrCat("[", absl::StrJoin(v.shape, ","), "]"));
+      return absl::Status(st.code(), absl::StrCat(st.message(), " (input shapes ",
+                                                  absl::StrJoin(shapes, " "), ")"));
+    }
+    for (size_t k = 0; k < out.size(); ++k) {
+      for (int64_t d : out[k].shape) {
+        if (d < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(n.Describe(), " produced a negative dimension"));
+        }
+      }
+      const int64_t bytes =
+          NumElements(out[k].shape) * static_cast<int64_t>(DataTypeSize(out[k].type));
+      if (bytes > max_tensor_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("output '", n.outputs[k], "' of ", n.Describe(), " needs ", bytes,
+                         " bytes, over max_tensor_bytes (", max_tensor_bytes, ")"));
+      }
+    }
+    const bool shape_only = n.op_type == "Shape" || n.op_type == "Size";
+    if (op->compute != nullptr && (all_const || shape_only) && n.post_ops.empty()) {
+      std::vector<View> views(n.inputs.size());
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        if (!in[k].present) continue;
+        views[k].type = in[k].type;
+        views[k].shape = in[k].shape;
+        views[k].data = in[k].value ? const_cast<std::byte*>(in[k].value->bytes.data()) : nullptr;
+      }
+      std::vector<Tensor> results(out.size());
+      std::vector<View> out_views(out.size());
+      for (size_t k = 0; k < out.size(); ++k) {
+        results[k] = Tensor::Zeros(out[k].type, out[k].shape);
+        out_views[k] = View{out[k].type, out[k].shape,
+                            n.outputs[k].empty() ? nullptr : results[k].bytes.data()};
+      }
+      RETURN_IF_ERROR(op->compute(n, views, out_views));
+      for (size_t k = 0; k < out.size(); ++k) {
+        if (n.outputs[k].empty()) continue;
+        g.value_info[n.outputs[k]] = TensorInfo{n.outputs[k], out[k].type, out[k].shape};
+        g.constants[n.outputs[k]] = std::move(results[k]);
+      }
+      continue;
+    }
+    for (size_t k = 0; k < out.size(); ++k) {
+      if (n.outputs[k].empty()) continue;
+      g.value_info[n.outputs[k]] = TensorInfo{n.outputs[k], out[k].type, out[k].shape};
+    }
+    kept.push_back(std::move(n));
+  }
+  g.nodes = std::move(kept);
+  return absl::OkStatus();
+}
+
+}  // namespace rectifier::engine
