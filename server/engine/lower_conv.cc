@@ -200,7 +200,7 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
     const PlanValue& av = b.values()[a_in];
     const bool private_copy = a_in != a;
-    const bool last_reader = g.ConsumerCount(addend_name) == 1 && !g.IsGraphOutput(addend_name);
+    const bool last_reader = b.IsLastRead(addend_name);
     if (av.storage == PlanValue::Storage::kArena && (private_copy || last_reader)) {
       dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
       b.values()[dst].alias_of = a_in;

@@ -313,6 +313,22 @@ std::string PlanBuilder::Describe() const {
   return s;
 }
 
+bool PlanBuilder::IsLastRead(const std::string& name) const {
+  if (graph_.IsGraphOutput(name)) return false;
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Node& n = graph_.nodes[i];
+    bool reads = false;
+    for (const auto& in : n.inputs) reads = reads || in == name;
+    if (!reads) continue;
+    if (i > current_node_) return false;
+    const std::string& op = n.op_type;
+    if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+        op == "Identity" || op == "Dropout" || op == "Cast")
+      return false;
+  }
+  return true;
+}
+
 absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
   try {
     for (size_t i = 0; i < graph_.inputs.size(); ++i) {
@@ -325,7 +341,9 @@ absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
       plan_->input_values.push_back(v);
       Define(in.name, v);
     }
-    for (const auto& node : graph_.nodes) RETURN_IF_ERROR(LowerNode(node));
+    for (current_node_ = 0; current_node_ < graph_.nodes.size(); ++current_node_) {
+      RETURN_IF_ERROR(LowerNode(graph_.nodes[current_node_]));
+    }
     RETURN_IF_ERROR(FinishOutputs());
   } catch (const dnnl::error& e) {
     return DnnlError(e, "plan compilation");

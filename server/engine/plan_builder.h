@@ -54,6 +54,11 @@ class PlanBuilder {
                                        const dnnl::memory::desc& md,
                                        const std::vector<int64_t>& shape);
 
+  // True when no node after the one being lowered reads graph value `name`,
+  // no earlier node viewed it through an alias (Reshape...), and it is not a
+  // graph output: its buffer may then be overwritten in place.
+  bool IsLastRead(const std::string& name) const;
+
   std::vector<PlanValue>& values() { return plan_->values; }
   static dnnl::memory::desc PlainMd(const std::vector<int64_t>& shape);
   static dnnl::memory::dims Dims(const std::vector<int64_t>& shape);
@@ -69,6 +74,7 @@ class PlanBuilder {
   dnnl::stream compile_stream_;
   std::unique_ptr<CompiledPlan> plan_;
   std::map<std::string, int> ids_;
+  size_t current_node_ = 0;
   // (value id) -> values holding the same data in other layouts.
   std::map<int, std::vector<int>> layouts_;
 };

@@ -1,0 +1,167 @@
+// rectifier-engine: loads an ONNX model with the engine, prints the compiled
+// plan, runs N iterations at batch B with T threads and reports latency
+// percentiles and throughput; reads/writes TensorProto .pb files.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
+#include "server/engine/compiled_model.h"
+#include "server/engine/execution_context.h"
+#include "server/engine/onnx_tensor.h"
+
+namespace {
+
+using rectifier::engine::CompiledModel;
+using rectifier::engine::DataType;
+using rectifier::engine::ExecutionContext;
+using rectifier::engine::Tensor;
+
+Tensor RandomInput(const rectifier::engine::TensorInfo& info, int batch, std::mt19937& rng) {
+  std::vector<int64_t> shape = info.shape;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] < 0) shape[d] = d == 0 ? batch : 1;
+  Tensor t = Tensor::Zeros(info.type, shape);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  if (info.type == DataType::kFloat32) {
+    for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = dist(rng);
+  }
+  return t;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rectifier-engine: compile and run an ONNX model with the Rectifier engine"};
+  std::string model_path;
+  int batch = 1, threads = 0, iterations = 20, warmup = 3, max_batch = 64;
+  bool print_plan = false, no_fuse = false;
+  std::vector<std::string> input_files;
+  std::string output_file;
+  app.add_option("model", model_path, "ONNX model file")->required();
+  app.add_option("-b,--batch", batch, "batch size (batchable models)");
+  app.add_option("-t,--threads", threads, "OpenMP threads (0 = all CPUs)");
+  app.add_option("-n,--iterations", iterations, "timed iterations");
+  app.add_option("-w,--warmup", warmup, "untimed warm-up iterations");
+  app.add_option("--max-batch", max_batch, "CompileOptions::max_batch_size");
+  app.add_flag("-p,--plan", print_plan, "print the compiled plan");
+  app.add_flag("--no-fuse", no_fuse, "disable activation/residual fusion");
+  app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
+  app.add_option("-o,--output", output_file, "write output 0 as a TensorProto .pb");
+  CLI11_PARSE(app, argc, argv);
+
+  rectifier::engine::CompileOptions options;
+  options.fuse = !no_fuse;
+  options.max_batch_size = std::max(max_batch, batch);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = CompiledModel::FromFile(model_path, options);
+  if (!model.ok()) {
+    std::cerr << "load failed: " << model.status() << "\n";
+    return 1;
+  }
+  const double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("model %s loaded in %.1f ms (batchable: %s)\n", model_path.c_str(), load_ms,
+              (*model)->batchable() ? "yes" : "no");
+  for (const auto& in : (*model)->inputs())
+    std::printf("  input  %s %s [%s]\n", in.name.c_str(), DataTypeName(in.type),
+                absl::StrJoin(in.shape, ",").c_str());
+  for (const auto& out : (*model)->outputs())
+    std::printf("  output %s %s [%s]\n", out.name.c_str(), DataTypeName(out.type),
+                absl::StrJoin(out.shape, ",").c_str());
+  if (!(*model)->batchable()) batch = 1;
+
+  std::vector<Tensor> inputs;
+  std::mt19937 rng(42);
+  for (size_t i = 0; i < (*model)->inputs().size(); ++i) {
+    if (i < input_files.size()) {
+      auto t = rectifier::engine::ReadTensorFile(input_files[i]);
+      if (!t.ok()) {
+        std::cerr << "input: " << t.status() << "\n";
+        return 1;
+      }
+      inputs.push_back(*std::move(t));
+      if ((*model)->batchable() && !inputs.back().shape.empty())
+        batch = static_cast<int>(inputs.back().shape[0]);
+    } else {
+      inputs.push_back(RandomInput((*model)->inputs()[i], batch, rng));
+    }
+  }
+  const auto c0 = std::chrono::steady_clock::now();
+  auto plan = (*model)->DescribePlan(batch);
+  if (!plan.ok()) {
+    std::cerr << "compile failed: " << plan.status() << "\n";
+    return 1;
+  }
+  const double compile_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
+  if (print_plan) std::printf("%s", plan->c_str());
+  std::printf("plan for batch %d ready in %.1f ms\n", batch, compile_ms);
+
+  auto ctx = ExecutionContext::Create(*model, {threads});
+  if (!ctx.ok()) {
+    std::cerr << "context: " << ctx.status() << "\n";
+    return 1;
+  }
+  std::vector<Tensor> outputs;
+  for (int i = 0; i < warmup; ++i) {
+    auto out = (*ctx)->Run(inputs);
+    if (!out.ok()) {
+      std::cerr << "run failed: " << out.status() << "\n";
+      return 1;
+    }
+    outputs = *std::move(out);
+  }
+  std::vector<const Tensor*> in_ptrs;
+  for (const auto& t : inputs) in_ptrs.push_back(&t);
+  if (outputs.empty()) {
+    auto out = (*ctx)->Run(inputs);
+    if (!out.ok()) {
+      std::cerr << "run failed: " << out.status() << "\n";
+      return 1;
+    }
+    outputs = *std::move(out);
+  }
+  std::vector<Tensor*> out_ptrs;
+  for (auto& t : outputs) out_ptrs.push_back(&t);
+  std::vector<double> ms;
+  for (int i = 0; i < iterations; ++i) {
+    const auto s = std::chrono::steady_clock::now();
+    auto st = (*ctx)->RunInto(in_ptrs, out_ptrs);
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+    if (!st.ok()) {
+      std::cerr << "run failed: " << st << "\n";
+      return 1;
+    }
+  }
+  if (!ms.empty()) {
+    const double p50 = Percentile(ms, 50);
+    std::printf(
+        "batch %d, threads %d, %d iterations: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
+        "%.1f images/s (at p50)\n",
+        batch, threads, iterations, p50, Percentile(ms, 90), Percentile(ms, 99),
+        batch * 1000.0 / p50);
+  }
+  if (!output_file.empty() && !outputs.empty()) {
+    auto st =
+        rectifier::engine::WriteTensorFile(outputs[0], (*model)->outputs()[0].name, output_file);
+    if (!st.ok()) {
+      std::cerr << "output: " << st << "\n";
+      return 1;
+    }
+    std::printf("wrote %s\n", output_file.c_str());
+  }
+  return 0;
+}
