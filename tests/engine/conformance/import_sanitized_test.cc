@@ -1,0 +1,1 @@
+// Placeholder while the test is written; replaced in the next commit.
