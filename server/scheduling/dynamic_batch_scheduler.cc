@@ -127,43 +127,40 @@ void DynamicBatchScheduler::Enqueue(std::unique_ptr<InferenceRequest> request) {
     return;
   }
   const absl::Time now = clock_->Now();
-  QueuedRequest item;
   absl::Status status;
   absl::StatusOr<int64_t> batch_size =
       ValidateRequestInputs(request->inputs, options_.batchable, policy_.max_batch_size);
-  if (!batch_size.ok()) {
-    status = absl::InvalidArgumentError(absl::StrCat(label_, ": ", batch_size.status().message()));
-  } else {
+  QueuedRequest item;
+  if (batch_size.ok()) {
     item.batch_size = *batch_size;
     item.signature = SignatureOf(request->inputs, options_.batchable);
     item.enqueued = now;
-  }
-  bool accepted = false;
-  if (status.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    absl::StatusOr<uint64_t> level = queue_.LevelFor(request->priority);
-    if (!accepting_) {
-      status = absl::UnavailableError(absl::StrCat(label_, ": server shutting down"));
-    } else if (!level.ok()) {
-      status = level.status();
-    } else {
-      status = queue_.CheckCapacity(*level);
-    }
+    item.request = std::move(request);
+    status = Admit(item);
     if (status.ok()) {
-      item.level = *level;
-      item.sequence = next_sequence_++;
-      item.request = std::move(request);
-      queue_.Push(std::move(item));
-      accepted = true;
+      work_cv_.notify_one();
+      return;
     }
-  }
-  if (accepted) {
-    work_cv_.notify_one();
-    return;
+  } else {
+    status = absl::InvalidArgumentError(absl::StrCat(label_, ": ", batch_size.status().message()));
+    item.request = std::move(request);
   }
   RequestTimes times;
   times.enqueued = times.batch_start = times.compute_end = now;
-  request->done(std::move(status), times);
+  item.request->done(std::move(status), times);
+}
+
+absl::Status DynamicBatchScheduler::Admit(QueuedRequest& item) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!accepting_) return absl::UnavailableError(absl::StrCat(label_, ": server shutting down"));
+  absl::StatusOr<uint64_t> level = queue_.LevelFor(item.request->priority);
+  if (!level.ok()) return level.status();
+  absl::Status status = queue_.CheckCapacity(*level);
+  if (!status.ok()) return status;
+  item.level = *level;
+  item.sequence = next_sequence_++;
+  queue_.Push(std::move(item));
+  return absl::OkStatus();
 }
 
 void DynamicBatchScheduler::Poke() {

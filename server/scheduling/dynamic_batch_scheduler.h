@@ -83,6 +83,9 @@ class DynamicBatchScheduler final : public Scheduler {
                         std::vector<std::unique_ptr<BatchExecutor>> instances,
                         common::Clock* clock);
 
+  // Queues `item` (moved from only on success) or says why not: shutting
+  // down, bad priority, queue full.
+  absl::Status Admit(QueuedRequest& item);
   void WorkerLoop(BatchExecutor* executor);
   // Runs `batch` (cancellation check, assembly, execute, split) and delivers.
   void RunBatch(BatchExecutor* executor, std::vector<QueuedRequest> batch);

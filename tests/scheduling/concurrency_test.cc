@@ -55,6 +55,7 @@ class ConcurrencyTest : public ::testing::Test {
   template <typename Make>
   void RunClients(Make make) {
     std::vector<std::thread> clients;
+    clients.reserve(kClients);
     for (int c = 0; c < kClients; ++c) {
       clients.emplace_back([&, c] {
         for (int i = 0; i < kPerClient; ++i) {

@@ -36,11 +36,13 @@ class RequestQueueTest : public ::testing::Test {
 
   static std::vector<std::string> Ids(const std::vector<QueuedRequest>& items) {
     std::vector<std::string> ids;
+    ids.reserve(items.size());
     for (const QueuedRequest& item : items) ids.push_back(item.request->id);
     return ids;
   }
   static std::vector<std::string> Ids(const std::vector<ExpiredRequest>& items) {
     std::vector<std::string> ids;
+    ids.reserve(items.size());
     for (const ExpiredRequest& item : items) ids.push_back(item.item.request->id);
     return ids;
   }
