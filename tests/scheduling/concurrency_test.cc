@@ -2,6 +2,7 @@
 // fake model with several instances. Every request carries a unique value and
 // must get its own result back exactly once; no deadlock (bounded waits).
 // These are the tests the ThreadSanitizer build exists for.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -96,7 +97,19 @@ class ConcurrencyTest : public ::testing::Test {
 
 TEST_F(ConcurrencyTest, EveryClientGetsItsOwnResultExactlyOnce) {
   Start(3);
+  // A metrics reader polls the queue depth while clients run (a gauge does).
+  std::atomic<bool> clients_done{false};
+  size_t max_depth = 0;
+  std::thread gauge([&] {
+    while (!clients_done.load()) {
+      max_depth = std::max(max_depth, scheduler_->queue_depth());
+      std::this_thread::yield();
+    }
+  });
   RunClients([&](int c, int i) { return collector_.Request(ValueOf(c, i), ShapeOf(i)); });
+  clients_done = true;
+  gauge.join();
+  EXPECT_LE(max_depth, static_cast<size_t>(kClients * kPerClient));
   ASSERT_TRUE(collector_.WaitFor(kClients * kPerClient, absl::Seconds(60)));
   ExpectEachAnsweredOnce(absl::StatusCode::kOk);
   int64_t rows = 0;
