@@ -44,7 +44,7 @@ engine::Tensor SmallInput() {
   return tensor;
 }
 
-void BM_SchedulerOverhead(benchmark::State& state) {
+void SchedulerOverhead(benchmark::State& state) {
   const bool batching = state.range(0) != 0;
   if (state.thread_index() == 0) {
     SchedulerOptions options;
@@ -55,6 +55,7 @@ void BM_SchedulerOverhead(benchmark::State& state) {
     options.dynamic_batching = batching;
     options.max_queue_delay = absl::ZeroDuration();
     std::vector<std::unique_ptr<BatchExecutor>> instances;
+    instances.reserve(kInstances);
     for (int i = 0; i < kInstances; ++i) instances.push_back(std::make_unique<EchoExecutor>());
     auto scheduler =
         CreateDynamicBatchScheduler(options, std::move(instances), common::Clock::Real());
@@ -75,7 +76,8 @@ void BM_SchedulerOverhead(benchmark::State& state) {
   for (auto _ : state) {
     auto request = std::make_unique<InferenceRequest>();
     request->inputs.push_back(input);
-    request->done = [&](absl::StatusOr<std::vector<engine::Tensor>> result, const RequestTimes&) {
+    request->done = [&](const absl::StatusOr<std::vector<engine::Tensor>>& result,
+                        const RequestTimes&) {
       {
         std::lock_guard<std::mutex> lock(mu);
         answered = true;
@@ -102,7 +104,7 @@ void BM_SchedulerOverhead(benchmark::State& state) {
         batches > 0 ? static_cast<double>(g_rows.load()) / static_cast<double>(batches) : 0.0;
   }
 }
-BENCHMARK(BM_SchedulerOverhead)
+BENCHMARK(SchedulerOverhead)
     ->ArgName("batching")
     ->Arg(0)
     ->Arg(1)
