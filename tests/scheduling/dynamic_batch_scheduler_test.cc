@@ -363,6 +363,25 @@ TEST_F(DynamicBatchSchedulerTest, PreserveOrderingHoldsLaterResponsesAcrossInsta
   EXPECT_EQ(collector_.order(), (std::vector<std::string>{"r100", "r1"}));
 }
 
+TEST_F(DynamicBatchSchedulerTest, PreserveOrderingAlsoOrdersErrorAnswers) {
+  options_.preserve_ordering = true;
+  options_.max_queue_delay = absl::Hours(1);
+  Start(2);
+  model_.BlockNext();
+  Enqueue(100, {8, 1});  // a full batch: instance A takes it at once
+  ASSERT_TRUE(model_.WaitBlocked());
+  auto request = collector_.Request(1);
+  request->deadline = clock_.Now() + absl::Milliseconds(10);
+  scheduler_->Enqueue(std::move(request));                      // instance B waits for more
+  clock_.Advance(absl::Milliseconds(10));                       // ... and expires it
+  EXPECT_FALSE(collector_.WaitFor(1, absl::Milliseconds(20)));  // held behind r100
+  model_.Release();
+  ASSERT_TRUE(collector_.WaitFor(2));
+  EXPECT_EQ(collector_.order(), (std::vector<std::string>{"r100", "r1"}));
+  EXPECT_EQ(Code(1), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(model_.batch_sizes(), (std::vector<int64_t>{8}));
+}
+
 TEST_F(DynamicBatchSchedulerTest, ShutdownDrainsWithoutWaitingForTheDelay) {
   options_.max_queue_delay = absl::Hours(1);
   Start();
