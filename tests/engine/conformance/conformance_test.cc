@@ -17,6 +17,9 @@
 //    built lazily) = skipped, with the engine's message as the reason. A test
 //    the engine API cannot express (sequence/optional values, FLOAT16, STRING,
 //    ...) = skipped with a "harness:" reason. Anything else = failed.
+//  * Known-bad test data (kKnownBadTestData: expected outputs that are
+//    wrong in libonnx-testdata 1.12 itself) still run; a mismatch there is a
+//    skip whose reason says why the data is wrong, a pass is a pass.
 //  * The assertion: no failures. Every test either passes or is skipped with
 //    a reason; nothing is skipped silently.
 //
@@ -66,6 +69,30 @@ constexpr char kDefaultDataRoot[] = "/usr/share/libonnx-testdata/data";
 constexpr Tolerance kTolerance{/*rtol=*/1e-4, /*atol=*/1e-5};
 
 enum class Outcome { kPassed, kFailed, kSkipped };
+
+// Test directories whose expected outputs are wrong in libonnx-testdata 1.12.
+// The window functions were generated with pi = 3.1415: output n = 9 of the
+// periodic Hann window of size 10 is 0.0955405 (exact: 0.0954915) and the
+// windows are not symmetric.
+constexpr const char* kWindowPiReason =
+    "known-bad test data: ONNX 1.12 computed the window with pi = 3.1415";
+const std::map<std::string, std::string>& KnownBadTestData() {
+  static const auto* const known = new std::map<std::string, std::string>{
+      {"test_blackmanwindow", kWindowPiReason},
+      {"test_blackmanwindow_expanded", kWindowPiReason},
+      {"test_blackmanwindow_symmetric", kWindowPiReason},
+      {"test_blackmanwindow_symmetric_expanded", kWindowPiReason},
+      {"test_hammingwindow", kWindowPiReason},
+      {"test_hammingwindow_expanded", kWindowPiReason},
+      {"test_hammingwindow_symmetric", kWindowPiReason},
+      {"test_hammingwindow_symmetric_expanded", kWindowPiReason},
+      {"test_hannwindow", kWindowPiReason},
+      {"test_hannwindow_expanded", kWindowPiReason},
+      {"test_hannwindow_symmetric", kWindowPiReason},
+      {"test_hannwindow_symmetric_expanded", kWindowPiReason},
+  };
+  return *known;
+}
 
 struct CaseResult {
   std::string name;   // test directory name, e.g. "test_conv_with_strides_padding"
@@ -347,6 +374,11 @@ CaseResult RunCaseGuarded(const std::string& suite, const fs::path& dir) {
     result = Fail(result, absl::StrCat("exception: ", e.what()));
   }
   g_current_case[0] = '\0';
+  const auto known_bad = KnownBadTestData().find(result.name);
+  if (suite == "node" && result.outcome == Outcome::kFailed &&
+      known_bad != KnownBadTestData().end()) {
+    result = Skip(result, absl::StrCat(known_bad->second, " (engine: ", result.reason, ")"));
+  }
   return result;
 }
 
