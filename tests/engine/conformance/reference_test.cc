@@ -642,9 +642,11 @@ TEST(EngineReferenceTest, BinaryOpsBroadcastLikeNumpy) {
 
 class EngineFusionTest : public ::testing::Test {
  protected:
-  // Compiles `builder` with and without fusion and checks every output.
+  // Compiles `builder` with and without fusion and checks every output. When
+  // `expect_fusion`, the fused plan must also have fewer lines (steps) than
+  // the unfused one, so the comparison is not unfused against unfused.
   void ExpectFusedMatchesUnfused(const ModelBuilder& builder, const std::vector<Tensor>& inputs,
-                                 const std::vector<Tensor>& want) {
+                                 const std::vector<Tensor>& want, bool expect_fusion = true) {
     absl::StatusOr<std::vector<Tensor>> fused = CompileAndRun(builder.Bytes(), inputs, true);
     absl::StatusOr<std::vector<Tensor>> unfused = CompileAndRun(builder.Bytes(), inputs, false);
     ASSERT_TRUE(fused.ok()) << "fuse=true: " << fused.status();
@@ -659,6 +661,32 @@ class EngineFusionTest : public ::testing::Test {
       EXPECT_EQ(CompareTensors(want[k], (*unfused)[k], kRefTolerance), "")
           << "unfused vs reference";
     }
+    const absl::StatusOr<std::string> fused_plan = Plan(builder, inputs, true);
+    const absl::StatusOr<std::string> unfused_plan = Plan(builder, inputs, false);
+    ASSERT_TRUE(fused_plan.ok()) << fused_plan.status();
+    ASSERT_TRUE(unfused_plan.ok()) << unfused_plan.status();
+    const auto lines = [](const std::string& text) {
+      return std::count(text.begin(), text.end(), '\n');
+    };
+    if (expect_fusion) {
+      EXPECT_LT(lines(*fused_plan), lines(*unfused_plan)) << "fused plan:\n"
+                                                          << *fused_plan << "unfused plan:\n"
+                                                          << *unfused_plan;
+    } else {
+      EXPECT_LE(lines(*fused_plan), lines(*unfused_plan)) << "fused plan:\n"
+                                                          << *fused_plan << "unfused plan:\n"
+                                                          << *unfused_plan;
+    }
+  }
+
+  static absl::StatusOr<std::string> Plan(const ModelBuilder& builder,
+                                          const std::vector<Tensor>& inputs, bool fuse) {
+    CompileOptions options;
+    options.fuse = fuse;
+    absl::StatusOr<std::shared_ptr<const CompiledModel>> model =
+        CompiledModel::FromBytes(builder.Bytes(), options);
+    if (!model.ok()) return model.status();
+    return (*model)->DescribePlan(static_cast<int>(inputs[0].shape[0]));
   }
 
   // x [2, 5, 9, 11] -> Conv(7 filters, 3x3, pads 1) named "conv".
@@ -793,7 +821,7 @@ TEST_F(EngineFusionTest, ConvWithTwoConsumersIsNotFused) {
   builder.Output("y", {2, 7, 9, 7}).Output("c", {2, 7, 9, 7});
   const Tensor conv = RefConv(x, "c");
   const Tensor want = testing::ReferenceUnary(conv, [](double v) { return Relu(v) + Sigmoid(v); });
-  ExpectFusedMatchesUnfused(builder, {x}, {want, conv});
+  ExpectFusedMatchesUnfused(builder, {x}, {want, conv}, /*expect_fusion=*/false);
 }
 
 TEST_F(EngineFusionTest, ConvOutputAlsoGraphOutputKeepsPreActivationValues) {
@@ -804,7 +832,8 @@ TEST_F(EngineFusionTest, ConvOutputAlsoGraphOutputKeepsPreActivationValues) {
   builder.Node("Relu", {"c"}, {"y"});
   builder.Output("c", {3, 5, 7, 9}).Output("y", {3, 5, 7, 9});
   const Tensor conv = RefConv(x, "c");
-  ExpectFusedMatchesUnfused(builder, {x}, {conv, testing::ReferenceUnary(conv, Relu)});
+  ExpectFusedMatchesUnfused(builder, {x}, {conv, testing::ReferenceUnary(conv, Relu)},
+                            /*expect_fusion=*/false);
 }
 
 }  // namespace
