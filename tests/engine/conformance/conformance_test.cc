@@ -420,12 +420,12 @@ std::string Report(const std::string& suite, const std::vector<CaseResult>& resu
   }
   std::string out =
       absl::StrFormat("\n=== ONNX conformance: %s (%s/%s) ===\n", suite, DataRoot(), suite);
-  absl::StrAppendFormat(&out, "%-48s %7s %7s %7s\n", "op", "passed", "failed", "skipped");
+  absl::StrAppendFormat(&out, "%-56s %7s %7s %7s\n", "op", "passed", "failed", "skipped");
   for (const auto& [label, counts] : per_label) {
-    absl::StrAppendFormat(&out, "%-48s %7d %7d %7d\n", label, counts.passed, counts.failed,
+    absl::StrAppendFormat(&out, "%-56s %7d %7d %7d\n", label, counts.passed, counts.failed,
                           counts.skipped);
   }
-  absl::StrAppendFormat(&out, "%-48s %7d %7d %7d   (%d tests, %.1f s)\n", "TOTAL", total.passed,
+  absl::StrAppendFormat(&out, "%-56s %7d %7d %7d   (%d tests, %.1f s)\n", "TOTAL", total.passed,
                         total.failed, total.skipped, static_cast<int>(results.size()), seconds);
 
   bool any_failure = false;

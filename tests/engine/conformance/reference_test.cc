@@ -341,6 +341,40 @@ TEST(EngineReferenceTest, ConvMatchesReferenceOnRandomShapes) {
   }
 }
 
+// One compiled model with a dynamic batch dimension, run at several batch
+// sizes (one plan per batch size) and again at an earlier size.
+TEST(EngineReferenceTest, DynamicBatchPlansMatchReference) {
+  const Tensor w = RandomFloatTensor({6, 5, 3, 3}, 201);
+  const Tensor b = RandomFloatTensor({6}, 202);
+  ConvParams params;
+  params.strides = {2, 1};
+  params.pads = {1, 0, 2, 1};
+  ModelBuilder builder;
+  builder.Input("x", {-1, 5, 11, 9}).Initializer("w", w).Initializer("b", b);
+  onnx::NodeProto* node = builder.Node("Conv", {"x", "w", "b"}, {"y"});
+  AttrInts(node, "kernel_shape", {3, 3});
+  AttrInts(node, "strides", params.strides);
+  AttrInts(node, "pads", params.pads);
+  builder.Output("y", {-1, 6, 6, 8});
+  CompileOptions options;
+  options.max_batch_size = 8;
+  absl::StatusOr<std::shared_ptr<const CompiledModel>> model =
+      CompiledModel::FromBytes(builder.Bytes(), options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE((*model)->batchable());
+  absl::StatusOr<std::unique_ptr<ExecutionContext>> context = ExecutionContext::Create(*model);
+  ASSERT_TRUE(context.ok()) << context.status();
+  for (int64_t batch : {1, 3, 8, 2, 3, 1}) {
+    SCOPED_TRACE(absl::StrCat("batch ", batch));
+    const Tensor x = RandomFloatTensor({batch, 5, 11, 9}, 203 + static_cast<uint32_t>(batch));
+    absl::StatusOr<std::vector<Tensor>> got = (*context)->Run({x});
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 1u);
+    EXPECT_EQ(CompareTensors(testing::ReferenceConv(x, w, &b, params), (*got)[0], kRefTolerance),
+              "");
+  }
+}
+
 TEST(EngineReferenceTest, ConvAutoPadSameMatchesExplicitPads) {
   for (const char* auto_pad : {"SAME_UPPER", "SAME_LOWER"}) {
     for (int64_t stride : {1, 2}) {
@@ -595,6 +629,70 @@ TEST(EngineReferenceTest, ResizeLinearMatchesReference) {
         RunResizeCase("linear", ctm, "", use_sizes, ++seed);
       }
     }
+  }
+}
+
+// Opset 11 Resize (roi and scales are required inputs, empty when unused) and
+// opset 9 Upsample (nearest = asymmetric + floor): older export paths.
+TEST(EngineReferenceTest, ResizeOpset11AndUpsampleOpset9MatchReference) {
+  struct Case {
+    int64_t opset;
+    std::string op, mode, ctm, nearest_mode;
+    bool use_sizes;
+  };
+  const Case cases[] = {
+      {11, "Resize", "nearest", "asymmetric", "floor", false},
+      {11, "Resize", "nearest", "half_pixel", "round_prefer_floor", true},
+      {11, "Resize", "linear", "align_corners", "", true},
+      {11, "Resize", "linear", "pytorch_half_pixel", "", false},
+      {9, "Upsample", "nearest", "asymmetric", "floor", false},
+  };
+  uint32_t seed = 5500;
+  for (const Case& c : cases) {
+    ++seed;
+    const std::vector<int64_t> x_shape = {2, 3, 7, 9};
+    ResizeParams p;
+    p.mode = c.mode;
+    p.coordinate_transformation_mode = c.ctm;
+    p.nearest_mode = c.nearest_mode.empty() ? "round_prefer_floor" : c.nearest_mode;
+    if (c.use_sizes) {
+      p.out_h = 13;  // no rounding knife edge for 7 -> 13 and 9 -> 5 (odd in, half_pixel)
+      p.out_w = 5;
+      p.scale_h = 13.0 / 7.0;
+      p.scale_w = 5.0 / 9.0;
+    } else {
+      p.scale_h = 2.0;
+      p.scale_w = 3.0;
+      p.out_h = 14;
+      p.out_w = 27;
+    }
+    SCOPED_TRACE(absl::StrCat(c.op, " opset ", c.opset, " ", c.mode, " ", c.ctm, " ",
+                              c.nearest_mode, c.use_sizes ? " sizes" : " scales"));
+    const Tensor x = RandomFloatTensor(x_shape, seed);
+    const Tensor want = testing::ReferenceResize(x, p);
+    ModelBuilder builder(c.opset);
+    builder.Input("x", x_shape).Output("y", want.shape);
+    const Tensor scales = FloatTensor(
+        {4}, {1.0f, 1.0f, static_cast<float>(p.scale_h), static_cast<float>(p.scale_w)});
+    onnx::NodeProto* node;
+    if (c.op == "Upsample") {
+      builder.Initializer("scales", scales);
+      node = builder.Node("Upsample", {"x", "scales"}, {"y"});
+    } else {
+      builder.Initializer("roi", FloatTensor({0}, {}));
+      if (c.use_sizes) {
+        builder.Initializer("scales", FloatTensor({0}, {}));
+        builder.Initializer("sizes", Int64Tensor({4}, {2, 3, p.out_h, p.out_w}));
+        node = builder.Node("Resize", {"x", "roi", "scales", "sizes"}, {"y"});
+      } else {
+        builder.Initializer("scales", scales);
+        node = builder.Node("Resize", {"x", "roi", "scales"}, {"y"});
+      }
+      AttrString(node, "coordinate_transformation_mode", c.ctm);
+      if (c.mode == "nearest") AttrString(node, "nearest_mode", c.nearest_mode);
+    }
+    AttrString(node, "mode", c.mode);
+    ExpectEngineMatches(builder.Bytes(), {x}, want);
   }
 }
 
