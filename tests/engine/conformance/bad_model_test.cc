@@ -189,6 +189,49 @@ TEST(EngineBadModelTest, RawDataLengthMismatchIsInvalidAndNamed) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("'w'"));
 }
 
+TEST(EngineBadModelTest, InitializerWithUndefinedDataTypeIsRejected) {
+  ModelBuilder builder = ConvReluModel();
+  for (onnx::TensorProto& init : *builder.graph()->mutable_initializer()) {
+    if (init.name() == "b") init.set_data_type(onnx::TensorProto::UNDEFINED);
+  }
+  // UNDEFINED is malformed; an engine may also call it an unsupported type.
+  const absl::Status status = CompiledModel::FromBytes(builder.Bytes()).status();
+  EXPECT_THAT(status.code(),
+              AnyOf(absl::StatusCode::kInvalidArgument, absl::StatusCode::kUnimplemented))
+      << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("'b'"));
+}
+
+TEST(EngineBadModelTest, ExternalDataInitializerIsRejected) {
+  ModelBuilder builder = ConvReluModel();
+  for (onnx::TensorProto& init : *builder.graph()->mutable_initializer()) {
+    if (init.name() != "w") continue;
+    init.clear_raw_data();
+    init.set_data_location(onnx::TensorProto::EXTERNAL);
+    onnx::StringStringEntryProto* location = init.add_external_data();
+    location->set_key("location");
+    location->set_value("../../../../etc/passwd");
+  }
+  const absl::Status status = CompiledModel::FromBytes(builder.Bytes()).status();
+  EXPECT_THAT(status.code(),
+              AnyOf(absl::StatusCode::kUnimplemented, absl::StatusCode::kInvalidArgument))
+      << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("'w'"));
+}
+
+TEST(EngineBadModelTest, UnknownOpsetVersionIsRejected) {
+  ModelBuilder builder = ConvReluModel();
+  builder.model().mutable_opset_import(0)->set_version(99);
+  EXPECT_THAT(CompileCode(builder.Bytes()),
+              AnyOf(absl::StatusCode::kUnimplemented, absl::StatusCode::kInvalidArgument));
+}
+
+TEST(EngineBadModelTest, ModelWithoutOutputsIsInvalid) {
+  ModelBuilder builder = ConvReluModel();
+  builder.graph()->clear_output();
+  EXPECT_EQ(CompileCode(builder.Bytes()), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EngineBadModelTest, NegativeInitializerDimIsInvalid) {
   ModelBuilder builder = ConvReluModel();
   for (onnx::TensorProto& init : *builder.graph()->mutable_initializer()) {
