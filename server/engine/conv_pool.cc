@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
@@ -101,6 +102,70 @@ absl::Status InferPool(const Node& n, const std::vector<ValueInfo>& in,
   ASSIGN_OR_RETURN(WindowGeometry g, ResolvePool(n, in[0].shape));
   out[0].type = DataType::kFloat32;
   out[0].shape = g.out_shape;
+  return absl::OkStatus();
+}
+
+// Naive N-d pooling on plain NCHW data. Used where oneDNN's semantics differ
+// from ONNX (AveragePool count_include_pad with a ceil_mode overhang: ONNX
+// counts the explicit pads but not the overhang) and for constant folding.
+absl::Status ComputePool(const Node& n, const std::vector<View>& in, const std::vector<View>& out) {
+  const auto& xs = in[0].shape;
+  ASSIGN_OR_RETURN(WindowGeometry g, ResolvePool(n, xs));
+  const size_t sp = xs.size() - 2;
+  const bool is_max = n.op_type == "MaxPool" || n.op_type == "GlobalMaxPool";
+  const bool include_pad = n.op_type == "AveragePool" && n.GetInt("count_include_pad", 0) != 0;
+  // Explicit end pads as written (before the ceil_mode extension).
+  std::vector<int64_t> pad_end_attr = g.pad_end;
+  if (n.GetString("auto_pad", "NOTSET") == "NOTSET" && n.HasAttr("pads")) {
+    auto pads = n.GetInts("pads");
+    for (size_t i = 0; i < sp; ++i) pad_end_attr[i] = pads[i + sp];
+  }
+  const auto& os = g.out_shape;
+  const int64_t planes = xs[0] * xs[1];
+  int64_t in_plane = 1, out_plane = 1, kcount = 1;
+  for (size_t i = 0; i < sp; ++i) {
+    in_plane *= xs[i + 2];
+    out_plane *= os[i + 2];
+    kcount *= g.kernel[i];
+  }
+  const float* x = in[0].as<float>();
+  float* y = out[0].as<float>();
+  std::vector<int64_t> o(sp), k(sp);
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t oi = 0; oi < out_plane; ++oi) {
+      int64_t rem = oi;
+      for (int d = static_cast<int>(sp) - 1; d >= 0; --d) {
+        o[d] = rem % os[d + 2];
+        rem /= os[d + 2];
+      }
+      float best = -std::numeric_limits<float>::infinity();
+      double sum = 0;
+      int64_t count = 0;
+      for (int64_t ki = 0; ki < kcount; ++ki) {
+        int64_t r = ki;
+        for (int d = static_cast<int>(sp) - 1; d >= 0; --d) {
+          k[d] = r % g.kernel[d];
+          r /= g.kernel[d];
+        }
+        bool inside = true, in_pads = true;
+        int64_t off = 0;
+        for (size_t d = 0; d < sp; ++d) {
+          const int64_t c = o[d] * g.strides[d] + k[d] * g.dilations[d] - g.pad_begin[d];
+          if (c < -g.pad_begin[d] || c >= xs[d + 2] + pad_end_attr[d]) in_pads = false;
+          if (c < 0 || c >= xs[d + 2]) inside = false;
+          off = off * xs[d + 2] + c;
+        }
+        if (include_pad && in_pads) ++count;
+        if (!inside) continue;
+        const float v = x[p * in_plane + off];
+        best = std::max(best, v);
+        sum += v;
+        if (!include_pad) ++count;
+      }
+      y[p * out_plane + oi] =
+          is_max ? best : (count ? static_cast<float>(sum / static_cast<double>(count)) : 0.0f);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -208,7 +273,7 @@ void RegisterConvPoolOps(OpTable& t) {
   t["Conv"] = {InferConv, nullptr};
   t["ConvTranspose"] = {InferConv, nullptr};
   for (const char* op : {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-    t[op] = {InferPool, nullptr};
+    t[op] = {InferPool, ComputePool};
 }
 
 }  // namespace rectifier::engine

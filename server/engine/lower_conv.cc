@@ -199,9 +199,14 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     ASSIGN_OR_RETURN(int a, b.Value(addend_name));
     ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
     const PlanValue& av = b.values()[a_in];
-    const bool private_copy = a_in != a;
+    // Accumulating in place overwrites the addend: allowed for a layout copy
+    // (dropped from the cache so nobody reads it later) or for the value
+    // itself when this is its last reader, never when it is also our source.
+    const bool layout_copy = a_in != a;
     const bool last_reader = b.IsLastRead(addend_name);
-    if (av.storage == PlanValue::Storage::kArena && (private_copy || last_reader)) {
+    const bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
+    if (av.storage == PlanValue::Storage::kArena && !is_src && (layout_copy || last_reader)) {
+      if (layout_copy) b.ForgetLayout(a, a_in);
       dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
       b.values()[dst].alias_of = a_in;
       sum_note = " (in place)";
@@ -290,9 +295,7 @@ absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node) {
     for (size_t i = 0; i < kernel.size(); ++i)
       if (pads.size() == 2 * kernel.size() && geo.pad_end[i] != pads[i + kernel.size()] &&
           node.GetString("auto_pad", "NOTSET") == "NOTSET")
-        return absl::UnimplementedError(absl::StrCat(
-            "AveragePool count_include_pad with ceil_mode overhang is not supported (node '",
-            node.name, "')"));
+        return false;
   }
   const memory::desc src_md = b.values()[x].md;
   const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);

@@ -2,6 +2,7 @@
 // graph outputs, and the dispatch of nodes to per-family lowerings.
 #include "server/engine/plan_builder.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -142,6 +143,11 @@ absl::StatusOr<int> PlanBuilder::InLayout(int v, const memory::desc& md) {
   }
   layouts_[v].push_back(id);
   return id;
+}
+
+void PlanBuilder::ForgetLayout(int v, int copy) {
+  auto& copies = layouts_[v];
+  copies.erase(std::remove(copies.begin(), copies.end(), copy), copies.end());
 }
 
 void PlanBuilder::AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,

@@ -41,6 +41,9 @@ class PlanBuilder {
   // constants are reordered once here at compile time.
   absl::StatusOr<int> InLayout(int v, const dnnl::memory::desc& md);
   absl::StatusOr<int> Plain(int v) { return InLayout(v, PlainMd(values()[v].shape)); }
+  // Drops `copy` from the layout cache of `v`, so that later readers of `v`
+  // do not see it once it is overwritten (in-place sum).
+  void ForgetLayout(int v, int copy);
   // Adds a primitive step; `args` map DNNL_ARG_* to value ids.
   void AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
                     std::vector<std::pair<int, int>> args, const std::string& label,

@@ -1,0 +1,202 @@
+// CompiledModel / ExecutionContext behaviour: batching, static models,
+// typed non-float outputs, run-time validation, concurrency, plans.
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "tests/engine/model_builder.h"
+
+namespace rectifier::engine {
+namespace {
+
+using testing::ExpectNear;
+using testing::ModelBuilder;
+using testing::RandomTensor;
+
+// Conv 3x3 + ReLU + MaxPool + GlobalAveragePool + Flatten + Gemm: a tiny CNN.
+std::string TinyCnn() {
+  ModelBuilder b;
+  b.Input("x", {-1, 3, 9, 9});
+  b.RandomInit("w", {8, 3, 3, 3}, -0.3f, 0.3f);
+  b.RandomInit("b", {8});
+  b.RandomInit("fc", {5, 8});
+  b.RandomInit("fcb", {5});
+  auto& conv = b.Node("Conv", {"x", "w", "b"}, {"c"});
+  ModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c"}, {"r"});
+  auto& pool = b.Node("MaxPool", {"r"}, {"p"});
+  ModelBuilder::IntsAttr(pool, "kernel_shape", {2, 2});
+  ModelBuilder::IntsAttr(pool, "strides", {2, 2});
+  b.Node("GlobalAveragePool", {"p"}, {"g"});
+  b.Node("Flatten", {"g"}, {"f"});
+  auto& gemm = b.Node("Gemm", {"f", "fc", "fcb"}, {"y"});
+  ModelBuilder::IntAttr(gemm, "transB", 1);
+  b.Output("y");
+  return b.Bytes();
+}
+
+TEST(RuntimeTest, BatchedRunsMatchPerImageRuns) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE((*model)->batchable());
+  EXPECT_EQ((*model)->outputs()[0].shape, (std::vector<int64_t>{-1, 5}));
+  auto ctx = ExecutionContext::Create(*model, {2});
+  ASSERT_TRUE(ctx.ok());
+  Tensor batch = RandomTensor({3, 3, 9, 9});
+  auto all = (*ctx)->Run({batch});
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ((*all)[0].shape, (std::vector<int64_t>{3, 5}));
+  const int64_t per = 3 * 9 * 9;
+  for (int i = 0; i < 3; ++i) {
+    Tensor one = Tensor::Zeros(DataType::kFloat32, {1, 3, 9, 9});
+    std::copy(batch.data<float>() + i * per, batch.data<float>() + (i + 1) * per,
+              one.data<float>());
+    auto out = (*ctx)->Run({one});
+    ASSERT_TRUE(out.ok()) << out.status();
+    for (int j = 0; j < 5; ++j)
+      EXPECT_NEAR((*out)[0].data<float>()[j], (*all)[0].data<float>()[i * 5 + j], 1e-4f);
+  }
+}
+
+TEST(RuntimeTest, RunIntoMatchesRunAndChecksBuffers) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok());
+  auto ctx = ExecutionContext::Create(*model);
+  ASSERT_TRUE(ctx.ok());
+  Tensor x = RandomTensor({2, 3, 9, 9});
+  auto ref = (*ctx)->Run({x});
+  ASSERT_TRUE(ref.ok());
+  Tensor out = Tensor::Zeros(DataType::kFloat32, {2, 5});
+  ASSERT_TRUE((*ctx)->RunInto({&x}, {&out}).ok());
+  ExpectNear(out, (*ref)[0], 0.0f);
+  Tensor wrong = Tensor::Zeros(DataType::kFloat32, {3, 5});
+  auto st = (*ctx)->RunInto({&x}, {&wrong});
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+}
+
+TEST(RuntimeTest, ShapeAndCountErrorsNameTheInput) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok());
+  auto ctx = ExecutionContext::Create(*model);
+  ASSERT_TRUE(ctx.ok());
+  auto r = (*ctx)->Run({RandomTensor({1, 3, 8, 9})});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "'x'")) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "[1,3,8,9]")) << r.status();
+  r = (*ctx)->Run({});
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+  r = (*ctx)->Run({RandomTensor({65, 3, 9, 9})});
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  Tensor ints = Tensor::Zeros(DataType::kInt64, {1, 3, 9, 9});
+  r = (*ctx)->Run({ints});
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()));
+}
+
+TEST(RuntimeTest, StaticModelIsNotBatchableAndReturnsTypedShape) {
+  ModelBuilder b;
+  b.Input("x", {2, 3, 4});
+  b.Node("Shape", {"x"}, {"s"});
+  b.Node("Relu", {"x"}, {"y"});
+  b.Output("s", onnx::TensorProto::INT64);
+  b.Output("y");
+  auto model = CompiledModel::FromBytes(b.Bytes());
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_FALSE((*model)->batchable());
+  EXPECT_EQ((*model)->outputs()[0].type, DataType::kInt64);
+  auto ctx = ExecutionContext::Create(*model);
+  ASSERT_TRUE(ctx.ok());
+  auto out = (*ctx)->Run({RandomTensor({2, 3, 4})});
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ((*out)[0].type, DataType::kInt64);
+  ASSERT_EQ((*out)[0].shape, (std::vector<int64_t>{3}));
+  EXPECT_EQ((*out)[0].data<int64_t>()[0], 2);
+  EXPECT_EQ((*out)[0].data<int64_t>()[2], 4);
+  auto bad = (*ctx)->Run({RandomTensor({1, 3, 4})});
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+}
+
+TEST(RuntimeTest, ContextsRunConcurrentlyOnOneModel) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok());
+  Tensor x = RandomTensor({4, 3, 9, 9});
+  auto ctx0 = ExecutionContext::Create(*model, {1});
+  ASSERT_TRUE(ctx0.ok());
+  auto ref = (*ctx0)->Run({x});
+  ASSERT_TRUE(ref.ok());
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(3, 0);
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      auto ctx = ExecutionContext::Create(*model, {1});
+      if (!ctx.ok()) {
+        mismatches[t] = -1;
+        return;
+      }
+      for (int i = 0; i < 5; ++i) {
+        const int batch = 1 + (i + t) % 4;
+        Tensor part = Tensor::Zeros(DataType::kFloat32, {batch, 3, 9, 9});
+        std::copy(x.data<float>(), x.data<float>() + part.num_elements(), part.data<float>());
+        auto out = (*ctx)->Run({part});
+        if (!out.ok()) {
+          mismatches[t] = -1;
+          return;
+        }
+        for (int64_t j = 0; j < (*out)[0].num_elements(); ++j)
+          if (std::fabs((*out)[0].data<float>()[j] - (*ref)[0].data<float>()[j]) > 1e-4f)
+            ++mismatches[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
+}
+
+TEST(RuntimeTest, DescribePlanShowsFusionLayoutsAndImplementations) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok());
+  auto plan = (*model)->DescribePlan(2);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(absl::StrContains(*plan, "Conv 'c_node'")) << *plan;
+  EXPECT_TRUE(absl::StrContains(*plan, "+relu")) << *plan;
+  EXPECT_TRUE(absl::StrContains(*plan, "MaxPool")) << *plan;
+  EXPECT_TRUE(absl::StrContains(*plan, "jit")) << *plan;
+  EXPECT_FALSE(absl::StrContains(*plan, "Relu 'r_node' relu")) << *plan;  // no standalone step
+  EXPECT_FALSE((*model)->DescribePlan(0).ok());
+}
+
+TEST(RuntimeTest, ConvChainsStayBlockedWithoutReorders) {
+  // conv -> relu -> conv -> add(conv1 output) -> maxpool: one reorder in
+  // (graph input) and one out (graph output), none in between.
+  ModelBuilder b;
+  b.Input("x", {-1, 16, 12, 12});
+  b.RandomInit("w1", {32, 16, 3, 3}, -0.1f, 0.1f);
+  b.RandomInit("w2", {32, 32, 3, 3}, -0.1f, 0.1f);
+  auto& c1 = b.Node("Conv", {"x", "w1"}, {"a"});
+  ModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
+  b.Node("Relu", {"a"}, {"r"});
+  auto& c2 = b.Node("Conv", {"r", "w2"}, {"c"});
+  ModelBuilder::IntsAttr(c2, "pads", {1, 1, 1, 1});
+  b.Node("Sigmoid", {"r"}, {"s"});
+  b.Node("Mul", {"c", "s"}, {"m"});
+  auto& pool = b.Node("MaxPool", {"m"}, {"y"});
+  ModelBuilder::IntsAttr(pool, "kernel_shape", {2, 2});
+  ModelBuilder::IntsAttr(pool, "strides", {2, 2});
+  b.Output("y");
+  auto model = CompiledModel::FromBytes(b.Bytes());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = (*model)->DescribePlan(2);
+  ASSERT_TRUE(plan.ok());
+  int reorders = 0;
+  for (size_t pos = 0; (pos = plan->find("Reorder", pos)) != std::string::npos; ++pos) ++reorders;
+  EXPECT_LE(reorders, 1) << *plan;
+  EXPECT_TRUE(absl::StrContains(*plan, "reference") == false) << *plan;
+  Tensor x = RandomTensor({2, 16, 12, 12});
+  auto fused = testing::CompileAndRun(b.Bytes(), {x}, true);
+  auto unfused = testing::CompileAndRun(b.Bytes(), {x}, false);
+  ASSERT_TRUE(fused.ok() && unfused.ok());
+  ExpectNear((*fused)[0], (*unfused)[0]);
+}
+
+}  // namespace
+}  // namespace rectifier::engine
