@@ -186,8 +186,7 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto) {
   }
   absl::StatusOr<DataType> type = DataTypeFromOnnx(proto.data_type());
   if (!type.ok()) {
-    return absl::UnimplementedError(
-        absl::StrCat("tensor '", proto.name(), "': ", type.status().message()));
+    return type.status();
   }
   Tensor tensor;
   tensor.type = *type;
