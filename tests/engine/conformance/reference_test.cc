@@ -341,6 +341,115 @@ TEST(EngineReferenceTest, ConvMatchesReferenceOnRandomShapes) {
   }
 }
 
+// Channel counts that are not multiples of oneDNN's 8/16-channel blocks, so
+// blocked layouts with padded channels are chosen and reordered.
+TEST(EngineReferenceTest, ConvMatchesReferenceOnWideOddChannels) {
+  struct Case {
+    int64_t channels, out_c, group, kernel, stride;
+  };
+  const Case cases[] = {{17, 19, 1, 3, 1},  {24, 48, 1, 3, 2},  {33, 16, 1, 1, 1},
+                        {33, 33, 33, 3, 1}, {17, 34, 17, 5, 2}, {48, 21, 3, 3, 1}};
+  uint32_t seed = 300;
+  for (const Case& c : cases) {
+    ++seed;
+    SCOPED_TRACE(absl::StrCat("C ", c.channels, " M ", c.out_c, " group ", c.group, " k ", c.kernel,
+                              " stride ", c.stride));
+    const Tensor x = RandomFloatTensor({2, c.channels, 11, 9}, seed);
+    const Tensor w =
+        RandomFloatTensor({c.out_c, c.channels / c.group, c.kernel, c.kernel}, seed + 1000);
+    const Tensor b = RandomFloatTensor({c.out_c}, seed + 2000);
+    ConvParams params;
+    params.group = c.group;
+    params.strides = {c.stride, c.stride};
+    const int64_t pad = c.kernel / 2;
+    params.pads = {pad, pad, pad, pad};
+    const Tensor want = testing::ReferenceConv(x, w, &b, params);
+    ModelBuilder builder;
+    builder.Input("x", x.shape).Initializer("w", w).Initializer("b", b).Output("y", want.shape);
+    onnx::NodeProto* node = builder.Node("Conv", {"x", "w", "b"}, {"y"});
+    AttrInts(node, "kernel_shape", {c.kernel, c.kernel});
+    AttrInts(node, "strides", params.strides);
+    AttrInts(node, "pads", params.pads);
+    AttrInt(node, "group", c.group);
+    ExpectEngineMatches(builder.Bytes(), {x}, want);
+  }
+}
+
+Tensor ConcatChannels(const Tensor& a, const Tensor& b) {
+  const int64_t n = a.shape[0], ca = a.shape[1], cb = b.shape[1];
+  const int64_t inner = a.shape[2] * a.shape[3];
+  std::vector<float> values;
+  for (int64_t i = 0; i < n; ++i) {
+    values.insert(values.end(), a.data<float>() + i * ca * inner,
+                  a.data<float>() + (i + 1) * ca * inner);
+    values.insert(values.end(), b.data<float>() + i * cb * inner,
+                  b.data<float>() + (i + 1) * cb * inner);
+  }
+  return FloatTensor({n, ca + cb, a.shape[2], a.shape[3]}, values);
+}
+
+// A small CNN with odd channel counts: two convolutions concatenated (19 + 13
+// channels), Relu, ceil-mode MaxPool (11x9 -> 6x5), a 1x1 convolution with a residual Add
+// of a strided projection, global average pooling. Blocked layouts have to be
+// propagated through Concat, pooling and the residual Add.
+TEST(EngineReferenceTest, OddChannelCnnChainMatchesReference) {
+  const Tensor x = RandomFloatTensor({2, 17, 11, 9}, 401);
+  const Tensor wa = RandomFloatTensor({19, 17, 3, 3}, 402), ba = RandomFloatTensor({19}, 403);
+  const Tensor wb = RandomFloatTensor({13, 17, 1, 1}, 404), bb = RandomFloatTensor({13}, 405);
+  const Tensor wc = RandomFloatTensor({21, 32, 1, 1}, 406), bc = RandomFloatTensor({21}, 407);
+  const Tensor wp = RandomFloatTensor({21, 17, 1, 1}, 408), bp = RandomFloatTensor({21}, 409);
+
+  ModelBuilder builder;
+  builder.Input("x", x.shape);
+  for (const auto& [name, tensor] : std::vector<std::pair<std::string, Tensor>>{{"wa", wa},
+                                                                                {"ba", ba},
+                                                                                {"wb", wb},
+                                                                                {"bb", bb},
+                                                                                {"wc", wc},
+                                                                                {"bc", bc},
+                                                                                {"wp", wp},
+                                                                                {"bp", bp}}) {
+    builder.Initializer(name, tensor);
+  }
+  AttrInts(builder.Node("Conv", {"x", "wa", "ba"}, {"a"}), "pads", {1, 1, 1, 1});
+  builder.Node("Conv", {"x", "wb", "bb"}, {"b"});
+  AttrInt(builder.Node("Concat", {"a", "b"}, {"cat"}), "axis", 1);
+  builder.Node("Relu", {"cat"}, {"r"});
+  onnx::NodeProto* pool = builder.Node("MaxPool", {"r"}, {"p"});
+  AttrInts(pool, "kernel_shape", {2, 2});
+  AttrInts(pool, "strides", {2, 2});
+  AttrInt(pool, "ceil_mode", 1);
+  builder.Node("Conv", {"p", "wc", "bc"}, {"c"});
+  AttrInts(builder.Node("Conv", {"x", "wp", "bp"}, {"proj"}), "strides", {2, 2});
+  builder.Node("Add", {"c", "proj"}, {"sum"});
+  builder.Node("GlobalAveragePool", {"sum"}, {"y"});
+  builder.Output("y", {2, 21, 1, 1});
+
+  ConvParams pad1;
+  pad1.pads = {1, 1, 1, 1};
+  const Tensor cat = ConcatChannels(testing::ReferenceConv(x, wa, &ba, pad1),
+                                    testing::ReferenceConv(x, wb, &bb, ConvParams{}));
+  PoolParams pool_params;
+  pool_params.kernel = {2, 2};
+  pool_params.strides = {2, 2};
+  pool_params.ceil_mode = true;
+  const Tensor pooled = testing::ReferenceMaxPool(
+      testing::ReferenceUnary(cat, [](double v) { return v > 0 ? v : 0; }), pool_params);
+  ConvParams stride2;
+  stride2.strides = {2, 2};
+  const Tensor sum =
+      testing::ReferenceBinary(testing::ReferenceConv(pooled, wc, &bc, ConvParams{}),
+                               testing::ReferenceConv(x, wp, &bp, stride2), BinaryOp::kAdd);
+  ASSERT_EQ(sum.shape, (std::vector<int64_t>{2, 21, 6, 5}));
+  PoolParams global;
+  global.kernel = {6, 5};
+  const Tensor want = testing::ReferenceAveragePool(sum, global);
+  for (bool fuse : {true, false}) {
+    SCOPED_TRACE(fuse ? "fuse" : "no fuse");
+    ExpectEngineMatches(builder.Bytes(), {x}, want, fuse);
+  }
+}
+
 // One compiled model with a dynamic batch dimension, run at several batch
 // sizes (one plan per batch size) and again at an earlier size.
 TEST(EngineReferenceTest, DynamicBatchPlansMatchReference) {
