@@ -131,9 +131,21 @@ absl::StatusOr<bool> LowerConcat(PlanBuilder& b, const Node& node) {
     ASSIGN_OR_RETURN(int v, b.Value(in));
     srcs.push_back(v);
   }
-  // Inputs in different layouts are brought to the first one's layout when
-  // it is blocked and the others are plain; otherwise oneDNN copes.
-  for (int v : srcs) mds.push_back(b.values()[v].md);
+  // Inputs in different layouts are brought to the layout of the first
+  // non-plain one, so the concat stays in the conv chain's layout (mixed
+  // layouts would also send oneDNN to its slow reference concat).
+  int ref = -1;
+  for (int v : srcs)
+    if (!b.values()[v].plain && ref < 0) ref = v;
+  for (int& v : srcs) {
+    if (ref >= 0 && !(b.values()[v].md == b.values()[ref].md)) {
+      auto md = SameLayout(b.values()[ref].md, PlanBuilder::Dims(b.values()[v].shape));
+      if (md.ok()) {
+        ASSIGN_OR_RETURN(v, b.InLayout(v, *md));
+      }
+    }
+    mds.push_back(b.values()[v].md);
+  }
   try {
     dnnl::concat::primitive_desc pd(static_cast<int>(axis), mds, b.engine(), UserScratchpad());
     int out = b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, pd.dst_desc());

@@ -248,6 +248,10 @@ absl::Status PlanBuilder::LowerNode(const Node& node) {
     ASSIGN_OR_RETURN(lowered, LowerConcat(*this, node));
   } else if (op == "Softmax" || op == "LogSoftmax") {
     ASSIGN_OR_RETURN(lowered, LowerSoftmax(*this, node));
+  } else if (op == "Slice" || op == "Split") {
+    ASSIGN_OR_RETURN(lowered, LowerSliceSplit(*this, node));
+  } else if (op == "Resize" || op == "Upsample") {
+    ASSIGN_OR_RETURN(lowered, LowerResize(*this, node));
   } else if (op == "Gemm" || op == "MatMul") {
     ASSIGN_OR_RETURN(lowered, LowerMatMul(*this, node));
   } else {

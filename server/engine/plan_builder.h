@@ -91,6 +91,13 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerConcat(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerSliceSplit(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerResize(PlanBuilder& b, const Node& node);
+
+// A dense descriptor of `dims` in the same layout family as `ref` (same dim
+// order, same channel blocking). FAILED_PRECONDITION for other layouts.
+absl::StatusOr<dnnl::memory::desc> SameLayout(const dnnl::memory::desc& ref,
+                                              const dnnl::memory::dims& dims);
 
 // Layout in oneDNN's letter notation ("abcd" plain NCHW, "aBcd8b" = nChw8c).
 std::string LayoutName(const dnnl::memory::desc& md);

@@ -22,6 +22,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "models", "tools"))
 import export_zoo  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+import export_yolo_like  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -34,13 +37,16 @@ def main():
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--extra", nargs="*", default=[])
     a = p.parse_args()
-    torch.manual_seed(a.seed)
-    model = export_zoo.ARCHS[a.arch]().eval()
-    gen = torch.Generator().manual_seed(a.seed + 1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
+    if a.arch == "yolo_like":
+        model = export_yolo_like.build(0.25, a.seed)
+    else:
+        torch.manual_seed(a.seed)
+        model = export_zoo.ARCHS[a.arch]().eval()
+        gen = torch.Generator().manual_seed(a.seed + 1)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
     x = np.random.default_rng(7).standard_normal((a.batch, 3, a.size, a.size)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
