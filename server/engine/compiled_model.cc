@@ -27,12 +27,31 @@ absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromFile(
   return model;
 }
 
-absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromBytes(
-    std::string_view onnx_bytes, const CompileOptions& options) {
+namespace {
+
+absl::StatusOr<std::shared_ptr<const CompiledModel>> FromBytesImpl(std::string_view onnx_bytes,
+                                                                   const CompileOptions& options) {
   ASSIGN_OR_RETURN(Graph graph,
                    ImportOnnx(onnx_bytes, options.constant_inputs, options.max_tensor_bytes));
   ASSIGN_OR_RETURN(auto model, CompiledModelImpl::Create(std::move(graph), options));
   return std::shared_ptr<const CompiledModel>(std::move(model));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromBytes(
+    std::string_view onnx_bytes, const CompileOptions& options) {
+  // No exception may leave the engine: oneDNN, protobuf and the standard
+  // library (bad_alloc, out_of_range) are all turned into a Status here.
+  try {
+    return FromBytesImpl(onnx_bytes, options);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, "model compilation");
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory while compiling the model");
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("model compilation failed: ", e.what()));
+  }
 }
 
 CompiledModelImpl::CompiledModelImpl(Graph graph, const CompileOptions& options)
@@ -126,9 +145,19 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
   absl::MutexLock lock(&mu_);
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
-  ASSIGN_OR_RETURN(auto plan, Compile(batch));
-  plans_[key] = plan;
-  return plan;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan;
+  try {
+    plan = Compile(batch);
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, absl::StrCat("compiling the plan for batch ", batch));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory while compiling a plan");
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("plan compilation failed: ", e.what()));
+  }
+  if (!plan.ok()) return plan.status();
+  plans_[key] = *plan;
+  return *plan;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(int batch) const {

@@ -122,6 +122,10 @@ class ExecutionContextImpl final : public ExecutionContext {
     st->plan = plan;
     st->arena = AlignedBuffer(plan->arena_bytes);
     st->scratchpad = AlignedBuffer(plan->scratchpad_bytes);
+    if (st->arena.data() == nullptr || st->scratchpad.data() == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate the ", plan->arena_bytes, "-byte activation arena"));
+    }
     const size_t n = plan->values.size();
     st->ptrs.assign(n, nullptr);
     st->mems.resize(n);
@@ -204,6 +208,10 @@ class ExecutionContextImpl final : public ExecutionContext {
       stream_.wait();
     } catch (const dnnl::error& e) {
       return absl::InternalError(absl::StrCat("oneDNN execution failed: ", e.what()));
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError("out of memory while running the model");
+    } catch (const std::exception& e) {
+      return absl::InternalError(absl::StrCat("execution failed: ", e.what()));
     }
     return absl::OkStatus();
   }

@@ -186,7 +186,8 @@ absl::Status InferGemm(const Node& n, const std::vector<ValueInfo>& in,
   out[0].type = DataType::kFloat32;
   out[0].shape = {m, nn};
   if (in.size() > 2 && in[2].present) {
-    RETURN_IF_ERROR(BroadcastShapes(in[2].shape, out[0].shape, n).status());
+    ASSIGN_OR_RETURN(auto bs, BroadcastShapes(in[2].shape, out[0].shape, n));
+    if (bs != out[0].shape) return Invalid(n, "C does not broadcast to [M, N]");
   }
   return absl::OkStatus();
 }
@@ -453,6 +454,7 @@ absl::StatusOr<ResizeSpec> ResolveResize(const Node& n, const std::vector<ValueI
   if (!sizes.empty()) {
     if (sizes.size() != rank) return Invalid(n, "sizes length differs from rank");
     for (size_t d = 0; d < rank; ++d) {
+      if (sizes[d] <= 0 || s[d] <= 0) return Invalid(n, "bad sizes");
       spec.out_shape[d] = sizes[d];
       spec.resized_len[d] = static_cast<float>(sizes[d]);
       spec.scales[d] = static_cast<float>(sizes[d]) / static_cast<float>(s[d]);
@@ -460,7 +462,9 @@ absl::StatusOr<ResizeSpec> ResolveResize(const Node& n, const std::vector<ValueI
   } else {
     if (scales.size() != rank) return Invalid(n, "scales length differs from rank");
     for (size_t d = 0; d < rank; ++d) {
-      if (scales[d] <= 0) return Invalid(n, "non-positive scale");
+      const double out_len = std::floor(static_cast<double>(s[d]) * scales[d]);
+      if (!(scales[d] > 0) || !std::isfinite(scales[d]) || out_len > 1e12)
+        return Invalid(n, "bad scale");
       spec.scales[d] = scales[d];
       spec.resized_len[d] = static_cast<float>(s[d]) * scales[d];
       spec.out_shape[d] = static_cast<int64_t>(std::floor(static_cast<double>(s[d]) * scales[d]));

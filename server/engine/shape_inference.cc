@@ -1,6 +1,7 @@
 // Per-batch shape inference and folding.
 #include "server/engine/shape_inference.h"
 
+#include <map>
 #include <set>
 
 #include "absl/status/status.h"
@@ -10,6 +11,45 @@
 #include "server/engine/op_registry.h"
 
 namespace rectifier::engine {
+
+namespace {
+
+// Minimum input counts of ops whose kernels index inputs unconditionally.
+int MinInputs(const Node& n) {
+  static const std::map<std::string, int> kMin = {{"Add", 2},           {"Sub", 2},
+                                                  {"Mul", 2},           {"Div", 2},
+                                                  {"Pow", 2},           {"Mod", 2},
+                                                  {"PRelu", 2},         {"Equal", 2},
+                                                  {"Less", 2},          {"Greater", 2},
+                                                  {"LessOrEqual", 2},   {"GreaterOrEqual", 2},
+                                                  {"And", 2},           {"Or", 2},
+                                                  {"Xor", 2},           {"Where", 3},
+                                                  {"Gather", 2},        {"MatMul", 2},
+                                                  {"Gemm", 2},          {"Conv", 2},
+                                                  {"ConvTranspose", 2}, {"Expand", 2},
+                                                  {"Tile", 2},          {"BatchNormalization", 5},
+                                                  {"Range", 3},         {"ConstantOfShape", 1}};
+  auto it = kMin.find(n.op_type);
+  int min = it == kMin.end() ? 1 : it->second;
+  if (n.op_type == "Reshape" && n.opset >= 5) min = 2;
+  if (n.op_type == "Slice" && n.opset >= 10) min = 3;
+  if ((n.op_type == "Resize" || n.op_type == "Upsample") && n.opset >= 9) min = 2;
+  if (n.op_type == "Pad" && n.opset >= 11) min = 2;
+  return min;
+}
+
+// Element count, or -1 when it would exceed `limit` (no overflow).
+int64_t CheckedElements(const std::vector<int64_t>& shape, int64_t limit) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) return -1;
+    if (d != 0 && n > limit / d) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+}  // namespace
 
 absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
   g.value_info.clear();
@@ -21,6 +61,14 @@ absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
     if (op == nullptr) {
       return absl::UnimplementedError(absl::StrCat("unsupported op '", n.op_type, "' (node '",
                                                    n.name, "', opset ", n.opset, ")"));
+    }
+    if (static_cast<int>(n.inputs.size()) < MinInputs(n) || n.inputs.empty() ||
+        n.inputs[0].empty() || n.outputs.empty() || n.outputs[0].empty()) {
+      if (!(n.op_type == "ConstantOfShape" && !n.inputs.empty())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(n.Describe(), " has too few inputs or outputs (", n.inputs.size(),
+                         " inputs, ", n.outputs.size(), " outputs)"));
+      }
     }
     std::vector<ValueInfo> in(n.inputs.size());
     bool all_const = true;
@@ -64,9 +112,10 @@ absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
               absl::StrCat(n.Describe(), " produced a negative dimension"));
         }
       }
+      const int64_t elems = CheckedElements(out[k].shape, max_tensor_bytes);
       const int64_t bytes =
-          NumElements(out[k].shape) * static_cast<int64_t>(DataTypeSize(out[k].type));
-      if (bytes > max_tensor_bytes) {
+          elems < 0 ? -1 : elems * static_cast<int64_t>(DataTypeSize(out[k].type));
+      if (bytes < 0 || bytes > max_tensor_bytes) {
         return absl::ResourceExhaustedError(
             absl::StrCat("output '", n.outputs[k], "' of ", n.Describe(), " needs ", bytes,
                          " bytes, over max_tensor_bytes (", max_tensor_bytes, ")"));

@@ -2,6 +2,8 @@
 // Shape, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat, Split,
 // Slice, Gather, Expand, Tile, Pad, ConstantOfShape, Range, Dropout.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -100,8 +102,8 @@ absl::Status InferReshape(const Node& n, const std::vector<ValueInfo>& in,
       infer = static_cast<int>(i);
     } else if (target[i] < 0) {
       return Invalid(n, "negative dimension in shape");
-    } else {
-      known *= target[i];
+    } else if (__builtin_mul_overflow(known, target[i], &known)) {
+      return Invalid(n, "shape overflows");
     }
   }
   const int64_t total = NumElements(in[0].shape);
@@ -489,7 +491,10 @@ absl::Status InferTile(const Node& n, const std::vector<ValueInfo>& in,
   if (reps.size() != in[0].shape.size()) return Invalid(n, "repeats length differs from rank");
   out[0].type = in[0].type;
   out[0].shape = in[0].shape;
-  for (size_t i = 0; i < reps.size(); ++i) out[0].shape[i] *= reps[i];
+  for (size_t i = 0; i < reps.size(); ++i) {
+    if (reps[i] < 0 || __builtin_mul_overflow(out[0].shape[i], reps[i], &out[0].shape[i]))
+      return Invalid(n, "bad repeats");
+  }
   return absl::OkStatus();
 }
 
@@ -561,6 +566,8 @@ absl::Status InferPad(const Node& n, const std::vector<ValueInfo>& in,
   out[0].type = in[0].type;
   out[0].shape = in[0].shape;
   for (size_t d = 0; d < out[0].shape.size(); ++d) {
+    if (std::abs(spec.begin[d]) > (int64_t{1} << 40) || std::abs(spec.end[d]) > (int64_t{1} << 40))
+      return Invalid(n, "pads out of range");
     out[0].shape[d] += spec.begin[d] + spec.end[d];
     if (out[0].shape[d] < 0) return Invalid(n, "negative padded size");
   }
@@ -653,7 +660,9 @@ absl::Status InferRange(const Node& n, const std::vector<ValueInfo>& in,
     limit = static_cast<double>(ReadInts(*in[1].value)[0]);
     delta = static_cast<double>(ReadInts(*in[2].value)[0]);
   }
-  if (delta == 0) return Invalid(n, "delta 0");
+  if (delta == 0 || !std::isfinite(start) || !std::isfinite(limit) || !std::isfinite(delta) ||
+      std::fabs((limit - start) / delta) > 1e15)
+    return Invalid(n, "bad range");
   out[0].type = in[0].type;
   out[0].shape = {std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)))};
   return absl::OkStatus();
