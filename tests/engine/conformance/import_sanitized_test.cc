@@ -5,6 +5,7 @@
 #include <sanitizer/common_interface_defs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -52,7 +53,7 @@ using testing::Int64Tensor;
 using testing::ModelBuilder;
 using testing::RandomFloatTensor;
 
-constexpr int kMutationsPerSeed = 40;
+constexpr int kMutationsPerSeed = 40;  // RECTIFIER_FUZZ_MUTATIONS overrides
 constexpr int64_t kMaxTensorBytes = int64_t{64} << 20;
 constexpr int64_t kMaxRunInputBytes = int64_t{16} << 20;
 
@@ -356,13 +357,16 @@ TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
   // RECTIFIER_FUZZ_ONLY=<#> exercises one mutation (to triage a report).
   const char* only_env = std::getenv("RECTIFIER_FUZZ_ONLY");
   const int only = only_env != nullptr ? std::atoi(only_env) : -1;
+  // RECTIFIER_FUZZ_MUTATIONS=<n> per seed, for longer exploratory runs.
+  const char* count_env = std::getenv("RECTIFIER_FUZZ_MUTATIONS");
+  const int per_seed = count_env != nullptr ? std::max(1, std::atoi(count_env)) : kMutationsPerSeed;
   std::vector<SeedModel> seeds = BuiltSeeds();
   for (SeedModel& seed : TestDataSeeds()) seeds.push_back(std::move(seed));
   Tally tally;
   int mutations = 0;
   for (size_t s = 0; s < seeds.size(); ++s) {
     std::mt19937 rng(static_cast<uint32_t>(1234 + s));
-    for (int i = 0; i < kMutationsPerSeed; ++i) {
+    for (int i = 0; i < per_seed; ++i) {
       const std::string bytes =
           i % 2 == 0 ? MutateBytes(seeds[s].bytes, rng) : MutateStructure(seeds[s].bytes, rng);
       const int index = mutations++;
@@ -379,7 +383,7 @@ TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
   }
   std::cout << mutations << " mutations: " << tally.rejected << " rejected, " << tally.loaded
             << " loaded, " << tally.ran << " ran\n";
-  EXPECT_GE(mutations, 200);
+  EXPECT_GE(mutations, std::min(200, per_seed * static_cast<int>(seeds.size())));
   if (only >= 0) return;
   EXPECT_EQ(tally.rejected + tally.loaded, mutations);
   // Both paths must be exercised, or the mutations are too gentle or too harsh.
