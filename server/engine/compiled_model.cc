@@ -171,7 +171,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
     ASSIGN_OR_RETURN(int sums, FuseResidualAdd(g));
     if (sums > 0) FuseActivations(g);
   }
-  PlanBuilder builder(g, batchable_ ? batch : 0, engine_);
+  PlanBuilder builder(g, batchable_ ? batch : 0, engine_, &constants_);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
 }

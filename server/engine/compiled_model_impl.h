@@ -37,7 +37,8 @@ class CompiledModelImpl final : public CompiledModel {
 
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options);
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Graph graph_;  // after batch-independent passes
   CompileOptions options_;
@@ -46,6 +47,7 @@ class CompiledModelImpl final : public CompiledModel {
   dnnl::engine engine_;
   mutable absl::Mutex mu_;
   mutable std::map<int, std::shared_ptr<const CompiledPlan>> plans_ ABSL_GUARDED_BY(mu_);
+  mutable ConstantCache constants_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rectifier::engine

@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -21,11 +22,9 @@ std::string ShapeString(const std::vector<int64_t>& s) {
   return absl::StrCat("[", absl::StrJoin(s, ","), "]");
 }
 
-// This context's binding of one plan.
+// This context's binding of one plan to the context's arena/scratchpad.
 struct PlanState {
   std::shared_ptr<const CompiledPlan> plan;
-  AlignedBuffer arena;
-  AlignedBuffer scratchpad;
   std::vector<std::byte*> ptrs;    // per value; I/O-rooted ones set per run
   std::vector<dnnl::memory> mems;  // per value used by primitives
   std::vector<std::unordered_map<int, dnnl::memory>> args;  // per step
@@ -118,14 +117,21 @@ class ExecutionContextImpl final : public ExecutionContext {
   absl::StatusOr<PlanState*> StateFor(const std::shared_ptr<const CompiledPlan>& plan) {
     auto it = states_.find(plan.get());
     if (it != states_.end()) return it->second.get();
+    // One arena and one scratchpad per context, sized for the largest plan
+    // run so far (plans run one at a time); growing them rebinds all plans.
+    if (plan->arena_bytes > arena_.size() || plan->scratchpad_bytes > scratchpad_.size() ||
+        arena_.data() == nullptr) {
+      states_.clear();
+      arena_ = AlignedBuffer(std::max(plan->arena_bytes, arena_.size()));
+      scratchpad_ = AlignedBuffer(std::max(plan->scratchpad_bytes, scratchpad_.size()));
+      if (arena_.data() == nullptr || scratchpad_.data() == nullptr) {
+        arena_ = AlignedBuffer();
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot allocate the ", plan->arena_bytes, "-byte activation arena"));
+      }
+    }
     auto st = std::make_unique<PlanState>();
     st->plan = plan;
-    st->arena = AlignedBuffer(plan->arena_bytes);
-    st->scratchpad = AlignedBuffer(plan->scratchpad_bytes);
-    if (st->arena.data() == nullptr || st->scratchpad.data() == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot allocate the ", plan->arena_bytes, "-byte activation arena"));
-    }
     const size_t n = plan->values.size();
     st->ptrs.assign(n, nullptr);
     st->mems.resize(n);
@@ -134,7 +140,7 @@ class ExecutionContextImpl final : public ExecutionContext {
       const PlanValue& root = plan->values[r];
       switch (root.storage) {
         case PlanValue::Storage::kArena:
-          st->ptrs[v] = st->arena.data() + root.offset;
+          st->ptrs[v] = arena_.data() + root.offset;
           break;
         case PlanValue::Storage::kConstant:
           st->ptrs[v] = const_cast<std::byte*>(root.constant);
@@ -156,7 +162,7 @@ class ExecutionContextImpl final : public ExecutionContext {
           }
           if (step.scratchpad_md.get_size() > 0) {
             args.emplace(DNNL_ARG_SCRATCHPAD,
-                         dnnl::memory(step.scratchpad_md, model_->engine(), st->scratchpad.data()));
+                         dnnl::memory(step.scratchpad_md, model_->engine(), scratchpad_.data()));
           }
         }
         st->args.push_back(std::move(args));
@@ -219,6 +225,8 @@ class ExecutionContextImpl final : public ExecutionContext {
   std::shared_ptr<const CompiledModelImpl> model_;
   int threads_;
   dnnl::stream stream_;
+  AlignedBuffer arena_;
+  AlignedBuffer scratchpad_;
   std::unordered_map<const CompiledPlan*, std::unique_ptr<PlanState>> states_;
 };
 

@@ -15,6 +15,19 @@ AlignedBuffer::AlignedBuffer(size_t bytes) : size_(bytes) {
 
 void AlignedBuffer::Free::operator()(std::byte* p) const { std::free(p); }
 
+std::string ConstantCache::Key(const std::string& name, const dnnl::memory::desc& md) {
+  return name + "|" + std::string(reinterpret_cast<const char*>(&md.data), sizeof(md.data));
+}
+
+std::shared_ptr<const AlignedBuffer> ConstantCache::Find(const std::string& key) const {
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : it->second;
+}
+
+void ConstantCache::Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer) {
+  entries_[key] = std::move(buffer);
+}
+
 void PlanMemory(CompiledPlan& plan) {
   const int n = static_cast<int>(plan.values.size());
   std::vector<int> first(n, std::numeric_limits<int>::max()), last(n, -1);

@@ -5,7 +5,7 @@
 #define RECTIFIER_SERVER_ENGINE_PLAN_H_
 
 #include <cstddef>
-#include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -71,7 +71,9 @@ struct CompiledPlan {
   std::vector<PlanStep> steps;
   std::vector<int> input_values;   // per graph input
   std::vector<int> output_values;  // per graph output
-  std::deque<AlignedBuffer> constant_storage;
+  // Constants in their compiled layouts; shared with other plans of the
+  // same model through its ConstantCache.
+  std::vector<std::shared_ptr<const AlignedBuffer>> constant_storage;
   size_t arena_bytes = 0;
   size_t scratchpad_bytes = 0;
   std::string description;
@@ -81,6 +83,20 @@ struct CompiledPlan {
     while (values[v].alias_of >= 0) v = values[v].alias_of;
     return v;
   }
+};
+
+// Constants (weights) in the layouts plans asked for, keyed by constant
+// name and memory descriptor, so that plans for different batch sizes share
+// one copy of each reordered weight. Not thread-safe: used under the owning
+// model's compile mutex.
+class ConstantCache {
+ public:
+  static std::string Key(const std::string& name, const dnnl::memory::desc& md);
+  std::shared_ptr<const AlignedBuffer> Find(const std::string& key) const;
+  void Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer);
+
+ private:
+  std::map<std::string, std::shared_ptr<const AlignedBuffer>> entries_;
 };
 
 // Assigns arena offsets to root kArena values by liveness over `steps`

@@ -53,9 +53,10 @@ memory::desc PlanBuilder::PlainMd(const std::vector<int64_t>& shape) {
   return memory::desc(dims, memory::data_type::f32, strides);
 }
 
-PlanBuilder::PlanBuilder(const Graph& graph, int batch, dnnl::engine engine)
+PlanBuilder::PlanBuilder(const Graph& graph, int batch, dnnl::engine engine, ConstantCache* cache)
     : graph_(graph),
       engine_(engine),
+      cache_(cache),
       compile_stream_(engine_),
       plan_(std::make_unique<CompiledPlan>()) {
   plan_->batch = batch;
@@ -89,11 +90,17 @@ absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
   const Tensor& t = c->second;
   int id = NewValue(name, t.type, t.shape,
                     t.type == DataType::kFloat32 ? PlainMd(t.shape) : memory::desc());
-  plan_->constant_storage.emplace_back(t.bytes.size());
-  if (!t.bytes.empty())
-    std::memcpy(plan_->constant_storage.back().data(), t.bytes.data(), t.bytes.size());
+  const std::string key = ConstantCache::Key(name, plan_->values[id].md);
+  std::shared_ptr<const AlignedBuffer> buf = cache_ ? cache_->Find(key) : nullptr;
+  if (buf == nullptr) {
+    auto fresh = std::make_shared<AlignedBuffer>(t.bytes.size());
+    if (!t.bytes.empty()) std::memcpy(fresh->data(), t.bytes.data(), t.bytes.size());
+    buf = fresh;
+    if (cache_) cache_->Insert(key, buf);
+  }
+  plan_->constant_storage.push_back(buf);
   plan_->values[id].storage = PlanValue::Storage::kConstant;
-  plan_->values[id].constant = plan_->constant_storage.back().data();
+  plan_->values[id].constant = buf->data();
   ids_[name] = id;
   return id;
 }
@@ -102,19 +109,25 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
                                                   const memory::desc& src_md,
                                                   const memory::desc& md,
                                                   const std::vector<int64_t>& shape) {
-  plan_->constant_storage.emplace_back(md.get_size());
-  AlignedBuffer& buf = plan_->constant_storage.back();
-  try {
-    memory src(src_md, engine_, const_cast<void*>(data));
-    memory dst(md, engine_, buf.data());
-    dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
-    compile_stream_.wait();
-  } catch (const dnnl::error& e) {
-    return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
+  const std::string key = ConstantCache::Key(name, md);
+  std::shared_ptr<const AlignedBuffer> buf = cache_ ? cache_->Find(key) : nullptr;
+  if (buf == nullptr) {
+    auto fresh = std::make_shared<AlignedBuffer>(md.get_size());
+    try {
+      memory src(src_md, engine_, const_cast<void*>(data));
+      memory dst(md, engine_, fresh->data());
+      dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
+      compile_stream_.wait();
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
+    }
+    buf = fresh;
+    if (cache_) cache_->Insert(key, buf);
   }
+  plan_->constant_storage.push_back(buf);
   int id = NewValue(name, DataType::kFloat32, shape, md);
   plan_->values[id].storage = PlanValue::Storage::kConstant;
-  plan_->values[id].constant = buf.data();
+  plan_->values[id].constant = buf->data();
   return id;
 }
 

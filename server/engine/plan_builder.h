@@ -20,7 +20,8 @@ namespace rectifier::engine {
 class PlanBuilder {
  public:
   // `graph` must have gone through InferShapes (and any fusion passes).
-  PlanBuilder(const Graph& graph, int batch, dnnl::engine engine);
+  // `cache` (optional) shares reordered constants between plans.
+  PlanBuilder(const Graph& graph, int batch, dnnl::engine engine, ConstantCache* cache = nullptr);
 
   // Lowers every node, plans memory, writes the description.
   absl::StatusOr<std::unique_ptr<CompiledPlan>> Build();
@@ -74,6 +75,7 @@ class PlanBuilder {
 
   const Graph& graph_;
   dnnl::engine engine_;
+  ConstantCache* cache_;
   dnnl::stream compile_stream_;
   std::unique_ptr<CompiledPlan> plan_;
   std::map<std::string, int> ids_;

@@ -521,17 +521,19 @@ absl::Status ComputeTile(const Node& n, const std::vector<View>& in, const std::
 struct PadSpec {
   std::vector<int64_t> begin, end;
   double value = 0;
+  std::string mode = "constant";
 };
 
 absl::StatusOr<PadSpec> ResolvePad(const Node& n, const std::vector<ValueInfo>& in) {
   const std::string mode = n.GetString("mode", "constant");
-  if (mode != "constant") {
+  if (mode != "constant" && mode != "edge" && mode != "reflect") {
     return absl::UnimplementedError(
         absl::StrCat("Pad mode '", mode, "' is not supported (node '", n.name, "')"));
   }
   const size_t rank = in[0].shape.size();
   std::vector<int64_t> pads;
   PadSpec spec;
+  spec.mode = mode;
   if (n.opset < 11) {
     pads = n.GetInts(n.opset < 2 ? "paddings" : "pads");
     spec.value = n.GetFloat("value", 0.0f);
@@ -585,9 +587,19 @@ void PadLoop(const PadSpec& spec, const View& x, const View& y) {
     bool inside = true;
     for (size_t d = 0; d < os.size(); ++d) {
       int64_t s = idx[d] - spec.begin[d];
-      if (s < 0 || s >= x.shape[d]) {
-        inside = false;
-        break;
+      const int64_t dim = x.shape[d];
+      if (s < 0 || s >= dim) {
+        if (spec.mode == "constant" || dim == 0) {
+          inside = false;
+          break;
+        }
+        if (spec.mode == "edge" || dim == 1) {
+          s = std::clamp<int64_t>(s, 0, dim - 1);
+        } else {  // reflect (mirror without repeating the edge)
+          const int64_t period = 2 * (dim - 1);
+          s = ((s % period) + period) % period;
+          if (s >= dim) s = period - s;
+        }
       }
       off += s * ics[d];
     }

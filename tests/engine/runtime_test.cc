@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "server/engine/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {
@@ -163,6 +164,24 @@ TEST(RuntimeTest, DescribePlanShowsFusionLayoutsAndImplementations) {
   EXPECT_TRUE(absl::StrContains(*plan, "jit")) << *plan;
   EXPECT_FALSE(absl::StrContains(*plan, "Relu 'r_node' relu")) << *plan;  // no standalone step
   EXPECT_FALSE((*model)->DescribePlan(0).ok());
+}
+
+TEST(RuntimeTest, PlansForDifferentBatchesShareReorderedWeights) {
+  auto model = CompiledModel::FromBytes(TinyCnn());
+  ASSERT_TRUE(model.ok());
+  auto impl = std::dynamic_pointer_cast<const CompiledModelImpl>(*model);
+  ASSERT_NE(impl, nullptr);
+  auto p1 = impl->GetPlan(1);
+  auto p3 = impl->GetPlan(3);
+  ASSERT_TRUE(p1.ok() && p3.ok());
+  EXPECT_NE(p1->get(), p3->get());
+  auto again = impl->GetPlan(3);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), p3->get());  // cached, not rebuilt
+  int shared = 0;
+  for (const auto& a : (*p1)->constant_storage)
+    for (const auto& b : (*p3)->constant_storage) shared += a == b ? 1 : 0;
+  EXPECT_GE(shared, 2) << "conv weights/bias should be reordered once per model";
 }
 
 TEST(RuntimeTest, ConvChainsStayBlockedWithoutReorders) {
