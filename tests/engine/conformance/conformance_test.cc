@@ -17,7 +17,7 @@
 //    built lazily) = skipped, with the engine's message as the reason. A test
 //    the engine API cannot express (sequence/optional values, FLOAT16, STRING,
 //    ...) = skipped with a "harness:" reason. Anything else = failed.
-//  * Known-bad test data (kKnownBadTestData: expected outputs that are
+//  * Known-bad test data (KnownBadTestData(): expected outputs that are
 //    wrong in libonnx-testdata 1.12 itself) still run; a mismatch there is a
 //    skip whose reason says why the data is wrong, a pass is a pass.
 //  * The assertion: no failures. Every test either passes or is skipped with

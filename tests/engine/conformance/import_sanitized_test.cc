@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <string>
@@ -194,7 +195,7 @@ int64_t InterestingInt(std::mt19937& rng) {
                                     -(int64_t{1} << 62),
                                     INT64_MAX,
                                     INT64_MIN};
-  return kValues[rng() % (sizeof(kValues) / sizeof(kValues[0]))];
+  return kValues[rng() % std::size(kValues)];
 }
 
 // A semantic mutation of a parsed model: dims, attributes, wiring.
@@ -226,8 +227,9 @@ std::string MutateStructure(const std::string& seed, std::mt19937& rng) {
       if (graph->input_size() > 0) {
         onnx::TensorShapeProto* shape =
             graph->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
-        if (shape->dim_size() > 0)
+        if (shape->dim_size() > 0) {
           shape->mutable_dim(rng() % shape->dim_size())->set_dim_value(InterestingInt(rng));
+        }
       }
       break;
     case 3:  // drop or rename a node input
@@ -256,7 +258,7 @@ std::string MutateStructure(const std::string& seed, std::mt19937& rng) {
       if (graph->node_size() > 0) {
         static const char* kOps[] = {"Relu",   "Conv",    "Add",  "Concat",    "Reshape", "Softmax",
                                      "Resize", "MaxPool", "Gemm", "Transpose", "Slice"};
-        graph->mutable_node(rng() % graph->node_size())->set_op_type(kOps[rng() % 11]);
+        graph->mutable_node(rng() % graph->node_size())->set_op_type(kOps[rng() % std::size(kOps)]);
       }
       break;
   }
