@@ -26,10 +26,15 @@ absl::Status CommonAttrs(const Node& n, size_t spatial, WindowGeometry& g) {
       g.kernel.size() != spatial) {
     return Invalid(n, "strides/dilations/pads/kernel_shape do not match the spatial rank");
   }
+  // Bounds keep every extent computation below far from int64 overflow.
+  constexpr int64_t kMaxAttr = int64_t{1} << 24;
   for (size_t i = 0; i < spatial; ++i) {
     if (g.strides[i] <= 0 || g.dilations[i] <= 0 || g.kernel[i] <= 0)
       return Invalid(n, "non-positive stride, dilation or kernel");
     if (pads[i] < 0 || pads[i + spatial] < 0) return Invalid(n, "negative pads");
+    if (g.strides[i] > kMaxAttr || g.dilations[i] > kMaxAttr || g.kernel[i] > kMaxAttr ||
+        pads[i] > kMaxAttr || pads[i + spatial] > kMaxAttr)
+      return Invalid(n, "stride, dilation, kernel or pad out of range");
   }
   g.pad_begin.assign(pads.begin(), pads.begin() + spatial);
   g.pad_end.assign(pads.begin() + spatial, pads.end());
@@ -41,6 +46,8 @@ absl::Status ForwardExtents(const Node& n, const std::vector<int64_t>& x, bool c
                             WindowGeometry& g) {
   const size_t spatial = x.size() - 2;
   const std::string auto_pad = n.GetString("auto_pad", "NOTSET");
+  for (int64_t d : x)
+    if (d > (int64_t{1} << 32)) return Invalid(n, "input dimension out of range");
   g.out_shape.resize(2);
   for (size_t i = 0; i < spatial; ++i) {
     const int64_t in = x[i + 2];
@@ -202,10 +209,18 @@ absl::StatusOr<WindowGeometry> ResolveConvTranspose(const Node& n, const std::ve
   g.kernel = n.GetInts("kernel_shape", std::vector<int64_t>(w.begin() + 2, w.end()));
   RETURN_IF_ERROR(CommonAttrs(n, spatial, g));
   if (g.groups <= 0 || x[1] != w[0]) return Invalid(n, "input channels differ from W dim 0");
+  for (int64_t d : x)
+    if (d > (int64_t{1} << 32)) return Invalid(n, "input dimension out of range");
   std::vector<int64_t> out_pad = n.GetInts("output_padding", std::vector<int64_t>(spatial, 0));
   std::vector<int64_t> out_shape = n.GetInts("output_shape");
   const std::string auto_pad = n.GetString("auto_pad", "NOTSET");
   if (out_pad.size() != spatial) return Invalid(n, "output_padding length differs");
+  for (size_t i = 0; i < spatial; ++i) {
+    if (out_pad[i] < 0 || out_pad[i] >= std::max(g.strides[i], g.dilations[i]))
+      return Invalid(n, "output_padding must be smaller than stride or dilation");
+  }
+  for (int64_t v : out_shape)
+    if (v < 0 || v > (int64_t{1} << 32)) return Invalid(n, "output_shape out of range");
   if (!out_shape.empty() && out_shape.size() == spatial + 2)
     out_shape.erase(out_shape.begin(), out_shape.begin() + 2);
   g.out_shape = {x[0], w[1] * g.groups};

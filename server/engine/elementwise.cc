@@ -355,7 +355,7 @@ absl::Status ComputeBinary(const Node& n, const std::vector<View>& in,
   }
   if (!IsVariadic(n.op_type) || in.size() == 2) {
     if (in.size() == 1) {
-      std::memcpy(out[0].data, in[0].data, out[0].size() * DataTypeSize(out[0].type));
+      CopyBytes(out[0].data, in[0].data, out[0].size() * DataTypeSize(out[0].type));
       return absl::OkStatus();
     }
     View b = in[1];
@@ -365,7 +365,7 @@ absl::Status ComputeBinary(const Node& n, const std::vector<View>& in,
     // Variadic Max/Min/Sum/Mean: fold left through a scratch tensor so that
     // intermediate broadcast shapes stay correct.
     Tensor acc = Tensor::Zeros(in[0].type, in[0].shape);
-    std::memcpy(acc.bytes.data(), in[0].data, acc.bytes.size());
+    CopyBytes(acc.bytes.data(), in[0].data, acc.bytes.size());
     for (size_t i = 1; i < in.size(); ++i) {
       ASSIGN_OR_RETURN(auto shape, BroadcastShapes(acc.shape, in[i].shape, n));
       Tensor next = Tensor::Zeros(in[0].type, shape);
@@ -374,7 +374,7 @@ absl::Status ComputeBinary(const Node& n, const std::vector<View>& in,
       RETURN_IF_ERROR(BinaryDispatch(n, va, in[i], vn));
       acc = std::move(next);
     }
-    std::memcpy(out[0].data, acc.bytes.data(), acc.bytes.size());
+    CopyBytes(out[0].data, acc.bytes.data(), acc.bytes.size());
   }
   if (n.op_type == "Mean" && in.size() > 1 && out[0].type == DataType::kFloat32) {
     float* y = out[0].as<float>();
@@ -413,7 +413,7 @@ absl::Status ComputeWhere(const Node& n, const std::vector<View>& in,
                for (int64_t i = 0; i < count; ++i) {
                  const char* src = c[offs[0] + i * inner[0]] ? a + (offs[1] + i * inner[1]) * es
                                                              : b + (offs[2] + i * inner[2]) * es;
-                 std::memcpy(o + (out_off + i) * es, src, es);
+                 CopyBytes(o + (out_off + i) * es, src, es);
                }
              });
   return absl::OkStatus();

@@ -4,6 +4,7 @@
 #define RECTIFIER_SERVER_ENGINE_KERNEL_UTIL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,11 @@
 #include "server/engine/op_registry.h"
 
 namespace rectifier::engine {
+
+// memcpy that accepts null pointers when n == 0 (empty tensors).
+inline void CopyBytes(void* dst, const void* src, size_t n) {
+  if (n != 0) std::memcpy(dst, src, n);
+}
 
 // Numpy broadcasting of two shapes; INVALID_ARGUMENT naming the node.
 absl::StatusOr<std::vector<int64_t>> BroadcastShapes(const std::vector<int64_t>& a,

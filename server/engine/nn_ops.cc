@@ -111,7 +111,7 @@ absl::Status ComputeReduce(const Node& n, const std::vector<View>& in,
     infos[i].shape = in[i].shape;
     if (i > 0 && in[i].data) {
       keep[i] = Tensor::Zeros(in[i].type, in[i].shape);
-      std::memcpy(keep[i].bytes.data(), in[i].data, keep[i].bytes.size());
+      CopyBytes(keep[i].bytes.data(), in[i].data, keep[i].bytes.size());
       infos[i].value = &keep[i];
     }
   }
@@ -320,7 +320,7 @@ absl::Status ComputeBatchNorm(const Node& n, const std::vector<View>& in,
     }
   }
   for (size_t i = 1; i < out.size(); ++i) {
-    if (out[i].data) std::memcpy(out[i].data, in[i + 2 < in.size() ? i + 2 : 3].data, c * 4);
+    if (out[i].data) CopyBytes(out[i].data, in[i + 2 < in.size() ? i + 2 : 3].data, c * 4);
   }
   return absl::OkStatus();
 }
@@ -345,7 +345,7 @@ absl::Status ComputeResize(const Node& n, const std::vector<View>& in,
     infos[i].shape = in[i].shape;
     if (i > 0 && in[i].data) {
       keep[i] = Tensor::Zeros(in[i].type, in[i].shape);
-      std::memcpy(keep[i].bytes.data(), in[i].data, keep[i].bytes.size());
+      CopyBytes(keep[i].bytes.data(), in[i].data, keep[i].bytes.size());
       infos[i].value = &keep[i];
     }
   }

@@ -50,6 +50,10 @@ struct OpDef {
 
 using OpTable = std::map<std::string, OpDef>;
 
+// INVALID_ARGUMENT when `node` lacks inputs its kernels index
+// unconditionally, or has no (first) output.
+absl::Status CheckArity(const Node& node);
+
 // nullptr for unsupported ops.
 const OpDef* FindOp(const std::string& op_type);
 

@@ -120,6 +120,7 @@ absl::Status FoldConstants(Graph& g, int64_t max_tensor_bytes) {
     const Node& n = g.nodes[i];
     const OpDef* op = FindOp(n.op_type);
     if (op == nullptr || op->compute == nullptr) continue;
+    RETURN_IF_ERROR(CheckArity(n));
     bool all_const = true;
     for (const auto& in : n.inputs) all_const = all_const && (in.empty() || g.IsConstant(in));
     if (!all_const) continue;

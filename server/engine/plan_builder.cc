@@ -17,8 +17,20 @@ namespace rectifier::engine {
 using dnnl::memory;
 
 absl::Status DnnlError(const dnnl::error& e, const std::string& what) {
-  return absl::InternalError(
-      absl::StrCat("oneDNN error in ", what, ": ", e.what(), " (status ", e.status, ")"));
+  const std::string msg =
+      absl::StrCat("oneDNN error in ", what, ": ", e.what(), " (status ", e.status, ")");
+  // oneDNN rejects bad shapes/attributes with invalid_arguments and
+  // combinations it has no kernel for with unimplemented.
+  switch (e.status) {
+    case dnnl_out_of_memory:
+      return absl::ResourceExhaustedError(msg);
+    case dnnl_invalid_arguments:
+      return absl::InvalidArgumentError(msg);
+    case dnnl_unimplemented:
+      return absl::UnimplementedError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
 }
 
 std::string LayoutName(const memory::desc& md) {
@@ -81,6 +93,12 @@ int PlanBuilder::NewValue(const std::string& name, DataType type, const std::vec
 }
 
 absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a required input of ",
+        current_node_ < graph_.nodes.size() ? graph_.nodes[current_node_].Describe() : "a node",
+        " is missing (empty name)"));
+  }
   auto it = ids_.find(name);
   if (it != ids_.end()) return it->second;
   auto c = graph_.constants.find(name);

@@ -14,30 +14,6 @@ namespace rectifier::engine {
 
 namespace {
 
-// Minimum input counts of ops whose kernels index inputs unconditionally.
-int MinInputs(const Node& n) {
-  static const std::map<std::string, int> kMin = {{"Add", 2},           {"Sub", 2},
-                                                  {"Mul", 2},           {"Div", 2},
-                                                  {"Pow", 2},           {"Mod", 2},
-                                                  {"PRelu", 2},         {"Equal", 2},
-                                                  {"Less", 2},          {"Greater", 2},
-                                                  {"LessOrEqual", 2},   {"GreaterOrEqual", 2},
-                                                  {"And", 2},           {"Or", 2},
-                                                  {"Xor", 2},           {"Where", 3},
-                                                  {"Gather", 2},        {"MatMul", 2},
-                                                  {"Gemm", 2},          {"Conv", 2},
-                                                  {"ConvTranspose", 2}, {"Expand", 2},
-                                                  {"Tile", 2},          {"BatchNormalization", 5},
-                                                  {"Range", 3},         {"ConstantOfShape", 1}};
-  auto it = kMin.find(n.op_type);
-  int min = it == kMin.end() ? 1 : it->second;
-  if (n.op_type == "Reshape" && n.opset >= 5) min = 2;
-  if (n.op_type == "Slice" && n.opset >= 10) min = 3;
-  if ((n.op_type == "Resize" || n.op_type == "Upsample") && n.opset >= 9) min = 2;
-  if (n.op_type == "Pad" && n.opset >= 11) min = 2;
-  return min;
-}
-
 // Element count, or -1 when it would exceed `limit` (no overflow).
 int64_t CheckedElements(const std::vector<int64_t>& shape, int64_t limit) {
   int64_t n = 1;
@@ -53,7 +29,15 @@ int64_t CheckedElements(const std::vector<int64_t>& shape, int64_t limit) {
 
 absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
   g.value_info.clear();
-  for (const auto& in : g.inputs) g.value_info[in.name] = in;
+  for (const auto& in : g.inputs) {
+    const int64_t elems = CheckedElements(in.shape, max_tensor_bytes);
+    if (elems < 0 || elems * static_cast<int64_t>(DataTypeSize(in.type)) > max_tensor_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("input '", in.name, "' [", absl::StrJoin(in.shape, ","),
+                       "] is invalid or exceeds max_tensor_bytes (", max_tensor_bytes, ")"));
+    }
+    g.value_info[in.name] = in;
+  }
   for (const auto& [name, t] : g.constants) g.value_info[name] = TensorInfo{name, t.type, t.shape};
   std::vector<Node> kept;
   for (auto& n : g.nodes) {
@@ -62,14 +46,7 @@ absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
       return absl::UnimplementedError(absl::StrCat("unsupported op '", n.op_type, "' (node '",
                                                    n.name, "', opset ", n.opset, ")"));
     }
-    if (static_cast<int>(n.inputs.size()) < MinInputs(n) || n.inputs.empty() ||
-        n.inputs[0].empty() || n.outputs.empty() || n.outputs[0].empty()) {
-      if (!(n.op_type == "ConstantOfShape" && !n.inputs.empty())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(n.Describe(), " has too few inputs or outputs (", n.inputs.size(),
-                         " inputs, ", n.outputs.size(), " outputs)"));
-      }
-    }
+    RETURN_IF_ERROR(CheckArity(n));
     std::vector<ValueInfo> in(n.inputs.size());
     bool all_const = true;
     for (size_t k = 0; k < n.inputs.size(); ++k) {

@@ -27,16 +27,16 @@ void StridedGather(const std::vector<int64_t>& out_shape, int64_t base,
                const char* s = src + (base + offs[0]) * static_cast<int64_t>(es);
                char* d = dst + out_off * static_cast<int64_t>(es);
                if (inner[0] == 1) {
-                 std::memcpy(d, s, count * es);
+                 CopyBytes(d, s, count * es);
                } else {
                  for (int64_t i = 0; i < count; ++i)
-                   std::memcpy(d + i * es, s + i * inner[0] * static_cast<int64_t>(es), es);
+                   CopyBytes(d + i * es, s + i * inner[0] * static_cast<int64_t>(es), es);
                }
              });
 }
 
 absl::Status CopyInput(const Node& n, const std::vector<View>& in, const std::vector<View>& out) {
-  std::memcpy(out[0].data, in[0].data, out[0].size() * DataTypeSize(out[0].type));
+  CopyBytes(out[0].data, in[0].data, out[0].size() * DataTypeSize(out[0].type));
   return absl::OkStatus();
 }
 
@@ -251,7 +251,7 @@ absl::Status ComputeConcat(const Node& n, const std::vector<View>& in,
   for (const auto& v : in) {
     const int64_t row = v.shape[axis] * inner * static_cast<int64_t>(es);
     for (int64_t o = 0; o < outer; ++o) {
-      std::memcpy(out[0].as<char>() + o * out_row + col, v.as<char>() + o * row, row);
+      CopyBytes(out[0].as<char>() + o * out_row + col, v.as<char>() + o * row, row);
     }
     col += row;
   }
@@ -313,7 +313,7 @@ absl::Status ComputeSplit(const Node& n, const std::vector<View>& in,
     if (!v.data) continue;
     const int64_t row = v.shape[axis] * inner * static_cast<int64_t>(es);
     for (int64_t o = 0; o < outer; ++o)
-      std::memcpy(v.as<char>() + o * row, in[0].as<char>() + o * in_row + col, row);
+      CopyBytes(v.as<char>() + o * row, in[0].as<char>() + o * in_row + col, row);
     col += row;
   }
   return absl::OkStatus();
@@ -408,7 +408,7 @@ struct ViewInfos {
       infos[i].shape = in[i].shape;
       if (i > 0 && in[i].data) {
         storage[i] = Tensor::Zeros(in[i].type, in[i].shape);
-        std::memcpy(storage[i].bytes.data(), in[i].data, storage[i].bytes.size());
+        CopyBytes(storage[i].bytes.data(), in[i].data, storage[i].bytes.size());
         infos[i].value = &storage[i];
       }
     }
@@ -458,8 +458,8 @@ absl::Status ComputeGather(const Node& n, const std::vector<View>& in,
       int64_t k = in[1].type == DataType::kInt64 ? in[1].as<int64_t>()[j] : in[1].as<int32_t>()[j];
       if (k < 0) k += s[axis];
       if (k < 0 || k >= s[axis]) return Invalid(n, absl::StrCat("index ", k, " out of range"));
-      std::memcpy(out[0].as<char>() + (o * nidx + j) * block,
-                  in[0].as<char>() + (o * s[axis] + k) * block, block);
+      CopyBytes(out[0].as<char>() + (o * nidx + j) * block,
+                in[0].as<char>() + (o * s[axis] + k) * block, block);
     }
   }
   return absl::OkStatus();
@@ -507,7 +507,7 @@ absl::Status ComputeTile(const Node& n, const std::vector<View>& in, const std::
   for (int64_t i = 0; i < out[0].size(); ++i) {
     int64_t off = 0;
     for (size_t d = 0; d < os.size(); ++d) off += (idx[d] % is[d]) * ics[d];
-    std::memcpy(out[0].as<char>() + i * es, in[0].as<char>() + off * es, es);
+    CopyBytes(out[0].as<char>() + i * es, in[0].as<char>() + off * es, es);
     for (int d = static_cast<int>(os.size()) - 1; d >= 0; --d) {
       if (++idx[d] < os[d]) break;
       idx[d] = 0;
@@ -653,9 +653,9 @@ absl::Status ComputeConstantOfShape(const Node& n, const std::vector<View>& in,
   const size_t es = DataTypeSize(out[0].type);
   std::vector<char> value(es, 0);
   if (n.HasAttr("value") && !n.attrs.at("value").t.bytes.empty())
-    std::memcpy(value.data(), n.attrs.at("value").t.bytes.data(), es);
+    CopyBytes(value.data(), n.attrs.at("value").t.bytes.data(), es);
   for (int64_t i = 0; i < out[0].size(); ++i)
-    std::memcpy(out[0].as<char>() + i * es, value.data(), es);
+    CopyBytes(out[0].as<char>() + i * es, value.data(), es);
   return absl::OkStatus();
 }
 
