@@ -85,7 +85,8 @@ class ExecutionContextImpl final : public ExecutionContext {
     const int batch = count ? BatchOf(get(0)) : 0;
     if (model_->batchable() && (batch < 1 || batch > model_->max_batch_size())) {
       return absl::InvalidArgumentError(
-          absl::StrCat("batch size ", batch, " outside [1, ", model_->max_batch_size(), "]"));
+          absl::StrCat("input '", infos[0].name, "' has batch size ", batch, ", outside [1, ",
+                       model_->max_batch_size(), "] (max_batch_size)"));
     }
     auto shapes = model_->InputShapes(batch);
     for (size_t i = 0; i < count; ++i) {
