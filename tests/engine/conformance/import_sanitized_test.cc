@@ -356,9 +356,14 @@ TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
   // fatal path may not reach the death callback) and writes it to
   // <dir>/last_mutation.onnx.
   const char* verbose = std::getenv("RECTIFIER_FUZZ_VERBOSE");
-  // RECTIFIER_FUZZ_ONLY=<#> exercises one mutation (to triage a report).
-  const char* only_env = std::getenv("RECTIFIER_FUZZ_ONLY");
-  const int only = only_env != nullptr ? std::atoi(only_env) : -1;
+  // RECTIFIER_FUZZ_ONLY=<#> or <first>-<last> exercises only those mutations
+  // (to triage a report, or to resume after one).
+  int first = -1, last = -1;
+  if (const char* only_env = std::getenv("RECTIFIER_FUZZ_ONLY"); only_env != nullptr) {
+    first = last = std::atoi(only_env);
+    if (const char* dash = std::strchr(only_env, '-'); dash != nullptr) last = std::atoi(dash + 1);
+  }
+  const bool only = first >= 0;
   // RECTIFIER_FUZZ_MUTATIONS=<n> per seed, for longer exploratory runs.
   const char* count_env = std::getenv("RECTIFIER_FUZZ_MUTATIONS");
   const int per_seed = count_env != nullptr ? std::max(1, std::atoi(count_env)) : kMutationsPerSeed;
@@ -372,7 +377,7 @@ TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
       const std::string bytes =
           i % 2 == 0 ? MutateBytes(seeds[s].bytes, rng) : MutateStructure(seeds[s].bytes, rng);
       const int index = mutations++;
-      if (only >= 0 && index != only) continue;
+      if (only && (index < first || index > last)) continue;
       const std::string label = absl::StrCat(seeds[s].name, " mutation ", i, " (#", index, ")");
       SCOPED_TRACE(label);
       std::snprintf(g_current_case, sizeof(g_current_case), "%s", label.c_str());
@@ -386,7 +391,7 @@ TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
   std::cout << mutations << " mutations: " << tally.rejected << " rejected, " << tally.loaded
             << " loaded, " << tally.ran << " ran\n";
   EXPECT_GE(mutations, std::min(200, per_seed * static_cast<int>(seeds.size())));
-  if (only >= 0) return;
+  if (only) return;
   EXPECT_EQ(tally.rejected + tally.loaded, mutations);
   // Both paths must be exercised, or the mutations are too gentle or too harsh.
   EXPECT_GT(tally.rejected, 0);
