@@ -130,7 +130,8 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   for (int64_t d : geo.dilations) dil.push_back(d - 1);  // oneDNN counts skipped elements
   memory::dims pl(geo.pad_begin.begin(), geo.pad_begin.end());
   memory::dims pr(geo.pad_end.begin(), geo.pad_end.end());
-  const memory::desc src_any(PlanBuilder::Dims(xs), DT::f32, Tag::any);
+  const memory::desc any_src(PlanBuilder::Dims(xs), DT::f32, Tag::any);
+  memory::desc src_any = any_src;
   const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);
   const memory::desc w_any = AnyWithDims(w_src);
   const memory::desc b_md({oc}, DT::f32, Tag::x);
@@ -165,21 +166,68 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
   };
 
-  std::vector<PostOp> fused = node.post_ops;
-  dnnl::primitive_desc pd;
-  bool unfused = false;
-  try {
-    pd = make_pd(fused);
-  } catch (const dnnl::error& e) {
-    if (fused.empty()) return DnnlError(e, node.Describe());
-    // oneDNN rejected the post-op combination: run them as separate steps.
-    unfused = true;
-    try {
-      pd = make_pd({});
-    } catch (const dnnl::error& e2) {
-      return DnnlError(e2, node.Describe());
+  const std::vector<PostOp>& fused = node.post_ops;
+  // Choose how many post-ops (a prefix) go into the primitive. oneDNN may
+  // reject a chain, or accept it only with its slow reference kernel (e.g.
+  // eltwise followed by sum on AVX2): then fuse less and run the rest as
+  // separate primitives. Candidates: everything, the ops before the first
+  // sum, none. For each, prefer the input's current (blocked) layout when
+  // an optimized kernel exists for it, saving reorders; else format_tag::any.
+  std::vector<size_t> prefixes = {fused.size()};
+  for (size_t i = 0; i < fused.size(); ++i) {
+    if (fused[i].kind == PostOp::Kind::kSum) {
+      prefixes.push_back(i);
+      break;
     }
   }
+  if (prefixes.back() != 0) prefixes.push_back(0);
+  auto optimized = [](const dnnl::primitive_desc& p) {
+    const std::string impl = p.impl_info_str();
+    return impl.find("ref") == std::string::npos && impl.find("gemm") == std::string::npos;
+  };
+  dnnl::primitive_desc pd;
+  size_t k = 0;
+  bool found = false, have_fallback = false;
+  dnnl::primitive_desc fallback;
+  size_t fallback_k = 0;
+  for (size_t prefix : prefixes) {
+    const std::vector<PostOp> ops(fused.begin(), fused.begin() + static_cast<long>(prefix));
+    std::vector<memory::desc> srcs;
+    if (!b.values()[x].plain) srcs.push_back(b.values()[x].md);
+    srcs.push_back(any_src);
+    for (const auto& s_md : srcs) {
+      src_any = s_md;
+      try {
+        dnnl::primitive_desc tried = make_pd(ops);
+        if (optimized(tried)) {
+          pd = tried;
+          k = prefix;
+          found = true;
+          break;
+        }
+        if (!have_fallback) {
+          fallback = tried;
+          fallback_k = prefix;
+          have_fallback = true;
+        }
+      } catch (const dnnl::error&) {
+      }
+    }
+    if (found) break;
+  }
+  src_any = any_src;
+  if (!found) {
+    if (!have_fallback) {
+      try {
+        make_pd({});
+      } catch (const dnnl::error& e) {
+        return DnnlError(e, node.Describe());
+      }
+    }
+    pd = fallback;
+    k = fallback_k;
+  }
+  const bool unfused = k < fused.size();
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
                                               w.bytes.data(), w_src, pd.weights_desc(), w.shape));
@@ -189,11 +237,12 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
                                             bias->bytes.data(), b_md, b_md, {oc}));
   }
   const memory::desc dst_md = pd.dst_desc();
-  const bool has_sum = node.sum_input >= 0;
+  bool has_sum = false;
+  for (size_t i = 0; i < k; ++i) has_sum = has_sum || fused[i].kind == PostOp::Kind::kSum;
   int dst;
   std::vector<int> extra_reads;
   std::string sum_note;
-  if (has_sum && !unfused) {
+  if (has_sum) {
     // The sum post-op accumulates into dst: dst must start as the addend.
     const std::string& addend_name = node.inputs[node.sum_input];
     ASSIGN_OR_RETURN(int a, b.Value(addend_name));
@@ -227,8 +276,7 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
   if (bv >= 0) args.push_back({DNNL_ARG_BIAS, bv});
   std::vector<std::string> ops;
-  if (!unfused)
-    for (const auto& op : fused) ops.push_back(PostOpName(op));
+  for (size_t i = 0; i < k; ++i) ops.push_back(PostOpName(fused[i]));
   std::string label =
       absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "]");
   if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
@@ -239,9 +287,9 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   dnnl::primitive prim(pd);
   b.AddPrimitive(pd, prim, std::move(args), label, extra_reads);
   if (unfused) {
-    // Replay the post-ops as standalone primitives.
+    // Replay the remaining post-ops as standalone primitives.
     int v = dst;
-    for (size_t i = 0; i < fused.size(); ++i) {
+    for (size_t i = k; i < fused.size(); ++i) {
       const bool last = i + 1 == fused.size();
       const std::string name = last ? node.outputs[0] : absl::StrCat(node.outputs[0], "#", i);
       if (fused[i].kind == PostOp::Kind::kSum) {
