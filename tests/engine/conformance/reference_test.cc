@@ -156,6 +156,8 @@ TEST(EngineReferenceTest, ConvMatchesReferenceOnWideOddChannels) {
   }
 }
 
+// One compiled model with a dynamic batch dimension, run at several batch
+// sizes (one plan per batch size) and again at an earlier size.
 TEST(EngineReferenceTest, DynamicBatchPlansMatchReference) {
   const Tensor w = RandomFloatTensor({6, 5, 3, 3}, 201);
   const Tensor b = RandomFloatTensor({6}, 202);
