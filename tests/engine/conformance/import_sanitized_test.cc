@@ -118,6 +118,32 @@ std::vector<SeedModel> BuiltSeeds() {
     b.Output("y", {-1, 5});
     seeds.push_back({"classifier_head", b.Bytes()});
   }
+  {  // Detector-head shape ops: Split, Transpose, Reshape, Slice, Pad,
+     // Resize (sizes), ReduceMean, Clip, PRelu, MatMul
+    ModelBuilder b(13);
+    b.Input("x", {1, 4, 6, 6});
+    b.Initializer("split", Int64Tensor({2}, {1, 3}));
+    AttrInt(b.Node("Split", {"x", "split"}, {"s0", "s1"}), "axis", 1);
+    AttrInts(b.Node("Transpose", {"s1"}, {"t"}), "perm", {0, 2, 3, 1});
+    b.Initializer("shape", Int64Tensor({3}, {1, 0, -1}));
+    b.Node("Reshape", {"t", "shape"}, {"r"});
+    b.Initializer("starts", Int64Tensor({1}, {1})).Initializer("ends", Int64Tensor({1}, {5}));
+    b.Initializer("axes", Int64Tensor({1}, {1}));
+    b.Node("Slice", {"r", "starts", "ends", "axes"}, {"sl"});
+    b.Initializer("mm", RandomFloatTensor({18, 5}, 10));
+    b.Node("MatMul", {"sl", "mm"}, {"m"});
+    b.Initializer("lo", FloatTensor({}, {-0.5f})).Initializer("hi", FloatTensor({}, {0.5f}));
+    b.Node("Clip", {"m", "lo", "hi"}, {"out_a"});
+    b.Initializer("pads", Int64Tensor({8}, {0, 0, 1, 1, 0, 0, 1, 1}));
+    b.Node("Pad", {"s0", "pads"}, {"padded"});
+    b.Initializer("sizes", Int64Tensor({4}, {1, 1, 5, 11}));
+    AttrString(b.Node("Resize", {"padded", "", "", "sizes"}, {"rs"}), "mode", "nearest");
+    b.Initializer("slope", RandomFloatTensor({1, 1, 1}, 11));
+    b.Node("PRelu", {"rs", "slope"}, {"pr"});
+    AttrInts(b.Node("ReduceMean", {"pr"}, {"out_b"}), "axes", {2, 3});
+    b.Output("out_a", {1, 4, 5}).Output("out_b", {1, 1, 1, 1});
+    seeds.push_back({"detector_head_shape_ops", b.Bytes()});
+  }
   return seeds;
 }
 
