@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/compiled_model.h"
@@ -185,9 +186,17 @@ absl::StatusOr<std::string> TestDataSeed(const std::filesystem::path& dir) {
 std::vector<SeedModel> TestDataSeeds() {
   std::vector<SeedModel> seeds;
   const std::filesystem::path root = "/usr/share/libonnx-testdata/data";
-  for (const char* path : {"node/test_conv_with_strides_and_asymmetric_padding",
-                           "pytorch-converted/test_Conv2d_depthwise_padded",
-                           "node/test_averagepool_2d_pads_count_include_pad"}) {
+  std::vector<std::string> paths = {"node/test_conv_with_strides_and_asymmetric_padding",
+                                    "pytorch-converted/test_Conv2d_depthwise_padded",
+                                    "node/test_averagepool_2d_pads_count_include_pad"};
+  // RECTIFIER_FUZZ_EXTRA_SEEDS=node/test_a,node/test_b adds testdata seeds for
+  // exploratory runs.
+  if (const char* extra = std::getenv("RECTIFIER_FUZZ_EXTRA_SEEDS"); extra != nullptr) {
+    for (absl::string_view path : absl::StrSplit(extra, ',', absl::SkipEmpty())) {
+      paths.emplace_back(path);
+    }
+  }
+  for (const std::string& path : paths) {
     absl::StatusOr<std::string> bytes = TestDataSeed(root / path);
     // Missing test data (libonnx-testdata not installed) only drops these
     // seeds; anything else is a broken seed.
