@@ -15,6 +15,8 @@
 #include "server/common/cpu_info.h"
 #include "server/common/logging.h"
 #include "server/metrics/metrics_server.h"
+#include "server/metrics/model_metrics.h"
+#include "server/repository/model_repository.h"
 #include "server/service/grpc_server.h"
 #include "server/service/server_options.h"
 #include "spdlog/spdlog.h"
@@ -57,10 +59,8 @@ int Run(const rectifier::service::ServerOptions& options) {
     return Fail(kExitUsage, absl::StrCat("model repository '", options.model_repository,
                                          "' is not a directory"));
   }
-  if (options.intra_op_threads > 0) {
-    // Read by the OpenMP runtime (oneDNN's CPU runtime) when it starts.
-    setenv("OMP_NUM_THREADS", std::to_string(options.intra_op_threads).c_str(), 1);
-  }
+  const auto control_mode = rectifier::repository::ParseControlMode(options.model_control_mode);
+  if (!control_mode.ok()) return Fail(kExitUsage, std::string(control_mode.status().message()));
 
   std::unique_ptr<rectifier::metrics::MetricsServer> metrics;
   if (!options.metrics_address.empty()) {
@@ -75,10 +75,30 @@ int Run(const rectifier::service::ServerOptions& options) {
     metrics = std::move(created).value();
   }
 
+  // Models load before the port opens; a model that fails is reported and
+  // the server still starts (ServerReady stays false until it is fixed).
+  std::unique_ptr<rectifier::metrics::ServerMetrics> server_metrics;
+  if (metrics) {
+    server_metrics = std::make_unique<rectifier::metrics::ServerMetrics>(metrics->registry());
+    metrics->AddCollectable(server_metrics->scrape_time_gauges());
+  }
+  rectifier::repository::RepositoryOptions repository_options;
+  repository_options.metrics = server_metrics.get();
+  repository_options.root = options.model_repository;
+  repository_options.mode = *control_mode;
+  repository_options.poll_interval = options.repository_poll_interval;
+  repository_options.startup_models = options.load_models;
+  repository_options.intra_op_threads = options.intra_op_threads;
+  repository_options.drain_timeout = options.exit_timeout;
+  auto repository = rectifier::repository::ModelRepository::Create(repository_options);
+  if (!repository.ok()) {
+    return Fail(kExitRuntimeError, std::string(repository.status().message()));
+  }
+
   rectifier::service::GrpcServerOptions grpc_options;
   grpc_options.address = options.grpc_address;
   grpc_options.max_message_bytes = options.max_message_bytes;
-  auto server = rectifier::service::GrpcServer::Create(grpc_options);
+  auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
   if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
 
   spdlog::info(
@@ -92,8 +112,13 @@ int Run(const rectifier::service::ServerOptions& options) {
   spdlog::info("received {}, draining (exit timeout {})", strsignal(signal_number),
                absl::FormatDuration(options.exit_timeout));
   const absl::Time start = absl::Now();
+  // Stop taking calls, then drain the models' queues within the same budget.
+  const absl::Time deadline = absl::Now() + options.exit_timeout;
   (*server)->Drain(options.exit_timeout);
+  (*repository)->Shutdown(deadline);
   server->reset();
+  repository->reset();
+  server_metrics.reset();
   metrics.reset();
   spdlog::info("stopped in {}", absl::FormatDuration(absl::Now() - start));
   spdlog::shutdown();

@@ -55,6 +55,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   return server;
 }
 
+void MetricsServer::AddCollectable(const std::weak_ptr<prometheus::Collectable>& collectable) {
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collectable);
+}
+
 MetricsServer::~MetricsServer() = default;
 
 }  // namespace rectifier::metrics

@@ -10,6 +10,7 @@
 #include "prometheus/registry.h"
 
 namespace prometheus {
+class Collectable;
 class Exposer;
 }  // namespace prometheus
 
@@ -40,6 +41,10 @@ class MetricsServer {
 
   prometheus::Registry& registry() { return *registry_; }
   const std::shared_ptr<prometheus::Registry>& shared_registry() const { return registry_; }
+  // Serves `collectable` too (e.g. ServerMetrics::scrape_time_gauges()); a
+  // no-op without an HTTP endpoint.
+  void AddCollectable(const std::weak_ptr<prometheus::Collectable>& collectable);
+
   // The bound port, or 0 without an HTTP endpoint.
   int port() const { return port_; }
 

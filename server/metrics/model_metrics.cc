@@ -41,6 +41,31 @@ const char* ReasonName(FailureReason reason) {
 
 const char* ApiName(Api api) { return api == Api::kKServe ? "kserve" : "vision"; }
 
+std::vector<prometheus::MetricFamily> ScrapeTimeGauges::Collect() const {
+  prometheus::MetricFamily family;
+  family.name = "rectifier_queue_depth";
+  family.help = "Requests waiting in a model version's queue (read at scrape time).";
+  family.type = prometheus::MetricType::Gauge;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [labels, source] : sources_) {
+    prometheus::ClientMetric metric;
+    for (const auto& [name, value] : labels) metric.label.push_back({name, value});
+    metric.gauge.value = source();
+    family.metric.push_back(std::move(metric));
+  }
+  return {family};
+}
+
+void ScrapeTimeGauges::Set(const prometheus::Labels& labels, Source source) {
+  absl::MutexLock lock(&mu_);
+  sources_[labels] = std::move(source);
+}
+
+void ScrapeTimeGauges::Remove(const prometheus::Labels& labels) {
+  absl::MutexLock lock(&mu_);
+  sources_.erase(labels);
+}
+
 ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options)
     : options_(options),
       requests_(prometheus::BuildCounter()
@@ -82,7 +107,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
       instances_(prometheus::BuildGauge()
                      .Name("rectifier_model_instances")
                      .Help("Execution instances of a loaded model version.")
-                     .Register(registry)) {}
+                     .Register(registry)),
+      queue_depth_(std::make_shared<ScrapeTimeGauges>()) {}
 
 std::unique_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
                                                       const std::string& version) {
@@ -91,8 +117,8 @@ std::unique_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
 
 ModelMetrics::ModelMetrics(ServerMetrics* server, const std::string& model,
                            const std::string& version)
-    : server_(server) {
-  const prometheus::Labels base = {{"model", model}, {"version", version}};
+    : server_(server), labels_{{"model", model}, {"version", version}} {
+  const prometheus::Labels& base = labels_;
   const auto with =
       [&base](std::initializer_list<std::pair<const std::string, std::string>> extra) {
         prometheus::Labels labels = base;
@@ -122,6 +148,7 @@ ModelMetrics::ModelMetrics(ServerMetrics* server, const std::string& model,
 }
 
 ModelMetrics::~ModelMetrics() {
+  ClearQueueDepthSource();
   for (int a = 0; a < kNumApis; ++a) {
     server_->requests_.Remove(requests_ok_[a]);
     server_->requests_.Remove(requests_failed_[a]);
@@ -162,5 +189,15 @@ void ModelMetrics::ObserveStage(Stage stage, double seconds) {
 }
 
 void ModelMetrics::SetInstances(int count) { instances_->Set(count); }
+
+}  // namespace rectifier::metrics
+
+namespace rectifier::metrics {
+
+void ModelMetrics::SetQueueDepthSource(std::function<double()> source) {
+  server_->queue_depth_->Set(labels_, std::move(source));
+}
+
+void ModelMetrics::ClearQueueDepthSource() { server_->queue_depth_->Remove(labels_); }
 
 }  // namespace rectifier::metrics

@@ -5,11 +5,16 @@
 #define RECTIFIER_SERVER_METRICS_MODEL_METRICS_H_
 
 #include <array>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -49,10 +54,31 @@ struct MetricsOptions {
 
 class ModelMetrics;
 
+// Gauges read at scrape time from callbacks (queue depth), so the request
+// path pays nothing for them. Thread-safe.
+class ScrapeTimeGauges : public prometheus::Collectable {
+ public:
+  using Source = std::function<double()>;
+  std::vector<prometheus::MetricFamily> Collect() const override;
+  // Adds or replaces the source of the series with `labels`.
+  void Set(const prometheus::Labels& labels, Source source);
+  // After this returns, the source is never called again.
+  void Remove(const prometheus::Labels& labels);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<prometheus::Labels, Source> sources_ ABSL_GUARDED_BY(mu_);
+};
+
 // Owns the metric families. Thread-safe. Must outlive every ModelMetrics.
 class ServerMetrics {
  public:
+  // Registers the families in `registry`, which must outlive this object.
   ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options = {});
+
+  // Series computed at scrape time (queue depth); serve it next to the
+  // registry (MetricsServer::AddCollectable).
+  std::shared_ptr<prometheus::Collectable> scrape_time_gauges() const { return queue_depth_; }
 
   // Children for one model version; removed again when the result is destroyed.
   std::unique_ptr<ModelMetrics> ForModel(const std::string& model, const std::string& version);
@@ -70,6 +96,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& inferences_;
   prometheus::Family<prometheus::Counter>& executions_;
   prometheus::Family<prometheus::Gauge>& instances_;
+  std::shared_ptr<ScrapeTimeGauges> queue_depth_;
 };
 
 // Imaging stages measured by the vision API (label `stage`).
@@ -92,12 +119,17 @@ class ModelMetrics {
   void ObserveExecution(int batch_size, double seconds);
   void ObserveStage(Stage stage, double seconds);
   void SetInstances(int count);
+  // Queue depth is read from `source` at scrape time. Clear it before
+  // whatever `source` reads is destroyed.
+  void SetQueueDepthSource(std::function<double()> source);
+  void ClearQueueDepthSource();
 
  private:
   friend class ServerMetrics;
   ModelMetrics(ServerMetrics* server, const std::string& model, const std::string& version);
 
   ServerMetrics* server_;
+  prometheus::Labels labels_;
   std::array<prometheus::Counter*, kNumApis> requests_ok_{};
   std::array<prometheus::Counter*, kNumApis> requests_failed_{};
   std::array<std::array<prometheus::Counter*, kNumFailureReasons>, kNumApis> failures_{};

@@ -16,9 +16,10 @@ constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions& options) {
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
+    const GrpcServerOptions& options, repository::ModelRepository* repository) {
   std::unique_ptr<GrpcServer> server(new GrpcServer());
-  server->kserve_ = std::make_unique<KServeService>(&server->state_);
+  server->kserve_ = std::make_unique<KServeService>(&server->state_, repository);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -14,6 +14,10 @@ namespace grpc {
 class Server;
 }  // namespace grpc
 
+namespace rectifier::repository {
+class ModelRepository;
+}  // namespace rectifier::repository
+
 namespace rectifier::service {
 
 class KServeService;
@@ -25,9 +29,12 @@ struct GrpcServerOptions {
 
 class GrpcServer {
  public:
-  // Builds, binds and starts serving; health reports SERVING and ServerReady
-  // is true when this returns. UNAVAILABLE if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(const GrpcServerOptions& options);
+  // Builds, binds and starts serving; health reports SERVING when this
+  // returns, and ServerReady is true once every model is ready too.
+  // UNAVAILABLE if the address cannot be bound. `repository` may be null (no
+  // models); otherwise it must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
+      const GrpcServerOptions& options, repository::ModelRepository* repository = nullptr);
   ~GrpcServer();
 
   GrpcServer(const GrpcServer&) = delete;

@@ -1,23 +1,55 @@
 #include "server/service/kserve_service.h"
 
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/common/status_macros.h"
+#include "server/repository/model_config.h"
+#include "server/repository/model_repository.h"
+#include "server/service/infer_codec.h"
+#include "server/service/status_mapping.h"
+
 namespace rectifier::service {
+namespace {
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
+  return Finish(context, ToGrpcStatus(status));
+}
+
+const absl::Status kNoRepository = absl::UnavailableError("this server has no model repository");
+
+// A server has one repository; clients address it with an empty name.
+absl::Status CheckRepositoryName(const std::string& name) {
+  if (name.empty()) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("unknown repository '", name,
+                                          "' (this server has one; leave repository_name empty)"));
+}
+
+}  // namespace
+
+bool KServeService::Ready() const {
+  return state_->ready() && (repository_ == nullptr || repository_->AllReady());
+}
 
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
                                                     const inference::ServerLiveRequest* /*request*/,
                                                     inference::ServerLiveResponse* response) {
   response->set_live(state_->live());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Finish(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest* /*request*/,
     inference::ServerReadyResponse* response) {
-  response->set_ready(state_->ready());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  response->set_ready(Ready());
+  return Finish(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(
@@ -25,10 +57,165 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
     inference::ServerMetadataResponse* response) {
   response->set_name("rectifier");
   response->set_version(RECTIFIER_VERSION);
-  // Extensions are listed only once implemented (statistics,
-  // model_configuration, model_repository come with the KServe API issue).
+  // Only what is implemented end to end is listed.
+  if (repository_ != nullptr) {
+    response->add_extensions("model_configuration");
+    response->add_extensions("model_repository");
+  }
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context,
+                                                    const inference::ModelReadyRequest* request,
+                                                    inference::ModelReadyResponse* response) {
+  if (request->name().empty()) {
+    return Finish(context, absl::InvalidArgumentError("model name is empty"));
+  }
+  // Unknown or not-ready models are simply not ready (Triton's answer).
+  response->set_ready(repository_ != nullptr && state_->ready() &&
+                      repository_->Get(request->name(), request->version()).ok());
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelMetadata(
+    grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
+    inference::ModelMetadataResponse* response) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  auto served = repository_->Get(request->name(), request->version());
+  if (!served.ok()) return Finish(context, served.status());
+  const inference::ModelConfig& config = (*served)->config;
+  response->set_name(config.name());
+  for (const int64_t v : repository_->ReadyVersions(config.name())) {
+    response->add_versions(std::to_string(v));
+  }
+  response->set_platform(config.platform().empty() ? "rectifier_onnx" : config.platform());
+  const bool batched = config.max_batch_size() > 0;
+  const auto describe = [batched](const auto& tensor, auto* out) {
+    out->set_name(tensor.name());
+    out->set_datatype(repository::KServeDataType(tensor.data_type()));
+    if (batched) out->add_shape(-1);
+    for (const int64_t d : tensor.dims()) out->add_shape(d);
+  };
+  for (const auto& input : config.input()) describe(input, response->add_inputs());
+  for (const auto& output : config.output()) describe(output, response->add_outputs());
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
+                                                     const inference::ModelConfigRequest* request,
+                                                     inference::ModelConfigResponse* response) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  auto served = repository_->Get(request->name(), request->version());
+  if (!served.ok()) return Finish(context, served.status());
+  *response->mutable_config() = (*served)->config;
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
+                                                    const inference::ModelInferRequest* request,
+                                                    inference::ModelInferResponse* response) {
+  const absl::Time start = absl::Now();
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  const auto params = ParseInferParameters(*request);
+  if (!params.ok()) return Finish(context, params.status());
+  // The earlier of the gRPC deadline and the request's own timeout.
+  absl::Time deadline = absl::FromChrono(context->deadline());
+  if (params->timeout != absl::InfiniteDuration()) {
+    deadline = std::min(deadline, start + params->timeout);
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  const absl::Status submitted = repository_->Submit(
+      request->model_name(), request->model_version(),
+      [&](const std::shared_ptr<const repository::ServedModel>& served)
+          -> absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>> {
+        // Raw pointer in `done`: the version's scheduler, whose threads call
+        // it, is destroyed before the rest of ServedModel.
+        const repository::ServedModel* model = served.get();
+        auto inputs = DecodeInferInputs(*request, model->config);
+        auto selected = SelectOutputs(*request, model->config);
+        const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
+        if (!invalid.ok()) {
+          if (model->metrics) {
+            model->metrics->ObserveRequest(metrics::Api::kKServe, invalid,
+                                           absl::ToDoubleSeconds(absl::Now() - start));
+          }
+          return invalid;
+        }
+        auto job = std::make_unique<scheduling::InferenceRequest>();
+        job->id = request->id();
+        job->inputs = std::move(inputs).value();
+        job->priority = params->priority;
+        job->deadline = deadline;
+        job->is_cancelled = [context] { return context->IsCancelled(); };
+        job->done = [reactor, request, response, model, start,
+                     selected = std::move(selected).value()](
+                        absl::StatusOr<std::vector<engine::Tensor>> result,
+                        const scheduling::RequestTimes& /*times*/) {
+          const absl::Status status = result.status();
+          if (status.ok()) {
+            EncodeInferResponse(*request, model->config, std::to_string(model->version), selected,
+                                std::move(result).value(), response);
+          }
+          if (model->metrics) {
+            model->metrics->ObserveRequest(metrics::Api::kKServe, status,
+                                           absl::ToDoubleSeconds(absl::Now() - start));
+          }
+          reactor->Finish(ToGrpcStatus(status));
+        };
+        return job;
+      });
+  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::RepositoryIndex(
+    grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
+    inference::RepositoryIndexResponse* response) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
+    return Finish(context, s);
+  }
+  for (const repository::ModelIndexEntry& entry : repository_->Index()) {
+    if (request->ready() && entry.state != "READY") continue;
+    auto* model = response->add_models();
+    model->set_name(entry.name);
+    model->set_version(entry.version);
+    model->set_state(entry.state);
+    model->set_reason(entry.reason);
+  }
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
+    grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
+    inference::RepositoryModelLoadResponse* /*response*/) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (!request->parameters().empty()) {
+    return Finish(context, absl::UnimplementedError(
+                               "RepositoryModelLoad parameters (config or file overrides) are not "
+                               "supported; edit the repository and load again"));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  control_.Submit([this, reactor, name = request->model_name()] {
+    reactor->Finish(ToGrpcStatus(repository_->Load(name)));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
+    grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
+    inference::RepositoryModelUnloadResponse* /*response*/) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
+    return Finish(context, s);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  control_.Submit([this, reactor, name = request->model_name()] {
+    reactor->Finish(ToGrpcStatus(repository_->Unload(name)));
+  });
   return reactor;
 }
 

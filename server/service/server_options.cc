@@ -19,6 +19,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   std::string log_format = "text";
   double exit_timeout_s = absl::ToDoubleSeconds(o.exit_timeout);
   int max_message_mb = o.max_message_bytes >> 20;
+  double poll_secs = absl::ToDoubleSeconds(o.repository_poll_interval);
 
   CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
                "rectifier-server"};
@@ -26,6 +27,17 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   app.add_option("--model-repository", o.model_repository,
                  "Directory holding <model>/<version>/model.onnx (+ config.pbtxt)")
       ->capture_default_str();
+  app.add_option("--model-control-mode", o.model_control_mode,
+                 "none: load every model at start; poll: also reload changes on disk; "
+                 "explicit: load only --load-model names and API requests")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "poll", "explicit"}));
+  app.add_option("--repository-poll-secs", poll_secs,
+                 "Seconds between repository scans in poll mode")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--load-model", o.load_models,
+                 "Model to load at start in explicit mode (repeatable)");
   app.add_option("--grpc-address", o.grpc_address,
                  "host:port for the gRPC services (KServe v2, vision, health, reflection)")
       ->capture_default_str();
@@ -41,8 +53,8 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--intra-op-threads", o.intra_op_threads,
-                 absl::StrCat("OpenMP threads per inference; 0 = all available CPUs (",
-                              common::AvailableCpus(), " here)"))
+                 absl::StrCat("OpenMP threads per model instance; 0 = available CPUs (",
+                              common::AvailableCpus(), " here) / instances"))
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-message-mb", max_message_mb,
@@ -77,6 +89,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
     return absl::InvalidArgumentError("--model-repository is empty");
   }
   o.exit_timeout = absl::Seconds(exit_timeout_s);
+  o.repository_poll_interval = absl::Seconds(poll_secs);
   o.max_message_bytes = max_message_mb << 20;
   return parsed;
 }

@@ -13,12 +13,15 @@ namespace rectifier::service {
 
 struct ServerOptions {
   std::string model_repository = "models";
+  std::string model_control_mode = "none";  // none | poll | explicit
+  absl::Duration repository_poll_interval = absl::Seconds(15);
+  std::vector<std::string> load_models;  // explicit mode: loaded at start
   std::string grpc_address = "0.0.0.0:8001";
   std::string metrics_address = "0.0.0.0:8002";  // empty: no metrics endpoint
   common::LoggingOptions logging;
   // Bound on draining at shutdown: in-flight calls get this long to finish.
   absl::Duration exit_timeout = absl::Seconds(30);
-  // OpenMP threads per inference (intra-op); 0 = CPUs available to the process.
+  // OpenMP threads per model instance; 0 = available CPUs / instances.
   int intra_op_threads = 0;
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 256 << 20;

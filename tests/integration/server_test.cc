@@ -99,12 +99,20 @@ TEST_F(ServerTest, ServesHealthKServeReflectionAndMetricsThenExitsCleanly) {
     EXPECT_FALSE(response.version().empty());
   }
   {
-    // Methods of later milestones answer UNIMPLEMENTED, not silence.
+    // The repository is empty: inference names the missing model.
     grpc::ClientContext context;
     inference::ModelInferResponse response;
     inference::ModelInferRequest request;
     request.set_model_name("resnet50");
-    EXPECT_EQ(kserve->ModelInfer(&context, request, &response).error_code(),
+    const grpc::Status status = kserve->ModelInfer(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(status.error_message().find("resnet50"), std::string::npos);
+  }
+  {
+    // Methods of later milestones answer UNIMPLEMENTED, not silence.
+    grpc::ClientContext context;
+    inference::ModelStatisticsResponse response;
+    EXPECT_EQ(kserve->ModelStatistics(&context, {}, &response).error_code(),
               grpc::StatusCode::UNIMPLEMENTED);
   }
 

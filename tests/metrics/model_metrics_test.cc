@@ -22,8 +22,8 @@ TEST(ModelMetricsTest, ObservationsLandInLabelledSeries) {
   metrics->ObserveRequest(Api::kKServe, absl::OkStatus(), 0.004);
   metrics->ObserveRequest(Api::kKServe, absl::OkStatus(), 0.006);
   metrics->ObserveRequest(Api::kVision, absl::DeadlineExceededError("late"), 2.0);
-  metrics->ObserveRequest(Api::kKServe, absl::UnavailableError("model 'x' version 1: queue full (16)"),
-                    0);
+  metrics->ObserveRequest(Api::kKServe,
+                          absl::UnavailableError("model 'x' version 1: queue full (16)"), 0);
   metrics->ObserveQueue(0.001);
   metrics->ObserveExecution(4, 0.05);
   metrics->ObserveExecution(2, 0.03);
@@ -77,6 +77,32 @@ TEST(ModelMetricsTest, ReasonsCoverTheStatusCodes) {
   EXPECT_EQ(ReasonFor(absl::UnavailableError("shutting down")), FailureReason::kUnavailable);
   EXPECT_EQ(ReasonFor(absl::InternalError("x")), FailureReason::kInternal);
   EXPECT_STREQ(ReasonName(FailureReason::kQueueFull), "queue_full");
+}
+
+}  // namespace
+}  // namespace rectifier::metrics
+
+namespace rectifier::metrics {
+namespace {
+
+TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilCleared) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto model = server.ForModel("m", "2");
+  double depth = 3;
+  model->SetQueueDepthSource([&depth] { return depth; });
+  const auto scrape = [&] {
+    return prometheus::TextSerializer().Serialize(server.scrape_time_gauges()->Collect());
+  };
+  EXPECT_NE(scrape().find("rectifier_queue_depth{model=\"m\",version=\"2\"} 3"), std::string::npos)
+      << scrape();
+  depth = 5;
+  EXPECT_NE(scrape().find("} 5"), std::string::npos);
+  model->ClearQueueDepthSource();
+  EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);
+  model->SetQueueDepthSource([] { return 1.0; });
+  model.reset();  // destruction clears it too
+  EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);
 }
 
 }  // namespace

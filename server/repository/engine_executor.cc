@@ -1,0 +1,30 @@
+#include "server/repository/engine_executor.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "server/common/status_macros.h"
+
+namespace rectifier::repository {
+
+absl::StatusOr<std::unique_ptr<EngineExecutor>> EngineExecutor::Create(
+    std::shared_ptr<const engine::CompiledModel> model, int threads) {
+  engine::ContextOptions options;
+  options.threads = threads;
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::ExecutionContext> context,
+                   engine::ExecutionContext::Create(std::move(model), options));
+  return std::unique_ptr<EngineExecutor>(new EngineExecutor(std::move(context)));
+}
+
+absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(
+    const std::vector<engine::Tensor>& inputs) {
+  const absl::Time start = absl::Now();
+  auto outputs = context_->Run(inputs);
+  if (metrics_ != nullptr && outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
+    metrics_->ObserveExecution(static_cast<int>(inputs[0].shape[0]),
+                               absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return outputs;
+}
+
+}  // namespace rectifier::repository

@@ -1,0 +1,36 @@
+// BatchExecutor backed by one engine::ExecutionContext: one model instance.
+#ifndef RECTIFIER_SERVER_REPOSITORY_ENGINE_EXECUTOR_H_
+#define RECTIFIER_SERVER_REPOSITORY_ENGINE_EXECUTOR_H_
+
+#include <memory>
+#include <vector>
+
+#include "server/engine/execution_context.h"
+#include "server/metrics/model_metrics.h"
+#include "server/scheduling/scheduler.h"
+
+namespace rectifier::repository {
+
+class EngineExecutor final : public scheduling::BatchExecutor {
+ public:
+  static absl::StatusOr<std::unique_ptr<EngineExecutor>> Create(
+      std::shared_ptr<const engine::CompiledModel> model, int threads);
+
+  absl::StatusOr<std::vector<engine::Tensor>> Execute(
+      const std::vector<engine::Tensor>& inputs) override;
+
+  // Observes every execution (compute time, batch size) into `metrics`.
+  // REQUIRES: set before the executor runs on a worker; outlives the executor's use.
+  void set_metrics(metrics::ModelMetrics* metrics) { metrics_ = metrics; }
+
+ private:
+  explicit EngineExecutor(std::unique_ptr<engine::ExecutionContext> context)
+      : context_(std::move(context)) {}
+
+  std::unique_ptr<engine::ExecutionContext> context_;
+  metrics::ModelMetrics* metrics_ = nullptr;
+};
+
+}  // namespace rectifier::repository
+
+#endif  // RECTIFIER_SERVER_REPOSITORY_ENGINE_EXECUTOR_H_

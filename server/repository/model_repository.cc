@@ -1,0 +1,526 @@
+#include "server/repository/model_repository.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/clock.h"
+#include "server/common/cpu_info.h"
+#include "server/common/status_macros.h"
+#include "server/repository/engine_executor.h"
+#include "server/repository/model_config.h"
+#include "server/repository/warmup.h"
+#include "server/scheduling/dynamic_batch_scheduler.h"
+#include "spdlog/spdlog.h"
+
+namespace rectifier::repository {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kConfigFile[] = "config.pbtxt";
+constexpr char kDefaultModelFile[] = "model.onnx";
+constexpr char kDefaultLabelsFile[] = "labels.txt";
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> ReadLabels(const fs::path& path) {
+  std::vector<std::string> labels;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    labels.push_back(line);
+  }
+  return labels;
+}
+
+std::string ModelFileName(const inference::ModelConfig& config) {
+  return config.default_model_filename().empty() ? kDefaultModelFile
+                                                 : config.default_model_filename();
+}
+
+// Numeric subdirectories of `dir` that contain `file`, newest first.
+std::vector<int64_t> AvailableVersions(const fs::path& dir, const std::string& file) {
+  std::vector<int64_t> versions;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    int64_t version = 0;
+    if (entry.is_directory(ec) && absl::SimpleAtoi(entry.path().filename().string(), &version) &&
+        version > 0 && fs::is_regular_file(entry.path() / file, ec)) {
+      versions.push_back(version);
+    }
+  }
+  std::sort(versions.rbegin(), versions.rend());
+  return versions;
+}
+
+absl::StatusOr<std::vector<int64_t>> SelectVersions(const inference::ModelVersionPolicy& policy,
+                                                    const std::vector<int64_t>& available) {
+  if (policy.has_all()) return available;
+  if (policy.has_specific()) {
+    std::vector<int64_t> selected;
+    for (const int64_t v : policy.specific().versions()) {
+      if (std::find(available.begin(), available.end(), v) == available.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("version_policy.specific names version ", v, ", which has no model file"));
+      }
+      selected.push_back(v);
+    }
+    std::sort(selected.rbegin(), selected.rend());
+    return selected;
+  }
+  const size_t n = policy.has_latest() ? policy.latest().num_versions() : 1;
+  return std::vector<int64_t>(available.begin(), available.begin() + std::min(n, available.size()));
+}
+
+}  // namespace
+
+absl::StatusOr<ControlMode> ParseControlMode(const std::string& text) {
+  if (text == "none") return ControlMode::kNone;
+  if (text == "poll") return ControlMode::kPoll;
+  if (text == "explicit") return ControlMode::kExplicit;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown model control mode '", text, "' (expected none, poll or explicit)"));
+}
+
+absl::Status ValidateModelName(const std::string& name) {
+  if (name.empty()) return absl::InvalidArgumentError("model name is empty");
+  if (name.size() > 128) return absl::InvalidArgumentError("model name is over 128 characters");
+  if (name[0] == '.') {
+    return absl::InvalidArgumentError(absl::StrCat("model name '", name, "' starts with '.'"));
+  }
+  for (const char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model name '", name, "' may only hold letters, digits, '_', '-', '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Create(
+    const RepositoryOptions& options) {
+  std::error_code ec;
+  if (!fs::is_directory(options.root, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("model repository '", options.root, "' is not a directory"));
+  }
+  std::unique_ptr<ModelRepository> repository(new ModelRepository(options));
+  const std::vector<std::string> names = options.mode == ControlMode::kExplicit
+                                             ? options.startup_models
+                                             : repository->ScanModelNames();
+  for (const std::string& name : names) {
+    // A broken model is recorded and logged by Load; the others go on.
+    repository->Load(name).IgnoreError();
+  }
+  if (options.mode == ControlMode::kPoll) {
+    repository->poll_thread_ = std::thread([r = repository.get()] { r->PollLoop(); });
+  }
+  return repository;
+}
+
+ModelRepository::~ModelRepository() {
+  {
+    absl::MutexLock lock(&poll_mu_);
+    stop_polling_ = true;
+    poll_cv_.SignalAll();
+  }
+  if (poll_thread_.joinable()) poll_thread_.join();
+  Shutdown(absl::Now() + options_.drain_timeout);
+}
+
+std::vector<std::string> ModelRepository::ScanModelNames() const {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options_.root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory(ec) && ValidateModelName(name).ok()) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ModelRepository::Fingerprint(const std::string& name) const {
+  // Sizes and modification times of every file under the model's folder:
+  // any edit, new version or removed version changes it.
+  std::ostringstream out;
+  std::error_code ec;
+  std::vector<std::string> rows;
+  for (auto it = fs::recursive_directory_iterator(fs::path(options_.root) / name, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto mtime = fs::last_write_time(it->path(), ec).time_since_epoch().count();
+    rows.push_back(absl::StrCat(it->path().string(), ":", it->file_size(ec), ":", mtime));
+  }
+  std::sort(rows.begin(), rows.end());
+  for (const std::string& row : rows) out << row << '\n';
+  return out.str();
+}
+
+absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
+    const std::string& name, const inference::ModelConfig& base_config, int64_t version) const {
+  const fs::path dir = fs::path(options_.root) / name;
+  inference::ModelConfig config = base_config;
+  engine::CompileOptions compile;
+  compile.max_batch_size =
+      config.max_batch_size() > 0 ? config.max_batch_size() : options_.default_max_batch_size;
+  const fs::path file = dir / std::to_string(version) / ModelFileName(config);
+  ASSIGN_OR_RETURN(std::shared_ptr<const engine::CompiledModel> model,
+                   engine::CompiledModel::FromFile(file.string(), compile));
+  RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
+
+  int instances = 0;
+  for (const auto& group : config.instance_group()) {
+    if (group.kind() == inference::ModelInstanceGroup::KIND_GPU) {
+      return absl::UnimplementedError(
+          "instance_group kind KIND_GPU: this build has no GPU backend (use KIND_CPU)");
+    }
+    instances += group.count() > 0 ? group.count() : 1;
+  }
+  if (instances == 0) {
+    instances = 1;
+    auto* group = config.add_instance_group();
+    group->set_count(1);
+    group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
+  }
+  const int cpus = options_.cpus > 0 ? options_.cpus : common::AvailableCpus();
+  int threads =
+      options_.intra_op_threads > 0 ? options_.intra_op_threads : std::max(1, cpus / instances);
+  if (const auto it = config.parameters().find("intra_op_threads");
+      it != config.parameters().end()) {
+    if (!absl::SimpleAtoi(it->second.string_value(), &threads) || threads < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("parameters.intra_op_threads '",
+                                                     it->second.string_value(),
+                                                     "' is not a positive integer"));
+    }
+  }
+
+  std::vector<std::unique_ptr<scheduling::BatchExecutor>> executors;
+  for (int i = 0; i < instances; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<EngineExecutor> executor,
+                     EngineExecutor::Create(model, threads));
+    RETURN_IF_ERROR(Warmup(config, *model, dir, executor.get()));
+    executors.push_back(std::move(executor));
+  }
+
+  auto served = std::make_shared<ServedModel>();
+  served->name = name;
+  served->version = version;
+  served->model = model;
+  if (options_.metrics != nullptr) {
+    served->metrics = options_.metrics->ForModel(name, std::to_string(version));
+    served->metrics->SetInstances(instances);
+    for (auto& executor : executors) {
+      static_cast<EngineExecutor*>(executor.get())->set_metrics(served->metrics.get());
+    }
+  }
+  for (const auto& output : config.output()) {
+    if (!output.label_filename().empty()) {
+      served->labels = ReadLabels(dir / output.label_filename());
+      break;
+    }
+  }
+  if (served->labels.empty() && fs::exists(dir / kDefaultLabelsFile)) {
+    served->labels = ReadLabels(dir / kDefaultLabelsFile);
+  }
+  ASSIGN_OR_RETURN(served->scheduler,
+                   scheduling::CreateDynamicBatchScheduler(
+                       SchedulerOptionsFromConfig(config, std::to_string(version)),
+                       std::move(executors), common::Clock::Real()));
+  if (served->metrics != nullptr) {
+    served->metrics->SetQueueDepthSource([scheduler = served->scheduler.get()] {
+      return static_cast<double>(scheduler->queue_depth());
+    });
+  }
+  served->config = std::move(config);
+  spdlog::info("model={} version={} loaded: {} instance(s) x {} thread(s), max_batch_size {}", name,
+               version, instances, threads, served->config.max_batch_size());
+  return served;
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<ServedModel>>> ModelRepository::LoadVersions(
+    const std::string& name) const {
+  RETURN_IF_ERROR(ValidateModelName(name));
+  const fs::path dir = fs::path(options_.root) / name;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("no model '", name, "' in repository '", options_.root, "'"));
+  }
+  inference::ModelConfig config;
+  const fs::path config_path = dir / kConfigFile;
+  if (fs::exists(config_path, ec)) {
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(config_path));
+    ASSIGN_OR_RETURN(config, ParseModelConfig(text, config_path.string()));
+    if (!config.name().empty() && config.name() != name) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path.string(), ": name '", config.name(),
+                       "' differs from the folder name '", name, "'"));
+    }
+    if (absl::Status s = ValidateModelConfig(config); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config_path.string(), ": ", s.message()));
+    }
+  }
+  config.set_name(name);
+  const std::vector<int64_t> available = AvailableVersions(dir, ModelFileName(config));
+  if (available.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("model '", name, "' has no version folder with ", ModelFileName(config)));
+  }
+  ASSIGN_OR_RETURN(const std::vector<int64_t> selected,
+                   SelectVersions(config.version_policy(), available));
+  std::vector<std::shared_ptr<ServedModel>> versions;
+  for (const int64_t version : selected) {
+    auto served = LoadVersion(name, config, version);
+    if (!served.ok()) {
+      return absl::Status(served.status().code(),
+                          absl::StrCat("version ", version, ": ", served.status().message()));
+    }
+    versions.push_back(std::move(served).value());
+  }
+  return versions;
+}
+
+absl::Status ModelRepository::Load(const std::string& name) {
+  // A bad name or a model that is not in the repository is the caller's
+  // mistake: refused without creating an index entry (which would make the
+  // server report not ready).
+  RETURN_IF_ERROR(ValidateModelName(name));
+  std::error_code ec;
+  if (!fs::is_directory(fs::path(options_.root) / name, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("no model '", name, "' in repository '", options_.root, "'"));
+  }
+  absl::MutexLock load_lock(&load_mu_);
+  const std::string fingerprint = Fingerprint(name);
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    ModelSlot& slot = models_[name];
+    if (slot.versions.empty()) slot.state = "LOADING";
+  }
+  auto loaded = LoadVersions(name);
+  std::vector<std::shared_ptr<ServedModel>> retired;
+  {
+    absl::MutexLock lock(&mu_);
+    ModelSlot& slot = models_[name];
+    slot.fingerprint = fingerprint;
+    if (!loaded.ok()) {
+      slot.reason = std::string(loaded.status().message());
+      if (slot.versions.empty()) slot.state = "UNAVAILABLE";
+      spdlog::error("model={} failed to load: {}", name, slot.reason);
+      return loaded.status();
+    }
+    // The swap: from here new requests reach the new versions; requests
+    // already queued on the old ones finish there (Retire drains them).
+    retired = std::exchange(slot.versions, std::move(loaded).value());
+    slot.state = "READY";
+    slot.reason.clear();
+  }
+  Retire(retired);
+  return absl::OkStatus();
+}
+
+absl::Status ModelRepository::Unload(const std::string& name) {
+  absl::MutexLock load_lock(&load_mu_);
+  std::vector<std::shared_ptr<ServedModel>> retired;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = models_.find(name);
+    if (it == models_.end() || it->second.versions.empty()) {
+      return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+    }
+    retired = std::move(it->second.versions);
+    models_.erase(it);
+  }
+  Retire(retired);
+  spdlog::info("model={} unloaded", name);
+  return absl::OkStatus();
+}
+
+void ModelRepository::Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const {
+  // No new request can reach these any more (they left models_ under mu_,
+  // and Enqueue holds mu_ while handing a request over).
+  const absl::Time deadline = absl::Now() + options_.drain_timeout;
+  for (const auto& served : versions) served->scheduler->Shutdown(deadline);
+}
+
+absl::Status ModelRepository::Poll() {
+  const std::vector<std::string> on_disk = ScanModelNames();
+  std::map<std::string, std::string> fingerprints;  // file system reads stay outside mu_
+  for (const std::string& name : on_disk) fingerprints[name] = Fingerprint(name);
+  std::vector<std::string> to_load;
+  std::vector<std::string> to_unload;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const std::string& name : on_disk) {
+      auto it = models_.find(name);
+      if (it == models_.end() || it->second.fingerprint != fingerprints[name]) {
+        to_load.push_back(name);
+      }
+    }
+    for (const auto& [name, slot] : models_) {
+      if (!std::binary_search(on_disk.begin(), on_disk.end(), name)) to_unload.push_back(name);
+    }
+  }
+  absl::Status first_error;
+  for (const std::string& name : to_load) {
+    spdlog::info("model={} changed on disk, loading", name);
+    absl::Status s = Load(name);
+    if (first_error.ok()) first_error = s;
+  }
+  for (const std::string& name : to_unload) {
+    absl::Status s = Unload(name);
+    if (!s.ok() && !absl::IsNotFound(s) && first_error.ok()) first_error = s;
+    absl::MutexLock lock(&mu_);
+    models_.erase(name);
+  }
+  return first_error;
+}
+
+void ModelRepository::PollLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&poll_mu_);
+      const absl::Time wake = absl::Now() + options_.poll_interval;
+      while (!stop_polling_ && !poll_cv_.WaitWithDeadline(&poll_mu_, wake)) {
+      }
+      if (stop_polling_) return;
+    }
+    Poll().IgnoreError();  // failures are recorded per model and logged
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::GetLocked(
+    const std::string& name, const std::string& version) const {
+  if (shutting_down_) return absl::UnavailableError("server is shutting down");
+  auto it = models_.find(name);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  const ModelSlot& slot = it->second;
+  if (slot.versions.empty()) {
+    return absl::UnavailableError(absl::StrCat("model '", name, "' is not ready (", slot.state,
+                                               slot.reason.empty() ? "" : ": ", slot.reason, ")"));
+  }
+  if (version.empty()) return std::shared_ptr<const ServedModel>(slot.versions.front());
+  int64_t wanted = 0;
+  if (!absl::SimpleAtoi(version, &wanted)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version '", version, "' is not a number"));
+  }
+  for (const auto& served : slot.versions) {
+    if (served->version == wanted) return std::shared_ptr<const ServedModel>(served);
+  }
+  return absl::NotFoundError(absl::StrCat("model '", name, "' has no ready version ", version));
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::Get(
+    const std::string& name, const std::string& version) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return GetLocked(name, version);
+}
+
+absl::Status ModelRepository::Submit(const std::string& name, const std::string& version,
+                                     const RequestFactory& make) {
+  absl::ReaderMutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> served, GetLocked(name, version));
+  ASSIGN_OR_RETURN(std::unique_ptr<scheduling::InferenceRequest> request, make(served));
+  if (served->metrics != nullptr) {
+    // Queue time is known once the batch starts; observed here so every
+    // front end (KServe, vision) gets it without doing it itself.
+    // Raw pointer: the metrics outlive the scheduler threads that call done.
+    // (Capturing `served` would let a worker drop the last reference and
+    // join itself.)
+    request->done = [metrics = served->metrics.get(), done = std::move(request->done)](
+                        absl::StatusOr<std::vector<engine::Tensor>> result,
+                        const scheduling::RequestTimes& times) {
+      if (times.batch_start > times.enqueued) {
+        metrics->ObserveQueue(absl::ToDoubleSeconds(times.batch_start - times.enqueued));
+      }
+      done(std::move(result), times);
+    };
+  }
+  // Handed over under the lock, so a concurrent swap cannot retire this
+  // version between the lookup and the enqueue.
+  served->scheduler->Enqueue(std::move(request));
+  return absl::OkStatus();
+}
+
+void ModelRepository::Enqueue(const std::string& name, const std::string& version,
+                              std::unique_ptr<scheduling::InferenceRequest> request) {
+  auto done = request->done;
+  const absl::Status status =
+      Submit(name, version, [&request](const std::shared_ptr<const ServedModel>&) {
+        return absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>>(std::move(request));
+      });
+  if (!status.ok()) done(status, scheduling::RequestTimes{});
+}
+
+std::vector<int64_t> ModelRepository::ReadyVersions(const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<int64_t> versions;
+  auto it = models_.find(name);
+  if (it == models_.end()) return versions;
+  for (const auto& served : it->second.versions) versions.push_back(served->version);
+  return versions;
+}
+
+std::vector<ModelIndexEntry> ModelRepository::Index() const {
+  std::vector<ModelIndexEntry> index;
+  std::set<std::string> listed;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, slot] : models_) {
+      listed.insert(name);
+      if (slot.versions.empty()) {
+        index.push_back({name, "", slot.state, slot.reason});
+        continue;
+      }
+      for (const auto& served : slot.versions) {
+        index.push_back({name, std::to_string(served->version), "READY", slot.reason});
+      }
+    }
+  }
+  for (const std::string& name : ScanModelNames()) {
+    if (!listed.count(name)) index.push_back({name, "", "UNAVAILABLE", "not loaded"});
+  }
+  std::sort(index.begin(), index.end(), [](const ModelIndexEntry& a, const ModelIndexEntry& b) {
+    return std::tie(a.name, a.version) < std::tie(b.name, b.version);
+  });
+  return index;
+}
+
+bool ModelRepository::AllReady() const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (shutting_down_) return false;
+  for (const auto& [name, slot] : models_) {
+    if (slot.state != "READY") return false;
+  }
+  return true;
+}
+
+void ModelRepository::Shutdown(absl::Time deadline) {
+  std::vector<std::shared_ptr<ServedModel>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (auto& [name, slot] : models_) {
+      for (auto& served : slot.versions) all.push_back(served);
+    }
+  }
+  for (const auto& served : all) served->scheduler->Shutdown(deadline);
+}
+
+}  // namespace rectifier::repository

@@ -1,0 +1,167 @@
+// ModelRepository: the models on disk (Triton layout), their loaded
+// versions, load/unload/reload without losing requests, and polling.
+#ifndef RECTIFIER_SERVER_REPOSITORY_MODEL_REPOSITORY_H_
+#define RECTIFIER_SERVER_REPOSITORY_MODEL_REPOSITORY_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "model_config.pb.h"
+#include "server/engine/compiled_model.h"
+#include "server/metrics/model_metrics.h"
+#include "server/scheduling/scheduler.h"
+
+namespace rectifier::repository {
+
+enum class ControlMode { kNone, kPoll, kExplicit };
+
+// Parses "none", "poll" or "explicit".
+absl::StatusOr<ControlMode> ParseControlMode(const std::string& text);
+
+// Name rules: a single path component of [A-Za-z0-9_.-], not starting with
+// '.', at most 128 characters. Keeps requests from escaping the repository.
+absl::Status ValidateModelName(const std::string& name);
+
+// One loaded, ready version of a model. Immutable once published; shared by
+// in-flight requests, so a request finishes on the version it started on.
+struct ServedModel {
+  // Stops the scrape-time queue-depth read before the scheduler goes.
+  ~ServedModel() {
+    if (metrics != nullptr) metrics->ClearQueueDepthSource();
+  }
+
+  std::string name;
+  int64_t version = 0;
+  inference::ModelConfig config;  // completed from the model
+  std::shared_ptr<const engine::CompiledModel> model;
+  std::vector<std::string> labels;  // from labels.txt, may be empty
+  // Null without a metrics registry. Declared before the scheduler so it
+  // outlives the workers that observe into it.
+  std::unique_ptr<metrics::ModelMetrics> metrics;
+  std::unique_ptr<scheduling::Scheduler> scheduler;
+};
+
+// Builds the request for the version the repository resolved (so inputs are
+// checked against that version's config). An error is returned by Submit.
+using RequestFactory = std::function<absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>>(
+    const std::shared_ptr<const ServedModel>& served)>;
+
+// A row of the repository index (RepositoryIndex RPC).
+struct ModelIndexEntry {
+  std::string name;
+  std::string version;  // empty when no version is loaded
+  std::string state;    // READY, UNAVAILABLE, LOADING, UNLOADING
+  std::string reason;   // why UNAVAILABLE
+};
+
+struct RepositoryOptions {
+  std::string root = "models";
+  ControlMode mode = ControlMode::kNone;
+  absl::Duration poll_interval = absl::Seconds(5);
+  // Models to load at start in explicit mode.
+  std::vector<std::string> startup_models;
+  // CPUs one model's instances share (0 = what the process may use, cgroup-aware).
+  int cpus = 0;
+  // OpenMP threads per instance; 0 = cpus / instances, so instances never
+  // oversubscribe the CPUs by default. A model's config parameter
+  // "intra_op_threads" overrides both.
+  int intra_op_threads = 0;
+  // max_batch_size for batchable models whose config does not set one.
+  int default_max_batch_size = 32;
+  // Bound on draining a replaced or unloaded version.
+  absl::Duration drain_timeout = absl::Seconds(30);
+  // Where per-model metrics go; null = none. Must outlive the repository.
+  metrics::ServerMetrics* metrics = nullptr;
+};
+
+// Thread-safe.
+class ModelRepository {
+ public:
+  // Scans `root` and loads every model (mode none/poll) or the startup models
+  // (explicit). A model that fails to load is reported (Index(), logs) and
+  // does not stop the others. Fails only if `root` is not a directory.
+  static absl::StatusOr<std::unique_ptr<ModelRepository>> Create(const RepositoryOptions& options);
+  // Stops polling and drains every model (bounded by drain_timeout).
+  ~ModelRepository();
+
+  // Resolves `name` at `version` ("" = the newest ready version), builds the
+  // request with `make` and hands it to that version's scheduler, all under
+  // one lock so a concurrent reload cannot retire the version in between.
+  // Returns NOT_FOUND for an unknown model or version, UNAVAILABLE for a
+  // model that is not ready, or the factory's error; `done` is then never
+  // called. On OK the scheduler owns the request and calls `done` once.
+  absl::Status Submit(const std::string& name, const std::string& version,
+                      const RequestFactory& make);
+
+  // Submit for a ready-made request; on error request->done is called with it.
+  void Enqueue(const std::string& name, const std::string& version,
+               std::unique_ptr<scheduling::InferenceRequest> request);
+
+  // The served version for metadata; same errors as Enqueue.
+  absl::StatusOr<std::shared_ptr<const ServedModel>> Get(const std::string& name,
+                                                         const std::string& version) const;
+  // Versions currently served, newest first.
+  std::vector<int64_t> ReadyVersions(const std::string& name) const;
+
+  // (Re)loads a model from disk: compiles and warms every version its policy
+  // selects, then swaps them in at once; the replaced versions drain. On
+  // failure the previously served versions stay (and the reason is recorded).
+  absl::Status Load(const std::string& name);
+  // Stops serving `name`; queued requests finish first. NOT_FOUND if not loaded.
+  absl::Status Unload(const std::string& name);
+  // Rescans the repository: loads new or changed models, unloads removed ones.
+  absl::Status Poll();
+
+  std::vector<ModelIndexEntry> Index() const;
+  // True when every model that should be loaded is ready (strict readiness).
+  bool AllReady() const;
+  // Stops accepting requests and drains every model until `deadline`.
+  void Shutdown(absl::Time deadline);
+
+ private:
+  struct ModelSlot {
+    // Newest first. Replaced as a whole on reload.
+    std::vector<std::shared_ptr<ServedModel>> versions;
+    std::string state = "UNAVAILABLE";
+    std::string reason;
+    std::string fingerprint;  // files' sizes and mtimes at the last load
+  };
+
+  explicit ModelRepository(const RepositoryOptions& options) : options_(options) {}
+
+  absl::StatusOr<std::vector<std::shared_ptr<ServedModel>>> LoadVersions(
+      const std::string& name) const;
+  absl::StatusOr<std::shared_ptr<ServedModel>> LoadVersion(const std::string& name,
+                                                           const inference::ModelConfig& config,
+                                                           int64_t version) const;
+  absl::StatusOr<std::shared_ptr<const ServedModel>> GetLocked(const std::string& name,
+                                                               const std::string& version) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> ScanModelNames() const;
+  std::string Fingerprint(const std::string& name) const;
+  void Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const;
+  void PollLoop();
+
+  const RepositoryOptions options_;
+  absl::Mutex load_mu_;  // serializes Load/Unload/Poll (compiles run outside mu_)
+  mutable absl::Mutex mu_;
+  std::map<std::string, ModelSlot> models_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex poll_mu_;
+  absl::CondVar poll_cv_;
+  bool stop_polling_ ABSL_GUARDED_BY(poll_mu_) = false;
+  std::thread poll_thread_;
+};
+
+}  // namespace rectifier::repository
+
+#endif  // RECTIFIER_SERVER_REPOSITORY_MODEL_REPOSITORY_H_

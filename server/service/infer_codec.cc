@@ -1,0 +1,334 @@
+#include "server/service/infer_codec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/repository/model_config.h"
+
+namespace rectifier::service {
+namespace {
+
+using engine::DataType;
+using engine::Tensor;
+
+// Element sizes of the wire datatypes; 0 for unknown or BYTES.
+size_t WireSize(const std::string& datatype) {
+  static const std::map<std::string, size_t> kSizes = {
+      {"BOOL", 1},   {"UINT8", 1}, {"INT8", 1},   {"UINT16", 2}, {"INT16", 2},
+      {"FP16", 2},   {"BF16", 2},  {"UINT32", 4}, {"INT32", 4},  {"FP32", 4},
+      {"UINT64", 8}, {"INT64", 8}, {"FP64", 8}};
+  const auto it = kSizes.find(datatype);
+  return it == kSizes.end() ? 0 : it->second;
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  float value;
+  if (exponent == 0) {
+    value = std::ldexp(static_cast<float>(mantissa), -24);
+  } else if (exponent == 31) {
+    value = mantissa ? std::nanf("") : INFINITY;
+  } else {
+    value = std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
+  }
+  return sign ? -value : value;
+}
+
+// Converts `count` wire elements at `src` of `datatype` into float32.
+// REQUIRES: the caller checked the datatype converts losslessly.
+void ToFloat(const std::string& datatype, const std::byte* src, int64_t count, float* dst) {
+  auto convert = [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < count; ++i) {
+      T v;
+      std::memcpy(&v, src + i * sizeof(T), sizeof(T));
+      dst[i] = static_cast<float>(v);
+    }
+  };
+  if (datatype == "FP32") {
+    std::memcpy(dst, src, count * sizeof(float));
+  } else if (datatype == "UINT8") {
+    convert(uint8_t{});
+  } else if (datatype == "INT8") {
+    convert(int8_t{});
+  } else if (datatype == "UINT16") {
+    convert(uint16_t{});
+  } else if (datatype == "INT16") {
+    convert(int16_t{});
+  } else if (datatype == "FP64") {
+    convert(double{});
+  } else if (datatype == "FP16") {
+    for (int64_t i = 0; i < count; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + i * 2, 2);
+      dst[i] = HalfToFloat(h);
+    }
+  }
+}
+
+// Wire types accepted for an FP32 model input: every value is exactly
+// representable (FP64 is narrowed, as Triton clients expect for FP32 models).
+bool ConvertsToFloat(const std::string& datatype) {
+  static const std::set<std::string> kOk = {"FP32", "FP16",   "FP64", "UINT8",
+                                            "INT8", "UINT16", "INT16"};
+  return kOk.count(datatype) > 0;
+}
+
+DataType EngineType(inference::DataType type) {
+  switch (type) {
+    case inference::TYPE_INT64:
+      return DataType::kInt64;
+    case inference::TYPE_INT32:
+      return DataType::kInt32;
+    case inference::TYPE_UINT8:
+      return DataType::kUint8;
+    case inference::TYPE_INT8:
+      return DataType::kInt8;
+    case inference::TYPE_BOOL:
+      return DataType::kBool;
+    case inference::TYPE_FP64:
+      return DataType::kFloat64;
+    default:
+      return DataType::kFloat32;
+  }
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// Bytes of the typed contents field matching `datatype`, serialized in
+// native (little-endian) layout; sets *count to the number of elements.
+absl::StatusOr<std::string> TypedBytes(const inference::InferTensorContents& c,
+                                       const std::string& datatype, int64_t* count) {
+  std::string bytes;
+  auto take = [&](const auto& field, auto tag) {
+    using T = decltype(tag);
+    *count = field.size();
+    bytes.resize(field.size() * sizeof(T));
+    for (int i = 0; i < field.size(); ++i) {
+      const T v = static_cast<T>(field.Get(i));
+      std::memcpy(bytes.data() + i * sizeof(T), &v, sizeof(T));
+    }
+  };
+  if (datatype == "FP32")
+    take(c.fp32_contents(), float{});
+  else if (datatype == "FP64")
+    take(c.fp64_contents(), double{});
+  else if (datatype == "UINT8")
+    take(c.uint_contents(), uint8_t{});
+  else if (datatype == "UINT16")
+    take(c.uint_contents(), uint16_t{});
+  else if (datatype == "INT8")
+    take(c.int_contents(), int8_t{});
+  else if (datatype == "INT16")
+    take(c.int_contents(), int16_t{});
+  else if (datatype == "INT32")
+    take(c.int_contents(), int32_t{});
+  else if (datatype == "INT64")
+    take(c.int64_contents(), int64_t{});
+  else if (datatype == "BOOL")
+    take(c.bool_contents(), uint8_t{});
+  else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("datatype ", datatype, " has no typed contents field; send raw contents"));
+  }
+  return bytes;
+}
+
+bool HasTypedContents(const inference::InferTensorContents& c) {
+  return c.bool_contents_size() || c.int_contents_size() || c.int64_contents_size() ||
+         c.uint_contents_size() || c.uint64_contents_size() || c.fp32_contents_size() ||
+         c.fp64_contents_size() || c.bytes_contents_size();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInferRequest& request,
+                                                      const inference::ModelConfig& config) {
+  const bool raw = request.raw_input_contents_size() > 0;
+  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request has ", request.raw_input_contents_size(), " raw_input_contents for ",
+                     request.inputs_size(), " inputs; raw contents need one entry per input"));
+  }
+  std::map<std::string, int> by_name;
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    const auto& input = request.inputs(i);
+    if (raw && HasTypedContents(input.contents())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(),
+                       "' has typed contents in a request with raw_input_contents; "
+                       "use one or the other"));
+    }
+    if (!by_name.emplace(input.name(), i).second) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "' appears twice"));
+    }
+    const bool known = std::any_of(config.input().begin(), config.input().end(),
+                                   [&](const auto& in) { return in.name() == input.name(); });
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(), "' is not an input of model '", config.name(), "'"));
+    }
+  }
+  const bool batched = config.max_batch_size() > 0;
+  std::vector<Tensor> tensors;
+  int64_t batch = -1;
+  for (const auto& expected : config.input()) {
+    const auto it = by_name.find(expected.name());
+    if (it == by_name.end()) {
+      if (expected.optional()) continue;
+      return absl::InvalidArgumentError(absl::StrCat("input '", expected.name(), "' is missing"));
+    }
+    const int index = it->second;
+    const auto& input = request.inputs(index);
+    by_name.erase(it);
+    const std::string want = repository::KServeDataType(expected.data_type());
+    const size_t wire_size = WireSize(input.datatype());
+    if (wire_size == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(), "': datatype '", input.datatype(),
+                       "' is not supported here (tensor types only)"));
+    }
+    const bool to_float = want == "FP32" && ConvertsToFloat(input.datatype());
+    if (input.datatype() != want && !to_float) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': datatype ",
+                                                     input.datatype(), " but the model expects ",
+                                                     want));
+    }
+    // Shape: [batch] + dims for a batching model, dims otherwise; -1 matches any.
+    const std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
+    std::vector<int64_t> dims(expected.dims().begin(), expected.dims().end());
+    if (batched) dims.insert(dims.begin(), -1);
+    bool match = shape.size() == dims.size();
+    for (size_t d = 0; match && d < dims.size(); ++d) {
+      match = shape[d] >= 0 && (dims[d] == -1 || dims[d] == shape[d]);
+    }
+    if (!match) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': shape ",
+                                                     ShapeString(shape), " does not match ",
+                                                     ShapeString(dims)));
+    }
+    if (batched) {
+      if (shape[0] < 1 || shape[0] > config.max_batch_size()) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
+                                                       shape[0], " is outside [1, ",
+                                                       config.max_batch_size(), "]"));
+      }
+      if (batch >= 0 && shape[0] != batch) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
+                                                       shape[0], " differs from ", batch));
+      }
+      batch = shape[0];
+    }
+    const int64_t count = engine::NumElements(shape);
+    std::string typed;
+    const std::string* bytes = nullptr;
+    if (raw) {
+      bytes = &request.raw_input_contents(index);
+    } else {
+      int64_t typed_count = 0;
+      auto typed_bytes = TypedBytes(input.contents(), input.datatype(), &typed_count);
+      if (!typed_bytes.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", input.name(), "': ", typed_bytes.status().message()));
+      }
+      if (typed_count != count) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': ", typed_count,
+                                                       " elements for shape ", ShapeString(shape),
+                                                       " (", count, ")"));
+      }
+      typed = std::move(typed_bytes).value();
+      bytes = &typed;
+    }
+    if (static_cast<int64_t>(bytes->size()) != count * static_cast<int64_t>(wire_size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(), "': ", bytes->size(), " bytes of raw contents for ",
+          input.datatype(), " shape ", ShapeString(shape), " (needs ", count * wire_size, ")"));
+    }
+    Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
+    if (to_float) {
+      ToFloat(input.datatype(), reinterpret_cast<const std::byte*>(bytes->data()), count,
+              tensor.data<float>());
+    } else {
+      std::memcpy(tensor.bytes.data(), bytes->data(), bytes->size());
+    }
+    tensors.push_back(std::move(tensor));
+  }
+  if (!by_name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", by_name.begin()->first, "' is not an input of model '", config.name(), "'"));
+  }
+  return tensors;
+}
+
+absl::StatusOr<std::vector<int>> SelectOutputs(const inference::ModelInferRequest& request,
+                                               const inference::ModelConfig& config) {
+  std::vector<int> selected;
+  if (request.outputs().empty()) {
+    for (int i = 0; i < config.output_size(); ++i) selected.push_back(i);
+    return selected;
+  }
+  for (const auto& wanted : request.outputs()) {
+    int found = -1;
+    for (int i = 0; i < config.output_size(); ++i) {
+      if (config.output(i).name() == wanted.name()) found = i;
+    }
+    if (found < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("requested output '", wanted.name(),
+                                                     "' is not an output of model '", config.name(),
+                                                     "'"));
+    }
+    selected.push_back(found);
+  }
+  return selected;
+}
+
+void EncodeInferResponse(const inference::ModelInferRequest& request,
+                         const inference::ModelConfig& config, const std::string& version,
+                         const std::vector<int>& selected, std::vector<Tensor> outputs,
+                         inference::ModelInferResponse* response) {
+  response->set_model_name(config.name());
+  response->set_model_version(version);
+  response->set_id(request.id());
+  for (const int index : selected) {
+    Tensor& tensor = outputs[index];
+    auto* out = response->add_outputs();
+    out->set_name(config.output(index).name());
+    out->set_datatype(engine::DataTypeName(tensor.type));
+    for (const int64_t d : tensor.shape) out->add_shape(d);
+    response->add_raw_output_contents()->assign(reinterpret_cast<const char*>(tensor.bytes.data()),
+                                                tensor.bytes.size());
+  }
+}
+
+absl::StatusOr<InferParameters> ParseInferParameters(const inference::ModelInferRequest& request) {
+  InferParameters params;
+  for (const auto& [key, value] : request.parameters()) {
+    if (key == "priority") {
+      if (value.has_uint64_param()) {
+        params.priority = value.uint64_param();
+      } else if (value.has_int64_param() && value.int64_param() >= 0) {
+        params.priority = static_cast<uint64_t>(value.int64_param());
+      } else {
+        return absl::InvalidArgumentError("parameter 'priority' must be a non-negative integer");
+      }
+    } else if (key == "timeout") {
+      if (!value.has_int64_param() || value.int64_param() < 0) {
+        return absl::InvalidArgumentError(
+            "parameter 'timeout' must be a non-negative int64 (microseconds)");
+      }
+      params.timeout = absl::Microseconds(value.int64_param());
+    }
+    // Other parameters (e.g. sequence or binary_data flags of HTTP clients)
+    // do not apply to this server and are ignored, as Triton does.
+  }
+  return params;
+}
+
+}  // namespace rectifier::service

@@ -1,0 +1,49 @@
+// KServe v2 ModelInferRequest/Response <-> engine tensors: datatype and
+// shape validation, raw and typed contents, lossless conversion to the
+// model's input type, requested outputs.
+#ifndef RECTIFIER_SERVER_SERVICE_INFER_CODEC_H_
+#define RECTIFIER_SERVER_SERVICE_INFER_CODEC_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpc_service.pb.h"
+#include "model_config.pb.h"
+#include "server/engine/tensor.h"
+
+namespace rectifier::service {
+
+// The request's inputs as engine tensors in the config's input order, each
+// converted to the config's data type. INVALID_ARGUMENT with a message naming
+// the input for: unknown, missing or repeated inputs, an unknown datatype or
+// one that cannot be converted losslessly, a shape that does not match the
+// config's dims (with the batch dimension within [1, max_batch_size] for a
+// batching model, equal across inputs), contents whose size does not match
+// the shape, and raw and typed contents mixed in one request.
+absl::StatusOr<std::vector<engine::Tensor>> DecodeInferInputs(
+    const inference::ModelInferRequest& request, const inference::ModelConfig& config);
+
+// Indices (into config.output()) of the outputs to return: the requested
+// ones in request order, or all. INVALID_ARGUMENT for an unknown name.
+absl::StatusOr<std::vector<int>> SelectOutputs(const inference::ModelInferRequest& request,
+                                               const inference::ModelConfig& config);
+
+// Writes the selected outputs as raw contents (the encoding Triton's gRPC
+// endpoint returns), echoing model name, version and id.
+void EncodeInferResponse(const inference::ModelInferRequest& request,
+                         const inference::ModelConfig& config, const std::string& version,
+                         const std::vector<int>& selected, std::vector<engine::Tensor> outputs,
+                         inference::ModelInferResponse* response);
+
+// Well-known request parameters.
+struct InferParameters {
+  uint64_t priority = 0;                              // 0 = model default
+  absl::Duration timeout = absl::InfiniteDuration();  // from "timeout" (µs)
+};
+absl::StatusOr<InferParameters> ParseInferParameters(const inference::ModelInferRequest& request);
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_INFER_CODEC_H_

@@ -1,0 +1,282 @@
+// End-to-end tests of the KServe model and repository methods against the
+// real rectifier-server binary and a repository written by the test.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "grpc_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_process.h"
+#include "tests/repository/test_models.h"
+
+namespace rectifier::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using inference::GRPCInferenceService;
+
+class KServeModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("rectifier-kserve-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    WriteFile(root_ / "scale" / "1" / "model.onnx", ScaleModelBytes(2.f));
+    WriteFile(root_ / "scale" / "config.pbtxt",
+              "max_batch_size: 4\ndynamic_batching { preferred_batch_size: [2, 4] }\n");
+    WriteFile(root_ / "other" / "1" / "model.onnx", ScaleModelBytes(5.f));
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(root_);
+  }
+
+  void Start(std::vector<std::string> extra) {
+    std::vector<std::string> args = {
+        "--model-repository", root_.string(), "--grpc-address", "127.0.0.1:0",
+        "--metrics-address",  "127.0.0.1:0",  "--exit-timeout", "5"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto process = ServerProcess::Spawn(RECTIFIER_SERVER_BINARY, args);
+    ASSERT_TRUE(process.ok()) << process.status();
+    server_ = std::move(process).value();
+    ASSERT_TRUE(server_->WaitUntilServing(absl::Seconds(60)).ok()) << server_->ReadOutput();
+    stub_ = GRPCInferenceService::NewStub(
+        grpc::CreateChannel(server_->grpc_target(), grpc::InsecureChannelCredentials()));
+  }
+
+  bool ModelReady(const std::string& name) {
+    grpc::ClientContext context;
+    inference::ModelReadyRequest request;
+    request.set_name(name);
+    inference::ModelReadyResponse response;
+    EXPECT_TRUE(stub_->ModelReady(&context, request, &response).ok());
+    return response.ready();
+  }
+  bool ServerReady() {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse response;
+    EXPECT_TRUE(stub_->ServerReady(&context, {}, &response).ok());
+    return response.ready();
+  }
+  grpc::Status Load(const std::string& name) {
+    grpc::ClientContext context;
+    inference::RepositoryModelLoadRequest request;
+    request.set_model_name(name);
+    inference::RepositoryModelLoadResponse response;
+    return stub_->RepositoryModelLoad(&context, request, &response);
+  }
+  grpc::Status Unload(const std::string& name) {
+    grpc::ClientContext context;
+    inference::RepositoryModelUnloadRequest request;
+    request.set_model_name(name);
+    inference::RepositoryModelUnloadResponse response;
+    return stub_->RepositoryModelUnload(&context, request, &response);
+  }
+
+  fs::path root_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<GRPCInferenceService::Stub> stub_;
+};
+
+TEST_F(KServeModelTest, MetadataConfigAndIndexDescribeTheRepository) {
+  WriteFile(root_ / "broken" / "1" / "model.onnx", "not onnx");
+  Start({});
+  // Strict readiness: one broken model keeps the server not ready.
+  EXPECT_FALSE(ServerReady());
+  EXPECT_TRUE(ModelReady("scale"));
+  EXPECT_TRUE(ModelReady("other"));
+  EXPECT_FALSE(ModelReady("broken"));
+  EXPECT_FALSE(ModelReady("nope"));
+
+  {
+    grpc::ClientContext context;
+    inference::ModelMetadataRequest request;
+    request.set_name("scale");
+    inference::ModelMetadataResponse response;
+    ASSERT_TRUE(stub_->ModelMetadata(&context, request, &response).ok());
+    EXPECT_EQ(response.name(), "scale");
+    ASSERT_EQ(response.versions_size(), 1);
+    EXPECT_EQ(response.versions(0), "1");
+    ASSERT_EQ(response.inputs_size(), 1);
+    EXPECT_EQ(response.inputs(0).name(), "x");
+    EXPECT_EQ(response.inputs(0).datatype(), "FP32");
+    EXPECT_EQ(
+        std::vector<int64_t>(response.inputs(0).shape().begin(), response.inputs(0).shape().end()),
+        (std::vector<int64_t>{-1, 3, 2, 2}));
+    ASSERT_EQ(response.outputs_size(), 1);
+    EXPECT_EQ(response.outputs(0).name(), "y");
+  }
+  {
+    grpc::ClientContext context;
+    inference::ModelConfigRequest request;
+    request.set_name("scale");
+    inference::ModelConfigResponse response;
+    ASSERT_TRUE(stub_->ModelConfig(&context, request, &response).ok());
+    EXPECT_EQ(response.config().name(), "scale");
+    EXPECT_EQ(response.config().max_batch_size(), 4);
+    EXPECT_EQ(response.config().input(0).data_type(), inference::TYPE_FP32);
+    EXPECT_EQ(response.config().dynamic_batching().preferred_batch_size_size(), 2);
+  }
+  for (const auto& [name, code] : std::vector<std::pair<std::string, grpc::StatusCode>>{
+           {"broken", grpc::StatusCode::UNAVAILABLE}, {"nope", grpc::StatusCode::NOT_FOUND}}) {
+    grpc::ClientContext context;
+    inference::ModelMetadataRequest request;
+    request.set_name(name);
+    inference::ModelMetadataResponse response;
+    const grpc::Status status = stub_->ModelMetadata(&context, request, &response);
+    EXPECT_EQ(status.error_code(), code) << name;
+    EXPECT_NE(status.error_message().find(name), std::string::npos) << status.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    inference::RepositoryIndexRequest request;
+    inference::RepositoryIndexResponse response;
+    ASSERT_TRUE(stub_->RepositoryIndex(&context, request, &response).ok());
+    std::map<std::string, inference::RepositoryIndexResponse::ModelIndex> by_name;
+    for (const auto& m : response.models()) by_name[m.name()] = m;
+    ASSERT_EQ(by_name.size(), 3u);
+    EXPECT_EQ(by_name["scale"].state(), "READY");
+    EXPECT_EQ(by_name["broken"].state(), "UNAVAILABLE");
+    EXPECT_FALSE(by_name["broken"].reason().empty());
+  }
+  {
+    grpc::ClientContext context;
+    inference::RepositoryIndexRequest request;
+    request.set_ready(true);
+    inference::RepositoryIndexResponse response;
+    ASSERT_TRUE(stub_->RepositoryIndex(&context, request, &response).ok());
+    EXPECT_EQ(response.models_size(), 2);
+  }
+  {
+    grpc::ClientContext context;
+    inference::ServerMetadataResponse response;
+    ASSERT_TRUE(stub_->ServerMetadata(&context, {}, &response).ok());
+    EXPECT_NE(
+        std::find(response.extensions().begin(), response.extensions().end(), "model_repository"),
+        response.extensions().end());
+  }
+}
+
+TEST_F(KServeModelTest, ExplicitLoadAndUnloadOverGrpc) {
+  Start({"--model-control-mode", "explicit", "--load-model", "scale"});
+  EXPECT_TRUE(ServerReady());
+  EXPECT_TRUE(ModelReady("scale"));
+  EXPECT_FALSE(ModelReady("other"));
+  ASSERT_TRUE(Load("other").ok());
+  EXPECT_TRUE(ModelReady("other"));
+  ASSERT_TRUE(Unload("scale").ok());
+  EXPECT_FALSE(ModelReady("scale"));
+  EXPECT_EQ(Unload("scale").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Load("../etc").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Load("absent").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(ServerReady());
+
+  server_->Signal(SIGTERM);
+  const auto exit = server_->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+inference::ModelInferRequest ScaleRequest(int batch, float base) {
+  inference::ModelInferRequest request;
+  request.set_model_name("scale");
+  request.set_id("r-42");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int64_t d : {static_cast<int64_t>(batch), int64_t{3}, int64_t{2}, int64_t{2}}) {
+    input->add_shape(d);
+  }
+  std::vector<float> values(batch * 12);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = base + static_cast<float>(i);
+  request.add_raw_input_contents(reinterpret_cast<const char*>(values.data()),
+                                 values.size() * sizeof(float));
+  return request;
+}
+
+TEST_F(KServeModelTest, ModelInferComputesAndValidates) {
+  Start({});
+  {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    const grpc::Status status = stub_->ModelInfer(&context, ScaleRequest(3, 1.f), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.model_name(), "scale");
+    EXPECT_EQ(response.model_version(), "1");
+    EXPECT_EQ(response.id(), "r-42");
+    ASSERT_EQ(response.outputs_size(), 1);
+    EXPECT_EQ(response.outputs(0).name(), "y");
+    EXPECT_EQ(response.outputs(0).datatype(), "FP32");
+    EXPECT_EQ(response.outputs(0).shape(0), 3);
+    ASSERT_EQ(response.raw_output_contents(0).size(), 36u * 4);
+    std::vector<float> y(36);
+    std::memcpy(y.data(), response.raw_output_contents(0).data(), 36 * 4);
+    for (int i = 0; i < 36; ++i) EXPECT_FLOAT_EQ(y[i], 2.f * (1.f + i)) << i;
+  }
+  // Typed contents work too.
+  {
+    inference::ModelInferRequest request = ScaleRequest(1, 0.f);
+    request.clear_raw_input_contents();
+    for (int i = 0; i < 12; ++i)
+      request.mutable_inputs(0)->mutable_contents()->add_fp32_contents(i);
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    ASSERT_TRUE(stub_->ModelInfer(&context, request, &response).ok());
+    float last = 0;
+    std::memcpy(&last, response.raw_output_contents(0).data() + 44, 4);
+    EXPECT_FLOAT_EQ(last, 22.f);
+  }
+  struct Case {
+    std::string what;
+    std::function<void(inference::ModelInferRequest*)> mutate;
+    grpc::StatusCode code;
+    std::string needle;
+  };
+  const std::vector<Case> kCases = {
+      {"unknown model", [](auto* r) { r->set_model_name("nope"); }, grpc::StatusCode::NOT_FOUND,
+       "nope"},
+      {"unknown version", [](auto* r) { r->set_model_version("9"); }, grpc::StatusCode::NOT_FOUND,
+       "version 9"},
+      {"wrong datatype", [](auto* r) { r->mutable_inputs(0)->set_datatype("INT64"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "INT64"},
+      {"wrong byte size", [](auto* r) { r->mutable_raw_input_contents(0)->resize(7); },
+       grpc::StatusCode::INVALID_ARGUMENT, "7 bytes"},
+      {"mixed contents",
+       [](auto* r) { r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "one or the other"},
+      {"batch over max", [](auto* r) { *r = ScaleRequest(5, 0.f); },
+       grpc::StatusCode::INVALID_ARGUMENT, "batch size 5"},
+      {"unknown output", [](auto* r) { r->add_outputs()->set_name("z"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "'z'"},
+      {"expired timeout", [](auto* r) { (*r->mutable_parameters())["timeout"].set_int64_param(0); },
+       grpc::StatusCode::DEADLINE_EXCEEDED, ""},
+  };
+  for (const Case& c : kCases) {
+    inference::ModelInferRequest request = ScaleRequest(1, 0.f);
+    c.mutate(&request);
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    const grpc::Status status = stub_->ModelInfer(&context, request, &response);
+    EXPECT_EQ(status.error_code(), c.code) << c.what << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(c.needle), std::string::npos)
+        << c.what << ": " << status.error_message();
+  }
+  // The server survived every bad request.
+  EXPECT_TRUE(ModelReady("scale"));
+  const auto metrics = HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(
+      metrics->find(
+          R"(rectifier_requests_total{api="kserve",model="scale",outcome="success",version="1"} 2)"),
+      std::string::npos)
+      << *metrics;
+  EXPECT_NE(metrics->find(R"(rectifier_queue_depth{model="scale",version="1"} 0)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace rectifier::testing

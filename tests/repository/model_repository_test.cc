@@ -1,0 +1,269 @@
+// Tests for the model repository: scan, versions, errors per model,
+// explicit load/unload, polling, and hot reload under load.
+#include "server/repository/model_repository.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/repository/test_models.h"
+
+namespace rectifier::repository {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ScaleModelBytes;
+using testing::WriteFile;
+
+engine::Tensor Input(float value, int batch = 1) {
+  engine::Tensor t = engine::Tensor::Zeros(engine::DataType::kFloat32, {batch, 3, 2, 2});
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = value;
+  return t;
+}
+
+// Synchronous inference through the repository; returns the first output value.
+absl::StatusOr<float> InferOne(ModelRepository& repo, const std::string& name,
+                               const std::string& version, float value) {
+  auto request = std::make_unique<scheduling::InferenceRequest>();
+  request->inputs.push_back(Input(value));
+  std::promise<absl::StatusOr<std::vector<engine::Tensor>>> promise;
+  auto future = promise.get_future();
+  request->done = [&promise](absl::StatusOr<std::vector<engine::Tensor>> result,
+                             const scheduling::RequestTimes&) {
+    promise.set_value(std::move(result));
+  };
+  repo.Enqueue(name, version, std::move(request));
+  auto result = future.get();
+  if (!result.ok()) return result.status();
+  if (result->size() != 1 || (*result)[0].num_elements() != 12) {
+    return absl::InternalError("unexpected output shape");
+  }
+  const float first = (*result)[0].data<float>()[0];
+  for (int64_t i = 1; i < 12; ++i) {
+    if ((*result)[0].data<float>()[i] != first) return absl::InternalError("mixed output");
+  }
+  return first;
+}
+
+class ModelRepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("rectifier-repo-test-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  void AddModel(const std::string& name, int version, float factor,
+                const std::string& config = "") {
+    WriteFile(root_ / name / std::to_string(version) / "model.onnx", ScaleModelBytes(factor));
+    if (!config.empty()) WriteFile(root_ / name / "config.pbtxt", config);
+  }
+
+  std::unique_ptr<ModelRepository> Open(ControlMode mode = ControlMode::kNone,
+                                        std::vector<std::string> startup = {}) {
+    RepositoryOptions options;
+    options.root = root_.string();
+    options.mode = mode;
+    options.startup_models = std::move(startup);
+    options.cpus = 1;
+    options.drain_timeout = absl::Seconds(10);
+    auto repo = ModelRepository::Create(options);
+    EXPECT_TRUE(repo.ok()) << repo.status();
+    return repo.ok() ? std::move(repo).value() : nullptr;
+  }
+
+  const ModelIndexEntry* Find(const std::vector<ModelIndexEntry>& index, const std::string& name) {
+    for (const auto& e : index) {
+      if (e.name == name) return &e;
+    }
+    return nullptr;
+  }
+
+  fs::path root_;
+};
+
+TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
+  AddModel("double", 1, 2.f);
+  WriteFile(root_ / "garbage" / "1" / "model.onnx", "this is not an onnx model");
+  AddModel("badconfig", 1, 2.f, "max_batch_size: 4\nmax_batch_sise: 8\n");
+  fs::create_directories(root_ / "nofile" / "1");
+  AddModel("gpu", 1, 2.f, "instance_group [ { kind: KIND_GPU } ]");
+  fs::create_directories(root_ / ".hidden" / "1");
+
+  auto repo = Open();
+  ASSERT_NE(repo, nullptr);
+  auto value = InferOne(*repo, "double", "", 1.5f);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_FLOAT_EQ(*value, 3.f);
+
+  const auto index = repo->Index();
+  ASSERT_NE(Find(index, "double"), nullptr);
+  EXPECT_EQ(Find(index, "double")->state, "READY");
+  EXPECT_EQ(Find(index, "double")->version, "1");
+  for (const char* broken : {"garbage", "badconfig", "nofile", "gpu"}) {
+    const ModelIndexEntry* e = Find(index, broken);
+    ASSERT_NE(e, nullptr) << broken;
+    EXPECT_EQ(e->state, "UNAVAILABLE") << broken;
+    EXPECT_FALSE(e->reason.empty()) << broken;
+  }
+  EXPECT_NE(Find(index, "badconfig")->reason.find("config.pbtxt:2:"), std::string::npos)
+      << Find(index, "badconfig")->reason;
+  EXPECT_NE(Find(index, "gpu")->reason.find("KIND_GPU"), std::string::npos);
+  EXPECT_EQ(Find(index, ".hidden"), nullptr);
+  EXPECT_FALSE(repo->AllReady());
+
+  EXPECT_EQ(InferOne(*repo, "garbage", "", 1.f).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(InferOne(*repo, "missing", "", 1.f).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(InferOne(*repo, "double", "7", 1.f).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(InferOne(*repo, "double", "x", 1.f).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ModelRepositoryTest, VersionPolicies) {
+  for (int v = 1; v <= 3; ++v)
+    AddModel("latest2", v, static_cast<float>(v), "version_policy { latest { num_versions: 2 } }");
+  for (int v = 1; v <= 3; ++v)
+    AddModel("all", v, static_cast<float>(v), "version_policy { all {} }");
+  for (int v = 1; v <= 3; ++v)
+    AddModel("specific", v, static_cast<float>(v),
+             "version_policy { specific { versions: [1, 3] } }");
+  for (int v = 1; v <= 2; ++v) AddModel("default", v, static_cast<float>(v));
+  auto repo = Open();
+  ASSERT_NE(repo, nullptr);
+  EXPECT_EQ(repo->ReadyVersions("latest2"), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(repo->ReadyVersions("all"), (std::vector<int64_t>{3, 2, 1}));
+  EXPECT_EQ(repo->ReadyVersions("specific"), (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(repo->ReadyVersions("default"), (std::vector<int64_t>{2}));
+  EXPECT_TRUE(repo->AllReady());
+  // Each version computes with its own weights; "" picks the newest.
+  EXPECT_FLOAT_EQ(InferOne(*repo, "all", "1", 1.f).value(), 1.f);
+  EXPECT_FLOAT_EQ(InferOne(*repo, "all", "2", 1.f).value(), 2.f);
+  EXPECT_FLOAT_EQ(InferOne(*repo, "all", "", 1.f).value(), 3.f);
+  EXPECT_EQ(InferOne(*repo, "specific", "2", 1.f).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRepositoryTest, ExplicitLoadAndUnload) {
+  AddModel("a", 1, 2.f);
+  AddModel("b", 1, 5.f);
+  auto repo = Open(ControlMode::kExplicit, {"a"});
+  ASSERT_NE(repo, nullptr);
+  EXPECT_FLOAT_EQ(InferOne(*repo, "a", "", 1.f).value(), 2.f);
+  EXPECT_EQ(InferOne(*repo, "b", "", 1.f).status().code(), absl::StatusCode::kNotFound);
+  const ModelIndexEntry* b = Find(repo->Index(), "b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->reason, "not loaded");
+
+  ASSERT_TRUE(repo->Load("b").ok());
+  EXPECT_FLOAT_EQ(InferOne(*repo, "b", "", 1.f).value(), 5.f);
+  ASSERT_TRUE(repo->Unload("a").ok());
+  EXPECT_EQ(InferOne(*repo, "a", "", 1.f).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo->Unload("a").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo->Load("../etc").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo->Load(".hidden").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo->Load("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRepositoryTest, FailedReloadKeepsServingThePreviousVersion) {
+  AddModel("m", 1, 2.f);
+  auto repo = Open(ControlMode::kExplicit, {"m"});
+  ASSERT_NE(repo, nullptr);
+  WriteFile(root_ / "m" / "config.pbtxt", "max_batch_size: -3");
+  const absl::Status status = repo->Load("m");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FLOAT_EQ(InferOne(*repo, "m", "", 1.f).value(), 2.f);
+  EXPECT_NE(Find(repo->Index(), "m")->reason.find("max_batch_size"), std::string::npos);
+}
+
+TEST_F(ModelRepositoryTest, PollLoadsChangesAndUnloadsRemovedModels) {
+  AddModel("m", 1, 2.f);
+  auto repo = Open(ControlMode::kExplicit, {"m"});
+  ASSERT_NE(repo, nullptr);
+  AddModel("fresh", 1, 4.f);
+  AddModel("m", 2, 3.f);
+  ASSERT_TRUE(repo->Poll().ok());
+  EXPECT_FLOAT_EQ(InferOne(*repo, "fresh", "", 1.f).value(), 4.f);
+  EXPECT_EQ(repo->ReadyVersions("m"), (std::vector<int64_t>{2}));
+  EXPECT_FLOAT_EQ(InferOne(*repo, "m", "", 1.f).value(), 3.f);
+  fs::remove_all(root_ / "fresh");
+  ASSERT_TRUE(repo->Poll().ok());
+  EXPECT_EQ(InferOne(*repo, "fresh", "", 1.f).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRepositoryTest, HotReloadUnderLoadLosesNoRequest) {
+  AddModel("m", 1, 2.f,
+           "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 200 }");
+  auto repo = Open(ControlMode::kExplicit, {"m"});
+  ASSERT_NE(repo, nullptr);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0}, wrong{0};
+  std::vector<std::thread> clients;
+  clients.reserve(4);
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 2000 && !stop.load(); ++i) {
+        const float x = static_cast<float>(t * 1000 + i % 97 + 1);
+        auto y = InferOne(*repo, "m", "", x);
+        if (!y.ok()) {
+          ++failed;
+        } else if (*y != 2.f * x && *y != 3.f * x && *y != 4.f * x) {
+          ++wrong;
+        } else {
+          ++ok;
+        }
+      }
+    });
+  }
+  // Bounded waits: a broken server fails the test instead of hanging it.
+  const auto wait_for_ok = [&](int target) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (ok.load() < target && failed.load() == 0 && absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
+    return ok.load() >= target;
+  };
+  // Swap versions twice while requests flow: 1 (x2) -> 2 (x3) -> 3 (x4).
+  EXPECT_TRUE(wait_for_ok(50));
+  AddModel("m", 2, 3.f);
+  EXPECT_TRUE(repo->Load("m").ok());
+  EXPECT_TRUE(wait_for_ok(ok.load() + 50));
+  AddModel("m", 3, 4.f);
+  EXPECT_TRUE(repo->Load("m").ok());
+  EXPECT_TRUE(wait_for_ok(ok.load() + 50));
+  stop = true;
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(ok.load(), 150);
+  EXPECT_FLOAT_EQ(InferOne(*repo, "m", "", 1.f).value(), 4.f);
+}
+
+TEST_F(ModelRepositoryTest, ShutdownRejectsNewRequests) {
+  AddModel("m", 1, 2.f);
+  auto repo = Open();
+  ASSERT_NE(repo, nullptr);
+  repo->Shutdown(absl::Now() + absl::Seconds(5));
+  EXPECT_EQ(InferOne(*repo, "m", "", 1.f).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(repo->AllReady());
+}
+
+TEST_F(ModelRepositoryTest, ValidatesNamesAndControlModes) {
+  EXPECT_TRUE(ValidateModelName("resnet50_v1.5-int").ok());
+  for (const char* bad : {"", "..", "../x", "a/b", ".hidden", "white space"}) {
+    EXPECT_EQ(ValidateModelName(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(ParseControlMode("poll").value(), ControlMode::kPoll);
+  EXPECT_EQ(ParseControlMode("sometimes").status().code(), absl::StatusCode::kInvalidArgument);
+  RepositoryOptions options;
+  options.root = (root_ / "absent").string();
+  EXPECT_EQ(ModelRepository::Create(options).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace rectifier::repository

@@ -1,0 +1,282 @@
+// rectifier-client: command-line client for a Rectifier (or any KServe v2 /
+// Triton gRPC) server: health, models, metadata, infer, load, unload.
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc_service.grpc.pb.h"
+#include "server/engine/tensor.h"
+#include "tools/client/tensor_file.h"
+
+namespace rectifier::tools {
+namespace {
+
+using inference::GRPCInferenceService;
+using nlohmann::json;
+
+struct Globals {
+  std::string url = "127.0.0.1:8001";
+  double timeout_s = 30;
+  bool json = false;
+  int max_message_mb = 256;
+};
+
+// Exit codes: 0 success, 1 the server answered with an error (or NOT_SERVING),
+// 2 usage or local input error.
+constexpr int kExitRpcError = 1;
+constexpr int kExitUsage = 2;
+
+int RpcError(const grpc::Status& status) {
+  std::fprintf(stderr, "rectifier-client: error: %s: %s\n",
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
+               status.error_message().c_str());
+  return kExitRpcError;
+}
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "rectifier-client: error: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+class Client {
+ public:
+  explicit Client(const Globals& g) : globals_(g) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(g.max_message_mb << 20);
+    args.SetMaxSendMessageSize(g.max_message_mb << 20);
+    channel_ = grpc::CreateCustomChannel(g.url, grpc::InsecureChannelCredentials(), args);
+    stub_ = GRPCInferenceService::NewStub(channel_);
+  }
+
+  void Prepare(grpc::ClientContext* context) const {
+    context->set_deadline(
+        std::chrono::system_clock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>(globals_.timeout_s * 1e3)));
+  }
+
+  int Health(const std::string& service) {
+    auto health = grpc::health::v1::Health::NewStub(channel_);
+    grpc::ClientContext context;
+    Prepare(&context);
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    const grpc::Status status = health->Check(&context, request, &response);
+    if (!status.ok()) return RpcError(status);
+    const std::string state =
+        grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+    if (globals_.json) {
+      std::cout << json{{"service", service}, {"status", state}}.dump() << "\n";
+    } else {
+      std::cout << state << "\n";
+    }
+    return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : kExitRpcError;
+  }
+
+  int Models() {
+    grpc::ClientContext context;
+    Prepare(&context);
+    inference::RepositoryIndexResponse response;
+    const grpc::Status status = stub_->RepositoryIndex(&context, {}, &response);
+    if (!status.ok()) return RpcError(status);
+    json rows = json::array();
+    for (const auto& m : response.models()) {
+      rows.push_back({{"name", m.name()},
+                      {"version", m.version()},
+                      {"state", m.state()},
+                      {"reason", m.reason()}});
+    }
+    if (globals_.json) {
+      std::cout << rows.dump() << "\n";
+      return 0;
+    }
+    std::printf("%-24s %-8s %-12s %s\n", "MODEL", "VERSION", "STATE", "REASON");
+    for (const auto& m : response.models()) {
+      std::printf("%-24s %-8s %-12s %s\n", m.name().c_str(), m.version().c_str(), m.state().c_str(),
+                  m.reason().c_str());
+    }
+    return 0;
+  }
+
+  int Metadata(const std::string& model, const std::string& version) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    inference::ModelMetadataRequest request;
+    request.set_name(model);
+    request.set_version(version);
+    inference::ModelMetadataResponse response;
+    const grpc::Status status = stub_->ModelMetadata(&context, request, &response);
+    if (!status.ok()) return RpcError(status);
+    auto tensors = [](const auto& list) {
+      json out = json::array();
+      for (const auto& t : list) {
+        out.push_back({{"name", t.name()},
+                       {"datatype", t.datatype()},
+                       {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())}});
+      }
+      return out;
+    };
+    const json out = {{"name", response.name()},
+                      {"versions", std::vector<std::string>(response.versions().begin(),
+                                                            response.versions().end())},
+                      {"platform", response.platform()},
+                      {"inputs", tensors(response.inputs())},
+                      {"outputs", tensors(response.outputs())}};
+    std::cout << (globals_.json ? out.dump() : out.dump(2)) << "\n";
+    return 0;
+  }
+
+  int Infer(const std::string& model, const std::string& version,
+            const std::vector<std::string>& input_specs, const std::string& output_dir) {
+    inference::ModelInferRequest request;
+    request.set_model_name(model);
+    request.set_model_version(version);
+    request.set_id("rectifier-client");
+    for (const std::string& spec : input_specs) {
+      const size_t eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(absl::StrCat("--input '", spec, "' is not NAME=FILE"));
+      }
+      auto tensor = ReadTensorFile(spec.substr(eq + 1));
+      if (!tensor.ok()) return UsageError(std::string(tensor.status().message()));
+      auto* input = request.add_inputs();
+      input->set_name(spec.substr(0, eq));
+      input->set_datatype(engine::DataTypeName(tensor->type));
+      for (const int64_t d : tensor->shape) input->add_shape(d);
+      request.add_raw_input_contents(reinterpret_cast<const char*>(tensor->bytes.data()),
+                                     tensor->bytes.size());
+    }
+    grpc::ClientContext context;
+    Prepare(&context);
+    inference::ModelInferResponse response;
+    const grpc::Status status = stub_->ModelInfer(&context, request, &response);
+    if (!status.ok()) return RpcError(status);
+    json outputs = json::array();
+    for (int i = 0; i < response.outputs_size(); ++i) {
+      const auto& out = response.outputs(i);
+      json row = {{"name", out.name()},
+                  {"datatype", out.datatype()},
+                  {"shape", std::vector<int64_t>(out.shape().begin(), out.shape().end())}};
+      const std::string& raw =
+          i < response.raw_output_contents_size() ? response.raw_output_contents(i) : std::string();
+      if (out.datatype() == "FP32") {
+        std::vector<float> head(std::min<size_t>(raw.size() / 4, 8));
+        std::memcpy(head.data(), raw.data(), head.size() * 4);
+        row["first_values"] = head;
+      }
+      if (!output_dir.empty()) {
+        engine::Tensor tensor;
+        tensor.type =
+            out.datatype() == "INT64" ? engine::DataType::kInt64 : engine::DataType::kFloat32;
+        tensor.shape.assign(out.shape().begin(), out.shape().end());
+        tensor.bytes.resize(raw.size());
+        std::memcpy(tensor.bytes.data(), raw.data(), raw.size());
+        const std::string path =
+            (std::filesystem::path(output_dir) / (out.name() + ".npy")).string();
+        if (absl::Status s = WriteNpy(path, tensor); !s.ok())
+          return UsageError(std::string(s.message()));
+        row["file"] = path;
+      }
+      outputs.push_back(row);
+    }
+    const json result = {{"model_name", response.model_name()},
+                         {"model_version", response.model_version()},
+                         {"id", response.id()},
+                         {"outputs", outputs}};
+    std::cout << (globals_.json ? result.dump() : result.dump(2)) << "\n";
+    return 0;
+  }
+
+  int LoadOrUnload(const std::string& model, bool load) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    grpc::Status status;
+    if (load) {
+      inference::RepositoryModelLoadRequest request;
+      request.set_model_name(model);
+      inference::RepositoryModelLoadResponse response;
+      status = stub_->RepositoryModelLoad(&context, request, &response);
+    } else {
+      inference::RepositoryModelUnloadRequest request;
+      request.set_model_name(model);
+      inference::RepositoryModelUnloadResponse response;
+      status = stub_->RepositoryModelUnload(&context, request, &response);
+    }
+    if (!status.ok()) return RpcError(status);
+    if (globals_.json) {
+      std::cout << json{{"model", model}, {load ? "loaded" : "unloaded", true}}.dump() << "\n";
+    } else {
+      std::cout << model << (load ? " loaded" : " unloaded") << "\n";
+    }
+    return 0;
+  }
+
+ private:
+  Globals globals_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<GRPCInferenceService::Stub> stub_;
+};
+
+int Main(int argc, char** argv) {
+  Globals globals;
+  CLI::App app{"Rectifier client: talks KServe v2 / Triton gRPC to a server.", "rectifier-client"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the command
+  app.add_option("--url", globals.url, "Server host:port")->capture_default_str();
+  app.add_option("--timeout", globals.timeout_s, "Seconds before a call gives up")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--json", globals.json, "Print machine-readable JSON");
+  app.add_option("--max-message-mb", globals.max_message_mb, "Largest message in MiB")
+      ->capture_default_str();
+
+  std::string service;
+  auto* health = app.add_subcommand("health", "Health check; exit 0 only when SERVING");
+  health->add_option("--service", service, "Service name ('' = whole server)");
+  auto* models = app.add_subcommand("models", "Repository index with model states");
+  std::string model, version, output_dir;
+  std::vector<std::string> inputs;
+  auto* metadata = app.add_subcommand("metadata", "Model metadata (inputs, outputs, versions)");
+  metadata->add_option("model", model, "Model name")->required();
+  metadata->add_option("--model-version", version, "Version ('' = newest)");
+  auto* infer = app.add_subcommand("infer", "KServe ModelInfer with tensors from files");
+  infer->add_option("model", model, "Model name")->required();
+  infer->add_option("--model-version", version, "Version ('' = newest)");
+  infer->add_option("--input", inputs, "NAME=FILE.npy|FILE.pb (repeatable)")->required();
+  infer->add_option("--output-dir", output_dir, "Write each output as NAME.npy here");
+  auto* load = app.add_subcommand("load", "Load or reload a model (explicit mode)");
+  load->add_option("model", model, "Model name")->required();
+  auto* unload = app.add_subcommand("unload", "Unload a model");
+  unload->add_option("model", model, "Model name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    return UsageError(absl::StrCat(e.what(), " (see --help)"));
+  }
+
+  Client client(globals);
+  if (health->parsed()) return client.Health(service);
+  if (models->parsed()) return client.Models();
+  if (metadata->parsed()) return client.Metadata(model, version);
+  if (infer->parsed()) return client.Infer(model, version, inputs, output_dir);
+  if (load->parsed()) return client.LoadOrUnload(model, true);
+  if (unload->parsed()) return client.LoadOrUnload(model, false);
+  return UsageError("no command (see --help)");
+}
+
+}  // namespace
+}  // namespace rectifier::tools
+
+int main(int argc, char** argv) { return rectifier::tools::Main(argc, argv); }

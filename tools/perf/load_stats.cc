@@ -1,0 +1,64 @@
+#include "tools/perf/load_stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace rectifier::tools {
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  const double rank = std::ceil(p / 100.0 * static_cast<double>(sorted.size()));
+  const size_t index = static_cast<size_t>(std::max(1.0, rank)) - 1;
+  return sorted[std::min(index, sorted.size() - 1)];
+}
+
+void LoadStats::RecordOk(double latency_ms) {
+  absl::MutexLock lock(&mu_);
+  latencies_ms_.push_back(latency_ms);
+}
+
+void LoadStats::RecordError(const std::string& code) {
+  absl::MutexLock lock(&mu_);
+  ++errors_[code];
+}
+
+WindowSummary LoadStats::TakeWindow(double seconds) {
+  std::vector<double> latencies;
+  WindowSummary summary;
+  {
+    absl::MutexLock lock(&mu_);
+    latencies.swap(latencies_ms_);
+    summary.errors.swap(errors_);
+  }
+  std::sort(latencies.begin(), latencies.end());
+  summary.ok = static_cast<int64_t>(latencies.size());
+  summary.seconds = seconds;
+  summary.throughput = seconds > 0 ? static_cast<double>(summary.ok) / seconds : 0;
+  summary.p50_ms = Percentile(latencies, 50);
+  summary.p90_ms = Percentile(latencies, 90);
+  summary.p95_ms = Percentile(latencies, 95);
+  summary.p99_ms = Percentile(latencies, 99);
+  summary.mean_ms = latencies.empty() ? 0
+                                      : std::accumulate(latencies.begin(), latencies.end(), 0.0) /
+                                            static_cast<double>(latencies.size());
+  return summary;
+}
+
+bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance) {
+  if (static_cast<int>(windows.size()) < n) return false;
+  const auto within = [&](auto get) {
+    double mean = 0;
+    for (size_t i = windows.size() - n; i < windows.size(); ++i) mean += get(windows[i]);
+    mean /= n;
+    if (mean <= 0) return false;
+    for (size_t i = windows.size() - n; i < windows.size(); ++i) {
+      if (std::abs(get(windows[i]) - mean) > tolerance * mean) return false;
+    }
+    return true;
+  };
+  return within([](const WindowSummary& w) { return w.throughput; }) &&
+         within([](const WindowSummary& w) { return w.p99_ms; });
+}
+
+}  // namespace rectifier::tools

@@ -1,0 +1,47 @@
+// Latency/outcome accumulation for rectifier-perf: percentiles, throughput
+// and errors by gRPC code over one measurement window.
+#ifndef RECTIFIER_TOOLS_PERF_LOAD_STATS_H_
+#define RECTIFIER_TOOLS_PERF_LOAD_STATS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+
+namespace rectifier::tools {
+
+struct WindowSummary {
+  int64_t ok = 0;
+  std::map<std::string, int64_t> errors;  // gRPC code name -> count
+  double seconds = 0;
+  double throughput = 0;  // successful requests per second
+  double p50_ms = 0, p90_ms = 0, p95_ms = 0, p99_ms = 0, mean_ms = 0;
+};
+
+// Nearest-rank percentile of sorted values (p in [0, 100]); 0 if empty.
+double Percentile(const std::vector<double>& sorted, double p);
+
+// Thread-safe recorder for one window.
+class LoadStats {
+ public:
+  void RecordOk(double latency_ms);
+  void RecordError(const std::string& code);
+  // Summarizes what was recorded over `seconds` and clears it.
+  WindowSummary TakeWindow(double seconds);
+
+ private:
+  absl::Mutex mu_;
+  std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+};
+
+// True when the last `n` windows' throughputs lie within `tolerance`
+// (relative) of their mean, and so do their p99 latencies: perf_analyzer's
+// stability rule.
+bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance);
+
+}  // namespace rectifier::tools
+
+#endif  // RECTIFIER_TOOLS_PERF_LOAD_STATS_H_

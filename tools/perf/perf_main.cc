@@ -1,0 +1,417 @@
+// rectifier-perf: load generator for KServe v2 / Triton gRPC servers
+// (perf_analyzer's role): closed-loop concurrency sweeps and open-loop
+// request rates, measured in windows until stable.
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "grpc_service.grpc.pb.h"
+#include "server/engine/tensor.h"
+#include "tools/client/tensor_file.h"
+#include "tools/perf/load_stats.h"
+
+namespace rectifier::tools {
+namespace {
+
+using inference::GRPCInferenceService;
+
+struct Options {
+  std::string url = "127.0.0.1:8001";
+  std::string model;
+  std::string version;
+  int batch = 1;
+  std::string concurrency = "1";  // "a:b:xF" or "a:b:+S" or "a"
+  std::string request_rate;       // same syntax; open loop when set
+  bool poisson = false;
+  double window_s = 2;
+  int stable_windows = 3;
+  double tolerance = 0.1;
+  int max_windows = 10;
+  int64_t max_requests = 1000000;
+  int max_outstanding = 1024;
+  double timeout_s = 30;
+  std::vector<std::string> inputs;  // NAME=FILE
+  std::vector<std::string> shapes;  // NAME=d1,d2,... (without batch)
+  std::string csv;
+  bool fail_on_error = false;
+};
+
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+absl::StatusOr<std::vector<double>> ParseSweep(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  double start = 0, end = 0;
+  if (parts.empty() || !absl::SimpleAtod(parts[0], &start) || start <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bad sweep '", text, "'"));
+  }
+  if (parts.size() == 1) return std::vector<double>{start};
+  if (parts.size() != 3 || !absl::SimpleAtod(parts[1], &end) || end < start ||
+      parts[2].size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad sweep '", text, "' (use a:b:xF or a:b:+S)"));
+  }
+  double step = 0;
+  if (!absl::SimpleAtod(parts[2].substr(1), &step) || (parts[2][0] == 'x'   ? step <= 1
+                                                       : parts[2][0] == '+' ? step <= 0
+                                                                            : true)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad sweep step '", parts[2], "'"));
+  }
+  std::vector<double> levels;
+  for (double v = start; v <= end + 1e-9 && levels.size() < 64;
+       v = parts[2][0] == 'x' ? v * step : v + step) {
+    levels.push_back(v);
+  }
+  return levels;
+}
+
+// Builds the request from the model's metadata: random FP32/UINT8 data with a
+// fixed seed, or tensors from files.
+absl::StatusOr<inference::ModelInferRequest> BuildRequest(GRPCInferenceService::Stub& stub,
+                                                          const Options& o) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  inference::ModelMetadataRequest meta_request;
+  meta_request.set_name(o.model);
+  meta_request.set_version(o.version);
+  inference::ModelMetadataResponse meta;
+  const grpc::Status status = stub.ModelMetadata(&context, meta_request, &meta);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat("ModelMetadata: ", status.error_message()));
+  }
+  std::map<std::string, std::string> files, shapes;
+  for (const auto* list : {&o.inputs, &o.shapes}) {
+    for (const std::string& spec : *list) {
+      const size_t eq = spec.find('=');
+      if (eq == std::string::npos)
+        return absl::InvalidArgumentError(absl::StrCat("'", spec, "' is not NAME=VALUE"));
+      (list == &o.inputs ? files : shapes)[spec.substr(0, eq)] = spec.substr(eq + 1);
+    }
+  }
+  inference::ModelInferRequest request;
+  request.set_model_name(o.model);
+  request.set_model_version(o.version);
+  std::mt19937 rng(42);
+  for (const auto& input : meta.inputs()) {
+    auto* tensor = request.add_inputs();
+    tensor->set_name(input.name());
+    tensor->set_datatype(input.datatype());
+    if (files.count(input.name())) {
+      auto data = ReadTensorFile(files[input.name()]);
+      if (!data.ok()) return data.status();
+      tensor->set_datatype(engine::DataTypeName(data->type));
+      for (const int64_t d : data->shape) tensor->add_shape(d);
+      request.add_raw_input_contents(reinterpret_cast<const char*>(data->bytes.data()),
+                                     data->bytes.size());
+      continue;
+    }
+    std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
+    if (shapes.count(input.name())) {
+      std::vector<int64_t> given;
+      for (absl::string_view d : absl::StrSplit(shapes[input.name()], ',')) {
+        int64_t v = 0;
+        if (!absl::SimpleAtoi(d, &v)) return absl::InvalidArgumentError("bad --shape");
+        given.push_back(v);
+      }
+      const bool batched = !shape.empty() && shape[0] == -1;
+      shape = given;
+      if (batched) shape.insert(shape.begin(), -1);
+    }
+    int64_t count = 1;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (shape[i] == -1 && i == 0) shape[i] = o.batch;
+      if (shape[i] < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(),
+                                                       "' has a variable dimension; give --shape ",
+                                                       input.name(), "=..."));
+      }
+      count *= shape[i];
+      tensor->add_shape(shape[i]);
+    }
+    std::string* raw = request.add_raw_input_contents();
+    if (input.datatype() == "FP32") {
+      std::uniform_real_distribution<float> dist(0.f, 1.f);
+      std::vector<float> values(count);
+      for (float& v : values) v = dist(rng);
+      raw->assign(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+    } else if (input.datatype() == "UINT8") {
+      raw->resize(count);
+      for (char& c : *raw) c = static_cast<char>(rng() & 0xff);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(), "' is ", input.datatype(), "; give its data with --input"));
+    }
+  }
+  return request;
+}
+
+// Server-side totals from ModelStatistics (zeros if unsupported).
+struct ServerTotals {
+  bool available = false;
+  uint64_t count = 0, queue_ns = 0, compute_ns = 0;
+};
+
+ServerTotals ReadServerTotals(GRPCInferenceService::Stub& stub, const Options& o) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  inference::ModelStatisticsRequest request;
+  request.set_name(o.model);
+  request.set_version(o.version);
+  inference::ModelStatisticsResponse response;
+  ServerTotals totals;
+  if (!stub.ModelStatistics(&context, request, &response).ok()) return totals;
+  totals.available = true;
+  for (const auto& s : response.model_stats()) {
+    totals.count += s.inference_stats().success().count();
+    totals.queue_ns += s.inference_stats().queue().ns();
+    totals.compute_ns += s.inference_stats().compute_input().ns() +
+                         s.inference_stats().compute_infer().ns() +
+                         s.inference_stats().compute_output().ns();
+  }
+  return totals;
+}
+
+struct LevelResult {
+  std::string mode;
+  double level = 0;
+  WindowSummary summary;  // merged over the stable windows
+  bool stable = false;
+  ServerTotals before, after;
+};
+
+// Runs windows until stable (or the window/request bounds) while `load` runs.
+LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& sent) {
+  LevelResult result;
+  std::vector<WindowSummary> windows;
+  stats.TakeWindow(0);  // discard the ramp-up
+  absl::SleepFor(absl::Seconds(std::min(o.window_s, 1.0)));
+  stats.TakeWindow(0);
+  while (static_cast<int>(windows.size()) < o.max_windows && sent.load() < o.max_requests) {
+    const absl::Time start = absl::Now();
+    absl::SleepFor(absl::Seconds(o.window_s));
+    windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(absl::Now() - start)));
+    if (IsStable(windows, o.stable_windows, o.tolerance)) {
+      result.stable = true;
+      break;
+    }
+  }
+  // Report the last `stable_windows` windows (or all when unstable).
+  const size_t n = std::min<size_t>(windows.size(), o.stable_windows);
+  WindowSummary merged;
+  for (size_t i = windows.size() - n; i < windows.size(); ++i) {
+    const WindowSummary& w = windows[i];
+    merged.ok += w.ok;
+    merged.seconds += w.seconds;
+    for (const auto& [code, count] : w.errors) merged.errors[code] += count;
+    merged.p50_ms += w.p50_ms / n;
+    merged.p90_ms += w.p90_ms / n;
+    merged.p95_ms += w.p95_ms / n;
+    merged.p99_ms += w.p99_ms / n;
+    merged.mean_ms += w.mean_ms / n;
+  }
+  merged.throughput = merged.seconds > 0 ? merged.ok / merged.seconds : 0;
+  result.summary = merged;
+  return result;
+}
+
+LevelResult RunClosedLoop(const Options& o, GRPCInferenceService::Stub& stub,
+                          const inference::ModelInferRequest& request, int concurrency) {
+  LoadStats stats;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::vector<std::thread> workers;
+  workers.reserve(concurrency);
+  for (int i = 0; i < concurrency; ++i) {
+    workers.emplace_back([&] {
+      while (!stop.load() && sent.fetch_add(1) < o.max_requests) {
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
+        inference::ModelInferResponse response;
+        const absl::Time start = absl::Now();
+        const grpc::Status status = stub.ModelInfer(&context, request, &response);
+        if (status.ok()) {
+          stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - start));
+        } else {
+          stats.RecordError(CodeName(status.error_code()));
+        }
+      }
+    });
+  }
+  LevelResult result = Measure(o, stats, sent);
+  stop = true;
+  for (auto& w : workers) w.join();
+  result.mode = "concurrency";
+  result.level = concurrency;
+  return result;
+}
+
+LevelResult RunOpenLoop(const Options& o, GRPCInferenceService::Stub& stub,
+                        const inference::ModelInferRequest& request, double rate) {
+  LoadStats stats;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> sent{0};
+  std::atomic<int> outstanding{0};
+  absl::Mutex mu;
+  absl::CondVar drained;
+  struct Call {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    absl::Time scheduled;
+  };
+  std::thread dispatcher([&] {
+    std::mt19937_64 rng(7);
+    std::exponential_distribution<double> gap(rate);
+    absl::Time next = absl::Now();
+    while (!stop.load() && sent.load() < o.max_requests) {
+      next += absl::Seconds(o.poisson ? gap(rng) : 1.0 / rate);
+      const absl::Duration wait = next - absl::Now();
+      if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
+      if (outstanding.load() >= o.max_outstanding) {
+        stats.RecordError("CLIENT_OVERLOADED");  // the server cannot keep up with this rate
+        continue;
+      }
+      ++sent;
+      ++outstanding;
+      auto* call = new Call();
+      call->scheduled = next;
+      call->context.set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
+      stub.async()->ModelInfer(
+          &call->context, &request, &call->response, [&, call](const grpc::Status& status) {
+            if (status.ok()) {
+              // Latency from the scheduled send time, so a
+              // late dispatch counts against the server.
+              stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
+            } else {
+              stats.RecordError(CodeName(status.error_code()));
+            }
+            delete call;
+            absl::MutexLock lock(&mu);
+            --outstanding;
+            drained.SignalAll();
+          });
+    }
+  });
+  LevelResult result = Measure(o, stats, sent);
+  stop = true;
+  dispatcher.join();
+  {
+    absl::MutexLock lock(&mu);
+    const absl::Time deadline = absl::Now() + absl::Seconds(o.timeout_s + 5);
+    while (outstanding.load() > 0 && !drained.WaitWithDeadline(&mu, deadline)) {
+    }
+  }
+  result.mode = "rate";
+  result.level = rate;
+  return result;
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"rectifier-perf: load generator for KServe v2 / Triton gRPC inference servers.",
+               "rectifier-perf"};
+  app.add_option("--url", o.url, "Server host:port (loopback by default)")->capture_default_str();
+  app.add_option("-m,--model", o.model, "Model name")->required();
+  app.add_option("--model-version", o.version, "Version ('' = newest)");
+  app.add_option("-b,--batch", o.batch, "Batch size per request")->capture_default_str();
+  app.add_option("--concurrency", o.concurrency,
+                 "Closed loop: outstanding requests, one level or a sweep a:b:xF / a:b:+S")
+      ->capture_default_str();
+  app.add_option("--request-rate", o.request_rate, "Open loop: requests/s, one level or a sweep");
+  app.add_flag("--poisson", o.poisson, "Open loop with exponential gaps instead of constant");
+  app.add_option("--window-s", o.window_s, "Measurement window seconds")->capture_default_str();
+  app.add_option("--stable-windows", o.stable_windows, "Windows that must agree")
+      ->capture_default_str();
+  app.add_option("--tolerance", o.tolerance, "Relative agreement for stability")
+      ->capture_default_str();
+  app.add_option("--max-windows", o.max_windows, "Windows per level at most")
+      ->capture_default_str();
+  app.add_option("--max-requests", o.max_requests, "Requests per level at most")
+      ->capture_default_str();
+  app.add_option("--timeout", o.timeout_s, "Seconds per request")->capture_default_str();
+  app.add_option("--input", o.inputs, "NAME=FILE.npy|FILE.pb instead of random data");
+  app.add_option("--shape", o.shapes, "NAME=d1,d2,... for variable input dims (without batch)");
+  app.add_option("--csv", o.csv, "Write one row per level here");
+  app.add_flag("--fail-on-error", o.fail_on_error, "Exit 1 if any request failed");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto levels = ParseSweep(o.request_rate.empty() ? o.concurrency : o.request_rate);
+  if (!levels.ok()) {
+    std::fprintf(stderr, "rectifier-perf: error: %s\n",
+                 std::string(levels.status().message()).c_str());
+    return 2;
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(INT32_MAX);
+  args.SetMaxSendMessageSize(INT32_MAX);
+  auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
+  auto stub = GRPCInferenceService::NewStub(channel);
+  auto request = BuildRequest(*stub, o);
+  if (!request.ok()) {
+    std::fprintf(stderr, "rectifier-perf: error: %s\n",
+                 std::string(request.status().message()).c_str());
+    return 2;
+  }
+
+  std::ofstream csv;
+  if (!o.csv.empty()) {
+    csv.open(o.csv);
+    csv << "mode,level,batch,throughput_infer_per_s,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,ok,errors,"
+           "stable,server_queue_us,server_compute_us\n";
+  }
+  std::printf("%-12s %8s %12s %9s %9s %9s %9s %8s %s\n",
+              o.request_rate.empty() ? "concurrency" : "rate", "infer/s", "ok", "p50 ms", "p90 ms",
+              "p99 ms", "queue us", "comp us", "errors");
+  int64_t total_errors = 0;
+  for (const double level : *levels) {
+    const ServerTotals before = ReadServerTotals(*stub, o);
+    LevelResult r = o.request_rate.empty()
+                        ? RunClosedLoop(o, *stub, *request, static_cast<int>(level))
+                        : RunOpenLoop(o, *stub, *request, level);
+    const ServerTotals after = ReadServerTotals(*stub, o);
+    const uint64_t served = after.count - before.count;
+    const double queue_us =
+        after.available && served ? (after.queue_ns - before.queue_ns) / 1e3 / served : -1;
+    const double compute_us =
+        after.available && served ? (after.compute_ns - before.compute_ns) / 1e3 / served : -1;
+    std::vector<std::string> errors;
+    for (const auto& [code, count] : r.summary.errors) {
+      errors.push_back(absl::StrCat(code, "=", count));
+      total_errors += count;
+    }
+    const double infer_per_s = r.summary.throughput * o.batch;
+    std::printf("%-12g %8.1f %12lld %9.2f %9.2f %9.2f %9.0f %8.0f %s%s\n", level, infer_per_s,
+                static_cast<long long>(r.summary.ok), r.summary.p50_ms, r.summary.p90_ms,
+                r.summary.p99_ms, queue_us, compute_us, absl::StrJoin(errors, " ").c_str(),
+                r.stable ? "" : " (unstable)");
+    std::fflush(stdout);
+    if (csv.is_open()) {
+      csv << r.mode << "," << level << "," << o.batch << "," << infer_per_s << ","
+          << r.summary.p50_ms << "," << r.summary.p90_ms << "," << r.summary.p95_ms << ","
+          << r.summary.p99_ms << "," << r.summary.mean_ms << "," << r.summary.ok << ","
+          << absl::StrJoin(errors, ";") << "," << (r.stable ? 1 : 0) << "," << queue_us << ","
+          << compute_us << "\n";
+    }
+  }
+  return o.fail_on_error && total_errors > 0 ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace rectifier::tools
+
+int main(int argc, char** argv) { return rectifier::tools::Main(argc, argv); }
