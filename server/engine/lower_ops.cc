@@ -99,11 +99,49 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
     if (b.values()[c].shape == out_shape) {
       ASSIGN_OR_RETURN(src1, b.InLayout(c, a_md));
     } else {
+      // Already in src0's layout family (SE scale straight from a conv)?
+      if (!b.values()[c].plain && b.values()[c].shape.size() == out_shape.size()) {
+        auto same = SameLayout(a_md, PlanBuilder::Dims(b.values()[c].shape));
+        if (same.ok() && *same == b.values()[c].md) {
+          try {
+            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md),
+                                               UserScratchpad(), b.engine());
+            if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
+              int out =
+                  b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, trial.dst_desc());
+              b.AddPrimitive(
+                  trial, dnnl::binary(trial),
+                  {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, c}, {DNNL_ARG_DST, out}},
+                  absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(out_shape, ","),
+                               "] ", LayoutName(a_md), " , ", LayoutName(*same)));
+              b.Define(node.outputs[0], out);
+              return true;
+            }
+          } catch (const dnnl::error&) {
+          }
+        }
+      }
       ASSIGN_OR_RETURN(int cp, b.Plain(c));
       std::vector<int64_t> padded =
           LegacyBroadcastShape(node, out_shape.size(), b.values()[cp].shape);
       while (padded.size() < out_shape.size()) padded.insert(padded.begin(), 1);
       src1 = padded == b.values()[cp].shape ? cp : Reshaped(b, cp, padded);
+      // A broadcast operand in src0's own layout family (e.g. [N,C,1,1] in
+      // nChw8c for squeeze-excitation scales) keeps oneDNN on its jit
+      // kernel; a plain one can send it to the reference implementation.
+      if (!b.values()[a].plain) {
+        auto same = SameLayout(a_md, PlanBuilder::Dims(padded));
+        if (same.ok()) {
+          try {
+            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md),
+                                               UserScratchpad(), b.engine());
+            if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
+              ASSIGN_OR_RETURN(src1, b.InLayout(src1, *same));
+            }
+          } catch (const dnnl::error&) {
+          }
+        }
+      }
     }
     dnnl::binary::desc d(alg, a_md, b.values()[src1].md, a_md);
     dnnl::binary::primitive_desc pd(d, UserScratchpad(), b.engine());
