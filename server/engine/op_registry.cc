@@ -35,6 +35,19 @@ int MinInputs(const Node& n) {
 }  // namespace
 
 absl::Status CheckArity(const Node& n) {
+  // Required inputs must also be named: "" means "optional input omitted".
+  int required = MinInputs(n);
+  if (n.op_type == "Resize" && n.opset >= 11) required = 1;  // roi/scales/sizes may be ""
+  if (n.op_type == "Concat" || n.op_type == "Sum" || n.op_type == "Max" || n.op_type == "Min" ||
+      n.op_type == "Mean") {
+    required = static_cast<int>(n.inputs.size());
+  }
+  for (int i = 0; i < required && i < static_cast<int>(n.inputs.size()); ++i) {
+    if (n.inputs[i].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("required input ", i, " of ", n.Describe(), " is missing (empty name)"));
+    }
+  }
   if (static_cast<int>(n.inputs.size()) < MinInputs(n) || n.inputs.empty() || n.inputs[0].empty() ||
       n.outputs.empty() || n.outputs[0].empty()) {
     return absl::InvalidArgumentError(absl::StrCat(n.Describe(), " has too few inputs or outputs (",
