@@ -17,6 +17,8 @@ PACKAGES=(
   libspdlog-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libonnx-testdata
+  # reference models and engine parity checks (torchvision export, PyTorch as the peer)
+  python3-torch python3-torchvision python3-onnx
   # lint
   clang-format clang-tidy
 )
