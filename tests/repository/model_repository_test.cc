@@ -244,6 +244,24 @@ TEST_F(ModelRepositoryTest, HotReloadUnderLoadLosesNoRequest) {
   EXPECT_FLOAT_EQ(InferOne(*repo, "m", "", 1.f).value(), 4.f);
 }
 
+TEST_F(ModelRepositoryTest, ActivationBlockControlsFusion) {
+  WriteFile(root_ / "fused" / "1" / "model.onnx", testing::ConvReluModelBytes());
+  WriteFile(root_ / "unfused" / "1" / "model.onnx", testing::ConvReluModelBytes());
+  WriteFile(root_ / "unfused" / "config.pbtxt", "activation { fuse: false }");
+  auto repo = Open();
+  ASSERT_NE(repo, nullptr);
+  auto fused = repo->Get("fused", "");
+  auto unfused = repo->Get("unfused", "");
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  ASSERT_TRUE(unfused.ok()) << unfused.status();
+  const std::string fused_plan = (*fused)->model->DescribePlan(1).value();
+  const std::string unfused_plan = (*unfused)->model->DescribePlan(1).value();
+  // Fused: the Relu rides on the convolution; unfused: it is its own step.
+  EXPECT_NE(fused_plan.find("fused: Relu"), std::string::npos) << fused_plan;
+  EXPECT_EQ(unfused_plan.find("fused: Relu"), std::string::npos) << unfused_plan;
+  EXPECT_NE(unfused_plan.find("Relu 'relu'"), std::string::npos) << unfused_plan;
+}
+
 TEST_F(ModelRepositoryTest, ShutdownRejectsNewRequests) {
   AddModel("m", 1, 2.f);
   auto repo = Open();

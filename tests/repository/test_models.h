@@ -48,6 +48,41 @@ inline std::string ScaleModelBytes(float factor, int channels = 3, bool dynamic_
   return model.SerializeAsString();
 }
 
+// y = Relu(Conv(x, w)) with a 1x1 convolution, x FP32 [batch, 2, 3, 3],
+// y [batch, 2, 3, 3]: the smallest graph an activation fuses into.
+inline std::string ConvReluModelBytes() {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("conv_relu");
+  for (auto* value : {graph->add_input(), graph->add_output()}) {
+    value->set_name(value == &graph->input(0) ? "x" : "y");
+    auto* tensor = value->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(onnx::TensorProto::FLOAT);
+    auto* shape = tensor->mutable_shape();
+    shape->add_dim()->set_dim_param("batch");
+    for (int d : {2, 3, 3}) shape->add_dim()->set_dim_value(d);
+  }
+  onnx::TensorProto* w = graph->add_initializer();
+  w->set_name("w");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  for (int d : {2, 2, 1, 1}) w->add_dims(d);
+  for (float v : {1.f, -1.f, 0.5f, 2.f}) w->add_float_data(v);
+  onnx::NodeProto* conv = graph->add_node();
+  conv->set_op_type("Conv");
+  conv->set_name("conv");
+  conv->add_input("x");
+  conv->add_input("w");
+  conv->add_output("c");
+  onnx::NodeProto* relu = graph->add_node();
+  relu->set_op_type("Relu");
+  relu->set_name("relu");
+  relu->add_input("c");
+  relu->add_output("y");
+  return model.SerializeAsString();
+}
+
 inline void WriteFile(const std::filesystem::path& path, const std::string& bytes) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
