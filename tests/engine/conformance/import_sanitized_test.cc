@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/execution_context.h"
+#include "tests/engine/conformance/hostile_models.h"
 #include "tests/engine/conformance/onnx_test_util.h"
 
 // Stack traces for UBSan reports (ASan prints them anyway).
@@ -383,6 +384,18 @@ TEST(EngineImportSanitizedTest, SeedModelsLoadAndRun) {
     Exercise(seed.bytes, &tally);
     EXPECT_EQ(tally.ran, 1);
   }
+}
+
+TEST(EngineImportSanitizedTest, HostileModelsGiveAStatusNeverACrash) {
+  __sanitizer_set_death_callback(PrintCurrentCase);
+  Tally tally;
+  const std::vector<testing::HostileModel> hostile = testing::HostileModels();
+  for (const testing::HostileModel& model : hostile) {
+    SCOPED_TRACE(model.name);
+    std::snprintf(g_current_case, sizeof(g_current_case), "hostile model %s", model.name.c_str());
+    Exercise(model.bytes, &tally);
+  }
+  EXPECT_EQ(tally.rejected + tally.loaded, static_cast<int>(hostile.size()));
 }
 
 TEST(EngineImportSanitizedTest, MutatedModelsGiveAStatusNeverACrash) {
