@@ -430,7 +430,7 @@ absl::StatusOr<ResizeSpec> ResolveResize(const Node& n, const std::vector<ValueI
                                                    n.GetString("keep_aspect_ratio_policy", ""),
                                                    "' is not supported (node '", n.name, "')"));
     }
-    const size_t scales_idx = n.opset == 11 || n.opset >= 13 ? 2 : 1;
+    const size_t scales_idx = 2;  // Resize-11 and later: X, roi, scales, sizes
     ASSIGN_OR_RETURN(const Tensor* ts, ConstInput(n, in, scales_idx));
     ASSIGN_OR_RETURN(const Tensor* tz, ConstInput(n, in, scales_idx + 1));
     if (ts && ts->num_elements() > 0) scales = ReadFloats(*ts);
