@@ -219,3 +219,52 @@ TEST(RuntimeTest, ConvChainsStayBlockedWithoutReorders) {
 
 }  // namespace
 }  // namespace rectifier::engine
+
+namespace rectifier::engine {
+namespace {
+
+TEST(RuntimeTest, SplitSliceAndResizeOnBlockedLayoutsMatchPlainSemantics) {
+  ModelBuilder b(12);
+  b.Input("x", {-1, 8, 5, 6});
+  b.RandomInit("w", {16, 8, 3, 3}, -0.2f, 0.2f);
+  auto& conv = b.Node("Conv", {"x", "w"}, {"c"});
+  ModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+  auto& split = b.Node("Split", {"c"}, {"a", "s"});
+  ModelBuilder::IntAttr(split, "axis", 1);
+  ModelBuilder::IntsAttr(split, "split", {8, 8});
+  b.InitInts("starts", {1}, {2});
+  b.InitInts("ends", {1}, {6});
+  b.InitInts("axes", {1}, {1});
+  b.Node("Slice", {"s", "starts", "ends", "axes"}, {"sl"});
+  b.Init("roi", {0}, {});
+  b.Init("scales", {4}, {1, 1, 2, 3});
+  auto& resize = b.Node("Resize", {"a", "roi", "scales"}, {"r"});
+  ModelBuilder::StringAttr(resize, "mode", "nearest");
+  ModelBuilder::StringAttr(resize, "coordinate_transformation_mode", "asymmetric");
+  ModelBuilder::StringAttr(resize, "nearest_mode", "floor");
+  for (const char* o : {"c", "a", "sl", "r"}) b.Output(o);
+  auto out = testing::CompileAndRun(b.Bytes(), {RandomTensor({2, 8, 5, 6})});
+  ASSERT_TRUE(out.ok()) << out.status();
+  const Tensor& c = (*out)[0];
+  const Tensor& a = (*out)[1];
+  const Tensor& sl = (*out)[2];
+  const Tensor& r = (*out)[3];
+  ASSERT_EQ(sl.shape, (std::vector<int64_t>{2, 4, 5, 6}));
+  ASSERT_EQ(r.shape, (std::vector<int64_t>{2, 8, 10, 18}));
+  auto at = [](const Tensor& t, int64_t n, int64_t ch, int64_t h, int64_t w) {
+    return t.data<float>()[((n * t.shape[1] + ch) * t.shape[2] + h) * t.shape[3] + w];
+  };
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t h = 0; h < 5; ++h)
+      for (int64_t w = 0; w < 6; ++w) {
+        for (int64_t ch = 0; ch < 8; ++ch) EXPECT_EQ(at(a, n, ch, h, w), at(c, n, ch, h, w));
+        for (int64_t ch = 0; ch < 4; ++ch) EXPECT_EQ(at(sl, n, ch, h, w), at(c, n, 10 + ch, h, w));
+      }
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t ch = 0; ch < 8; ++ch)
+      for (int64_t h = 0; h < 10; ++h)
+        for (int64_t w = 0; w < 18; ++w) EXPECT_EQ(at(r, n, ch, h, w), at(a, n, ch, h / 2, w / 3));
+}
+
+}  // namespace
+}  // namespace rectifier::engine
