@@ -325,6 +325,44 @@ absl::Status ComputeBatchNorm(const Node& n, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
+// ---- InstanceNormalization --------------------------------------------------------
+
+absl::Status InferInstanceNorm(const Node& n, const std::vector<ValueInfo>& in,
+                               std::vector<ValueInfo>& out) {
+  RETURN_IF_ERROR(RequireFloat(n, in));
+  if (in.size() < 3 || in[0].shape.size() < 3) return Invalid(n, "needs X (rank >= 3), scale, B");
+  const int64_t c = in[0].shape[1];
+  if (NumElements(in[1].shape) != c || NumElements(in[2].shape) != c)
+    return Invalid(n, "scale/B size differs from channels");
+  out[0] = in[0];
+  out[0].value = nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status ComputeInstanceNorm(const Node& n, const std::vector<View>& in,
+                                 const std::vector<View>& out) {
+  const auto& s = in[0].shape;
+  int64_t inner = 1;
+  for (size_t d = 2; d < s.size(); ++d) inner *= s[d];
+  const float eps = n.GetFloat("epsilon", 1e-5f);
+  const float* x = in[0].as<float>();
+  float* y = out[0].as<float>();
+  for (int64_t b = 0; b < s[0]; ++b) {
+    for (int64_t ch = 0; ch < s[1]; ++ch) {
+      const int64_t base = (b * s[1] + ch) * inner;
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < inner; ++i) mean += x[base + i];
+      mean /= static_cast<double>(std::max<int64_t>(inner, 1));
+      for (int64_t i = 0; i < inner; ++i) var += (x[base + i] - mean) * (x[base + i] - mean);
+      var /= static_cast<double>(std::max<int64_t>(inner, 1));
+      const double scale = in[1].as<float>()[ch] / std::sqrt(var + eps);
+      for (int64_t i = 0; i < inner; ++i)
+        y[base + i] = static_cast<float>((x[base + i] - mean) * scale + in[2].as<float>()[ch]);
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ---- Resize / Upsample ------------------------------------------------------------
 
 absl::Status InferResize(const Node& n, const std::vector<ValueInfo>& in,
@@ -570,6 +608,7 @@ void RegisterNnOps(OpTable& t) {
   t["Gemm"] = {InferGemm, ComputeGemm};
   t["MatMul"] = {InferMatMul, ComputeMatMul};
   t["BatchNormalization"] = {InferBatchNorm, ComputeBatchNorm};
+  t["InstanceNormalization"] = {InferInstanceNorm, ComputeInstanceNorm};
   t["Resize"] = {InferResize, ComputeResize};
   t["Upsample"] = {InferResize, ComputeResize};
 }

@@ -10,19 +10,33 @@ namespace {
 
 // Minimum input counts of ops whose kernels index inputs unconditionally.
 int MinInputs(const Node& n) {
-  static const std::map<std::string, int> kMin = {{"Add", 2},           {"Sub", 2},
-                                                  {"Mul", 2},           {"Div", 2},
-                                                  {"Pow", 2},           {"Mod", 2},
-                                                  {"PRelu", 2},         {"Equal", 2},
-                                                  {"Less", 2},          {"Greater", 2},
-                                                  {"LessOrEqual", 2},   {"GreaterOrEqual", 2},
-                                                  {"And", 2},           {"Or", 2},
-                                                  {"Xor", 2},           {"Where", 3},
-                                                  {"Gather", 2},        {"MatMul", 2},
-                                                  {"Gemm", 2},          {"Conv", 2},
-                                                  {"ConvTranspose", 2}, {"Expand", 2},
-                                                  {"Tile", 2},          {"BatchNormalization", 5},
-                                                  {"Range", 3},         {"ConstantOfShape", 1}};
+  static const std::map<std::string, int> kMin = {{"Add", 2},
+                                                  {"Sub", 2},
+                                                  {"Mul", 2},
+                                                  {"Div", 2},
+                                                  {"Pow", 2},
+                                                  {"Mod", 2},
+                                                  {"PRelu", 2},
+                                                  {"Equal", 2},
+                                                  {"Less", 2},
+                                                  {"Greater", 2},
+                                                  {"LessOrEqual", 2},
+                                                  {"GreaterOrEqual", 2},
+                                                  {"And", 2},
+                                                  {"Or", 2},
+                                                  {"Xor", 2},
+                                                  {"Where", 3},
+                                                  {"Gather", 2},
+                                                  {"MatMul", 2},
+                                                  {"Gemm", 2},
+                                                  {"Conv", 2},
+                                                  {"ConvTranspose", 2},
+                                                  {"Expand", 2},
+                                                  {"Tile", 2},
+                                                  {"BatchNormalization", 5},
+                                                  {"InstanceNormalization", 3},
+                                                  {"Range", 3},
+                                                  {"ConstantOfShape", 1}};
   auto it = kMin.find(n.op_type);
   int min = it == kMin.end() ? 1 : it->second;
   if (n.op_type == "Reshape" && n.opset >= 5) min = 2;
