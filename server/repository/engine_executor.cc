@@ -20,9 +20,11 @@ absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(
     const std::vector<engine::Tensor>& inputs) {
   const absl::Time start = absl::Now();
   auto outputs = context_->Run(inputs);
-  if (metrics_ != nullptr && outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
-    metrics_->ObserveExecution(static_cast<int>(inputs[0].shape[0]),
-                               absl::ToDoubleSeconds(absl::Now() - start));
+  if (outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
+    const int batch = static_cast<int>(inputs[0].shape[0]);
+    const absl::Duration took = absl::Now() - start;
+    if (metrics_ != nullptr) metrics_->ObserveExecution(batch, absl::ToDoubleSeconds(took));
+    if (stats_ != nullptr) stats_->RecordExecution(batch, took);
   }
   return outputs;
 }

@@ -7,6 +7,7 @@
 
 #include "server/engine/execution_context.h"
 #include "server/metrics/model_metrics.h"
+#include "server/repository/model_stats.h"
 #include "server/scheduling/scheduler.h"
 
 namespace rectifier::repository {
@@ -19,9 +20,13 @@ class EngineExecutor final : public scheduling::BatchExecutor {
   absl::StatusOr<std::vector<engine::Tensor>> Execute(
       const std::vector<engine::Tensor>& inputs) override;
 
-  // Observes every execution (compute time, batch size) into `metrics`.
-  // REQUIRES: set before the executor runs on a worker; outlives the executor's use.
-  void set_metrics(metrics::ModelMetrics* metrics) { metrics_ = metrics; }
+  // Observes every execution (compute time, batch size) into `metrics` and
+  // `stats` (either may be null). REQUIRES: set before the executor runs on a
+  // worker; both outlive the executor's use.
+  void set_observers(metrics::ModelMetrics* metrics, ModelStats* stats) {
+    metrics_ = metrics;
+    stats_ = stats;
+  }
 
  private:
   explicit EngineExecutor(std::unique_ptr<engine::ExecutionContext> context)
@@ -29,6 +34,7 @@ class EngineExecutor final : public scheduling::BatchExecutor {
 
   std::unique_ptr<engine::ExecutionContext> context_;
   metrics::ModelMetrics* metrics_ = nullptr;
+  ModelStats* stats_ = nullptr;
 };
 
 }  // namespace rectifier::repository

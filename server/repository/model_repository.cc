@@ -221,12 +221,14 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   served->name = name;
   served->version = version;
   served->model = model;
+  served->stats = std::make_unique<ModelStats>(config.max_batch_size());
   if (options_.metrics != nullptr) {
     served->metrics = options_.metrics->ForModel(name, std::to_string(version));
     served->metrics->SetInstances(instances);
-    for (auto& executor : executors) {
-      static_cast<EngineExecutor*>(executor.get())->set_metrics(served->metrics.get());
-    }
+  }
+  for (auto& executor : executors) {
+    static_cast<EngineExecutor*>(executor.get())
+        ->set_observers(served->metrics.get(), served->stats.get());
   }
   for (const auto& output : config.output()) {
     if (!output.label_filename().empty()) {
@@ -476,6 +478,17 @@ std::vector<int64_t> ModelRepository::ReadyVersions(const std::string& name) con
   if (it == models_.end()) return versions;
   for (const auto& served : it->second.versions) versions.push_back(served->version);
   return versions;
+}
+
+std::vector<std::shared_ptr<const ServedModel>> ModelRepository::Served(
+    const std::string& name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::shared_ptr<const ServedModel>> served;
+  for (const auto& [model, slot] : models_) {
+    if (!name.empty() && model != name) continue;
+    served.insert(served.end(), slot.versions.begin(), slot.versions.end());
+  }
+  return served;
 }
 
 std::vector<ModelIndexEntry> ModelRepository::Index() const {

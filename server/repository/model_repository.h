@@ -18,6 +18,7 @@
 #include "model_config.pb.h"
 #include "server/engine/compiled_model.h"
 #include "server/metrics/model_metrics.h"
+#include "server/repository/model_stats.h"
 #include "server/scheduling/scheduler.h"
 
 namespace rectifier::repository {
@@ -47,6 +48,8 @@ struct ServedModel {
   // Null without a metrics registry. Declared before the scheduler so it
   // outlives the workers that observe into it.
   std::unique_ptr<metrics::ModelMetrics> metrics;
+  // ModelStatistics counters; never null once published.
+  std::unique_ptr<ModelStats> stats;
   std::unique_ptr<scheduling::Scheduler> scheduler;
 };
 
@@ -111,6 +114,8 @@ class ModelRepository {
                                                          const std::string& version) const;
   // Versions currently served, newest first.
   std::vector<int64_t> ReadyVersions(const std::string& name) const;
+  // Every served version of `name` ("" = of every model), by name then newest first.
+  std::vector<std::shared_ptr<const ServedModel>> Served(const std::string& name) const;
 
   // (Re)loads a model from disk: compiles and warms every version its policy
   // selects, then swaps them in at once; the replaced versions drain. On

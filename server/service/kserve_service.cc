@@ -61,6 +61,7 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
   if (repository_ != nullptr) {
     response->add_extensions("model_configuration");
     response->add_extensions("model_repository");
+    response->add_extensions("statistics");
   }
   return Finish(context, grpc::Status::OK);
 }
@@ -135,30 +136,39 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
         auto selected = SelectOutputs(*request, model->config);
         const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
         if (!invalid.ok()) {
+          const absl::Duration total = absl::Now() - start;
+          model->stats->RecordRequest(false, total);
           if (model->metrics) {
             model->metrics->ObserveRequest(metrics::Api::kKServe, invalid,
-                                           absl::ToDoubleSeconds(absl::Now() - start));
+                                           absl::ToDoubleSeconds(total));
           }
           return invalid;
         }
+        const absl::Duration decode = absl::Now() - start;
         auto job = std::make_unique<scheduling::InferenceRequest>();
         job->id = request->id();
         job->inputs = std::move(inputs).value();
         job->priority = params->priority;
         job->deadline = deadline;
         job->is_cancelled = [context] { return context->IsCancelled(); };
-        job->done = [reactor, request, response, model, start,
+        job->done = [reactor, request, response, model, start, decode,
                      selected = std::move(selected).value()](
                         absl::StatusOr<std::vector<engine::Tensor>> result,
-                        const scheduling::RequestTimes& /*times*/) {
+                        const scheduling::RequestTimes& times) {
           const absl::Status status = result.status();
           if (status.ok()) {
+            const absl::Time encode_start = absl::Now();
             EncodeInferResponse(*request, model->config, std::to_string(model->version), selected,
                                 std::move(result).value(), response);
+            model->stats->RecordPhases(decode, times.batch_start - times.enqueued,
+                                       times.compute_end - times.batch_start,
+                                       absl::Now() - encode_start);
           }
+          const absl::Duration total = absl::Now() - start;
+          model->stats->RecordRequest(status.ok(), total);
           if (model->metrics) {
             model->metrics->ObserveRequest(metrics::Api::kKServe, status,
-                                           absl::ToDoubleSeconds(absl::Now() - start));
+                                           absl::ToDoubleSeconds(total));
           }
           reactor->Finish(ToGrpcStatus(status));
         };
@@ -166,6 +176,27 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
       });
   if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelStatistics(
+    grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  // A named model (and version) must exist; "" lists every served version.
+  if (!request->name().empty()) {
+    auto served = repository_->Get(request->name(), request->version());
+    if (!served.ok()) return Finish(context, served.status());
+  }
+  for (const auto& served : repository_->Served(request->name())) {
+    if (!request->version().empty() && std::to_string(served->version) != request->version()) {
+      continue;
+    }
+    auto* stats = response->add_model_stats();
+    stats->set_name(served->name);
+    stats->set_version(std::to_string(served->version));
+    served->stats->Fill(stats);
+  }
+  return Finish(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryIndex(

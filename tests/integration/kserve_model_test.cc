@@ -267,6 +267,28 @@ TEST_F(KServeModelTest, ModelInferComputesAndValidates) {
   }
   // The server survived every bad request.
   EXPECT_TRUE(ModelReady("scale"));
+  {
+    grpc::ClientContext context;
+    inference::ModelStatisticsRequest request;
+    request.set_name("scale");
+    inference::ModelStatisticsResponse response;
+    ASSERT_TRUE(stub_->ModelStatistics(&context, request, &response).ok());
+    ASSERT_EQ(response.model_stats_size(), 1);
+    const auto& stats = response.model_stats(0);
+    EXPECT_EQ(stats.version(), "1");
+    EXPECT_EQ(stats.inference_count(), 4u);  // batch 3 + batch 1
+    EXPECT_EQ(stats.execution_count(), 2u);
+    EXPECT_EQ(stats.inference_stats().success().count(), 2u);
+    // Six requests reached the model and failed (unknown model/version never did).
+    EXPECT_EQ(stats.inference_stats().fail().count(), 6u);
+    EXPECT_EQ(stats.inference_stats().queue().count(), 2u);
+    EXPECT_EQ(stats.inference_stats().compute_infer().count(), 2u);
+    EXPECT_GT(stats.inference_stats().compute_infer().ns(), 0u);
+    EXPECT_GT(stats.last_inference(), 0u);
+    std::map<uint64_t, uint64_t> batches;
+    for (const auto& b : stats.batch_stats()) batches[b.batch_size()] = b.compute_infer().count();
+    EXPECT_EQ(batches, (std::map<uint64_t, uint64_t>{{1, 1}, {3, 1}}));
+  }
   const auto metrics = HttpGet(server_->metrics_port(), "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_NE(

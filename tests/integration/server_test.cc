@@ -109,11 +109,16 @@ TEST_F(ServerTest, ServesHealthKServeReflectionAndMetricsThenExitsCleanly) {
     EXPECT_NE(status.error_message().find("resnet50"), std::string::npos);
   }
   {
-    // Methods of later milestones answer UNIMPLEMENTED, not silence.
+    // No models: statistics are empty, and a named model is NOT_FOUND.
     grpc::ClientContext context;
     inference::ModelStatisticsResponse response;
-    EXPECT_EQ(kserve->ModelStatistics(&context, {}, &response).error_code(),
-              grpc::StatusCode::UNIMPLEMENTED);
+    ASSERT_TRUE(kserve->ModelStatistics(&context, {}, &response).ok());
+    EXPECT_EQ(response.model_stats_size(), 0);
+    grpc::ClientContext named_context;
+    inference::ModelStatisticsRequest named;
+    named.set_name("resnet50");
+    EXPECT_EQ(kserve->ModelStatistics(&named_context, named, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
   }
 
   {
