@@ -39,3 +39,10 @@ bench: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Offline checks of docker/ and deploy/ (promtool, docker-compose config, Grafana
+# schema, kustomize + kubernetes-models). LIVE_BUILD=build also runs every
+# dashboard/alert/adapter query against a real server and Prometheus on loopback.
+.PHONY: check-deploy
+check-deploy:
+	@scripts/check-deploy.sh $(if $(LIVE_BUILD),--live $(LIVE_BUILD))
