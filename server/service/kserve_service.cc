@@ -8,6 +8,7 @@
 #include "server/repository/model_config.h"
 #include "server/repository/model_repository.h"
 #include "server/service/infer_codec.h"
+#include "server/service/infer_stream.h"
 #include "server/service/status_mapping.h"
 
 namespace rectifier::service {
@@ -112,19 +113,19 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
   return Finish(context, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
-                                                    const inference::ModelInferRequest* request,
-                                                    inference::ModelInferResponse* response) {
+void KServeService::StartInfer(const inference::ModelInferRequest* request,
+                               inference::ModelInferResponse* response, absl::Time call_deadline,
+                               std::function<bool()> is_cancelled,
+                               std::function<void(const absl::Status&)> finish) {
   const absl::Time start = absl::Now();
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
+  if (repository_ == nullptr) return finish(kNoRepository);
   const auto params = ParseInferParameters(*request);
-  if (!params.ok()) return Finish(context, params.status());
-  // The earlier of the gRPC deadline and the request's own timeout.
-  absl::Time deadline = absl::FromChrono(context->deadline());
+  if (!params.ok()) return finish(params.status());
+  // The earlier of the call's deadline and the request's own timeout.
+  absl::Time deadline = call_deadline;
   if (params->timeout != absl::InfiniteDuration()) {
     deadline = std::min(deadline, start + params->timeout);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Status submitted = repository_->Submit(
       request->model_name(), request->model_version(),
       [&](const std::shared_ptr<const repository::ServedModel>& served)
@@ -150,8 +151,8 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
         job->inputs = std::move(inputs).value();
         job->priority = params->priority;
         job->deadline = deadline;
-        job->is_cancelled = [context] { return context->IsCancelled(); };
-        job->done = [reactor, request, response, model, start, decode,
+        job->is_cancelled = std::move(is_cancelled);
+        job->done = [request, response, model, start, decode, finish,
                      selected = std::move(selected).value()](
                         absl::StatusOr<std::vector<engine::Tensor>> result,
                         const scheduling::RequestTimes& times) {
@@ -170,12 +171,27 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
             model->metrics->ObserveRequest(metrics::Api::kKServe, status,
                                            absl::ToDoubleSeconds(total));
           }
-          reactor->Finish(ToGrpcStatus(status));
+          finish(status);
         };
         return job;
       });
-  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  if (!submitted.ok()) finish(submitted);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
+                                                    const inference::ModelInferRequest* request,
+                                                    inference::ModelInferResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  StartInfer(
+      request, response, absl::FromChrono(context->deadline()),
+      [context] { return context->IsCancelled(); },
+      [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
+}
+
+grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  return new InferStream(this, context);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelStatistics(

@@ -4,6 +4,10 @@
 #ifndef RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 #define RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "grpc_service.grpc.pb.h"
 #include "server/service/control_worker.h"
 #include "server/service/server_state.h"
@@ -44,6 +48,8 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
                                        const inference::ModelInferRequest* request,
                                        inference::ModelInferResponse* response) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context,
                                             const inference::ModelStatisticsRequest* request,
                                             inference::ModelStatisticsResponse* response) override;
@@ -59,6 +65,14 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
 
   // Server readiness: started, not draining, and (strict) every model ready.
   bool Ready() const;
+
+  // Validates `request`, queues it on its model and calls `finish` exactly
+  // once (from a scheduler thread, or from this call on an early error) after
+  // filling `response`. `request` and `response` must stay valid until then.
+  void StartInfer(const inference::ModelInferRequest* request,
+                  inference::ModelInferResponse* response, absl::Time call_deadline,
+                  std::function<bool()> is_cancelled,
+                  std::function<void(const absl::Status&)> finish);
 
  private:
   const ServerState* state_;

@@ -300,5 +300,57 @@ TEST_F(KServeModelTest, ModelInferComputesAndValidates) {
             std::string::npos);
 }
 
+TEST_F(KServeModelTest, StreamInferAnswersEveryRequestOnceAndSurvivesCancel) {
+  Start({});
+  {
+    grpc::ClientContext context;
+    auto stream = stub_->ModelStreamInfer(&context);
+    for (int i = 0; i < 6; ++i) {
+      inference::ModelInferRequest request = ScaleRequest(1, static_cast<float>(i));
+      request.set_id("s-" + std::to_string(i));
+      if (i == 3) request.mutable_inputs(0)->set_datatype("INT64");  // fails in-stream
+      ASSERT_TRUE(stream->Write(request));
+    }
+    stream->WritesDone();
+    std::map<std::string, inference::ModelStreamInferResponse> answers;
+    inference::ModelStreamInferResponse response;
+    while (stream->Read(&response)) {
+      const std::string id = response.infer_response().id();
+      EXPECT_EQ(answers.count(id), 0u) << "answered twice: " << id;
+      answers[id] = response;
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(answers.size(), 6u);
+    for (int i = 0; i < 6; ++i) {
+      const auto& answer = answers["s-" + std::to_string(i)];
+      if (i == 3) {
+        EXPECT_NE(answer.error_message().find("INT64"), std::string::npos);
+        continue;
+      }
+      EXPECT_TRUE(answer.error_message().empty()) << answer.error_message();
+      float first = 0;
+      ASSERT_EQ(answer.infer_response().raw_output_contents_size(), 1);
+      std::memcpy(&first, answer.infer_response().raw_output_contents(0).data(), 4);
+      EXPECT_FLOAT_EQ(first, 2.f * i);
+    }
+  }
+  {
+    // A client that cancels mid-stream: the server cleans up and keeps serving.
+    grpc::ClientContext context;
+    auto stream = stub_->ModelStreamInfer(&context);
+    for (int i = 0; i < 20; ++i) stream->Write(ScaleRequest(2, 1.f));
+    context.TryCancel();
+    inference::ModelStreamInferResponse response;
+    while (stream->Read(&response)) {
+    }
+    EXPECT_FALSE(stream->Finish().ok());
+  }
+  EXPECT_TRUE(ModelReady("scale"));
+  grpc::ClientContext context;
+  inference::ModelInferResponse response;
+  EXPECT_TRUE(stub_->ModelInfer(&context, ScaleRequest(1, 1.f), &response).ok());
+}
+
 }  // namespace
 }  // namespace rectifier::testing
