@@ -187,7 +187,9 @@ absl::StatusOr<WindowGeometry> ResolveConv(const Node& n, const std::vector<int6
   g.groups = n.GetInt("group", 1);
   g.kernel = n.GetInts("kernel_shape", std::vector<int64_t>(w.begin() + 2, w.end()));
   RETURN_IF_ERROR(CommonAttrs(n, spatial, g));
-  if (g.groups <= 0 || x[1] != w[1] * g.groups || w[0] % g.groups != 0) {
+  int64_t in_channels = 0;
+  if (g.groups <= 0 || g.groups > x[1] || __builtin_mul_overflow(w[1], g.groups, &in_channels) ||
+      x[1] != in_channels || w[0] % g.groups != 0) {
     return Invalid(
         n, absl::StrCat("channels (", x[1], ") do not match W ", w[1], " x group ", g.groups));
   }
@@ -208,7 +210,9 @@ absl::StatusOr<WindowGeometry> ResolveConvTranspose(const Node& n, const std::ve
   g.groups = n.GetInt("group", 1);
   g.kernel = n.GetInts("kernel_shape", std::vector<int64_t>(w.begin() + 2, w.end()));
   RETURN_IF_ERROR(CommonAttrs(n, spatial, g));
-  if (g.groups <= 0 || x[1] != w[0]) return Invalid(n, "input channels differ from W dim 0");
+  if (g.groups <= 0 || g.groups > x[1] || x[1] != w[0] || x[1] % g.groups != 0 ||
+      w[1] > (int64_t{1} << 31) || g.groups > (int64_t{1} << 31))
+    return Invalid(n, "input channels differ from W dim 0, or bad group");
   for (int64_t d : x)
     if (d > (int64_t{1} << 32)) return Invalid(n, "input dimension out of range");
   std::vector<int64_t> out_pad = n.GetInts("output_padding", std::vector<int64_t>(spatial, 0));

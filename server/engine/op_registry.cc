@@ -62,6 +62,17 @@ absl::Status CheckArity(const Node& n) {
           absl::StrCat("required input ", i, " of ", n.Describe(), " is missing (empty name)"));
     }
   }
+  // Ops with more than one output; every other op has exactly one.
+  static const std::map<std::string, int> kMaxOutputs = {
+      {"Split", 1 << 20}, {"Dropout", 2}, {"MaxPool", 2}, {"BatchNormalization", 5}};
+  auto mo = kMaxOutputs.find(n.op_type);
+  const int max_outputs = mo == kMaxOutputs.end() ? 1 : mo->second;
+  for (size_t i = static_cast<size_t>(max_outputs); i < n.outputs.size(); ++i) {
+    if (!n.outputs[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          n.Describe(), " has ", n.outputs.size(), " outputs; at most ", max_outputs, " allowed"));
+    }
+  }
   if (static_cast<int>(n.inputs.size()) < MinInputs(n) || n.inputs.empty() || n.inputs[0].empty() ||
       n.outputs.empty() || n.outputs[0].empty()) {
     return absl::InvalidArgumentError(absl::StrCat(n.Describe(), " has too few inputs or outputs (",

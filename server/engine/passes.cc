@@ -253,6 +253,7 @@ int FoldBatchNorm(Graph& g) {
             wd[m * nw.shape[1] * inner + r] *= scale[m];
       } else {
         const int64_t groups = prod.GetInt("group", 1);
+        if (groups <= 0 || nw.shape[0] % groups != 0) continue;
         const int64_t ocg = nw.shape[1], icg = nw.shape[0] / groups;
         if (ocg * groups != c) continue;
         for (int64_t ci = 0; ci < nw.shape[0]; ++ci)

@@ -354,8 +354,10 @@ absl::StatusOr<SliceSpec> ResolveSlice(const Node& n, const std::vector<ValueInf
   spec.count = s;
   for (size_t i = 0; i < starts.size(); ++i) {
     ASSIGN_OR_RETURN(int ax, NormalizeAxis(axes[i], s.size(), n));
-    const int64_t dim = s[ax], step = steps[i];
-    if (step == 0) return Invalid(n, "step 0");
+    const int64_t dim = s[ax];
+    if (steps[i] == 0) return Invalid(n, "step 0");
+    // Steps beyond any dimension behave alike; clamping keeps the math in range.
+    const int64_t step = std::clamp<int64_t>(steps[i], -(int64_t{1} << 40), int64_t{1} << 40);
     int64_t b = starts[i], e = ends[i];
     if (b < 0) b += dim;
     if (e < 0 && e > std::numeric_limits<int64_t>::min() / 2) e += dim;
@@ -568,7 +570,9 @@ absl::Status InferPad(const Node& n, const std::vector<ValueInfo>& in,
   out[0].type = in[0].type;
   out[0].shape = in[0].shape;
   for (size_t d = 0; d < out[0].shape.size(); ++d) {
-    if (std::abs(spec.begin[d]) > (int64_t{1} << 40) || std::abs(spec.end[d]) > (int64_t{1} << 40))
+    constexpr int64_t kMaxPad = int64_t{1} << 40;
+    if (spec.begin[d] < -kMaxPad || spec.begin[d] > kMaxPad || spec.end[d] < -kMaxPad ||
+        spec.end[d] > kMaxPad)
       return Invalid(n, "pads out of range");
     out[0].shape[d] += spec.begin[d] + spec.end[d];
     if (out[0].shape[d] < 0) return Invalid(n, "negative padded size");
