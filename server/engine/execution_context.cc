@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
 #include "server/engine/compiled_model_impl.h"
 #include "server/engine/plan.h"
@@ -189,7 +190,10 @@ class ExecutionContextImpl final : public ExecutionContext {
       st->ptrs[v] = ptr;
       if (st->mems[v]) st->mems[v].set_data_handle(ptr);
     }
-    if (threads_ > 0) omp_set_num_threads(threads_);
+    // 0 = all CPUs this process may use (affinity and cgroup quota); set
+    // explicitly so a previous context on this thread does not leave its
+    // count behind.
+    omp_set_num_threads(threads_ > 0 ? threads_ : common::AvailableCpus());
     try {
       for (size_t s = 0; s < p.steps.size(); ++s) {
         const PlanStep& step = p.steps[s];
