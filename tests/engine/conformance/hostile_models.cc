@@ -121,6 +121,19 @@ std::vector<HostileModel> HostileModels() {
         b.Node("Slice", {"x", "starts", "ends", "axes", "steps"}, {"y"});
       }),
       "", /*may_succeed=*/true);
+  // From the fuzz test (a mutated test_slice_neg_steps): legal, one element on
+  // the last two axes.
+  add("SliceStepHugeNegative",
+      SingleNode(
+          [](ModelBuilder& b) {
+            b.Initializer("starts", Int64Tensor({3}, {20, 10, 4}));
+            b.Initializer("ends", Int64Tensor({3}, {0, 0, 1}));
+            b.Initializer("axes", Int64Tensor({3}, {0, 1, 2}));
+            b.Initializer("steps", Int64Tensor({3}, {-1, -9151314442816847875, -16613248}));
+            b.Node("Slice", {"x", "starts", "ends", "axes", "steps"}, {"y"});
+          },
+          {20, 10, 5}),
+      "", /*may_succeed=*/true);
   add("SliceStepZero", SingleNode([](ModelBuilder& b) {
         b.Initializer("starts", Int64Tensor({1}, {0})).Initializer("ends", Int64Tensor({1}, {4}));
         b.Initializer("axes", Int64Tensor({1}, {2})).Initializer("steps", Int64Tensor({1}, {0}));
