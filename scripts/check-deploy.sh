@@ -87,6 +87,16 @@ check_compose() {
     node -e 'process.exit(+process.argv[1] > +process.argv[2] + 2 ? 0 : 1)' "$grace" "$exit_timeout"
 }
 
+# The replicas variant: compose file, its Prometheus config, nginx syntax (the
+# upstream host names only resolve inside compose, so they become loopback).
+check_compose_replicas() {
+  docker-compose -f deploy/compose/docker-compose.replicas.yml config -q &&
+    cp deploy/compose/prometheus-replicas.yml deploy/prometheus/alerts.yml "$tmp/" &&
+    promtool check config "$tmp/prometheus-replicas.yml" &&
+    sed 's/rectifier-[ab]:8001/127.0.0.1:8001/' deploy/compose/nginx.conf >"$tmp/nginx.conf" &&
+    mkdir -p "$tmp/nginx" && nginx -t -q -c "$tmp/nginx.conf" -p "$tmp/nginx" -g "error_log stderr;"
+}
+
 check_shell() { bash -n docker/make-base-image.sh docker/runtime-packages.sh deploy/test/live-promql.sh; }
 
 step "promtool check config (compose)"           promtool check config deploy/prometheus/prometheus.yml
@@ -95,6 +105,7 @@ step "promtool check rules alerts.yml"           promtool check rules deploy/pro
 step "promtool test rules alerts_test.yml"       promtool test rules deploy/prometheus/alerts_test.yml
 step "k8s rules ConfigMap == alerts.yml"         same_rules
 step "docker-compose config"                     check_compose
+step "compose replicas + nginx grpc_pass config"  check_compose_replicas
 step "shell syntax (docker/, deploy/test/)"      check_shell
 step "npm install deploy/grafana/validate"       npm_install deploy/grafana/validate
 step "npm install deploy/k8s/validate"           npm_install deploy/k8s/validate

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the deployment checks need (scripts/check-deploy.sh).
 # Idempotent and non-interactive; returns at once when everything is present.
-#   scripts/install-deploy-deps.sh           promtool, docker-compose, node + npm, kubectl
+#   scripts/install-deploy-deps.sh           promtool, docker-compose, nginx (config test only),
+#                                            node + npm, kubectl
 #   scripts/install-deploy-deps.sh --live    + python3-onnx (a test model for the live PromQL check)
 #   scripts/install-deploy-deps.sh --image   + docker.io and debootstrap (building the image)
 # npm packages are not installed here: each validation folder under deploy/
 # installs its own (npm install there, no lock file).
 set -euo pipefail
 
-want=(prometheus docker-compose)
+want=(prometheus docker-compose nginx)
 for arg in "$@"; do
   case "$arg" in
     --live) want+=(python3-onnx) ;;
@@ -39,9 +40,14 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# The prometheus package enables a system service listening on :9090 on every
-# interface. The checks only need promtool and start their own loopback server:
-# stop and disable the service when this script installed it on a systemd host.
-if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+# The prometheus and nginx packages enable system services listening on every
+# interface (:9090, :80). The checks only need promtool and `nginx -t`, and
+# start their own loopback servers: stop and disable the services this script
+# installed on a systemd host.
+if [ -d /run/systemd/system ]; then
+  for service in prometheus nginx; do
+    if [[ " ${missing[*]} " == *" $service "* ]]; then
+      $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
