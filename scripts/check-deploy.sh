@@ -88,12 +88,14 @@ check_compose() {
 }
 
 # The replicas variant: compose file, its Prometheus config, nginx syntax (the
-# upstream host names only resolve inside compose, so they become loopback).
+# upstream host names only resolve inside compose, so they become loopback,
+# and its /tmp paths move to the check's own temporary folder).
 check_compose_replicas() {
   docker-compose -f deploy/compose/docker-compose.replicas.yml config -q &&
     cp deploy/compose/prometheus-replicas.yml deploy/prometheus/alerts.yml "$tmp/" &&
     promtool check config "$tmp/prometheus-replicas.yml" &&
-    sed 's/rectifier-[ab]:8001/127.0.0.1:8001/' deploy/compose/nginx.conf >"$tmp/nginx.conf" &&
+    sed -e 's/rectifier-[ab]:8001/127.0.0.1:8001/' -e "s|/tmp/|$tmp/nginx/|" deploy/compose/nginx.conf \
+      >"$tmp/nginx.conf" &&
     mkdir -p "$tmp/nginx" && nginx -t -q -c "$tmp/nginx.conf" -p "$tmp/nginx" -g "error_log stderr;"
 }
 
