@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -112,10 +113,13 @@ int Run(const rectifier::service::ServerOptions& options) {
   spdlog::info("received {}, draining (exit timeout {})", strsignal(signal_number),
                absl::FormatDuration(options.exit_timeout));
   const absl::Time start = absl::Now();
-  // Stop taking calls, then drain the models' queues within the same budget.
+  // gRPC stops taking calls and waits for in-flight ones while the models'
+  // queues drain, both within the same budget; whatever is still queued at
+  // the deadline is answered UNAVAILABLE, which lets the last calls finish.
   const absl::Time deadline = absl::Now() + options.exit_timeout;
+  std::thread drain_models([&repository, deadline] { (*repository)->Shutdown(deadline); });
   (*server)->Drain(options.exit_timeout);
-  (*repository)->Shutdown(deadline);
+  drain_models.join();
   server->reset();
   repository->reset();
   server_metrics.reset();

@@ -3,9 +3,11 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -36,9 +38,11 @@ class KServeModelTest : public ::testing::Test {
   }
 
   void Start(std::vector<std::string> extra) {
-    std::vector<std::string> args = {
-        "--model-repository", root_.string(), "--grpc-address", "127.0.0.1:0",
-        "--metrics-address",  "127.0.0.1:0",  "--exit-timeout", "5"};
+    std::vector<std::string> args = {"--model-repository", root_.string(),      "--grpc-address",
+                                     "127.0.0.1:0",        "--metrics-address", "127.0.0.1:0"};
+    if (std::find(extra.begin(), extra.end(), "--exit-timeout") == extra.end()) {
+      args.insert(args.end(), {"--exit-timeout", "5"});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     auto process = ServerProcess::Spawn(RECTIFIER_SERVER_BINARY, args);
     ASSERT_TRUE(process.ok()) << process.status();
@@ -350,6 +354,51 @@ TEST_F(KServeModelTest, StreamInferAnswersEveryRequestOnceAndSurvivesCancel) {
   grpc::ClientContext context;
   inference::ModelInferResponse response;
   EXPECT_TRUE(stub_->ModelInfer(&context, ScaleRequest(1, 1.f), &response).ok());
+}
+
+TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
+  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(40));
+  Start({"--exit-timeout", "20"});
+  inference::ModelInferRequest request;
+  request.set_model_name("slow");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
+  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+
+  // Three calls in flight (one computing, two queued) when SIGTERM arrives;
+  // each takes ~7 GFLOP, far longer than the 50 ms before the signal.
+  struct Pending {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    std::promise<grpc::Status> status;
+  };
+  std::vector<std::unique_ptr<Pending>> calls;
+  for (int i = 0; i < 3; ++i) {
+    calls.push_back(std::make_unique<Pending>());
+    Pending* p = calls.back().get();
+    stub_->async()->ModelInfer(&p->context, &request, &p->response,
+                               [p](const grpc::Status& s) { p->status.set_value(s); });
+  }
+  absl::SleepFor(absl::Milliseconds(50));  // let them reach the server
+  std::vector<std::future<grpc::Status>> results;
+  for (auto& call : calls) results.push_back(call->status.get_future());
+  server_->Signal(SIGTERM);
+  const int in_flight_at_signal = static_cast<int>(
+      std::count_if(results.begin(), results.end(), [](const std::future<grpc::Status>& f) {
+        return f.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+      }));
+  EXPECT_GE(in_flight_at_signal, 1) << "the model finished before SIGTERM; make it slower";
+  for (size_t i = 0; i < calls.size(); ++i) {
+    auto& call = calls[i];
+    const grpc::Status status = results[i].get();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(call->response.raw_output_contents_size(), 1);
+  }
+  const auto exit = server_->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
 }
 
 }  // namespace

@@ -83,6 +83,48 @@ inline std::string ConvReluModelBytes() {
   return model.SerializeAsString();
 }
 
+// A deliberately slow model for drain tests: `layers` 3x3 convolutions of
+// 32 channels on a 96x96 image (about 0.17 GFLOP each), sharing one weight.
+// x FP32 [batch, 32, 96, 96] -> y of the same shape.
+inline std::string SlowModelBytes(int layers) {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("slow");
+  const auto add_value = [](onnx::ValueInfoProto* value, const char* name) {
+    value->set_name(name);
+    auto* tensor = value->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(onnx::TensorProto::FLOAT);
+    auto* shape = tensor->mutable_shape();
+    shape->add_dim()->set_dim_param("batch");
+    for (int d : {32, 96, 96}) shape->add_dim()->set_dim_value(d);
+  };
+  add_value(graph->add_input(), "x");
+  add_value(graph->add_output(), "y");
+  onnx::TensorProto* w = graph->add_initializer();
+  w->set_name("w");
+  w->set_data_type(onnx::TensorProto::FLOAT);
+  for (int d : {32, 32, 3, 3}) w->add_dims(d);
+  for (int i = 0; i < 32 * 32 * 9; ++i) w->add_float_data(((i * 37) % 19 - 9) / 900.f);
+  std::string previous = "x";
+  for (int l = 0; l < layers; ++l) {
+    const std::string out = l + 1 == layers ? "y" : "h" + std::to_string(l);
+    onnx::NodeProto* conv = graph->add_node();
+    conv->set_op_type("Conv");
+    conv->set_name("conv" + std::to_string(l));
+    conv->add_input(previous);
+    conv->add_input("w");
+    conv->add_output(out);
+    onnx::AttributeProto* pads = conv->add_attribute();
+    pads->set_name("pads");
+    pads->set_type(onnx::AttributeProto::INTS);
+    for (int k = 0; k < 4; ++k) pads->add_ints(1);
+    previous = out;
+  }
+  return model.SerializeAsString();
+}
+
 inline void WriteFile(const std::filesystem::path& path, const std::string& bytes) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
