@@ -563,37 +563,47 @@ void RunResize(const ResizeSpec& spec, const std::vector<int64_t>& in_shape, con
   }
   auto cs = ContiguousStrides(in_shape);
   const int64_t total = NumElements(spec.out_shape);
-  std::vector<int64_t> idx(rank, 0);
   std::vector<size_t> active;
   for (size_t d = 0; d < rank; ++d) {
     bool any = false;
     for (float v : w[d]) any = any || v != 0.0f;
     if (any) active.push_back(d);
   }
-  for (int64_t t = 0; t < total; ++t) {
-    int64_t base = 0;
-    for (size_t d = 0; d < rank; ++d) base += i0[d][idx[d]] * cs[d];
-    float acc = 0.0f;
-    const size_t corners = size_t{1} << active.size();
-    for (size_t c = 0; c < corners; ++c) {
-      float wt = 1.0f;
-      int64_t off = base;
-      for (size_t k = 0; k < active.size(); ++k) {
-        const size_t d = active[k];
-        const float wd = w[d][idx[d]];
-        if (c & (size_t{1} << k)) {
-          wt *= wd;
-          off += (i1[d][idx[d]] - i0[d][idx[d]]) * cs[d];
-        } else {
-          wt *= 1.0f - wd;
-        }
-      }
-      if (wt != 0.0f) acc += wt * x[off];
+  if (total == 0 || rank == 0) return;
+  // Rows of the innermost output dimension are independent: split them
+  // across OpenMP threads (this kernel runs between oneDNN primitives).
+  const int64_t row_len = spec.out_shape[rank - 1];
+  const int64_t rows = total / row_len;
+  const size_t corners = size_t{1} << active.size();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int64_t> idx(rank, 0);
+    int64_t rem = r;
+    for (int d = static_cast<int>(rank) - 2; d >= 0; --d) {
+      idx[d] = rem % spec.out_shape[d];
+      rem /= spec.out_shape[d];
     }
-    y[t] = acc;
-    for (int d = static_cast<int>(rank) - 1; d >= 0; --d) {
-      if (++idx[d] < spec.out_shape[d]) break;
-      idx[d] = 0;
+    for (int64_t j = 0; j < row_len; ++j) {
+      idx[rank - 1] = j;
+      int64_t base = 0;
+      for (size_t d = 0; d < rank; ++d) base += i0[d][idx[d]] * cs[d];
+      float acc = 0.0f;
+      for (size_t c = 0; c < corners; ++c) {
+        float wt = 1.0f;
+        int64_t off = base;
+        for (size_t k = 0; k < active.size(); ++k) {
+          const size_t d = active[k];
+          const float wd = w[d][idx[d]];
+          if (c & (size_t{1} << k)) {
+            wt *= wd;
+            off += (i1[d][idx[d]] - i0[d][idx[d]]) * cs[d];
+          } else {
+            wt *= 1.0f - wd;
+          }
+        }
+        if (wt != 0.0f) acc += wt * x[off];
+      }
+      y[r * row_len + j] = acc;
     }
   }
 }
