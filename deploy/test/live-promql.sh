@@ -74,6 +74,8 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null
+# The Kubernetes readiness probe asks for this service by name.
+"$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health --service inference.GRPCInferenceService >/dev/null
 
 cp "$ROOT/deploy/prometheus/alerts.yml" "$tmp/alerts.yml"
 cat >"$tmp/prometheus.yml" <<CFG

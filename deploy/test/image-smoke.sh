@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Smoke test of a built image on loopback: runs IMAGE with host networking on
+# non-default ports, read-only root, a tmpfs /tmp, all capabilities dropped,
+# and a generated model repository mounted at /models; then checks
+#   - rectifier-client health from the host (SERVING),
+#   - Docker's HEALTHCHECK reports healthy,
+#   - /metrics answers, and bounded load (rectifier-perf) succeeds,
+#   - the process runs as UID 10001,
+#   - docker stop (SIGTERM) ends it with exit code 0 within the grace period.
+# Usage: deploy/test/image-smoke.sh IMAGE BUILD_DIR
+# BUILD_DIR holds the host's rectifier-client and rectifier-perf builds; needs
+# a running Docker daemon, /usr/bin/python3 with onnx, curl.
+set -euo pipefail
+
+IMAGE=${1:?usage: $0 IMAGE BUILD_DIR}
+BUILD=$(realpath "${2:?usage: $0 IMAGE BUILD_DIR}")
+CLIENT=$BUILD/tools/client/rectifier-client
+PERF=$BUILD/tools/perf/rectifier-perf
+GRPC_PORT=${GRPC_PORT:-18301}
+METRICS_PORT=${METRICS_PORT:-18302}
+GRACE=40
+name=rectifier-smoke-$$
+tmp=$(mktemp -d /tmp/rectifier-smoke.XXXXXX)
+trap 'docker rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+
+mkdir -p "$tmp/models/double/1"
+/usr/bin/python3 - "$tmp/models/double/1/model.onnx" <<'PY'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 2, 2])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 2, 2])
+two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "double", [x], [y], [two])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+PY
+chmod -R a+rX "$tmp/models"
+
+docker run -d --name "$name" --network host --read-only --tmpfs /tmp --cap-drop ALL \
+  --security-opt no-new-privileges --stop-timeout "$GRACE" \
+  -e RECTIFIER_HEALTH_URL="127.0.0.1:$GRPC_PORT" \
+  -v "$tmp/models:/models:ro" "$IMAGE" \
+  --model-repository=/models --grpc-address="127.0.0.1:$GRPC_PORT" \
+  --metrics-address="127.0.0.1:$METRICS_PORT" --exit-timeout=30 >/dev/null
+
+for _ in $(seq 1 60); do
+  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null 2>&1 && break
+  [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || { docker logs "$name"; exit 1; }
+  sleep 0.5
+done
+"$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 2 health
+echo "ok   health from the host"
+
+for _ in $(seq 1 30); do
+  status=$(docker inspect -f '{{.State.Health.Status}}' "$name")
+  [ "$status" = healthy ] && break
+  sleep 1
+done
+[ "$status" = healthy ] || { echo "FAIL docker health: $status"; docker inspect -f '{{json .State.Health}}' "$name"; exit 1; }
+echo "ok   docker inspect: healthy"
+
+curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^rectifier_model_instances{.*model="double"' \
+  || { echo "FAIL /metrics lacks the model"; exit 1; }
+echo "ok   /metrics"
+
+"$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 2 --window-s 1 --max-windows 2 \
+  --max-requests 2000 --fail-on-error >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log"; exit 1; }
+echo "ok   load without errors"; sed 's/^/     /' "$tmp/perf.log" | tail -4
+
+uid=$(docker exec "$name" id -u)
+[ "$uid" = 10001 ] || { echo "FAIL runs as uid $uid"; exit 1; }
+echo "ok   runs as uid $uid"
+
+start=$(date +%s.%N)
+docker stop -t "$GRACE" "$name" >/dev/null
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+[ "$code" = 0 ] || { echo "FAIL exit code $code after docker stop"; docker logs --tail 20 "$name"; exit 1; }
+echo "ok   docker stop: exit 0 after ${elapsed}s (grace ${GRACE}s)"
+docker logs --tail 3 "$name" 2>&1 | sed 's/^/     /'
+echo "image-smoke: all checks passed"
