@@ -70,6 +70,7 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   EliminateDeadNodes(graph);
   if (options.fuse) {
     FoldBatchNorm(graph);
+    FoldBiasAdd(graph);
     FuseActivations(graph);
   }
   std::shared_ptr<CompiledModelImpl> model;

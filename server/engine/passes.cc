@@ -280,6 +280,125 @@ int FoldBatchNorm(Graph& g) {
   return folded;
 }
 
+namespace {
+
+// Per-output-channel values of constant `c` for a producer with `oc` output
+// channels on axis 1 of a rank-`rank` output; empty if `c` is not of that form.
+std::vector<float> PerChannel(const Tensor& c, int64_t oc, size_t rank) {
+  if (c.type != DataType::kFloat32 || c.shape.size() > rank) return {};
+  const int64_t n = c.num_elements();
+  if (n == 1) return std::vector<float>(static_cast<size_t>(oc), c.data<float>()[0]);
+  if (n != oc) return {};
+  // Right-align c's shape with the output; only the channel axis may be > 1.
+  const size_t off = rank - c.shape.size();
+  for (size_t i = 0; i < c.shape.size(); ++i)
+    if (c.shape[i] != 1 && i + off != 1) return {};
+  return std::vector<float>(c.data<float>(), c.data<float>() + n);
+}
+
+}  // namespace
+
+int FoldBiasAdd(Graph& g) {
+  int folded = 0;
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
+      const Node& op = g.nodes[i];
+      if ((op.op_type != "Add" && op.op_type != "Sub" && op.op_type != "Mul") ||
+          op.inputs.size() != 2)
+        continue;
+      int k = -1;  // which input is the producer's output
+      for (int j = 0; j < 2; ++j) {
+        const int p = g.ProducerIndex(op.inputs[j]);
+        if (p < 0 || !g.IsConstant(op.inputs[1 - j])) continue;
+        const std::string& t = g.nodes[p].op_type;
+        if (t == "Conv" || t == "ConvTranspose" || t == "Gemm") k = j;
+      }
+      if (k < 0 || (op.op_type == "Sub" && k != 0)) continue;
+      const int p = g.ProducerIndex(op.inputs[k]);
+      Node& prod = g.nodes[p];
+      if (!prod.post_ops.empty() || !SingleInternalUse(g, op.inputs[k])) continue;
+      const Tensor* w = FloatConstant(g, prod.Input(1));
+      if (!w || w->shape.size() < 2) continue;
+      int64_t oc;
+      size_t rank = w->shape.size();
+      if (prod.op_type == "Conv") {
+        oc = w->shape[0];
+      } else if (prod.op_type == "ConvTranspose") {
+        const int64_t groups = prod.GetInt("group", 1);
+        if (groups <= 0 || groups > (int64_t{1} << 20)) continue;
+        oc = w->shape[1] * groups;
+      } else {
+        if (prod.GetFloat("alpha", 1.0f) != 1.0f) continue;
+        oc = prod.GetInt("transB", 0) ? w->shape[0] : w->shape[1];
+        rank = 2;
+      }
+      if (oc <= 0) continue;
+      const std::vector<float> v = PerChannel(g.constants.at(op.inputs[1 - k]), oc, rank);
+      if (v.empty()) continue;
+      std::vector<float> bias(static_cast<size_t>(oc), 0.0f);
+      if (!prod.Input(2).empty()) {
+        const Tensor* b = FloatConstant(g, prod.Input(2));
+        if (!b || (b->num_elements() != oc && !(prod.op_type == "Gemm" && b->num_elements() == 1)))
+          continue;
+        if (prod.op_type == "Gemm" && b->shape.size() == 2 && b->shape[0] != 1) continue;
+        const float beta = prod.op_type == "Gemm" ? prod.GetFloat("beta", 1.0f) : 1.0f;
+        for (int64_t c = 0; c < oc; ++c)
+          bias[c] = beta * b->data<float>()[b->num_elements() == 1 ? 0 : c];
+      }
+      std::string wname = prod.Input(1);
+      if (op.op_type == "Mul") {
+        // y = (W x + b) * s: scale each output channel's weights.
+        Tensor nw = *w;
+        float* wd = nw.data<float>();
+        const int64_t total = nw.num_elements();
+        if (prod.op_type == "Conv") {
+          const int64_t per = total / oc;
+          for (int64_t c = 0; c < oc; ++c)
+            for (int64_t r = 0; r < per; ++r) wd[c * per + r] *= v[c];
+        } else if (prod.op_type == "ConvTranspose") {
+          const int64_t groups = prod.GetInt("group", 1);
+          if (groups <= 0 || nw.shape[0] % groups != 0) continue;
+          const int64_t ocg = nw.shape[1], icg = nw.shape[0] / groups;
+          const int64_t inner = total / (nw.shape[0] * ocg);
+          for (int64_t ci = 0; ci < nw.shape[0]; ++ci)
+            for (int64_t j = 0; j < ocg; ++j)
+              for (int64_t r = 0; r < inner; ++r)
+                wd[(ci * ocg + j) * inner + r] *= v[(ci / icg) * ocg + j];
+        } else {
+          const bool tb = prod.GetInt("transB", 0) != 0;
+          const int64_t kin = tb ? nw.shape[1] : nw.shape[0];
+          for (int64_t r = 0; r < kin; ++r)
+            for (int64_t c = 0; c < oc; ++c) (tb ? wd[c * kin + r] : wd[r * oc + c]) *= v[c];
+        }
+        wname = FreshName(g, prod.name + "/weight_scaled");
+        g.constants[wname] = std::move(nw);
+        for (int64_t c = 0; c < oc; ++c) bias[c] *= v[c];
+      } else {
+        for (int64_t c = 0; c < oc; ++c) bias[c] += op.op_type == "Add" ? v[c] : -v[c];
+      }
+      Tensor nb = Tensor::Zeros(DataType::kFloat32, {oc});
+      std::copy(bias.begin(), bias.end(), nb.data<float>());
+      const std::string bname = FreshName(g, prod.name + "/bias_folded");
+      g.constants[bname] = std::move(nb);
+      prod.inputs.resize(std::max<size_t>(prod.inputs.size(), 3));
+      prod.inputs[1] = wname;
+      prod.inputs[2] = bname;
+      if (prod.op_type == "Gemm") {
+        prod.attrs["beta"].kind = Attribute::Kind::kFloat;
+        prod.attrs["beta"].f = 1.0f;
+      }
+      prod.outputs[0] = op.outputs[0];
+      prod.fused.push_back(absl::StrCat(op.op_type, " '", op.name, "' (folded into bias)"));
+      EraseNodes(g, {static_cast<int>(i)});
+      ++folded;
+      changed = true;
+    }
+  }
+  return folded;
+}
+
 int FuseActivations(Graph& g) {
   int fused = 0;
   bool changed = true;

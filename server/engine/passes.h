@@ -30,6 +30,11 @@ int EliminateDeadNodes(Graph& graph);
 // become one node with rescaled weights and bias.
 int FoldBatchNorm(Graph& graph);
 
+// Conv/ConvTranspose/Gemm followed by Add/Sub/Mul with a constant that is
+// per output channel (or a scalar) folds into the bias (and, for Mul, the
+// weights), same single-consumer rules as FoldBatchNorm.
+int FoldBiasAdd(Graph& graph);
+
 // Unary activations (and the x*sigmoid(x) SiLU pattern) following a
 // Conv/ConvTranspose become eltwise post-ops of that node.
 int FuseActivations(Graph& graph);

@@ -201,6 +201,61 @@ TEST(PassesTest, FoldBatchNormIntoGemm) {
   ExpectNear((*fused)[0], (*unfused)[0]);
 }
 
+TEST(PassesTest, FoldBiasAddFoldsPerChannelConstants) {
+  struct Case {
+    const char* op;
+    std::vector<int64_t> shape;
+    bool conv;
+  };
+  for (const Case& c :
+       {Case{"Add", {1, 4, 1, 1}, true}, Case{"Sub", {4, 1, 1}, true}, Case{"Mul", {4, 1, 1}, true},
+        Case{"Mul", {}, true}, Case{"Add", {4}, false}, Case{"Mul", {1, 4}, false}}) {
+    SCOPED_TRACE(std::string(c.op) + (c.conv ? " after Conv" : " after Gemm"));
+    ModelBuilder b;
+    if (c.conv) {
+      b.Input("x", {-1, 3, 5, 5});
+      b.Init("w", {4, 3, 3, 3}, Values(4 * 27, 0.1f));
+      b.Init("b", {4}, {0.5f, -0.5f, 0.25f, 1.0f});
+      b.Node("Conv", {"x", "w", "b"}, {"p"});
+    } else {
+      b.Input("x", {-1, 6});
+      b.Init("w", {6, 4}, Values(24, 0.2f));
+      b.Init("b", {4}, {0.5f, -0.5f, 0.25f, 1.0f});
+      b.Node("Gemm", {"x", "w", "b"}, {"p"});
+    }
+    const int64_t n = c.shape.empty() ? 1 : 4;
+    b.Init("k", c.shape, Values(n, 0.3f, 0.1f));
+    b.Node(c.op, {"p", "k"}, {"y"});
+    b.Output("y");
+    Graph g = Import(b);
+    EXPECT_EQ(FoldBiasAdd(g), 1);
+    EXPECT_EQ(g.nodes.size(), 1u);
+    Tensor x = RandomTensor(c.conv ? std::vector<int64_t>{2, 3, 5, 5} : std::vector<int64_t>{3, 6});
+    auto fused = CompileAndRun(b.Bytes(), {x}, true);
+    auto unfused = CompileAndRun(b.Bytes(), {x}, false);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    ASSERT_TRUE(unfused.ok()) << unfused.status();
+    ExpectNear((*fused)[0], (*unfused)[0]);
+  }
+}
+
+TEST(PassesTest, FoldBiasAddLeavesSpatialConstantsAndReversedSub) {
+  ModelBuilder b;
+  b.Input("x", {1, 3, 4, 4});
+  b.Init("w", {2, 3, 1, 1}, Values(6, 0.3f));
+  b.Init("spatial", {1, 1, 4, 4}, Values(16, 0.1f));
+  b.Init("k", {2, 1, 1}, {1, 2});
+  b.Node("Conv", {"x", "w"}, {"c1"});
+  b.Node("Add", {"c1", "spatial"}, {"y1"});
+  b.Node("Conv", {"x", "w"}, {"c2"});
+  b.Node("Sub", {"k", "c2"}, {"y2"});
+  b.Output("y1");
+  b.Output("y2");
+  Graph g = Import(b);
+  EXPECT_EQ(FoldBiasAdd(g), 0);
+  EXPECT_EQ(g.nodes.size(), 4u);
+}
+
 TEST(PassesTest, FoldBatchNormSkipsSharedIntermediate) {
   ModelBuilder b = ConvBnModel(true);
   b.Node("Relu", {"c"}, {"z"});  // second consumer of the conv output
