@@ -19,6 +19,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libonnx-testdata
   # reference models and engine parity checks (torchvision export, PyTorch as the peer)
   python3-torch python3-torchvision python3-onnx
+  # Python interoperability test: a second language's generated client
+  python3-grpcio python3-protobuf python3-numpy
   # lint
   clang-format clang-tidy
 )

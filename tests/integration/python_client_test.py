@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""Interoperability: a Python client generated from proto/ drives the real server.
+
+Generates Python stubs from our .proto files with Debian's protoc and
+grpc_python_plugin, starts rectifier-server on loopback with a repository
+holding a small ONNX model written here, and calls health, ServerMetadata,
+ModelMetadata, ModelInfer (raw FP32 and an error path) and ModelStatistics.
+
+  /usr/bin/python3 tests/integration/python_client_test.py --server build/server/rectifier-server
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER = None
+WORK = tempfile.mkdtemp(prefix="rectifier-pytest-")
+
+
+def generate_stubs(out):
+    os.makedirs(out, exist_ok=True)
+    proto = os.path.join(ROOT, "proto")
+    plugin = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
+    subprocess.check_call(["protoc", "-I", proto, "--python_out", out, "--grpc_python_out", out,
+                           plugin, os.path.join(proto, "grpc_service.proto"),
+                           os.path.join(proto, "model_config.proto")])
+    # health.proto by its own folder: a module path under "grpc/" would shadow
+    # the grpc package itself.
+    health = os.path.join(proto, "grpc", "health", "v1")
+    subprocess.check_call(["protoc", "-I", health, "--python_out", out, "--grpc_python_out", out,
+                           plugin, os.path.join(health, "health.proto")])
+    sys.path.insert(0, out)
+
+
+def write_model(repo):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 2, 2])
+    k = helper.make_tensor("k", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "double", [x], [y], [k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    os.makedirs(os.path.join(repo, "double", "1"))
+    onnx.save(model, os.path.join(repo, "double", "1", "model.onnx"))
+    with open(os.path.join(repo, "double", "config.pbtxt"), "w") as f:
+        f.write("max_batch_size: 8\n")
+
+
+class PythonClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import grpc
+        generate_stubs(os.path.join(WORK, "gen"))
+        repo = os.path.join(WORK, "repo")
+        write_model(repo)
+        cls.log = open(os.path.join(WORK, "server.log"), "w+")
+        cls.server = subprocess.Popen(
+            [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
+             "--metrics-address", "127.0.0.1:0"], stdout=cls.log, stderr=subprocess.STDOUT)
+        port = None
+        deadline = time.time() + 60
+        while port is None and time.time() < deadline and cls.server.poll() is None:
+            time.sleep(0.05)
+            cls.log.seek(0)
+            match = re.search(r"serving gRPC on port (\d+)", cls.log.read())
+            port = match and match.group(1)
+        if port is None:
+            cls.log.seek(0)
+            raise RuntimeError("server did not start: " + cls.log.read())
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        import grpc_service_pb2_grpc
+        cls.stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.server.send_signal(signal.SIGTERM)
+        code = cls.server.wait(timeout=30)
+        cls.log.close()
+        shutil.rmtree(WORK, ignore_errors=True)
+        assert code == 0, f"server exited {code}"
+
+    def test_health(self):
+        import health_pb2
+        import health_pb2_grpc
+        reply = health_pb2_grpc.HealthStub(self.channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10)
+        self.assertEqual(reply.status, health_pb2.HealthCheckResponse.SERVING)
+
+    def test_metadata(self):
+        import grpc_service_pb2 as pb
+        server = self.stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=10)
+        self.assertEqual(server.name, "rectifier")
+        self.assertIn("statistics", server.extensions)
+        model = self.stub.ModelMetadata(pb.ModelMetadataRequest(name="double"), timeout=10)
+        self.assertEqual(model.inputs[0].name, "x")
+        self.assertEqual(model.inputs[0].datatype, "FP32")
+        self.assertEqual(list(model.inputs[0].shape), [-1, 3, 2, 2])
+
+    def test_infer_raw_fp32(self):
+        import numpy as np
+        import grpc_service_pb2 as pb
+        x = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2)
+        request = pb.ModelInferRequest(model_name="double", id="py-1")
+        request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        request.raw_input_contents.append(x.tobytes())
+        reply = self.stub.ModelInfer(request, timeout=30)
+        self.assertEqual(reply.id, "py-1")
+        self.assertEqual(reply.outputs[0].name, "y")
+        self.assertEqual(list(reply.outputs[0].shape), [2, 3, 2, 2])
+        y = np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(2, 3, 2, 2)
+        np.testing.assert_array_equal(y, 2 * x)
+        stats = self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="double"), timeout=10)
+        self.assertGreaterEqual(stats.model_stats[0].inference_count, 2)
+
+    def test_infer_error_names_the_problem(self):
+        import grpc
+        import grpc_service_pb2 as pb
+        request = pb.ModelInferRequest(model_name="double")
+        request.inputs.add(name="x", datatype="FP32", shape=[1, 3, 2, 2])
+        request.raw_input_contents.append(b"\0" * 7)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.ModelInfer(request, timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("7 bytes", caught.exception.details())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    args, rest = parser.parse_known_args()
+    SERVER = os.path.abspath(args.server)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
