@@ -321,3 +321,51 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
 }
 
 }  // namespace rectifier::engine
+
+namespace rectifier::engine {
+
+absl::StatusOr<bool> LowerBatchNorm(PlanBuilder& b, const Node& node) {
+  // BatchNormalization that could not be folded into a conv (e.g. after a
+  // Concat): oneDNN's inference batch norm keeps the producer's layout.
+  if (!AllFloatNonEmpty(b, node) || node.inputs.size() < 5) return false;
+  if (node.outputs.size() > 1) {
+    for (size_t i = 1; i < node.outputs.size(); ++i)
+      if (!node.outputs[i].empty()) return false;
+  }
+  const Graph& g = b.graph();
+  for (int i = 1; i < 5; ++i)
+    if (!g.IsConstant(node.Input(i))) return false;
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  const std::vector<int64_t> xs = b.values()[x].shape;  // copy: values() grows below
+  if (xs.size() < 2 || xs.size() > 5) return false;
+  const int64_t c = xs[1];
+  try {
+    const dnnl::memory::desc md = b.values()[x].md;
+    dnnl::batch_normalization_forward::desc d(
+        dnnl::prop_kind::forward_inference, md, node.GetFloat("epsilon", 1e-5f),
+        dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+            dnnl::normalization_flags::use_shift);
+    dnnl::batch_normalization_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
+    const dnnl::memory::desc c_md({c}, DT::f32, dnnl::memory::format_tag::x);
+    std::vector<std::pair<int, int>> args = {{DNNL_ARG_SRC, x}};
+    const int kArgs[] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
+    for (int i = 0; i < 4; ++i) {
+      const Tensor& t = g.constants.at(node.Input(1 + i));
+      if (t.num_elements() != c) return false;
+      ASSIGN_OR_RETURN(int v,
+                       b.ConstantInLayout(node.Input(1 + i), t.bytes.data(), c_md, c_md, {c}));
+      args.push_back({kArgs[i], v});
+    }
+    int out = b.NewValue(node.outputs[0], DataType::kFloat32, xs, pd.dst_desc());
+    args.push_back({DNNL_ARG_DST, out});
+    b.AddPrimitive(pd, dnnl::batch_normalization_forward(pd), std::move(args),
+                   absl::StrCat("BatchNormalization '", node.name, "' [", absl::StrJoin(xs, ","),
+                                "] ", LayoutName(md)));
+    b.Define(node.outputs[0], out);
+  } catch (const dnnl::error& e) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace rectifier::engine

@@ -279,6 +279,8 @@ absl::Status PlanBuilder::LowerNode(const Node& node) {
     ASSIGN_OR_RETURN(lowered, LowerConcat(*this, node));
   } else if (op == "Softmax" || op == "LogSoftmax") {
     ASSIGN_OR_RETURN(lowered, LowerSoftmax(*this, node));
+  } else if (op == "BatchNormalization") {
+    ASSIGN_OR_RETURN(lowered, LowerBatchNorm(*this, node));
   } else if (op == "Slice" || op == "Split") {
     ASSIGN_OR_RETURN(lowered, LowerSliceSplit(*this, node));
   } else if (op == "Resize" || op == "Upsample") {

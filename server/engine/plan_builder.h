@@ -95,6 +95,7 @@ absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerSliceSplit(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerResize(PlanBuilder& b, const Node& node);
+absl::StatusOr<bool> LowerBatchNorm(PlanBuilder& b, const Node& node);
 
 // A dense descriptor of `dims` in the same layout family as `ref` (same dim
 // order, same channel blocking). FAILED_PRECONDITION for other layouts.

@@ -268,3 +268,44 @@ TEST(RuntimeTest, SplitSliceAndResizeOnBlockedLayoutsMatchPlainSemantics) {
 
 }  // namespace
 }  // namespace rectifier::engine
+
+namespace rectifier::engine {
+namespace {
+
+TEST(RuntimeTest, StandaloneBatchNormMatchesFormula) {
+  // BN after Concat cannot fold into a conv; it runs as oneDNN batch norm
+  // on the conv's blocked layout.
+  ModelBuilder b;
+  b.Input("x", {-1, 3, 4, 5});
+  b.RandomInit("w", {5, 3, 1, 1}, -0.5f, 0.5f);
+  b.Node("Conv", {"x", "w"}, {"c"});
+  auto& cat = b.Node("Concat", {"c", "c"}, {"cc"});
+  ModelBuilder::IntAttr(cat, "axis", 1);
+  const std::vector<float> gamma = {1, 2, 3, 4, 5, -1, -2, -3, -4, -5};
+  const std::vector<float> beta = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1};
+  const std::vector<float> mean = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0, 0, 0, 0, 0};
+  const std::vector<float> var = {1, 2, 3, 4, 5, 1, 1, 1, 1, 1};
+  b.Init("g", {10}, gamma).Init("bt", {10}, beta).Init("m", {10}, mean).Init("v", {10}, var);
+  b.Node("BatchNormalization", {"cc", "g", "bt", "m", "v"}, {"y"});
+  b.Output("cc");
+  b.Output("y");
+  auto out = testing::CompileAndRun(b.Bytes(), {RandomTensor({2, 3, 4, 5})});
+  ASSERT_TRUE(out.ok()) << out.status();
+  const Tensor& cc = (*out)[0];
+  const Tensor& y = (*out)[1];
+  for (int64_t i = 0; i < y.num_elements(); ++i) {
+    const int64_t ch = (i / 20) % 10;
+    const float want =
+        (cc.data<float>()[i] - mean[ch]) / std::sqrt(var[ch] + 1e-5f) * gamma[ch] + beta[ch];
+    ASSERT_NEAR(y.data<float>()[i], want, 1e-4f * (1 + std::fabs(want))) << i;
+  }
+  auto model = CompiledModel::FromBytes(b.Bytes());
+  ASSERT_TRUE(model.ok());
+  auto plan = (*model)->DescribePlan(2);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(absl::StrContains(*plan, "BatchNormalization 'y_node'")) << *plan;
+  EXPECT_FALSE(absl::StrContains(*plan, "reference")) << *plan;
+}
+
+}  // namespace
+}  // namespace rectifier::engine
