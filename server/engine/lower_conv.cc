@@ -280,6 +280,10 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   std::string label =
       absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "]");
   if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
+  if (unfused) {
+    absl::StrAppend(&label, " (", fused.size() - k,
+                    " post-op(s) run as separate steps: no optimized fused kernel)");
+  }
   if (!node.fused.empty())
     absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
   absl::StrAppend(&label, " src:", LayoutName(pd.src_desc()),
