@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "server/engine/onnx_tensor.h"
 
 namespace rectifier::tools {
 namespace {
@@ -91,93 +92,24 @@ absl::StatusOr<engine::Tensor> ParseTensorProto(const std::string& bytes, const 
   if (!proto.ParseFromString(bytes)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a serialized onnx.TensorProto"));
   }
-  engine::Tensor tensor;
-  switch (proto.data_type()) {
-    case onnx::TensorProto::FLOAT:
-      tensor.type = DataType::kFloat32;
-      break;
-    case onnx::TensorProto::DOUBLE:
-      tensor.type = DataType::kFloat64;
-      break;
-    case onnx::TensorProto::INT64:
-      tensor.type = DataType::kInt64;
-      break;
-    case onnx::TensorProto::INT32:
-      tensor.type = DataType::kInt32;
-      break;
-    case onnx::TensorProto::UINT8:
-      tensor.type = DataType::kUint8;
-      break;
-    case onnx::TensorProto::INT8:
-      tensor.type = DataType::kInt8;
-      break;
-    case onnx::TensorProto::BOOL:
-      tensor.type = DataType::kBool;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": TensorProto data_type ", proto.data_type(), " is not supported"));
+  auto tensor = engine::TensorFromProto(proto);
+  if (!tensor.ok()) {
+    return absl::Status(tensor.status().code(),
+                        absl::StrCat(path, ": ", tensor.status().message()));
   }
-  tensor.shape.assign(proto.dims().begin(), proto.dims().end());
-  const int64_t count = engine::NumElements(tensor.shape);
-  const size_t need = count * engine::DataTypeSize(tensor.type);
-  tensor.bytes.resize(need);
-  if (!proto.raw_data().empty()) {
-    if (proto.raw_data().size() != need) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": raw_data holds ", proto.raw_data().size(), " bytes, needs ", need));
-    }
-    std::memcpy(tensor.bytes.data(), proto.raw_data().data(), need);
-    return tensor;
-  }
-  auto copy = [&](const auto& field, auto tag) -> absl::Status {
-    using T = decltype(tag);
-    if (field.size() != count) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": ", field.size(), " values for ", count, " elements"));
-    }
-    for (int64_t i = 0; i < count; ++i) {
-      const T v = static_cast<T>(field.Get(static_cast<int>(i)));
-      std::memcpy(tensor.bytes.data() + i * sizeof(T), &v, sizeof(T));
-    }
-    return absl::OkStatus();
-  };
-  absl::Status status;
-  switch (tensor.type) {
-    case DataType::kFloat32:
-      status = copy(proto.float_data(), float{});
-      break;
-    case DataType::kFloat64:
-      status = copy(proto.double_data(), double{});
-      break;
-    case DataType::kInt64:
-      status = copy(proto.int64_data(), int64_t{});
-      break;
-    case DataType::kInt32:
-      status = copy(proto.int32_data(), int32_t{});
-      break;
-    case DataType::kUint8:
-      status = copy(proto.int32_data(), uint8_t{});
-      break;
-    case DataType::kInt8:
-      status = copy(proto.int32_data(), int8_t{});
-      break;
-    case DataType::kBool:
-      status = copy(proto.int32_data(), uint8_t{});
-      break;
-  }
-  if (!status.ok()) return status;
   return tensor;
 }
 
 }  // namespace
 
 absl::StatusOr<engine::Tensor> ReadTensorFile(const std::string& path) {
+  const bool npy = absl::EndsWith(path, ".npy");
+  if (!npy && !absl::EndsWith(path, ".pb")) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected a .npy or .pb file"));
+  }
   auto bytes = ReadAll(path);
   if (!bytes.ok()) return bytes.status();
-  if (absl::EndsWith(path, ".npy")) return ParseNpy(*bytes, path);
-  if (absl::EndsWith(path, ".pb")) return ParseTensorProto(*bytes, path);
-  return absl::InvalidArgumentError(absl::StrCat(path, ": expected a .npy or .pb file"));
+  return npy ? ParseNpy(*bytes, path) : ParseTensorProto(*bytes, path);
 }
 
 absl::Status WriteNpy(const std::string& path, const engine::Tensor& tensor) {

@@ -11,7 +11,7 @@
 namespace rectifier::tools {
 
 // By extension: ".npy" (little-endian, C order; f4, f8, u1, i1, i4, i8, b1)
-// or ".pb" (serialized onnx.TensorProto; raw_data or typed fields).
+// or ".pb" (serialized onnx.TensorProto, decoded by the engine's TensorFromProto).
 absl::StatusOr<engine::Tensor> ReadTensorFile(const std::string& path);
 absl::Status WriteNpy(const std::string& path, const engine::Tensor& tensor);
 

@@ -1,0 +1,167 @@
+// End-to-end tests of rectifier-client and rectifier-perf against the real
+// server: exit codes, JSON output, tensor files, a short load run.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "gtest/gtest.h"
+#include "server/engine/tensor.h"
+#include "tests/integration/server_process.h"
+#include "tests/repository/test_models.h"
+#include "tools/client/tensor_file.h"
+
+namespace rectifier::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class ToolsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ =
+        new fs::path(fs::temp_directory_path() / ("rectifier-tools-" + std::to_string(getpid())));
+    fs::remove_all(*root_);
+    WriteFile(*root_ / "repo" / "scale" / "1" / "model.onnx", ScaleModelBytes(2.f));
+    WriteFile(*root_ / "repo" / "scale" / "config.pbtxt", "max_batch_size: 4\n");
+    WriteFile(*root_ / "repo" / "spare" / "1" / "model.onnx", ScaleModelBytes(3.f));
+    auto server =
+        ServerProcess::Spawn(RECTIFIER_SERVER_BINARY,
+                             {"--model-repository", (*root_ / "repo").string(), "--grpc-address",
+                              "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
+                              "--model-control-mode", "explicit", "--load-model", "scale"});
+    ASSERT_TRUE(server.ok());
+    server_ = server->release();
+    ASSERT_TRUE(server_->WaitUntilServing(absl::Seconds(60)).ok()) << server_->ReadOutput();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    fs::remove_all(*root_);
+    delete root_;
+  }
+
+  static ExitResult Client(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--url", server_->grpc_target()});
+    return RunToExit(RECTIFIER_CLIENT_BINARY, args, absl::Seconds(60));
+  }
+
+  // RunToExit captures stdout and stderr together; JSON is the last line.
+  static json LastJsonLine(const std::string& text) {
+    const size_t end = text.find_last_not_of('\n');
+    const size_t start = text.rfind('\n', end);
+    return json::parse(text.substr(start == std::string::npos ? 0 : start + 1,
+                                   end - (start == std::string::npos ? 0 : start + 1) + 1));
+  }
+
+  static fs::path* root_;
+  static ServerProcess* server_;
+};
+
+fs::path* ToolsTest::root_ = nullptr;
+ServerProcess* ToolsTest::server_ = nullptr;
+
+TEST_F(ToolsTest, ClientHealthModelsMetadata) {
+  ExitResult health = Client({"health", "--json"});
+  EXPECT_EQ(health.exit_code, 0) << health.stderr_text;
+  EXPECT_EQ(LastJsonLine(health.stderr_text)["status"], "SERVING");
+
+  ExitResult models = Client({"--json", "models"});
+  ASSERT_EQ(models.exit_code, 0) << models.stderr_text;
+  const json index = LastJsonLine(models.stderr_text);
+  ASSERT_EQ(index.size(), 2u);
+  EXPECT_EQ(index[0]["name"], "scale");
+  EXPECT_EQ(index[0]["state"], "READY");
+  EXPECT_EQ(index[1]["name"], "spare");
+  EXPECT_EQ(index[1]["reason"], "not loaded");
+
+  ExitResult metadata = Client({"metadata", "scale", "--json"});
+  ASSERT_EQ(metadata.exit_code, 0) << metadata.stderr_text;
+  EXPECT_EQ(LastJsonLine(metadata.stderr_text)["inputs"][0]["shape"], json::array({-1, 3, 2, 2}));
+
+  ExitResult missing = Client({"metadata", "nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.stderr_text.find("NOT_FOUND"), std::string::npos) << missing.stderr_text;
+  ExitResult usage = Client({"frobnicate"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+TEST_F(ToolsTest, ClientInferWithNpyAndLoadUnload) {
+  engine::Tensor x = engine::Tensor::Zeros(engine::DataType::kFloat32, {2, 3, 2, 2});
+  for (int i = 0; i < 24; ++i) x.data<float>()[i] = static_cast<float>(i);
+  const std::string in = (*root_ / "x.npy").string();
+  ASSERT_TRUE(tools::WriteNpy(in, x).ok());
+  const fs::path out_dir = *root_ / "out";
+  fs::create_directories(out_dir);
+  ExitResult infer =
+      Client({"infer", "scale", "--input", "x=" + in, "--output-dir", out_dir.string(), "--json"});
+  ASSERT_EQ(infer.exit_code, 0) << infer.stderr_text;
+  const json reply = LastJsonLine(infer.stderr_text);
+  EXPECT_EQ(reply["outputs"][0]["shape"], json::array({2, 3, 2, 2}));
+  auto y = tools::ReadTensorFile((out_dir / "y.npy").string());
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(y->shape, x.shape);
+  for (int i = 0; i < 24; ++i) EXPECT_FLOAT_EQ(y->data<float>()[i], 2.f * i);
+
+  ExitResult bad = Client({"infer", "scale", "--input", "wrong=" + in});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.stderr_text.find("INVALID_ARGUMENT"), std::string::npos) << bad.stderr_text;
+
+  EXPECT_EQ(Client({"load", "spare"}).exit_code, 0);
+  EXPECT_EQ(Client({"unload", "spare"}).exit_code, 0);
+  EXPECT_EQ(Client({"unload", "spare"}).exit_code, 1);
+}
+
+TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
+  const std::string csv = (*root_ / "perf.csv").string();
+  ExitResult closed =
+      RunToExit(RECTIFIER_PERF_BINARY,
+                {"-m", "scale", "--url", server_->grpc_target(), "--concurrency", "1:2:x2",
+                 "--window-s", "0.3", "--max-windows", "3", "--csv", csv, "--fail-on-error"},
+                absl::Seconds(120));
+  EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
+  std::ifstream rows(csv);
+  std::string header, first, second;
+  std::getline(rows, header);
+  std::getline(rows, first);
+  std::getline(rows, second);
+  EXPECT_EQ(header.rfind("mode,level,batch,throughput", 0), 0u) << header;
+  EXPECT_EQ(first.rfind("concurrency,1,1,", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("concurrency,2,1,", 0), 0u) << second;
+
+  ExitResult open =
+      RunToExit(RECTIFIER_PERF_BINARY,
+                {"-m", "scale", "--url", server_->grpc_target(), "--request-rate", "200",
+                 "--poisson", "--window-s", "0.3", "--max-windows", "3", "--fail-on-error"},
+                absl::Seconds(120));
+  EXPECT_EQ(open.exit_code, 0) << open.stderr_text;
+  EXPECT_NE(open.stderr_text.find("rate"), std::string::npos);
+
+  ExitResult unknown = RunToExit(
+      RECTIFIER_PERF_BINARY, {"-m", "nope", "--url", server_->grpc_target()}, absl::Seconds(60));
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.stderr_text.find("nope"), std::string::npos);
+}
+
+TEST(TensorFileTest, NpyRoundTripsAndBadFilesAreErrors) {
+  const fs::path dir = fs::temp_directory_path();
+  engine::Tensor t = engine::Tensor::Zeros(engine::DataType::kInt64, {5});
+  for (int i = 0; i < 5; ++i) t.data<int64_t>()[i] = -i * 1000000000LL;
+  const std::string path = (dir / ("rt-" + std::to_string(getpid()) + ".npy")).string();
+  ASSERT_TRUE(tools::WriteNpy(path, t).ok());
+  auto back = tools::ReadTensorFile(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->type, engine::DataType::kInt64);
+  EXPECT_EQ(back->shape, t.shape);
+  EXPECT_EQ(back->bytes, t.bytes);
+  WriteFile(path, "\x93NUMPY garbage");
+  EXPECT_EQ(tools::ReadTensorFile(path).status().code(), absl::StatusCode::kInvalidArgument);
+  fs::remove(path);
+  EXPECT_EQ(tools::ReadTensorFile("/nonexistent.npy").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(tools::ReadTensorFile("/tmp/x.txt").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rectifier::testing
