@@ -295,11 +295,30 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     const memory::desc bias_md({1, n}, DT::f32, memory::format_tag::ab);
     auto d = has_bias ? dnnl::matmul::desc(b.values()[src].md, w_any, bias_md, dst_md)
                       : dnnl::matmul::desc(b.values()[src].md, w_any, dst_md);
-    dnnl::matmul::primitive_desc pd(d, UserScratchpad(), b.engine());
+    // Fused activations (FuseActivations) as eltwise post-ops when oneDNN
+    // has an optimized kernel for them; otherwise as separate steps.
+    bool fused_ops = false;
+    dnnl::matmul::primitive_desc pd;
+    if (!node.post_ops.empty()) {
+      dnnl::primitive_attr attr = UserScratchpad();
+      dnnl::post_ops po;
+      for (const auto& op : node.post_ops) po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
+      attr.set_post_ops(po);
+      try {
+        dnnl::matmul::primitive_desc trial(d, attr, b.engine());
+        if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
+          pd = trial;
+          fused_ops = true;
+        }
+      } catch (const dnnl::error&) {
+      }
+    }
+    if (!fused_ops) pd = dnnl::matmul::primitive_desc(d, UserScratchpad(), b.engine());
     ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
                                                 wt.bytes.data(), w_src, pd.weights_desc(), {k, n}));
-    int out =
-        b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
+    const bool separate = !node.post_ops.empty() && !fused_ops;
+    int out = b.NewValue(separate ? node.outputs[0] + "#matmul" : node.outputs[0],
+                         DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
     int dst = Reshaped(b, out, {m, n});
     std::vector<std::pair<int, int>> args = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
@@ -308,11 +327,18 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
                                                   bias.bytes.data(), bias_md, bias_md, {1, n}));
       args.push_back({DNNL_ARG_BIAS, bv});
     }
-    b.AddPrimitive(pd, dnnl::matmul(pd), std::move(args),
-                   absl::StrCat(node.op_type, " '", node.name, "' [", m, "x", k, "] x [", k, "x", n,
-                                "] wei:", LayoutName(pd.weights_desc())),
-                   {ap});
+    b.AddPrimitive(
+        pd, dnnl::matmul(pd), std::move(args),
+        absl::StrCat(node.op_type, " '", node.name, "' [", m, "x", k, "] x [", k, "x", n,
+                     "] wei:", LayoutName(pd.weights_desc()),
+                     fused_ops ? absl::StrCat(" +", node.post_ops.size(), " eltwise") : ""),
+        {ap});
     b.plan().steps.back().writes.push_back(out);
+    if (separate) {
+      ASSIGN_OR_RETURN(out,
+                       EmitEltwiseChain(b, out, node.post_ops, node.outputs[0],
+                                        absl::StrCat("Eltwise (unfused from ", node.name, ")")));
+    }
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {
     return DnnlError(e, node.Describe());

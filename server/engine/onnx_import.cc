@@ -68,6 +68,18 @@ absl::StatusOr<Attribute> ConvertAttribute(const onnx::AttributeProto& a, const 
       } else if (a.has_s()) {
         out.kind = Attribute::Kind::kString;
         out.s = a.s();
+      } else if (a.has_t()) {
+        out.kind = Attribute::Kind::kTensor;
+        auto t = TensorFromProto(a.t(), max_bytes);
+        if (!t.ok()) {
+          return absl::Status(t.status().code(),
+                              absl::StrCat("attribute '", a.name(), "' of ", node.Describe(), ": ",
+                                           t.status().message()));
+        }
+        out.t = *std::move(t);
+      } else if (a.has_g() || a.graphs_size() > 0) {
+        return absl::UnimplementedError(absl::StrCat("graph attribute '", a.name(), "' of ",
+                                                     node.Describe(), " is not supported"));
       } else if (a.ints_size()) {
         out.kind = Attribute::Kind::kInts;
         out.ints.assign(a.ints().begin(), a.ints().end());
@@ -132,7 +144,14 @@ absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
     g.constants[init.name()] = *std::move(t);
     initializer_names.insert(init.name());
   }
-  for (const auto& [name, value] : constant_inputs) g.constants[name] = value;
+  for (const auto& [name, value] : constant_inputs) {
+    if (value.bytes.size() !=
+        static_cast<size_t>(value.num_elements()) * DataTypeSize(value.type)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("constant input '", name, "' byte size does not match its shape"));
+    }
+    g.constants[name] = value;
+  }
   for (const auto& in : gp.input()) {
     if (initializer_names.count(in.name()) || constant_inputs.count(in.name())) continue;
     ASSIGN_OR_RETURN(TensorInfo info, ConvertValueInfo(in));
@@ -174,6 +193,10 @@ absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
       }
       Tensor value;
       if (node.HasAttr("value")) {
+        if (node.attrs["value"].kind != Attribute::Kind::kTensor) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(node.Describe(), ": attribute 'value' is not a tensor"));
+        }
         value = node.attrs["value"].t;
       } else if (node.HasAttr("value_float")) {
         value = Tensor::Zeros(DataType::kFloat32, {});

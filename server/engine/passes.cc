@@ -406,7 +406,9 @@ int FuseActivations(Graph& g) {
     changed = false;
     for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
       Node& prod = g.nodes[i];
-      if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose") continue;
+      if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose" && prod.op_type != "Gemm" &&
+          prod.op_type != "MatMul")
+        continue;
       const std::string y = prod.outputs[0];
       if (g.IsGraphOutput(y)) continue;
       auto users = Consumers(g, y);

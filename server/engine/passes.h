@@ -36,7 +36,7 @@ int FoldBatchNorm(Graph& graph);
 int FoldBiasAdd(Graph& graph);
 
 // Unary activations (and the x*sigmoid(x) SiLU pattern) following a
-// Conv/ConvTranspose become eltwise post-ops of that node.
+// Conv/ConvTranspose/Gemm/MatMul become eltwise post-ops of that node.
 int FuseActivations(Graph& graph);
 
 // Add(conv_out, other) where conv_out has one consumer, is not a graph

@@ -208,8 +208,11 @@ absl::Status PlanBuilder::AddReference(const Node& node) {
     return absl::UnimplementedError(
         absl::StrCat(node.Describe(), " has no kernel for this configuration"));
   }
-  if (!node.post_ops.empty()) {
-    return absl::InternalError(absl::StrCat(node.Describe(), " has fused post-ops"));
+  for (const auto& op : node.post_ops) {
+    if (op.kind != PostOp::Kind::kEltwise) {
+      return absl::InternalError(
+          absl::StrCat(node.Describe(), " has a fused sum but no oneDNN lowering"));
+    }
   }
   PlanStep step;
   step.kind = PlanStep::Kind::kReference;
@@ -242,6 +245,19 @@ absl::Status PlanBuilder::AddReference(const Node& node) {
   step.label = absl::StrCat(node.op_type, " '", node.name, "' -> ", absl::StrJoin(shapes, " "),
                             "  [reference, plain]");
   plan_->steps.push_back(std::move(step));
+  if (!node.post_ops.empty() && !node.outputs.empty() && ids_.count(node.outputs[0])) {
+    // Activations fused into a node that ended up on its reference kernel
+    // (e.g. Gemm with a [M, N] bias) run as oneDNN eltwise steps after it.
+    const int pre = ids_.at(node.outputs[0]);
+    plan_->values[pre].name += "#pre";
+    try {
+      ASSIGN_OR_RETURN(int post, EmitEltwiseChain(*this, pre, node.post_ops, node.outputs[0],
+                                                  absl::StrCat("Eltwise (after ", node.name, ")")));
+      Define(node.outputs[0], post);
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, node.Describe());
+    }
+  }
   return absl::OkStatus();
 }
 

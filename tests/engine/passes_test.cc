@@ -323,6 +323,37 @@ TEST(PassesTest, FuseActivationsClipAndHardSwish) {
       2);
 }
 
+TEST(PassesTest, FuseActivationsIntoGemmAndMatMul) {
+  // Gemm with a [N] bias lowers to oneDNN matmul (post-op); with an [M, N]
+  // bias it runs the reference kernel and the activation follows it.
+  for (bool full_bias : {false, true}) {
+    SCOPED_TRACE(full_bias ? "C [M,N]" : "C [N]");
+    ModelBuilder b;
+    b.Input("x", {3, 6});
+    b.Init("w", {6, 4}, Values(24, 0.2f));
+    if (full_bias) {
+      b.Init("c", {3, 4}, Values(12, 0.1f));
+    } else {
+      b.Init("c", {4}, Values(4, 0.1f));
+    }
+    b.Init("w2", {4, 5}, Values(20, 0.3f));
+    b.Node("Gemm", {"x", "w", "c"}, {"g"});
+    b.Node("Relu", {"g"}, {"r"});
+    b.Node("MatMul", {"r", "w2"}, {"m"});
+    b.Node("Sigmoid", {"m"}, {"y"});
+    b.Output("y");
+    Graph g = Import(b);
+    EXPECT_EQ(FuseActivations(g), 2);
+    EXPECT_EQ(g.nodes.size(), 2u);
+    Tensor x = RandomTensor({3, 6});
+    auto fused = CompileAndRun(b.Bytes(), {x}, true);
+    auto unfused = CompileAndRun(b.Bytes(), {x}, false);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    ASSERT_TRUE(unfused.ok()) << unfused.status();
+    ExpectNear((*fused)[0], (*unfused)[0]);
+  }
+}
+
 TEST(PassesTest, FuseActivationsLeavesGraphOutputsAlone) {
   ModelBuilder b;
   b.Input("x", {1, 3, 4, 4});
