@@ -162,6 +162,26 @@ std::vector<HostileModel> HostileModels() {
         AttrInts(b.Node("Transpose", {"x"}, {"y"}), "perm", {0, 1, 2, kMax});
       }));
 
+  // From the fuzz test (a mutated test_PixelShuffle): the Constant's
+  // AttributeProto has no type (a flipped tag byte turned `type` into an
+  // unknown field), and Transpose's "perm" is misspelt.
+  {
+    ModelBuilder b(6);
+    b.Input("x", {1, 9, 4, 4});
+    onnx::AttributeProto* value1 = b.Node("Constant", {}, {"shape1"})->add_attribute();
+    value1->set_name("value");  // no set_type()
+    *value1->mutable_t() = TensorToProto(Int64Tensor({6}, {1, 1, 3, 3, 4, 4}), "");
+    b.Node("Reshape", {"x", "shape1"}, {"r1"}, "untyped_shape_reshape");
+    AttrInts(b.Node("Transpose", {"r1"}, {"t"}), "peqm", {0, 1, 4, 2, 5, 3});
+    onnx::AttributeProto* value2 = b.Node("Constant", {}, {"shape2"})->add_attribute();
+    value2->set_name("value");
+    value2->set_type(onnx::AttributeProto::TENSOR);
+    *value2->mutable_t() = TensorToProto(Int64Tensor({4}, {1, 1, 12, 12}), "");
+    b.Node("Reshape", {"t", "shape2"}, {"y"});
+    b.Output("y", {}, onnx::TensorProto::FLOAT, /*has_shape=*/false);
+    add("ConstantAttributeWithoutType", b.Bytes(), "", /*may_succeed=*/true);
+  }
+
   // Odd but legal: a zero-sized tensor through Concat (found: memcpy from a
   // null pointer) and Add.
   {
