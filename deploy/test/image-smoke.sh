@@ -60,13 +60,16 @@ done
 [ "$status" = healthy ] || { echo "FAIL docker health: $status"; docker inspect -f '{{json .State.Health}}' "$name"; exit 1; }
 echo "ok   docker inspect: healthy"
 
-curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^rectifier_model_instances{.*model="double"' \
-  || { echo "FAIL /metrics lacks the model"; exit 1; }
+metrics=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")
+grep -q '^rectifier_model_instances{.*model="double"' <<<"$metrics" || { echo "FAIL /metrics lacks the model"; exit 1; }
 echo "ok   /metrics"
 
-"$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 2 --window-s 1 --max-windows 2 \
-  --max-requests 2000 --fail-on-error >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log"; exit 1; }
-echo "ok   load without errors"; sed 's/^/     /' "$tmp/perf.log" | tail -4
+"$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 2 --window-s 1 --max-windows 3 \
+  --max-requests 20000 --fail-on-error >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log"; exit 1; }
+ok=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+  awk '/^rectifier_requests_total\{/ && /outcome="success"/ && /model="double"/ { n += $NF } END { print n + 0 }')
+[ "$ok" -gt 0 ] || { echo "FAIL no successful inference counted"; cat "$tmp/perf.log"; exit 1; }
+echo "ok   load without errors: $ok successful inferences"; sed 's/^/     /' "$tmp/perf.log" | tail -2
 
 uid=$(docker exec "$name" id -u)
 [ "$uid" = 10001 ] || { echo "FAIL runs as uid $uid"; exit 1; }
