@@ -32,6 +32,7 @@ using testing::ExpectEngineMatches;
 using testing::FloatTensor;
 using testing::kRefTolerance;
 using testing::ModelBuilder;
+using testing::PoolParams;
 using testing::RandomFloatTensor;
 
 class EngineFusionTest : public ::testing::Test {
@@ -200,6 +201,76 @@ TEST_F(EngineFusionTest, ConvClipIsRelu6) {
   const Tensor want = testing::ReferenceUnary(
       RefConv(x, "c"), [](double v) { return std::min(6.0, std::max(0.0, v)); });
   ExpectFusedMatchesUnfused(builder, {x}, {want});
+}
+
+// y[m, n] = alpha * sum_k a[m, k] * b'[k, n] + beta * c[n], b' = b or b^T.
+Tensor ReferenceGemm(const Tensor& a, const Tensor& b, const Tensor* c, bool trans_b,
+                     double alpha = 1.0, double beta = 1.0) {
+  const int64_t m_size = a.shape[0], k_size = a.shape[1];
+  const int64_t n_size = trans_b ? b.shape[0] : b.shape[1];
+  std::vector<float> values(static_cast<size_t>(m_size * n_size));
+  for (int64_t m = 0; m < m_size; ++m) {
+    for (int64_t n = 0; n < n_size; ++n) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < k_size; ++k) {
+        const double bv =
+            trans_b ? b.data<float>()[n * k_size + k] : b.data<float>()[k * n_size + n];
+        sum += static_cast<double>(a.data<float>()[m * k_size + k]) * bv;
+      }
+      const double cv = c != nullptr ? c->data<float>()[n] : 0.0;
+      values[m * n_size + n] = static_cast<float>(alpha * sum + beta * cv);
+    }
+  }
+  return FloatTensor({m_size, n_size}, values);
+}
+
+TEST_F(EngineFusionTest, GemmRelu) {
+  const Tensor x = RandomFloatTensor({3, 37}, 7701);
+  const Tensor w = RandomFloatTensor({11, 37}, 7702);
+  const Tensor b = RandomFloatTensor({11}, 7703);
+  ModelBuilder builder;
+  builder.Input("x", x.shape).Initializer("w", w).Initializer("b", b);
+  onnx::NodeProto* gemm = builder.Node("Gemm", {"x", "w", "b"}, {"g"});
+  AttrInt(gemm, "transB", 1);
+  AttrFloat(gemm, "alpha", 0.5f);
+  builder.Node("Relu", {"g"}, {"y"});
+  builder.Output("y", {3, 11});
+  const Tensor want = testing::ReferenceUnary(ReferenceGemm(x, w, &b, true, 0.5), Relu);
+  ExpectFusedMatchesUnfused(builder, {x}, {want});
+}
+
+TEST_F(EngineFusionTest, MatMulSigmoid) {
+  const Tensor x = RandomFloatTensor({5, 19}, 7801);
+  const Tensor w = RandomFloatTensor({19, 13}, 7802);
+  ModelBuilder builder;
+  builder.Input("x", x.shape).Initializer("w", w);
+  builder.Node("MatMul", {"x", "w"}, {"mm"});
+  builder.Node("Sigmoid", {"mm"}, {"y"});
+  builder.Output("y", {5, 13});
+  const Tensor want = testing::ReferenceUnary(ReferenceGemm(x, w, nullptr, false), Sigmoid);
+  ExpectFusedMatchesUnfused(builder, {x}, {want});
+}
+
+// A classifier head: GlobalAveragePool -> Flatten -> Gemm -> Relu -> Gemm.
+TEST_F(EngineFusionTest, ClassifierHeadGemmReluGemm) {
+  const Tensor x = RandomFloatTensor({2, 7, 5, 3}, 7901);
+  const Tensor w1 = RandomFloatTensor({9, 7}, 7902), b1 = RandomFloatTensor({9}, 7903);
+  const Tensor w2 = RandomFloatTensor({4, 9}, 7904), b2 = RandomFloatTensor({4}, 7905);
+  ModelBuilder builder;
+  builder.Input("x", x.shape);
+  builder.Initializer("w1", w1).Initializer("b1", b1).Initializer("w2", w2).Initializer("b2", b2);
+  builder.Node("GlobalAveragePool", {"x"}, {"g"});
+  builder.Node("Flatten", {"g"}, {"f"});
+  AttrInt(builder.Node("Gemm", {"f", "w1", "b1"}, {"h"}), "transB", 1);
+  builder.Node("Relu", {"h"}, {"r"});
+  AttrInt(builder.Node("Gemm", {"r", "w2", "b2"}, {"y"}), "transB", 1);
+  builder.Output("y", {2, 4});
+  PoolParams global;
+  global.kernel = {5, 3};
+  Tensor pooled = testing::ReferenceAveragePool(x, global);
+  pooled.shape = {2, 7};
+  const Tensor hidden = testing::ReferenceUnary(ReferenceGemm(pooled, w1, &b1, true), Relu);
+  ExpectFusedMatchesUnfused(builder, {x}, {ReferenceGemm(hidden, w2, &b2, true)});
 }
 
 // A conv output that is also a graph output, or has a second consumer, must
