@@ -1,0 +1,264 @@
+#include "server/imaging/preprocess.h"
+
+#include <algorithm>
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+
+namespace rectifier::imaging {
+namespace {
+
+int CvInterpolation(Interpolation interpolation) {
+  switch (interpolation) {
+    case Interpolation::kNearest:
+      return cv::INTER_NEAREST;
+    case Interpolation::kCubic:
+      return cv::INTER_CUBIC;
+    case Interpolation::kArea:
+      return cv::INTER_AREA;
+    case Interpolation::kLinear:
+      break;
+  }
+  return cv::INTER_LINEAR;
+}
+
+// Python's round(): halves to even, as Ultralytics and torchvision compute.
+int RoundHalfEven(double v) { return static_cast<int>(std::nearbyint(v)); }
+
+// 16-bit -> CV_32F in 0..255 units (see PreprocessOptions::scale).
+absl::StatusOr<cv::Mat> SixteenToFloat(const cv::Mat& image, const PreprocessOptions& options) {
+  double lo = 0.0;
+  double hi = 65535.0;
+  if (options.sixteen_bit == SixteenBitMode::kMinMax) {
+    cv::minMaxLoc(image.reshape(1), &lo, &hi);
+  } else if (options.sixteen_bit == SixteenBitMode::kWindow) {
+    lo = options.window_center - options.window_width / 2.0;
+    hi = options.window_center + options.window_width / 2.0;
+  }
+  cv::Mat f;
+  const double range = hi - lo;
+  const double alpha = range > 0 ? 255.0 / range : 0.0;
+  image.convertTo(f, CV_32F, alpha, -lo * alpha);
+  cv::min(f, 255.0, f);
+  cv::max(f, 0.0, f);
+  return f;
+}
+
+// Converts to the model's channel order and count. Input is 1 or 3 channels BGR.
+cv::Mat ToColor(const cv::Mat& image, const PreprocessOptions& options) {
+  cv::Mat out;
+  const bool gray_in = image.channels() == 1;
+  if (options.color == ColorFormat::kGray || options.channels == 1) {
+    if (gray_in) {
+      out = image;
+    } else {
+      cv::cvtColor(image, out, cv::COLOR_BGR2GRAY);
+    }
+    if (options.channels == 3) cv::cvtColor(out, out, cv::COLOR_GRAY2BGR);
+    return out;
+  }
+  if (options.color == ColorFormat::kRgb) {
+    cv::cvtColor(image, out, gray_in ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
+  } else if (gray_in) {
+    cv::cvtColor(image, out, cv::COLOR_GRAY2BGR);
+  } else {
+    out = image;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status ValidatePreprocessOptions(const PreprocessOptions& options) {
+  if (options.width <= 0 || options.height <= 0 || options.width > 16384 ||
+      options.height > 16384) {
+    return absl::InvalidArgumentError("preprocessing: width and height must be in 1..16384");
+  }
+  if (options.channels != 1 && options.channels != 3) {
+    return absl::InvalidArgumentError("preprocessing: channels must be 1 or 3");
+  }
+  if (options.pad_value < 0 || options.pad_value > 255) {
+    return absl::InvalidArgumentError("preprocessing: pad_value must be in 0..255");
+  }
+  if (options.resize_shorter < 0) {
+    return absl::InvalidArgumentError("preprocessing: resize_shorter must be >= 0");
+  }
+  if (options.resize == ResizeMode::kCenterCrop && options.resize_shorter > 0 &&
+      options.resize_shorter < std::min(options.width, options.height)) {
+    return absl::InvalidArgumentError(
+        "preprocessing: resize_shorter must be at least the smaller input side");
+  }
+  for (float s : options.std) {
+    if (!(s != 0.0f) || !std::isfinite(s)) {
+      return absl::InvalidArgumentError("preprocessing: std values must be finite and non-zero");
+    }
+  }
+  if (!std::isfinite(options.scale)) {
+    return absl::InvalidArgumentError("preprocessing: scale must be finite");
+  }
+  if (options.sixteen_bit == SixteenBitMode::kWindow && !(options.window_width > 0)) {
+    return absl::InvalidArgumentError("preprocessing: window_width must be > 0 for WINDOW");
+  }
+  return absl::OkStatus();
+}
+
+int64_t PreprocessOutputSize(const PreprocessOptions& options) {
+  return int64_t{options.width} * options.height * options.channels;
+}
+
+SideBounds ScaledDecodeBounds(const PreprocessOptions& options, int width, int height) {
+  auto needed = [&](int w, int h) -> cv::Size {
+    switch (options.resize) {
+      case ResizeMode::kStretch:
+        return {options.width, options.height};
+      case ResizeMode::kLetterbox: {
+        const double r = std::min(static_cast<double>(options.width) / w,
+                                  static_cast<double>(options.height) / h);
+        return {static_cast<int>(std::ceil(w * r)), static_cast<int>(std::ceil(h * r))};
+      }
+      case ResizeMode::kCenterCrop: {
+        const int target = options.resize_shorter > 0 ? options.resize_shorter
+                                                      : std::max(options.width, options.height);
+        const double r = static_cast<double>(target) / std::min(w, h);
+        return {static_cast<int>(std::ceil(w * r)), static_cast<int>(std::ceil(h * r))};
+      }
+    }
+    return {w, h};
+  };
+  const cv::Size a = needed(width, height);
+  const cv::Size b = needed(height, width);
+  // Each orientation needs its own (width, height); on the unrotated image
+  // those are sides, so take the larger requirement for each side.
+  const int short_a = std::min(a.width, a.height);
+  const int long_a = std::max(a.width, a.height);
+  const int short_b = std::min(b.width, b.height);
+  const int long_b = std::max(b.width, b.height);
+  return {std::max(short_a, short_b), std::max(long_a, long_b)};
+}
+
+absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const PreprocessOptions& options,
+                                          absl::Span<float> out, cv::Size original_size) {
+  RETURN_IF_ERROR(ValidatePreprocessOptions(options));
+  if (image.empty()) return absl::InvalidArgumentError("preprocessing: empty image");
+  if (image.depth() != CV_8U && image.depth() != CV_16U) {
+    return absl::InvalidArgumentError("preprocessing: image must be 8- or 16-bit unsigned");
+  }
+  if (image.channels() != 1 && image.channels() != 3) {
+    return absl::InvalidArgumentError("preprocessing: image must have 1 or 3 channels");
+  }
+  if (static_cast<int64_t>(out.size()) != PreprocessOutputSize(options)) {
+    return absl::InvalidArgumentError(absl::StrCat("preprocessing: output holds ", out.size(),
+                                                   " floats, expected ",
+                                                   PreprocessOutputSize(options)));
+  }
+  if (original_size.empty()) original_size = image.size();
+  const int src_w = image.cols;
+  const int src_h = image.rows;
+  const int dst_w = options.width;
+  const int dst_h = options.height;
+  const int interpolation = CvInterpolation(options.interpolation);
+
+  ImageTransform transform;
+  transform.original_width = original_size.width;
+  transform.original_height = original_size.height;
+  cv::Mat canvas;
+  try {
+    cv::Mat src = image;
+    if (image.depth() == CV_16U) {
+      ASSIGN_OR_RETURN(src, SixteenToFloat(image, options));
+    }
+    src = ToColor(src, options);
+    switch (options.resize) {
+      case ResizeMode::kStretch: {
+        cv::resize(src, canvas, cv::Size(dst_w, dst_h), 0, 0, interpolation);
+        transform.scale_x = static_cast<double>(dst_w) / original_size.width;
+        transform.scale_y = static_cast<double>(dst_h) / original_size.height;
+        break;
+      }
+      case ResizeMode::kLetterbox: {
+        // Ultralytics LetterBox(auto=False, center=True).
+        const double r =
+            std::min(static_cast<double>(dst_w) / src_w, static_cast<double>(dst_h) / src_h);
+        const int new_w = RoundHalfEven(src_w * r);
+        const int new_h = RoundHalfEven(src_h * r);
+        const double dw = (dst_w - new_w) / 2.0;
+        const double dh = (dst_h - new_h) / 2.0;
+        const int left = RoundHalfEven(dw - 0.1);
+        const int right = RoundHalfEven(dw + 0.1);
+        const int top = RoundHalfEven(dh - 0.1);
+        const int bottom = RoundHalfEven(dh + 0.1);
+        cv::Mat resized = src;
+        if (new_w != src_w || new_h != src_h) {
+          cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
+        }
+        const double pad = options.pad_value;
+        cv::copyMakeBorder(resized, canvas, top, bottom, left, right, cv::BORDER_CONSTANT,
+                           cv::Scalar(pad, pad, pad));
+        // The exact scale of the resized content, not r: new_w was rounded.
+        transform.scale_x = static_cast<double>(new_w) / original_size.width;
+        transform.scale_y = static_cast<double>(new_h) / original_size.height;
+        transform.offset_x = left;
+        transform.offset_y = top;
+        break;
+      }
+      case ResizeMode::kCenterCrop: {
+        // torchvision Resize(int): shorter side -> target, longer side
+        // truncated; then CenterCrop rounds the crop origin.
+        const int target =
+            options.resize_shorter > 0 ? options.resize_shorter : std::max(dst_w, dst_h);
+        int new_w = target;
+        int new_h = target;
+        if (src_w <= src_h) {
+          new_h = static_cast<int>(static_cast<int64_t>(target) * src_h / src_w);
+        } else {
+          new_w = static_cast<int>(static_cast<int64_t>(target) * src_w / src_h);
+        }
+        cv::Mat resized;
+        cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
+        const int crop_left = RoundHalfEven((new_w - dst_w) / 2.0);
+        const int crop_top = RoundHalfEven((new_h - dst_h) / 2.0);
+        canvas = resized(cv::Rect(crop_left, crop_top, dst_w, dst_h));
+        transform.scale_x = static_cast<double>(new_w) / original_size.width;
+        transform.scale_y = static_cast<double>(new_h) / original_size.height;
+        transform.offset_x = -crop_left;
+        transform.offset_y = -crop_top;
+        break;
+      }
+    }
+
+    // out = pixel * a[c] + b[c], a = scale / std, b = -mean / std.
+    const int channels = options.channels;
+    float a[3];
+    float b[3];
+    for (int c = 0; c < 3; ++c) {
+      a[c] = options.scale / options.std[c];
+      b[c] = -options.mean[c] / options.std[c];
+    }
+    if (options.layout == Layout::kNchw) {
+      std::vector<cv::Mat> planes;
+      cv::split(canvas, planes);
+      for (int c = 0; c < channels; ++c) {
+        cv::Mat dst(dst_h, dst_w, CV_32F, out.data() + static_cast<int64_t>(c) * dst_w * dst_h);
+        planes[c].convertTo(dst, CV_32F, a[c], b[c]);
+      }
+    } else {
+      cv::Mat f;
+      canvas.convertTo(f, CV_32F);
+      for (int y = 0; y < dst_h; ++y) {
+        const float* row = f.ptr<float>(y);
+        float* dst = out.data() + static_cast<int64_t>(y) * dst_w * channels;
+        for (int x = 0; x < dst_w * channels; x += channels) {
+          for (int c = 0; c < channels; ++c) dst[x + c] = row[x + c] * a[c] + b[c];
+        }
+      }
+    }
+  } catch (const cv::Exception& e) {
+    return absl::InternalError(absl::StrCat("preprocessing failed: ", e.what()));
+  }
+  return transform;
+}
+
+}  // namespace rectifier::imaging
