@@ -1,0 +1,325 @@
+#include "server/imaging/dicom.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcrleerg.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmjpeg/djencode.h>
+#include <dcmtk/dcmjpls/djencode.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace rectifier::imaging {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Scan {
+  int rows = 16;
+  int columns = 20;
+  int frames = 1;
+  int bits = 16;  // 8 or 16 allocated; stored = bits.
+  bool is_signed = false;
+  std::string photometric = "MONOCHROME2";
+  std::string slope = "1";
+  std::string intercept = "0";
+  std::string window_center;  // Empty: none in the file.
+  std::string window_width;
+  // Stored value of frame f, pixel i.
+  int (*value)(int f, int i) = [](int f, int i) { return f * 1000 + i * 3; };
+};
+
+// Writes `scan` with DCMTK in `xfer` (compressing with DCMTK's encoders) and
+// returns the Part 10 file bytes.
+std::string MakeDicom(const Scan& scan, E_TransferSyntax xfer) {
+  static const bool registered = [] {
+    DJEncoderRegistration::registerCodecs();
+    DJLSEncoderRegistration::registerCodecs();
+    DcmRLEEncoderRegistration::registerCodecs();
+    return true;
+  }();
+  (void)registered;
+  DcmFileFormat file;
+  DcmDataset* ds = file.getDataset();
+  ds->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, "1.2.826.0.1.3680043.2.1143.1");
+  ds->putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.3680043.2.1143.2");
+  ds->putAndInsertString(DCM_SeriesInstanceUID, "1.2.826.0.1.3680043.2.1143.3");
+  ds->putAndInsertString(DCM_Modality, "CT");
+  ds->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(scan.rows));
+  ds->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(scan.columns));
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, scan.photometric.c_str());
+  ds->putAndInsertUint16(DCM_BitsAllocated, static_cast<Uint16>(scan.bits));
+  ds->putAndInsertUint16(DCM_BitsStored, static_cast<Uint16>(scan.bits));
+  ds->putAndInsertUint16(DCM_HighBit, static_cast<Uint16>(scan.bits - 1));
+  ds->putAndInsertUint16(DCM_PixelRepresentation, scan.is_signed ? 1 : 0);
+  ds->putAndInsertString(DCM_RescaleSlope, scan.slope.c_str());
+  ds->putAndInsertString(DCM_RescaleIntercept, scan.intercept.c_str());
+  if (!scan.window_center.empty()) {
+    ds->putAndInsertString(DCM_WindowCenter, scan.window_center.c_str());
+    ds->putAndInsertString(DCM_WindowWidth, scan.window_width.c_str());
+  }
+  if (scan.frames > 1)
+    ds->putAndInsertString(DCM_NumberOfFrames, std::to_string(scan.frames).c_str());
+  const int n = scan.rows * scan.columns;
+  if (scan.bits == 16) {
+    std::vector<Uint16> pixels(static_cast<size_t>(n) * scan.frames);
+    for (int f = 0; f < scan.frames; ++f) {
+      for (int i = 0; i < n; ++i) pixels[f * n + i] = static_cast<Uint16>(scan.value(f, i));
+    }
+    ds->putAndInsertUint16Array(DCM_PixelData, pixels.data(), pixels.size());
+  } else {
+    std::vector<Uint8> pixels(static_cast<size_t>(n) * scan.frames);
+    for (int f = 0; f < scan.frames; ++f) {
+      for (int i = 0; i < n; ++i) pixels[f * n + i] = static_cast<Uint8>(scan.value(f, i));
+    }
+    ds->putAndInsertUint8Array(DCM_PixelData, pixels.data(), pixels.size());
+  }
+  EXPECT_TRUE(ds->chooseRepresentation(xfer, nullptr).good()) << DcmXfer(xfer).getXferName();
+  EXPECT_TRUE(ds->canWriteXfer(xfer)) << DcmXfer(xfer).getXferName();
+  const std::string path = ::testing::TempDir() + "/imaging_test_scan.dcm";
+  EXPECT_TRUE(file.saveFile(path.c_str(), xfer).good());
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// PS3.3 C.11.2.1.2.1 linear VOI function, output 0..ymax.
+double DicomWindow(double x, double c, double w, double ymax) {
+  if (x <= c - 0.5 - (w - 1) / 2) return 0;
+  if (x > c - 0.5 + (w - 1) / 2) return ymax;
+  return ((x - (c - 0.5)) / (w - 1) + 0.5) * ymax;
+}
+
+TEST(DicomTest, RescaleToHounsfieldAndCallerWindow) {
+  Scan scan;
+  scan.intercept = "-1024";
+  scan.slope = "1";
+  scan.value = [](int, int i) { return 1024 - 300 + i * 2; };  // HU -300 + 2i
+  const std::string bytes = MakeDicom(scan, EXS_LittleEndianExplicit);
+  DicomOptions o;
+  o.window = WindowSource::kCaller;
+  o.window_center = 0;
+  o.window_width = 400;
+  o.output_bits = 8;
+  auto r = DecodeDicom(bytes, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->report.rows, 16);
+  EXPECT_EQ(r->report.columns, 20);
+  EXPECT_EQ(r->report.modality, "CT");
+  EXPECT_EQ(r->report.rescale_intercept, -1024);
+  EXPECT_EQ(r->report.window_source, WindowSource::kCaller);
+  EXPECT_EQ(r->report.window_center, 0);
+  EXPECT_EQ(r->report.window_width, 400);
+  ASSERT_EQ(r->image.type(), CV_8UC1);
+  for (int i = 0; i < 16 * 20; ++i) {
+    const double hu = -300 + i * 2;
+    EXPECT_NEAR(r->image.at<uchar>(i / 20, i % 20), DicomWindow(hu, 0, 400, 255), 1.0) << hu;
+  }
+}
+
+TEST(DicomTest, SlopeIsApplied) {
+  Scan scan;
+  scan.slope = "2";
+  scan.intercept = "-100";
+  scan.value = [](int, int i) { return i; };  // Modality value 2i - 100.
+  DicomOptions o;
+  o.window = WindowSource::kCaller;
+  o.window_center = 100;
+  o.window_width = 201;  // Modality 0..200 -> i in 50..150.
+  o.output_bits = 16;
+  auto r = DecodeDicom(MakeDicom(scan, EXS_LittleEndianImplicit), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->image.type(), CV_16UC1);
+  for (int i : {0, 49, 50, 100, 150, 200}) {
+    EXPECT_NEAR(r->image.at<uint16_t>(i / 20, i % 20), DicomWindow(2.0 * i - 100, 100, 201, 65535),
+                2.0)
+        << i;
+  }
+}
+
+TEST(DicomTest, FileWindowAndMinMaxFallback) {
+  Scan scan;
+  scan.window_center = "40";
+  scan.window_width = "400";
+  auto r = DecodeDicom(MakeDicom(scan, EXS_LittleEndianExplicit), DicomOptions());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->report.window_source, WindowSource::kFile);
+  EXPECT_EQ(r->report.window_center, 40);
+  EXPECT_EQ(r->report.window_width, 400);
+
+  Scan plain;  // No window in the file: min-max over 0..957.
+  DicomOptions o;
+  o.output_bits = 8;
+  r = DecodeDicom(MakeDicom(plain, EXS_LittleEndianExplicit), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->report.window_source, WindowSource::kMinMax);
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(r->image, &lo, &hi);
+  EXPECT_EQ(lo, 0);
+  EXPECT_EQ(hi, 255);
+}
+
+TEST(DicomTest, MonochromeOneIsInverted) {
+  Scan scan;
+  DicomOptions o;
+  o.window = WindowSource::kMinMax;
+  o.output_bits = 8;
+  auto m2 = DecodeDicom(MakeDicom(scan, EXS_LittleEndianExplicit), o);
+  scan.photometric = "MONOCHROME1";
+  auto m1 = DecodeDicom(MakeDicom(scan, EXS_LittleEndianExplicit), o);
+  ASSERT_TRUE(m1.ok() && m2.ok());
+  EXPECT_EQ(m1->report.photometric, "MONOCHROME1");
+  EXPECT_EQ(m1->image.at<uchar>(0, 0), 255);  // Lowest value shows bright.
+  for (int i = 0; i < 16 * 20; ++i) {
+    EXPECT_NEAR(m1->image.at<uchar>(i / 20, i % 20), 255 - m2->image.at<uchar>(i / 20, i % 20), 1);
+  }
+}
+
+struct XferCase {
+  E_TransferSyntax xfer;
+  int bits;
+  bool is_signed;
+};
+
+class DicomXferTest : public ::testing::TestWithParam<XferCase> {};
+
+// Lossless syntaxes reproduce the uncompressed rendering exactly.
+TEST_P(DicomXferTest, LosslessMatchesUncompressed) {
+  const XferCase& c = GetParam();
+  Scan scan;
+  scan.bits = c.bits;
+  scan.is_signed = c.is_signed;
+  if (c.bits == 8) scan.value = [](int, int i) { return (i * 7) % 256; };
+  if (c.is_signed) scan.value = [](int, int i) { return (i * 37) % 3000 - 1500; };
+  DicomOptions o;
+  o.window = WindowSource::kMinMax;
+  auto reference = DecodeDicom(MakeDicom(scan, EXS_LittleEndianExplicit), o);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto r = DecodeDicom(MakeDicom(scan, c.xfer), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->report.transfer_syntax_uid, DcmXfer(c.xfer).getXferID());
+  EXPECT_EQ(r->report.bits_stored, c.bits);
+  EXPECT_EQ(r->report.is_signed, c.is_signed);
+  EXPECT_EQ(cv::norm(r->image, reference->image, cv::NORM_INF), 0.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Syntaxes, DicomXferTest,
+                         ::testing::Values(XferCase{EXS_LittleEndianImplicit, 16, false},
+                                           XferCase{EXS_BigEndianExplicit, 16, false},
+                                           XferCase{EXS_BigEndianExplicit, 16, true},
+                                           XferCase{EXS_RLELossless, 16, false},
+                                           XferCase{EXS_RLELossless, 8, false},
+                                           XferCase{EXS_RLELossless, 16, true},
+                                           XferCase{EXS_JPEGProcess14SV1, 16, false},
+                                           XferCase{EXS_JPEGProcess14SV1, 8, false},
+                                           XferCase{EXS_JPEGLSLossless, 16, false},
+                                           XferCase{EXS_JPEGLSLossless, 8, false},
+                                           XferCase{EXS_JPEGLSLossless, 16, true}));
+
+TEST(DicomTest, JpegBaselineIsClose) {
+  Scan scan;
+  scan.bits = 8;
+  scan.value = [](int, int i) { return 60 + (i % 20) * 4; };
+  DicomOptions o;
+  o.window = WindowSource::kCaller;
+  o.window_center = 127.5;
+  o.window_width = 256;
+  o.output_bits = 8;
+  auto reference = DecodeDicom(MakeDicom(scan, EXS_LittleEndianExplicit), o);
+  auto r = DecodeDicom(MakeDicom(scan, EXS_JPEGProcess1), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_EQ(r->report.transfer_syntax_uid, UID_JPEGProcess1TransferSyntax);
+  EXPECT_LE(cv::norm(r->image, reference->image, cv::NORM_INF), 8.0);
+}
+
+TEST(DicomTest, MultiFrameChoosesFrame) {
+  Scan scan;
+  scan.frames = 3;
+  scan.value = [](int f, int i) { return f * 1000 + (i % 10); };
+  DicomOptions o;
+  o.window = WindowSource::kCaller;
+  o.window_center = 1500;
+  o.window_width = 3001;
+  for (E_TransferSyntax xfer : {EXS_LittleEndianExplicit, EXS_RLELossless, EXS_JPEGLSLossless}) {
+    const std::string bytes = MakeDicom(scan, xfer);
+    for (int f = 0; f < 3; ++f) {
+      o.frame = f;
+      auto r = DecodeDicom(bytes, o);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->report.frame_count, 3);
+      EXPECT_EQ(r->report.frame, f);
+      EXPECT_NEAR(r->image.at<uint16_t>(0, 5), DicomWindow(f * 1000 + 5, 1500, 3001, 65535), 2.0);
+    }
+    o.frame = 3;
+    EXPECT_EQ(DecodeDicom(bytes, o).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(DicomTest, Jpeg2000IsUnimplementedNamingTheSyntax) {
+  DcmFileFormat file;
+  DcmDataset* ds = file.getDataset();
+  ds->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, "1.2.3.4");
+  ds->putAndInsertUint16(DCM_Rows, 8);
+  ds->putAndInsertUint16(DCM_Columns, 8);
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds->putAndInsertUint16(DCM_BitsAllocated, 8);
+  ds->putAndInsertUint16(DCM_BitsStored, 8);
+  ds->putAndInsertUint16(DCM_HighBit, 7);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  auto* pixel_data = new DcmPixelData(DCM_PixelData);
+  auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+  sequence->insert(new DcmPixelItem(DCM_PixelItemTag));  // Empty offset table.
+  auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+  const Uint8 junk[8] = {0xFF, 0x4F, 0xFF, 0x51, 0, 0, 0, 0};
+  fragment->putUint8Array(junk, sizeof(junk));
+  sequence->insert(fragment);
+  pixel_data->putOriginalRepresentation(EXS_JPEG2000LosslessOnly, nullptr, sequence);
+  ds->insert(pixel_data);
+  const std::string path = ::testing::TempDir() + "/imaging_test_j2k.dcm";
+  ASSERT_TRUE(file.saveFile(path.c_str(), EXS_JPEG2000LosslessOnly).good());
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto r = DecodeDicom(ss.str(), DicomOptions());
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(r.status().message(), HasSubstr("JPEG 2000"));
+  EXPECT_THAT(r.status().message(), HasSubstr("1.2.840.10008.1.2.4.90"));
+}
+
+TEST(DicomTest, HostileInputIsInvalid) {
+  EXPECT_EQ(DecodeDicom("", DicomOptions()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(DecodeDicom(std::string(1000, '\0'), DicomOptions()).ok());
+  std::mt19937 rng(9);
+  for (int i = 0; i < 50; ++i) {
+    std::string bytes(200 + rng() % 2000, '\0');
+    for (char& b : bytes) b = static_cast<char>(rng());
+    EXPECT_FALSE(DecodeDicom(bytes, DicomOptions()).ok());
+  }
+  // A valid file cut short.
+  const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
+  EXPECT_TRUE(LooksLikeDicom(good));
+  EXPECT_FALSE(DecodeDicom(good.substr(0, good.size() / 2), DicomOptions()).ok());
+  DicomOptions small;
+  small.max_pixels = 100;
+  EXPECT_THAT(DecodeDicom(good, small).status().message(), HasSubstr("20x16"));
+}
+
+}  // namespace
+}  // namespace rectifier::imaging
