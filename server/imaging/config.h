@@ -1,0 +1,38 @@
+// Conversion of the model config's preprocessing/postprocessing blocks into imaging options.
+#ifndef RECTIFIER_SERVER_IMAGING_CONFIG_H_
+#define RECTIFIER_SERVER_IMAGING_CONFIG_H_
+
+#include "absl/status/statusor.h"
+#include "model_config.pb.h"
+#include "server/imaging/classification.h"
+#include "server/imaging/decode.h"
+#include "server/imaging/detection.h"
+#include "server/imaging/dicom.h"
+#include "server/imaging/preprocess.h"
+
+namespace rectifier::imaging {
+
+// Input size and channel count come from the model's input tensor; the
+// config supplies everything else. INVALID_ARGUMENT names the offending
+// field, e.g. "preprocessing.mean: expected 0, 1 or 3 values, got 2".
+absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(
+    const inference::PreprocessingConfig& config, int input_width, int input_height,
+    int input_channels);
+
+// DICOM window choice for the model (a request may override it later).
+absl::StatusOr<DicomOptions> DicomOptionsFromConfig(const inference::PreprocessingConfig& config);
+
+// Decode options that enable JPEG scaled decoding for this model input, for
+// an image whose header says width x height (see ProbeImageHeader).
+DecodeOptions DecodeOptionsFor(const inference::PreprocessingConfig& config,
+                               const PreprocessOptions& preprocess, int width, int height);
+
+absl::StatusOr<ClassificationOptions> ClassificationOptionsFromConfig(
+    const inference::PostprocessingConfig& config);
+
+absl::StatusOr<DetectionOptions> DetectionOptionsFromConfig(
+    const inference::PostprocessingConfig& config);
+
+}  // namespace rectifier::imaging
+
+#endif  // RECTIFIER_SERVER_IMAGING_CONFIG_H_
