@@ -154,6 +154,11 @@ std::vector<HostileModel> HostileModels() {
       }));
   add("InputDimInt64Max",
       SingleNode([](ModelBuilder& b) { b.Node("Relu", {"x"}, {"y"}); }, {1, 3, kMax, 4}));
+  // From the fuzz test: zero elements, so size limits pass, but the strides
+  // of a dense layout overflow (4 * INT64_MAX).
+  add("ZeroAndInt64MaxInputDims",
+      SingleNode([](ModelBuilder& b) { b.Node("Relu", {"x"}, {"y"}); }, {0, kMax, 4}), "",
+      /*may_succeed=*/true);
   add("UnsqueezeAxisInt64Min", SingleNode([](ModelBuilder& b) {
         b.Initializer("axes", Int64Tensor({1}, {kMin}));
         b.Node("Unsqueeze", {"x", "axes"}, {"y"});
