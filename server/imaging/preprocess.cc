@@ -170,7 +170,6 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
     if (image.depth() == CV_16U) {
       ASSIGN_OR_RETURN(src, SixteenToFloat(image, options));
     }
-    src = ToColor(src, options);
     switch (options.resize) {
       case ResizeMode::kStretch: {
         cv::resize(src, canvas, cv::Size(dst_w, dst_h), 0, 0, interpolation);
@@ -228,6 +227,10 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
         break;
       }
     }
+
+    // Colour conversion runs on the (usually smaller) resized image; the
+    // letterbox border is gray, so the order does not change it.
+    canvas = ToColor(canvas, options);
 
     // out = pixel * a[c] + b[c], a = scale / std, b = -mean / std.
     const int channels = options.channels;
