@@ -386,6 +386,45 @@ TEST(EngineImportSanitizedTest, SeedModelsLoadAndRun) {
   }
 }
 
+// Every model of the ONNX backend test data (weights bound as initializers,
+// zero inputs): the engine's kernels and planner on ~1000 valid models,
+// under the sanitizers. Values are checked by engine_conformance_test.
+TEST(EngineImportSanitizedTest, TestDataModelsRunClean) {
+  const std::filesystem::path root = "/usr/share/libonnx-testdata/data";
+  if (!std::filesystem::is_directory(root)) {
+    GTEST_SKIP() << root << " missing: run scripts/install-deps.sh";
+  }
+  __sanitizer_set_death_callback(PrintCurrentCase);
+  const bool verbose = std::getenv("RECTIFIER_FUZZ_VERBOSE") != nullptr;
+  Tally tally;
+  int models = 0;
+  int unusable = 0;
+  for (const char* suite : {"node", "pytorch-converted", "pytorch-operator", "simple"}) {
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& entry : std::filesystem::directory_iterator(root / suite)) {
+      if (std::filesystem::exists(entry.path() / "model.onnx")) dirs.push_back(entry.path());
+    }
+    std::sort(dirs.begin(), dirs.end());
+    for (const std::filesystem::path& dir : dirs) {
+      const std::string name = absl::StrCat(suite, "/", dir.filename().string());
+      std::snprintf(g_current_case, sizeof(g_current_case), "%s", name.c_str());
+      if (verbose) std::cerr << "exercising " << name << std::endl;
+      absl::StatusOr<std::string> bytes = TestDataSeed(dir);
+      ++models;
+      if (!bytes.ok()) {  // sequence or string inputs and the like
+        ++unusable;
+        continue;
+      }
+      SCOPED_TRACE(name);
+      Exercise(*bytes, &tally);
+    }
+  }
+  std::cout << models << " models: " << unusable << " not expressible, " << tally.rejected
+            << " rejected, " << tally.ran << " ran\n";
+  EXPECT_GT(models, 1000);
+  EXPECT_GT(tally.ran, 500);
+}
+
 TEST(EngineImportSanitizedTest, HostileModelsGiveAStatusNeverACrash) {
   __sanitizer_set_death_callback(PrintCurrentCase);
   Tally tally;
