@@ -316,6 +316,12 @@ TEST(DicomTest, HostileInputIsInvalid) {
   const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
   EXPECT_TRUE(LooksLikeDicom(good));
   EXPECT_FALSE(DecodeDicom(good.substr(0, good.size() / 2), DicomOptions()).ok());
+  // PixelData claiming ~2 GiB: refused without allocating it.
+  std::string huge = good;
+  const size_t at = huge.find(std::string("\xE0\x7F\x10\x00OW", 6));
+  ASSERT_NE(at, std::string::npos);
+  huge.replace(at + 8, 4, std::string("\xF0\xFF\xFF\x7F", 4));
+  EXPECT_EQ(DecodeDicom(huge, DicomOptions()).status().code(), absl::StatusCode::kInvalidArgument);
   DicomOptions small;
   small.max_pixels = 100;
   EXPECT_THAT(DecodeDicom(good, small).status().message(), HasSubstr("20x16"));
