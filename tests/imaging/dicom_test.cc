@@ -219,6 +219,7 @@ TEST_P(DicomXferTest, LosslessMatchesUncompressed) {
 
 INSTANTIATE_TEST_SUITE_P(Syntaxes, DicomXferTest,
                          ::testing::Values(XferCase{EXS_LittleEndianImplicit, 16, false},
+                                           XferCase{EXS_DeflatedLittleEndianExplicit, 16, false},
                                            XferCase{EXS_BigEndianExplicit, 16, false},
                                            XferCase{EXS_BigEndianExplicit, 16, true},
                                            XferCase{EXS_RLELossless, 16, false},
@@ -267,6 +268,50 @@ TEST(DicomTest, MultiFrameChoosesFrame) {
     }
     o.frame = 3;
     EXPECT_EQ(DecodeDicom(bytes, o).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// RGB (interleaved), uncompressed and RLE: output is BGR like DecodeImage.
+TEST(DicomTest, RgbIsReturnedAsBgr) {
+  static const bool registered = [] {
+    DcmRLEEncoderRegistration::registerCodecs();
+    return true;
+  }();
+  (void)registered;
+  for (E_TransferSyntax xfer : {EXS_LittleEndianExplicit, EXS_RLELossless}) {
+    DcmFileFormat file;
+    DcmDataset* ds = file.getDataset();
+    ds->putAndInsertString(DCM_SOPClassUID, UID_SecondaryCaptureImageStorage);
+    ds->putAndInsertString(DCM_SOPInstanceUID, "1.2.3.5");
+    ds->putAndInsertUint16(DCM_Rows, 4);
+    ds->putAndInsertUint16(DCM_Columns, 6);
+    ds->putAndInsertUint16(DCM_SamplesPerPixel, 3);
+    ds->putAndInsertUint16(DCM_PlanarConfiguration, 0);
+    ds->putAndInsertString(DCM_PhotometricInterpretation, "RGB");
+    ds->putAndInsertUint16(DCM_BitsAllocated, 8);
+    ds->putAndInsertUint16(DCM_BitsStored, 8);
+    ds->putAndInsertUint16(DCM_HighBit, 7);
+    ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+    std::vector<Uint8> rgb(4 * 6 * 3);
+    for (size_t i = 0; i < rgb.size(); i += 3) {
+      rgb[i] = 200;      // R
+      rgb[i + 1] = 100;  // G
+      rgb[i + 2] = 10;   // B
+    }
+    ds->putAndInsertUint8Array(DCM_PixelData, rgb.data(), rgb.size());
+    ASSERT_TRUE(ds->chooseRepresentation(xfer, nullptr).good());
+    const std::string path = ::testing::TempDir() + "/imaging_test_rgb.dcm";
+    ASSERT_TRUE(file.saveFile(path.c_str(), xfer).good());
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    DicomOptions o;
+    o.output_bits = 8;
+    auto r = DecodeDicom(ss.str(), o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->image.type(), CV_8UC3);
+    EXPECT_EQ(r->image.at<cv::Vec3b>(2, 3), cv::Vec3b(10, 100, 200));
+    EXPECT_EQ(r->report.photometric, "RGB");
   }
 }
 
