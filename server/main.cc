@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/logging.h"
+#include "server/common/process_env.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_repository.h"
@@ -132,6 +133,7 @@ int Run(const rectifier::service::ServerOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rectifier::common::ReexecWithPassiveOpenMp(argv);
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) {
     return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));

@@ -14,15 +14,22 @@ namespace rectifier::engine {
 
 namespace {
 
-// Element count, or -1 when it would exceed `limit` (no overflow).
+// Element count, or -1 when it would exceed `limit` (no overflow). The
+// product of the non-zero dims is bounded too: a zero-sized tensor such as
+// [0, INT64_MAX, 4] holds nothing, but its strides would still overflow.
 int64_t CheckedElements(const std::vector<int64_t>& shape, int64_t limit) {
-  int64_t n = 1;
+  int64_t nonzero = 1;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) return -1;
-    if (d != 0 && n > limit / d) return -1;
-    n *= d;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > limit / d) return -1;
+    nonzero *= d;
   }
-  return n;
+  return empty ? 0 : nonzero;
 }
 
 }  // namespace

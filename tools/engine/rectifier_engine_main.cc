@@ -14,6 +14,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_join.h"
+#include "server/common/process_env.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/execution_context.h"
 #include "server/engine/onnx_tensor.h"
@@ -46,15 +47,8 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // libgomp reads OMP_WAIT_POLICY when it is loaded, so the default has to
-  // be in the environment before the process starts: re-exec once with
-  // PASSIVE unless the caller chose. Spinning OpenMP workers collapse when
-  // the CPUs are shared (3x slower at batch 1 with 2 threads on a busy
-  // 2-core machine); passive waiting costs little on an idle one.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // falls through (active waiting) on failure
-  }
+  // Passive OpenMP waiting unless the caller chose (see process_env.h).
+  rectifier::common::ReexecWithPassiveOpenMp(argv);
   CLI::App app{"rectifier-engine: compile and run an ONNX model with the Rectifier engine"};
   std::string model_path;
   int batch = 1, threads = 0, iterations = 20, warmup = 3, max_batch = 64;
