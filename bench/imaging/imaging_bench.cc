@@ -75,13 +75,13 @@ void DecodeLetterbox(benchmark::State& state, bool scaled) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-void BM_Jpeg1080pLetterbox640_Full(benchmark::State& s) { DecodeLetterbox(s, false); }
-void BM_Jpeg1080pLetterbox640_Scaled(benchmark::State& s) { DecodeLetterbox(s, true); }
-BENCHMARK(BM_Jpeg1080pLetterbox640_Full)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Jpeg1080pLetterbox640_Scaled)->Unit(benchmark::kMillisecond);
+void Jpeg1080pLetterbox640Full(benchmark::State& s) { DecodeLetterbox(s, false); }
+void Jpeg1080pLetterbox640Scaled(benchmark::State& s) { DecodeLetterbox(s, true); }
+BENCHMARK(Jpeg1080pLetterbox640Full)->Unit(benchmark::kMillisecond);
+BENCHMARK(Jpeg1080pLetterbox640Scaled)->Unit(benchmark::kMillisecond);
 
 // Preprocessing alone, on an already decoded 1920x1080 frame.
-void BM_Preprocess1080pLetterbox640(benchmark::State& state) {
+void Preprocess1080pLetterbox640(benchmark::State& state) {
   const std::string jpeg = FrameJpeg(1920, 1080);
   auto image = DecodeImage(jpeg, DecodeOptions());
   const PreprocessOptions pre = Letterbox640();
@@ -92,11 +92,11 @@ void BM_Preprocess1080pLetterbox640(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Preprocess1080pLetterbox640)->Unit(benchmark::kMillisecond);
+BENCHMARK(Preprocess1080pLetterbox640)->Unit(benchmark::kMillisecond);
 
 // Baseline: what a hand-written server does (imdecode + resize, no
 // normalisation, no tensor layout).
-void BM_Jpeg1080pBaseline_ImdecodeResize(benchmark::State& state) {
+void Jpeg1080pBaselineImdecodeResize(benchmark::State& state) {
   const std::string jpeg = FrameJpeg(1920, 1080);
   const cv::Mat encoded(1, static_cast<int>(jpeg.size()), CV_8U, const_cast<char*>(jpeg.data()));
   for (auto _ : state) {
@@ -107,9 +107,9 @@ void BM_Jpeg1080pBaseline_ImdecodeResize(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Jpeg1080pBaseline_ImdecodeResize)->Unit(benchmark::kMillisecond);
+BENCHMARK(Jpeg1080pBaselineImdecodeResize)->Unit(benchmark::kMillisecond);
 
-void BM_Scan16_512_To224(benchmark::State& state) {
+void Scan16To224(benchmark::State& state) {
   const std::string png = Scan16Png(512);
   PreprocessOptions pre;
   pre.color = ColorFormat::kGray;
@@ -121,9 +121,9 @@ void BM_Scan16_512_To224(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Scan16_512_To224)->Unit(benchmark::kMillisecond);
+BENCHMARK(Scan16To224)->Unit(benchmark::kMillisecond);
 
-void BM_Scan16Baseline_ImdecodeResize(benchmark::State& state) {
+void Scan16BaselineImdecodeResize(benchmark::State& state) {
   const std::string png = Scan16Png(512);
   const cv::Mat encoded(1, static_cast<int>(png.size()), CV_8U, const_cast<char*>(png.data()));
   for (auto _ : state) {
@@ -134,7 +134,7 @@ void BM_Scan16Baseline_ImdecodeResize(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Scan16Baseline_ImdecodeResize)->Unit(benchmark::kMillisecond);
+BENCHMARK(Scan16BaselineImdecodeResize)->Unit(benchmark::kMillisecond);
 
 // YOLO head: 8400 anchors x 80 classes. range(0) = per mille of anchors
 // above the 0.25 threshold (1000: every anchor is a candidate).
@@ -172,7 +172,7 @@ Candidates MakeCandidates(int per_mille) {
   return c;
 }
 
-void BM_YoloDecodeNms(benchmark::State& state) {
+void YoloDecodeNms(benchmark::State& state) {
   const Candidates c = MakeCandidates(static_cast<int>(state.range(0)));
   DetectionOptions o;
   const ImageTransform t{1.0, 1.0, 0.0, 0.0, 640, 640};
@@ -182,9 +182,9 @@ void BM_YoloDecodeNms(benchmark::State& state) {
   }
   state.counters["candidates"] = static_cast<double>(c.boxes.size());
 }
-BENCHMARK(BM_YoloDecodeNms)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(YoloDecodeNms)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
-void BM_Nms_Ours(benchmark::State& state) {
+void NmsOurs(benchmark::State& state) {
   const Candidates c = MakeCandidates(static_cast<int>(state.range(0)));
   for (auto _ : state) {
     auto keep = NonMaxSuppression(c.boxes, c.scores, c.classes, 0.45f, 300);
@@ -192,11 +192,11 @@ void BM_Nms_Ours(benchmark::State& state) {
   }
   state.counters["candidates"] = static_cast<double>(c.boxes.size());
 }
-BENCHMARK(BM_Nms_Ours)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(NmsOurs)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
 // OpenCV 4.6 has no NMSBoxesBatched; this is what it does: offset each class
 // by a large constant, then one NMSBoxes.
-void BM_Nms_OpenCvBatched(benchmark::State& state) {
+void NmsOpenCvBatched(benchmark::State& state) {
   const Candidates c = MakeCandidates(static_cast<int>(state.range(0)));
   for (auto _ : state) {
     std::vector<cv::Rect2d> rects;
@@ -215,7 +215,7 @@ void BM_Nms_OpenCvBatched(benchmark::State& state) {
   }
   state.counters["candidates"] = static_cast<double>(c.boxes.size());
 }
-BENCHMARK(BM_Nms_OpenCvBatched)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(NmsOpenCvBatched)->Arg(50)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace rectifier::imaging
