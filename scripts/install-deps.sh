@@ -2,9 +2,11 @@
 # Installs exactly the Debian 12 packages Rectifier needs to build, test, lint and run.
 # Idempotent and non-interactive; returns in well under a second when all are present.
 # Why each package is here: docs/DEPENDENCIES.md.
+#   scripts/install-deps.sh               everything (make run, make test, make lint)
+#   scripts/install-deps.sh --build-only  what building the binaries needs (container build stage)
 set -euo pipefail
 
-PACKAGES=(
+BUILD_PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config make git
   # RPC and serialization
@@ -15,6 +17,8 @@ PACKAGES=(
   libopencv-dev libdcmtk-dev dcmtk
   # logging, metrics, CLI, JSON
   libspdlog-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
+)
+DEV_PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libonnx-testdata
   # reference models and engine parity checks (torchvision export, PyTorch as the peer)
@@ -24,6 +28,13 @@ PACKAGES=(
   # lint
   clang-format clang-tidy
 )
+
+PACKAGES=("${BUILD_PACKAGES[@]}")
+case "${1:-}" in
+  --build-only) ;;
+  "") PACKAGES+=("${DEV_PACKAGES[@]}") ;;
+  *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
