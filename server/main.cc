@@ -100,6 +100,7 @@ int Run(const rectifier::service::ServerOptions& options) {
   rectifier::service::GrpcServerOptions grpc_options;
   grpc_options.address = options.grpc_address;
   grpc_options.max_message_bytes = options.max_message_bytes;
+  grpc_options.max_connection_age = options.max_connection_age;
   auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
   if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
 

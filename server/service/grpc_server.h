@@ -25,6 +25,7 @@ class KServeService;
 struct GrpcServerOptions {
   std::string address = "0.0.0.0:8001";  // port 0 picks a free port
   int max_message_bytes = 256 << 20;
+  absl::Duration max_connection_age = absl::ZeroDuration();  // zero = never
 };
 
 class GrpcServer {

@@ -20,6 +20,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   double exit_timeout_s = absl::ToDoubleSeconds(o.exit_timeout);
   int max_message_mb = o.max_message_bytes >> 20;
   double poll_secs = absl::ToDoubleSeconds(o.repository_poll_interval);
+  double max_connection_age_s = 0;
 
   CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
                "rectifier-server"};
@@ -57,6 +58,11 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                               common::AvailableCpus(), " here) / instances"))
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--grpc-max-connection-age-secs", max_connection_age_s,
+                 "Close client connections after this many seconds (0 = never), so clients "
+                 "spread over replicas behind an L4 balancer")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--max-message-mb", max_message_mb,
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()
@@ -90,6 +96,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   }
   o.exit_timeout = absl::Seconds(exit_timeout_s);
   o.repository_poll_interval = absl::Seconds(poll_secs);
+  o.max_connection_age = absl::Seconds(max_connection_age_s);
   o.max_message_bytes = max_message_mb << 20;
   return parsed;
 }

@@ -23,6 +23,9 @@ struct ServerOptions {
   absl::Duration exit_timeout = absl::Seconds(30);
   // OpenMP threads per model instance; 0 = available CPUs / instances.
   int intra_op_threads = 0;
+  // Connections older than this get a GOAWAY (clients reconnect, so a load
+  // balancer over several replicas sees new connections); zero = never.
+  absl::Duration max_connection_age = absl::ZeroDuration();
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 256 << 20;
 };

@@ -25,10 +25,10 @@ TEST(ServerOptionsTest, DefaultsMatchTheDocumentedPorts) {
 }
 
 TEST(ServerOptionsTest, ParsesEveryFlag) {
-  auto parsed =
-      Parse({"--model-repository", "/srv/models", "--grpc-address=127.0.0.1:9001",
-             "--metrics-address", "", "--log-level", "debug", "--log-format", "json",
-             "--exit-timeout", "2.5", "--intra-op-threads", "3", "--max-message-mb", "64"});
+  auto parsed = Parse({"--model-repository", "/srv/models", "--grpc-address=127.0.0.1:9001",
+                       "--metrics-address", "", "--log-level", "debug", "--log-format", "json",
+                       "--exit-timeout", "2.5", "--intra-op-threads", "3", "--max-message-mb", "64",
+                       "--grpc-max-connection-age-secs", "300"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const ServerOptions& o = parsed->options;
   EXPECT_EQ(o.model_repository, "/srv/models");
@@ -39,6 +39,7 @@ TEST(ServerOptionsTest, ParsesEveryFlag) {
   EXPECT_EQ(o.exit_timeout, absl::Milliseconds(2500));
   EXPECT_EQ(o.intra_op_threads, 3);
   EXPECT_EQ(o.max_message_bytes, 64 << 20);
+  EXPECT_EQ(o.max_connection_age, absl::Minutes(5));
 }
 
 TEST(ServerOptionsTest, HelpAndVersionExitWithText) {
