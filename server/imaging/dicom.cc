@@ -10,7 +10,10 @@
 #include <dcmtk/dcmimgle/dcmimage.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/appender.h>
 #include <dcmtk/oflog/oflog.h>
+#include <dcmtk/oflog/spi/logevent.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <memory>
@@ -23,13 +26,29 @@
 namespace rectifier::imaging {
 namespace {
 
+// Routes DCMTK's logger (oflog) into spdlog at debug level: its messages are
+// about malformed client files, i.e. per request, and the caller already gets
+// the failure as a Status.
+class SpdlogAppender : public dcmtk::log4cplus::Appender {
+ public:
+  ~SpdlogAppender() override { destructorImpl(); }
+  void close() override { closed = true; }
+
+ protected:
+  void append(const dcmtk::log4cplus::spi::InternalLoggingEvent& event) override {
+    spdlog::debug("dcmtk {}: {}", event.getLoggerName().c_str(), event.getMessage().c_str());
+  }
+};
+
 // DCMTK's codec registry is global and not safe to mutate concurrently, so
 // registration happens once; the codecs stay registered for the process.
-// DCMTK logs parse warnings to stderr; errors reach callers as Status.
 void InitDcmtkOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
-    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+    OFLog::configure(OFLogger::WARN_LOG_LEVEL);  // Replaces the default setup.
+    dcmtk::log4cplus::Logger root = dcmtk::log4cplus::Logger::getRoot();
+    root.removeAllAppenders();  // The console (stderr) appender.
+    root.addAppender(dcmtk::log4cplus::SharedAppenderPtr(new SpdlogAppender()));
     DJDecoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
     DcmRLEDecoderRegistration::registerCodecs();

@@ -61,8 +61,9 @@ bool LooksLikeDicom(std::string_view bytes);
 
 // Decodes one frame. INVALID_ARGUMENT for malformed or oversize data or a
 // frame out of range; UNIMPLEMENTED naming the transfer syntax for codecs
-// DCMTK lacks here (JPEG 2000, video). Registers DCMTK's decoders and quiets
-// its logger on first use (thread-safe). Never throws.
+// DCMTK lacks here (JPEG 2000, video). On first use (thread-safe) registers
+// DCMTK's decoders and routes DCMTK's logger (oflog) into spdlog at debug
+// level instead of stderr. Never throws.
 absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const DicomOptions& options);
 
 }  // namespace rectifier::imaging

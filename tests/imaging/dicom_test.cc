@@ -12,6 +12,8 @@
 #include <dcmtk/dcmjpls/djencode.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <fstream>
@@ -370,6 +372,23 @@ TEST(DicomTest, HostileInputIsInvalid) {
   DicomOptions small;
   small.max_pixels = 100;
   EXPECT_THAT(DecodeDicom(good, small).status().message(), HasSubstr("20x16"));
+}
+
+// DCMTK's own warnings go to spdlog (debug), not to stderr.
+TEST(DicomTest, DcmtkLogIsRoutedToSpdlog) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("capture", sink);
+  logger->set_level(spdlog::level::debug);
+  spdlog::set_default_logger(logger);
+  const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
+  EXPECT_FALSE(DecodeDicom(good.substr(0, good.size() - 100), DicomOptions()).ok());
+  spdlog::set_default_logger(previous);
+  bool found = false;
+  for (const std::string& line : sink->last_formatted()) {
+    if (line.find("dcmtk") != std::string::npos) found = true;
+  }
+  EXPECT_TRUE(found);
 }
 
 }  // namespace
