@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +39,10 @@ absl::StatusOr<std::vector<Classification>> Classify(absl::Span<const float> log
   } else if (options.activation == ScoreActivation::kSigmoid) {
     for (float& s : scores) s = 1.0f / (1.0f + std::exp(-s));
   }
+  // NaN (a broken model) would break the sort's ordering: rank it lowest.
+  for (float& s : scores) {
+    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
+  }
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   const int k = options.top_k > 0 ? std::min(options.top_k, n) : n;
@@ -48,7 +53,7 @@ absl::StatusOr<std::vector<Classification>> Classify(absl::Span<const float> log
   result.reserve(k);
   for (int i = 0; i < k; ++i) {
     const int id = order[i];
-    if (!(scores[id] >= options.threshold)) break;  // Sorted: the rest are lower (NaN too).
+    if (!(scores[id] >= options.threshold)) break;  // Sorted: the rest are lower.
     result.push_back({id, scores[id], options.labels.empty() ? std::string() : options.labels[id]});
   }
   return result;

@@ -99,9 +99,9 @@ absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const Preprocessin
   }
   if (config.resize_shorter() > 0) {
     if (config.resize_shorter() > 16384 ||
-        static_cast<int>(config.resize_shorter()) < std::min(o.width, o.height)) {
+        static_cast<int>(config.resize_shorter()) < std::max(o.width, o.height)) {
       return FieldError("preprocessing.resize_shorter",
-                        "must be between the smaller input side and 16384");
+                        "must be between the larger input side and 16384");
     }
     o.resize_shorter = static_cast<int>(config.resize_shorter());
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
+#include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -282,6 +283,9 @@ absl::StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeOpt
     return absl::InvalidArgumentError(absl::StrCat("encoded image is ", bytes.size(),
                                                    " bytes, over the limit of ",
                                                    options.max_encoded_bytes));
+  }
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return absl::InvalidArgumentError("encoded image is over 2 GiB");  // cv::Mat's int sizes.
   }
   ASSIGN_OR_RETURN(const ImageHeader header, ProbeImageHeader(bytes));
   if (header.width <= 0 || header.height <= 0) {

@@ -38,6 +38,10 @@ std::vector<int> NonMaxSuppression(const std::vector<Box>& boxes, const std::vec
                                    const std::vector<int>& classes, float iou_threshold,
                                    int max_keep) {
   const int n = static_cast<int>(boxes.size());
+  if (scores.size() != boxes.size() || classes.size() != boxes.size() ||
+      std::any_of(classes.begin(), classes.end(), [](int c) { return c < 0; })) {
+    return {};  // Violated REQUIRES; nothing sensible to keep.
+  }
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] > scores[b]; });

@@ -41,6 +41,8 @@ float IoU(const Box& a, const Box& b);
 // first). Boxes suppress only boxes of the same class (pass all-zero classes
 // for class-agnostic NMS); a box is dropped when IoU > iou_threshold with a
 // kept one. Stops after max_keep (<= 0: no limit).
+// REQUIRES: boxes, scores and classes have the same size; classes >= 0
+// (otherwise nothing is kept).
 std::vector<int> NonMaxSuppression(const std::vector<Box>& boxes, const std::vector<float>& scores,
                                    const std::vector<int>& classes, float iou_threshold,
                                    int max_keep);

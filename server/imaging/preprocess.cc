@@ -86,10 +86,12 @@ absl::Status ValidatePreprocessOptions(const PreprocessOptions& options) {
   if (options.resize_shorter < 0) {
     return absl::InvalidArgumentError("preprocessing: resize_shorter must be >= 0");
   }
+  // With the shorter side at >= max(width, height) the crop always fits,
+  // whatever the image's aspect ratio.
   if (options.resize == ResizeMode::kCenterCrop && options.resize_shorter > 0 &&
-      options.resize_shorter < std::min(options.width, options.height)) {
+      options.resize_shorter < std::max(options.width, options.height)) {
     return absl::InvalidArgumentError(
-        "preprocessing: resize_shorter must be at least the smaller input side");
+        "preprocessing: resize_shorter must be at least the larger input side");
   }
   for (float s : options.std) {
     if (!(s != 0.0f) || !std::isfinite(s)) {
@@ -181,8 +183,9 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
         // Ultralytics LetterBox(auto=False, center=True).
         const double r =
             std::min(static_cast<double>(dst_w) / src_w, static_cast<double>(dst_h) / src_h);
-        const int new_w = RoundHalfEven(src_w * r);
-        const int new_h = RoundHalfEven(src_h * r);
+        // At least one pixel: a 1 x 10000 strip would otherwise round to 0.
+        const int new_w = std::max(1, RoundHalfEven(src_w * r));
+        const int new_h = std::max(1, RoundHalfEven(src_h * r));
         const double dw = (dst_w - new_w) / 2.0;
         const double dh = (dst_h - new_h) / 2.0;
         const int left = RoundHalfEven(dw - 0.1);

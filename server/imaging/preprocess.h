@@ -34,8 +34,10 @@ struct PreprocessOptions {
   ColorFormat color = ColorFormat::kRgb;
   ResizeMode resize = ResizeMode::kStretch;
   Interpolation interpolation = Interpolation::kLinear;
-  int pad_value = 114;     // Letterbox border, in 8-bit units.
-  int resize_shorter = 0;  // kCenterCrop: shorter side before the crop; 0 = max(width, height).
+  int pad_value = 114;  // Letterbox border, in 8-bit units.
+  // kCenterCrop: shorter side before the crop; >= max(width, height) so the
+  // crop always fits; 0 = max(width, height).
+  int resize_shorter = 0;
   // out[c] = (pixel * scale - mean[c]) / std[c], with pixel in 0..255 units and
   // c in output channel order (RGB order for kRgb). A 16-bit image is first
   // mapped to [0, 1] by `sixteen_bit` and then treated as 0..255 with full

@@ -51,6 +51,23 @@ TEST(ClassificationTest, Errors) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClassificationTest, NanRanksLast) {
+  ClassificationOptions o;
+  o.activation = ScoreActivation::kNone;
+  o.top_k = 3;
+  auto r = Classify(std::vector<float>{0.2f, std::nanf(""), 0.7f}, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 2u);  // NaN becomes -inf, under the threshold 0.
+  EXPECT_EQ((*r)[0].class_id, 2);
+  EXPECT_EQ((*r)[1].class_id, 0);
+}
+
+TEST(NmsTest, ViolatedPreconditionsKeepNothing) {
+  const std::vector<Box> boxes = {{0, 0, 1, 1}};
+  EXPECT_TRUE(NonMaxSuppression(boxes, {0.5f}, {-1}, 0.5f, 0).empty());
+  EXPECT_TRUE(NonMaxSuppression(boxes, {}, {0}, 0.5f, 0).empty());
+}
+
 TEST(NmsTest, ConstructedBoxes) {
   const std::vector<Box> boxes = {{0, 0, 10, 10}, {1, 1, 11, 11}, {1, 1, 11, 11}, {20, 20, 30, 30}};
   const std::vector<float> scores = {0.9f, 0.8f, 0.7f, 0.6f};

@@ -219,6 +219,23 @@ TEST(PreprocessTest, RejectsBadBuffersAndOptions) {
   EXPECT_EQ(ValidatePreprocessOptions(o).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(PreprocessTest, ExtremeAspectAndCropThatCannotFit) {
+  cv::Mat strip(2000, 1, CV_8UC3, cv::Scalar(9, 9, 9));  // Would round to 0 px wide.
+  PreprocessOptions o;
+  o.width = 64;
+  o.height = 64;
+  o.resize = ResizeMode::kLetterbox;
+  std::vector<float> out(PreprocessOutputSize(o));
+  auto t = Preprocess(strip, o, absl::MakeSpan(out));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->offset_x, 31.0);  // 1 px of content centred: (64 - 1) / 2 -> round(31.4)
+  o.resize = ResizeMode::kCenterCrop;
+  o.width = 300;
+  o.height = 200;
+  o.resize_shorter = 250;  // A square image would give 250 x 250: too narrow.
+  EXPECT_EQ(ValidatePreprocessOptions(o).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(PreprocessTest, ScaledDecodeBoundsForLetterbox) {
   PreprocessOptions o;
   o.width = 640;
