@@ -262,6 +262,25 @@ TEST_F(ModelRepositoryTest, ActivationBlockControlsFusion) {
   EXPECT_NE(unfused_plan.find("Relu 'relu'"), std::string::npos) << unfused_plan;
 }
 
+TEST_F(ModelRepositoryTest, PollModeRescansOnItsOwn) {
+  AddModel("m", 1, 2.f);
+  RepositoryOptions options;
+  options.root = root_.string();
+  options.mode = ControlMode::kPoll;
+  options.poll_interval = absl::Milliseconds(50);
+  options.cpus = 1;
+  auto repo = ModelRepository::Create(options);
+  ASSERT_TRUE(repo.ok()) << repo.status();
+  EXPECT_FLOAT_EQ(InferOne(**repo, "m", "", 1.f).value(), 2.f);
+  AddModel("late", 1, 7.f);
+  // The poll thread picks the new model up without any call from us.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!(*repo)->Get("late", "").ok() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_FLOAT_EQ(InferOne(**repo, "late", "", 1.f).value(), 7.f);
+}
+
 TEST_F(ModelRepositoryTest, ShutdownRejectsNewRequests) {
   AddModel("m", 1, 2.f);
   auto repo = Open();
