@@ -2,6 +2,13 @@
 // NMS against OpenCV's on YOLO-sized candidate sets.
 //   build-imaging/bench/imaging/imaging_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcostrmb.h>
+#include <dcmtk/dcmdata/dcrleerg.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmjpls/djencode.h>
 
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -12,6 +19,7 @@
 
 #include "server/imaging/decode.h"
 #include "server/imaging/detection.h"
+#include "server/imaging/dicom.h"
 #include "server/imaging/preprocess.h"
 
 namespace rectifier::imaging {
@@ -135,6 +143,66 @@ void Scan16BaselineImdecodeResize(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(Scan16BaselineImdecodeResize)->Unit(benchmark::kMillisecond);
+
+// A 512x512 16-bit CT slice (12 bits used, HU intercept) as DICOM bytes.
+std::string CtSlice(E_TransferSyntax xfer) {
+  DcmRLEEncoderRegistration::registerCodecs();
+  DJLSEncoderRegistration::registerCodecs();
+  cv::Mat m(512, 512, CV_16UC1);
+  cv::randu(m, 0, 4096);
+  cv::GaussianBlur(m, m, cv::Size(9, 9), 3);
+  DcmFileFormat file;
+  DcmDataset* ds = file.getDataset();
+  ds->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, "1.2.3.4.5");
+  ds->putAndInsertString(DCM_Modality, "CT");
+  ds->putAndInsertUint16(DCM_Rows, 512);
+  ds->putAndInsertUint16(DCM_Columns, 512);
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+  ds->putAndInsertUint16(DCM_BitsStored, 12);
+  ds->putAndInsertUint16(DCM_HighBit, 11);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  ds->putAndInsertString(DCM_RescaleIntercept, "-1024");
+  ds->putAndInsertString(DCM_RescaleSlope, "1");
+  ds->putAndInsertString(DCM_WindowCenter, "40");
+  ds->putAndInsertString(DCM_WindowWidth, "400");
+  ds->putAndInsertUint16Array(DCM_PixelData, m.ptr<Uint16>(), m.total());
+  ds->chooseRepresentation(xfer, nullptr);
+  file.validateMetaInfo(xfer);
+  std::vector<char> buf(16 << 20);
+  DcmOutputBufferStream out(buf.data(), buf.size());
+  file.transferInit();
+  file.write(out, xfer, EET_ExplicitLength, nullptr);
+  file.transferEnd();
+  void* data = nullptr;
+  offile_off_t length = 0;
+  out.flushBuffer(data, length);
+  return std::string(static_cast<char*>(data), static_cast<size_t>(length));
+}
+
+// DICOM CT slice -> file window -> 224x224 tensor. range(0): 0 uncompressed,
+// 1 RLE, 2 JPEG-LS lossless.
+void DicomCtTo224(benchmark::State& state) {
+  const E_TransferSyntax xfers[] = {EXS_LittleEndianExplicit, EXS_RLELossless, EXS_JPEGLSLossless};
+  const std::string bytes = CtSlice(xfers[state.range(0)]);
+  PreprocessOptions pre;
+  pre.color = ColorFormat::kGray;
+  pre.sixteen_bit = SixteenBitMode::kFullRange;
+  std::vector<float> out(PreprocessOutputSize(pre));
+  for (auto _ : state) {
+    auto image = DecodeDicom(bytes, DicomOptions());
+    if (!image.ok()) {
+      state.SkipWithError(std::string(image.status().message()).c_str());
+      break;
+    }
+    auto t = Preprocess(image->image, pre, absl::MakeSpan(out));
+    benchmark::DoNotOptimize(t);
+  }
+  state.counters["bytes"] = static_cast<double>(bytes.size());
+}
+BENCHMARK(DicomCtTo224)->DenseRange(0, 2)->Unit(benchmark::kMillisecond);
 
 // YOLO head: 8400 anchors x 80 classes. range(0) = per mille of anchors
 // above the 0.25 threshold (1000: every anchor is a candidate).
