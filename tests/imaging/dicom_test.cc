@@ -20,6 +20,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace rectifier::imaging {
@@ -372,6 +373,31 @@ TEST(DicomTest, HostileInputIsInvalid) {
   DicomOptions small;
   small.max_pixels = 100;
   EXPECT_THAT(DecodeDicom(good, small).status().message(), HasSubstr("20x16"));
+}
+
+// Concurrent decoding of compressed DICOM from several threads gives the
+// same pixels as one thread (codec registry and DicomImage are per call).
+TEST(DicomTest, ConcurrentDecodesAgree) {
+  const std::string rle = MakeDicom(Scan(), EXS_RLELossless);
+  const std::string jls = MakeDicom(Scan(), EXS_JPEGLSLossless);
+  DicomOptions o;
+  o.window = WindowSource::kMinMax;
+  auto reference = DecodeDicom(rle, o);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = DecodeDicom((t + i) % 2 == 0 ? rle : jls, o);
+        if (!r.ok() || cv::norm(r->image, reference->image, cv::NORM_INF) != 0.0) {
+          ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 // DCMTK's own warnings go to spdlog (debug), not to stderr.
