@@ -386,6 +386,7 @@ TEST(DicomTest, ConcurrentDecodesAgree) {
   ASSERT_TRUE(reference.ok()) << reference.status();
   std::vector<int> mismatches(4, 0);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 20; ++i) {
