@@ -80,6 +80,22 @@ TEST(DecodeTest, JpegColourAndGrayAreClose) {
   }
 }
 
+TEST(DecodeTest, ProgressiveJpegAndLossyWebp) {
+  const cv::Mat src(40, 50, CV_8UC3, cv::Scalar(40, 120, 200));
+  for (const auto& [ext, params] :
+       {std::pair<std::string, std::vector<int>>{".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1}},
+        std::pair<std::string, std::vector<int>>{".webp", {cv::IMWRITE_WEBP_QUALITY, 90}}}) {
+    const std::string bytes = Encode(src, ext, params);
+    auto header = ProbeImageHeader(bytes);
+    ASSERT_TRUE(header.ok()) << header.status();
+    EXPECT_EQ(header->width, 50) << ext;
+    EXPECT_EQ(header->height, 40) << ext;
+    auto decoded = DecodeImage(bytes, DecodeOptions());
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_LE(MaxAbsDiff(decoded->image, src), 4.0) << ext;
+  }
+}
+
 TEST(DecodeTest, AlphaIsDropped) {
   cv::Mat src(10, 12, CV_8UC4, cv::Scalar(10, 20, 30, 77));
   auto decoded = DecodeImage(Encode(src, ".png"), DecodeOptions());
