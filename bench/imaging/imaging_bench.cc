@@ -176,6 +176,7 @@ std::string CtSlice(E_TransferSyntax xfer) {
   file.transferInit();
   file.write(out, xfer, EET_ExplicitLength, nullptr);
   file.transferEnd();
+  out.flush();
   void* data = nullptr;
   offile_off_t length = 0;
   out.flushBuffer(data, length);

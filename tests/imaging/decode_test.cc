@@ -65,7 +65,12 @@ INSTANTIATE_TEST_SUITE_P(Formats, DecodeLosslessTest,
                                            LosslessCase{".webp", ImageFormat::kWebp, CV_8U, 3},
                                            LosslessCase{".pgm", ImageFormat::kPnm, CV_8U, 1},
                                            LosslessCase{".pgm", ImageFormat::kPnm, CV_16U, 1},
-                                           LosslessCase{".ppm", ImageFormat::kPnm, CV_8U, 3}));
+                                           LosslessCase{".ppm", ImageFormat::kPnm, CV_8U, 3}),
+                         [](const ::testing::TestParamInfo<LosslessCase>& info) {
+                           return std::string(info.param.ext + 1) +
+                                  (info.param.depth == CV_8U ? "8" : "16") + "c" +
+                                  std::to_string(info.param.channels);
+                         });
 
 TEST(DecodeTest, JpegColourAndGrayAreClose) {
   for (int channels : {1, 3}) {

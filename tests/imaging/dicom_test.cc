@@ -3,6 +3,7 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcostrmb.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
@@ -15,10 +16,9 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cmath>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +27,23 @@ namespace rectifier::imaging {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Serializes `file` as a Part 10 file in `xfer`, in memory (no temp files:
+// ctest runs test cases of this binary in parallel processes).
+std::string WriteToString(DcmFileFormat& file, E_TransferSyntax xfer) {
+  file.validateMetaInfo(xfer);
+  std::vector<char> buf(8 << 20);
+  DcmOutputBufferStream out(buf.data(), buf.size());
+  file.transferInit();
+  const OFCondition written = file.write(out, xfer, EET_ExplicitLength, nullptr);
+  file.transferEnd();
+  EXPECT_TRUE(written.good()) << written.text();
+  out.flush();  // Drains the zlib filter of deflated syntaxes into `buf`.
+  void* data = nullptr;
+  offile_off_t length = 0;
+  out.flushBuffer(data, length);
+  return std::string(static_cast<char*>(data), static_cast<size_t>(length));
+}
 
 struct Scan {
   int rows = 16;
@@ -92,12 +109,7 @@ std::string MakeDicom(const Scan& scan, E_TransferSyntax xfer) {
   }
   EXPECT_TRUE(ds->chooseRepresentation(xfer, nullptr).good()) << DcmXfer(xfer).getXferName();
   EXPECT_TRUE(ds->canWriteXfer(xfer)) << DcmXfer(xfer).getXferName();
-  const std::string path = ::testing::TempDir() + "/imaging_test_scan.dcm";
-  EXPECT_TRUE(file.saveFile(path.c_str(), xfer).good());
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return WriteToString(file, xfer);
 }
 
 // PS3.3 C.11.2.1.2.1 linear VOI function, output 0..ymax.
@@ -220,19 +232,24 @@ TEST_P(DicomXferTest, LosslessMatchesUncompressed) {
   EXPECT_EQ(cv::norm(r->image, reference->image, cv::NORM_INF), 0.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Syntaxes, DicomXferTest,
-                         ::testing::Values(XferCase{EXS_LittleEndianImplicit, 16, false},
-                                           XferCase{EXS_DeflatedLittleEndianExplicit, 16, false},
-                                           XferCase{EXS_BigEndianExplicit, 16, false},
-                                           XferCase{EXS_BigEndianExplicit, 16, true},
-                                           XferCase{EXS_RLELossless, 16, false},
-                                           XferCase{EXS_RLELossless, 8, false},
-                                           XferCase{EXS_RLELossless, 16, true},
-                                           XferCase{EXS_JPEGProcess14SV1, 16, false},
-                                           XferCase{EXS_JPEGProcess14SV1, 8, false},
-                                           XferCase{EXS_JPEGLSLossless, 16, false},
-                                           XferCase{EXS_JPEGLSLossless, 8, false},
-                                           XferCase{EXS_JPEGLSLossless, 16, true}));
+INSTANTIATE_TEST_SUITE_P(
+    Syntaxes, DicomXferTest,
+    ::testing::Values(
+        XferCase{EXS_LittleEndianImplicit, 16, false},
+        XferCase{EXS_DeflatedLittleEndianExplicit, 16, false},
+        XferCase{EXS_BigEndianExplicit, 16, false}, XferCase{EXS_BigEndianExplicit, 16, true},
+        XferCase{EXS_RLELossless, 16, false}, XferCase{EXS_RLELossless, 8, false},
+        XferCase{EXS_RLELossless, 16, true}, XferCase{EXS_JPEGProcess14SV1, 16, false},
+        XferCase{EXS_JPEGProcess14SV1, 8, false}, XferCase{EXS_JPEGLSLossless, 16, false},
+        XferCase{EXS_JPEGLSLossless, 8, false}, XferCase{EXS_JPEGLSLossless, 16, true}),
+    [](const ::testing::TestParamInfo<XferCase>& info) {
+      std::string name = DcmXfer(info.param.xfer).getXferName();
+      name += "_" + std::to_string(info.param.bits) + (info.param.is_signed ? "s" : "u");
+      for (char& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      }
+      return name;
+    });
 
 TEST(DicomTest, JpegBaselineIsClose) {
   Scan scan;
@@ -303,14 +320,9 @@ TEST(DicomTest, RgbIsReturnedAsBgr) {
     }
     ds->putAndInsertUint8Array(DCM_PixelData, rgb.data(), rgb.size());
     ASSERT_TRUE(ds->chooseRepresentation(xfer, nullptr).good());
-    const std::string path = ::testing::TempDir() + "/imaging_test_rgb.dcm";
-    ASSERT_TRUE(file.saveFile(path.c_str(), xfer).good());
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
     DicomOptions o;
     o.output_bits = 8;
-    auto r = DecodeDicom(ss.str(), o);
+    auto r = DecodeDicom(WriteToString(file, xfer), o);
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_EQ(r->image.type(), CV_8UC3);
     EXPECT_EQ(r->image.at<cv::Vec3b>(2, 3), cv::Vec3b(10, 100, 200));
@@ -340,12 +352,7 @@ TEST(DicomTest, Jpeg2000IsUnimplementedNamingTheSyntax) {
   sequence->insert(fragment);
   pixel_data->putOriginalRepresentation(EXS_JPEG2000LosslessOnly, nullptr, sequence);
   ds->insert(pixel_data);
-  const std::string path = ::testing::TempDir() + "/imaging_test_j2k.dcm";
-  ASSERT_TRUE(file.saveFile(path.c_str(), EXS_JPEG2000LosslessOnly).good());
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto r = DecodeDicom(ss.str(), DicomOptions());
+  auto r = DecodeDicom(WriteToString(file, EXS_JPEG2000LosslessOnly), DicomOptions());
   ASSERT_EQ(r.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(r.status().message(), HasSubstr("JPEG 2000"));
   EXPECT_THAT(r.status().message(), HasSubstr("1.2.840.10008.1.2.4.90"));
