@@ -5,6 +5,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +25,11 @@ struct LosslessCase {
   int depth;
   int channels;
 };
+
+// Deterministic parameter text for test listings (the struct has padding).
+void PrintTo(const LosslessCase& c, std::ostream* os) {
+  *os << c.ext << " depth " << c.depth << " x" << c.channels;
+}
 
 class DecodeLosslessTest : public ::testing::TestWithParam<LosslessCase> {};
 

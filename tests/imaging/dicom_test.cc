@@ -18,6 +18,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <string>
 #include <thread>
@@ -209,6 +210,11 @@ struct XferCase {
   int bits;
   bool is_signed;
 };
+
+// Deterministic parameter text for test listings (the struct has padding).
+void PrintTo(const XferCase& c, std::ostream* os) {
+  *os << DcmXfer(c.xfer).getXferID() << " " << c.bits << (c.is_signed ? "s" : "u");
+}
 
 class DicomXferTest : public ::testing::TestWithParam<XferCase> {};
 
