@@ -31,7 +31,7 @@ struct CompileOptions {
   int64_t max_tensor_bytes = int64_t{4} << 30;
 };
 
-class CompiledPlan;  // per batch size; defined in the engine internals
+struct CompiledPlan;  // per batch size; defined in the engine internals
 
 class CompiledModel {
  public:

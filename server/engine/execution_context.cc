@@ -47,8 +47,10 @@ class ExecutionContextImpl final : public ExecutionContext {
     for (int v : plan->output_values) {
       outputs.push_back(Tensor::Zeros(plan->values[v].type, plan->values[v].shape));
     }
+    out_ptrs.reserve(outputs.size());
     for (auto& t : outputs) out_ptrs.push_back(&t);
     std::vector<const Tensor*> in_ptrs;
+    in_ptrs.reserve(inputs.size());
     for (const auto& t : inputs) in_ptrs.push_back(&t);
     RETURN_IF_ERROR(Execute(plan, in_ptrs, out_ptrs));
     return outputs;
@@ -238,7 +240,7 @@ class ExecutionContextImpl final : public ExecutionContext {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ExecutionContext>> ExecutionContext::Create(
-    std::shared_ptr<const CompiledModel> model, const ContextOptions& options) {
+    const std::shared_ptr<const CompiledModel>& model, const ContextOptions& options) {
   auto impl = std::dynamic_pointer_cast<const CompiledModelImpl>(model);
   if (impl == nullptr) return absl::InvalidArgumentError("model was not created by the engine");
   if (options.threads < 0) return absl::InvalidArgumentError("threads must be >= 0");

@@ -21,7 +21,7 @@ struct ContextOptions {
 class ExecutionContext {
  public:
   static absl::StatusOr<std::unique_ptr<ExecutionContext>> Create(
-      std::shared_ptr<const CompiledModel> model, const ContextOptions& options = {});
+      const std::shared_ptr<const CompiledModel>& model, const ContextOptions& options = {});
   virtual ~ExecutionContext() = default;
 
   // Runs the model. `inputs` in the order of model->inputs(), each dense

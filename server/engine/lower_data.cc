@@ -178,8 +178,8 @@ absl::StatusOr<bool> LowerResize(PlanBuilder& b, const Node& node) {
   if (!asym && !half) return false;
   for (size_t d = 2; d < xs.size(); ++d) {
     if (spec->out_shape[d] % xs[d] != 0 || spec->out_shape[d] < xs[d]) return false;
-    if (std::fabs(spec->scales[d] - static_cast<float>(spec->out_shape[d] / xs[d])) > 1e-6f)
-      return false;
+    const int64_t factor = spec->out_shape[d] / xs[d];  // exact: divisibility checked above
+    if (std::fabs(spec->scales[d] - static_cast<float>(factor)) > 1e-6f) return false;
   }
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   try {

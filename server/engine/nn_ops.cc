@@ -260,17 +260,17 @@ absl::Status ComputeMatMul(const Node& n, const std::vector<View>& in,
       oa += idx[d] * sa[d];
       ob += idx[d] * sb[d];
     }
-    const float* A = pa + oa * m * k;
-    const float* B = pb + ob * k * nn;
-    float* Y = y + t * m * nn;
+    const float* a_mat = pa + oa * m * k;
+    const float* b_mat = pb + ob * k * nn;
+    float* y_mat = y + t * m * nn;
     for (int64_t i = 0; i < m; ++i) {
       std::fill(row.begin(), row.end(), 0.0);
       for (int64_t p = 0; p < k; ++p) {
-        const double av = A[i * k + p];
-        const float* brow = B + p * nn;
+        const double av = a_mat[i * k + p];
+        const float* brow = b_mat + p * nn;
         for (int64_t j = 0; j < nn; ++j) row[j] += av * brow[j];
       }
-      for (int64_t j = 0; j < nn; ++j) Y[i * nn + j] = static_cast<float>(row[j]);
+      for (int64_t j = 0; j < nn; ++j) y_mat[i * nn + j] = static_cast<float>(row[j]);
     }
     for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
       if (++idx[d] < batch[d]) break;
@@ -401,10 +401,8 @@ SoftmaxGeometry ResolveSoftmax(const Node& n, const std::vector<int64_t>& shape)
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
     if (d < axis) {
       g.outer *= shape[d];
-    } else if (d == axis) {
-      g.axis *= shape[d];
-    } else if (n.opset < 13) {
-      g.axis *= shape[d];  // opset < 13 coerces to 2-D at `axis`
+    } else if (d == axis || n.opset < 13) {
+      g.axis *= shape[d];  // opset < 13 coerces to 2-D at `axis`: all trailing dims
     } else {
       g.inner *= shape[d];
     }

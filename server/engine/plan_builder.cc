@@ -67,7 +67,7 @@ memory::desc PlanBuilder::PlainMd(const std::vector<int64_t>& shape) {
 
 PlanBuilder::PlanBuilder(const Graph& graph, int batch, dnnl::engine engine, ConstantCache* cache)
     : graph_(graph),
-      engine_(engine),
+      engine_(std::move(engine)),
       cache_(cache),
       compile_stream_(engine_),
       plan_(std::make_unique<CompiledPlan>()) {
@@ -183,7 +183,7 @@ void PlanBuilder::ForgetLayout(int v, int copy) {
 
 void PlanBuilder::AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
                                std::vector<std::pair<int, int>> args, const std::string& label,
-                               std::vector<int> extra_reads) {
+                               const std::vector<int>& extra_reads) {
   PlanStep step;
   step.kind = PlanStep::Kind::kPrimitive;
   step.primitive = std::move(prim);

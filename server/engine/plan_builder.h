@@ -48,7 +48,7 @@ class PlanBuilder {
   // Adds a primitive step; `args` map DNNL_ARG_* to value ids.
   void AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
                     std::vector<std::pair<int, int>> args, const std::string& label,
-                    std::vector<int> extra_reads = {});
+                    const std::vector<int>& extra_reads = {});
   // Adds a reference kernel step over plain inputs, creating plain outputs.
   absl::Status AddReference(const Node& node);
   // A constant float tensor as a plan constant with layout `md` (reordered

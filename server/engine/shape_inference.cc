@@ -84,6 +84,7 @@ absl::Status InferShapes(Graph& g, int64_t max_tensor_bytes) {
     absl::Status st = op->infer(n, base_in, out);
     if (!st.ok()) {
       std::vector<std::string> shapes;
+      shapes.reserve(in.size());
       for (const auto& v : in)
         shapes.push_back(absl::StrCat("[", absl::StrJoin(v.shape, ","), "]"));
       return absl::Status(st.code(), absl::StrCat(st.message(), " (input shapes ",

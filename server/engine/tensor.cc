@@ -26,19 +26,15 @@ const char* DataTypeName(DataType type) {
 size_t DataTypeSize(DataType type) {
   switch (type) {
     case DataType::kFloat32:
-      return 4;
-    case DataType::kInt64:
-      return 8;
     case DataType::kInt32:
       return 4;
-    case DataType::kUint8:
-      return 1;
-    case DataType::kInt8:
-      return 1;
-    case DataType::kBool:
-      return 1;
+    case DataType::kInt64:
     case DataType::kFloat64:
       return 8;
+    case DataType::kUint8:
+    case DataType::kInt8:
+    case DataType::kBool:
+      return 1;
   }
   return 0;
 }

@@ -208,6 +208,7 @@ absl::Status ComputeTranspose(const Node& n, const std::vector<View>& in,
   auto perm = PermOf(n, in[0].shape.size());
   auto cs = ContiguousStrides(in[0].shape);
   std::vector<int64_t> strides;
+  strides.reserve(perm.size());
   for (int64_t p : perm) strides.push_back(cs[p]);
   StridedGather(out[0].shape, 0, strides, DataTypeSize(in[0].type), in[0].as<char>(),
                 out[0].as<char>());

@@ -8,11 +8,11 @@
 namespace rectifier::repository {
 
 absl::StatusOr<std::unique_ptr<EngineExecutor>> EngineExecutor::Create(
-    std::shared_ptr<const engine::CompiledModel> model, int threads) {
+    const std::shared_ptr<const engine::CompiledModel>& model, int threads) {
   engine::ContextOptions options;
   options.threads = threads;
   ASSIGN_OR_RETURN(std::unique_ptr<engine::ExecutionContext> context,
-                   engine::ExecutionContext::Create(std::move(model), options));
+                   engine::ExecutionContext::Create(model, options));
   return std::unique_ptr<EngineExecutor>(new EngineExecutor(std::move(context)));
 }
 

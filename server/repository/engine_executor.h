@@ -15,7 +15,7 @@ namespace rectifier::repository {
 class EngineExecutor final : public scheduling::BatchExecutor {
  public:
   static absl::StatusOr<std::unique_ptr<EngineExecutor>> Create(
-      std::shared_ptr<const engine::CompiledModel> model, int threads);
+      const std::shared_ptr<const engine::CompiledModel>& model, int threads);
 
   absl::StatusOr<std::vector<engine::Tensor>> Execute(
       const std::vector<engine::Tensor>& inputs) override;

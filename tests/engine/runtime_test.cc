@@ -126,6 +126,7 @@ TEST(RuntimeTest, ContextsRunConcurrentlyOnOneModel) {
   auto ref = (*ctx0)->Run({x});
   ASSERT_TRUE(ref.ok());
   std::vector<std::thread> threads;
+  threads.reserve(3);
   std::vector<int> mismatches(3, 0);
   for (int t = 0; t < 3; ++t) {
     threads.emplace_back([&, t] {

@@ -193,6 +193,7 @@ TEST(EngineChainTest, ContextsShareOneModelConcurrently) {
     }
   }
   std::vector<std::thread> workers;
+  workers.reserve(kWorkers);
   for (int w = 0; w < kWorkers; ++w) {
     workers.emplace_back([&, w] {
       ContextOptions options;

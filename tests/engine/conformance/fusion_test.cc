@@ -153,6 +153,7 @@ TEST_F(EngineFusionTest, ResNetBlockConvBnReluConvBnAddRelu) {
   ModelBuilder builder;
   builder.Input("x", x.shape);
   std::vector<Tensor> bn;
+  bn.reserve(8);
   for (int i = 0; i < 8; ++i) {
     bn.push_back(RandomFloatTensor({5}, 7210 + i, i % 4 == 3 ? 0.2f : -1.0f, 1.5f));
   }

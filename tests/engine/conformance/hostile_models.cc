@@ -19,7 +19,7 @@ constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
 // x [1, 3, 8, 8] float, one node built by `add_node`, output "y" (shape
 // left to the engine).
 std::string SingleNode(const std::function<void(ModelBuilder&)>& add_node,
-                       std::vector<int64_t> x_shape = {1, 3, 8, 8},
+                       const std::vector<int64_t>& x_shape = {1, 3, 8, 8},
                        int32_t x_type = onnx::TensorProto::FLOAT) {
   ModelBuilder builder;
   builder.Input("x", x_shape, x_type);

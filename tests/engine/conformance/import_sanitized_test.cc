@@ -30,7 +30,9 @@
 #include "tests/engine/conformance/onnx_test_util.h"
 
 // Stack traces for UBSan reports (ASan prints them anyway).
-extern "C" const char* __ubsan_default_options() { return "print_stacktrace=1"; }
+extern "C" const char* __ubsan_default_options() {  // NOLINT(bugprone-reserved-identifier)
+  return "print_stacktrace=1";
+}
 
 namespace rectifier::engine {
 namespace {
