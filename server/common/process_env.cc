@@ -6,9 +6,11 @@
 
 namespace rectifier::common {
 
-void ReexecWithPassiveOpenMp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+void ReexecWithBoundedOpenMpSpinning(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) {
+    return;
+  }
+  setenv("GOMP_SPINCOUNT", kDefaultGompSpinCount, 1);
   execv("/proc/self/exe", argv);
 }
 

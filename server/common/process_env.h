@@ -4,15 +4,22 @@
 
 namespace rectifier::common {
 
-// libgomp (oneDNN's CPU runtime here) reads OMP_WAIT_POLICY when it is
-// loaded, before main runs. Its default, spinning workers, collapses when
-// CPUs are shared (ResNet-50 batch 1 was 3x slower on a busy 2-core machine),
-// and an inference server always shares them with gRPC and other instances.
-// Unless the caller set OMP_WAIT_POLICY, this sets it to PASSIVE and
-// re-executes the binary once with the same argv (same pid); if the exec
-// fails it returns and the process runs with the default.
-// Call first thing in main, before any thread starts.
-void ReexecWithPassiveOpenMp(char** argv);
+// How long idle OpenMP workers spin before sleeping (GOMP_SPINCOUNT).
+// libgomp (oneDNN's CPU runtime here) reads it when it is loaded, before main
+// runs. Measured on 2 cores (docs/PERFORMANCE.md, "OpenMP waiting"):
+// sleeping at once (OMP_WAIT_POLICY=PASSIVE) adds a thread wake-up to every
+// primitive, 5.7x slower on MobileNetV3-small at batch 1; the default
+// 300000 spins burn a CPU long after each parallel region, which hurts when
+// CPUs are shared with gRPC threads and other instances. 10000 spins (a few
+// microseconds) keep the gaps between consecutive primitives hot and sleep
+// soon after a request ends.
+inline constexpr char kDefaultGompSpinCount[] = "10000";
+
+// Unless the caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT, sets
+// GOMP_SPINCOUNT to kDefaultGompSpinCount and re-executes the binary once
+// with the same argv (same pid); if the exec fails it returns and the process
+// runs with libgomp's defaults. Call first thing in main, before any thread starts.
+void ReexecWithBoundedOpenMpSpinning(char** argv);
 
 }  // namespace rectifier::common
 

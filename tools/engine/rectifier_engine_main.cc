@@ -47,8 +47,8 @@ double Percentile(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Passive OpenMP waiting unless the caller chose (see process_env.h).
-  rectifier::common::ReexecWithPassiveOpenMp(argv);
+  // Bounded OpenMP spinning unless the caller chose (see process_env.h).
+  rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
   CLI::App app{"rectifier-engine: compile and run an ONNX model with the Rectifier engine"};
   std::string model_path;
   int batch = 1, threads = 0, iterations = 20, warmup = 3, max_batch = 64;
@@ -78,9 +78,13 @@ int main(int argc, char** argv) {
   }
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("model %s loaded in %.1f ms (batchable: %s, OMP_WAIT_POLICY=%s)\n",
+  const auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return value != nullptr ? value : "unset";
+  };
+  std::printf("model %s loaded in %.1f ms (batchable: %s, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s)\n",
               model_path.c_str(), load_ms, (*model)->batchable() ? "yes" : "no",
-              std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "default");
+              env("OMP_WAIT_POLICY"), env("GOMP_SPINCOUNT"));
   for (const auto& in : (*model)->inputs())
     std::printf("  input  %s %s [%s]\n", in.name.c_str(), DataTypeName(in.type),
                 absl::StrJoin(in.shape, ",").c_str());
