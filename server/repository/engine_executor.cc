@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/status_macros.h"
 
@@ -14,6 +15,21 @@ absl::StatusOr<std::unique_ptr<EngineExecutor>> EngineExecutor::Create(
   ASSIGN_OR_RETURN(std::unique_ptr<engine::ExecutionContext> context,
                    engine::ExecutionContext::Create(model, options));
   return std::unique_ptr<EngineExecutor>(new EngineExecutor(std::move(context)));
+}
+
+absl::Status EngineExecutor::Prepare() {
+  for (const WarmupSample& sample : warmup_) {
+    for (int i = 0; i < sample.count; ++i) {
+      auto outputs = context_->Run(sample.inputs);
+      if (!outputs.ok()) {
+        return absl::Status(
+            outputs.status().code(),
+            absl::StrCat("warmup '", sample.name, "': ", outputs.status().message()));
+      }
+    }
+  }
+  warmup_.clear();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(

@@ -119,21 +119,4 @@ absl::StatusOr<std::vector<WarmupSample>> WarmupSamples(const inference::ModelCo
   return samples;
 }
 
-absl::Status Warmup(const inference::ModelConfig& config, const engine::CompiledModel& model,
-                    const std::string& model_dir, scheduling::BatchExecutor* executor) {
-  ASSIGN_OR_RETURN(const std::vector<WarmupSample> samples,
-                   WarmupSamples(config, model, model_dir));
-  for (const WarmupSample& sample : samples) {
-    for (int i = 0; i < sample.count; ++i) {
-      auto outputs = executor->Execute(sample.inputs);
-      if (!outputs.ok()) {
-        return absl::Status(
-            outputs.status().code(),
-            absl::StrCat("warmup '", sample.name, "': ", outputs.status().message()));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace rectifier::repository

@@ -9,7 +9,6 @@
 #include "absl/status/status.h"
 #include "model_config.pb.h"
 #include "server/engine/compiled_model.h"
-#include "server/scheduling/scheduler.h"
 
 namespace rectifier::repository {
 
@@ -28,10 +27,6 @@ struct WarmupSample {
 absl::StatusOr<std::vector<WarmupSample>> WarmupSamples(const inference::ModelConfig& config,
                                                         const engine::CompiledModel& model,
                                                         const std::string& model_dir);
-
-// Runs every sample on `executor`; the first failure is returned, naming the sample.
-absl::Status Warmup(const inference::ModelConfig& config, const engine::CompiledModel& model,
-                    const std::string& model_dir, scheduling::BatchExecutor* executor);
 
 }  // namespace rectifier::repository
 

@@ -100,8 +100,28 @@ absl::StatusOr<std::unique_ptr<DynamicBatchScheduler>> DynamicBatchScheduler::Cr
       options, std::move(instances), clock != nullptr ? clock : common::Clock::Real()));
   scheduler->workers_.reserve(scheduler->instances_.size());
   for (const auto& instance : scheduler->instances_) {
-    scheduler->workers_.emplace_back(
-        [self = scheduler.get(), executor = instance.get()] { self->WorkerLoop(executor); });
+    scheduler->workers_.emplace_back([self = scheduler.get(), executor = instance.get()] {
+      const absl::Status prepared = executor->Prepare();
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        ++self->prepared_;
+        if (!prepared.ok() && self->prepare_error_.ok()) self->prepare_error_ = prepared;
+      }
+      self->prepared_cv_.notify_all();
+      self->WorkerLoop(executor);
+    });
+  }
+  // Ready only once every instance has prepared on its own thread.
+  absl::Status prepare_error;
+  {
+    std::unique_lock<std::mutex> lock(scheduler->mu_);
+    scheduler->prepared_cv_.wait(
+        lock, [&] { return scheduler->prepared_ == scheduler->instances_.size(); });
+    prepare_error = scheduler->prepare_error_;
+  }
+  if (!prepare_error.ok()) {
+    scheduler->Shutdown(scheduler->clock_->Now());
+    return prepare_error;
   }
   return scheduler;
 }

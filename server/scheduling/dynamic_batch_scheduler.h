@@ -102,6 +102,10 @@ class DynamicBatchScheduler final : public Scheduler {
   common::Clock* const clock_;
   const std::vector<std::unique_ptr<BatchExecutor>> instances_;
   std::vector<std::thread> workers_;  // written only by Create and Shutdown
+  // Instances prepared (BatchExecutor::Prepare) so far, and the first failure.
+  size_t prepared_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status prepare_error_ ABSL_GUARDED_BY(mu_);
+  std::condition_variable prepared_cv_;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;     // workers: queue changed, time moved, exit

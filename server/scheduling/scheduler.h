@@ -52,6 +52,11 @@ class BatchExecutor {
   // `inputs` hold the concatenated requests (dim 0 = total batch).
   virtual absl::StatusOr<std::vector<engine::Tensor>> Execute(
       const std::vector<engine::Tensor>& inputs) = 0;
+  // Called once on the instance's own worker thread before it takes any
+  // request (warmup): per-thread state such as the OpenMP team is then
+  // created on the thread that runs the batches. An error fails the
+  // scheduler's creation.
+  virtual absl::Status Prepare() { return absl::OkStatus(); }
 };
 
 struct QueuePolicy {
