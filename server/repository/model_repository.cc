@@ -143,12 +143,32 @@ ModelRepository::~ModelRepository() {
   Shutdown(absl::Now() + options_.drain_timeout);
 }
 
+namespace {
+
+// A model folder holds a config.pbtxt or at least one numeric version
+// folder; anything else (e.g. models/tools/ with export scripts) is not a model.
+bool LooksLikeModel(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir / kConfigFile, ec)) return true;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    int64_t version = 0;
+    if (entry.is_directory(ec) && absl::SimpleAtoi(entry.path().filename().string(), &version)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<std::string> ModelRepository::ScanModelNames() const {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(options_.root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory(ec) && ValidateModelName(name).ok()) names.push_back(name);
+    if (entry.is_directory(ec) && ValidateModelName(name).ok() && LooksLikeModel(entry.path())) {
+      names.push_back(name);
+    }
   }
   std::sort(names.begin(), names.end());
   return names;

@@ -95,6 +95,7 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   fs::create_directories(root_ / "nofile" / "1");
   AddModel("gpu", 1, 2.f, "instance_group [ { kind: KIND_GPU } ]");
   fs::create_directories(root_ / ".hidden" / "1");
+  WriteFile(root_ / "tools" / "export.py", "# not a model");
 
   auto repo = Open();
   ASSERT_NE(repo, nullptr);
@@ -116,6 +117,7 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
       << Find(index, "badconfig")->reason;
   EXPECT_NE(Find(index, "gpu")->reason.find("KIND_GPU"), std::string::npos);
   EXPECT_EQ(Find(index, ".hidden"), nullptr);
+  EXPECT_EQ(Find(index, "tools"), nullptr);  // no config, no version folder: not a model
   EXPECT_FALSE(repo->AllReady());
 
   EXPECT_EQ(InferOne(*repo, "garbage", "", 1.f).status().code(), absl::StatusCode::kUnavailable);
