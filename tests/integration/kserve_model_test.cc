@@ -383,6 +383,7 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
   }
   absl::SleepFor(absl::Milliseconds(50));  // let them reach the server
   std::vector<std::future<grpc::Status>> results;
+  results.reserve(calls.size());
   for (auto& call : calls) results.push_back(call->status.get_future());
   server_->Signal(SIGTERM);
   const int in_flight_at_signal = static_cast<int>(

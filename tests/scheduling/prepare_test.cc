@@ -54,9 +54,8 @@ TEST(PrepareTest, RunsOnTheWorkerThreadBeforeAnyBatch) {
   input.bytes.resize(2 * sizeof(float));
   request->inputs.push_back(std::move(input));
   std::promise<absl::Status> done;
-  request->done = [&done](absl::StatusOr<std::vector<engine::Tensor>> result, const RequestTimes&) {
-    done.set_value(result.status());
-  };
+  request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& result,
+                          const RequestTimes&) { done.set_value(result.status()); };
   (*scheduler)->Enqueue(std::move(request));
   EXPECT_TRUE(done.get_future().get().ok());
   EXPECT_EQ(raw->execute_thread_, raw->prepare_thread_);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -40,7 +41,8 @@ Tensor RandomInput(const rectifier::engine::TensorInfo& info, int batch, std::mt
 
 double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  const size_t i =
+      std::min(v.size() - 1, static_cast<size_t>(std::lround(p / 100.0 * (v.size() - 1))));
   return v[i];
 }
 
@@ -135,6 +137,7 @@ int main(int argc, char** argv) {
     outputs = *std::move(out);
   }
   std::vector<const Tensor*> in_ptrs;
+  in_ptrs.reserve(inputs.size());
   for (const auto& t : inputs) in_ptrs.push_back(&t);
   if (outputs.empty()) {
     auto out = (*ctx)->Run(inputs);
@@ -145,6 +148,7 @@ int main(int argc, char** argv) {
     outputs = *std::move(out);
   }
   std::vector<Tensor*> out_ptrs;
+  out_ptrs.reserve(outputs.size());
   for (auto& t : outputs) out_ptrs.push_back(&t);
   std::vector<double> ms;
   for (int i = 0; i < iterations; ++i) {
