@@ -134,7 +134,7 @@ int Run(const rectifier::service::ServerOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  rectifier::common::ReexecWithPassiveOpenMp(argv);
+  rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) {
     return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));
