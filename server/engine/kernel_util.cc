@@ -56,61 +56,46 @@ absl::StatusOr<int> NormalizeAxis(int64_t axis, size_t rank, const Node& node) {
   return static_cast<int>(axis < 0 ? axis + r : axis);
 }
 
-std::vector<int64_t> ReadInts(const Tensor& t) {
-  std::vector<int64_t> v(static_cast<size_t>(t.num_elements()));
-  for (size_t i = 0; i < v.size(); ++i) {
-    switch (t.type) {
-      case DataType::kInt64:
-        v[i] = t.data<int64_t>()[i];
-        break;
-      case DataType::kInt32:
-        v[i] = t.data<int32_t>()[i];
-        break;
-      case DataType::kFloat32:
-        v[i] = static_cast<int64_t>(t.data<float>()[i]);
-        break;
-      case DataType::kFloat64:
-        v[i] = static_cast<int64_t>(t.data<double>()[i]);
-        break;
-      case DataType::kInt8:
-        v[i] = t.data<int8_t>()[i];
-        break;
-      case DataType::kUint8:
-      case DataType::kBool:
-        v[i] = t.data<uint8_t>()[i];
-        break;
-    }
+namespace {
+
+// Every element of `t` converted to T (the switch runs once, not per element).
+template <typename T>
+std::vector<T> ReadAs(const Tensor& t) {
+  std::vector<T> v(static_cast<size_t>(t.num_elements()));
+  const auto convert = [&t, &v](auto tag) {
+    using Source = decltype(tag);
+    const Source* src = t.data<Source>();
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<T>(src[i]);
+  };
+  switch (t.type) {
+    case DataType::kInt64:
+      convert(int64_t{});
+      break;
+    case DataType::kInt32:
+      convert(int32_t{});
+      break;
+    case DataType::kFloat32:
+      convert(float{});
+      break;
+    case DataType::kFloat64:
+      convert(double{});
+      break;
+    case DataType::kInt8:
+      convert(int8_t{});
+      break;
+    case DataType::kUint8:
+    case DataType::kBool:
+      convert(uint8_t{});
+      break;
   }
   return v;
 }
 
-std::vector<float> ReadFloats(const Tensor& t) {
-  std::vector<float> v(static_cast<size_t>(t.num_elements()));
-  for (size_t i = 0; i < v.size(); ++i) {
-    switch (t.type) {
-      case DataType::kFloat32:
-        v[i] = t.data<float>()[i];
-        break;
-      case DataType::kFloat64:
-        v[i] = static_cast<float>(t.data<double>()[i]);
-        break;
-      case DataType::kInt64:
-        v[i] = static_cast<float>(t.data<int64_t>()[i]);
-        break;
-      case DataType::kInt32:
-        v[i] = static_cast<float>(t.data<int32_t>()[i]);
-        break;
-      case DataType::kInt8:
-        v[i] = t.data<int8_t>()[i];
-        break;
-      case DataType::kUint8:
-      case DataType::kBool:
-        v[i] = t.data<uint8_t>()[i];
-        break;
-    }
-  }
-  return v;
-}
+}  // namespace
+
+std::vector<int64_t> ReadInts(const Tensor& t) { return ReadAs<int64_t>(t); }
+
+std::vector<float> ReadFloats(const Tensor& t) { return ReadAs<float>(t); }
 
 absl::StatusOr<const Tensor*> ConstInput(const Node& node, const std::vector<ValueInfo>& in,
                                          size_t i) {

@@ -1,6 +1,5 @@
 // inference.GRPCInferenceService (KServe v2 / Triton protocol) on gRPC's
-// callback API. Methods not implemented yet answer UNIMPLEMENTED (the
-// generated base class's default).
+// callback API: every method of the service (docs/KSERVE.md).
 #ifndef RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 #define RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 
