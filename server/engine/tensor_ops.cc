@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
@@ -238,15 +239,22 @@ absl::Status InferConcat(const Node& n, const std::vector<ValueInfo>& in,
   return absl::OkStatus();
 }
 
+// Concat and Split copy along `axis` as `outer` rows of (extent x `inner`)
+// elements: the element counts before and after the axis.
+std::pair<int64_t, int64_t> RowsAround(const std::vector<int64_t>& s, int axis) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= s[d];
+  for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  return {outer, inner};
+}
+
 absl::Status ComputeConcat(const Node& n, const std::vector<View>& in,
                            const std::vector<View>& out) {
   const auto& s = out[0].shape;
   int axis = static_cast<int>(n.GetInt("axis", 1));
   if (axis < 0) axis += static_cast<int>(s.size());
   const size_t es = DataTypeSize(out[0].type);
-  int64_t outer = 1, inner = 1;
-  for (int d = 0; d < axis; ++d) outer *= s[d];
-  for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  const auto [outer, inner] = RowsAround(s, axis);
   const int64_t out_row = s[axis] * inner * static_cast<int64_t>(es);
   int64_t col = 0;
   for (const auto& v : in) {
@@ -305,9 +313,7 @@ absl::Status ComputeSplit(const Node& n, const std::vector<View>& in,
   int axis = static_cast<int>(n.GetInt("axis", 0));
   if (axis < 0) axis += static_cast<int>(s.size());
   const size_t es = DataTypeSize(in[0].type);
-  int64_t outer = 1, inner = 1;
-  for (int d = 0; d < axis; ++d) outer *= s[d];
-  for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  const auto [outer, inner] = RowsAround(s, axis);
   const int64_t in_row = s[axis] * inner * static_cast<int64_t>(es);
   int64_t col = 0;
   for (const auto& v : out) {
