@@ -36,20 +36,54 @@ case "${1:-}" in
   *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
 esac
 
+# One dpkg-query for all packages (one per package costs seconds on a busy machine).
+installed=" $(dpkg-query -W -f='${Package}:${db:Status-Abbrev} ' "${PACKAGES[@]}" 2>/dev/null |
+               tr ' ' '\n' | sed -n 's/:ii$//p' | tr '\n' ' ') "
 missing=()
 for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  [[ "$installed" == *" $p "* ]] || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+# The ONNX Runtime peer (bench/peer: parity tests, make bench-compare) runs on
+# Node.js >= 18. A newer node already on PATH is accepted; otherwise Debian's.
+need_full=0
+[ "${1:-}" = "--build-only" ] || need_full=1
+if [ $need_full -eq 1 ]; then
+  if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+  elif ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+  fi
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ $need_full -eq 1 ]; then
+  node_version=$(node --version)  # v20.20.2
+  node_major=${node_version#v}
+  node_major=${node_major%%.*}
+  if [ "$node_major" -lt 18 ]; then
+    echo "install-deps: node $node_version at $(command -v node) is older than 18;" \
+         "onnxruntime-node 1.30 needs >= 18 (remove it or put a newer one first on PATH)" >&2
+    exit 1
+  fi
+  # onnxruntime-node, pinned in bench/peer/package.json. ONNXRUNTIME_NODE_INSTALL=skip
+  # (also in bench/peer/.npmrc) skips its postinstall download of CUDA providers;
+  # the package itself carries the linux-x64 CPU library. Skipped when present.
+  peer="$(cd "$(dirname "$0")/.." && pwd)/bench/peer"
+  ort_version=$(sed -n 's/.*"onnxruntime-node": *"\([^"]*\)".*/\1/p' "$peer/package.json")
+  ort_pkg="$peer/node_modules/onnxruntime-node"
+  if ! grep -q "\"version\": *\"$ort_version\"" "$ort_pkg/package.json" 2>/dev/null ||
+     [ ! -e "$ort_pkg/bin/napi-v6/linux/x64/libonnxruntime.so.1" ]; then
+    echo "install-deps: npm install onnxruntime-node@$ort_version in bench/peer" >&2
+    (cd "$peer" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error)
+  fi
+fi
