@@ -1,0 +1,273 @@
+// Vectorized tanh / GELU-tanh / sigmoid / SiLU (see fast_activations.h).
+//
+// Method (8 floats per AVX2 register, explicit FMAs; this file is compiled
+// with -ffp-contract=off so that the compensated sums below stay exact):
+//  * exp(-a), a >= 0: n = round(-a / ln 2), r = -a - n ln2 (Cody-Waite, ln 2
+//    in two parts), exp(r) = 1 + r + r^2 Q(r) with a degree-4 minimax Q on
+//    |r| <= ln2/2 (relative error 3e-9), and the 2^n scale applied as two
+//    exponent-field multiplications so that it reaches the subnormal range.
+//  * tanh: |x| < 0.625: x + x^3 P(x^2), degree-5 minimax P (relative error
+//    1.5e-10); else sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29,
+//    which has no cancellation.
+//  * x * sigmoid(s) (SiLU: s = x; GELU-tanh: s = 2 sqrt(2/pi)(x + 0.044715
+//    x^3), because 0.5 (1 + tanh(u)) = sigmoid(2u)): with e = exp(-|s|),
+//    sigmoid(s) = 1 / (1 + e) for s >= 0 and e / (1 + e) for s < 0, so
+//    neither tail cancels. For GELU the argument s is computed as a
+//    double-float (hi + lo) with error-free products: GELU's relative
+//    condition number grows like |x s'(x)| for negative x (about 35 at
+//    x = -5), so a plain float s would cost several 1e-6 there.
+#include "server/engine/fast_activations.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace rectifier::engine {
+namespace {
+
+// ---- scalar reference-quality fallback --------------------------------------
+
+float ScalarOne(FastActivation f, float xf) {
+  const double x = xf;
+  switch (f) {
+    case FastActivation::kTanh:
+      return static_cast<float>(std::tanh(x));
+    case FastActivation::kSigmoid:
+      return static_cast<float>(x >= 0 ? 1.0 / (1.0 + std::exp(-x))
+                                       : std::exp(x) / (1.0 + std::exp(x)));
+    case FastActivation::kSilu:
+      if (std::isinf(x)) return x > 0 ? xf : -0.0f;
+      return static_cast<float>(x >= 0 ? x / (1.0 + std::exp(-x))
+                                       : x * std::exp(x) / (1.0 + std::exp(x)));
+    case FastActivation::kGeluTanh: {
+      if (std::isinf(x)) return x > 0 ? xf : -0.0f;
+      // x * sigmoid(2u): the form without cancellation for negative x.
+      const long double lx = x;
+      const long double s =
+          2.0L * 0.797884560802865355879892119868763737L * (lx + 0.044715L * lx * lx * lx);
+      const long double y =
+          s >= 0 ? lx / (1.0L + std::exp(-s)) : lx * std::exp(s) / (1.0L + std::exp(s));
+      return static_cast<float>(y);
+    }
+  }
+  return xf;
+}
+
+// ---- AVX2 + FMA ------------------------------------------------------------
+
+#define RECTIFIER_AVX2 __attribute__((target("avx2,fma")))
+
+struct ExpParts {
+  __m256 p;   // in [0.70, 1.42]
+  __m256i n;  // exponent, in [-151, 0]
+};
+
+// exp(-(a + a_lo)) = p * 2^n for a in [0, 104], |a_lo| << ulp(a).
+RECTIFIER_AVX2 inline ExpParts ExpNeg(__m256 a, __m256 a_lo) {
+  const __m256 v = _mm256_sub_ps(_mm256_setzero_ps(), a);
+  const __m256 nf = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(0.693145751953125f), v);
+  r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(1.428606765330187e-06f), r);
+  r = _mm256_sub_ps(r, a_lo);
+  __m256 q = _mm256_set1_ps(1.381460461e-03f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.368710987e-03f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.166838899e-02f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.666652113e-01f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.999999404e-01f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 p = _mm256_add_ps(_mm256_fmadd_ps(r2, q, r), _mm256_set1_ps(1.0f));
+  return {p, _mm256_cvtps_epi32(nf)};
+}
+
+// v * 2^n for n in [-151, 0]: two exponent-field factors, each a normal
+// float, so only the last multiplication rounds (also into subnormals).
+RECTIFIER_AVX2 inline __m256 Scale(__m256 v, __m256i n) {
+  const __m256i n1 = _mm256_srai_epi32(n, 1);
+  const __m256i n2 = _mm256_sub_epi32(n, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(v, f1), f2);
+}
+
+RECTIFIER_AVX2 inline __m256 SignBit() { return _mm256_set1_ps(-0.0f); }
+
+RECTIFIER_AVX2 inline __m256 KeepNan(__m256 y, __m256 x) {
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+RECTIFIER_AVX2 inline __m256 Tanh8(__m256 x) {
+  const __m256 sign = _mm256_and_ps(x, SignBit());
+  const __m256 ax = _mm256_andnot_ps(SignBit(), x);
+  // |x| < 0.625: x + x^3 P(x^2).
+  const __m256 t = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(2.147527644e-03f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-8.182662539e-03f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.170296200e-02f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-5.394720286e-02f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.333321035e-01f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-3.333333135e-01f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, t), p, x);
+  // Otherwise (1 - e) / (1 + e), e = exp(-2|x|); 2|x| clamped to 104 where
+  // e is far below the rounding of 1.
+  const __m256 a = _mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(104.0f));
+  const ExpParts ep = ExpNeg(a, _mm256_setzero_ps());
+  const __m256 e = Scale(ep.p, ep.n);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 big =
+      _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), sign);
+  const __m256 y =
+      _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+  return KeepNan(y, x);
+}
+
+// sigmoid(s) (x == nullptr semantics: `with_x` false) or x * sigmoid(s), s
+// given as hi + lo.
+template <bool kWithX>
+RECTIFIER_AVX2 inline __m256 TimesSigmoid(__m256 x, __m256 s, __m256 s_lo) {
+  const __m256 neg = _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_LT_OQ);
+  const __m256 s_sign = _mm256_and_ps(s, SignBit());
+  const __m256 abs_s = _mm256_andnot_ps(SignBit(), s);
+  const __m256 a = _mm256_min_ps(abs_s, _mm256_set1_ps(104.0f));
+  // |s| = a + (lo with the sign flipped when s < 0).
+  const ExpParts ep = ExpNeg(a, _mm256_xor_ps(s_lo, s_sign));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 den = _mm256_add_ps(one, Scale(ep.p, ep.n));
+  const __m256 num_hi = kWithX ? x : one;
+  const __m256 num = _mm256_blendv_ps(num_hi, _mm256_mul_ps(num_hi, ep.p), neg);
+  const __m256i n = _mm256_and_si256(ep.n, _mm256_castps_si256(neg));
+  __m256 y = Scale(_mm256_div_ps(num, den), n);
+  // s < -104: the result is below the smallest subnormal; +-0 (the sign of
+  // x for x * sigmoid, which also makes -Inf * sigmoid(-Inf) = -0).
+  const __m256 under = _mm256_cmp_ps(s, _mm256_set1_ps(-104.0f), _CMP_LT_OQ);
+  const __m256 zero = kWithX ? _mm256_and_ps(x, SignBit()) : _mm256_setzero_ps();
+  y = _mm256_blendv_ps(y, zero, under);
+  return KeepNan(y, x);
+}
+
+RECTIFIER_AVX2 inline __m256 Sigmoid8(__m256 x) {
+  return TimesSigmoid<false>(x, x, _mm256_setzero_ps());
+}
+
+RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
+  const __m256 s = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(200.0f)), _mm256_set1_ps(-200.0f));
+  return TimesSigmoid<true>(x, s, _mm256_setzero_ps());
+}
+
+RECTIFIER_AVX2 inline __m256 GeluTanh8(__m256 x) {
+  // s = A x + B x^3 = x (A + B x^2) as a double-float, A = 2 sqrt(2/pi),
+  // B = 0.044715 A, each split into hi + lo floats. |x| clamped to 20,
+  // beyond which the result is x (x > 0) or -0 (x < 0) in float.
+  const __m256 xc = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(20.0f)), _mm256_set1_ps(-20.0f));
+  const __m256 ah = _mm256_set1_ps(1.595769167e+00f), al = _mm256_set1_ps(-4.534068054e-08f);
+  const __m256 bh = _mm256_set1_ps(7.135481387e-02f), bl = _mm256_set1_ps(2.398832466e-09f);
+  const __m256 x2 = _mm256_mul_ps(xc, xc);
+  const __m256 x2l = _mm256_fmsub_ps(xc, xc, x2);
+  const __m256 q = _mm256_mul_ps(bh, x2);
+  const __m256 ql =
+      _mm256_add_ps(_mm256_fmsub_ps(bh, x2, q), _mm256_fmadd_ps(bh, x2l, _mm256_mul_ps(bl, x2)));
+  // TwoSum(ah, q).
+  const __m256 w = _mm256_add_ps(ah, q);
+  const __m256 bb = _mm256_sub_ps(w, ah);
+  __m256 wl = _mm256_add_ps(_mm256_sub_ps(ah, _mm256_sub_ps(w, bb)), _mm256_sub_ps(q, bb));
+  wl = _mm256_add_ps(wl, _mm256_add_ps(al, ql));
+  const __m256 s = _mm256_mul_ps(xc, w);
+  const __m256 sl = _mm256_fmadd_ps(xc, wl, _mm256_fmsub_ps(xc, w, s));
+  return TimesSigmoid<true>(x, s, sl);
+}
+
+template <__m256 (*kFn)(__m256)>
+RECTIFIER_AVX2 void Loop(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = _mm256_loadu_ps(x + i);
+    const __m256 b = _mm256_loadu_ps(x + i + 8);
+    _mm256_storeu_ps(y + i, kFn(a));
+    _mm256_storeu_ps(y + i + 8, kFn(b));
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, kFn(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    // Tail: masked load/store, so the last elements go through the same
+    // vector code as the rest.
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), idx);
+    _mm256_maskstore_ps(y + i, mask, kFn(_mm256_maskload_ps(x + i, mask)));
+  }
+}
+
+bool DetectAvx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+}  // namespace
+
+const char* FastActivationName(FastActivation f) {
+  switch (f) {
+    case FastActivation::kTanh:
+      return "tanh";
+    case FastActivation::kGeluTanh:
+      return "gelu_tanh";
+    case FastActivation::kSigmoid:
+      return "sigmoid";
+    case FastActivation::kSilu:
+      return "silu";
+  }
+  return "?";
+}
+
+bool FastActivationsVectorized() {
+  static const bool avx2 = DetectAvx2();
+  return avx2;
+}
+
+void ApplyFastActivationScalar(FastActivation f, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = ScalarOne(f, x[i]);
+}
+
+void ApplyFastActivationAvx2(FastActivation f, const float* x, float* y, int64_t n) {
+  switch (f) {
+    case FastActivation::kTanh:
+      Loop<Tanh8>(x, y, n);
+      break;
+    case FastActivation::kGeluTanh:
+      Loop<GeluTanh8>(x, y, n);
+      break;
+    case FastActivation::kSigmoid:
+      Loop<Sigmoid8>(x, y, n);
+      break;
+    case FastActivation::kSilu:
+      Loop<Silu8>(x, y, n);
+      break;
+  }
+}
+
+void ApplyFastActivation(FastActivation f, const float* x, float* y, int64_t n) {
+  if (FastActivationsVectorized()) {
+    ApplyFastActivationAvx2(f, x, y, n);
+  } else {
+    ApplyFastActivationScalar(f, x, y, n);
+  }
+}
+
+void ApplyFastActivationParallel(FastActivation f, const float* x, float* y, int64_t n) {
+  // 16 Ki floats (64 KiB) per chunk: large enough to amortize scheduling,
+  // small enough to balance a 1x64x56x56 tensor over many threads.
+  constexpr int64_t kChunk = 16 * 1024;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1 || omp_get_max_threads() <= 1) {
+    ApplyFastActivation(f, x, y, n);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk;
+    ApplyFastActivation(f, x + begin, y + begin, std::min(kChunk, n - begin));
+  }
+}
+
+}  // namespace rectifier::engine

@@ -1,0 +1,47 @@
+// Rectifier's own vectorized activation kernels, for the functions where
+// oneDNN 2.6's eltwise kernel is far from the memory-bandwidth limit (tanh,
+// GELU-tanh). AVX2+FMA when the CPU has it (checked at run time), otherwise a
+// scalar double-precision fallback, so the build stays portable.
+//
+// Accuracy (docs/ACTIVATIONS.md has the measured figures): within 1e-6
+// relative of the exact function evaluated in double/long double, for every
+// float input whose exact result is a normal float (|y| >= FLT_MIN); results
+// below FLT_MIN in magnitude may be flushed towards zero (absolute error <
+// FLT_MIN). NaN inputs give NaN; +-Inf give the limits (tanh: +-1, sigmoid:
+// 1 / +0, SiLU and GELU: +Inf / -0).
+#ifndef RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
+#define RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
+
+#include <cstdint>
+
+namespace rectifier::engine {
+
+enum class FastActivation {
+  kTanh,      // tanh(x)
+  kGeluTanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  kSigmoid,   // 1 / (1 + exp(-x))
+  kSilu,      // x * sigmoid(x)
+};
+
+const char* FastActivationName(FastActivation f);
+
+// y[i] = f(x[i]) for 0 <= i < n; x == y (in place) is allowed. Uses the AVX2
+// kernel when the CPU supports AVX2 and FMA, else the scalar fallback. Runs
+// on the calling thread.
+void ApplyFastActivation(FastActivation f, const float* x, float* y, int64_t n);
+
+// Same, split into chunks across the current OpenMP team size
+// (omp_get_max_threads); small arrays stay on the calling thread.
+void ApplyFastActivationParallel(FastActivation f, const float* x, float* y, int64_t n);
+
+// True when ApplyFastActivation uses the AVX2+FMA kernel on this CPU.
+bool FastActivationsVectorized();
+
+// The two implementations, for tests and benchmarks. The AVX2 one must only
+// be called when FastActivationsVectorized() is true.
+void ApplyFastActivationScalar(FastActivation f, const float* x, float* y, int64_t n);
+void ApplyFastActivationAvx2(FastActivation f, const float* x, float* y, int64_t n);
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
