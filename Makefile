@@ -37,6 +37,21 @@ format:
 bench: build
 	@bench/run.sh $(BUILD_DIR)
 
+# Parity with ONNX Runtime 1.30 on the large zoo models (the small ones run in
+# make test); exports are cached in models/.cache/zoo/. docs/PERFORMANCE.md.
+PARITY_MODELS ?= resnet50 mobilenet_v2 efficientnet_b0 yolo_like
+.PHONY: bench-parity
+bench-parity: build
+	/usr/bin/python3 tools/parity/ort_parity.py --engine $(BUILD_DIR)/tools/engine/rectifier-engine \
+	  --zoo $(PARITY_MODELS) --batches 1 3 --threads $(JOBS)
+
+# Engine vs ONNX Runtime side by side (bench/compare/compare.py --help); a quick
+# subset: make bench-compare COMPARE_ARGS="--models mobilenet_v2 --batches 1 --rounds 1"
+COMPARE_ARGS ?=
+.PHONY: bench-compare
+bench-compare: build
+	/usr/bin/python3 bench/compare/compare.py --build $(BUILD_DIR) $(COMPARE_ARGS)
+
 clean:
 	rm -rf $(BUILD_DIR)
 
