@@ -173,6 +173,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
     if (sums > 0) FuseActivations(g);
   }
   PlanBuilder builder(g, batchable_ ? batch : 0, engine_, &constants_);
+  builder.set_tanh_kernel(options_.tanh_kernel);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
 }

@@ -14,6 +14,13 @@
 
 namespace rectifier::engine {
 
+// Which kernel computes tanh and GELU-tanh.
+enum class ActivationKernel {
+  kOneDnn,     // oneDNN's eltwise kernel, fused as a post-op where possible
+  kRectifier,  // our AVX2 kernel (fast_activations.h); after a Conv/Gemm it
+               // runs as a separate in-place pass instead of a post-op
+};
+
 struct CompileOptions {
   // Fuse activations / residual adds into producing primitives. Off keeps each
   // op a separate primitive (debugging, measuring).
@@ -29,6 +36,8 @@ struct CompileOptions {
   // Upper bound on the bytes of any single tensor (weights or activations);
   // larger ones fail compilation with RESOURCE_EXHAUSTED instead of crashing.
   int64_t max_tensor_bytes = int64_t{4} << 30;
+  // Kernel for tanh and GELU-tanh (config.pbtxt: activation { kernel }).
+  ActivationKernel tanh_kernel = ActivationKernel::kOneDnn;
 };
 
 struct CompiledPlan;  // per batch size; defined in the engine internals

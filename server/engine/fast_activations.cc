@@ -111,7 +111,8 @@ RECTIFIER_AVX2 inline __m256 Tanh8(__m256 x) {
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-5.394720286e-02f));
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.333321035e-01f));
   p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-3.333333135e-01f));
-  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, t), p, x);
+  // (The sign is or-ed in again so that tanh(-0) = -0.)
+  const __m256 small = _mm256_or_ps(_mm256_fmadd_ps(_mm256_mul_ps(x, t), p, x), sign);
   // Otherwise (1 - e) / (1 + e), e = exp(-2|x|); 2|x| clamped to 104 where
   // e is far below the rounding of 1.
   const __m256 a = _mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(104.0f));

@@ -84,8 +84,19 @@ memory::desc AnyWithDims(const memory::desc& md) {
 }  // namespace
 
 absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<PostOp>& ops,
-                                     const std::string& name, const std::string& label) {
+                                     const std::string& name, const std::string& label,
+                                     bool v_private) {
   for (size_t i = 0; i < ops.size(); ++i) {
+    FastActivation fast;
+    if (UsesRectifierKernel(b, ops[i], &fast)) {
+      const bool in_place = (i > 0 || v_private) &&
+                            b.values()[b.plan().Root(v)].storage == PlanValue::Storage::kArena;
+      ASSIGN_OR_RETURN(
+          v, EmitRectifierActivation(b, v, fast,
+                                     i + 1 == ops.size() ? name : absl::StrCat(name, "#", i),
+                                     label, in_place));
+      continue;
+    }
     const memory::desc md = b.values()[v].md;
     const std::vector<int64_t> shape = b.values()[v].shape;
     dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, ops[i].alg, md, ops[i].alpha,
@@ -173,8 +184,12 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   // separate primitives. Candidates: everything, the ops before the first
   // sum, none. For each, prefer the input's current (blocked) layout when
   // an optimized kernel exists for it, saving reorders; else format_tag::any.
-  std::vector<size_t> prefixes = {fused.size()};
-  for (size_t i = 0; i < fused.size(); ++i) {
+  // Post-ops from the first one that Rectifier's activation kernel runs
+  // (tanh_kernel) are never fused: they follow as separate in-place steps.
+  size_t limit = 0;
+  while (limit < fused.size() && !UsesRectifierKernel(b, fused[limit])) ++limit;
+  std::vector<size_t> prefixes = {limit};
+  for (size_t i = 0; i < limit; ++i) {
     if (fused[i].kind == PostOp::Kind::kSum) {
       prefixes.push_back(i);
       break;
@@ -281,8 +296,8 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
       absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "]");
   if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
   if (unfused) {
-    absl::StrAppend(&label, " (", fused.size() - k,
-                    " post-op(s) run as separate steps: no optimized fused kernel)");
+    absl::StrAppend(&label, " (", fused.size() - k, " post-op(s) run as separate steps: ",
+                    k == limit ? "Rectifier activation kernel)" : "no optimized fused kernel)");
   }
   if (!node.fused.empty())
     absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
@@ -312,7 +327,8 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
       } else {
         ASSIGN_OR_RETURN(v,
                          EmitEltwiseChain(b, v, {fused[i]}, name,
-                                          absl::StrCat("Eltwise (unfused from ", node.name, ")")));
+                                          absl::StrCat("Eltwise (unfused from ", node.name, ")"),
+                                          /*v_private=*/true));
       }
     }
     dst = v;

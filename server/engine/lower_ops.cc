@@ -70,8 +70,11 @@ absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node) {
   if (!MapToEltwise(node, InputInfos(b, node), ops)) return false;
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   try {
+    // In place when this node is the last reader of a buffer of its own.
+    const bool x_private = b.values()[x].alias_of < 0 && b.IsLastRead(node.inputs[0]);
     ASSIGN_OR_RETURN(int out, EmitEltwiseChain(b, x, ops, node.outputs[0],
-                                               absl::StrCat(node.op_type, " '", node.name, "'")));
+                                               absl::StrCat(node.op_type, " '", node.name, "'"),
+                                               x_private));
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {
     return DnnlError(e, node.Describe());
@@ -299,7 +302,9 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     // has an optimized kernel for them; otherwise as separate steps.
     bool fused_ops = false;
     dnnl::matmul::primitive_desc pd;
-    if (!node.post_ops.empty()) {
+    bool rectifier_kernel = false;
+    for (const auto& op : node.post_ops) rectifier_kernel |= UsesRectifierKernel(b, op);
+    if (!node.post_ops.empty() && !rectifier_kernel) {
       dnnl::primitive_attr attr = UserScratchpad();
       dnnl::post_ops po;
       for (const auto& op : node.post_ops) po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
@@ -337,7 +342,8 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     if (separate) {
       ASSIGN_OR_RETURN(out,
                        EmitEltwiseChain(b, out, node.post_ops, node.outputs[0],
-                                        absl::StrCat("Eltwise (unfused from ", node.name, ")")));
+                                        absl::StrCat("Eltwise (unfused from ", node.name, ")"),
+                                        /*v_private=*/true));
     }
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {

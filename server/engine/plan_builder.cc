@@ -252,7 +252,8 @@ absl::Status PlanBuilder::AddReference(const Node& node) {
     plan_->values[pre].name += "#pre";
     try {
       ASSIGN_OR_RETURN(int post, EmitEltwiseChain(*this, pre, node.post_ops, node.outputs[0],
-                                                  absl::StrCat("Eltwise (after ", node.name, ")")));
+                                                  absl::StrCat("Eltwise (after ", node.name, ")"),
+                                                  /*v_private=*/true));
       Define(node.outputs[0], post);
     } catch (const dnnl::error& e) {
       return DnnlError(e, node.Describe());

@@ -12,6 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/compiled_model.h"
+#include "server/engine/fast_activations.h"
 #include "server/engine/ir.h"
 #include "server/engine/plan.h"
 
@@ -30,6 +32,8 @@ class PlanBuilder {
   const Graph& graph() const { return graph_; }
   dnnl::engine& engine() { return engine_; }
   CompiledPlan& plan() { return *plan_; }
+  void set_tanh_kernel(ActivationKernel k) { tanh_kernel_ = k; }
+  ActivationKernel tanh_kernel() const { return tanh_kernel_; }
 
   // Value id of a graph value (created for constants on first use).
   absl::StatusOr<int> Value(const std::string& name);
@@ -82,6 +86,7 @@ class PlanBuilder {
   size_t current_node_ = 0;
   // (value id) -> values holding the same data in other layouts.
   std::map<int, std::vector<int>> layouts_;
+  ActivationKernel tanh_kernel_ = ActivationKernel::kOneDnn;
 };
 
 // Per-family lowerings: true when lowered to oneDNN, false when the node
@@ -105,8 +110,23 @@ absl::StatusOr<dnnl::memory::desc> SameLayout(const dnnl::memory::desc& ref,
 // Layout in oneDNN's letter notation ("abcd" plain NCHW, "aBcd8b" = nChw8c).
 std::string LayoutName(const dnnl::memory::desc& md);
 // Appends oneDNN eltwise steps for `ops` after value `v`; returns the result.
+// Ops that UsesRectifierKernel selects run as Rectifier kernel steps
+// instead, in place when `v` is private to this chain (`v_private`: an
+// intermediate nobody else reads) or for every op after the first.
 absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<PostOp>& ops,
-                                     const std::string& name, const std::string& label);
+                                     const std::string& name, const std::string& label,
+                                     bool v_private = false);
+
+// True (and the function in `f`) when `op` is tanh or GELU-tanh and the
+// plan was asked to run those with Rectifier's kernel: such ops are not
+// fused into a producing primitive.
+bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation* f = nullptr);
+
+// Adds a Rectifier activation kernel step over value `v` (any dense layout,
+// blocked padding included); in place when `in_place`. Returns the result.
+absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivation f,
+                                            const std::string& name, const std::string& label,
+                                            bool in_place);
 
 // "dnnl error ... in <what>": converts a caught dnnl::error.
 absl::Status DnnlError(const dnnl::error& e, const std::string& what);
