@@ -164,13 +164,17 @@ def main():
                                     "threads": threads, "engine_round_ms": eng,
                                     "ort_round_ms": ort, "engine_ms": e_ms, "ort_ms": o_ms,
                                     "ceiling_gflops": ceil, "parity_rel": parity["rel"],
-                                    "parity_max_abs": parity["max_abs"]})
-        print(f"\n{started}, load average at start {load[0]:.1f}; {a.rounds} alternating "
+                                    "parity_max_abs": parity["max_abs"],
+                                    "load_after": os.getloadavg()[0]})
+        end_load = os.getloadavg()
+        print(f"\n{started}, load average {load[0]:.1f} at start, {end_load[0]:.1f} at end; "
+              f"{a.rounds} alternating "
               f"round(s) x {a.iters} timed runs ({a.warmup} warm-up) per side; ceiling = best "
               f"FMA loop ({', '.join(f'{t}T {c:.0f}' for t, c in ceilings.items())} GFLOP/s)")
         if a.json:
             with open(a.json, "w") as f:
-                json.dump({"started": started, "load_at_start": load, "ceilings": ceilings,
+                json.dump({"started": started, "load_at_start": load, "load_at_end": end_load,
+                           "ceilings": ceilings,
                            "args": vars(a), "results": records}, f, indent=1)
     except zoo.ParityError as e:
         print(f"compare: {e}", file=sys.stderr)
