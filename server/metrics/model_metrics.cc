@@ -1,5 +1,7 @@
 #include "server/metrics/model_metrics.h"
 
+#include <utility>
+
 #include "absl/strings/match.h"
 
 namespace rectifier::metrics {
@@ -41,29 +43,57 @@ const char* ReasonName(FailureReason reason) {
 
 const char* ApiName(Api api) { return api == Api::kKServe ? "kserve" : "vision"; }
 
+const char* ModelStateName(ModelState state) {
+  static const char* const kNames[kNumModelStates] = {"loading", "ready", "unloading",
+                                                      "unavailable"};
+  return kNames[static_cast<int>(state)];
+}
+
 std::vector<prometheus::MetricFamily> ScrapeTimeGauges::Collect() const {
   prometheus::MetricFamily family;
-  family.name = "rectifier_queue_depth";
-  family.help = "Requests waiting in a model version's queue (read at scrape time).";
+  family.name = name_;
+  family.help = help_;
   family.type = prometheus::MetricType::Gauge;
-  absl::MutexLock lock(&mu_);
-  for (const auto& [labels, source] : sources_) {
+  std::map<prometheus::Labels, double> values;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : sources_) values[entry.first] += entry.second();
+  }
+  for (const auto& [labels, value] : values) {
     prometheus::ClientMetric metric;
-    for (const auto& [name, value] : labels) metric.label.push_back({name, value});
-    metric.gauge.value = source();
+    for (const auto& [name, label_value] : labels) metric.label.push_back({name, label_value});
+    metric.gauge.value = value;
     family.metric.push_back(std::move(metric));
   }
   return {family};
 }
 
-void ScrapeTimeGauges::Set(const prometheus::Labels& labels, Source source) {
-  absl::MutexLock lock(&mu_);
-  sources_[labels] = std::move(source);
+ScrapeTimeGauges::Handle ScrapeTimeGauges::Add(const std::shared_ptr<ScrapeTimeGauges>& gauges,
+                                               const prometheus::Labels& labels, Source source) {
+  absl::MutexLock lock(&gauges->mu_);
+  const int64_t id = gauges->next_id_++;
+  gauges->sources_.emplace(id, std::make_pair(labels, std::move(source)));
+  return Handle(gauges, id);
 }
 
-void ScrapeTimeGauges::Remove(const prometheus::Labels& labels) {
+void ScrapeTimeGauges::Remove(int64_t id) {
   absl::MutexLock lock(&mu_);
-  sources_.erase(labels);
+  sources_.erase(id);
+}
+
+ScrapeTimeGauges::Handle& ScrapeTimeGauges::Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    owner_ = std::move(other.owner_);
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+void ScrapeTimeGauges::Handle::Reset() {
+  if (owner_ != nullptr) owner_->Remove(id_);
+  owner_.reset();
+  id_ = 0;
 }
 
 ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options)
@@ -108,11 +138,59 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
                      .Name("rectifier_model_instances")
                      .Help("Execution instances of a loaded model version.")
                      .Register(registry)),
-      queue_depth_(std::make_shared<ScrapeTimeGauges>()) {}
+      inflight_(prometheus::BuildGauge()
+                    .Name("rectifier_inflight_requests")
+                    .Help("Requests accepted by a model version and not answered yet "
+                          "(queued or executing).")
+                    .Register(registry)),
+      state_(prometheus::BuildGauge()
+                 .Name("rectifier_model_state")
+                 .Help("1 for the model (version)'s current state (loading, ready, unloading, "
+                       "unavailable), 0 for the others; no version label = no version loaded.")
+                 .Register(registry)),
+      queue_depth_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_queue_depth",
+          "Requests waiting in a model version's queue (read at scrape time).")) {}
 
-std::unique_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
+std::shared_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
                                                       const std::string& version) {
-  return std::unique_ptr<ModelMetrics>(new ModelMetrics(this, model, version));
+  Key key(model, version);
+  absl::MutexLock lock(&mu_);
+  Entry& entry = models_[key];
+  if (entry.metrics == nullptr) entry.metrics.reset(new ModelMetrics(this, model, version));
+  ++entry.holders;
+  return std::shared_ptr<ModelMetrics>(entry.metrics.get(),
+                                       [this, key](ModelMetrics*) { Release(key); });
+}
+
+void ServerMetrics::Release(const Key& key) {
+  // The children are removed under mu_, so a concurrent ForModel for the same
+  // version either shares them before or creates new ones after.
+  absl::MutexLock lock(&mu_);
+  auto it = models_.find(key);
+  if (it != models_.end() && --it->second.holders == 0) models_.erase(it);
+}
+
+void ServerMetrics::SetModelState(const std::string& model, ModelState state) {
+  absl::MutexLock lock(&mu_);
+  auto [it, added] = model_states_.try_emplace(model);
+  if (added) {
+    for (int s = 0; s < kNumModelStates; ++s) {
+      it->second[s] =
+          &state_.Add({{"model", model}, {"state", ModelStateName(static_cast<ModelState>(s))}});
+    }
+  }
+  for (int s = 0; s < kNumModelStates; ++s) {
+    it->second[s]->Set(s == static_cast<int>(state) ? 1 : 0);
+  }
+}
+
+void ServerMetrics::ClearModelState(const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  auto it = model_states_.find(model);
+  if (it == model_states_.end()) return;
+  for (prometheus::Gauge* gauge : it->second) state_.Remove(gauge);
+  model_states_.erase(it);
 }
 
 ModelMetrics::ModelMetrics(ServerMetrics* server, const std::string& model,
@@ -145,10 +223,14 @@ ModelMetrics::ModelMetrics(ServerMetrics* server, const std::string& model,
   inferences_ = &server->inferences_.Add(base);
   executions_ = &server->executions_.Add(base);
   instances_ = &server->instances_.Add(base);
+  inflight_ = &server->inflight_.Add(base);
+  for (int s = 0; s < kNumModelStates; ++s) {
+    state_[s] = &server->state_.Add(with({{"state", ModelStateName(static_cast<ModelState>(s))}}));
+  }
+  SetState(ModelState::kLoading);
 }
 
 ModelMetrics::~ModelMetrics() {
-  ClearQueueDepthSource();
   for (int a = 0; a < kNumApis; ++a) {
     server_->requests_.Remove(requests_ok_[a]);
     server_->requests_.Remove(requests_failed_[a]);
@@ -162,6 +244,8 @@ ModelMetrics::~ModelMetrics() {
   server_->inferences_.Remove(inferences_);
   server_->executions_.Remove(executions_);
   server_->instances_.Remove(instances_);
+  server_->inflight_.Remove(inflight_);
+  for (prometheus::Gauge* g : state_) server_->state_.Remove(g);
 }
 
 void ModelMetrics::ObserveRequest(Api api, const absl::Status& status, double seconds) {
@@ -190,14 +274,18 @@ void ModelMetrics::ObserveStage(Stage stage, double seconds) {
 
 void ModelMetrics::SetInstances(int count) { instances_->Set(count); }
 
-}  // namespace rectifier::metrics
+void ModelMetrics::RequestAccepted() { inflight_->Increment(); }
 
-namespace rectifier::metrics {
+void ModelMetrics::RequestAnswered() { inflight_->Decrement(); }
 
-void ModelMetrics::SetQueueDepthSource(std::function<double()> source) {
-  server_->queue_depth_->Set(labels_, std::move(source));
+void ModelMetrics::SetState(ModelState state) {
+  for (int s = 0; s < kNumModelStates; ++s) {
+    state_[s]->Set(s == static_cast<int>(state) ? 1 : 0);
+  }
 }
 
-void ModelMetrics::ClearQueueDepthSource() { server_->queue_depth_->Remove(labels_); }
+ScrapeTimeGauges::Handle ModelMetrics::AddQueueDepthSource(std::function<double()> source) {
+  return ScrapeTimeGauges::Add(server_->queue_depth_, labels_, std::move(source));
+}
 
 }  // namespace rectifier::metrics

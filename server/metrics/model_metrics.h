@@ -1,14 +1,17 @@
 // Per-model Prometheus metrics: families registered once at start
-// (ServerMetrics), labelled children created when a model version loads and
-// removed when it unloads (ModelMetrics). The request path only observes.
+// (ServerMetrics), labelled children created when a model version starts
+// loading and removed when its last holder is gone (ModelMetrics). The
+// request path only observes.
 #ifndef RECTIFIER_SERVER_METRICS_MODEL_METRICS_H_
 #define RECTIFIER_SERVER_METRICS_MODEL_METRICS_H_
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -45,6 +48,13 @@ FailureReason ReasonFor(const absl::Status& status);
 const char* ReasonName(FailureReason reason);
 const char* ApiName(Api api);
 
+// Lifecycle state of a model (label `state` of rectifier_model_state). Every
+// state has a series; the current one is 1, the others 0 (the
+// kube-state-metrics convention for enumerations).
+enum class ModelState { kLoading = 0, kReady, kUnloading, kUnavailable };
+inline constexpr int kNumModelStates = 4;
+const char* ModelStateName(ModelState state);
+
 struct MetricsOptions {
   // Latency histogram buckets in seconds (0.5 ms .. 10 s by default).
   std::vector<double> latency_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -54,20 +64,50 @@ struct MetricsOptions {
 
 class ModelMetrics;
 
-// Gauges read at scrape time from callbacks (queue depth), so the request
-// path pays nothing for them. Thread-safe.
+// One gauge family whose values are read at scrape time from callbacks
+// (queue depth), so the request path pays nothing for them. Several sources
+// may share a label set (a version reloaded while its predecessor drains);
+// their values are summed. Thread-safe.
 class ScrapeTimeGauges : public prometheus::Collectable {
  public:
   using Source = std::function<double()>;
+
+  // Keeps a source registered; removes it when destroyed or reset. Move-only.
+  class Handle {
+   public:
+    Handle() = default;
+    Handle(Handle&& other) noexcept { *this = std::move(other); }
+    Handle& operator=(Handle&& other) noexcept;
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    ~Handle() { Reset(); }
+    // After this returns, the source is never called again.
+    void Reset();
+
+   private:
+    friend class ScrapeTimeGauges;
+    Handle(std::shared_ptr<ScrapeTimeGauges> owner, int64_t id)
+        : owner_(std::move(owner)), id_(id) {}
+    std::shared_ptr<ScrapeTimeGauges> owner_;
+    int64_t id_ = 0;
+  };
+
+  ScrapeTimeGauges(std::string name, std::string help)
+      : name_(std::move(name)), help_(std::move(help)) {}
+
   std::vector<prometheus::MetricFamily> Collect() const override;
-  // Adds or replaces the source of the series with `labels`.
-  void Set(const prometheus::Labels& labels, Source source);
-  // After this returns, the source is never called again.
-  void Remove(const prometheus::Labels& labels);
+  // Registers `source` for the series with `labels` until the handle goes.
+  static Handle Add(const std::shared_ptr<ScrapeTimeGauges>& gauges,
+                    const prometheus::Labels& labels, Source source);
 
  private:
+  void Remove(int64_t id);
+
+  const std::string name_;
+  const std::string help_;
   mutable absl::Mutex mu_;
-  std::map<prometheus::Labels, Source> sources_ ABSL_GUARDED_BY(mu_);
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, std::pair<prometheus::Labels, Source>> sources_ ABSL_GUARDED_BY(mu_);
 };
 
 // Owns the metric families. Thread-safe. Must outlive every ModelMetrics.
@@ -80,11 +120,27 @@ class ServerMetrics {
   // registry (MetricsServer::AddCollectable).
   std::shared_ptr<prometheus::Collectable> scrape_time_gauges() const { return queue_depth_; }
 
-  // Children for one model version; removed again when the result is destroyed.
-  std::unique_ptr<ModelMetrics> ForModel(const std::string& model, const std::string& version);
+  // Children for one model version, created in state kLoading. Asking again
+  // for a version that has them (a version reloaded while the old copy
+  // drains) shares them: Prometheus has one series per label set. They are
+  // removed when the last holder drops its pointer.
+  std::shared_ptr<ModelMetrics> ForModel(const std::string& model, const std::string& version);
+
+  // State of a model that has no loaded version (first load running, or it
+  // failed): series {model, state} without a version label.
+  void SetModelState(const std::string& model, ModelState state);
+  // Removes those series (a version is loaded now, or the model is unloaded).
+  void ClearModelState(const std::string& model);
 
  private:
   friend class ModelMetrics;
+  using Key = std::pair<std::string, std::string>;  // model, version
+  struct Entry {
+    std::unique_ptr<ModelMetrics> metrics;
+    int holders = 0;
+  };
+  void Release(const Key& key);
+
   MetricsOptions options_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& failures_;
@@ -96,7 +152,13 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& inferences_;
   prometheus::Family<prometheus::Counter>& executions_;
   prometheus::Family<prometheus::Gauge>& instances_;
+  prometheus::Family<prometheus::Gauge>& inflight_;
+  prometheus::Family<prometheus::Gauge>& state_;
   std::shared_ptr<ScrapeTimeGauges> queue_depth_;
+  absl::Mutex mu_;
+  std::map<Key, Entry> models_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::array<prometheus::Gauge*, kNumModelStates>> model_states_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // Imaging stages measured by the vision API (label `stage`).
@@ -104,7 +166,7 @@ enum class Stage { kDecode = 0, kPreprocess = 1, kPostprocess = 2 };
 inline constexpr int kNumStages = 3;
 
 // Thread-safe; every method is a lock-free observe/increment on a child
-// created in the constructor.
+// created in the constructor. Obtained from ServerMetrics::ForModel.
 class ModelMetrics {
  public:
   ~ModelMetrics();
@@ -119,10 +181,15 @@ class ModelMetrics {
   void ObserveExecution(int batch_size, double seconds);
   void ObserveStage(Stage stage, double seconds);
   void SetInstances(int count);
-  // Queue depth is read from `source` at scrape time. Clear it before
-  // whatever `source` reads is destroyed.
-  void SetQueueDepthSource(std::function<double()> source);
-  void ClearQueueDepthSource();
+  // A request was accepted by the model (handed to its scheduler) / its
+  // response callback has run: rectifier_inflight_requests.
+  void RequestAccepted();
+  void RequestAnswered();
+  // Sets rectifier_model_state: `state` to 1, the other states to 0.
+  void SetState(ModelState state);
+  // Queue depth is read from `source` at scrape time until the handle is
+  // destroyed or reset; reset it before whatever `source` reads goes.
+  [[nodiscard]] ScrapeTimeGauges::Handle AddQueueDepthSource(std::function<double()> source);
 
  private:
   friend class ServerMetrics;
@@ -141,6 +208,8 @@ class ModelMetrics {
   prometheus::Counter* inferences_ = nullptr;
   prometheus::Counter* executions_ = nullptr;
   prometheus::Gauge* instances_ = nullptr;
+  prometheus::Gauge* inflight_ = nullptr;
+  std::array<prometheus::Gauge*, kNumModelStates> state_{};
 };
 
 }  // namespace rectifier::metrics

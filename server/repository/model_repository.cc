@@ -200,6 +200,13 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   compile.max_batch_size =
       config.max_batch_size() > 0 ? config.max_batch_size() : options_.default_max_batch_size;
   const fs::path file = dir / std::to_string(version) / ModelFileName(config);
+  // Series of a version not served yet start in state loading (compile and
+  // warm-up); a version already served keeps its state (and series) until
+  // this copy replaces it.
+  std::shared_ptr<metrics::ModelMetrics> version_metrics;
+  if (options_.metrics != nullptr) {
+    version_metrics = options_.metrics->ForModel(name, std::to_string(version));
+  }
   // Compiled on a short-lived thread: the OpenMP team that oneDNN's weight
   // reorders create belongs to it and is released when it exits. A team left
   // on a long-lived loading thread pushes libgomp's managed threads over the
@@ -254,10 +261,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   served->version = version;
   served->model = model;
   served->stats = std::make_unique<ModelStats>(config.max_batch_size());
-  if (options_.metrics != nullptr) {
-    served->metrics = options_.metrics->ForModel(name, std::to_string(version));
-    served->metrics->SetInstances(instances);
-  }
+  served->metrics = std::move(version_metrics);
+  if (served->metrics != nullptr) served->metrics->SetInstances(instances);
   for (auto& executor : executors) {
     static_cast<EngineExecutor*>(executor.get())
         ->set_observers(served->metrics.get(), served->stats.get());
@@ -276,9 +281,10 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
                        SchedulerOptionsFromConfig(config, std::to_string(version)),
                        std::move(executors), common::Clock::Real()));
   if (served->metrics != nullptr) {
-    served->metrics->SetQueueDepthSource([scheduler = served->scheduler.get()] {
-      return static_cast<double>(scheduler->queue_depth());
-    });
+    served->queue_depth_source =
+        served->metrics->AddQueueDepthSource([scheduler = served->scheduler.get()] {
+          return static_cast<double>(scheduler->queue_depth());
+        });
   }
   served->config = std::move(config);
   spdlog::info("model={} version={} loaded: {} instance(s) x {} thread(s), max_batch_size {}", name,
@@ -345,7 +351,12 @@ absl::Status ModelRepository::Load(const std::string& name) {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
     ModelSlot& slot = models_[name];
-    if (slot.versions.empty()) slot.state = "LOADING";
+    if (slot.versions.empty()) {
+      slot.state = "LOADING";
+      if (options_.metrics != nullptr) {
+        options_.metrics->SetModelState(name, metrics::ModelState::kLoading);
+      }
+    }
   }
   auto loaded = LoadVersions(name);
   std::vector<std::shared_ptr<ServedModel>> retired;
@@ -355,7 +366,12 @@ absl::Status ModelRepository::Load(const std::string& name) {
     slot.fingerprint = fingerprint;
     if (!loaded.ok()) {
       slot.reason = std::string(loaded.status().message());
-      if (slot.versions.empty()) slot.state = "UNAVAILABLE";
+      if (slot.versions.empty()) {
+        slot.state = "UNAVAILABLE";
+        if (options_.metrics != nullptr) {
+          options_.metrics->SetModelState(name, metrics::ModelState::kUnavailable);
+        }
+      }
       spdlog::error("model={} failed to load: {}", name, slot.reason);
       return loaded.status();
     }
@@ -364,6 +380,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
     retired = std::exchange(slot.versions, std::move(loaded).value());
     slot.state = "READY";
     slot.reason.clear();
+    PublishStates(name, slot.versions, retired);
   }
   Retire(retired);
   return absl::OkStatus();
@@ -380,10 +397,28 @@ absl::Status ModelRepository::Unload(const std::string& name) {
     }
     retired = std::move(it->second.versions);
     models_.erase(it);
+    PublishStates(name, {}, retired);
   }
   Retire(retired);
   spdlog::info("model={} unloaded", name);
   return absl::OkStatus();
+}
+
+void ModelRepository::PublishStates(
+    const std::string& name, const std::vector<std::shared_ptr<ServedModel>>& serving,
+    const std::vector<std::shared_ptr<ServedModel>>& retired) const {
+  if (options_.metrics == nullptr) return;
+  // A retired version that is served again (reloaded in place) shares its
+  // series with the new copy: it stays ready.
+  for (const auto& old : retired) {
+    const bool again = std::any_of(serving.begin(), serving.end(),
+                                   [&old](const auto& s) { return s->version == old->version; });
+    if (!again && old->metrics != nullptr) old->metrics->SetState(metrics::ModelState::kUnloading);
+  }
+  for (const auto& served : serving) {
+    if (served->metrics != nullptr) served->metrics->SetState(metrics::ModelState::kReady);
+  }
+  options_.metrics->ClearModelState(name);
 }
 
 void ModelRepository::Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const {
@@ -422,6 +457,7 @@ absl::Status ModelRepository::Poll() {
     if (!s.ok() && !absl::IsNotFound(s) && first_error.ok()) first_error = s;
     absl::MutexLock lock(&mu_);
     models_.erase(name);
+    if (options_.metrics != nullptr) options_.metrics->ClearModelState(name);
   }
   return first_error;
 }
@@ -478,6 +514,7 @@ absl::Status ModelRepository::Submit(const std::string& name, const std::string&
     // Raw pointer: the metrics outlive the scheduler threads that call done.
     // (Capturing `served` would let a worker drop the last reference and
     // join itself.)
+    // In flight from here until the front end's callback has answered.
     request->done = [metrics = served->metrics.get(), done = std::move(request->done)](
                         absl::StatusOr<std::vector<engine::Tensor>> result,
                         const scheduling::RequestTimes& times) {
@@ -485,7 +522,9 @@ absl::Status ModelRepository::Submit(const std::string& name, const std::string&
         metrics->ObserveQueue(absl::ToDoubleSeconds(times.batch_start - times.enqueued));
       }
       done(std::move(result), times);
+      metrics->RequestAnswered();
     };
+    served->metrics->RequestAccepted();
   }
   // Handed over under the lock, so a concurrent swap cannot retire this
   // version between the lookup and the enqueue.
@@ -564,6 +603,11 @@ void ModelRepository::Shutdown(absl::Time deadline) {
     shutting_down_ = true;
     for (auto& [name, slot] : models_) {
       for (auto& served : slot.versions) all.push_back(served);
+    }
+  }
+  if (options_.metrics != nullptr) {
+    for (const auto& served : all) {
+      if (served->metrics != nullptr) served->metrics->SetState(metrics::ModelState::kUnloading);
     }
   }
   for (const auto& served : all) served->scheduler->Shutdown(deadline);

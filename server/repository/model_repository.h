@@ -36,9 +36,7 @@ absl::Status ValidateModelName(const std::string& name);
 // in-flight requests, so a request finishes on the version it started on.
 struct ServedModel {
   // Stops the scrape-time queue-depth read before the scheduler goes.
-  ~ServedModel() {
-    if (metrics != nullptr) metrics->ClearQueueDepthSource();
-  }
+  ~ServedModel() { queue_depth_source.Reset(); }
 
   std::string name;
   int64_t version = 0;
@@ -46,8 +44,10 @@ struct ServedModel {
   std::shared_ptr<const engine::CompiledModel> model;
   std::vector<std::string> labels;  // from labels.txt, may be empty
   // Null without a metrics registry. Declared before the scheduler so it
-  // outlives the workers that observe into it.
-  std::unique_ptr<metrics::ModelMetrics> metrics;
+  // outlives the workers that observe into it. Shared with another copy of
+  // the same version while one replaces the other (same series).
+  std::shared_ptr<metrics::ModelMetrics> metrics;
+  metrics::ScrapeTimeGauges::Handle queue_depth_source;
   // ModelStatistics counters; never null once published.
   std::unique_ptr<ModelStats> stats;
   std::unique_ptr<scheduling::Scheduler> scheduler;
@@ -153,6 +153,11 @@ class ModelRepository {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<std::string> ScanModelNames() const;
   std::string Fingerprint(const std::string& name) const;
+  // Model state metrics after a swap: `serving` ready, the other `retired`
+  // versions unloading, no version-less series.
+  void PublishStates(const std::string& name,
+                     const std::vector<std::shared_ptr<ServedModel>>& serving,
+                     const std::vector<std::shared_ptr<ServedModel>>& retired) const;
   void Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const;
   void PollLoop();
 

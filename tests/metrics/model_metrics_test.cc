@@ -29,6 +29,7 @@ TEST(ModelMetricsTest, ObservationsLandInLabelledSeries) {
   metrics->ObserveExecution(2, 0.03);
   metrics->ObserveStage(Stage::kDecode, 0.002);
   metrics->SetInstances(2);
+  metrics->SetState(ModelState::kReady);
   const std::string text = Scrape(registry);
   // The text format sorts labels by name.
   const std::string m = R"(model="resnet50")";
@@ -85,12 +86,12 @@ TEST(ModelMetricsTest, ReasonsCoverTheStatusCodes) {
 namespace rectifier::metrics {
 namespace {
 
-TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilCleared) {
+TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilTheHandleGoes) {
   prometheus::Registry registry;
   ServerMetrics server(registry);
   auto model = server.ForModel("m", "2");
   double depth = 3;
-  model->SetQueueDepthSource([&depth] { return depth; });
+  ScrapeTimeGauges::Handle handle = model->AddQueueDepthSource([&depth] { return depth; });
   const auto scrape = [&] {
     return prometheus::TextSerializer().Serialize(server.scrape_time_gauges()->Collect());
   };
@@ -98,11 +99,94 @@ TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilCleared) {
       << scrape();
   depth = 5;
   EXPECT_NE(scrape().find("} 5"), std::string::npos);
-  model->ClearQueueDepthSource();
+  // A second copy of the version (reload while the old one drains): summed.
+  ScrapeTimeGauges::Handle second = model->AddQueueDepthSource([] { return 2.0; });
+  EXPECT_TRUE(Has(scrape(), "rectifier_queue_depth{model=\"m\",version=\"2\"} 7")) << scrape();
+  handle.Reset();
+  EXPECT_TRUE(Has(scrape(), "rectifier_queue_depth{model=\"m\",version=\"2\"} 2")) << scrape();
+  ScrapeTimeGauges::Handle moved = std::move(second);
+  second.Reset();  // moved-from: removes nothing
+  EXPECT_TRUE(Has(scrape(), "rectifier_queue_depth{model=\"m\",version=\"2\"} 2"));
+  { ScrapeTimeGauges::Handle gone = std::move(moved); }  // destruction removes it
   EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);
-  model->SetQueueDepthSource([] { return 1.0; });
-  model.reset();  // destruction clears it too
-  EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);
+}
+
+TEST(ModelMetricsTest, InflightCountsAcceptedUntilAnswered) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto model = server.ForModel("m", "1");
+  const std::string series = R"(rectifier_inflight_requests{model="m",version="1"} )";
+  EXPECT_TRUE(Has(Scrape(registry), series + "0"));
+  model->RequestAccepted();
+  model->RequestAccepted();
+  model->RequestAccepted();
+  model->RequestAnswered();
+  EXPECT_TRUE(Has(Scrape(registry), series + "2")) << Scrape(registry);
+  model->RequestAnswered();
+  model->RequestAnswered();
+  EXPECT_TRUE(Has(Scrape(registry), series + "0"));
+}
+
+TEST(ModelMetricsTest, StateIsOneHotOverTheFourStates) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto model = server.ForModel("m", "4");
+  const auto state = [&](const std::string& name) {
+    return R"(rectifier_model_state{model="m",state=")" + name + R"(",version="4"} )";
+  };
+  std::string text = Scrape(registry);
+  // A new version starts loading.
+  EXPECT_TRUE(Has(text, state("loading") + "1")) << text;
+  EXPECT_TRUE(Has(text, state("ready") + "0"));
+  EXPECT_TRUE(Has(text, state("unloading") + "0"));
+  EXPECT_TRUE(Has(text, state("unavailable") + "0"));
+  model->SetState(ModelState::kReady);
+  text = Scrape(registry);
+  EXPECT_TRUE(Has(text, state("loading") + "0"));
+  EXPECT_TRUE(Has(text, state("ready") + "1"));
+  model->SetState(ModelState::kUnloading);
+  text = Scrape(registry);
+  EXPECT_TRUE(Has(text, state("ready") + "0"));
+  EXPECT_TRUE(Has(text, state("unloading") + "1"));
+  model.reset();
+  EXPECT_EQ(Scrape(registry).find("rectifier_model_state{"), std::string::npos);
+}
+
+TEST(ModelMetricsTest, ModelLevelStateHasNoVersionLabel) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  server.SetModelState("broken", ModelState::kLoading);
+  EXPECT_TRUE(Has(Scrape(registry), R"(rectifier_model_state{model="broken",state="loading"} 1)"));
+  server.SetModelState("broken", ModelState::kUnavailable);
+  const std::string text = Scrape(registry);
+  EXPECT_TRUE(Has(text, R"(rectifier_model_state{model="broken",state="loading"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(rectifier_model_state{model="broken",state="unavailable"} 1)"));
+  server.ClearModelState("broken");
+  server.ClearModelState("never-set");
+  EXPECT_EQ(Scrape(registry).find("broken"), std::string::npos);
+}
+
+TEST(ModelMetricsTest, TheSameVersionSharesItsSeriesUntilTheLastHolderGoes) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto old_copy = server.ForModel("m", "1");
+  old_copy->ObserveExecution(2, 0.01);
+  old_copy->SetState(ModelState::kReady);
+  // A reload of version 1: the new copy shares the children (and the state
+  // stays ready, not loading, while the old copy still serves).
+  auto new_copy = server.ForModel("m", "1");
+  EXPECT_EQ(new_copy.get(), old_copy.get());
+  EXPECT_TRUE(
+      Has(Scrape(registry), R"(rectifier_model_state{model="m",state="ready",version="1"} 1)"));
+  old_copy.reset();
+  new_copy->ObserveExecution(3, 0.01);
+  EXPECT_TRUE(Has(Scrape(registry), R"(rectifier_inferences_total{model="m",version="1"} 5)"))
+      << Scrape(registry);
+  new_copy.reset();
+  EXPECT_EQ(Scrape(registry).find("model=\"m\""), std::string::npos);
+  // Asked for again after removal: fresh children.
+  auto again = server.ForModel("m", "1");
+  EXPECT_TRUE(Has(Scrape(registry), R"(rectifier_inferences_total{model="m",version="1"} 0)"));
 }
 
 }  // namespace
