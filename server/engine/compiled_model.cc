@@ -1,11 +1,13 @@
 // CompiledModel: import, batch-independent passes, per-batch plan cache.
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
+#include "server/engine/activations.h"
 #include "server/engine/compiled_model_impl.h"
 #include "server/engine/onnx_import.h"
 #include "server/engine/passes.h"
@@ -64,10 +66,25 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   if (options.max_batch_size < 1) {
     return absl::InvalidArgumentError("max_batch_size must be at least 1");
   }
+  if (options.activation_stats_sample_every < 0) {
+    return absl::InvalidArgumentError(
+        "activation.statistics.sample_every must be >= 0 (0 disables statistics)");
+  }
+  RETURN_IF_ERROR(ValidateActivationOptions(options));
   RETURN_IF_ERROR(CheckSupportedOps(graph));
   EliminateIdentities(graph);
   RETURN_IF_ERROR(FoldConstants(graph, options.max_tensor_bytes));
   EliminateDeadNodes(graph);
+  ActivationSummary summary;
+  if (options.activation_patterns) summary.patterns = RecognizeActivationPatterns(graph);
+  ASSIGN_OR_RETURN(summary.replaced, ApplyActivationOptions(graph, options));
+  if (!summary.replaced.empty()) {
+    std::set<std::string> targets;
+    for (const auto& r : options.replace) targets.insert(r.to);
+    summary.warning = absl::StrCat(
+        "activation replacement is active (", absl::StrJoin(summary.replaced, ", "),
+        "): outputs differ unless the weights were trained with ", absl::StrJoin(targets, "/"));
+  }
   if (options.fuse) {
     FoldBatchNorm(graph);
     FoldBiasAdd(graph);
@@ -79,6 +96,8 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   } catch (const dnnl::error& e) {
     return DnnlError(e, "creating the CPU engine");
   }
+  summary.counts = CountActivations(model->graph_);
+  model->activation_summary_ = std::move(summary);
   model->inputs_ = model->graph_.inputs;
   bool batchable = !model->inputs_.empty();
   for (const auto& in : model->inputs_) {
@@ -176,6 +195,18 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
   builder.set_tanh_kernel(options_.tanh_kernel);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
+}
+
+std::string ActivationSummary::ToString() const {
+  auto join = [](const std::map<std::string, int>& m) {
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : m) parts.push_back(absl::StrCat(k, " x", v));
+    return parts.empty() ? std::string("none") : absl::StrJoin(parts, ", ");
+  };
+  std::string s = absl::StrCat("activations: ", join(counts));
+  if (!patterns.empty()) absl::StrAppend(&s, "; patterns: ", join(patterns));
+  if (!replaced.empty()) absl::StrAppend(&s, "; replaced: ", absl::StrJoin(replaced, ", "));
+  return s;
 }
 
 absl::StatusOr<std::string> CompiledModelImpl::DescribePlan(int batch) const {

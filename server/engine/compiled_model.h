@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,20 @@
 #include "server/engine/tensor.h"
 
 namespace rectifier::engine {
+
+// Per-model activation replacement: every activation of kind `from` becomes
+// `to` (kind names as in docs/ENGINE.md "Activations": Relu, LeakyRelu,
+// PRelu, Relu6, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Elu, Selu,
+// Softplus, Mish, SiLU, Swish, Gelu; case-insensitive). `alpha`/`beta` are
+// the target's parameters (LeakyRelu alpha; Clip min/max; HardSigmoid
+// alpha/beta; Elu alpha; Selu alpha/gamma; Swish beta); unset ones take the
+// ONNX defaults.
+struct ActivationReplacement {
+  std::string from;
+  std::string to;
+  std::optional<float> alpha;
+  std::optional<float> beta;
+};
 
 // Which kernel computes tanh and GELU-tanh.
 enum class ActivationKernel {
@@ -38,9 +53,44 @@ struct CompileOptions {
   int64_t max_tensor_bytes = int64_t{4} << 30;
   // Kernel for tanh and GELU-tanh (config.pbtxt: activation { kernel }).
   ActivationKernel tanh_kernel = ActivationKernel::kOneDnn;
+  // Rewrite exporter patterns (x*Sigmoid(x), the erf GELU, ...) into single
+  // activations before fusion. Off only to compare against the raw graph.
+  bool activation_patterns = true;
+  // Applied to the whole graph after pattern recognition, first matching
+  // rule per activation. Outputs differ unless the weights were trained
+  // with the target activation.
+  std::vector<ActivationReplacement> replace;
+  // "" keeps each Gelu as the model says; "erf" or "tanh" forces one form.
+  std::string gelu_approximation;
+  // Activation statistics (zero fraction, dead channels): 0 = off, N = scan
+  // the activation outputs of every N-th execution of each context.
+  int activation_stats_sample_every = 0;
 };
 
 struct CompiledPlan;  // per batch size; defined in the engine internals
+
+// The activations a model runs after pattern recognition and replacement.
+struct ActivationSummary {
+  std::map<std::string, int> counts;    // label ("Relu", "SiLU", "Gelu(erf)") -> layers
+  std::map<std::string, int> patterns;  // pattern rewrites by result kind
+  std::vector<std::string> replaced;    // "SiLU -> Relu: 57 layer(s)"
+  // Non-empty when a replacement changed the model: "outputs differ unless
+  // the weights were trained with Relu".
+  std::string warning;
+  // One line: "activations: Relu x16, SiLU x3; patterns: SiLU x3".
+  std::string ToString() const;
+};
+
+// Activation statistics of one activation layer (a standalone activation or
+// a producer with a fused activation), over the sampled executions so far.
+struct ActivationLayerStats {
+  std::string name;  // the activation's output value (ONNX tensor name)
+  std::string kind;  // label, as in ActivationSummary
+  int64_t channels = 0;
+  int64_t sampled_count = 0;           // sampled executions that ran this layer
+  double zero_fraction = 0.0;          // mean over samples of (exact zeros / elements)
+  std::vector<int64_t> dead_channels;  // zero in every sampled output so far
+};
 
 class CompiledModel {
  public:
@@ -65,6 +115,13 @@ class CompiledModel {
   // Human-readable plan for `batch`: nodes after fusion, layouts, and the
   // oneDNN implementation of each primitive. Compiles the plan if needed.
   virtual absl::StatusOr<std::string> DescribePlan(int batch) const = 0;
+
+  // The effective activations (fixed at compile time).
+  virtual const ActivationSummary& activation_summary() const = 0;
+  // Snapshot of the activation statistics, one entry per activation layer
+  // seen by a sampled execution, in execution order; empty when
+  // activation_stats_sample_every is 0. Thread-safe.
+  virtual std::vector<ActivationLayerStats> activation_statistics() const = 0;
 };
 
 }  // namespace rectifier::engine

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/activation_stats.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/ir.h"
 #include "server/engine/plan.h"
@@ -27,6 +28,12 @@ class CompiledModelImpl final : public CompiledModel {
   bool batchable() const override { return batchable_; }
   int max_batch_size() const override { return batchable_ ? options_.max_batch_size : 1; }
   absl::StatusOr<std::string> DescribePlan(int batch) const override;
+  const ActivationSummary& activation_summary() const override { return activation_summary_; }
+  std::vector<ActivationLayerStats> activation_statistics() const override {
+    return activation_stats_.Snapshot();
+  }
+  int activation_stats_sample_every() const { return options_.activation_stats_sample_every; }
+  ActivationStatsAccumulator& activation_stats() const { return activation_stats_; }
 
   // The plan for `batch` (ignored for non-batchable models), compiled on
   // first use. Thread-safe; plans are immutable and live as long as the model.
@@ -44,6 +51,8 @@ class CompiledModelImpl final : public CompiledModel {
   CompileOptions options_;
   std::vector<TensorInfo> inputs_, outputs_;
   bool batchable_ = false;
+  ActivationSummary activation_summary_;
+  mutable ActivationStatsAccumulator activation_stats_;
   dnnl::engine engine_;
   mutable absl::Mutex mu_;
   mutable std::map<int, std::shared_ptr<const CompiledPlan>> plans_ ABSL_GUARDED_BY(mu_);

@@ -22,19 +22,30 @@ using UnaryFn = std::function<float(float)>;
 
 absl::StatusOr<UnaryFn> UnaryFunction(const Node& n) {
   const std::string& op = n.op_type;
-  if (op == "Relu") return UnaryFn([](float x) { return x > 0 ? x : 0.0f; });
+  // NaN propagates (ONNX defines these as max/where over IEEE values).
+  if (op == "Relu") return UnaryFn([](float x) { return x < 0 ? 0.0f : x; });
   if (op == "LeakyRelu") {
     float a = n.GetFloat("alpha", 0.01f);
     return UnaryFn([a](float x) { return x >= 0 ? x : a * x; });
+  }
+  if (op == "Swish") {
+    // ONNX Swish (opset 24; SiLU when alpha = 1): x * sigmoid(alpha * x).
+    float a = n.GetFloat("alpha", 1.0f);
+    return UnaryFn([a](float x) { return x / (1.0f + std::exp(-a * x)); });
   }
   if (op == "Sigmoid") return UnaryFn([](float x) { return 1.0f / (1.0f + std::exp(-x)); });
   if (op == "Tanh") return UnaryFn([](float x) { return std::tanh(x); });
   if (op == "HardSigmoid") {
     float a = n.GetFloat("alpha", 0.2f), b = n.GetFloat("beta", 0.5f);
-    return UnaryFn([a, b](float x) { return std::max(0.0f, std::min(1.0f, a * x + b)); });
+    return UnaryFn([a, b](float x) {
+      const float v = a * x + b;
+      return std::isnan(v) ? v : std::max(0.0f, std::min(1.0f, v));
+    });
   }
   if (op == "HardSwish") {
-    return UnaryFn([](float x) { return x * std::max(0.0f, std::min(1.0f, x / 6.0f + 0.5f)); });
+    return UnaryFn([](float x) {
+      return std::isnan(x) ? x : x * std::max(0.0f, std::min(1.0f, x / 6.0f + 0.5f));
+    });
   }
   if (op == "Elu") {
     float a = n.GetFloat("alpha", 1.0f);
@@ -594,6 +605,16 @@ bool MapToEltwise(const Node& n, const std::vector<ValueInfo>& in, std::vector<P
     push(Alg::eltwise_relu, 0, 0);
   } else if (op == "LeakyRelu") {
     push(Alg::eltwise_relu, n.GetFloat("alpha", 0.01f), 0);
+  } else if (op == "Swish") {
+    push(Alg::eltwise_swish, n.GetFloat("alpha", 1.0f), 0);
+  } else if (op == "PRelu") {
+    // A single slope is a LeakyRelu; per-channel slopes are a prelu
+    // primitive or post-op (LowerEltwise, FuseActivations).
+    if (n.opset < 7 || in.size() < 2 || in[1].value == nullptr ||
+        in[1].value->type != DataType::kFloat32 || in[1].value->num_elements() != 1 ||
+        in[1].value->shape.size() > std::max<size_t>(1, in[0].shape.size()))
+      return false;
+    push(Alg::eltwise_relu, in[1].value->data<float>()[0], 0);
   } else if (op == "Sigmoid") {
     push(Alg::eltwise_logistic, 0, 0);
   } else if (op == "Tanh") {
@@ -625,6 +646,7 @@ bool MapToEltwise(const Node& n, const std::vector<ValueInfo>& in, std::vector<P
     push(Alg::eltwise_linear, -1, 0);
   } else if (op == "Gelu") {
     std::string approx = n.GetString("approximate", "none");
+    if (approx != "none" && approx != "tanh") return false;
     push(approx == "tanh" ? Alg::eltwise_gelu_tanh : Alg::eltwise_gelu_erf, 0, 0);
   } else if (op == "Clip") {
     float lo, hi;
@@ -675,11 +697,31 @@ bool MapToBinary(const Node& node, dnnl::algorithm& alg) {
 }
 
 void RegisterElementwiseOps(OpTable& t) {
-  for (const char* op : {"Relu",      "LeakyRelu", "Sigmoid", "Tanh",       "HardSigmoid",
-                         "HardSwish", "Elu",       "Selu",    "Celu",       "ThresholdedRelu",
-                         "Softplus",  "Softsign",  "Mish",    "Gelu",       "Exp",
-                         "Log",       "Sqrt",      "Erf",     "Reciprocal", "Floor",
-                         "Ceil",      "Round",     "Sin",     "Cos"}) {
+  for (const char* op : {"Swish",
+                         "Relu",
+                         "LeakyRelu",
+                         "Sigmoid",
+                         "Tanh",
+                         "HardSigmoid",
+                         "HardSwish",
+                         "Elu",
+                         "Selu",
+                         "Celu",
+                         "ThresholdedRelu",
+                         "Softplus",
+                         "Softsign",
+                         "Mish",
+                         "Gelu",
+                         "Exp",
+                         "Log",
+                         "Sqrt",
+                         "Erf",
+                         "Reciprocal",
+                         "Floor",
+                         "Ceil",
+                         "Round",
+                         "Sin",
+                         "Cos"}) {
     t[op] = {InferUnaryFloat, ComputeUnaryFloat};
   }
   for (const char* op : {"Abs", "Neg", "Sign", "Identity"})

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/engine/activation_stats.h"
 #include "server/engine/compiled_model_impl.h"
 #include "server/engine/plan.h"
 
@@ -30,12 +31,21 @@ struct PlanState {
   std::vector<dnnl::memory> mems;  // per value used by primitives
   std::vector<std::unordered_map<int, dnnl::memory>> args;  // per step
   std::vector<int> io_values;                               // values whose root is an input/output
+  // Activation statistics: per site, the value's memory and (for non-plain
+  // layouts) a reorder into the context's plain stats buffer. Built on the
+  // first sampled execution of the plan.
+  bool sites_bound = false;
+  std::vector<dnnl::memory> site_src, site_plain;
+  std::vector<dnnl::reorder> site_reorder;
 };
 
 class ExecutionContextImpl final : public ExecutionContext {
  public:
   ExecutionContextImpl(std::shared_ptr<const CompiledModelImpl> model, int threads)
-      : model_(std::move(model)), threads_(threads), stream_(model_->engine()) {}
+      : model_(std::move(model)),
+        threads_(threads),
+        sample_every_(model_->activation_stats_sample_every()),
+        stream_(model_->engine()) {}
 
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
     RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
@@ -196,11 +206,21 @@ class ExecutionContextImpl final : public ExecutionContext {
     // explicitly so a previous context on this thread does not leave its
     // count behind.
     omp_set_num_threads(threads_ > 0 ? threads_ : common::AvailableCpus());
+    // Activation statistics: one branch per execution when not sampled.
+    if (sample_every_ > 0 && executions_++ % sample_every_ == 0) return RunSteps<true>(p, st);
+    return RunSteps<false>(p, st);
+  }
+
+  template <bool kSample>
+  absl::Status RunSteps(const CompiledPlan& p, PlanState* st) {
     try {
       for (size_t s = 0; s < p.steps.size(); ++s) {
         const PlanStep& step = p.steps[s];
         if (step.kind == PlanStep::Kind::kPrimitive) {
           step.primitive.execute(stream_, st->args[s]);
+          if constexpr (kSample) {
+            if (p.site_after_step[s] >= 0) RETURN_IF_ERROR(SampleSite(p, st, p.site_after_step[s]));
+          }
           continue;
         }
         stream_.wait();
@@ -217,6 +237,9 @@ class ExecutionContextImpl final : public ExecutionContext {
         }
         absl::Status status = step.compute(step.node, in, out);
         if (!status.ok()) return status;
+        if constexpr (kSample) {
+          if (p.site_after_step[s] >= 0) RETURN_IF_ERROR(SampleSite(p, st, p.site_after_step[s]));
+        }
       }
       stream_.wait();
     } catch (const dnnl::error& e) {
@@ -229,8 +252,65 @@ class ExecutionContextImpl final : public ExecutionContext {
     return absl::OkStatus();
   }
 
+  // Scans activation site `i` right after the step that wrote it (before the
+  // memory planner lets a later step reuse its bytes) and merges the counts
+  // into the model's accumulator. Blocked layouts (nChw8c/16c, padded
+  // channels) are first reordered into a plain buffer.
+  absl::Status SampleSite(const CompiledPlan& p, PlanState* st, int i) {
+    stream_.wait();
+    if (!st->sites_bound) {
+      size_t bytes = 0;
+      for (const auto& site : p.activation_sites) {
+        const PlanValue& v = p.values[site.value];
+        if (!v.plain) bytes = std::max(bytes, PlainBytes(v));
+      }
+      if (bytes > stats_buffer_.size()) stats_buffer_ = AlignedBuffer(bytes);
+      for (const auto& site : p.activation_sites) {
+        const PlanValue& v = p.values[site.value];
+        st->site_src.emplace_back(v.md, model_->engine(), st->ptrs[site.value]);
+        if (v.plain) {
+          st->site_plain.emplace_back();
+          st->site_reorder.emplace_back();
+          continue;
+        }
+        dnnl::memory::dims dims(v.shape.begin(), v.shape.end());
+        dnnl::memory::dims strides(dims.size(), 1);
+        for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d)
+          strides[d] = strides[d + 1] * dims[d + 1];
+        const dnnl::memory::desc plain_md(dims, dnnl::memory::data_type::f32, strides);
+        st->site_plain.emplace_back(plain_md, model_->engine(), stats_buffer_.data());
+        st->site_reorder.emplace_back(dnnl::reorder(st->site_src.back(), st->site_plain.back()));
+      }
+      st->sites_bound = true;
+    }
+    const ActivationSite& site = p.activation_sites[i];
+    const PlanValue& v = p.values[site.value];
+    const float* data;
+    if (v.plain) {
+      data = reinterpret_cast<const float*>(st->ptrs[site.value]);
+    } else {
+      st->site_src[i].set_data_handle(st->ptrs[site.value]);
+      st->site_plain[i].set_data_handle(stats_buffer_.data());
+      st->site_reorder[i].execute(stream_, st->site_src[i], st->site_plain[i]);
+      stream_.wait();
+      data = reinterpret_cast<const float*>(stats_buffer_.data());
+    }
+    model_->activation_stats().Merge(site.name, site.kind, site.step,
+                                     ScanActivation(data, v.shape));
+    return absl::OkStatus();
+  }
+
+  static size_t PlainBytes(const PlanValue& v) {
+    size_t n = sizeof(float);
+    for (int64_t d : v.shape) n *= static_cast<size_t>(d);
+    return n;
+  }
+
   std::shared_ptr<const CompiledModelImpl> model_;
   int threads_;
+  int sample_every_;
+  uint64_t executions_ = 0;
+  AlignedBuffer stats_buffer_;
   dnnl::stream stream_;
   AlignedBuffer arena_;
   AlignedBuffer scratchpad_;

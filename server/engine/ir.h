@@ -31,12 +31,18 @@ struct Attribute {
 // An operation fused into the producing node and executed as a oneDNN
 // post-op: an element-wise function, or a sum with an extra input that the
 // primitive accumulates into its destination.
+// kPrelu multiplies negative values by a per-channel slope (graph constant
+// `slope`, one value per output channel).
 struct PostOp {
-  enum class Kind { kEltwise, kSum };
+  enum class Kind { kEltwise, kSum, kPrelu };
   Kind kind = Kind::kEltwise;
   dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
   float alpha = 0.0f;
   float beta = 0.0f;
+  std::string slope;  // kPrelu: constant name
+  // Set on the last post-op of an absorbed activation: its catalog label
+  // ("Relu", "SiLU", ...), for summaries and activation statistics.
+  std::string activation;
 };
 
 struct Node {

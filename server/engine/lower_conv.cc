@@ -19,6 +19,7 @@ using DT = memory::data_type;
 
 std::string PostOpName(const PostOp& op) {
   if (op.kind == PostOp::Kind::kSum) return "sum";
+  if (op.kind == PostOp::Kind::kPrelu) return "prelu";
   switch (op.alg) {
     case dnnl::algorithm::eltwise_relu:
       return op.alpha == 0 ? "relu" : "leaky_relu";
@@ -37,7 +38,7 @@ std::string PostOpName(const PostOp& op) {
     case dnnl::algorithm::eltwise_elu:
       return "elu";
     default:
-      return "eltwise";
+      return op.activation.empty() ? "eltwise" : op.activation;
   }
 }
 
@@ -87,14 +88,21 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
                                      const std::string& name, const std::string& label,
                                      bool v_private) {
   for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == PostOp::Kind::kPrelu) {
+      const std::string out_name = i + 1 == ops.size() ? name : absl::StrCat(name, "#", i);
+      ASSIGN_OR_RETURN(int out, EmitPrelu(b, v, ops[i].slope, out_name, label));
+      if (out < 0)
+        return absl::InternalError(absl::StrCat(label, ": PRelu slope does not broadcast"));
+      v = out;
+      continue;
+    }
     FastActivation fast;
     if (UsesRectifierKernel(b, ops[i], &fast)) {
       const bool in_place = (i > 0 || v_private) &&
                             b.values()[b.plan().Root(v)].storage == PlanValue::Storage::kArena;
-      ASSIGN_OR_RETURN(
-          v, EmitRectifierActivation(b, v, fast,
-                                     i + 1 == ops.size() ? name : absl::StrCat(name, "#", i),
-                                     label, in_place));
+      ASSIGN_OR_RETURN(v, EmitRectifierActivation(
+                              b, v, fast, i + 1 == ops.size() ? name : absl::StrCat(name, "#", i),
+                              label, in_place));
       continue;
     }
     const memory::desc md = b.values()[v].md;
@@ -154,6 +162,8 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     for (const auto& op : ops) {
       if (op.kind == PostOp::Kind::kSum) {
         po.append_sum(1.0f);
+      } else if (op.kind == PostOp::Kind::kPrelu) {
+        po.append_prelu(PreluMask(PreluSlopeDims(g, op.slope, geo.out_shape)));
       } else {
         po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
       }
@@ -290,6 +300,12 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   std::vector<std::pair<int, int>> args = {
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
   if (bv >= 0) args.push_back({DNNL_ARG_BIAS, bv});
+  for (size_t i = 0; i < k; ++i) {
+    if (fused[i].kind != PostOp::Kind::kPrelu) continue;
+    ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, fused[i].slope,
+                                             PreluSlopeDims(g, fused[i].slope, geo.out_shape)));
+    args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
+  }
   std::vector<std::string> ops;
   for (size_t i = 0; i < k; ++i) ops.push_back(PostOpName(fused[i]));
   std::string label =
@@ -325,10 +341,9 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
                        absl::StrCat("Add (unfused from ", node.name, ")"));
         v = out;
       } else {
-        ASSIGN_OR_RETURN(v,
-                         EmitEltwiseChain(b, v, {fused[i]}, name,
-                                          absl::StrCat("Eltwise (unfused from ", node.name, ")"),
-                                          /*v_private=*/true));
+        ASSIGN_OR_RETURN(v, EmitEltwiseChain(b, v, {fused[i]}, name,
+                                             absl::StrCat("Eltwise (unfused from ", node.name, ")"),
+                                             /*v_private=*/true));
       }
     }
     dst = v;

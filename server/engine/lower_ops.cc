@@ -67,14 +67,29 @@ bool AllFloatNonEmpty(PlanBuilder& b, const Node& node) {
 absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node) {
   if (!AllFloatNonEmpty(b, node)) return false;
   std::vector<PostOp> ops;
-  if (!MapToEltwise(node, InputInfos(b, node), ops)) return false;
+  if (!MapToEltwise(node, InputInfos(b, node), ops)) {
+    // Per-channel (or any broadcast) PRelu slope: oneDNN's prelu primitive.
+    if (node.op_type != "PRelu" || node.opset < 7 || node.inputs.size() < 2 ||
+        !b.graph().IsConstant(node.inputs[1]))
+      return false;
+    ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+    try {
+      ASSIGN_OR_RETURN(int out, EmitPrelu(b, x, node.inputs[1], node.outputs[0],
+                                          absl::StrCat("PRelu '", node.name, "'")));
+      if (out < 0) return false;
+      b.Define(node.outputs[0], out);
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, node.Describe());
+    }
+    return true;
+  }
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   try {
     // In place when this node is the last reader of a buffer of its own.
     const bool x_private = b.values()[x].alias_of < 0 && b.IsLastRead(node.inputs[0]);
-    ASSIGN_OR_RETURN(int out, EmitEltwiseChain(b, x, ops, node.outputs[0],
-                                               absl::StrCat(node.op_type, " '", node.name, "'"),
-                                               x_private));
+    ASSIGN_OR_RETURN(int out,
+                     EmitEltwiseChain(b, x, ops, node.outputs[0],
+                                      absl::StrCat(node.op_type, " '", node.name, "'"), x_private));
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {
     return DnnlError(e, node.Describe());
@@ -307,7 +322,13 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     if (!node.post_ops.empty() && !rectifier_kernel) {
       dnnl::primitive_attr attr = UserScratchpad();
       dnnl::post_ops po;
-      for (const auto& op : node.post_ops) po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
+      for (const auto& op : node.post_ops) {
+        if (op.kind == PostOp::Kind::kPrelu) {
+          po.append_prelu(PreluMask(PreluSlopeDims(g, op.slope, {m, n})));
+        } else {
+          po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
+        }
+      }
       attr.set_post_ops(po);
       try {
         dnnl::matmul::primitive_desc trial(d, attr, b.engine());
@@ -332,6 +353,12 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
                                                   bias.bytes.data(), bias_md, bias_md, {1, n}));
       args.push_back({DNNL_ARG_BIAS, bv});
     }
+    for (size_t i = 0; fused_ops && i < node.post_ops.size(); ++i) {
+      const PostOp& op = node.post_ops[i];
+      if (op.kind != PostOp::Kind::kPrelu) continue;
+      ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, op.slope, PreluSlopeDims(g, op.slope, {m, n})));
+      args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
+    }
     b.AddPrimitive(
         pd, dnnl::matmul(pd), std::move(args),
         absl::StrCat(node.op_type, " '", node.name, "' [", m, "x", k, "] x [", k, "x", n,
@@ -340,10 +367,9 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
         {ap});
     b.plan().steps.back().writes.push_back(out);
     if (separate) {
-      ASSIGN_OR_RETURN(out,
-                       EmitEltwiseChain(b, out, node.post_ops, node.outputs[0],
-                                        absl::StrCat("Eltwise (unfused from ", node.name, ")"),
-                                        /*v_private=*/true));
+      ASSIGN_OR_RETURN(out, EmitEltwiseChain(b, out, node.post_ops, node.outputs[0],
+                                             absl::StrCat("Eltwise (unfused from ", node.name, ")"),
+                                             /*v_private=*/true));
     }
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
+#include "server/engine/activations.h"
 #include "server/engine/elementwise.h"
 #include "server/engine/op_registry.h"
 
@@ -176,6 +177,8 @@ int EliminateDeadNodes(Graph& g) {
     }
     for (const auto& in : n.inputs)
       if (!in.empty()) needed.insert(in);
+    for (const auto& op : n.post_ops)
+      if (!op.slope.empty()) needed.insert(op.slope);
   }
   EraseNodes(g, dead);
   for (auto it = g.constants.begin(); it != g.constants.end();) {
@@ -399,6 +402,48 @@ int FoldBiasAdd(Graph& g) {
   return folded;
 }
 
+namespace {
+
+// Output channels and rank of a Conv/ConvTranspose/Gemm with constant
+// weights, or false.
+bool ProducerChannels(const Graph& g, const Node& prod, int64_t& channels, size_t& rank) {
+  const Tensor* w = FloatConstant(g, prod.Input(1));
+  if (w == nullptr || w->shape.size() < 2) return false;
+  if (prod.op_type == "Conv") {
+    channels = w->shape[0];
+    rank = w->shape.size();
+  } else if (prod.op_type == "ConvTranspose") {
+    channels = w->shape[1] * prod.GetInt("group", 1);
+    rank = w->shape.size();
+  } else if (prod.op_type == "Gemm") {
+    channels = prod.GetInt("transB", 0) ? w->shape[0] : w->shape[1];
+    rank = 2;
+  } else {
+    return false;
+  }
+  return channels > 0;
+}
+
+// PRelu whose constant slope is per output channel of `prod` (numpy
+// broadcasting: [C, 1, 1] for a conv, [C] for a Gemm) -> a prelu post-op.
+bool MapPReluPostOp(const Graph& g, const Node& prod, const Node& act, PostOp& op) {
+  if (act.op_type != "PRelu" || act.opset < 7 || act.inputs.size() < 2) return false;
+  const Tensor* slope = FloatConstant(g, act.inputs[1]);
+  int64_t channels;
+  size_t rank;
+  if (slope == nullptr || !ProducerChannels(g, prod, channels, rank) ||
+      slope->shape.size() > rank || slope->num_elements() != channels)
+    return false;
+  const size_t off = rank - slope->shape.size();
+  for (size_t i = 0; i < slope->shape.size(); ++i)
+    if (slope->shape[i] != 1 && i + off != 1) return false;
+  op.kind = PostOp::Kind::kPrelu;
+  op.slope = act.inputs[1];
+  return true;
+}
+
+}  // namespace
+
 int FuseActivations(Graph& g) {
   int fused = 0;
   bool changed = true;
@@ -415,7 +460,13 @@ int FuseActivations(Graph& g) {
       if (users.size() == 1 && g.ConsumerCount(y) == 1) {
         Node& act = g.nodes[users[0]];
         std::vector<PostOp> ops;
-        if (act.inputs.empty() || act.inputs[0] != y || !MapToEltwise(act, g, ops)) continue;
+        if (act.inputs.empty() || act.inputs[0] != y) continue;
+        if (!MapToEltwise(act, g, ops)) {
+          PostOp prelu;
+          if (!MapPReluPostOp(g, prod, act, prelu)) continue;
+          ops.push_back(prelu);
+        }
+        if (auto kind = ActivationOfNode(act, g)) ops.back().activation = ActivationLabel(*kind);
         for (const auto& op : ops) prod.post_ops.push_back(op);
         prod.fused.push_back(absl::StrCat(act.op_type, " '", act.name, "'"));
         prod.outputs[0] = act.outputs[0];
@@ -447,6 +498,7 @@ int FuseActivations(Graph& g) {
             continue;
           op.alg = dnnl::algorithm::eltwise_hardswish;
         }
+        op.activation = gn.op_type == "Sigmoid" ? "SiLU" : "HardSwish";
         prod.post_ops.push_back(op);
         prod.fused.push_back(absl::StrCat(gn.op_type, "+Mul '", mn.name, "' (",
                                           gn.op_type == "Sigmoid" ? "SiLU" : "HardSwish", ")"));

@@ -65,6 +65,15 @@ struct PlanStep {
   std::vector<int> reads, writes;
 };
 
+// An activation layer's output: value `value` holds it once step `step` has
+// run (sampled executions scan it there, before the planner reuses the bytes).
+struct ActivationSite {
+  std::string name;  // graph value name
+  std::string kind;  // catalog label
+  int value = -1;
+  int step = -1;
+};
+
 struct CompiledPlan {
   int batch = 0;
   std::vector<PlanValue> values;
@@ -76,6 +85,8 @@ struct CompiledPlan {
   std::vector<std::shared_ptr<const AlignedBuffer>> constant_storage;
   size_t arena_bytes = 0;
   size_t scratchpad_bytes = 0;
+  std::vector<ActivationSite> activation_sites;
+  std::vector<int> site_after_step;  // per step: index into activation_sites or -1
   std::string description;
 
   // Root value whose storage `v` uses.

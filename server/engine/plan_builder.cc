@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
+#include "server/engine/activations.h"
 #include "server/engine/op_registry.h"
 
 namespace rectifier::engine {
@@ -209,7 +210,7 @@ absl::Status PlanBuilder::AddReference(const Node& node) {
         absl::StrCat(node.Describe(), " has no kernel for this configuration"));
   }
   for (const auto& op : node.post_ops) {
-    if (op.kind != PostOp::Kind::kEltwise) {
+    if (op.kind == PostOp::Kind::kSum) {
       return absl::InternalError(
           absl::StrCat(node.Describe(), " has a fused sum but no oneDNN lowering"));
     }
@@ -373,6 +374,29 @@ std::string PlanBuilder::Describe() const {
   return s;
 }
 
+void PlanBuilder::RecordActivationSite(const Node& node, size_t steps_before) {
+  std::string kind;
+  if (!node.post_ops.empty()) {
+    kind = node.post_ops.back().activation;
+  } else if (auto act = ActivationOfNode(node, graph_)) {
+    kind = ActivationLabel(*act);
+  }
+  if (kind.empty() || node.outputs.empty() || plan_->steps.size() <= steps_before) return;
+  auto it = ids_.find(node.outputs[0]);
+  if (it == ids_.end() || plan_->values[it->second].type != DataType::kFloat32) return;
+  const int root = plan_->Root(it->second);
+  const PlanStep& last = plan_->steps.back();
+  bool writes = false;
+  for (int w : last.writes) writes = writes || plan_->Root(w) == root;
+  if (!writes) return;
+  ActivationSite site;
+  site.name = node.outputs[0];
+  site.kind = kind;
+  site.value = it->second;
+  site.step = static_cast<int>(plan_->steps.size()) - 1;
+  plan_->activation_sites.push_back(std::move(site));
+}
+
 bool PlanBuilder::IsLastRead(const std::string& name) const {
   if (graph_.IsGraphOutput(name)) return false;
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
@@ -389,6 +413,56 @@ bool PlanBuilder::IsLastRead(const std::string& name) const {
   return true;
 }
 
+std::vector<int64_t> PreluSlopeDims(const Graph& graph, const std::string& slope,
+                                    const std::vector<int64_t>& shape) {
+  auto it = graph.constants.find(slope);
+  if (it == graph.constants.end() || it->second.type != DataType::kFloat32 ||
+      it->second.shape.size() > shape.size() || shape.empty())
+    return {};
+  std::vector<int64_t> dims(shape.size() - it->second.shape.size(), 1);
+  dims.insert(dims.end(), it->second.shape.begin(), it->second.shape.end());
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (dims[i] != 1 && dims[i] != shape[i]) return {};
+  return dims;
+}
+
+int PreluMask(const std::vector<int64_t>& dims) {
+  int mask = 0;
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (dims[i] != 1) mask |= 1 << i;
+  return mask;
+}
+
+absl::StatusOr<int> PreluSlopeValue(PlanBuilder& b, const std::string& slope,
+                                    const std::vector<int64_t>& dims) {
+  const Tensor& t = b.graph().constants.at(slope);
+  const memory::desc md = PlanBuilder::PlainMd(dims);
+  return b.ConstantInLayout(absl::StrCat(slope, "@prelu"), t.bytes.data(), md, md, dims);
+}
+
+absl::StatusOr<int> EmitPrelu(PlanBuilder& b, int v, const std::string& slope,
+                              const std::string& name, const std::string& label) {
+  const std::vector<int64_t> shape = b.values()[v].shape;
+  const std::vector<int64_t> dims = PreluSlopeDims(b.graph(), slope, shape);
+  if (dims.empty()) return -1;
+  const memory::desc src_md = b.values()[v].md;
+  const memory::desc wei_any(PlanBuilder::Dims(dims), memory::data_type::f32,
+                             memory::format_tag::any);
+  dnnl::prelu_forward::desc d(dnnl::prop_kind::forward_inference, src_md, wei_any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::prelu_forward::primitive_desc pd(d, attr, b.engine());
+  const Tensor& t = b.graph().constants.at(slope);
+  ASSIGN_OR_RETURN(int w, b.ConstantInLayout(
+                              absl::StrCat(slope, "@", LayoutName(pd.weights_desc())),
+                              t.bytes.data(), PlanBuilder::PlainMd(dims), pd.weights_desc(), dims));
+  int out = b.NewValue(name, DataType::kFloat32, shape, pd.dst_desc());
+  b.AddPrimitive(pd, dnnl::prelu_forward(pd),
+                 {{DNNL_ARG_SRC, v}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, out}},
+                 absl::StrCat(label, " prelu ", LayoutName(src_md)));
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
   try {
     for (size_t i = 0; i < graph_.inputs.size(); ++i) {
@@ -402,13 +476,20 @@ absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
       Define(in.name, v);
     }
     for (current_node_ = 0; current_node_ < graph_.nodes.size(); ++current_node_) {
-      RETURN_IF_ERROR(LowerNode(graph_.nodes[current_node_]));
+      const Node& node = graph_.nodes[current_node_];
+      const size_t steps_before = plan_->steps.size();
+      RETURN_IF_ERROR(LowerNode(node));
+      RecordActivationSite(node, steps_before);
     }
     RETURN_IF_ERROR(FinishOutputs());
   } catch (const dnnl::error& e) {
     return DnnlError(e, "plan compilation");
   }
   PlanMemory(*plan_);
+  plan_->site_after_step.assign(plan_->steps.size(), -1);
+  for (size_t i = 0; i < plan_->activation_sites.size(); ++i)
+    plan_->site_after_step[static_cast<size_t>(plan_->activation_sites[i].step)] =
+        static_cast<int>(i);
   plan_->description = Describe();
   return std::move(plan_);
 }

@@ -74,6 +74,8 @@ class PlanBuilder {
  private:
   absl::Status LowerNode(const Node& node);
   absl::Status LowerAlias(const Node& node);
+  // Notes `node`'s output as an activation layer when it is one.
+  void RecordActivationSite(const Node& node, size_t steps_before);
   absl::Status FinishOutputs();
   std::string Describe() const;
 
@@ -127,6 +129,22 @@ bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation*
 absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivation f,
                                             const std::string& name, const std::string& label,
                                             bool in_place);
+
+// PRelu: the slope (graph constant `slope`) broadcast to `rank` dims
+// (leading 1s), or empty when it does not broadcast onto `shape`.
+std::vector<int64_t> PreluSlopeDims(const Graph& graph, const std::string& slope,
+                                    const std::vector<int64_t>& shape);
+// Post-op mask of a prelu post-op with slope dims `dims` (bit d set where
+// the slope varies along dim d).
+int PreluMask(const std::vector<int64_t>& dims);
+// The slope as a plan constant with dims `dims` (plain layout), the form a
+// prelu post-op reads (DNNL_ARG_ATTR_MULTIPLE_POST_OP(i) | DNNL_ARG_WEIGHTS).
+absl::StatusOr<int> PreluSlopeValue(PlanBuilder& b, const std::string& slope,
+                                    const std::vector<int64_t>& dims);
+// A standalone oneDNN prelu step computing PRelu(v, slope); -1 when the
+// slope does not broadcast onto v.
+absl::StatusOr<int> EmitPrelu(PlanBuilder& b, int v, const std::string& slope,
+                              const std::string& name, const std::string& label);
 
 // "dnnl error ... in <what>": converts a caught dnnl::error.
 absl::Status DnnlError(const dnnl::error& e, const std::string& what);
