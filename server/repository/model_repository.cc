@@ -197,6 +197,9 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   inference::ModelConfig config = base_config;
   engine::CompileOptions compile;
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
+  compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
+                            ? engine::ActivationKernel::kRectifier
+                            : engine::ActivationKernel::kOneDnn;
   compile.max_batch_size =
       config.max_batch_size() > 0 ? config.max_batch_size() : options_.default_max_batch_size;
   const fs::path file = dir / std::to_string(version) / ModelFileName(config);
