@@ -498,7 +498,7 @@ int FuseReluPattern(Graph& g) {
     }
     if (x.empty()) continue;
     r.Rewrite(mi, x, Act(ActivationKind::kRelu), {},
-              absl::StrCat(n.op_type, " '", n.name, "' as Relu"));
+              absl::StrCat("Relu pattern (", n.op_type, " '", n.name, "')"));
   }
   return r.Finish();
 }

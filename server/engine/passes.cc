@@ -469,6 +469,7 @@ int FuseActivations(Graph& g) {
         if (auto kind = ActivationOfNode(act, g)) ops.back().activation = ActivationLabel(*kind);
         for (const auto& op : ops) prod.post_ops.push_back(op);
         prod.fused.push_back(absl::StrCat(act.op_type, " '", act.name, "'"));
+        for (const auto& note : act.fused) prod.fused.push_back(note);
         prod.outputs[0] = act.outputs[0];
         EraseNodes(g, {users[0]});
         ++fused;
