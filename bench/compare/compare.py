@@ -56,10 +56,11 @@ def fma_ceiling(exe, threads):
     return info, max(info["avx2_gflops"], info["avx512_gflops"])
 
 
-def engine_round(engine, model, inp, out, batch, threads, iters, warmup):
+def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None):
     proc = subprocess.run([engine, model, "-i", inp, "-o", out, "-b", str(batch), "-t",
                            str(threads), "-n", str(iters), "-w", str(warmup)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
     m = re.search(r"p50 ([0-9.]+) ms", proc.stdout)
     if proc.returncode != 0 or not m:
         raise zoo.ParityError(f"rectifier-engine failed on {model}:\n{proc.stdout}")
@@ -78,7 +79,9 @@ def ort_round(model, inp, out_dir, batch, threads, iters, warmup, chw):
     return info["median_ms"], info["outputs"]
 
 
-def measure(engine, model, batch, threads, a, tmp):
+def measure(engine, model, batch, threads, a, tmp, variant=None):
+    """Alternating rounds; returns (engine, ort, variant) round medians and parity.
+    variant: (binary, environment) of a third side, an engine experiment."""
     inputs = zoo.make_inputs(model, batch, a.seed)
     if len(inputs) != 1 or inputs[0][1].dtype != np.float32:
         raise zoo.ParityError(f"{model}: the benchmark handles one float32 input only")
@@ -87,13 +90,18 @@ def measure(engine, model, batch, threads, a, tmp):
     zoo.write_pb(inp_pb, name, array)
     array.tofile(inp_bin)
     eng_out = os.path.join(tmp, "engine_output0.pb")
-    engine_ms, ort_ms, ort_outputs = [], [], None
+    var_out = os.path.join(tmp, "variant_output0.pb")
+    engine_ms, ort_ms, variant_ms, ort_outputs = [], [], [], None
+    base = ["engine", "ort"] + (["variant"] if variant else [])
     for r in range(a.rounds):
-        sides = ["engine", "ort"] if r % 2 == 0 else ["ort", "engine"]
+        sides = base[r % len(base):] + base[:r % len(base)]  # rotate the order
         for side in sides:
             if side == "engine":
                 engine_ms.append(engine_round(engine, model, inp_pb, eng_out, batch, threads,
                                               a.iters, a.warmup))
+            elif side == "variant":
+                variant_ms.append(engine_round(variant[0], model, inp_pb, var_out, batch,
+                                               threads, a.iters, a.warmup, variant[1]))
             else:
                 ms, ort_outputs = ort_round(model, inp_bin, tmp, batch, threads, a.iters,
                                             a.warmup, array.shape[1:])
@@ -103,7 +111,9 @@ def measure(engine, model, batch, threads, a, tmp):
     want = np.fromfile(os.path.join(tmp, re.sub(r"[^A-Za-z0-9_.-]", "_", first) + ".bin"),
                        dtype=np.float32).reshape(dims)
     parity = zoo.compare(zoo.read_pb(eng_out), want)
-    return engine_ms, ort_ms, parity
+    if variant:
+        parity["variant_rel"] = zoo.compare(zoo.read_pb(var_out), want)["rel"]
+    return engine_ms, ort_ms, variant_ms, parity
 
 
 def main():
@@ -117,6 +127,11 @@ def main():
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per round")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--json", help="also write every measurement to this file")
+    p.add_argument("--variant-build", help="experiment: a second engine build directory, "
+                   "run as a third alternating side")
+    p.add_argument("--variant-env", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="experiment: environment of the third side (binary: --variant-build "
+                   "or the engine's)")
     a = p.parse_args()
     if a.rounds < 1 or a.iters < 1 or a.warmup < 0:
         p.error("--rounds and --iters must be >= 1, --warmup >= 0")
@@ -126,6 +141,18 @@ def main():
         if not os.path.exists(engine):
             raise zoo.ParityError(f"{engine} not found: build it (make build, or --build DIR)")
         zoo.check_peer()
+        variant = None
+        if a.variant_build or a.variant_env:
+            binary = os.path.join(a.variant_build or a.build, "tools", "engine",
+                                  "rectifier-engine")
+            if not os.path.exists(binary):
+                raise zoo.ParityError(f"{binary} not found")
+            env = dict(os.environ)
+            for kv in a.variant_env:
+                if "=" not in kv:
+                    raise zoo.ParityError(f"--variant-env wants NAME=VALUE, got '{kv}'")
+                env[kv.split("=", 1)[0]] = kv.split("=", 1)[1]
+            variant = (binary, env)
         fma = build_fma_peak(a.build)
         ceilings = {}
         for t in sorted(set(a.threads)):
@@ -138,7 +165,9 @@ def main():
         header = ("| model (GMAC/img) | batch | threads | engine ms | ORT ms | engine img/s | "
                   "ORT img/s | engine GF/s (% ceiling) | ORT GF/s (% ceiling) | "
                   "engine/ORT img/s | parity rel err |")
-        print(header + "\n" + "| --- " * 11 + "|", flush=True)
+        if variant:
+            header += " variant ms | variant/engine img/s | variant parity |"
+        print(header + "\n" + "| --- " * (14 if variant else 11) + "|", flush=True)
         for name in a.models:
             model = zoo.zoo_model(name)
             macs = zoo.macs_per_image(model)
@@ -148,7 +177,8 @@ def main():
                     continue
                 for threads in a.threads:
                     with tempfile.TemporaryDirectory(prefix="compare_") as tmp:
-                        eng, ort, parity = measure(engine, model, batch, threads, a, tmp)
+                        eng, ort, var, parity = measure(engine, model, batch, threads, a, tmp,
+                                                        variant)
                     e_ms, o_ms = statistics.median(eng), statistics.median(ort)
                     gf = lambda ms: 2.0 * macs * batch / (ms * 1e-3) / 1e9  # noqa: E731
                     ceil = ceilings[threads]
@@ -157,12 +187,17 @@ def main():
                            f"{gf(e_ms):.1f} ({100 * gf(e_ms) / ceil:.0f}%) | "
                            f"{gf(o_ms):.1f} ({100 * gf(o_ms) / ceil:.0f}%) | "
                            f"{o_ms / e_ms:.2f} | {parity['rel']:.2g} |")
+                    if variant:
+                        v_ms = statistics.median(var)
+                        row += (f" {v_ms:.2f} | {e_ms / v_ms:.2f} | "
+                                f"{parity['variant_rel']:.2g} |")
                     print(row, flush=True)
                     rows.append(row)
                     records.append({"model": name, "file": os.path.relpath(model, zoo.ROOT),
                                     "macs_per_image": macs, "batch": batch,
                                     "threads": threads, "engine_round_ms": eng,
-                                    "ort_round_ms": ort, "engine_ms": e_ms, "ort_ms": o_ms,
+                                    "ort_round_ms": ort, "variant_round_ms": var,
+                                    "engine_ms": e_ms, "ort_ms": o_ms,
                                     "ceiling_gflops": ceil, "parity_rel": parity["rel"],
                                     "parity_max_abs": parity["max_abs"],
                                     "load_after": os.getloadavg()[0]})

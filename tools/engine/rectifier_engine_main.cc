@@ -1,6 +1,7 @@
 // rectifier-engine: loads an ONNX model with the engine, prints the compiled
 // plan, runs N iterations at batch B with T threads and reports latency
 // percentiles and throughput; reads/writes TensorProto .pb files.
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,6 +69,11 @@ int main(int argc, char** argv) {
   app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
   app.add_option("-o,--output", output_file, "write output 0 as a TensorProto .pb");
   CLI11_PARSE(app, argc, argv);
+  // oneDNN fixes a primitive's thread decomposition when the plan compiles
+  // (omp_get_max_threads of the compiling thread) and runs that many threads
+  // whatever ExecutionContext asks later, so compile with the requested count:
+  // without this, -t 1 ran two-thread teams on a 2-CPU machine.
+  if (threads > 0) omp_set_num_threads(threads);
 
   rectifier::engine::CompileOptions options;
   options.fuse = !no_fuse;
