@@ -5,6 +5,12 @@ Run with Debian's interpreter (/usr/bin/python3: python3-torch,
 python3-torchvision, python3-onnx). Same arguments give byte-identical files.
 
   /usr/bin/python3 models/tools/export_zoo.py resnet50 --out models/.cache/resnet50.onnx
+  /usr/bin/python3 models/tools/export_zoo.py mobilenet_v2 --act gelu   # -> models/.cache/mobilenet_v2_gelu.onnx
+
+--act replaces every activation module of the network (ReLU, ReLU6, SiLU,
+Hardswish, GELU, LeakyReLU, including the one inside squeeze-excite blocks)
+with the chosen one; the squeeze-excite gates (Sigmoid, Hardsigmoid) stay.
+Without --act each architecture keeps its own activations.
 """
 import argparse
 import os
@@ -12,6 +18,7 @@ import sys
 
 import torch
 import torchvision
+from torch import nn
 
 ARCHS = {
     "resnet50": lambda: torchvision.models.resnet50(weights=None),
@@ -20,32 +27,82 @@ ARCHS = {
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(weights=None),
 }
 
+# --act choices: module constructors. LeakyReLU uses Ultralytics' / YOLO's slope 0.1.
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "gelu": lambda: nn.GELU(),
+}
+# The modules --act replaces (gates such as Sigmoid/Hardsigmoid are not activations here).
+REPLACEABLE = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.LeakyReLU)
+
+
+def replace_activations(module, act):
+    """Replaces every REPLACEABLE submodule with a fresh ACTIVATIONS[act](); returns the count."""
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, REPLACEABLE):
+            setattr(module, name, ACTIVATIONS[act]())
+            count += 1
+        else:
+            count += replace_activations(child, act)
+    return count
+
+
+def randomize_bn_stats(model, seed):
+    """Random init leaves BatchNorm at identity statistics; give it realistic ones
+    so folding BN into Conv is exercised with non-trivial values."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
+
+
+def build(arch, act=None, seed=0):
+    """The eval-mode torch model export() writes (also used by verify_export.py)."""
+    torch.manual_seed(seed)
+    model = ARCHS[arch]()
+    if act:
+        if replace_activations(model, act) == 0:
+            raise ValueError(f"{arch}: no activation modules to replace")
+    model.eval()
+    randomize_bn_stats(model, seed)
+    return model
+
+
+def default_out(arch, act):
+    here = os.path.dirname(os.path.abspath(__file__))
+    name = arch + (f"_{act}" if act else "")
+    return os.path.normpath(os.path.join(here, "..", ".cache", f"{name}.onnx"))
+
+
+def export(model, out, size, opset, input_name="input", output_name="logits"):
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(model, torch.zeros(1, 3, size, size), out, opset_version=opset,
+                          input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                          do_constant_folding=True)
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arch", choices=sorted(ARCHS))
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--opset", type=int, default=13)
+    parser.add_argument("--out", help="default: models/.cache/<arch>[_<act>].onnx")
+    parser.add_argument("--act", choices=sorted(ACTIVATIONS),
+                        help="replace the activations (default: the architecture's own)")
+    parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    model = ARCHS[args.arch]().eval()
-    # Random init leaves BatchNorm at identity statistics; give it realistic
-    # ones so folding BN into Conv is exercised with non-trivial values.
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
-    dummy = torch.zeros(1, 3, args.size, args.size)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch.onnx.export(model, dummy, args.out, opset_version=args.opset,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                      do_constant_folding=True)
-    print(f"{args.arch}: wrote {args.out} ({os.path.getsize(args.out)} bytes)", file=sys.stderr)
+    out = args.out or default_out(args.arch, args.act)
+    export(build(args.arch, args.act, args.seed), out, args.size, args.opset)
+    print(f"{args.arch}{' --act ' + args.act if args.act else ''}: wrote {out} "
+          f"({os.path.getsize(out)} bytes)", file=sys.stderr)
 
 
 if __name__ == "__main__":
