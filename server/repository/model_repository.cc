@@ -197,6 +197,16 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   inference::ModelConfig config = base_config;
   engine::CompileOptions compile;
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
+  for (const auto& r : config.activation().replace()) {
+    engine::ActivationReplacement rule;
+    rule.from = r.from();
+    rule.to = r.to();
+    if (r.has_alpha()) rule.alpha = r.alpha();
+    if (r.has_beta()) rule.beta = r.beta();
+    compile.replace.push_back(std::move(rule));
+  }
+  compile.gelu_approximation = config.activation().gelu_approximation();
+  compile.activation_stats_sample_every = config.activation().statistics().sample_every();
   compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
                             ? engine::ActivationKernel::kRectifier
                             : engine::ActivationKernel::kOneDnn;
@@ -219,6 +229,10 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
       absl::InternalError("compile did not run");
   std::thread([&] { compiled = engine::CompiledModel::FromFile(file.string(), compile); }).join();
   ASSIGN_OR_RETURN(std::shared_ptr<const engine::CompiledModel> model, std::move(compiled));
+  spdlog::info("model={} version={} {}", name, version, model->activation_summary().ToString());
+  if (!model->activation_summary().warning.empty()) {
+    spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
+  }
   RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
 
   int instances = 0;

@@ -287,6 +287,30 @@ TEST_F(ModelRepositoryTest, ActivationKernelSelectsRectifierTanh) {
   EXPECT_NE(ours_plan.find("[rectifier:"), std::string::npos) << ours_plan;
 }
 
+TEST_F(ModelRepositoryTest, ActivationReplaceAndStatisticsFromConfig) {
+  WriteFile(root_ / "leaky" / "1" / "model.onnx", testing::ConvReluModelBytes());
+  WriteFile(root_ / "leaky" / "config.pbtxt",
+            "activation { replace { from: \"Relu\" to: \"LeakyRelu\" alpha: 0.1 } "
+            "gelu_approximation: \"tanh\" statistics { sample_every: 1 } }");
+  AddModel("bad", 1, 2.f);
+  WriteFile(root_ / "bad" / "config.pbtxt",
+            "activation { replace { from: \"Relu\" to: \"Nope\" } }");
+  auto repo = Open(ControlMode::kExplicit, {"leaky"});
+  ASSERT_NE(repo, nullptr);
+  auto leaky = repo->Get("leaky", "");
+  ASSERT_TRUE(leaky.ok()) << leaky.status();
+  const engine::ActivationSummary& s = (*leaky)->model->activation_summary();
+  EXPECT_EQ(s.counts.at("LeakyRelu"), 1) << s.ToString();
+  EXPECT_EQ(s.counts.count("Relu"), 0u) << s.ToString();
+  EXPECT_NE(s.warning.find("trained with LeakyRelu"), std::string::npos) << s.warning;
+  EXPECT_NE((*leaky)->model->DescribePlan(1).value().find("leaky_relu"), std::string::npos);
+  const absl::Status bad = repo->Load("bad");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("activation.replace[0].to: unknown activation kind 'Nope'"),
+            std::string::npos)
+      << bad;
+}
+
 TEST_F(ModelRepositoryTest, PollModeRescansOnItsOwn) {
   AddModel("m", 1, 2.f);
   RepositoryOptions options;
