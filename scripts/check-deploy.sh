@@ -47,10 +47,11 @@ npm_install() {  # dir: npm install when package.json changed since the last ins
 # Every PromQL expression in a JSON-lines stream ({expr}) becomes a recording
 # rule, so promtool parses it offline.
 promql_as_rules() {
-  node -e '
-    const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").filter(Boolean);
-    const rules = lines.map((l, i) => ({ record: `check:expr_${i}`, expr: JSON.parse(l).expr }));
-    console.log(JSON.stringify({ groups: [{ name: "promql-parse-check", rules }] }));'
+  /usr/bin/python3 -c '
+import json, sys
+rules = [{"record": f"check:expr_{i}", "expr": json.loads(line)["expr"]}
+         for i, line in enumerate(l for l in sys.stdin if l.strip())]
+print(json.dumps({"groups": [{"name": "promql-parse-check", "rules": rules}]}))'
 }
 
 # The k8s scrape job uses kubernetes_sd_configs, which Debian's Prometheus is
@@ -63,9 +64,10 @@ check_k8s_prometheus_config() {
     promtool check config "$tmp/prometheus-k8s.yml"
 }
 
+# Dashboard, adapter and alert expressions (deploy/test/promql_queries.py also
+# checks panel ids, the grid and leftover variables).
 check_dashboard_promql() {
-  node deploy/grafana/validate/queries.mjs >"$tmp/dash.jsonl" &&
-    node deploy/k8s/validate/adapter-queries.mjs >>"$tmp/dash.jsonl" &&
+  /usr/bin/python3 deploy/test/promql_queries.py >"$tmp/dash.jsonl" &&
     promql_as_rules <"$tmp/dash.jsonl" >"$tmp/dash-rules.yml" &&
     promtool check rules "$tmp/dash-rules.yml"
 }
@@ -99,7 +101,10 @@ check_compose_replicas() {
     mkdir -p "$tmp/nginx" && nginx -t -q -c "$tmp/nginx.conf" -p "$tmp/nginx" -g "error_log stderr;"
 }
 
-check_shell() { bash -n docker/make-base-image.sh docker/runtime-packages.sh deploy/test/live-promql.sh; }
+check_shell() {
+  bash -n docker/make-base-image.sh docker/runtime-packages.sh deploy/test/*.sh &&
+    /usr/bin/python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' deploy/test/promql_queries.py
+}
 
 step "promtool check config (compose)"           promtool check config deploy/prometheus/prometheus.yml
 step "promtool check config (kubernetes)"        check_k8s_prometheus_config
@@ -108,11 +113,11 @@ step "promtool test rules alerts_test.yml"       promtool test rules deploy/prom
 step "k8s rules ConfigMap == alerts.yml"         same_rules
 step "docker-compose config"                     check_compose
 step "compose replicas + nginx grpc_pass config"  check_compose_replicas
-step "shell syntax (docker/, deploy/test/)"      check_shell
+step "shell/Python syntax (docker/, deploy/test/)"  check_shell
 step "npm install deploy/grafana/validate"       npm_install deploy/grafana/validate
 step "npm install deploy/k8s/validate"           npm_install deploy/k8s/validate
 step "dashboard schema (tsc + @grafana/schema)"  npx --prefix deploy/grafana/validate tsc --noEmit -p deploy/grafana/validate
-step "dashboard + adapter PromQL parse (promtool)" check_dashboard_promql
+step "dashboard + adapter + alert PromQL parse (promtool)" check_dashboard_promql
 step "kubectl kustomize deploy/k8s/base"         kustomize_build
 step "k8s manifests (kubernetes-models + rules)" validate_k8s
 if [ -n "$LIVE_BUILD" ]; then

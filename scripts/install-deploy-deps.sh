@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the deployment checks need (scripts/check-deploy.sh).
 # Idempotent and non-interactive; returns at once when everything is present.
-#   scripts/install-deploy-deps.sh           promtool, docker-compose, nginx (config test only),
-#                                            node + npm, kubectl
+#   scripts/install-deploy-deps.sh           promtool, docker-compose, nginx (config test and the
+#                                            two-replica test), node + npm, kubectl, PyYAML
 #   scripts/install-deploy-deps.sh --live    + python3-onnx (a test model for the live PromQL check)
 #   scripts/install-deploy-deps.sh --image   + docker.io and debootstrap (building the image)
 # npm packages are not installed here: each validation folder under deploy/
 # installs its own (npm install there, no lock file).
 set -euo pipefail
 
-want=(prometheus docker-compose nginx)
+want=(prometheus docker-compose nginx python3-yaml)
 for arg in "$@"; do
   case "$arg" in
     --live) want+=(python3-onnx) ;;

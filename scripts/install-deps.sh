@@ -27,6 +27,10 @@ DEV_PACKAGES=(
   python3-grpcio python3-protobuf python3-numpy
   # lint
   clang-format clang-tidy
+  # deployment tests in make test (tests/deploy): promtool and a loopback
+  # Prometheus (deploy/test/promtool-checks.sh, live-promql.sh); PyYAML reads
+  # the alert and adapter rules (deploy/test/promql_queries.py)
+  prometheus python3-yaml
 )
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
@@ -64,6 +68,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The prometheus package enables a system service on :9090; the tests start
+  # their own on loopback. Stop and disable it where this script installed it.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ $need_full -eq 1 ]; then

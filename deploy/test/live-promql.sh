@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Live check of every PromQL expression Rectifier ships: runs the real
-# rectifier-server on loopback with a generated one-op model (y = 2x), drives
-# bounded load with rectifier-perf plus a few invalid requests, scrapes it with
-# a loopback Prometheus (Debian's `prometheus`) that also evaluates alerts.yml,
-# then asserts through the HTTP API that
+# Live check of the metrics and of every PromQL expression Rectifier ships:
+# runs the real rectifier-server on loopback with a generated one-op model
+# (y = 2x) and a model whose config is broken, drives bounded load with
+# rectifier-perf plus a few invalid requests, scrapes it with a loopback
+# Prometheus (Debian's `prometheus`) that also evaluates alerts.yml, then
+# asserts through Prometheus' HTTP API that
 #   - every dashboard panel query, template variable query and
 #     prometheus-adapter rule parses and returns at least one series,
-#   - the counters and histograms moved as the load implies,
-#   - every alert rule evaluated without error,
+#   - every alert rule evaluated without error, every metric an alert reads
+#     has series, and RectifierModelNotReady's expression selects the broken
+#     model (and only it),
+#   - the counters, histograms and gauges moved as the load implies
+#     (requests, failures by reason, latency/queue/batch histograms,
+#     inferences vs executions, in-flight requests, model states),
 # and finally that SIGTERM makes the server exit 0.
 # Usage: deploy/test/live-promql.sh BUILD_DIR
+# Exit status: 0 passed, 1 failed, 77 skipped (no `prometheus` binary: install
+# it with scripts/install-deps.sh or scripts/install-deploy-deps.sh).
 # Needs: BUILD_DIR/server/rectifier-server, tools/client/rectifier-client,
-# tools/perf/rectifier-perf; prometheus, /usr/bin/python3 with onnx, node, curl;
-# npm dependencies installed in deploy/grafana/validate and deploy/k8s/validate
-# (scripts/check-deploy.sh --live BUILD_DIR does all of this).
+# tools/perf/rectifier-perf; prometheus; /usr/bin/python3 with onnx, numpy
+# and yaml. Runs as the ctest `deploy_live_promql` (make test) and in
+# scripts/check-deploy.sh --live BUILD_DIR. Takes about 20 s.
 set -euo pipefail
 
 BUILD=$(realpath "${1:?usage: $0 BUILD_DIR}")
@@ -21,6 +28,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SERVER=$BUILD/server/rectifier-server
 CLIENT=$BUILD/tools/client/rectifier-client
 PERF=$BUILD/tools/perf/rectifier-perf
+PY=/usr/bin/python3
+if ! command -v prometheus >/dev/null; then
+  echo "live-promql: SKIPPED: no prometheus binary on PATH (apt-get install prometheus)"
+  exit 77
+fi
 for b in "$SERVER" "$CLIENT" "$PERF"; do
   [ -x "$b" ] || { echo "live-promql: missing $b" >&2; exit 1; }
 done
@@ -36,15 +48,19 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+http_ok() {  # url: exit 0 when it answers 2xx
+  $PY -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null
 }
 GRPC_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 PROM_PORT=$(free_port)
 
-# The model: y = x * 2, x FP32 [batch, 3, 2, 2], with dynamic batching.
-mkdir -p "$tmp/models/double/1"
-/usr/bin/python3 - "$tmp/models/double/1/model.onnx" <<'PY'
+# The models: double (y = x * 2, x FP32 [batch, 3, 2, 2], dynamic batching)
+# and broken (the same file with an invalid config: its load fails).
+mkdir -p "$tmp/models/double/1" "$tmp/models/broken/1"
+$PY - "$tmp/models/double/1/model.onnx" <<'PY'
 import sys
 import numpy as np
 import onnx
@@ -57,12 +73,14 @@ model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 onnx.checker.check_model(model)
 onnx.save(model, sys.argv[1])
 PY
+cp "$tmp/models/double/1/model.onnx" "$tmp/models/broken/1/model.onnx"
 cat >"$tmp/models/double/config.pbtxt" <<'CFG'
 name: "double"
 max_batch_size: 8
 dynamic_batching { max_queue_delay_microseconds: 1000 }
 instance_group [{ count: 1 kind: KIND_CPU }]
 CFG
+echo 'max_batch_size: -3' >"$tmp/models/broken/config.pbtxt"
 
 "$SERVER" --model-repository "$tmp/models" --grpc-address "127.0.0.1:$GRPC_PORT" \
   --metrics-address "127.0.0.1:$METRICS_PORT" --exit-timeout 5 --intra-op-threads 1 \
@@ -91,9 +109,8 @@ CFG
 prometheus --config.file="$tmp/prometheus.yml" --web.listen-address="127.0.0.1:$PROM_PORT" \
   --storage.tsdb.path="$tmp/tsdb" >"$tmp/prometheus.log" 2>&1 &
 prom_pid=$!
-API="http://127.0.0.1:$PROM_PORT/api/v1"
 for _ in $(seq 1 60); do
-  curl -sf "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null && break
+  http_ok "http://127.0.0.1:$PROM_PORT/-/ready" && break
   kill -0 "$prom_pid" 2>/dev/null || { cat "$tmp/prometheus.log" >&2; exit 1; }
   sleep 0.5
 done
@@ -102,66 +119,153 @@ done
 # 5 requests with a wrong shape (INVALID_ARGUMENT, counted as failures).
 "$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 1:4:x2 --window-s 1 \
   --max-windows 3 --max-requests 20000 >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log" >&2; exit 1; }
-/usr/bin/python3 -c 'import numpy as np; np.save("'"$tmp"'/bad.npy", np.zeros((1, 2, 2, 2), np.float32))'
+$PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.zeros((1, 2, 2, 2), np.float32))' "$tmp/bad.npy"
 for _ in 1 2 3 4 5; do
   "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/bad.npy" >/dev/null 2>&1 || true
 done
-sleep 4  # a few scrapes and rule evaluations after the load
+sleep 3  # a few scrapes after the load
 
-failed=0
-query() {  # prints the JSON answer of an instant query
-  curl -sf "$API/query" --data-urlencode "query=$1"
-}
-check_series() {  # label, expr: the query must succeed and return >= 1 series
-  local answer count
-  if ! answer=$(query "$2"); then
-    echo "FAIL $1: query error: $(curl -s "$API/query" --data-urlencode "query=$2")"
-    failed=1
-    return
-  fi
-  count=$(node -e 'const a=JSON.parse(process.argv[1]); console.log(a.data.result.length)' "$answer")
-  if [ "$count" -eq 0 ]; then
-    echo "FAIL $1: no series: $2"
-    failed=1
-  else
-    echo "ok   $1 ($count series)"
-  fi
-}
+$PY "$ROOT/deploy/test/promql_queries.py" --rate-interval 1m --group-by instance \
+  --matchers 'job="rectifier"' >"$tmp/exprs.jsonl"
 
-exprs=$( (node "$ROOT/deploy/grafana/validate/queries.mjs" --rate-interval 1m
-          node "$ROOT/deploy/k8s/validate/adapter-queries.mjs" --group-by instance --matchers 'job="rectifier"') )
-while IFS= read -r line; do
-  label=$(node -e 'const q=JSON.parse(process.argv[1]); console.log(q.panel + " " + q.refId)' "$line")
-  expr=$(node -e 'console.log(JSON.parse(process.argv[1]).expr)' "$line")
-  check_series "$label" "$expr"
-done <<<"$exprs"
+# The checks, in two phases around 20 more requests sent one at a time:
+# `snapshot` records the counters, `check` runs every check, including that
+# each counter moved by exactly what those requests imply.
+cat >"$tmp/check.py" <<'PY'
+import json
+import re
+import sys
+import urllib.parse
+import urllib.request
+
+mode, api, exprs_file, snapshot_file, extra = sys.argv[1:6]
+extra = int(extra)
+failed = False
+# What one more successful batch-1 request sent alone adds to each counter.
+PER_REQUEST = {
+    "rectifier_requests_total": 'sum(rectifier_requests_total{model="double", outcome="success"})',
+    "rectifier_request_failures_total": 'sum(rectifier_request_failures_total{model="double"})',
+    "rectifier_request_duration_seconds_count": 'sum(rectifier_request_duration_seconds_count{model="double"})',
+    "rectifier_queue_duration_seconds_count": 'sum(rectifier_queue_duration_seconds_count{model="double"})',
+    "rectifier_inferences_total": 'sum(rectifier_inferences_total{model="double"})',
+    "rectifier_executions_total": 'sum(rectifier_executions_total{model="double"})',
+    "rectifier_batch_size_count": 'sum(rectifier_batch_size_count{model="double"})',
+    "rectifier_batch_size_sum": 'sum(rectifier_batch_size_sum{model="double"})',
+    "rectifier_batch_size_bucket{le=1}": 'sum(rectifier_batch_size_bucket{model="double", le="1"})',
+}
+# Failures must not move.
+EXPECTED_DELTA = {name: (0 if name == "rectifier_request_failures_total" else extra)
+                  for name in PER_REQUEST}
+
+
+def query(expr):
+    url = f"{api}/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.load(answer)["data"]["result"], None
+    except urllib.error.HTTPError as e:
+        return None, e.read().decode(errors="replace")
+
+
+def check(label, expr, want_series=True):
+    global failed
+    result, error = query(expr)
+    if result is None:
+        print(f"FAIL {label}: query error: {error}")
+        failed = True
+    elif want_series and not result:
+        print(f"FAIL {label}: no series: {expr}")
+        failed = True
+    else:
+        print(f"ok   {label} ({len(result)} series)")
+    return result or []
+
+
+alert_exprs = {}
+for line in open(exprs_file) if mode == "check" else []:
+    q = json.loads(line)
+    if q["source"] == "alert":
+        alert_exprs[q["name"]] = q["expr"]
+        # Alerts select nothing while all is well: they must evaluate, and
+        # every metric they read must exist (a misspelt name never fires).
+        check(f"alert {q['name']} evaluates", q["expr"], want_series=False)
+        for metric in sorted(set(re.findall(r"\b(rectifier_\w+|up)\b(?=\s*[{\[)])", q["expr"]))):
+            check(f"alert {q['name']} reads {metric}", f"count({metric})")
+    else:
+        check(f"{q['source']} {q['name']}", q["expr"])
+
+if mode == "snapshot":
+    values = {}
+    for name, expr in PER_REQUEST.items():
+        result = query(expr)[0]
+        values[name] = float(result[0]["value"][1]) if result else None
+    json.dump(values, open(snapshot_file, "w"))
+    sys.exit(0)
+
+before = json.load(open(snapshot_file))
+for name, expr in PER_REQUEST.items():
+    result = query(expr)[0]
+    after = float(result[0]["value"][1]) if result else None
+    if before[name] is None or after is None or after - before[name] != EXPECTED_DELTA[name]:
+        print(f"FAIL {name} moved {before[name]} -> {after}, expected +{EXPECTED_DELTA[name]}")
+        failed = True
+    else:
+        print(f"ok   {name} moved by exactly {EXPECTED_DELTA[name]} ({before[name]:g} -> {after:g})")
 
 # The load shows up as it should.
-check_series "successes counted" 'sum(rectifier_requests_total{model="double", outcome="success"}) > 100'
-check_series "invalid inputs counted" 'sum(rectifier_request_failures_total{model="double", reason="invalid_input"}) >= 5'
-check_series "every success observed in the latency histogram" \
-  'sum(rectifier_request_duration_seconds_count{model="double"}) >= sum(rectifier_requests_total{model="double", outcome="success"})'
-check_series "inferences >= executions > 0" \
-  'sum(rectifier_inferences_total{model="double"}) >= sum(rectifier_executions_total{model="double"}) > 0'
-check_series "batch size histogram counts executions" \
-  'sum(rectifier_batch_size_count{model="double"}) == sum(rectifier_executions_total{model="double"})'
-check_series "queue time observed" 'sum(rectifier_queue_duration_seconds_count{model="double"}) > 0'
-check_series "one instance" 'rectifier_model_instances{model="double"} == 1'
-check_series "target up" 'up{job="rectifier"} == 1'
+checks = [
+    ("successes counted", 'sum(rectifier_requests_total{model="double", outcome="success"}) > 100'),
+    ("invalid inputs counted",
+     'sum(rectifier_request_failures_total{model="double", reason="invalid_input"}) >= 5'),
+    ("every success observed in the latency histogram",
+     'sum(rectifier_request_duration_seconds_count{model="double"})'
+     ' >= sum(rectifier_requests_total{model="double", outcome="success"})'),
+    ("inferences >= executions > 0",
+     'sum(rectifier_inferences_total{model="double"}) >= sum(rectifier_executions_total{model="double"}) > 0'),
+    ("batch size histogram counts executions",
+     'sum(rectifier_batch_size_count{model="double"}) == sum(rectifier_executions_total{model="double"})'),
+    ("queue time observed", 'sum(rectifier_queue_duration_seconds_count{model="double"}) > 0'),
+    ("one instance", 'rectifier_model_instances{model="double"} == 1'),
+    ("requests were in flight during the load",
+     'max_over_time(rectifier_inflight_requests{model="double"}[1m]) >= 1'),
+    ("nothing in flight after the load", 'rectifier_inflight_requests{model="double"} == 0'),
+    ("double v1 ready", 'rectifier_model_state{model="double", version="1", state="ready"} == 1'),
+    ("double v1 in exactly one state", 'sum(rectifier_model_state{model="double", version="1"}) == 1'),
+    ("broken unavailable, without a version",
+     'rectifier_model_state{model="broken", version="", state="unavailable"} == 1'),
+    ("target up", 'up{job="rectifier"} == 1'),
+]
+for label, expr in checks:
+    check(label, expr)
+not_ready = query(alert_exprs["RectifierModelNotReady"])[0] or []
+models = sorted(s["metric"].get("model", "") for s in not_ready)
+if models != ["broken"]:
+    print(f"FAIL RectifierModelNotReady selects {models}, expected ['broken']")
+    failed = True
+else:
+    print("ok   RectifierModelNotReady selects the broken model only")
 
 # Every alert rule evaluated cleanly against real series.
-rules=$(curl -sf "$API/rules")
-bad=$(node -e '
-  const r = JSON.parse(process.argv[1]).data.groups.flatMap((g) => g.rules);
-  const bad = r.filter((x) => x.health !== "ok").map((x) => `${x.name}: ${x.health} ${x.lastError ?? ""}`);
-  if (r.length === 0) bad.push("no rules loaded");
-  console.log(bad.join("\n"));' "$rules")
-if [ -n "$bad" ]; then
-  echo "FAIL alert rules: $bad"
-  failed=1
-else
-  echo "ok   alert rules evaluated: $(node -e 'console.log(JSON.parse(process.argv[1]).data.groups.flatMap((g) => g.rules).map((r) => r.name + "=" + r.state).join(" "))' "$rules")"
-fi
+with urllib.request.urlopen(f"{api}/rules", timeout=10) as answer:
+    rules = [r for g in json.load(answer)["data"]["groups"] for r in g["rules"]]
+bad = [f"{r['name']}: {r['health']} {r.get('lastError', '')}" for r in rules if r["health"] != "ok"]
+if not rules or bad:
+    print(f"FAIL alert rules: {bad or 'no rules loaded'}")
+    failed = True
+else:
+    print("ok   alert rules evaluated: " + " ".join(f"{r['name']}={r['state']}" for r in rules))
+sys.exit(1 if failed else 0)
+PY
+API="http://127.0.0.1:$PROM_PORT/api/v1"
+failed=0
+$PY "$tmp/check.py" snapshot "$API" "$tmp/exprs.jsonl" "$tmp/snapshot.json" 20 || failed=1
+$PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.ones((1, 3, 2, 2), np.float32))' "$tmp/good.npy"
+for _ in $(seq 1 20); do
+  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/good.npy" >/dev/null ||
+    { echo "FAIL a single request failed"; failed=1; }
+done
+sleep 4  # a few scrapes and rule evaluations after the last request
+$PY "$tmp/check.py" check "$API" "$tmp/exprs.jsonl" "$tmp/snapshot.json" 20 || failed=1
 
 # SIGTERM drain: exit 0 within the exit timeout (+ the metrics endpoint's stop).
 kill -TERM "$server_pid"
