@@ -61,3 +61,18 @@ clean:
 .PHONY: check-deploy
 check-deploy:
 	@scripts/check-deploy.sh $(if $(LIVE_BUILD),--live $(LIVE_BUILD))
+
+# Builds the container image against a local debootstrap base (no registry)
+# and smoke-tests it with host networking (deploy/test/docker-test.sh; needs
+# root and a running Docker daemon; ~15-25 min on 2 cores). Not in `make test`.
+.PHONY: docker-test
+docker-test: configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS) --target rectifier-client rectifier-perf
+	@deploy/test/docker-test.sh $(BUILD_DIR)
+
+# Two replicas behind nginx on loopback, one SIGKILLed mid-load; every request
+# must be answered exactly once (deploy/test/replicas-nginx.sh, ~20 s; also
+# the ctest deploy_replicas_nginx in `make test`).
+.PHONY: replica-test
+replica-test: build
+	@deploy/test/replicas-nginx.sh $(BUILD_DIR)

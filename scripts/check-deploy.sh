@@ -3,7 +3,8 @@
 # any check fails (all checks run; failures are listed at the end).
 #   scripts/check-deploy.sh                      offline checks (no server, no Docker daemon)
 #   scripts/check-deploy.sh --live BUILD_DIR     + deploy/test/live-promql.sh against a real
-#                                                server and Prometheus on loopback
+#                                                server and Prometheus on loopback, and
+#                                                deploy/test/replicas-nginx.sh
 # Installs what it needs: Debian packages via scripts/install-deploy-deps.sh,
 # npm packages inside deploy/grafana/validate and deploy/k8s/validate.
 set -uo pipefail
@@ -103,7 +104,7 @@ check_compose_replicas() {
 
 check_shell() {
   bash -n docker/make-base-image.sh docker/runtime-packages.sh deploy/test/*.sh &&
-    /usr/bin/python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' deploy/test/promql_queries.py
+    /usr/bin/python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' deploy/test/*.py
 }
 
 step "promtool check config (compose)"           promtool check config deploy/prometheus/prometheus.yml
@@ -122,6 +123,7 @@ step "kubectl kustomize deploy/k8s/base"         kustomize_build
 step "k8s manifests (kubernetes-models + rules)" validate_k8s
 if [ -n "$LIVE_BUILD" ]; then
   step "live PromQL (server + Prometheus)"       deploy/test/live-promql.sh "$LIVE_BUILD"
+  step "two replicas behind nginx, one killed"   deploy/test/replicas-nginx.sh "$LIVE_BUILD"
 fi
 
 if [ ${#failures[@]} -ne 0 ]; then

@@ -29,8 +29,9 @@ DEV_PACKAGES=(
   clang-format clang-tidy
   # deployment tests in make test (tests/deploy): promtool and a loopback
   # Prometheus (deploy/test/promtool-checks.sh, live-promql.sh); PyYAML reads
-  # the alert and adapter rules (deploy/test/promql_queries.py)
-  prometheus python3-yaml
+  # the alert and adapter rules (deploy/test/promql_queries.py); nginx is the
+  # gRPC load balancer of the two-replica test (deploy/test/replicas-nginx.sh)
+  prometheus python3-yaml nginx
 )
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
@@ -68,10 +69,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # The prometheus package enables a system service on :9090; the tests start
-  # their own on loopback. Stop and disable it where this script installed it.
-  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  # The prometheus and nginx packages enable system services (:9090, :80); the
+  # tests start their own on loopback. Stop and disable the ones installed here.
+  if [ -d /run/systemd/system ]; then
+    for service in prometheus nginx; do
+      if [[ " ${missing[*]} " == *" $service "* ]]; then
+        $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+      fi
+    done
   fi
 fi
 

@@ -4,9 +4,12 @@
 # and a generated model repository mounted at /models; then checks
 #   - rectifier-client health from the host (SERVING),
 #   - Docker's HEALTHCHECK reports healthy,
-#   - /metrics answers, and bounded load (rectifier-perf) succeeds,
+#   - /metrics answers (model instances, model state ready),
+#   - a KServe ModelInfer call (rectifier-client infer) returns y = 2x exactly,
+#   - bounded load (rectifier-perf) succeeds and is counted in /metrics,
 #   - the process runs as UID 10001,
-#   - docker stop (SIGTERM) ends it with exit code 0 within the grace period.
+#   - docker stop (SIGTERM through tini) while rectifier-perf keeps 4 requests
+#     in flight ends it with exit code 0 within the grace period (drain).
 # Usage: deploy/test/image-smoke.sh IMAGE BUILD_DIR
 # BUILD_DIR holds the host's rectifier-client and rectifier-perf builds; needs
 # a running Docker daemon, /usr/bin/python3 with onnx, curl.
@@ -62,7 +65,19 @@ echo "ok   docker inspect: healthy"
 
 metrics=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")
 grep -q '^rectifier_model_instances{.*model="double"' <<<"$metrics" || { echo "FAIL /metrics lacks the model"; exit 1; }
-echo "ok   /metrics"
+grep -q '^rectifier_model_state{model="double",state="ready",version="1"} 1' <<<"$metrics" ||
+  { echo "FAIL /metrics: double v1 is not ready"; grep '^rectifier_model_state' <<<"$metrics"; exit 1; }
+echo "ok   /metrics (model double v1 ready)"
+
+/usr/bin/python3 -c 'import numpy as np, sys; np.save(sys.argv[1], np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2))' "$tmp/x.npy"
+mkdir -p "$tmp/out"
+"$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 10 infer double --input "x=$tmp/x.npy" --output-dir "$tmp/out" >/dev/null
+/usr/bin/python3 -c '
+import numpy as np, sys
+x, y = np.load(sys.argv[1]), np.load(sys.argv[2])
+sys.exit(0 if y.shape == x.shape and np.array_equal(y, 2 * x) else 1)' "$tmp/x.npy" "$tmp/out/y.npy" ||
+  { echo "FAIL ModelInfer: y != 2x"; exit 1; }
+echo "ok   KServe ModelInfer: y = 2x"
 
 "$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 2 --window-s 1 --max-windows 3 \
   --max-requests 20000 --fail-on-error >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log"; exit 1; }
@@ -75,8 +90,14 @@ uid=$(docker exec "$name" id -u)
 [ "$uid" = 10001 ] || { echo "FAIL runs as uid $uid"; exit 1; }
 echo "ok   runs as uid $uid"
 
+# Stop under load: 4 requests in flight when SIGTERM arrives.
+"$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 4 --window-s 1 --max-windows 10 \
+  --max-requests 1000000 >"$tmp/perf-stop.log" 2>&1 &
+perf_pid=$!
+sleep 1.5
 start=$(date +%s.%N)
 docker stop -t "$GRACE" "$name" >/dev/null
+wait "$perf_pid" || true
 elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
 [ "$code" = 0 ] || { echo "FAIL exit code $code after docker stop"; docker logs --tail 20 "$name"; exit 1; }
