@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "server/common/process_env.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/execution_context.h"
@@ -68,6 +70,15 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fuse", no_fuse, "disable activation/residual fusion");
   app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
   app.add_option("-o,--output", output_file, "write output 0 as a TensorProto .pb");
+  int stats_every = 0;
+  std::vector<std::string> replace;
+  std::string gelu;
+  app.add_option("--activation-stats", stats_every,
+                 "sample every N-th run for activation statistics and print the table (0 = off)");
+  app.add_option("--replace", replace,
+                 "replace an activation kind: FROM=TO[:ALPHA[:BETA]] (e.g. SiLU=Relu, "
+                 "Relu=LeakyRelu:0.01); repeatable");
+  app.add_option("--gelu", gelu, "GELU form: erf or tanh");
   CLI11_PARSE(app, argc, argv);
   // oneDNN fixes a primitive's thread decomposition when the plan compiles
   // (omp_get_max_threads of the compiling thread) and runs that many threads
@@ -78,6 +89,35 @@ int main(int argc, char** argv) {
   rectifier::engine::CompileOptions options;
   options.fuse = !no_fuse;
   options.max_batch_size = std::max(max_batch, batch);
+  options.activation_stats_sample_every = stats_every;
+  options.gelu_approximation = gelu;
+  for (const std::string& r : replace) {
+    const std::vector<std::string> eq = absl::StrSplit(r, '=');
+    if (eq.size() != 2) {
+      std::cerr << "--replace '" << r << "': expected FROM=TO[:ALPHA[:BETA]]\n";
+      return 1;
+    }
+    const std::vector<std::string> to = absl::StrSplit(eq[1], ':');
+    rectifier::engine::ActivationReplacement rule;
+    rule.from = eq[0];
+    rule.to = to[0];
+    float v;
+    if (to.size() > 1) {
+      if (!absl::SimpleAtof(to[1], &v)) {
+        std::cerr << "--replace '" << r << "': bad alpha '" << to[1] << "'\n";
+        return 1;
+      }
+      rule.alpha = v;
+    }
+    if (to.size() > 2) {
+      if (!absl::SimpleAtof(to[2], &v)) {
+        std::cerr << "--replace '" << r << "': bad beta '" << to[2] << "'\n";
+        return 1;
+      }
+      rule.beta = v;
+    }
+    options.replace.push_back(rule);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto model = CompiledModel::FromFile(model_path, options);
   if (!model.ok()) {
@@ -99,6 +139,9 @@ int main(int argc, char** argv) {
   for (const auto& out : (*model)->outputs())
     std::printf("  output %s %s [%s]\n", out.name.c_str(), DataTypeName(out.type),
                 absl::StrJoin(out.shape, ",").c_str());
+  std::printf("  %s\n", (*model)->activation_summary().ToString().c_str());
+  if (!(*model)->activation_summary().warning.empty())
+    std::printf("  warning: %s\n", (*model)->activation_summary().warning.c_str());
   if (!(*model)->batchable()) batch = 1;
 
   std::vector<Tensor> inputs;
@@ -174,6 +217,18 @@ int main(int argc, char** argv) {
         "%.1f images/s (at p50)\n",
         batch, threads, iterations, p50, Percentile(ms, 90), Percentile(ms, 99),
         batch * 1000.0 / p50);
+  }
+  if (stats_every > 0) {
+    const auto stats = (*model)->activation_statistics();
+    std::printf("activation statistics (every %d-th run sampled):\n", stats_every);
+    std::printf("  %-40s %-12s %8s %8s %10s  %s\n", "layer", "kind", "channels", "samples", "zeros",
+                "dead channels");
+    for (const auto& l : stats) {
+      std::printf("  %-40s %-12s %8lld %8lld %9.2f%%  %zu [%s]\n", l.name.c_str(), l.kind.c_str(),
+                  static_cast<long long>(l.channels), static_cast<long long>(l.sampled_count),
+                  100.0 * l.zero_fraction, l.dead_channels.size(),
+                  absl::StrJoin(l.dead_channels, ",").c_str());
+    }
   }
   if (!output_file.empty() && !outputs.empty()) {
     auto st =
