@@ -7,19 +7,31 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/cpu_info.h"
+#include "server/common/status_macros.h"
 #include "server/service/kserve_service.h"
+#include "server/service/vision_service.h"
+#include "server/service/work_pool.h"
 
 namespace rectifier::service {
 namespace {
 
 constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
+constexpr char kVisionServiceName[] = "rectifier.v1.Vision";
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     const GrpcServerOptions& options, repository::ModelRepository* repository) {
   std::unique_ptr<GrpcServer> server(new GrpcServer());
-  server->kserve_ = std::make_unique<KServeService>(&server->state_, repository);
+  const int image_threads =
+      options.image_threads > 0 ? options.image_threads : common::AvailableCpus();
+  ASSIGN_OR_RETURN(server->image_pool_,
+                   WorkPool::Create(image_threads, static_cast<size_t>(options.image_queue)));
+  server->kserve_ =
+      std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get());
+  server->vision_ =
+      std::make_unique<VisionService>(&server->state_, repository, server->image_pool_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -39,6 +51,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(server->kserve_.get());
+  builder.RegisterService(server->vision_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -47,6 +60,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kKServeServiceName, true);
+  health->SetServingStatus(kVisionServiceName, true);
   server->state_.set_ready(true);
   return server;
 }

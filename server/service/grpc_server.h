@@ -21,11 +21,18 @@ class ModelRepository;
 namespace rectifier::service {
 
 class KServeService;
+class VisionService;
+class WorkPool;
 
 struct GrpcServerOptions {
   std::string address = "0.0.0.0:8001";  // port 0 picks a free port
   int max_message_bytes = 256 << 20;
   absl::Duration max_connection_age = absl::ZeroDuration();  // zero = never
+  // Image workers (decode, preprocess, postprocess) for the vision API and
+  // KServe BYTES inputs; 0 = the CPUs the process may use.
+  int image_threads = 0;
+  // Images waiting for a worker beyond which new ones are refused (UNAVAILABLE).
+  int image_queue = 1024;
 };
 
 class GrpcServer {
@@ -47,14 +54,17 @@ class GrpcServer {
   // Readiness false and health NOT_SERVING at once, then stops accepting new
   // calls (they fail UNAVAILABLE) and lets in-flight calls finish until
   // `timeout`, after which they are cancelled. Returns when the server has
-  // stopped. Idempotent.
+  // stopped (every call finished, so no image work is pending). Idempotent.
   void Drain(absl::Duration timeout);
 
  private:
   GrpcServer() = default;
 
   ServerState state_;
+  // Declared before the services that use it, so it is destroyed after them.
+  std::unique_ptr<WorkPool> image_pool_;
   std::unique_ptr<KServeService> kserve_;
+  std::unique_ptr<VisionService> vision_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool drained_ = false;

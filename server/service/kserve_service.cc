@@ -7,9 +7,11 @@
 #include "server/common/status_macros.h"
 #include "server/repository/model_config.h"
 #include "server/repository/model_repository.h"
+#include "server/service/image_input.h"
 #include "server/service/infer_codec.h"
 #include "server/service/infer_stream.h"
 #include "server/service/status_mapping.h"
+#include "server/service/work_pool.h"
 
 namespace rectifier::service {
 namespace {
@@ -126,6 +128,66 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   if (params->timeout != absl::InfiniteDuration()) {
     deadline = std::min(deadline, start + params->timeout);
   }
+  Infer infer{request,          response,         start,
+              deadline,         params->priority, std::move(is_cancelled),
+              std::move(finish)};
+  if (HasImageInput(*request)) return StartImageInfer(std::move(infer));
+  SubmitInfer(std::move(infer), std::nullopt, absl::ZeroDuration());
+}
+
+void KServeService::StartImageInfer(Infer infer) {
+  const inference::ModelInferRequest& request = *infer.request;
+  // Image inputs need the model's imaging pipeline: resolve it first.
+  auto served = repository_->Get(request.model_name(), request.model_version());
+  if (!served.ok()) return infer.finish(served.status());
+  auto imaging = imaging_cache_.Get(*served);
+  if (!imaging.ok()) {
+    return infer.finish(absl::InvalidArgumentError(
+        absl::StrCat("BYTES inputs carry encoded images, which this model cannot take: ",
+                     imaging.status().message())));
+  }
+  auto images = SplitImageInput(request, (*served)->config);
+  if (!images.ok()) return infer.finish(images.status());
+  auto job = std::make_shared<Infer>(std::move(infer));
+  const absl::Status admitted =
+      image_pool_->TrySubmit([this, job, served = *std::move(served), imaging = *std::move(imaging),
+                              images = *std::move(images)]() mutable {
+        const absl::Time begin = absl::Now();
+        if (job->is_cancelled && job->is_cancelled()) {
+          return job->finish(absl::CancelledError("the call was cancelled"));
+        }
+        if (begin >= job->deadline) {
+          return job->finish(absl::DeadlineExceededError(
+              "deadline passed while the images waited for an image worker"));
+        }
+        auto batch = PrepareImageBatch(images, *imaging);
+        if (!batch.ok()) {
+          const absl::Status invalid = absl::Status(
+              batch.status().code(), absl::StrCat("input '", job->request->inputs(0).name(),
+                                                  "': ", batch.status().message()));
+          served->stats->RecordRequest(false, absl::Now() - job->start);
+          if (served->metrics) {
+            served->metrics->ObserveRequest(metrics::Api::kKServe, invalid,
+                                            absl::ToDoubleSeconds(absl::Now() - job->start));
+          }
+          return job->finish(invalid);
+        }
+        // Released here, on a pool thread (see VisionService's Complete).
+        served.reset();
+        const absl::Duration input_time = absl::Now() - job->start;
+        std::vector<engine::Tensor> inputs;
+        inputs.push_back(*std::move(batch));
+        SubmitInfer(std::move(*job), std::move(inputs), input_time);
+      });
+  if (!admitted.ok()) job->finish(admitted);
+}
+
+void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::Tensor>> prepared,
+                                absl::Duration input_time) {
+  const inference::ModelInferRequest* request = infer.request;
+  inference::ModelInferResponse* response = infer.response;
+  const absl::Time start = infer.start;
+  auto finish = infer.finish;
   const absl::Status submitted = repository_->Submit(
       request->model_name(), request->model_version(),
       [&](const std::shared_ptr<const repository::ServedModel>& served)
@@ -133,7 +195,9 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
         // Raw pointer in `done`: the version's scheduler, whose threads call
         // it, is destroyed before the rest of ServedModel.
         const repository::ServedModel* model = served.get();
-        auto inputs = DecodeInferInputs(*request, model->config);
+        absl::StatusOr<std::vector<engine::Tensor>> inputs =
+            prepared.has_value() ? CheckPreparedInputs(*std::move(prepared), *model)
+                                 : DecodeInferInputs(*request, model->config);
         auto selected = SelectOutputs(*request, model->config);
         const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
         if (!invalid.ok()) {
@@ -145,13 +209,13 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
           }
           return invalid;
         }
-        const absl::Duration decode = absl::Now() - start;
+        const absl::Duration decode = prepared.has_value() ? input_time : absl::Now() - start;
         auto job = std::make_unique<scheduling::InferenceRequest>();
         job->id = request->id();
         job->inputs = std::move(inputs).value();
-        job->priority = params->priority;
-        job->deadline = deadline;
-        job->is_cancelled = std::move(is_cancelled);
+        job->priority = infer.priority;
+        job->deadline = infer.deadline;
+        job->is_cancelled = std::move(infer.is_cancelled);
         job->done = [request, response, model, start, decode, finish,
                      selected = std::move(selected).value()](
                         absl::StatusOr<std::vector<engine::Tensor>> result,

@@ -4,11 +4,15 @@
 #define RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 
 #include <functional>
+#include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpc_service.grpc.pb.h"
+#include "server/engine/tensor.h"
 #include "server/service/control_worker.h"
+#include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
 
 namespace rectifier::repository {
@@ -17,14 +21,18 @@ class ModelRepository;
 
 namespace rectifier::service {
 
+class WorkPool;
+
 // Handlers never block: metadata calls answer at once; load/unload run on a
 // control thread and finish their reactor from there.
 class KServeService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  // REQUIRES: `state` and `repository` outlive this service. `repository`
-  // may be null (no models: model calls answer UNAVAILABLE).
-  KServeService(const ServerState* state, repository::ModelRepository* repository)
-      : state_(state), repository_(repository) {}
+  // REQUIRES: `state`, `repository` and `image_pool` outlive this service.
+  // `repository` may be null (no models: model calls answer UNAVAILABLE).
+  // `image_pool` decodes BYTES image inputs.
+  KServeService(const ServerState* state, repository::ModelRepository* repository,
+                WorkPool* image_pool)
+      : state_(state), repository_(repository), image_pool_(image_pool) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -74,8 +82,26 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
                   std::function<void(const absl::Status&)> finish);
 
  private:
+  // One ModelInfer on its way to the scheduler.
+  struct Infer {
+    const inference::ModelInferRequest* request;
+    inference::ModelInferResponse* response;
+    absl::Time start;
+    absl::Time deadline;
+    uint64_t priority;
+    std::function<bool()> is_cancelled;
+    std::function<void(const absl::Status&)> finish;
+  };
+  // BYTES image inputs: decoded and preprocessed on the image pool, then submitted.
+  void StartImageInfer(Infer infer);
+  // Queues on the model: `prepared` inputs (from images) or the request's tensors.
+  void SubmitInfer(Infer infer, std::optional<std::vector<engine::Tensor>> prepared,
+                   absl::Duration input_time);
+
   const ServerState* state_;
   repository::ModelRepository* repository_;
+  WorkPool* image_pool_;
+  ModelImagingCache imaging_cache_;
   ControlWorker control_;
 };
 

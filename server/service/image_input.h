@@ -1,0 +1,48 @@
+// KServe ModelInfer with encoded images: a BYTES input of shape [N] (or
+// [N, 1]) whose elements are images, run through the model's imaging pipeline
+// so one protocol serves tensor and image clients (docs/KSERVE.md).
+#ifndef RECTIFIER_SERVER_SERVICE_IMAGE_INPUT_H_
+#define RECTIFIER_SERVER_SERVICE_IMAGE_INPUT_H_
+
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpc_service.pb.h"
+#include "model_config.pb.h"
+#include "server/engine/tensor.h"
+#include "server/service/image_pipeline.h"
+
+namespace rectifier::repository {
+struct ServedModel;
+}  // namespace rectifier::repository
+
+namespace rectifier::service {
+
+// True when any input of the request has datatype BYTES.
+bool HasImageInput(const inference::ModelInferRequest& request);
+
+// The encoded images of the request's single BYTES input, pointing into the
+// request: from `bytes_contents`, or from one raw_input_contents entry where
+// each element is a 4-byte little-endian length followed by its bytes (the
+// Triton client's BYTES serialization). INVALID_ARGUMENT naming the input for:
+// more than one input, a name other than the model's input, a shape other
+// than [N] or [N, 1], N outside [1, max(1, max_batch_size)], an element count
+// that differs from N, truncated raw contents, or an empty image.
+absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
+    const inference::ModelInferRequest& request, const inference::ModelConfig& config);
+
+// Decodes and preprocesses each image into item i of one [N, ...] tensor.
+// Errors name the image index.
+absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_view>& images,
+                                                 const ModelImaging& imaging);
+
+// Inputs made from images for one version, checked against `model` (the
+// version the repository picked may have been reloaded in between):
+// UNAVAILABLE if its input no longer has the shape they were made for.
+absl::StatusOr<std::vector<engine::Tensor>> CheckPreparedInputs(
+    std::vector<engine::Tensor> inputs, const repository::ServedModel& model);
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_IMAGE_INPUT_H_

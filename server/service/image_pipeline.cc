@@ -1,0 +1,245 @@
+#include "server/service/image_pipeline.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/common/status_macros.h"
+#include "server/engine/compiled_model.h"
+#include "server/imaging/config.h"
+#include "server/imaging/decode.h"
+#include "server/repository/model_repository.h"
+
+namespace rectifier::service {
+namespace {
+
+using inference::PostprocessingConfig;
+using inference::PreprocessingConfig;
+
+absl::Status Precondition(const std::string& model, absl::string_view why) {
+  return absl::FailedPreconditionError(absl::StrCat("model '", model, "': ", why));
+}
+
+// Values per batch item of a [-1, d1, d2, ...] tensor; 0 if a dim is unknown.
+int64_t ItemElements(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) {
+    if (shape[i] <= 0) return 0;
+    n *= shape[i];
+  }
+  return shape.empty() ? 0 : n;
+}
+
+absl::Status ApplyDicomOverride(const rectifier::v1::DicomOptions& request,
+                                imaging::DicomOptions& options) {
+  options.frame = static_cast<int>(request.frame());
+  switch (request.window()) {
+    case rectifier::v1::DicomOptions::WINDOW_MODEL:
+      break;
+    case rectifier::v1::DicomOptions::WINDOW_FILE:
+      options.window = imaging::WindowSource::kFile;
+      break;
+    case rectifier::v1::DicomOptions::WINDOW_MIN_MAX:
+      options.window = imaging::WindowSource::kMinMax;
+      break;
+    case rectifier::v1::DicomOptions::WINDOW_FIXED:
+      if (!(request.window_width() > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "dicom.window_width must be > 0 for WINDOW_FIXED, got ", request.window_width()));
+      }
+      options.window = imaging::WindowSource::kCaller;
+      options.window_center = request.window_center();
+      options.window_width = request.window_width();
+      break;
+    default:
+      return absl::InvalidArgumentError("dicom.window: unknown value");
+  }
+  return absl::OkStatus();
+}
+
+const char* WindowSourceName(imaging::WindowSource source) {
+  switch (source) {
+    case imaging::WindowSource::kFile:
+      return "file";
+    case imaging::WindowSource::kMinMax:
+      return "min_max";
+    case imaging::WindowSource::kCaller:
+      return "fixed";
+  }
+  return "unknown";
+}
+
+void FillDicomInfo(const imaging::DicomReport& r, rectifier::v1::DicomInfo* out) {
+  out->set_rows(r.rows);
+  out->set_columns(r.columns);
+  out->set_modality(r.modality);
+  out->set_photometric_interpretation(r.photometric);
+  out->set_transfer_syntax(absl::StrCat(r.transfer_syntax_name, " (", r.transfer_syntax_uid, ")"));
+  out->set_rescale_slope(r.rescale_slope);
+  out->set_rescale_intercept(r.rescale_intercept);
+  out->set_window_source(WindowSourceName(r.window_source));
+  out->set_window_center(r.window_center);
+  out->set_window_width(r.window_width);
+  out->set_frame(r.frame);
+  out->set_frame_count(r.frame_count);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const ModelImaging>> BuildModelImaging(
+    const repository::ServedModel& served) {
+  const std::string& name = served.name;
+  const auto& inputs = served.model->inputs();
+  const auto& outputs = served.model->outputs();
+  if (inputs.size() != 1 || inputs[0].type != engine::DataType::kFloat32 ||
+      inputs[0].shape.size() != 4) {
+    return Precondition(name,
+                        "image requests need a model with one FP32 input of rank 4 (an image "
+                        "batch); use ModelInfer with tensors for this model");
+  }
+  if (outputs.empty() || outputs[0].type != engine::DataType::kFloat32) {
+    return Precondition(name, "output 0 must be FP32 for image postprocessing");
+  }
+  auto imaging = std::make_shared<ModelImaging>();
+  const inference::ModelConfig& config = served.config;
+  imaging->preprocessing = config.preprocessing();
+  const std::vector<int64_t>& shape = inputs[0].shape;
+  const bool nhwc = config.preprocessing().layout() == PreprocessingConfig::LAYOUT_NHWC;
+  const int64_t c = nhwc ? shape[3] : shape[1];
+  const int64_t h = nhwc ? shape[1] : shape[2];
+  const int64_t w = nhwc ? shape[2] : shape[3];
+  imaging->input_item_shape = {shape[1], shape[2], shape[3]};
+  auto pre = imaging::PreprocessOptionsFromConfig(config.preprocessing(), static_cast<int>(w),
+                                                  static_cast<int>(h), static_cast<int>(c));
+  if (!pre.ok()) return Precondition(name, pre.status().message());
+  imaging->preprocess = *pre;
+  auto dicom = imaging::DicomOptionsFromConfig(config.preprocessing());
+  if (!dicom.ok()) return Precondition(name, dicom.status().message());
+  imaging->dicom = *dicom;
+
+  const PostprocessingConfig& post = config.postprocessing();
+  const std::vector<int64_t>& out_shape = outputs[0].shape;
+  if (post.task() == PostprocessingConfig::TASK_CLASSIFICATION) {
+    auto options = imaging::ClassificationOptionsFromConfig(post);
+    if (!options.ok()) return Precondition(name, options.status().message());
+    imaging->task = ImageTask::kClassification;
+    imaging->classification = *std::move(options);
+    if (imaging->classification.labels.empty()) imaging->classification.labels = served.labels;
+    imaging->num_classes = static_cast<int>(ItemElements(out_shape));
+    if (imaging->num_classes <= 0) {
+      return Precondition(name, absl::StrCat("output '", outputs[0].name,
+                                             "' needs a fixed size per image for classification"));
+    }
+    const auto& labels = imaging->classification.labels;
+    if (!labels.empty() && static_cast<int>(labels.size()) != imaging->num_classes) {
+      return Precondition(
+          name, absl::StrCat(labels.size(), " labels for ", imaging->num_classes, " classes"));
+    }
+  } else if (post.task() == PostprocessingConfig::TASK_DETECTION) {
+    auto options = imaging::DetectionOptionsFromConfig(post);
+    if (!options.ok()) return Precondition(name, options.status().message());
+    imaging->task = ImageTask::kDetection;
+    imaging->detection = *std::move(options);
+    if (imaging->detection.labels.empty()) imaging->detection.labels = served.labels;
+    if (out_shape.size() != 3 || out_shape[1] <= 4 || out_shape[2] <= 0) {
+      return Precondition(name,
+                          absl::StrCat("detection needs output 0 laid out [batch, 4 + classes, "
+                                       "anchors] (Ultralytics YOLOv8), got rank ",
+                                       out_shape.size()));
+    }
+    imaging->num_classes = static_cast<int>(out_shape[1] - 4);
+    imaging->num_anchors = static_cast<int>(out_shape[2]);
+    const auto& labels = imaging->detection.labels;
+    if (!labels.empty() && static_cast<int>(labels.size()) != imaging->num_classes) {
+      return Precondition(
+          name, absl::StrCat(labels.size(), " labels for ", imaging->num_classes, " classes"));
+    }
+  }
+  return std::shared_ptr<const ModelImaging>(std::move(imaging));
+}
+
+absl::StatusOr<std::shared_ptr<const ModelImaging>> ModelImagingCache::Get(
+    const std::shared_ptr<const repository::ServedModel>& served) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(served.get());
+    if (it != entries_.end() && it->second.served.lock() == served) return it->second.imaging;
+  }
+  // Built outside the lock; a concurrent duplicate build is harmless.
+  ASSIGN_OR_RETURN(std::shared_ptr<const ModelImaging> imaging, BuildModelImaging(*served));
+  absl::MutexLock lock(&mu_);
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    it = it->second.served.expired() ? entries_.erase(it) : std::next(it);
+  }
+  entries_[served.get()] = Entry{served, imaging};
+  return imaging;
+}
+
+absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelImaging& imaging,
+                                           const rectifier::v1::DicomOptions* dicom) {
+  if (bytes.empty()) return absl::InvalidArgumentError("image data is empty");
+  PreparedImage out;
+  const absl::Time start = absl::Now();
+  cv::Mat image;
+  cv::Size original;
+  imaging::PreprocessOptions pre = imaging.preprocess;
+  if (imaging::LooksLikeDicom(bytes)) {
+    imaging::DicomOptions options = imaging.dicom;
+    if (dicom != nullptr) RETURN_IF_ERROR(ApplyDicomOverride(*dicom, options));
+    ASSIGN_OR_RETURN(imaging::DicomImageResult result, imaging::DecodeDicom(bytes, options));
+    // The VOI window already mapped the values to the full 16-bit range.
+    pre.sixteen_bit = imaging::SixteenBitMode::kFullRange;
+    image = std::move(result.image);
+    original = image.size();
+    out.info.set_format("dicom");
+    out.info.set_decode_reduction(1);
+    FillDicomInfo(result.report, out.info.mutable_dicom());
+  } else {
+    ASSIGN_OR_RETURN(imaging::ImageHeader header, imaging::ProbeImageHeader(bytes));
+    const imaging::DecodeOptions options =
+        imaging::DecodeOptionsFor(imaging.preprocessing, pre, header.width, header.height);
+    ASSIGN_OR_RETURN(imaging::DecodedImage decoded, imaging::DecodeImage(bytes, options));
+    image = std::move(decoded.image);
+    original = cv::Size(decoded.original_width, decoded.original_height);
+    out.info.set_format(absl::AsciiStrToLower(imaging::ImageFormatName(decoded.format)));
+    out.info.set_decode_reduction(decoded.reduction);
+  }
+  out.info.set_width(original.width);
+  out.info.set_height(original.height);
+  const absl::Time decoded_at = absl::Now();
+
+  std::vector<int64_t> shape = {1};
+  shape.insert(shape.end(), imaging.input_item_shape.begin(), imaging.input_item_shape.end());
+  out.tensor.type = engine::DataType::kFloat32;
+  out.tensor.shape = std::move(shape);
+  out.tensor.bytes.resize(engine::NumElements(out.tensor.shape) * sizeof(float));
+  absl::Span<float> span(out.tensor.data<float>(), out.tensor.num_elements());
+  ASSIGN_OR_RETURN(out.transform, imaging::Preprocess(image, pre, span, original));
+  out.decode = decoded_at - start;
+  out.preprocess = absl::Now() - decoded_at;
+  return out;
+}
+
+absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(
+    const engine::Tensor& output, const imaging::ClassificationOptions& options) {
+  if (output.type != engine::DataType::kFloat32) {
+    return absl::InternalError("classification output is not FP32");
+  }
+  return imaging::Classify(absl::MakeConstSpan(output.data<float>(), output.num_elements()),
+                           options);
+}
+
+absl::StatusOr<std::vector<imaging::Detection>> DetectOutput(
+    const engine::Tensor& output, const ModelImaging& imaging,
+    const imaging::DetectionOptions& options, const imaging::ImageTransform& transform) {
+  if (output.type != engine::DataType::kFloat32 ||
+      output.num_elements() != int64_t{4 + imaging.num_classes} * imaging.num_anchors) {
+    return absl::InternalError("detection output does not match the model's head shape");
+  }
+  return imaging::DecodeYoloDetections(
+      absl::MakeConstSpan(output.data<float>(), output.num_elements()), imaging.num_classes,
+      imaging.num_anchors, options, transform);
+}
+
+}  // namespace rectifier::service

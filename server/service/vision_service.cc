@@ -1,0 +1,384 @@
+#include "server/service/vision_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "server/repository/model_repository.h"
+#include "server/service/status_mapping.h"
+#include "server/service/vision_stream.h"
+
+namespace rectifier::service {
+namespace {
+
+uint64_t Micros(absl::Duration d) {
+  return d < absl::ZeroDuration() ? 0 : static_cast<uint64_t>(absl::ToInt64Microseconds(d));
+}
+
+const char* TaskName(ImageTask task) {
+  switch (task) {
+    case ImageTask::kClassification:
+      return "a classification";
+    case ImageTask::kDetection:
+      return "a detection";
+    case ImageTask::kNone:
+      break;
+  }
+  return "a raw-tensor";
+}
+
+const char* CallFor(ImageTask task) {
+  switch (task) {
+    case ImageTask::kClassification:
+      return "Classify";
+    case ImageTask::kDetection:
+      return "Detect or DetectStream";
+    case ImageTask::kNone:
+      break;
+  }
+  return "ModelInfer with tensors";
+}
+
+absl::Time CallDeadline(const grpc::CallbackServerContext* context, absl::Time start,
+                        uint64_t timeout_us) {
+  absl::Time deadline = absl::FromChrono(context->deadline());
+  if (timeout_us > 0) deadline = std::min(deadline, start + absl::Microseconds(timeout_us));
+  return deadline;
+}
+
+absl::Status CheckImages(int count) {
+  if (count == 0) return absl::InvalidArgumentError("the request has no images");
+  if (count > kMaxImagesPerCall) {
+    return absl::InvalidArgumentError(absl::StrCat("the request has ", count, " images; at most ",
+                                                   kMaxImagesPerCall, " per call"));
+  }
+  return absl::OkStatus();
+}
+
+// One Classify/Detect call: collects every image's outcome and finishes the
+// call when the last one arrives.
+class UnaryCall {
+ public:
+  using Fill = std::function<void(const std::vector<ImageOutcome>&)>;
+  UnaryCall(grpc::ServerUnaryReactor* reactor, int images, Fill fill)
+      : reactor_(reactor), outcomes_(images), remaining_(images), fill_(std::move(fill)) {}
+
+  void Done(int index, ImageOutcome outcome) {
+    {
+      absl::MutexLock lock(&mu_);
+      outcomes_[index] = std::move(outcome);
+      if (--remaining_ > 0) return;
+    }
+    // The last image: nobody else touches outcomes_ now.
+    const bool single = outcomes_.size() == 1;
+    for (size_t i = 0; i < outcomes_.size(); ++i) {
+      const absl::Status& s = outcomes_[i].status;
+      if (s.ok()) continue;
+      reactor_->Finish(ToGrpcStatus(
+          single ? s : absl::Status(s.code(), absl::StrCat("image ", i, ": ", s.message()))));
+      return;
+    }
+    fill_(outcomes_);
+    reactor_->Finish(grpc::Status::OK);
+  }
+
+ private:
+  grpc::ServerUnaryReactor* const reactor_;
+  absl::Mutex mu_;
+  std::vector<ImageOutcome> outcomes_;
+  int remaining_ ABSL_GUARDED_BY(mu_);
+  const Fill fill_;
+};
+
+void FillInfoAndTiming(const ImageOutcome& outcome, rectifier::v1::ImageInfo* info,
+                       rectifier::v1::Timing* timing) {
+  *info = outcome.info;
+  *timing = outcome.timing;
+}
+
+// Everything one image carries between its stages.
+struct ImageRun {
+  std::unique_ptr<ImageJob> job;
+  std::function<void(ImageOutcome)> done;
+  ImageOutcome outcome;
+  PreparedImage prepared;
+  // The version that ran (may differ from job->served after a reload).
+  std::shared_ptr<const repository::ServedModel> ran;
+  absl::StatusOr<std::vector<engine::Tensor>> result;
+  scheduling::RequestTimes times;
+};
+
+// Records the outcome on the model's statistics and metrics, then answers.
+void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status) {
+  const repository::ServedModel& model = run->ran ? *run->ran : *run->job->served;
+  ImageOutcome& outcome = run->outcome;
+  const absl::Duration total = absl::Now() - run->job->start;
+  outcome.status = std::move(status);
+  outcome.version = std::to_string(model.version);
+  outcome.timing.set_total_us(Micros(total));
+  if (outcome.status.ok()) {
+    model.stats->RecordPhases(run->prepared.decode + run->prepared.preprocess,
+                              absl::Microseconds(outcome.timing.queue_us()),
+                              absl::Microseconds(outcome.timing.inference_us()),
+                              absl::Microseconds(outcome.timing.postprocess_us()));
+  }
+  model.stats->RecordRequest(outcome.status.ok(), total);
+  if (model.metrics != nullptr) {
+    if (outcome.status.ok()) {
+      model.metrics->ObserveStage(metrics::Stage::kDecode,
+                                  absl::ToDoubleSeconds(run->prepared.decode));
+      model.metrics->ObserveStage(metrics::Stage::kPreprocess,
+                                  absl::ToDoubleSeconds(run->prepared.preprocess));
+      model.metrics->ObserveStage(metrics::Stage::kPostprocess,
+                                  outcome.timing.postprocess_us() / 1e6);
+    }
+    model.metrics->ObserveRequest(metrics::Api::kVision, outcome.status,
+                                  absl::ToDoubleSeconds(total));
+  }
+  auto done = std::move(run->done);
+  ImageOutcome answer = std::move(run->outcome);
+  // Drop the model references here, on a pool (or gRPC) thread: the last
+  // reference to a retired version must never go on its own worker thread.
+  run->ran.reset();
+  run->job->served.reset();
+  done(std::move(answer));
+}
+
+void Postprocess(const std::shared_ptr<ImageRun>& run) {
+  if (!run->result.ok()) return Complete(run, run->result.status());
+  const absl::Time start = absl::Now();
+  ImageJob& job = *run->job;
+  const engine::Tensor& output = run->result->front();
+  absl::Status status;
+  if (job.imaging->task == ImageTask::kClassification) {
+    auto classes = ClassifyOutput(output, job.classification);
+    status = classes.status();
+    if (classes.ok()) run->outcome.classes = *std::move(classes);
+  } else {
+    auto boxes = DetectOutput(output, *job.imaging, job.detection, run->prepared.transform);
+    status = boxes.status();
+    if (boxes.ok()) run->outcome.detections = *std::move(boxes);
+  }
+  run->outcome.timing.set_postprocess_us(Micros(absl::Now() - start));
+  Complete(run, std::move(status));
+}
+
+}  // namespace
+
+void ToProto(const ImageOutcome& outcome, rectifier::v1::ClassifyResult* out) {
+  for (const imaging::Classification& c : outcome.classes) {
+    auto* cls = out->add_classes();
+    cls->set_class_id(c.class_id);
+    cls->set_label(c.label);
+    cls->set_score(c.score);
+  }
+  FillInfoAndTiming(outcome, out->mutable_image(), out->mutable_timing());
+}
+
+void ToProto(const ImageOutcome& outcome, rectifier::v1::DetectResult* out) {
+  for (const imaging::Detection& d : outcome.detections) {
+    auto* det = out->add_detections();
+    det->mutable_box()->set_x1(d.box.x1);
+    det->mutable_box()->set_y1(d.box.y1);
+    det->mutable_box()->set_x2(d.box.x2);
+    det->mutable_box()->set_y2(d.box.y2);
+    det->set_class_id(d.class_id);
+    det->set_label(d.label);
+    det->set_score(d.score);
+  }
+  FillInfoAndTiming(outcome, out->mutable_image(), out->mutable_timing());
+}
+
+absl::Status VisionService::Resolve(const std::string& name, const std::string& version,
+                                    ImageTask task, ImageJob& job) {
+  if (repository_ == nullptr) return absl::UnavailableError("this server has no model repository");
+  if (name.empty()) return absl::InvalidArgumentError("model_name is empty");
+  auto served = repository_->Get(name, version);
+  if (!served.ok()) return served.status();
+  auto imaging = imaging_cache_.Get(*served);
+  if (!imaging.ok()) return imaging.status();
+  if ((*imaging)->task != task) {
+    return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is ",
+                                                      TaskName((*imaging)->task),
+                                                      " model (its config.pbtxt "
+                                                      "postprocessing.task); use ",
+                                                      CallFor((*imaging)->task)));
+  }
+  job.served = *std::move(served);
+  job.imaging = *std::move(imaging);
+  job.model_name = name;
+  job.requested_version = version;
+  job.classification = job.imaging->classification;
+  job.detection = job.imaging->detection;
+  return absl::OkStatus();
+}
+
+void VisionService::RunImage(std::unique_ptr<ImageJob> job,
+                             std::function<void(ImageOutcome)> done) {
+  auto run = std::make_shared<ImageRun>();
+  run->job = std::move(job);
+  run->done = std::move(done);
+  const absl::Status admitted = pool_->TrySubmit([this, run] {
+    ImageJob& job = *run->job;
+    if (job.is_cancelled && job.is_cancelled()) {
+      return Complete(run, absl::CancelledError("the call was cancelled"));
+    }
+    if (absl::Now() >= job.deadline) {
+      return Complete(run, absl::DeadlineExceededError(
+                               "deadline passed while the image waited for an image worker"));
+    }
+    auto prepared = PrepareImage(job.image_bytes, *job.imaging, job.dicom);
+    if (!prepared.ok()) return Complete(run, prepared.status());
+    run->prepared = *std::move(prepared);
+    run->outcome.info = run->prepared.info;
+    run->outcome.timing.set_decode_us(Micros(run->prepared.decode));
+    run->outcome.timing.set_preprocess_us(Micros(run->prepared.preprocess));
+
+    const absl::Status submitted = repository_->Submit(
+        job.model_name, job.requested_version,
+        [&](const std::shared_ptr<const repository::ServedModel>& served)
+            -> absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>> {
+          // A reload between resolving and now: fine if the input is the same.
+          if (served != job.served &&
+              (served->model->inputs().empty() ||
+               served->model->inputs()[0].shape != job.served->model->inputs()[0].shape ||
+               served->config.postprocessing().task() !=
+                   job.served->config.postprocessing().task())) {
+            return absl::UnavailableError(
+                absl::StrCat("model '", job.model_name,
+                             "' was reloaded with a different input while the "
+                             "image was being prepared; retry"));
+          }
+          run->ran = served;
+          auto request = std::make_unique<scheduling::InferenceRequest>();
+          request->inputs.push_back(std::move(run->prepared.tensor));
+          request->priority = job.priority;
+          request->deadline = job.deadline;
+          request->is_cancelled = job.is_cancelled;
+          // Called once, on a scheduler thread: hand over to the pool at once
+          // (moving `run` out, so the scheduler keeps no reference to it).
+          request->done = [this, run = run](absl::StatusOr<std::vector<engine::Tensor>> result,
+                                            const scheduling::RequestTimes& times) mutable {
+            run->result = std::move(result);
+            run->outcome.timing.set_queue_us(Micros(times.batch_start - times.enqueued));
+            run->outcome.timing.set_inference_us(Micros(times.compute_end - times.batch_start));
+            pool_->Post([run = std::move(run)] { Postprocess(run); });
+          };
+          return request;
+        });
+    if (!submitted.ok()) Complete(run, submitted);
+  });
+  if (!admitted.ok()) Complete(run, admitted);
+}
+
+grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
+                                                  const rectifier::v1::ClassifyRequest* request,
+                                                  rectifier::v1::ClassifyResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ImageJob base;
+  base.start = absl::Now();
+  absl::Status status = CheckImages(request->images_size());
+  if (status.ok()) {
+    status =
+        Resolve(request->model_name(), request->model_version(), ImageTask::kClassification, base);
+  }
+  if (status.ok()) {
+    if (request->top_k() > 0) base.classification.top_k = static_cast<int>(request->top_k());
+    if (request->has_threshold()) base.classification.threshold = request->threshold();
+    status = imaging::ValidateClassificationOptions(base.classification);
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  base.priority = request->priority();
+  base.deadline = CallDeadline(context, base.start, request->timeout_us());
+  base.is_cancelled = [context] { return context->IsCancelled(); };
+  auto call =
+      std::make_shared<UnaryCall>(reactor, request->images_size(),
+                                  [request, response](const std::vector<ImageOutcome>& outcomes) {
+                                    response->set_model_name(request->model_name());
+                                    response->set_model_version(outcomes.front().version);
+                                    response->set_id(request->id());
+                                    for (const ImageOutcome& o : outcomes)
+                                      ToProto(o, response->add_results());
+                                  });
+  for (int i = 0; i < request->images_size(); ++i) {
+    auto job = std::make_unique<ImageJob>(base);
+    job->image_bytes = request->images(i).data();
+    if (request->images(i).has_dicom()) job->dicom = &request->images(i).dicom();
+    RunImage(std::move(job),
+             [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* context,
+                                                const rectifier::v1::DetectRequest* request,
+                                                rectifier::v1::DetectResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ImageJob base;
+  base.start = absl::Now();
+  absl::Status status = CheckImages(request->images_size());
+  if (status.ok()) {
+    status = Resolve(request->model_name(), request->model_version(), ImageTask::kDetection, base);
+  }
+  if (status.ok()) {
+    status = ApplyDetectOverrides(
+        request->has_score_threshold() ? std::optional<float>(request->score_threshold())
+                                       : std::nullopt,
+        request->has_iou_threshold() ? std::optional<float>(request->iou_threshold())
+                                     : std::nullopt,
+        request->max_detections(), request->class_filter(), base.imaging->num_classes,
+        base.detection);
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  base.priority = request->priority();
+  base.deadline = CallDeadline(context, base.start, request->timeout_us());
+  base.is_cancelled = [context] { return context->IsCancelled(); };
+  auto call =
+      std::make_shared<UnaryCall>(reactor, request->images_size(),
+                                  [request, response](const std::vector<ImageOutcome>& outcomes) {
+                                    response->set_model_name(request->model_name());
+                                    response->set_model_version(outcomes.front().version);
+                                    response->set_id(request->id());
+                                    for (const ImageOutcome& o : outcomes)
+                                      ToProto(o, response->add_results());
+                                  });
+  for (int i = 0; i < request->images_size(); ++i) {
+    auto job = std::make_unique<ImageJob>(base);
+    job->image_bytes = request->images(i).data();
+    if (request->images(i).has_dicom()) job->dicom = &request->images(i).dicom();
+    RunImage(std::move(job),
+             [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
+  }
+  return reactor;
+}
+
+grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
+VisionService::DetectStream(grpc::CallbackServerContext* context) {
+  return new DetectStreamReactor(this, context);
+}
+
+absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
+                                  std::optional<float> iou_threshold, uint32_t max_detections,
+                                  const google::protobuf::RepeatedField<uint32_t>& class_filter,
+                                  int num_classes, imaging::DetectionOptions& options) {
+  for (const uint32_t id : class_filter) {
+    if (id >= static_cast<uint32_t>(num_classes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "class_filter: class ", id, " does not exist (the model has ", num_classes, " classes)"));
+    }
+  }
+  if (score_threshold.has_value()) options.score_threshold = *score_threshold;
+  if (iou_threshold.has_value()) options.iou_threshold = *iou_threshold;
+  if (max_detections > 0) options.max_detections = static_cast<int>(max_detections);
+  if (!class_filter.empty()) options.class_filter.assign(class_filter.begin(), class_filter.end());
+  return imaging::ValidateDetectionOptions(options);
+}
+
+}  // namespace rectifier::service

@@ -1,0 +1,105 @@
+// rectifier.v1.Vision: encoded images in, labels or boxes out (Classify,
+// Detect, DetectStream). Image work runs on a WorkPool, inference on the
+// model's scheduler; gRPC handlers only validate and hand off.
+#ifndef RECTIFIER_SERVER_SERVICE_VISION_SERVICE_H_
+#define RECTIFIER_SERVER_SERVICE_VISION_SERVICE_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "rectifier/v1/vision.grpc.pb.h"
+#include "server/imaging/classification.h"
+#include "server/imaging/detection.h"
+#include "server/service/image_pipeline.h"
+#include "server/service/server_state.h"
+#include "server/service/work_pool.h"
+
+namespace rectifier::repository {
+class ModelRepository;
+struct ServedModel;
+}  // namespace rectifier::repository
+
+namespace rectifier::service {
+
+// Largest number of images in one Classify/Detect call.
+inline constexpr int kMaxImagesPerCall = 256;
+
+// One image to run: resolved model, its imaging view, and the call's options.
+struct ImageJob {
+  std::shared_ptr<const repository::ServedModel> served;
+  std::shared_ptr<const ModelImaging> imaging;
+  std::string model_name;
+  std::string requested_version;  // as the client asked ("" = newest)
+  // Owned by the caller's request message; valid until `done` is called.
+  std::string_view image_bytes;
+  const rectifier::v1::DicomOptions* dicom = nullptr;  // null: the model's
+  imaging::ClassificationOptions classification;       // after per-call overrides
+  imaging::DetectionOptions detection;
+  uint64_t priority = 0;
+  absl::Time start;
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> is_cancelled;
+};
+
+// What one image produced. `status` not OK: the rest is unset.
+struct ImageOutcome {
+  absl::Status status;
+  std::string version;  // the version that ran
+  rectifier::v1::ImageInfo info;
+  rectifier::v1::Timing timing;
+  std::vector<imaging::Classification> classes;
+  std::vector<imaging::Detection> detections;
+};
+
+class VisionService final : public rectifier::v1::Vision::CallbackService {
+ public:
+  // REQUIRES: all three outlive the service; `repository` may be null (no
+  // models: calls answer UNAVAILABLE).
+  VisionService(const ServerState* state, repository::ModelRepository* repository, WorkPool* pool)
+      : state_(state), repository_(repository), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
+                                     const rectifier::v1::ClassifyRequest* request,
+                                     rectifier::v1::ClassifyResponse* response) override;
+  grpc::ServerUnaryReactor* Detect(grpc::CallbackServerContext* context,
+                                   const rectifier::v1::DetectRequest* request,
+                                   rectifier::v1::DetectResponse* response) override;
+  grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
+  DetectStream(grpc::CallbackServerContext* context) override;
+
+  // Resolves the model and checks it serves `task`: NOT_FOUND/UNAVAILABLE
+  // from the repository, FAILED_PRECONDITION for the wrong task.
+  absl::Status Resolve(const std::string& name, const std::string& version, ImageTask task,
+                       ImageJob& job);
+  // Decode + preprocess (pool), inference (scheduler), postprocess (pool);
+  // calls `done` exactly once, from a pool thread, or from this call when
+  // the pool refuses the work (queue full).
+  void RunImage(std::unique_ptr<ImageJob> job, std::function<void(ImageOutcome)> done);
+
+ private:
+  const ServerState* state_;
+  repository::ModelRepository* repository_;
+  WorkPool* pool_;
+  ModelImagingCache imaging_cache_;
+};
+
+// Per-call detection overrides (nullopt / 0 / empty: keep the model's), then
+// validation: INVALID_ARGUMENT naming the field.
+absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
+                                  std::optional<float> iou_threshold, uint32_t max_detections,
+                                  const google::protobuf::RepeatedField<uint32_t>& class_filter,
+                                  int num_classes, imaging::DetectionOptions& options);
+
+// Fills a result message from an outcome.
+void ToProto(const ImageOutcome& outcome, rectifier::v1::ClassifyResult* out);
+void ToProto(const ImageOutcome& outcome, rectifier::v1::DetectResult* out);
+
+}  // namespace rectifier::service
+
+#endif  // RECTIFIER_SERVER_SERVICE_VISION_SERVICE_H_

@@ -1,0 +1,103 @@
+// Tiny image models written from code for the vision API tests: their
+// outputs are simple functions of the image, so tests know the answers.
+#ifndef RECTIFIER_TESTS_INTEGRATION_VISION_MODELS_H_
+#define RECTIFIER_TESTS_INTEGRATION_VISION_MODELS_H_
+
+#include <onnx/onnx_pb.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace rectifier::testing {
+
+namespace vision_models_internal {
+
+inline void AddFloatValue(onnx::ValueInfoProto* value, const std::string& name,
+                          std::initializer_list<int> dims) {
+  value->set_name(name);
+  auto* tensor = value->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* shape = tensor->mutable_shape();
+  shape->add_dim()->set_dim_param("batch");
+  for (int d : dims) shape->add_dim()->set_dim_value(d);
+}
+
+inline void AddInitializer(onnx::GraphProto* graph, const std::string& name,
+                           std::initializer_list<int64_t> dims, const std::vector<float>& values) {
+  onnx::TensorProto* t = graph->add_initializer();
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t->add_dims(d);
+  for (float v : values) t->add_float_data(v);
+}
+
+inline onnx::NodeProto* AddNode(onnx::GraphProto* graph, const std::string& op,
+                                std::initializer_list<std::string> inputs,
+                                const std::string& output) {
+  onnx::NodeProto* node = graph->add_node();
+  node->set_op_type(op);
+  node->set_name(output);
+  for (const std::string& in : inputs) node->add_input(in);
+  node->add_output(output);
+  return node;
+}
+
+}  // namespace vision_models_internal
+
+// "Brightness classifier": x FP32 [batch, 1, 8, 8] (gray, scaled to [0, 1]),
+// logits [batch, 2] = [mean - 0.5, 0.5 - mean]: class 0 ("bright") when the
+// image's mean is above half scale, class 1 ("dark") otherwise.
+inline std::string BrightnessClassifierBytes() {
+  using namespace vision_models_internal;  // NOLINT(google-build-using-namespace)
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("brightness");
+  AddFloatValue(graph->add_input(), "image", {1, 8, 8});
+  AddFloatValue(graph->add_output(), "logits", {2});
+  AddInitializer(graph, "b", {1, 2}, {1.f, -1.f});
+  AddInitializer(graph, "c", {2}, {-0.5f, 0.5f});
+  AddNode(graph, "GlobalAveragePool", {"image"}, "pooled");
+  AddNode(graph, "Flatten", {"pooled"}, "flat");
+  AddNode(graph, "Gemm", {"flat", "b", "c"}, "logits");
+  return model.SerializeAsString();
+}
+
+// "Fixed-box detector" with the Ultralytics head layout: x FP32
+// [batch, 3, 32, 32], y [batch, 5, 2] (one class, two anchors). Anchor 0 is
+// the box cx=16, cy=16, w=8, h=8 (model-input pixels) with score = the
+// image's mean value; anchor 1 is a box with score 0 (never reported).
+// The score tells a test which frame a result belongs to.
+inline std::string FixedBoxDetectorBytes() {
+  using namespace vision_models_internal;  // NOLINT(google-build-using-namespace)
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("fixed_box");
+  AddFloatValue(graph->add_input(), "images", {3, 32, 32});
+  AddFloatValue(graph->add_output(), "output0", {5, 2});
+  // Rows cx, cy, w, h, score; columns = anchors.
+  AddInitializer(graph, "boxes", {5, 2}, {16, 4, 16, 4, 8, 2, 8, 2, 0, 0});
+  AddInitializer(graph, "score_mask", {5, 2}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 0});
+  onnx::TensorProto* shape = graph->add_initializer();
+  shape->set_name("shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(3);
+  for (int64_t v : {-1, 1, 1}) shape->add_int64_data(v);
+  onnx::NodeProto* mean = AddNode(graph, "ReduceMean", {"images"}, "mean");
+  onnx::AttributeProto* axes = mean->add_attribute();
+  axes->set_name("axes");
+  axes->set_type(onnx::AttributeProto::INTS);
+  for (int a : {1, 2, 3}) axes->add_ints(a);
+  AddNode(graph, "Reshape", {"mean", "shape"}, "mean3");
+  AddNode(graph, "Mul", {"mean3", "score_mask"}, "score");
+  AddNode(graph, "Add", {"score", "boxes"}, "output0");
+  return model.SerializeAsString();
+}
+
+}  // namespace rectifier::testing
+
+#endif  // RECTIFIER_TESTS_INTEGRATION_VISION_MODELS_H_
