@@ -6,7 +6,7 @@ Every benchmark's time is the minimum real time (--cpu: main-thread CPU
 time, meaningful with OMP_NUM_THREADS=1 on a busy machine) over all
 repetitions of all given runs (the least disturbed one). Columns:
   standalone Gelem/s, and its time relative to a plain copy of the same bytes
-  (oneDNN reorder; 1.0 = at the memory-bandwidth limit);
+  (memcpy over the same threads; 1.0x = at the memory-bandwidth limit);
   conv 3x3 + activation fused (post-op): time relative to the bare conv;
   conv then the activation as a separate primitive: time relative to the
   bare conv, and unfused / fused.
@@ -45,11 +45,11 @@ def main():
         per_iter = b["items_per_second"] * b["real_time"] * scale[b["time_unit"]] \
             if "items_per_second" in b else 0
         b["gelem"] = per_iter / (b["t"] * scale[b["time_unit"]]) / 1e9
-    copy = best["BM_Copy/reorder"]
+    copy = best["BM_Copy/memcpy"]
     bare = best.get("BM_ConvBare")
     unit = copy["time_unit"]
-    print(f"Copy (reorder) {copy['gelem']:.2f} Gelem/s, "
-          f"memcpy {best['BM_Copy/memcpy']['gelem']:.2f} Gelem/s; "
+    print(f"Copy (memcpy) {copy['gelem']:.2f} Gelem/s, "
+          f"oneDNN reorder {best['BM_Copy/reorder']['gelem']:.2f} Gelem/s; "
           f"bare conv {bare['t'] * scale[unit] * 1e3:.2f} ms ({key}). "
           f"omp_threads={context.get('omp_threads', '?')}, "
           f"host={context.get('host_name', '?')}, load_avg={context.get('load_avg', '?')}")

@@ -1,7 +1,8 @@
 // Rectifier's own vectorized activation kernels, for the functions where
 // oneDNN 2.6's eltwise kernel is far from the memory-bandwidth limit (tanh,
-// GELU-tanh). AVX2+FMA when the CPU has it (checked at run time), otherwise a
-// scalar double-precision fallback, so the build stays portable.
+// GELU-tanh). AVX-512 or AVX2+FMA when the CPU has them (checked at run
+// time), otherwise a scalar double-precision fallback, so the build stays
+// portable.
 //
 // Accuracy (docs/ACTIVATIONS.md has the measured figures): within 1e-6
 // relative of the exact function evaluated in double/long double, for every
@@ -25,22 +26,30 @@ enum class FastActivation {
 
 const char* FastActivationName(FastActivation f);
 
-// y[i] = f(x[i]) for 0 <= i < n; x == y (in place) is allowed. Uses the AVX2
-// kernel when the CPU supports AVX2 and FMA, else the scalar fallback. Runs
-// on the calling thread.
+// y[i] = f(x[i]) for 0 <= i < n; x == y (in place) is allowed. Uses the
+// AVX-512 kernel when the CPU has AVX-512F+DQ, else the AVX2 one when it has
+// AVX2 and FMA, else the scalar fallback. Runs on the calling thread.
 void ApplyFastActivation(FastActivation f, const float* x, float* y, int64_t n);
 
 // Same, split into chunks across the current OpenMP team size
 // (omp_get_max_threads); small arrays stay on the calling thread.
 void ApplyFastActivationParallel(FastActivation f, const float* x, float* y, int64_t n);
 
-// True when ApplyFastActivation uses the AVX2+FMA kernel on this CPU.
+// True when the CPU has AVX2 and FMA (the AVX2 kernel can run).
 bool FastActivationsVectorized();
 
-// The two implementations, for tests and benchmarks. The AVX2 one must only
-// be called when FastActivationsVectorized() is true.
+// True when the CPU also has AVX-512 (F + DQ): ApplyFastActivation then
+// uses the 16-wide version of the same kernel.
+bool FastActivationsAvx512();
+// "avx512", "avx2" or "scalar": what ApplyFastActivation runs here.
+const char* FastActivationsIsa();
+
+// The implementations, for tests and benchmarks. The AVX2 one must only be
+// called when FastActivationsVectorized() is true, the AVX-512 one when
+// FastActivationsAvx512() is.
 void ApplyFastActivationScalar(FastActivation f, const float* x, float* y, int64_t n);
 void ApplyFastActivationAvx2(FastActivation f, const float* x, float* y, int64_t n);
+void ApplyFastActivationAvx512(FastActivation f, const float* x, float* y, int64_t n);
 
 }  // namespace rectifier::engine
 

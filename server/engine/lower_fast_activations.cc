@@ -73,8 +73,7 @@ absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivatio
   step.reads = {in_flat};
   step.writes = {out_flat};
   step.label = absl::StrCat(label, " ", FastActivationName(f), in_place ? " (in place) " : " ",
-                            LayoutName(src.md),
-                            "  [rectifier:", FastActivationsVectorized() ? "avx2" : "scalar", "]");
+                            LayoutName(src.md), "  [rectifier:", FastActivationsIsa(), "]");
   b.plan().steps.push_back(std::move(step));
   return out;
 }

@@ -108,6 +108,11 @@ TEST(FastActivationsTest, Avx2WithinOneMillionthRelative) {
   CheckAccuracy(ApplyFastActivationAvx2);
 }
 
+TEST(FastActivationsTest, Avx512WithinOneMillionthRelative) {
+  if (!FastActivationsAvx512()) GTEST_SKIP() << "CPU without AVX-512";
+  CheckAccuracy(ApplyFastActivationAvx512);
+}
+
 TEST(FastActivationsTest, ScalarFallbackWithinOneMillionthRelative) {
   CheckAccuracy(ApplyFastActivationScalar);
 }
@@ -145,14 +150,29 @@ TEST(FastActivationsTest, Avx2NanInfAndSignedZero) {
   CheckSpecialValues(ApplyFastActivationAvx2);
 }
 
+TEST(FastActivationsTest, Avx512NanInfAndSignedZero) {
+  if (!FastActivationsAvx512()) GTEST_SKIP() << "CPU without AVX-512";
+  CheckSpecialValues(ApplyFastActivationAvx512);
+}
+
 TEST(FastActivationsTest, ScalarNanInfAndSignedZero) {
   CheckSpecialValues(ApplyFastActivationScalar);
 }
 
-// Every length 0..40 (full vectors, pairs of vectors and masked tails):
-// each element matches the same element computed alone, nothing past the
-// end is written, and in-place gives the same result.
+// Every length 0..40 (full vectors, pairs of vectors and masked tails), for
+// each implementation this CPU runs: each element matches the same element
+// computed alone, nothing past the end is written, and in-place gives the
+// same result.
+void CheckTails(Impl impl);
+
 TEST(FastActivationsTest, TailsAndInPlace) {
+  std::vector<Impl> impls = {ApplyFastActivationScalar};
+  if (FastActivationsVectorized()) impls.push_back(ApplyFastActivationAvx2);
+  if (FastActivationsAvx512()) impls.push_back(ApplyFastActivationAvx512);
+  for (Impl impl : impls) CheckTails(impl);
+}
+
+void CheckTails(Impl impl) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> dist(-6.0f, 6.0f);
   for (FastActivation f : kAll) {
@@ -160,15 +180,15 @@ TEST(FastActivationsTest, TailsAndInPlace) {
       std::vector<float> x(n);
       for (float& v : x) v = dist(rng);
       std::vector<float> y(n + 8, 12345.0f);
-      ApplyFastActivation(f, x.data(), y.data(), n);
+      impl(f, x.data(), y.data(), n);
       for (int i = 0; i < n; ++i) {
         float one;
-        ApplyFastActivation(f, &x[i], &one, 1);
+        impl(f, &x[i], &one, 1);
         ASSERT_EQ(y[i], one) << FastActivationName(f) << " n=" << n << " i=" << i;
       }
       for (int i = n; i < n + 8; ++i) ASSERT_EQ(y[i], 12345.0f) << "wrote past the end, n=" << n;
       std::vector<float> inplace = x;
-      ApplyFastActivation(f, inplace.data(), inplace.data(), n);
+      impl(f, inplace.data(), inplace.data(), n);
       for (int i = 0; i < n; ++i) ASSERT_EQ(inplace[i], y[i]);
     }
   }
