@@ -4,7 +4,8 @@
 Generates Python stubs from our .proto files with Debian's protoc and
 grpc_python_plugin, starts rectifier-server on loopback with a repository
 holding a small ONNX model written here, and calls health, ServerMetadata,
-ModelMetadata, ModelInfer (raw FP32 and an error path) and ModelStatistics.
+ModelMetadata, ModelInfer (raw FP32, encoded images as BYTES, an error path),
+ModelStatistics, and the vision API's Classify.
 
   /usr/bin/python3 tests/integration/python_client_test.py --server build/server/rectifier-server
 """
@@ -30,7 +31,8 @@ def generate_stubs(out):
     plugin = "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"
     subprocess.check_call(["protoc", "-I", proto, "--python_out", out, "--grpc_python_out", out,
                            plugin, os.path.join(proto, "grpc_service.proto"),
-                           os.path.join(proto, "model_config.proto")])
+                           os.path.join(proto, "model_config.proto"),
+                           os.path.join(proto, "rectifier", "v1", "vision.proto")])
     # health.proto by its own folder: a module path under "grpc/" would shadow
     # the grpc package itself.
     health = os.path.join(proto, "grpc", "health", "v1")
@@ -51,6 +53,26 @@ def write_model(repo):
     onnx.save(model, os.path.join(repo, "double", "1", "model.onnx"))
     with open(os.path.join(repo, "double", "config.pbtxt"), "w") as f:
         f.write("max_batch_size: 8\n")
+    # A gray-image classifier: logits = [mean - 0.5, 0.5 - mean], "bright" / "dark".
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 8])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+    b = helper.make_tensor("b", TensorProto.FLOAT, [1, 2], [1.0, -1.0])
+    c = helper.make_tensor("c", TensorProto.FLOAT, [2], [-0.5, 0.5])
+    nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "b", "c"], ["logits"])]
+    graph = helper.make_graph(nodes, "brightness", [image], [logits], [b, c])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    os.makedirs(os.path.join(repo, "brightness", "1"))
+    onnx.save(model, os.path.join(repo, "brightness", "1", "model.onnx"))
+    with open(os.path.join(repo, "brightness", "config.pbtxt"), "w") as f:
+        f.write('max_batch_size: 8\npreprocessing { color_format: COLOR_GRAY }\n'
+                'postprocessing { task: TASK_CLASSIFICATION labels: ["bright", "dark"] }\n')
+
+
+def pgm(width, height, value):
+    """A binary PGM (P5) image of one gray value: an encoded image without any imaging library."""
+    return b"P5\n%d %d\n255\n" % (width, height) + bytes([value]) * (width * height)
 
 
 class PythonClientTest(unittest.TestCase):
@@ -130,6 +152,25 @@ class PythonClientTest(unittest.TestCase):
             self.stub.ModelInfer(request, timeout=10)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("7 bytes", caught.exception.details())
+
+    def test_encoded_image_as_bytes_input(self):
+        import numpy as np
+        import grpc_service_pb2 as pb
+        request = pb.ModelInferRequest(model_name="brightness")
+        image = request.inputs.add(name="image", datatype="BYTES", shape=[2])
+        image.contents.bytes_contents.extend([pgm(12, 10, 204), pgm(5, 5, 51)])
+        reply = self.stub.ModelInfer(request, timeout=30)
+        logits = np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(2, 2)
+        np.testing.assert_allclose(logits[:, 0], [204 / 255 - 0.5, 51 / 255 - 0.5], rtol=1e-5)
+
+    def test_vision_classify(self):
+        from rectifier.v1 import vision_pb2, vision_pb2_grpc
+        stub = vision_pb2_grpc.VisionStub(self.channel)
+        request = vision_pb2.ClassifyRequest(model_name="brightness", top_k=1)
+        request.images.add(data=pgm(9, 9, 230))
+        reply = stub.Classify(request, timeout=30)
+        self.assertEqual(reply.results[0].classes[0].label, "bright")
+        self.assertEqual(reply.results[0].image.format, "pnm")
 
 
 if __name__ == "__main__":
