@@ -29,6 +29,47 @@ ActivationSample ScanActivation(const float* data, const std::vector<int64_t>& s
   return s;
 }
 
+ActivationSample ScanActivationNhwcOrBlocked(const float* data, const std::vector<int64_t>& shape,
+                                             int block) {
+  ActivationSample s;
+  const int64_t n = shape[0], c = shape[1], hw = shape[2] * shape[3];
+  s.elements = n * c * hw;
+  s.channel_nonzero.assign(static_cast<size_t>(c), 0);
+  uint8_t* nz = s.channel_nonzero.data();
+  if (block == 0) {
+    for (int64_t i = 0; i < n * hw; ++i) {
+      const float* p = data + i * c;
+      int64_t zeros = 0;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const bool z = p[ch] == 0.0f;
+        zeros += z;
+        nz[ch] |= static_cast<uint8_t>(!z);
+      }
+      s.zeros += zeros;
+    }
+    return s;
+  }
+  const int64_t blocks = (c + block - 1) / block;
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t cb = 0; cb < blocks; ++cb) {
+      const int64_t width = std::min<int64_t>(block, c - cb * block);
+      const float* base = data + (b * blocks + cb) * hw * block;
+      uint8_t* bnz = nz + cb * block;
+      int64_t zeros = 0;
+      for (int64_t i = 0; i < hw; ++i) {
+        const float* p = base + i * block;
+        for (int64_t k = 0; k < width; ++k) {
+          const bool z = p[k] == 0.0f;
+          zeros += z;
+          bnz[k] |= static_cast<uint8_t>(!z);
+        }
+      }
+      s.zeros += zeros;
+    }
+  }
+  return s;
+}
+
 void ActivationStatsAccumulator::Merge(const std::string& name, const std::string& kind, int order,
                                        const ActivationSample& sample) {
   absl::MutexLock lock(&mu_);

@@ -27,6 +27,11 @@ struct ActivationSample {
 // Counts over a dense row-major float tensor of `shape`; channels are dim 1
 // (one channel for rank < 2).
 ActivationSample ScanActivation(const float* data, const std::vector<int64_t>& shape);
+// Same for a 4-D [N, C, H, W] tensor stored channels-last (NHWC, `block` 0)
+// or channel-blocked (nChw8c/16c: `block` channels innermost, channels past C
+// are padding and not counted), without reordering it first.
+ActivationSample ScanActivationNhwcOrBlocked(const float* data, const std::vector<int64_t>& shape,
+                                             int block);
 
 // Thread-safe per-model accumulator.
 class ActivationStatsAccumulator {

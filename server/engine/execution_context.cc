@@ -16,6 +16,7 @@
 #include "server/engine/activation_stats.h"
 #include "server/engine/compiled_model_impl.h"
 #include "server/engine/plan.h"
+#include "server/engine/plan_builder.h"
 
 namespace rectifier::engine {
 namespace {
@@ -288,6 +289,12 @@ class ExecutionContextImpl final : public ExecutionContext {
     const float* data;
     if (v.plain) {
       data = reinterpret_cast<const float*>(st->ptrs[site.value]);
+    } else if (const int block = DirectScanBlock(v); block >= 0) {
+      model_->activation_stats().Merge(
+          site.name, site.kind, site.step,
+          ScanActivationNhwcOrBlocked(reinterpret_cast<const float*>(st->ptrs[site.value]), v.shape,
+                                      block));
+      return absl::OkStatus();
     } else {
       st->site_src[i].set_data_handle(st->ptrs[site.value]);
       st->site_plain[i].set_data_handle(stats_buffer_.data());
@@ -298,6 +305,22 @@ class ExecutionContextImpl final : public ExecutionContext {
     model_->activation_stats().Merge(site.name, site.kind, site.step,
                                      ScanActivation(data, v.shape));
     return absl::OkStatus();
+  }
+
+  // 0 for dense NHWC, 8/16 for dense nChw8c/16c (scanned in place); -1 for
+  // other layouts (reordered to plain first).
+  static int DirectScanBlock(const PlanValue& v) {
+    if (v.shape.size() != 4) return -1;
+    const std::string layout = LayoutName(v.md);
+    const size_t hw = static_cast<size_t>(v.shape[2] * v.shape[3]) * sizeof(float);
+    const size_t n = static_cast<size_t>(v.shape[0]), c = static_cast<size_t>(v.shape[1]);
+    if (layout == "acdb" && v.md.get_size() == n * c * hw) return 0;
+    for (int block : {8, 16}) {
+      const size_t padded = (c + block - 1) / block * block;
+      if (layout == absl::StrCat("aBcd", block, "b") && v.md.get_size() == n * padded * hw)
+        return block;
+    }
+    return -1;
   }
 
   static size_t PlainBytes(const PlanValue& v) {

@@ -162,5 +162,38 @@ TEST(ActivationStatsTest, ScanCountsPerChannel) {
   EXPECT_NEAR(snap[0].zero_fraction, (10.0 / 12 + 11.0 / 12) / 2, 1e-12);
 }
 
+TEST(ActivationStatsTest, NhwcAndBlockedScansMatchPlain) {
+  const int64_t n = 2, c = 6, h = 2, w = 3;
+  std::vector<float> plain(n * c * h * w);
+  for (size_t i = 0; i < plain.size(); ++i) plain[i] = (i * 7) % 5 < 2 ? 0.0f : 1.0f;
+  for (int64_t b = 0; b < n; ++b)  // channel 4 all zero
+    for (int64_t i = 0; i < h * w; ++i) plain[(b * c + 4) * h * w + i] = 0.0f;
+  const ActivationSample want = ScanActivation(plain.data(), {n, c, h, w});
+  std::vector<float> nhwc(plain.size());
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < h * w; ++i)
+        nhwc[(b * h * w + i) * c + ch] = plain[(b * c + ch) * h * w + i];
+  for (int block : {0, 8, 16}) {
+    SCOPED_TRACE(block);
+    const std::vector<float>* data = &nhwc;
+    std::vector<float> blocked;
+    if (block > 0) {
+      // Padding channels hold non-zero garbage: they must be ignored.
+      blocked.assign(static_cast<size_t>(n * block * h * w), 9.0f);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t i = 0; i < h * w; ++i)
+            blocked[(b * h * w + i) * block + ch] = plain[(b * c + ch) * h * w + i];
+      data = &blocked;
+    }
+    const ActivationSample got = ScanActivationNhwcOrBlocked(data->data(), {n, c, h, w}, block);
+    EXPECT_EQ(got.elements, want.elements);
+    EXPECT_EQ(got.zeros, want.zeros);
+    EXPECT_EQ(got.channel_nonzero, want.channel_nonzero);
+  }
+  EXPECT_EQ(want.channel_nonzero[4], 0);
+}
+
 }  // namespace
 }  // namespace rectifier::engine
