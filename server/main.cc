@@ -101,6 +101,8 @@ int Run(const rectifier::service::ServerOptions& options) {
   grpc_options.address = options.grpc_address;
   grpc_options.max_message_bytes = options.max_message_bytes;
   grpc_options.max_connection_age = options.max_connection_age;
+  grpc_options.image_threads = options.image_threads;
+  grpc_options.image_queue = options.image_queue;
   auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
   if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
 

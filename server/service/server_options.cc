@@ -63,6 +63,15 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "spread over replicas behind an L4 balancer")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--image-threads", o.image_threads,
+                 "Image workers (decode, preprocess, postprocess) for the vision API and BYTES "
+                 "inputs; 0 = available CPUs")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--image-queue", o.image_queue,
+                 "Images waiting for a worker beyond which new ones are refused (UNAVAILABLE)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-message-mb", max_message_mb,
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()

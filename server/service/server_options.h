@@ -28,6 +28,9 @@ struct ServerOptions {
   absl::Duration max_connection_age = absl::ZeroDuration();
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 256 << 20;
+  // Image worker pool (see GrpcServerOptions).
+  int image_threads = 0;
+  int image_queue = 1024;
 };
 
 // What the command line asks for: run the server, or print text and exit

@@ -25,10 +25,27 @@ TEST(ServerOptionsTest, DefaultsMatchTheDocumentedPorts) {
 }
 
 TEST(ServerOptionsTest, ParsesEveryFlag) {
-  auto parsed = Parse({"--model-repository", "/srv/models", "--grpc-address=127.0.0.1:9001",
-                       "--metrics-address", "", "--log-level", "debug", "--log-format", "json",
-                       "--exit-timeout", "2.5", "--intra-op-threads", "3", "--max-message-mb", "64",
-                       "--grpc-max-connection-age-secs", "300"});
+  auto parsed = Parse({"--model-repository",
+                       "/srv/models",
+                       "--grpc-address=127.0.0.1:9001",
+                       "--metrics-address",
+                       "",
+                       "--log-level",
+                       "debug",
+                       "--log-format",
+                       "json",
+                       "--exit-timeout",
+                       "2.5",
+                       "--intra-op-threads",
+                       "3",
+                       "--max-message-mb",
+                       "64",
+                       "--grpc-max-connection-age-secs",
+                       "300",
+                       "--image-threads",
+                       "5",
+                       "--image-queue",
+                       "17"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const ServerOptions& o = parsed->options;
   EXPECT_EQ(o.model_repository, "/srv/models");
@@ -40,6 +57,8 @@ TEST(ServerOptionsTest, ParsesEveryFlag) {
   EXPECT_EQ(o.intra_op_threads, 3);
   EXPECT_EQ(o.max_message_bytes, 64 << 20);
   EXPECT_EQ(o.max_connection_age, absl::Minutes(5));
+  EXPECT_EQ(o.image_threads, 5);
+  EXPECT_EQ(o.image_queue, 17);
 }
 
 TEST(ServerOptionsTest, HelpAndVersionExitWithText) {
