@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Live check of the metrics and of every PromQL expression Rectifier ships:
-# runs the real rectifier-server on loopback with a generated one-op model
-# (y = 2x) and a model whose config is broken, drives bounded load with
-# rectifier-perf plus a few invalid requests, scrapes it with a loopback
-# Prometheus (Debian's `prometheus`) that also evaluates alerts.yml, then
+# runs the real rectifier-server on loopback with a generated model
+# (y = Relu(2x), activation statistics on) and a model whose config is
+# broken, drives bounded load with rectifier-perf plus a few invalid
+# requests, scrapes it with a loopback Prometheus (Debian's `prometheus`)
+# that also evaluates alerts.yml, then
 # asserts through Prometheus' HTTP API that
 #   - every dashboard panel query, template variable query and
 #     prometheus-adapter rule parses and returns at least one series,
@@ -12,7 +13,8 @@
 #     model (and only it),
 #   - the counters, histograms and gauges moved as the load implies
 #     (requests, failures by reason, latency/queue/batch histograms,
-#     inferences vs executions, in-flight requests, model states),
+#     inferences vs executions, in-flight requests, model states,
+#     activation statistics),
 # and finally that SIGTERM makes the server exit 0.
 # Usage: deploy/test/live-promql.sh BUILD_DIR
 # Exit status: 0 passed, 1 failed, 77 skipped (no `prometheus` binary: install
@@ -57,8 +59,9 @@ GRPC_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 PROM_PORT=$(free_port)
 
-# The models: double (y = x * 2, x FP32 [batch, 3, 2, 2], dynamic batching)
-# and broken (the same file with an invalid config: its load fails).
+# The models: double (y = Relu(2x), x FP32 [batch, 3, 2, 2], dynamic batching,
+# activation statistics sampled on every execution) and broken (the same file
+# with an invalid config: its load fails).
 mkdir -p "$tmp/models/double/1" "$tmp/models/broken/1"
 $PY - "$tmp/models/double/1/model.onnx" <<'PY'
 import sys
@@ -68,7 +71,8 @@ from onnx import TensorProto, helper, numpy_helper
 x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 2, 2])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, 2, 2])
 two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
-graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "double", [x], [y], [two])
+graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["x2"]),
+                           helper.make_node("Relu", ["x2"], ["y"])], "double", [x], [y], [two])
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 onnx.checker.check_model(model)
 onnx.save(model, sys.argv[1])
@@ -79,6 +83,7 @@ name: "double"
 max_batch_size: 8
 dynamic_batching { max_queue_delay_microseconds: 1000 }
 instance_group [{ count: 1 kind: KIND_CPU }]
+activation { statistics { sample_every: 1 } }
 CFG
 echo 'max_batch_size: -3' >"$tmp/models/broken/config.pbtxt"
 
@@ -234,6 +239,10 @@ checks = [
     ("broken unavailable, without a version",
      'rectifier_model_state{model="broken", version="", state="unavailable"} == 1'),
     ("target up", 'up{job="rectifier"} == 1'),
+    ("activation layer sampled: 3 channels",
+     'rectifier_activation_channels{model="double", version="1", layer="y"} == 3'),
+    ("activation zero fraction in [0, 1]",
+     'rectifier_activation_zero_fraction{model="double", version="1", layer="y"} >= 0 <= 1'),
 ]
 for label, expr in checks:
     check(label, expr)

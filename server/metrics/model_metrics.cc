@@ -73,7 +73,7 @@ ScrapeTimeGauges::Handle ScrapeTimeGauges::Add(const std::shared_ptr<ScrapeTimeG
   absl::MutexLock lock(&gauges->mu_);
   const int64_t id = gauges->next_id_++;
   gauges->sources_.emplace(id, std::make_pair(labels, std::move(source)));
-  return Handle(gauges, id);
+  return Handle([gauges, id] { gauges->Remove(id); });
 }
 
 void ScrapeTimeGauges::Remove(int64_t id) {
@@ -81,19 +81,75 @@ void ScrapeTimeGauges::Remove(int64_t id) {
   sources_.erase(id);
 }
 
-ScrapeTimeGauges::Handle& ScrapeTimeGauges::Handle::operator=(Handle&& other) noexcept {
+ScrapeSourceHandle& ScrapeSourceHandle::operator=(ScrapeSourceHandle&& other) noexcept {
   if (this != &other) {
     Reset();
-    owner_ = std::move(other.owner_);
-    id_ = std::exchange(other.id_, 0);
+    remove_ = std::exchange(other.remove_, nullptr);
   }
   return *this;
 }
 
-void ScrapeTimeGauges::Handle::Reset() {
-  if (owner_ != nullptr) owner_->Remove(id_);
-  owner_.reset();
-  id_ = 0;
+void ScrapeSourceHandle::Reset() {
+  if (remove_) std::exchange(remove_, nullptr)();
+}
+
+std::vector<prometheus::MetricFamily> ActivationStatsCollector::Collect() const {
+  const auto family = [](const char* name, const char* help) {
+    prometheus::MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = prometheus::MetricType::Gauge;
+    return f;
+  };
+  std::vector<prometheus::MetricFamily> families = {
+      family("rectifier_activation_zero_fraction",
+             "Mean fraction of exact zeros in an activation layer's output over the sampled "
+             "executions."),
+      family("rectifier_activation_dead_channels",
+             "Channels of an activation layer that were zero in every sampled output."),
+      family("rectifier_activation_channels", "Channels of an activation layer's output."),
+  };
+  absl::MutexLock lock(&mu_);
+  // Newest source per label set: ids grow, so later entries replace earlier.
+  std::map<prometheus::Labels, const Source*> newest;
+  for (const auto& [id, entry] : sources_) newest[entry.first] = &entry.second;
+  for (const auto& [labels, source] : newest) {
+    for (const ActivationLayerValues& layer : (*source)()) {
+      const double values[3] = {layer.zero_fraction, static_cast<double>(layer.dead_channels),
+                                static_cast<double>(layer.channels)};
+      for (int i = 0; i < 3; ++i) {
+        prometheus::Labels with_layer = labels;  // sorted by name, like the registry's
+        with_layer["layer"] = layer.layer;
+        prometheus::ClientMetric metric;
+        for (const auto& [name, value] : with_layer) metric.label.push_back({name, value});
+        metric.gauge.value = values[i];
+        families[i].metric.push_back(std::move(metric));
+      }
+    }
+  }
+  return families;
+}
+
+ScrapeSourceHandle ActivationStatsCollector::Add(
+    const std::shared_ptr<ActivationStatsCollector>& collector, const prometheus::Labels& labels,
+    Source source) {
+  absl::MutexLock lock(&collector->mu_);
+  const int64_t id = collector->next_id_++;
+  collector->sources_.emplace(id, std::make_pair(labels, std::move(source)));
+  return ScrapeSourceHandle([collector, id] { collector->Remove(id); });
+}
+
+void ActivationStatsCollector::Remove(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  sources_.erase(id);
+}
+
+std::vector<prometheus::MetricFamily> ScrapeTimeFamilies::Collect() const {
+  std::vector<prometheus::MetricFamily> families;
+  for (const auto& part : parts_) {
+    for (auto& family : part->Collect()) families.push_back(std::move(family));
+  }
+  return families;
 }
 
 ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options)
@@ -150,7 +206,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
                  .Register(registry)),
       queue_depth_(std::make_shared<ScrapeTimeGauges>(
           "rectifier_queue_depth",
-          "Requests waiting in a model version's queue (read at scrape time).")) {}
+          "Requests waiting in a model version's queue (read at scrape time).")),
+      activation_stats_(std::make_shared<ActivationStatsCollector>()),
+      scrape_time_(std::make_shared<ScrapeTimeFamilies>(
+          std::vector<std::shared_ptr<prometheus::Collectable>>{queue_depth_, activation_stats_})) {
+}
 
 std::shared_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
                                                       const std::string& version) {
@@ -284,8 +344,12 @@ void ModelMetrics::SetState(ModelState state) {
   }
 }
 
-ScrapeTimeGauges::Handle ModelMetrics::AddQueueDepthSource(std::function<double()> source) {
+ScrapeSourceHandle ModelMetrics::AddQueueDepthSource(std::function<double()> source) {
   return ScrapeTimeGauges::Add(server_->queue_depth_, labels_, std::move(source));
+}
+
+ScrapeSourceHandle ModelMetrics::AddActivationSource(ActivationStatsCollector::Source source) {
+  return ActivationStatsCollector::Add(server_->activation_stats_, labels_, std::move(source));
 }
 
 }  // namespace rectifier::metrics

@@ -64,6 +64,24 @@ struct MetricsOptions {
 
 class ModelMetrics;
 
+// Keeps a scrape-time source registered; removes it when destroyed or reset.
+// Move-only.
+class ScrapeSourceHandle {
+ public:
+  ScrapeSourceHandle() = default;
+  explicit ScrapeSourceHandle(std::function<void()> remove) : remove_(std::move(remove)) {}
+  ScrapeSourceHandle(ScrapeSourceHandle&& other) noexcept { *this = std::move(other); }
+  ScrapeSourceHandle& operator=(ScrapeSourceHandle&& other) noexcept;
+  ScrapeSourceHandle(const ScrapeSourceHandle&) = delete;
+  ScrapeSourceHandle& operator=(const ScrapeSourceHandle&) = delete;
+  ~ScrapeSourceHandle() { Reset(); }
+  // After this returns, the source is never called again.
+  void Reset();
+
+ private:
+  std::function<void()> remove_;
+};
+
 // One gauge family whose values are read at scrape time from callbacks
 // (queue depth), so the request path pays nothing for them. Several sources
 // may share a label set (a version reloaded while its predecessor drains);
@@ -71,26 +89,7 @@ class ModelMetrics;
 class ScrapeTimeGauges : public prometheus::Collectable {
  public:
   using Source = std::function<double()>;
-
-  // Keeps a source registered; removes it when destroyed or reset. Move-only.
-  class Handle {
-   public:
-    Handle() = default;
-    Handle(Handle&& other) noexcept { *this = std::move(other); }
-    Handle& operator=(Handle&& other) noexcept;
-    Handle(const Handle&) = delete;
-    Handle& operator=(const Handle&) = delete;
-    ~Handle() { Reset(); }
-    // After this returns, the source is never called again.
-    void Reset();
-
-   private:
-    friend class ScrapeTimeGauges;
-    Handle(std::shared_ptr<ScrapeTimeGauges> owner, int64_t id)
-        : owner_(std::move(owner)), id_(id) {}
-    std::shared_ptr<ScrapeTimeGauges> owner_;
-    int64_t id_ = 0;
-  };
+  using Handle = ScrapeSourceHandle;
 
   ScrapeTimeGauges(std::string name, std::string help)
       : name_(std::move(name)), help_(std::move(help)) {}
@@ -110,15 +109,56 @@ class ScrapeTimeGauges : public prometheus::Collectable {
   std::map<int64_t, std::pair<prometheus::Labels, Source>> sources_ ABSL_GUARDED_BY(mu_);
 };
 
+// Statistics of one activation layer as exported (filled from the engine's
+// ActivationLayerStats; this module does not depend on the engine).
+struct ActivationLayerValues {
+  std::string layer;  // the activation's output tensor name in the model graph
+  double zero_fraction = 0.0;
+  int64_t dead_channels = 0;
+  int64_t channels = 0;
+};
+
+// rectifier_activation_zero_fraction, _dead_channels and _channels
+// {model, version, layer}, read at scrape time from each model version's
+// snapshot source. When two copies of a version are registered (reload in
+// place), the newest one is exported (statistics are not additive).
+// Thread-safe.
+class ActivationStatsCollector : public prometheus::Collectable {
+ public:
+  using Source = std::function<std::vector<ActivationLayerValues>()>;
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+  static ScrapeSourceHandle Add(const std::shared_ptr<ActivationStatsCollector>& collector,
+                                const prometheus::Labels& labels, Source source);
+
+ private:
+  void Remove(int64_t id);
+
+  mutable absl::Mutex mu_;
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, std::pair<prometheus::Labels, Source>> sources_ ABSL_GUARDED_BY(mu_);
+};
+
+// Every scrape-time family of the server, served as one collectable.
+class ScrapeTimeFamilies : public prometheus::Collectable {
+ public:
+  explicit ScrapeTimeFamilies(std::vector<std::shared_ptr<prometheus::Collectable>> parts)
+      : parts_(std::move(parts)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const std::vector<std::shared_ptr<prometheus::Collectable>> parts_;
+};
+
 // Owns the metric families. Thread-safe. Must outlive every ModelMetrics.
 class ServerMetrics {
  public:
   // Registers the families in `registry`, which must outlive this object.
   ServerMetrics(prometheus::Registry& registry, const MetricsOptions& options = {});
 
-  // Series computed at scrape time (queue depth); serve it next to the
-  // registry (MetricsServer::AddCollectable).
-  std::shared_ptr<prometheus::Collectable> scrape_time_gauges() const { return queue_depth_; }
+  // Series computed at scrape time (queue depth, activation statistics);
+  // serve it next to the registry (MetricsServer::AddCollectable).
+  std::shared_ptr<prometheus::Collectable> scrape_time_gauges() const { return scrape_time_; }
 
   // Children for one model version, created in state kLoading. Asking again
   // for a version that has them (a version reloaded while the old copy
@@ -155,6 +195,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& inflight_;
   prometheus::Family<prometheus::Gauge>& state_;
   std::shared_ptr<ScrapeTimeGauges> queue_depth_;
+  std::shared_ptr<ActivationStatsCollector> activation_stats_;
+  std::shared_ptr<ScrapeTimeFamilies> scrape_time_;
   absl::Mutex mu_;
   std::map<Key, Entry> models_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::array<prometheus::Gauge*, kNumModelStates>> model_states_
@@ -189,7 +231,10 @@ class ModelMetrics {
   void SetState(ModelState state);
   // Queue depth is read from `source` at scrape time until the handle is
   // destroyed or reset; reset it before whatever `source` reads goes.
-  [[nodiscard]] ScrapeTimeGauges::Handle AddQueueDepthSource(std::function<double()> source);
+  [[nodiscard]] ScrapeSourceHandle AddQueueDepthSource(std::function<double()> source);
+  // Activation statistics per layer are read from `source` at scrape time
+  // (only when the model samples them); same lifetime rule.
+  [[nodiscard]] ScrapeSourceHandle AddActivationSource(ActivationStatsCollector::Source source);
 
  private:
   friend class ServerMetrics;

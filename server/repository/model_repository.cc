@@ -305,6 +305,18 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
         served->metrics->AddQueueDepthSource([scheduler = served->scheduler.get()] {
           return static_cast<double>(scheduler->queue_depth());
         });
+    if (compile.activation_stats_sample_every > 0) {
+      served->activation_source = served->metrics->AddActivationSource([model = model] {
+        const std::vector<engine::ActivationLayerStats> layers = model->activation_statistics();
+        std::vector<metrics::ActivationLayerValues> values;
+        values.reserve(layers.size());
+        for (const engine::ActivationLayerStats& layer : layers) {
+          values.push_back({layer.name, layer.zero_fraction,
+                            static_cast<int64_t>(layer.dead_channels.size()), layer.channels});
+        }
+        return values;
+      });
+    }
   }
   served->config = std::move(config);
   spdlog::info("model={} version={} loaded: {} instance(s) x {} thread(s), max_batch_size {}", name,

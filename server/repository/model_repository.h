@@ -35,8 +35,11 @@ absl::Status ValidateModelName(const std::string& name);
 // One loaded, ready version of a model. Immutable once published; shared by
 // in-flight requests, so a request finishes on the version it started on.
 struct ServedModel {
-  // Stops the scrape-time queue-depth read before the scheduler goes.
-  ~ServedModel() { queue_depth_source.Reset(); }
+  // Stops the scrape-time reads before the scheduler and the model go.
+  ~ServedModel() {
+    queue_depth_source.Reset();
+    activation_source.Reset();
+  }
 
   std::string name;
   int64_t version = 0;
@@ -47,7 +50,9 @@ struct ServedModel {
   // outlives the workers that observe into it. Shared with another copy of
   // the same version while one replaces the other (same series).
   std::shared_ptr<metrics::ModelMetrics> metrics;
-  metrics::ScrapeTimeGauges::Handle queue_depth_source;
+  metrics::ScrapeSourceHandle queue_depth_source;
+  // Activation statistics (when the config samples them) read at scrape time.
+  metrics::ScrapeSourceHandle activation_source;
   // ModelStatistics counters; never null once published.
   std::unique_ptr<ModelStats> stats;
   std::unique_ptr<scheduling::Scheduler> scheduler;

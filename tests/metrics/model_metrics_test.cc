@@ -111,6 +111,47 @@ TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilTheHandleGoes) {
   EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);
 }
 
+TEST(ModelMetricsTest, ActivationStatisticsAreReadAtScrapeTimeNewestCopyWins) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto model = server.ForModel("m", "3");
+  const auto scrape = [&] {
+    return prometheus::TextSerializer().Serialize(server.scrape_time_gauges()->Collect());
+  };
+  std::vector<ActivationLayerValues> layers = {{"relu1", 0.5, 1, 3}, {"relu2", 0.25, 0, 8}};
+  ScrapeSourceHandle old_copy = model->AddActivationSource([&layers] { return layers; });
+  std::string text = scrape();
+  EXPECT_TRUE(
+      Has(text, R"(rectifier_activation_zero_fraction{layer="relu1",model="m",version="3"} 0.5)"))
+      << text;
+  EXPECT_TRUE(
+      Has(text, R"(rectifier_activation_dead_channels{layer="relu1",model="m",version="3"} 1)"));
+  EXPECT_TRUE(Has(text, R"(rectifier_activation_channels{layer="relu2",model="m",version="3"} 8)"));
+  EXPECT_TRUE(
+      Has(text, R"(rectifier_activation_zero_fraction{layer="relu2",model="m",version="3"} 0.25)"));
+  // Values are read at each scrape.
+  layers[1].dead_channels = 2;
+  EXPECT_TRUE(Has(scrape(),
+                  R"(rectifier_activation_dead_channels{layer="relu2",model="m",version="3"} 2)"));
+  // A reloaded copy of the same version replaces the old one's values (not summed).
+  ScrapeSourceHandle new_copy = model->AddActivationSource([] {
+    return std::vector<ActivationLayerValues>{{"relu1", 0.75, 0, 3}};
+  });
+  text = scrape();
+  EXPECT_TRUE(
+      Has(text, R"(rectifier_activation_zero_fraction{layer="relu1",model="m",version="3"} 0.75)"))
+      << text;
+  EXPECT_EQ(text.find("relu2"), std::string::npos);
+  new_copy.Reset();
+  EXPECT_TRUE(Has(
+      scrape(), R"(rectifier_activation_zero_fraction{layer="relu1",model="m",version="3"} 0.5)"));
+  old_copy.Reset();
+  EXPECT_EQ(scrape().find("rectifier_activation_zero_fraction{"), std::string::npos);
+  // Queue depth is served by the same collectable.
+  ScrapeSourceHandle depth = model->AddQueueDepthSource([] { return 4.0; });
+  EXPECT_TRUE(Has(scrape(), R"(rectifier_queue_depth{model="m",version="3"} 4)"));
+}
+
 TEST(ModelMetricsTest, InflightCountsAcceptedUntilAnswered) {
   prometheus::Registry registry;
   ServerMetrics server(registry);

@@ -4,6 +4,7 @@
 // from a real prometheus-cpp registry.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -69,6 +70,31 @@ engine::Tensor Input(float value) {
   return t;
 }
 
+// y = Relu(x), x and y FP32 [batch, 3, 2, 2]: one standalone activation layer.
+std::string ReluModelBytes() {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("relu");
+  const auto describe = [](onnx::ValueInfoProto* value, const char* name) {
+    value->set_name(name);
+    auto* tensor = value->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(onnx::TensorProto::FLOAT);
+    auto* shape = tensor->mutable_shape();
+    shape->add_dim()->set_dim_param("batch");
+    for (int d : {3, 2, 2}) shape->add_dim()->set_dim_value(d);
+  };
+  describe(graph->add_input(), "x");
+  describe(graph->add_output(), "y");
+  onnx::NodeProto* node = graph->add_node();
+  node->set_op_type("Relu");
+  node->set_name("relu");
+  node->add_input("x");
+  node->add_output("y");
+  return model.SerializeAsString();
+}
+
 class RepositoryMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -126,6 +152,10 @@ class RepositoryMetricsTest : public ::testing::Test {
   std::optional<double> Value(const std::string& name, const std::string& model,
                               const std::string& version) {
     return Sample(registry_.Collect(), name, {{"model", model}, {"version", version}});
+  }
+
+  std::optional<double> Scraped(const std::string& name, const prometheus::Labels& labels) {
+    return Sample(metrics_.scrape_time_gauges()->Collect(), name, labels);
   }
 
   fs::path root_;
@@ -245,6 +275,47 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   repo_->Enqueue("m", "9", std::move(request));
   EXPECT_EQ(refused.get_future().get().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Value("rectifier_inflight_requests", "m", "1"), 0.0);
+}
+
+TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
+  // Channel 0 all negative (dead), channel 1 half negative, channel 2 positive:
+  // 6 of 12 outputs are zero.
+  const float values[12] = {-1, -2, -3, -4, 1, -1, 2, -2, 1, 2, 3, 4};
+  // Warmup executions are sampled too (the engine counts every N-th run of a
+  // context), and the default warmup is all zeros: warm up with the same
+  // input so the expected statistics do not depend on how many ran.
+  WriteFile(root_ / "sampled" / "1" / "model.onnx", ReluModelBytes());
+  WriteFile(root_ / "sampled" / "warmup" / "x.bin",
+            std::string(reinterpret_cast<const char*>(values), sizeof(values)));
+  WriteFile(root_ / "sampled" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "activation { statistics { sample_every: 1 } }\n"
+            "model_warmup [{ name: \"same\" batch_size: 1 inputs { key: \"x\" value {"
+            " data_type: TYPE_FP32 dims: [3, 2, 2] input_data_file: \"x.bin\" } } }]\n");
+  WriteFile(root_ / "unsampled" / "1" / "model.onnx", ReluModelBytes());
+  Open({"sampled", "unsampled"});
+  ASSERT_NE(repo_, nullptr);
+  engine::Tensor x = engine::Tensor::Zeros(engine::DataType::kFloat32, {1, 3, 2, 2});
+  std::copy(values, values + 12, x.data<float>());
+  for (const char* name : {"sampled", "unsampled"}) {
+    auto request = std::make_unique<scheduling::InferenceRequest>();
+    request->inputs.push_back(x);
+    std::promise<absl::Status> done;
+    request->done = [&done](absl::StatusOr<std::vector<engine::Tensor>> r,
+                            const scheduling::RequestTimes&) { done.set_value(r.status()); };
+    repo_->Enqueue(name, "", std::move(request));
+    ASSERT_TRUE(done.get_future().get().ok()) << name;
+  }
+  const prometheus::Labels layer{{"model", "sampled"}, {"version", "1"}, {"layer", "y"}};
+  EXPECT_EQ(Scraped("rectifier_activation_zero_fraction", layer), 0.5);
+  EXPECT_EQ(Scraped("rectifier_activation_dead_channels", layer), 1.0);
+  EXPECT_EQ(Scraped("rectifier_activation_channels", layer), 3.0);
+  // Not sampled: no series at all.
+  const auto families = metrics_.scrape_time_gauges()->Collect();
+  EXPECT_EQ(SeriesOf(families, "rectifier_activation_zero_fraction", "unsampled"), 0);
+  // Unloaded: the series go with the model.
+  ASSERT_TRUE(repo_->Unload("sampled").ok());
+  EXPECT_EQ(Scraped("rectifier_activation_zero_fraction", layer), std::nullopt);
 }
 
 }  // namespace
