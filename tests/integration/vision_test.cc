@@ -417,5 +417,39 @@ TEST_F(VisionTest, VisionRequestsShowInMetricsAndStatistics) {
   EXPECT_EQ(success_count() - stats_before, 3);
 }
 
+TEST(VisionLimitsTest, MessagesOverTheLimitAreResourceExhausted) {
+  const fs::path root =
+      fs::temp_directory_path() / ("rectifier-vision-limit-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  WriteFile(root / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
+  WriteFile(root / "brightness" / "config.pbtxt",
+            "max_batch_size: 8\npreprocessing { color_format: COLOR_GRAY }\n"
+            "postprocessing { task: TASK_CLASSIFICATION }\n");
+  auto process = ServerProcess::Spawn(
+      RECTIFIER_SERVER_BINARY, {"--model-repository", root.string(), "--grpc-address",
+                                "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", "1"});
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE((*process)->WaitUntilServing(absl::Seconds(60)).ok()) << (*process)->ReadOutput();
+  auto stub = Vision::NewStub(
+      grpc::CreateChannel((*process)->grpc_target(), grpc::InsecureChannelCredentials()));
+  cv::Mat noise(1024, 1024, CV_8UC1);
+  cv::randu(noise, cv::Scalar::all(0), cv::Scalar::all(255));
+  for (const bool too_big : {true, false}) {
+    grpc::ClientContext context;
+    v1::ClassifyRequest request;
+    request.set_model_name("brightness");
+    request.add_images()->set_data(too_big ? Png(noise) : Gray(64, 64, 200));
+    v1::ClassifyResponse response;
+    const grpc::Status status = stub->Classify(&context, request, &response);
+    if (too_big) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    } else {
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    }
+  }
+  process->reset();
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace rectifier::testing
