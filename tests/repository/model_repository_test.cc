@@ -311,29 +311,6 @@ TEST_F(ModelRepositoryTest, ActivationReplaceAndStatisticsFromConfig) {
       << bad;
 }
 
-TEST_F(ModelRepositoryTest, ActivationKernelSelectsRectifierTanh) {
-  onnx::ModelProto conv_tanh;
-  ASSERT_TRUE(conv_tanh.ParseFromString(testing::ConvReluModelBytes()));
-  conv_tanh.mutable_graph()->mutable_node(1)->set_op_type("Tanh");
-  const std::string bytes = conv_tanh.SerializeAsString();
-  WriteFile(root_ / "onednn" / "1" / "model.onnx", bytes);
-  WriteFile(root_ / "ours" / "1" / "model.onnx", bytes);
-  WriteFile(root_ / "ours" / "config.pbtxt", "activation { kernel: RECTIFIER }");
-  auto repo = Open();
-  ASSERT_NE(repo, nullptr);
-  auto onednn = repo->Get("onednn", "");
-  auto ours = repo->Get("ours", "");
-  ASSERT_TRUE(onednn.ok()) << onednn.status();
-  ASSERT_TRUE(ours.ok()) << ours.status();
-  const std::string onednn_plan = (*onednn)->model->DescribePlan(1).value();
-  const std::string ours_plan = (*ours)->model->DescribePlan(1).value();
-  // Default: tanh is a oneDNN post-op of the conv; RECTIFIER: our kernel
-  // runs it in place right after the conv.
-  EXPECT_EQ(onednn_plan.find("[rectifier:"), std::string::npos) << onednn_plan;
-  EXPECT_NE(ours_plan.find("tanh (in place)"), std::string::npos) << ours_plan;
-  EXPECT_NE(ours_plan.find("[rectifier:"), std::string::npos) << ours_plan;
-}
-
 TEST_F(ModelRepositoryTest, PollModeRescansOnItsOwn) {
   AddModel("m", 1, 2.f);
   RepositoryOptions options;
