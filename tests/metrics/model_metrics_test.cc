@@ -105,7 +105,7 @@ TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilTheHandleGoes) {
   handle.Reset();
   EXPECT_TRUE(Has(scrape(), "rectifier_queue_depth{model=\"m\",version=\"2\"} 2")) << scrape();
   ScrapeTimeGauges::Handle moved = std::move(second);
-  second.Reset();  // moved-from: removes nothing
+  second.Reset();  // NOLINT(bugprone-use-after-move): a moved-from handle removes nothing
   EXPECT_TRUE(Has(scrape(), "rectifier_queue_depth{model=\"m\",version=\"2\"} 2"));
   { ScrapeTimeGauges::Handle gone = std::move(moved); }  // destruction removes it
   EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos);

@@ -137,7 +137,7 @@ class RepositoryMetricsTest : public ::testing::Test {
   absl::Status Infer(const std::string& name) {
     std::promise<absl::Status> promise;
     Submit(name, 1.f,
-           [&promise](absl::StatusOr<std::vector<engine::Tensor>> result,
+           [&promise](const absl::StatusOr<std::vector<engine::Tensor>>& result,
                       const scheduling::RequestTimes&) { promise.set_value(result.status()); });
     return promise.get_future().get();
   }
@@ -240,7 +240,7 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   Submit("m", 1.f,
-         [&entered, released](absl::StatusOr<std::vector<engine::Tensor>>,
+         [&entered, released](const absl::StatusOr<std::vector<engine::Tensor>>&,
                               const scheduling::RequestTimes&) {
            entered.set_value();
            released.wait();
@@ -249,7 +249,7 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   std::vector<std::promise<absl::Status>> results(2);
   for (auto& result : results) {
     Submit("m", 2.f,
-           [&result](absl::StatusOr<std::vector<engine::Tensor>> r,
+           [&result](const absl::StatusOr<std::vector<engine::Tensor>>& r,
                      const scheduling::RequestTimes&) { result.set_value(r.status()); });
   }
   EXPECT_EQ(Value("rectifier_inflight_requests", "m", "1"), 3.0);
@@ -270,7 +270,7 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   auto request = std::make_unique<scheduling::InferenceRequest>();
   request->inputs.push_back(Input(1.f));
   std::promise<absl::Status> refused;
-  request->done = [&refused](absl::StatusOr<std::vector<engine::Tensor>> r,
+  request->done = [&refused](const absl::StatusOr<std::vector<engine::Tensor>>& r,
                              const scheduling::RequestTimes&) { refused.set_value(r.status()); };
   repo_->Enqueue("m", "9", std::move(request));
   EXPECT_EQ(refused.get_future().get().code(), absl::StatusCode::kNotFound);
@@ -301,7 +301,7 @@ TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
     auto request = std::make_unique<scheduling::InferenceRequest>();
     request->inputs.push_back(x);
     std::promise<absl::Status> done;
-    request->done = [&done](absl::StatusOr<std::vector<engine::Tensor>> r,
+    request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& r,
                             const scheduling::RequestTimes&) { done.set_value(r.status()); };
     repo_->Enqueue(name, "", std::move(request));
     ASSERT_TRUE(done.get_future().get().ok()) << name;
