@@ -17,7 +17,9 @@ response arrived.
 Accounting (asserted):
   - every request i got exactly one answer, and it is 2x its own input;
   - no request failed for good, and every retried attempt failed UNAVAILABLE;
-  - both replicas answered before the kill, only B after it;
+  - both replicas answered before the kill, and every attempt sent after A
+    was dead (SIGKILL delivered, /proc shows it gone or a zombie) was answered
+    by B;
   - B, alive at the end, executed exactly the requests it answered: its
     ModelStatistics inference_count (direct to B) and its
     rectifier_inferences_total both equal the answers that came from B;
@@ -58,6 +60,20 @@ def scrape_inferences(metrics_url, version):
     pattern = r'^rectifier_inferences_total\{model="double",version="%s"\} (\S+)$' % version
     match = re.search(pattern, text, re.M)
     return float(match.group(1)) if match else None
+
+
+def wait_dead(pid, timeout=10.0):
+    """Returns once `pid` no longer runs (gone, or a zombie awaiting its parent)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"process {pid} still runs {timeout} s after SIGKILL")
 
 
 def main():
@@ -109,6 +125,9 @@ def main():
             attempt = 0
             while True:
                 attempt += 1
+                # Classified by when the answered attempt was sent: one sent
+                # after A was dead can only be answered by B.
+                sent_after_kill = killed.is_set()
                 try:
                     response = infer(i)
                 except grpc.RpcError as e:
@@ -133,13 +152,14 @@ def main():
                         failures[i] = "answered twice"
                     else:
                         answers[i] = (response.model_version, attempt,
-                                      "after" if killed.is_set() else "before")
+                                      "after" if sent_after_kill else "before")
                     answered[0] += 1
                     do_kill = answered[0] == args.kill_after
                 if do_kill:
                     # A's count first, then the kill: A can only have computed more.
                     kill["a_inferences_before"] = scrape_inferences(args.a_metrics, "1")
                     os.kill(args.a_pid, signal.SIGKILL)
+                    wait_dead(args.a_pid)
                     killed.set()
                     with lock:
                         kill["answered_at_kill"] = answered[0]
