@@ -197,9 +197,6 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   inference::ModelConfig config = base_config;
   engine::CompileOptions compile;
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
-  compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
-                            ? engine::ActivationKernel::kRectifier
-                            : engine::ActivationKernel::kOneDnn;
   for (const auto& r : config.activation().replace()) {
     engine::ActivationReplacement rule;
     rule.from = r.from();
