@@ -1,5 +1,6 @@
 // rectifier-client: command-line client for a Rectifier (or any KServe v2 /
-// Triton gRPC) server: health, models, metadata, infer, load, unload.
+// Triton gRPC) server: health, models, metadata, infer, load, unload, and
+// the vision API's classify, detect and stream (tools/client/vision_commands.h).
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,37 +18,15 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc_service.grpc.pb.h"
 #include "server/engine/tensor.h"
+#include "tools/client/client_common.h"
 #include "tools/client/tensor_file.h"
+#include "tools/client/vision_commands.h"
 
 namespace rectifier::tools {
 namespace {
 
 using inference::GRPCInferenceService;
 using nlohmann::json;
-
-struct Globals {
-  std::string url = "127.0.0.1:8001";
-  double timeout_s = 30;
-  bool json = false;
-  int max_message_mb = 256;
-};
-
-// Exit codes: 0 success, 1 the server answered with an error (or NOT_SERVING),
-// 2 usage or local input error.
-constexpr int kExitRpcError = 1;
-constexpr int kExitUsage = 2;
-
-int RpcError(const grpc::Status& status) {
-  std::fprintf(stderr, "rectifier-client: error: %s: %s\n",
-               absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
-               status.error_message().c_str());
-  return kExitRpcError;
-}
-
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "rectifier-client: error: %s\n", message.c_str());
-  return kExitUsage;
-}
 
 class Client {
  public:
@@ -58,11 +38,8 @@ class Client {
     stub_ = GRPCInferenceService::NewStub(channel_);
   }
 
-  void Prepare(grpc::ClientContext* context) const {
-    context->set_deadline(
-        std::chrono::system_clock::now() +
-        std::chrono::milliseconds(static_cast<int64_t>(globals_.timeout_s * 1e3)));
-  }
+  void Prepare(grpc::ClientContext* context) const { SetDeadline(globals_, context); }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   int Health(const std::string& service) {
     auto health = grpc::health::v1::Health::NewStub(channel_);
@@ -258,6 +235,7 @@ int Main(int argc, char** argv) {
   load->add_option("model", model, "Model name")->required();
   auto* unload = app.add_subcommand("unload", "Unload a model");
   unload->add_option("model", model, "Model name")->required();
+  VisionCommands vision(app);
 
   try {
     app.parse(argc, argv);
@@ -273,6 +251,7 @@ int Main(int argc, char** argv) {
   if (infer->parsed()) return client.Infer(model, version, inputs, output_dir);
   if (load->parsed()) return client.LoadOrUnload(model, true);
   if (unload->parsed()) return client.LoadOrUnload(model, false);
+  if (const std::optional<int> code = vision.Run(globals, client.channel())) return *code;
   return UsageError("no command (see --help)");
 }
 

@@ -1,13 +1,19 @@
 // rectifier-perf: load generator for KServe v2 / Triton gRPC servers
 // (perf_analyzer's role): closed-loop concurrency sweeps and open-loop
-// request rates, measured in windows until stable.
+// request rates, measured in windows until stable. Drives KServe ModelInfer
+// (random or file tensors, or encoded images as a BYTES input) and the
+// vision API's Classify and Detect (image files).
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -17,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc_service.grpc.pb.h"
+#include "rectifier/v1/vision.grpc.pb.h"
 #include "server/engine/tensor.h"
 #include "tools/client/tensor_file.h"
 #include "tools/perf/load_stats.h"
@@ -45,6 +52,8 @@ struct Options {
   std::vector<std::string> shapes;  // NAME=d1,d2,... (without batch)
   std::string csv;
   bool fail_on_error = false;
+  std::string api = "kserve";       // kserve | classify | detect
+  std::vector<std::string> images;  // encoded image files, rotated through
 };
 
 std::string CodeName(grpc::StatusCode code) {
@@ -158,6 +167,176 @@ absl::StatusOr<inference::ModelInferRequest> BuildRequest(GRPCInferenceService::
   return request;
 }
 
+// What the load sends: request number i's call, synchronous (closed loop) or
+// through gRPC's callback API (open loop). Prepared requests are used
+// round-robin by i.
+class Target {
+ public:
+  virtual ~Target() = default;
+  virtual grpc::Status Call(int64_t i, grpc::ClientContext* context) = 0;
+  virtual void CallAsync(int64_t i, grpc::ClientContext* context,
+                         std::function<void(const grpc::Status&)> done) = 0;
+};
+
+template <typename Request, typename Response>
+class RpcTarget final : public Target {
+ public:
+  using SyncCall = std::function<grpc::Status(grpc::ClientContext*, const Request&, Response*)>;
+  using AsyncCall = std::function<void(grpc::ClientContext*, const Request*, Response*,
+                                       std::function<void(grpc::Status)>)>;
+  RpcTarget(std::vector<Request> requests, SyncCall sync, AsyncCall async)
+      : requests_(std::move(requests)), sync_(std::move(sync)), async_(std::move(async)) {}
+
+  grpc::Status Call(int64_t i, grpc::ClientContext* context) override {
+    Response response;
+    return sync_(context, Pick(i), &response);
+  }
+  void CallAsync(int64_t i, grpc::ClientContext* context,
+                 std::function<void(const grpc::Status&)> done) override {
+    // The response lives until the callback has run.
+    auto response = std::make_shared<Response>();
+    Response* out = response.get();
+    async_(context, &Pick(i), out,
+           [response, done = std::move(done)](const grpc::Status& status) { done(status); });
+  }
+
+ private:
+  const Request& Pick(int64_t i) const {
+    return requests_[static_cast<size_t>(i) % requests_.size()];
+  }
+
+  std::vector<Request> requests_;
+  SyncCall sync_;
+  AsyncCall async_;
+};
+
+// Image files, read whole.
+absl::StatusOr<std::vector<std::string>> ReadImages(const std::vector<std::string>& paths) {
+  std::vector<std::string> images;
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read image '", path, "'"));
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    images.push_back(std::move(bytes).str());
+    if (images.back().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("image '", path, "' is empty"));
+    }
+  }
+  return images;
+}
+
+// Request k carries images (k * batch + j) % F for j < batch; the sequence
+// repeats after F / gcd(F, batch) requests, so that many are prepared.
+std::vector<std::vector<const std::string*>> RotateImages(const std::vector<std::string>& images,
+                                                          int batch) {
+  const size_t f = images.size();
+  const size_t period = f / std::gcd(f, static_cast<size_t>(batch));
+  std::vector<std::vector<const std::string*>> requests(period);
+  for (size_t k = 0; k < period; ++k) {
+    for (size_t j = 0; j < static_cast<size_t>(batch); ++j) {
+      requests[k].push_back(&images[(k * batch + j) % f]);
+    }
+  }
+  return requests;
+}
+
+// Builds what --api and --image ask for. Checks the model exists (metadata)
+// first, so a typo is reported once instead of as a table of errors.
+absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::Channel>& channel,
+                                                    const Options& o) {
+  std::shared_ptr<GRPCInferenceService::Stub> kserve = GRPCInferenceService::NewStub(channel);
+  if (o.api == "kserve" && o.images.empty()) {
+    auto request = BuildRequest(*kserve, o);
+    if (!request.ok()) return request.status();
+    std::vector<inference::ModelInferRequest> requests = {*std::move(request)};
+    return std::unique_ptr<Target>(
+        new RpcTarget<inference::ModelInferRequest, inference::ModelInferResponse>(
+            std::move(requests),
+            [kserve](grpc::ClientContext* c, const auto& r, auto* out) {
+              return kserve->ModelInfer(c, r, out);
+            },
+            [kserve](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
+              kserve->async()->ModelInfer(c, r, out, std::move(done));
+            }));
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  inference::ModelMetadataRequest meta_request;
+  meta_request.set_name(o.model);
+  meta_request.set_version(o.version);
+  inference::ModelMetadataResponse meta;
+  const grpc::Status status = kserve->ModelMetadata(&context, meta_request, &meta);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat("ModelMetadata: ", status.error_message()));
+  }
+  auto images = ReadImages(o.images);
+  if (!images.ok()) return images.status();
+  // The requests copy the bytes they carry.
+  const std::vector<std::vector<const std::string*>> rotation = RotateImages(*images, o.batch);
+
+  if (o.api == "kserve") {
+    if (meta.inputs_size() != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", o.model, "' has ", meta.inputs_size(), " inputs; --image needs exactly one"));
+    }
+    std::vector<inference::ModelInferRequest> requests;
+    for (const auto& files : rotation) {
+      inference::ModelInferRequest& request = requests.emplace_back();
+      request.set_model_name(o.model);
+      request.set_model_version(o.version);
+      auto* input = request.add_inputs();
+      input->set_name(meta.inputs(0).name());
+      input->set_datatype("BYTES");
+      input->add_shape(static_cast<int64_t>(files.size()));
+      for (const std::string* image : files) input->mutable_contents()->add_bytes_contents(*image);
+    }
+    return std::unique_ptr<Target>(
+        new RpcTarget<inference::ModelInferRequest, inference::ModelInferResponse>(
+            std::move(requests),
+            [kserve](grpc::ClientContext* c, const auto& r, auto* out) {
+              return kserve->ModelInfer(c, r, out);
+            },
+            [kserve](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
+              kserve->async()->ModelInfer(c, r, out, std::move(done));
+            }));
+  }
+  std::shared_ptr<v1::Vision::Stub> vision = v1::Vision::NewStub(channel);
+  if (o.api == "classify") {
+    std::vector<v1::ClassifyRequest> requests;
+    for (const auto& files : rotation) {
+      v1::ClassifyRequest& request = requests.emplace_back();
+      request.set_model_name(o.model);
+      request.set_model_version(o.version);
+      for (const std::string* image : files) request.add_images()->set_data(*image);
+    }
+    return std::unique_ptr<Target>(new RpcTarget<v1::ClassifyRequest, v1::ClassifyResponse>(
+        std::move(requests),
+        [vision](grpc::ClientContext* c, const auto& r, auto* out) {
+          return vision->Classify(c, r, out);
+        },
+        [vision](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
+          vision->async()->Classify(c, r, out, std::move(done));
+        }));
+  }
+  std::vector<v1::DetectRequest> requests;
+  for (const auto& files : rotation) {
+    v1::DetectRequest& request = requests.emplace_back();
+    request.set_model_name(o.model);
+    request.set_model_version(o.version);
+    for (const std::string* image : files) request.add_images()->set_data(*image);
+  }
+  return std::unique_ptr<Target>(new RpcTarget<v1::DetectRequest, v1::DetectResponse>(
+      std::move(requests),
+      [vision](grpc::ClientContext* c, const auto& r, auto* out) {
+        return vision->Detect(c, r, out);
+      },
+      [vision](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
+        vision->async()->Detect(c, r, out, std::move(done));
+      }));
+}
+
 // Server-side totals from ModelStatistics (zeros if unsupported).
 struct ServerTotals {
   bool available = false;
@@ -227,8 +406,7 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
   return result;
 }
 
-LevelResult RunClosedLoop(const Options& o, GRPCInferenceService::Stub& stub,
-                          const inference::ModelInferRequest& request, int concurrency) {
+LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency) {
   LoadStats stats;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
@@ -236,13 +414,13 @@ LevelResult RunClosedLoop(const Options& o, GRPCInferenceService::Stub& stub,
   workers.reserve(concurrency);
   for (int i = 0; i < concurrency; ++i) {
     workers.emplace_back([&] {
-      while (!stop.load() && sent.fetch_add(1) < o.max_requests) {
+      for (int64_t i = sent.fetch_add(1); !stop.load() && i < o.max_requests;
+           i = sent.fetch_add(1)) {
         grpc::ClientContext context;
         context.set_deadline(std::chrono::system_clock::now() +
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
-        inference::ModelInferResponse response;
         const absl::Time start = absl::Now();
-        const grpc::Status status = stub.ModelInfer(&context, request, &response);
+        const grpc::Status status = target.Call(i, &context);
         if (status.ok()) {
           stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - start));
         } else {
@@ -259,8 +437,7 @@ LevelResult RunClosedLoop(const Options& o, GRPCInferenceService::Stub& stub,
   return result;
 }
 
-LevelResult RunOpenLoop(const Options& o, GRPCInferenceService::Stub& stub,
-                        const inference::ModelInferRequest& request, double rate) {
+LevelResult RunOpenLoop(const Options& o, Target& target, double rate) {
   LoadStats stats;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
@@ -269,7 +446,6 @@ LevelResult RunOpenLoop(const Options& o, GRPCInferenceService::Stub& stub,
   absl::CondVar drained;
   struct Call {
     grpc::ClientContext context;
-    inference::ModelInferResponse response;
     absl::Time scheduled;
   };
   std::thread dispatcher([&] {
@@ -284,27 +460,26 @@ LevelResult RunOpenLoop(const Options& o, GRPCInferenceService::Stub& stub,
         stats.RecordError("CLIENT_OVERLOADED");  // the server cannot keep up with this rate
         continue;
       }
-      ++sent;
+      const int64_t i = sent++;
       ++outstanding;
       auto* call = new Call();
       call->scheduled = next;
       call->context.set_deadline(
           std::chrono::system_clock::now() +
           std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
-      stub.async()->ModelInfer(
-          &call->context, &request, &call->response, [&, call](const grpc::Status& status) {
-            if (status.ok()) {
-              // Latency from the scheduled send time, so a
-              // late dispatch counts against the server.
-              stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
-            } else {
-              stats.RecordError(CodeName(status.error_code()));
-            }
-            delete call;
-            absl::MutexLock lock(&mu);
-            --outstanding;
-            drained.SignalAll();
-          });
+      target.CallAsync(i, &call->context, [&, call](const grpc::Status& status) {
+        if (status.ok()) {
+          // Latency from the scheduled send time, so a
+          // late dispatch counts against the server.
+          stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
+        } else {
+          stats.RecordError(CodeName(status.error_code()));
+        }
+        delete call;
+        absl::MutexLock lock(&mu);
+        --outstanding;
+        drained.SignalAll();
+      });
     }
   });
   LevelResult result = Measure(o, stats, sent);
@@ -348,7 +523,27 @@ int Main(int argc, char** argv) {
   app.add_option("--shape", o.shapes, "NAME=d1,d2,... for variable input dims (without batch)");
   app.add_option("--csv", o.csv, "Write one row per level here");
   app.add_flag("--fail-on-error", o.fail_on_error, "Exit 1 if any request failed");
+  app.add_option("--api", o.api,
+                 "kserve: ModelInfer (tensors, or --image as a BYTES input); classify, detect: "
+                 "the vision API (needs --image)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kserve", "classify", "detect"}));
+  app.add_option("--image", o.images,
+                 "Encoded image file (repeatable); requests rotate through them, --batch per "
+                 "request");
   CLI11_PARSE(app, argc, argv);
+
+  const auto usage_error = [](const std::string& message) {
+    std::fprintf(stderr, "rectifier-perf: error: %s\n", message.c_str());
+    return 2;
+  };
+  if (o.batch < 1) return usage_error("--batch must be at least 1");
+  if (o.api != "kserve" && o.images.empty()) {
+    return usage_error(absl::StrCat("--api ", o.api, " needs --image FILE"));
+  }
+  if (!o.images.empty() && (!o.inputs.empty() || !o.shapes.empty())) {
+    return usage_error("--image cannot be combined with --input or --shape");
+  }
 
   const auto levels = ParseSweep(o.request_rate.empty() ? o.concurrency : o.request_rate);
   if (!levels.ok()) {
@@ -361,18 +556,32 @@ int Main(int argc, char** argv) {
   args.SetMaxSendMessageSize(INT32_MAX);
   auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
   auto stub = GRPCInferenceService::NewStub(channel);
-  auto request = BuildRequest(*stub, o);
-  if (!request.ok()) {
-    std::fprintf(stderr, "rectifier-perf: error: %s\n",
-                 std::string(request.status().message()).c_str());
-    return 2;
+  auto target = BuildTarget(channel, o);
+  if (!target.ok()) return usage_error(std::string(target.status().message()));
+  {
+    // One request before measuring: one that can never succeed (unknown
+    // model, wrong task or input, bad image) stops here with its message.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
+    const grpc::Status status = (*target)->Call(0, &context);
+    switch (status.error_code()) {
+      case grpc::StatusCode::NOT_FOUND:
+      case grpc::StatusCode::INVALID_ARGUMENT:
+      case grpc::StatusCode::FAILED_PRECONDITION:
+      case grpc::StatusCode::UNIMPLEMENTED:
+        return usage_error(absl::StrCat("the first request failed: ", CodeName(status.error_code()),
+                                        ": ", status.error_message()));
+      default:
+        break;
+    }
   }
 
   std::ofstream csv;
   if (!o.csv.empty()) {
     csv.open(o.csv);
     csv << "mode,level,batch,throughput_infer_per_s,p50_ms,p90_ms,p95_ms,p99_ms,mean_ms,ok,errors,"
-           "stable,server_queue_us,server_compute_us\n";
+           "stable,server_queue_us,server_compute_us,api\n";
   }
   std::printf("%-12s %8s %12s %9s %9s %9s %9s %8s %s\n",
               o.request_rate.empty() ? "concurrency" : "rate", "infer/s", "ok", "p50 ms", "p90 ms",
@@ -380,9 +589,8 @@ int Main(int argc, char** argv) {
   int64_t total_errors = 0;
   for (const double level : *levels) {
     const ServerTotals before = ReadServerTotals(*stub, o);
-    LevelResult r = o.request_rate.empty()
-                        ? RunClosedLoop(o, *stub, *request, static_cast<int>(level))
-                        : RunOpenLoop(o, *stub, *request, level);
+    LevelResult r = o.request_rate.empty() ? RunClosedLoop(o, **target, static_cast<int>(level))
+                                           : RunOpenLoop(o, **target, level);
     const ServerTotals after = ReadServerTotals(*stub, o);
     const uint64_t served = after.count - before.count;
     const double queue_us =
@@ -405,7 +613,8 @@ int Main(int argc, char** argv) {
           << r.summary.p50_ms << "," << r.summary.p90_ms << "," << r.summary.p95_ms << ","
           << r.summary.p99_ms << "," << r.summary.mean_ms << "," << r.summary.ok << ","
           << absl::StrJoin(errors, ";") << "," << (r.stable ? 1 : 0) << "," << queue_us << ","
-          << compute_us << "\n";
+          << compute_us << "," << (o.api == "kserve" && !o.images.empty() ? "kserve-bytes" : o.api)
+          << "\n";
     }
   }
   return o.fail_on_error && total_errors > 0 ? 1 : 0;

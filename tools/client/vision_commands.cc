@@ -1,0 +1,567 @@
+#include "tools/client/vision_commands.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "rectifier/v1/vision.grpc.pb.h"
+#include "tools/perf/load_stats.h"
+
+namespace rectifier::tools {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+std::string CodeName(int code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+// Reads every file whole. A missing or unreadable file is a local error
+// naming it.
+absl::StatusOr<std::vector<std::string>> ReadFiles(const std::vector<std::string>& paths) {
+  std::vector<std::string> contents;
+  contents.reserve(paths.size());
+  for (const std::string& path : paths) {
+    std::error_code error;
+    if (!fs::is_regular_file(path, error)) {
+      return absl::NotFoundError(absl::StrCat("cannot read '", path, "': no such file"));
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (!in) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
+    contents.push_back(std::move(bytes).str());
+  }
+  return contents;
+}
+
+json TimingJson(const v1::Timing& t) {
+  return {{"decode_us", t.decode_us()},
+          {"preprocess_us", t.preprocess_us()},
+          {"queue_us", t.queue_us()},
+          {"inference_us", t.inference_us()},
+          {"postprocess_us", t.postprocess_us()},
+          {"total_us", t.total_us()}};
+}
+
+json ImageJson(const v1::ImageInfo& image) {
+  json out = {{"width", image.width()},
+              {"height", image.height()},
+              {"format", image.format()},
+              {"decode_reduction", image.decode_reduction()}};
+  if (image.has_dicom()) {
+    const v1::DicomInfo& d = image.dicom();
+    out["dicom"] = {{"rows", d.rows()},
+                    {"columns", d.columns()},
+                    {"modality", d.modality()},
+                    {"photometric_interpretation", d.photometric_interpretation()},
+                    {"transfer_syntax", d.transfer_syntax()},
+                    {"rescale_slope", d.rescale_slope()},
+                    {"rescale_intercept", d.rescale_intercept()},
+                    {"window_source", d.window_source()},
+                    {"window_center", d.window_center()},
+                    {"window_width", d.window_width()},
+                    {"frame", d.frame()},
+                    {"frame_count", d.frame_count()}};
+  }
+  return out;
+}
+
+json DetectionJson(const v1::Detection& d) {
+  return {{"label", d.label()},
+          {"class_id", d.class_id()},
+          {"score", d.score()},
+          {"box", {d.box().x1(), d.box().y1(), d.box().x2(), d.box().y2()}}};
+}
+
+std::string TimingText(const v1::Timing& t) {
+  return absl::StrFormat(
+      "total %d us (decode %d, preprocess %d, queue %d, inference %d, postprocess %d)",
+      t.total_us(), t.decode_us(), t.preprocess_us(), t.queue_us(), t.inference_us(),
+      t.postprocess_us());
+}
+
+std::string ImageText(const v1::ImageInfo& image) {
+  std::string text = absl::StrCat(image.width(), "x", image.height(), " ", image.format());
+  if (image.decode_reduction() > 1)
+    absl::StrAppend(&text, " decoded at 1/", image.decode_reduction());
+  if (image.has_dicom()) {
+    const v1::DicomInfo& d = image.dicom();
+    absl::StrAppend(&text, absl::StrFormat(" %s %s, window %s center %g width %g", d.modality(),
+                                           d.photometric_interpretation(), d.window_source(),
+                                           d.window_center(), d.window_width()));
+  }
+  return text;
+}
+
+std::string BoxText(const v1::Detection& d) {
+  return absl::StrFormat("%-16s %3d  %.4f  [%.1f, %.1f, %.1f, %.1f]", d.label(), d.class_id(),
+                         d.score(), d.box().x1(), d.box().y1(), d.box().x2(), d.box().y2());
+}
+
+// BGR colour of a class's boxes: class 0 green, 1 red, 2 blue, then
+// yellow, magenta, cyan, orange, purple, repeating.
+cv::Scalar ClassColour(int class_id) {
+  static const cv::Scalar kPalette[] = {{0, 255, 0},   {0, 0, 255},   {255, 0, 0},   {0, 255, 255},
+                                        {255, 0, 255}, {255, 255, 0}, {0, 128, 255}, {255, 0, 128}};
+  constexpr int kColours = sizeof(kPalette) / sizeof(kPalette[0]);
+  return kPalette[((class_id % kColours) + kColours) % kColours];
+}
+
+// Draws each box with a "label score" tag above it (inside when the box
+// touches the top edge), in the box's class colour.
+void DrawDetections(const v1::DetectResult& result, cv::Mat& image) {
+  const int thickness =
+      std::max(1, static_cast<int>(std::lround(std::max(image.cols, image.rows) / 400.0)));
+  const double font_scale = std::max(0.35, 0.4 * thickness);
+  // Lowest score first, so the best boxes end up on top.
+  for (int i = result.detections_size() - 1; i >= 0; --i) {
+    const v1::Detection& d = result.detections(i);
+    const cv::Scalar colour = ClassColour(d.class_id());
+    const cv::Point top_left(static_cast<int>(std::lround(d.box().x1())),
+                             static_cast<int>(std::lround(d.box().y1())));
+    const cv::Point bottom_right(static_cast<int>(std::lround(d.box().x2())),
+                                 static_cast<int>(std::lround(d.box().y2())));
+    cv::rectangle(image, top_left, bottom_right, colour, thickness, cv::LINE_8);
+    const std::string tag = absl::StrFormat(
+        "%s %.2f", d.label().empty() ? absl::StrCat(d.class_id()) : d.label(), d.score());
+    int baseline = 0;
+    const cv::Size size =
+        cv::getTextSize(tag, cv::FONT_HERSHEY_SIMPLEX, font_scale, thickness, &baseline);
+    const int tag_height = size.height + baseline + 2;
+    const int tag_top = top_left.y - thickness - tag_height >= 0
+                            ? top_left.y - thickness - tag_height
+                            : top_left.y + thickness;
+    cv::rectangle(image, cv::Rect(top_left.x, tag_top, size.width + 2, tag_height), colour,
+                  cv::FILLED);
+    cv::putText(image, tag, cv::Point(top_left.x + 1, tag_top + size.height + 1),
+                cv::FONT_HERSHEY_SIMPLEX, font_scale, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
+  }
+}
+
+// OUT_DIR/<stem>.png, with "-2", "-3", ... when two inputs share a stem.
+std::string DrawPath(const std::string& out_dir, const std::string& file,
+                     std::set<std::string>& used) {
+  const std::string stem = fs::path(file).stem().string();
+  std::string name = stem;
+  for (int n = 2; !used.insert(name).second; ++n) name = absl::StrCat(stem, "-", n);
+  return (fs::path(out_dir) / (name + ".png")).string();
+}
+
+}  // namespace
+
+VisionCommands::VisionCommands(CLI::App& app) {
+  classify_ = app.add_subcommand("classify", "Vision Classify: top classes for each image file");
+  classify_->add_option("model", model_, "Model name")->required();
+  classify_->add_option("files", files_, "Image files (JPEG, PNG, TIFF, DICOM, ...)")->required();
+  classify_->add_option("--model-version", version_, "Version ('' = newest)");
+  classify_->add_option("--top-k", top_k_, "Classes per image (0 = the model's)");
+  threshold_option_ =
+      classify_->add_option("--threshold", threshold_, "Lowest score reported (default: model's)");
+
+  detect_ = app.add_subcommand("detect", "Vision Detect: boxes for each image file");
+  detect_->add_option("model", model_, "Model name")->required();
+  detect_->add_option("files", files_, "Image files (JPEG, PNG, TIFF, DICOM, ...)")->required();
+  detect_->add_option("--model-version", version_, "Version ('' = newest)");
+  detect_->add_option("--draw", draw_dir_, "Write OUT_DIR/<stem>.png with the boxes drawn");
+
+  stream_ = app.add_subcommand(
+      "stream", "Vision DetectStream: a video's frames as JPEG, per-frame latency and fps");
+  stream_->add_option("model", model_, "Model name")->required();
+  stream_->add_option("video", video_, "Video file OpenCV can read (e.g. MJPG .avi)")->required();
+  stream_->add_option("--model-version", version_, "Version ('' = newest)");
+  stream_->add_option("--max-in-flight", max_in_flight_, "Frames in flight (0 = server's 4)");
+  stream_->add_flag("--drop-stale", drop_stale_, "Let the server skip frames that would be late");
+  stream_->add_option("--max-frames", max_frames_, "Stop after N frames (0 = whole video)");
+  stream_->add_option("--jpeg-quality", jpeg_quality_, "JPEG quality of the frames sent")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+
+  for (CLI::App* command : {detect_, stream_}) {
+    score_options_.push_back(command->add_option("--score-threshold", score_threshold_,
+                                                 "Lowest box score (default: model's)"));
+    iou_options_.push_back(
+        command->add_option("--iou-threshold", iou_threshold_, "NMS IoU (default: model's)"));
+  }
+}
+
+std::optional<int> VisionCommands::Run(const Globals& globals,
+                                       const std::shared_ptr<grpc::Channel>& channel) {
+  if (classify_->parsed()) return Classify(globals, channel);
+  if (detect_->parsed()) return Detect(globals, channel);
+  if (stream_->parsed()) return Stream(globals, channel);
+  return std::nullopt;
+}
+
+int VisionCommands::Classify(const Globals& globals,
+                             const std::shared_ptr<grpc::Channel>& channel) {
+  if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
+    return UsageError(
+        absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
+  }
+  auto images = ReadFiles(files_);
+  if (!images.ok()) return UsageError(std::string(images.status().message()));
+  v1::ClassifyRequest request;
+  request.set_model_name(model_);
+  request.set_model_version(version_);
+  request.set_id("rectifier-client");
+  request.set_top_k(top_k_);
+  if (threshold_option_->count() > 0) request.set_threshold(threshold_);
+  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
+
+  auto stub = v1::Vision::NewStub(channel);
+  grpc::ClientContext context;
+  SetDeadline(globals, &context);
+  v1::ClassifyResponse response;
+  const grpc::Status status = stub->Classify(&context, request, &response);
+  if (!status.ok()) return RpcError(status);
+  if (response.results_size() != static_cast<int>(files_.size())) {
+    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
+                                 absl::StrCat("the server answered ", response.results_size(),
+                                              " results for ", files_.size(), " images")));
+  }
+
+  if (globals.json) {
+    json results = json::array();
+    for (int i = 0; i < response.results_size(); ++i) {
+      const v1::ClassifyResult& r = response.results(i);
+      json classes = json::array();
+      for (const v1::Classification& c : r.classes()) {
+        classes.push_back({{"label", c.label()}, {"class_id", c.class_id()}, {"score", c.score()}});
+      }
+      results.push_back({{"file", files_[i]},
+                         {"classes", classes},
+                         {"image", ImageJson(r.image())},
+                         {"timing", TimingJson(r.timing())}});
+    }
+    std::cout << json{{"model_name", response.model_name()},
+                      {"model_version", response.model_version()},
+                      {"id", response.id()},
+                      {"results", results}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  std::printf("model %s version %s\n", response.model_name().c_str(),
+              response.model_version().c_str());
+  for (int i = 0; i < response.results_size(); ++i) {
+    const v1::ClassifyResult& r = response.results(i);
+    std::printf("%s: %s, %s\n", files_[i].c_str(), ImageText(r.image()).c_str(),
+                TimingText(r.timing()).c_str());
+    if (r.classes_size() == 0) std::printf("  (no class above the threshold)\n");
+    for (const v1::Classification& c : r.classes()) {
+      std::printf("  %-16s %3d  %.4f\n", c.label().c_str(), c.class_id(), c.score());
+    }
+  }
+  return 0;
+}
+
+int VisionCommands::Detect(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel) {
+  if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
+    return UsageError(
+        absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
+  }
+  auto images = ReadFiles(files_);
+  if (!images.ok()) return UsageError(std::string(images.status().message()));
+  if (!draw_dir_.empty()) {
+    std::error_code error;
+    fs::create_directories(draw_dir_, error);
+    if (error || !fs::is_directory(draw_dir_)) {
+      return UsageError(
+          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
+    }
+  }
+  v1::DetectRequest request;
+  request.set_model_name(model_);
+  request.set_model_version(version_);
+  request.set_id("rectifier-client");
+  if (score_options_[0]->count() > 0) request.set_score_threshold(score_threshold_);
+  if (iou_options_[0]->count() > 0) request.set_iou_threshold(iou_threshold_);
+  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
+
+  auto stub = v1::Vision::NewStub(channel);
+  grpc::ClientContext context;
+  SetDeadline(globals, &context);
+  v1::DetectResponse response;
+  const grpc::Status status = stub->Detect(&context, request, &response);
+  if (!status.ok()) return RpcError(status);
+  if (response.results_size() != static_cast<int>(files_.size())) {
+    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
+                                 absl::StrCat("the server answered ", response.results_size(),
+                                              " results for ", files_.size(), " images")));
+  }
+
+  // Drawn files, by input index ("" when not drawn).
+  std::vector<std::string> drawn(files_.size());
+  int exit_code = 0;
+  if (!draw_dir_.empty()) {
+    std::set<std::string> used;
+    for (size_t i = 0; i < files_.size(); ++i) {
+      const std::string out = DrawPath(draw_dir_, files_[i], used);
+      cv::Mat image = cv::imread(files_[i], cv::IMREAD_COLOR);
+      if (image.empty()) {
+        std::fprintf(stderr, "rectifier-client: not drawing '%s': OpenCV cannot read it\n",
+                     files_[i].c_str());
+        continue;
+      }
+      const v1::ImageInfo& info = response.results(i).image();
+      if (static_cast<uint32_t>(image.cols) != info.width() ||
+          static_cast<uint32_t>(image.rows) != info.height()) {
+        std::fprintf(stderr,
+                     "rectifier-client: warning: '%s' reads as %dx%d here but the server saw "
+                     "%ux%u; boxes may be misplaced\n",
+                     files_[i].c_str(), image.cols, image.rows, info.width(), info.height());
+      }
+      DrawDetections(response.results(i), image);
+      bool written = false;
+      try {
+        written = cv::imwrite(out, image);
+      } catch (const cv::Exception& e) {
+        std::fprintf(stderr, "rectifier-client: error: writing '%s': %s\n", out.c_str(), e.what());
+      }
+      if (!written) {
+        std::fprintf(stderr, "rectifier-client: error: cannot write '%s'\n", out.c_str());
+        exit_code = kExitUsage;
+        continue;
+      }
+      drawn[i] = out;
+    }
+  }
+
+  if (globals.json) {
+    json results = json::array();
+    for (int i = 0; i < response.results_size(); ++i) {
+      const v1::DetectResult& r = response.results(i);
+      json detections = json::array();
+      for (const v1::Detection& d : r.detections()) detections.push_back(DetectionJson(d));
+      json row = {{"file", files_[i]},
+                  {"detections", detections},
+                  {"image", ImageJson(r.image())},
+                  {"timing", TimingJson(r.timing())}};
+      if (!drawn[i].empty()) row["drawn"] = drawn[i];
+      results.push_back(row);
+    }
+    std::cout << json{{"model_name", response.model_name()},
+                      {"model_version", response.model_version()},
+                      {"id", response.id()},
+                      {"results", results}}
+                     .dump()
+              << "\n";
+    return exit_code;
+  }
+  std::printf("model %s version %s\n", response.model_name().c_str(),
+              response.model_version().c_str());
+  for (int i = 0; i < response.results_size(); ++i) {
+    const v1::DetectResult& r = response.results(i);
+    std::printf("%s: %s, %d detection%s, %s\n", files_[i].c_str(), ImageText(r.image()).c_str(),
+                r.detections_size(), r.detections_size() == 1 ? "" : "s",
+                TimingText(r.timing()).c_str());
+    for (const v1::Detection& d : r.detections()) std::printf("  %s\n", BoxText(d).c_str());
+    if (!drawn[i].empty()) std::printf("  drawn: %s\n", drawn[i].c_str());
+  }
+  return exit_code;
+}
+
+int VisionCommands::Stream(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel) {
+  std::error_code error;
+  if (!fs::is_regular_file(video_, error)) {
+    return UsageError(absl::StrCat("cannot read '", video_, "': no such file"));
+  }
+  cv::VideoCapture capture(video_);
+  if (!capture.isOpened()) {
+    return UsageError(absl::StrCat("OpenCV cannot open '", video_, "' as a video"));
+  }
+  const int video_width = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_WIDTH));
+  const int video_height = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_HEIGHT));
+  const double video_fps = capture.get(cv::CAP_PROP_FPS);
+
+  auto stub = v1::Vision::NewStub(channel);
+  grpc::ClientContext context;
+  SetDeadline(globals, &context);  // the whole stream
+  std::unique_ptr<grpc::ClientReaderWriter<v1::DetectStreamRequest, v1::DetectStreamResponse>>
+      stream = stub->DetectStream(&context);
+
+  // Written by the writer thread, read by the main thread.
+  std::mutex mu;
+  std::vector<SteadyClock::time_point> sent_at;  // by frame id, before its Write
+  bool closing = false;                          // the writer is done writing (WritesDone follows)
+  std::string local_error;
+
+  std::thread writer([&] {
+    cv::Mat frame;
+    std::vector<unsigned char> jpeg;
+    const std::vector<int> params = {cv::IMWRITE_JPEG_QUALITY, jpeg_quality_};
+    for (uint64_t id = 0; max_frames_ == 0 || id < max_frames_; ++id) {
+      if (!capture.read(frame) || frame.empty()) break;
+      if (!cv::imencode(".jpg", frame, jpeg, params)) {
+        std::lock_guard<std::mutex> lock(mu);
+        local_error = absl::StrCat("cannot JPEG-encode frame ", id);
+        break;
+      }
+      v1::DetectStreamRequest request;
+      if (id == 0) {
+        request.set_model_name(model_);
+        request.set_model_version(version_);
+        request.mutable_options()->set_max_in_flight(max_in_flight_);
+        request.mutable_options()->set_drop_stale(drop_stale_);
+      }
+      if (score_options_[1]->count() > 0) request.set_score_threshold(score_threshold_);
+      if (iou_options_[1]->count() > 0) request.set_iou_threshold(iou_threshold_);
+      request.set_frame_id(id);
+      request.mutable_image()->set_data(jpeg.data(), jpeg.size());
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        sent_at.push_back(SteadyClock::now());
+      }
+      if (!stream->Write(request)) {  // the call ended (deadline, server gone)
+        std::lock_guard<std::mutex> lock(mu);
+        sent_at.pop_back();
+        break;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      closing = true;
+    }
+    stream->WritesDone();
+  });
+
+  int64_t answered = 0, errors = 0, skipped = 0;
+  grpc::Status first_frame_error;
+  std::vector<double> latencies_ms;
+  SteadyClock::time_point first_sent{}, last_answer{};
+  v1::DetectStreamResponse response;
+  while (stream->Read(&response)) {
+    const SteadyClock::time_point now = SteadyClock::now();
+    SteadyClock::time_point sent = now;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (response.frame_id() < sent_at.size()) sent = sent_at[response.frame_id()];
+      if (!sent_at.empty()) first_sent = sent_at[0];
+    }
+    const double latency_ms = std::chrono::duration<double, std::milli>(now - sent).count();
+    skipped += response.skipped_frame_ids_size();
+    const std::vector<uint64_t> skipped_ids(response.skipped_frame_ids().begin(),
+                                            response.skipped_frame_ids().end());
+    const bool failed = response.error_code() != 0;
+    if (failed) {
+      if (errors++ == 0) {
+        first_frame_error = grpc::Status(
+            static_cast<grpc::StatusCode>(response.error_code()),
+            absl::StrCat("frame ", response.frame_id(), ": ", response.error_message()));
+      }
+    } else {
+      ++answered;
+      latencies_ms.push_back(latency_ms);
+      last_answer = now;
+    }
+    if (globals.json) {
+      json line = {{"type", "frame"},
+                   {"frame_id", response.frame_id()},
+                   {"latency_ms", latency_ms},
+                   {"skipped_frame_ids", skipped_ids}};
+      if (failed) {
+        line["error_code"] = CodeName(response.error_code());
+        line["error_message"] = response.error_message();
+      } else {
+        json detections = json::array();
+        for (const v1::Detection& d : response.result().detections()) {
+          detections.push_back(DetectionJson(d));
+        }
+        line["model_version"] = response.model_version();
+        line["detections"] = detections;
+        line["timing"] = TimingJson(response.result().timing());
+      }
+      std::cout << line.dump() << "\n";
+    } else {
+      std::string skipped_text;
+      if (!skipped_ids.empty()) {
+        skipped_text = absl::StrCat("  (skipped ", absl::StrJoin(skipped_ids, ","), ")");
+      }
+      if (failed) {
+        std::printf("frame %6llu %9.2f ms  error %s: %s%s\n",
+                    static_cast<unsigned long long>(response.frame_id()), latency_ms,
+                    CodeName(response.error_code()).c_str(), response.error_message().c_str(),
+                    skipped_text.c_str());
+      } else {
+        std::printf("frame %6llu %9.2f ms  %3d detections%s\n",
+                    static_cast<unsigned long long>(response.frame_id()), latency_ms,
+                    response.result().detections_size(), skipped_text.c_str());
+      }
+    }
+  }
+  {
+    // The server can only end the call well after the half-close; ending it
+    // before the writer finished is an error: stop the writer.
+    std::lock_guard<std::mutex> lock(mu);
+    if (!closing) context.TryCancel();
+  }
+  writer.join();
+  const grpc::Status status = stream->Finish();
+
+  const int64_t sent_count = static_cast<int64_t>(sent_at.size());
+  const double seconds =
+      answered > 0 ? std::chrono::duration<double>(last_answer - first_sent).count() : 0;
+  const double fps = seconds > 0 ? answered / seconds : 0;
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  double mean_ms = 0;
+  for (const double v : latencies_ms) mean_ms += v / latencies_ms.size();
+  const double p50 = Percentile(latencies_ms, 50), p90 = Percentile(latencies_ms, 90),
+               p99 = Percentile(latencies_ms, 99);
+  if (globals.json) {
+    std::cout << json{{"type", "summary"},
+                      {"model", model_},
+                      {"video",
+                       {{"file", video_},
+                        {"width", video_width},
+                        {"height", video_height},
+                        {"fps", video_fps}}},
+                      {"frames_sent", sent_count},
+                      {"answered", answered},
+                      {"skipped", skipped},
+                      {"errors", errors},
+                      {"seconds", seconds},
+                      {"fps", fps},
+                      {"latency_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"mean", mean_ms}}},
+                      {"status", CodeName(status.error_code())}}
+                     .dump()
+              << "\n";
+  } else {
+    std::printf("frames sent %lld, answered %lld, skipped %lld, errors %lld\n",
+                static_cast<long long>(sent_count), static_cast<long long>(answered),
+                static_cast<long long>(skipped), static_cast<long long>(errors));
+    std::printf("achieved %.1f fps over %.2f s; latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n",
+                fps, seconds, p50, p90, p99);
+  }
+  std::fflush(stdout);
+  if (!status.ok()) return RpcError(status);
+  if (!local_error.empty()) return UsageError(local_error);
+  if (sent_count == 0)
+    return UsageError(absl::StrCat("no frame could be read from '", video_, "'"));
+  // Failed frames make the run fail too; the first one names the problem.
+  if (errors > 0) return RpcError(first_frame_error);
+  return 0;
+}
+
+}  // namespace rectifier::tools
