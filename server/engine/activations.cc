@@ -625,6 +625,7 @@ absl::StatusOr<std::vector<std::string>> ApplyActivationOptions(Graph& g,
     }
   }
   std::vector<std::string> out;
+  out.reserve(replaced.size());
   for (const auto& [desc, count] : replaced) out.push_back(absl::StrCat(desc, ": ", count));
   return out;
 }

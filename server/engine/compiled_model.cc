@@ -200,6 +200,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
 std::string ActivationSummary::ToString() const {
   auto join = [](const std::map<std::string, int>& m) {
     std::vector<std::string> parts;
+    parts.reserve(m.size());
     for (const auto& [k, v] : m) parts.push_back(absl::StrCat(k, " x", v));
     return parts.empty() ? std::string("none") : absl::StrJoin(parts, ", ");
   };
