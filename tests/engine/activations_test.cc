@@ -319,6 +319,32 @@ TEST_P(ActivationCatalogTest, FusedIntoGemmAndMatMul) {
   }
 }
 
+// PRelu with a per-output slope [N] after Gemm: a prelu post-op of the
+// matmul, or (oneDNN 2.6: prelu post-ops only have reference kernels) a
+// jit prelu step right after it.
+TEST(ActivationCatalogGemmTest, PReluSlopePerOutput) {
+  const Tensor x = Inputs({4, kC}, false, 15);
+  std::vector<float> eye(kC * kC, 0.0f), slope;
+  for (int64_t i = 0; i < kC; ++i) {
+    eye[i * kC + i] = 1.0f;
+    slope.push_back(static_cast<float>(Slope(i)));
+  }
+  ModelBuilder b(13);
+  b.Input("x", x.shape).Output("y");
+  b.Init("w", {kC, kC}, eye).Init("slope", {kC}, slope);
+  b.Node("Gemm", {"x", "w"}, {"g"}, "gemm");
+  b.Node("PRelu", {"g", "slope"}, {"y"});
+  std::string plan;
+  auto y = RunModel(b, x, true, &plan);
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_NE(plan.find("prelu"), std::string::npos) << plan;
+  for (int64_t i = 0; i < x.num_elements(); ++i) {
+    const double v = x.data<float>()[i];
+    const double s = static_cast<float>(Slope(i % kC));
+    EXPECT_NEAR((*y)[0].data<float>()[i], v < 0 ? s * v : v, 1e-6 + 1e-6 * std::fabs(v)) << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Catalog, ActivationCatalogTest, ::testing::ValuesIn(Catalog()),
                          [](const ::testing::TestParamInfo<Spec>& info) {
                            return info.param.name;
