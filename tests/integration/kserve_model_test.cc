@@ -402,5 +402,55 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
 }
 
+TEST_F(KServeModelTest, FullQueueIsRefusedOverTheWireAndOthersComplete) {
+  // One request computes (slow), one may wait; the rest find the queue full.
+  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(10));
+  WriteFile(root_ / "slow" / "config.pbtxt",
+            "max_batch_size: 1\n"
+            "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n");
+  Start({});
+  inference::ModelInferRequest request;
+  request.set_model_name("slow");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
+  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+  struct Pending {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    std::promise<grpc::Status> status;
+  };
+  constexpr int kCalls = 8;
+  std::vector<std::unique_ptr<Pending>> calls;
+  std::vector<std::future<grpc::Status>> results;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<Pending>());
+    Pending* p = calls.back().get();
+    results.push_back(p->status.get_future());
+    stub_->async()->ModelInfer(&p->context, &request, &p->response,
+                               [p](const grpc::Status& s) { p->status.set_value(s); });
+  }
+  int ok = 0, full = 0;
+  for (auto& result : results) {
+    const grpc::Status status = result.get();
+    if (status.ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+      EXPECT_NE(status.error_message().find("queue"), std::string::npos) << status.error_message();
+      EXPECT_NE(status.error_message().find("slow"), std::string::npos) << status.error_message();
+      ++full;
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(full, 1) << "no request found the queue full";
+  EXPECT_EQ(ok + full, kCalls);
+  // Refusals do not hurt the server: the next request completes.
+  grpc::ClientContext context;
+  inference::ModelInferResponse response;
+  EXPECT_TRUE(stub_->ModelInfer(&context, request, &response).ok());
+}
+
 }  // namespace
 }  // namespace rectifier::testing
