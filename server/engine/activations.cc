@@ -390,9 +390,58 @@ int FuseHardSwishPattern(Graph& g) {
                         });
 }
 
+namespace {
+
+// The GELU tail shared by both forms: `gate` (the Erf or Tanh node) feeds
+// Add(., 1) -> p, then p is multiplied by x and 0.5 in any order: (x * p) *
+// 0.5, (p * 0.5) * x, 0.5 * (p * x) or (x * 0.5) * p. Appends the tail's
+// nodes (except the last) to `erase`; returns the last Mul, or -1.
+int MatchGeluTail(Rewriter& r, const Graph& g, int gate, const std::string& x,
+                  std::vector<int>& erase) {
+  const std::string& out = r.node(gate).outputs[0];
+  const int ai = r.SoleUser(out);
+  if (ai < 0 || r.node(ai).op_type != "Add" ||
+      !Near(ScalarConstant(g, OtherOperand(r.node(ai), out)), 1.0, 1e-6))
+    return -1;
+  const std::string p = r.node(ai).outputs[0];
+  const int m1 = r.SoleUser(p);
+  if (m1 < 0 || !IsMul(r.node(m1))) return -1;
+  const std::string o1 = OtherOperand(r.node(m1), p);
+  erase.push_back(ai);
+  if (o1 == x || Near(ScalarConstant(g, o1), 0.5, 1e-6)) {
+    const std::string q = r.node(m1).outputs[0];
+    const int m2 = r.SoleUser(q);
+    if (m2 < 0 || !IsMul(r.node(m2))) return -1;
+    const std::string o2 = OtherOperand(r.node(m2), q);
+    const bool ok = o1 == x ? Near(ScalarConstant(g, o2), 0.5, 1e-6) : o2 == x;
+    if (!ok) return -1;
+    erase.push_back(m1);
+    return m2;
+  }
+  const int hi = r.Producer(o1);
+  if (hi < 0 || r.Touched(hi) || !IsMul(r.node(hi)) || r.SoleUser(o1) != m1) return -1;
+  const Node& h = r.node(hi);
+  const bool half = (h.inputs[0] == x && Near(ScalarConstant(g, h.inputs[1]), 0.5, 1e-6)) ||
+                    (h.inputs[1] == x && Near(ScalarConstant(g, h.inputs[0]), 0.5, 1e-6));
+  if (!half) return -1;
+  erase.push_back(hi);
+  return m1;
+}
+
+// Mul(v, c) or Mul(c, v) with a scalar constant c near `want`: returns v.
+std::string ScaledBy(const Graph& g, const Node& n, double want, double tol) {
+  if (!IsMul(n)) return "";
+  for (int k = 0; k < 2; ++k) {
+    if (Near(ScalarConstant(g, n.inputs[static_cast<size_t>(k)]), want, tol))
+      return n.inputs[static_cast<size_t>(1 - k)];
+  }
+  return "";
+}
+
+}  // namespace
+
 int FuseGeluErfPattern(Graph& g) {
-  // Erf(x / sqrt(2)) or Erf(x * (1 / sqrt(2))), + 1, then * x and * 0.5 in
-  // any order: (x * p) * 0.5, (p * 0.5) * x, or (x * 0.5) * p.
+  // Erf(x / sqrt(2)) or Erf(x * (1 / sqrt(2))), then the GELU tail.
   Rewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int ei = static_cast<int>(i);
@@ -405,46 +454,79 @@ int FuseGeluErfPattern(Graph& g) {
     std::string x;
     if (dn.op_type == "Div" && Near(ScalarConstant(g, dn.inputs[1]), std::sqrt(2.0), 1e-4)) {
       x = dn.inputs[0];
-    } else if (dn.op_type == "Mul") {
-      for (int k = 0; k < 2; ++k) {
-        if (Near(ScalarConstant(g, dn.inputs[static_cast<size_t>(k)]), std::sqrt(0.5), 1e-4))
-          x = dn.inputs[static_cast<size_t>(1 - k)];
-      }
+    } else {
+      x = ScaledBy(g, dn, std::sqrt(0.5), 1e-4);
     }
     if (x.empty() || g.IsConstant(x)) continue;
-    const int ai = r.SoleUser(g.nodes[i].outputs[0]);
-    if (ai < 0 || r.node(ai).op_type != "Add" ||
-        !Near(ScalarConstant(g, OtherOperand(r.node(ai), g.nodes[i].outputs[0])), 1.0, 1e-6))
-      continue;
-    const std::string p = r.node(ai).outputs[0];
-    const int m1 = r.SoleUser(p);
-    if (m1 < 0 || !IsMul(r.node(m1))) continue;
-    const std::string o1 = OtherOperand(r.node(m1), p);
-    std::vector<int> erase = {di, ei, ai};
-    int final_mul = -1;
-    if (o1 == x || Near(ScalarConstant(g, o1), 0.5, 1e-6)) {
-      // (x * p) * 0.5  or  (p * 0.5) * x
-      const std::string q = r.node(m1).outputs[0];
-      const int m2 = r.SoleUser(q);
-      if (m2 < 0 || !IsMul(r.node(m2))) continue;
-      const std::string o2 = OtherOperand(r.node(m2), q);
-      const bool ok = o1 == x ? Near(ScalarConstant(g, o2), 0.5, 1e-6) : o2 == x;
-      if (!ok) continue;
-      erase.push_back(m1);
-      final_mul = m2;
-    } else {
-      // (x * 0.5) * p
-      const int hi = r.Producer(o1);
-      if (hi < 0 || r.Touched(hi) || !IsMul(r.node(hi)) || r.SoleUser(o1) != m1) continue;
-      const Node& h = r.node(hi);
-      const bool half = (h.inputs[0] == x && Near(ScalarConstant(g, h.inputs[1]), 0.5, 1e-6)) ||
-                        (h.inputs[1] == x && Near(ScalarConstant(g, h.inputs[0]), 0.5, 1e-6));
-      if (!half) continue;
-      erase.push_back(hi);
-      final_mul = m1;
-    }
+    std::vector<int> erase = {di, ei};
+    const int final_mul = MatchGeluTail(r, g, ei, x, erase);
+    if (final_mul < 0) continue;
     r.Rewrite(final_mul, x, Act(ActivationKind::kGelu), erase,
               absl::StrCat("Gelu(erf) pattern '", r.node(final_mul).name, "'"));
+  }
+  return r.Finish();
+}
+
+int FuseGeluTanhPattern(Graph& g) {
+  // Tanh(0.79788 * (x + 0.044715 * x^3)), x^3 = x * (x * x) or Pow(x, 3),
+  // then the GELU tail (torch's approximate='tanh' export).
+  const double kSqrt2OverPi = std::sqrt(2.0 / 3.14159265358979323846);
+  Rewriter r(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const int ti = static_cast<int>(i);
+    if (r.Touched(ti) || g.nodes[i].op_type != "Tanh" || g.nodes[i].inputs.empty()) continue;
+    std::vector<int> erase = {ti};
+    const std::string& f = g.nodes[i].inputs[0];
+    const int fi = r.Producer(f);
+    if (fi < 0 || r.Touched(fi) || r.SoleUser(f) != ti) continue;
+    const std::string e = ScaledBy(g, r.node(fi), kSqrt2OverPi, 1e-4);
+    const int addi = e.empty() ? -1 : r.Producer(e);
+    if (addi < 0 || r.Touched(addi) || r.node(addi).op_type != "Add" ||
+        r.node(addi).inputs.size() != 2 || r.SoleUser(e) != fi)
+      continue;
+    erase.push_back(fi);
+    erase.push_back(addi);
+    // e = x + d, d = 0.044715 * x^3 (Add operands in either order).
+    std::string x;
+    for (int k = 0; k < 2 && x.empty(); ++k) {
+      const std::string& d = r.node(addi).inputs[static_cast<size_t>(k)];
+      const std::string& cand = r.node(addi).inputs[static_cast<size_t>(1 - k)];
+      const int di = r.Producer(d);
+      if (di < 0 || r.Touched(di) || r.SoleUser(d) != addi) continue;
+      const std::string cube = ScaledBy(g, r.node(di), 0.044715, 1e-5);
+      const int ci = cube.empty() ? -1 : r.Producer(cube);
+      if (ci < 0 || r.Touched(ci) || r.SoleUser(cube) != di) continue;
+      const Node& cn = r.node(ci);
+      std::vector<int> cube_nodes = {di, ci};
+      bool ok = false;
+      if (cn.op_type == "Pow" && cn.inputs.size() == 2 && cn.inputs[0] == cand) {
+        ok = Near(ScalarConstant(g, cn.inputs[1]), 3.0, 0.0);
+      } else if (IsMul(cn)) {
+        // x * (x * x), either order.
+        for (int j = 0; j < 2 && !ok; ++j) {
+          const std::string& sq = cn.inputs[static_cast<size_t>(j)];
+          const int si = r.Producer(sq);
+          if (cn.inputs[static_cast<size_t>(1 - j)] != cand || si < 0 || r.Touched(si) ||
+              r.SoleUser(sq) != ci)
+            continue;
+          const Node& sn = r.node(si);
+          if (IsMul(sn) && sn.inputs[0] == cand && sn.inputs[1] == cand) {
+            ok = true;
+            cube_nodes.push_back(si);
+          }
+        }
+      }
+      if (!ok) continue;
+      x = cand;
+      erase.insert(erase.end(), cube_nodes.begin(), cube_nodes.end());
+    }
+    if (x.empty() || g.IsConstant(x)) continue;
+    const int final_mul = MatchGeluTail(r, g, ti, x, erase);
+    if (final_mul < 0) continue;
+    Activation act = Act(ActivationKind::kGelu);
+    act.gelu_tanh = true;
+    r.Rewrite(final_mul, x, act, erase,
+              absl::StrCat("Gelu(tanh) pattern '", r.node(final_mul).name, "'"));
   }
   return r.Finish();
 }
@@ -508,13 +590,11 @@ std::map<std::string, int> RecognizeActivationPatterns(Graph& g) {
   bool changed = true;
   while (changed) {
     changed = false;
-    const std::pair<const char*, int (*)(Graph&)> passes[] = {{"Swish", FuseSwishPattern},
-                                                              {"SiLU", FuseSiluPattern},
-                                                              {"Mish", FuseMishPattern},
-                                                              {"Gelu", FuseGeluErfPattern},
-                                                              {"HardSwish", FuseHardSwishPattern},
-                                                              {"Relu6", FuseRelu6Pattern},
-                                                              {"Relu", FuseReluPattern}};
+    const std::pair<const char*, int (*)(Graph&)> passes[] = {
+        {"Swish", FuseSwishPattern},   {"SiLU", FuseSiluPattern},
+        {"Mish", FuseMishPattern},     {"Gelu", FuseGeluErfPattern},
+        {"Gelu", FuseGeluTanhPattern}, {"HardSwish", FuseHardSwishPattern},
+        {"Relu6", FuseRelu6Pattern},   {"Relu", FuseReluPattern}};
     for (const auto& [name, pass] : passes) {
       const int n = pass(g);
       if (n > 0) {

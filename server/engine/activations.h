@@ -66,10 +66,12 @@ void SetNodeActivation(Node& node, const Activation& act);
 // Exporter patterns (torch 1.13 and friends) rewritten into single
 // activation nodes. Each returns the number of rewrites. Intermediate values
 // must have no other consumer and must not be graph outputs.
-int FuseSiluPattern(Graph& graph);       // x * Sigmoid(x)             -> SiLU
-int FuseSwishPattern(Graph& graph);      // x * Sigmoid(b * x)         -> Swish(b)
-int FuseMishPattern(Graph& graph);       // x * Tanh(Softplus(x))      -> Mish
-int FuseGeluErfPattern(Graph& graph);    // 0.5 * x * (1 + Erf(x / sqrt 2)) -> Gelu
+int FuseSiluPattern(Graph& graph);     // x * Sigmoid(x)             -> SiLU
+int FuseSwishPattern(Graph& graph);    // x * Sigmoid(b * x)         -> Swish(b)
+int FuseMishPattern(Graph& graph);     // x * Tanh(Softplus(x))      -> Mish
+int FuseGeluErfPattern(Graph& graph);  // 0.5 * x * (1 + Erf(x / sqrt 2)) -> Gelu
+// 0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3))) -> Gelu(tanh)
+int FuseGeluTanhPattern(Graph& graph);
 int FuseHardSwishPattern(Graph& graph);  // x * HardSigmoid(x; 1/6, 0.5) -> HardSwish
 int FuseRelu6Pattern(Graph& graph);      // Clip(0, 6), Relu -> Clip(0, 6) -> ReLU6
 int FuseReluPattern(Graph& graph);       // Max(x, 0), Clip(x, 0, +inf) -> Relu

@@ -163,6 +163,60 @@ TEST(ActivationPatternsTest, GeluErfAllOrders) {
   }
 }
 
+// torch 1.13, F.gelu(x, approximate='tanh'), node for node.
+TEST(ActivationPatternsTest, GeluTanhAsTorchExportsIt) {
+  auto b = Model([](ModelBuilder& m) {
+    m.Init("k3", {}, {0.044714998453855515f}).Init("k1", {}, {0.7978845834732056f});
+    m.Init("one", {}, {1.0f}).Init("half", {}, {0.5f});
+    m.Node("Mul", {"c", "c"}, {"sq"});
+    m.Node("Mul", {"c", "sq"}, {"cube"});
+    m.Node("Mul", {"k3", "cube"}, {"d"});
+    m.Node("Add", {"c", "d"}, {"e"});
+    m.Node("Mul", {"k1", "e"}, {"f"});
+    m.Node("Tanh", {"f"}, {"t"});
+    m.Node("Add", {"one", "t"}, {"u"});
+    m.Node("Mul", {"c", "u"}, {"v"});
+    m.Node("Mul", {"half", "v"}, {"y"});
+  });
+  Graph g = Import(b);
+  EXPECT_EQ(FuseGeluTanhPattern(g), 1);
+  ASSERT_EQ(Ops(g), (std::vector<std::string>{"Conv", "Gelu"}));
+  EXPECT_EQ(g.nodes[1].GetString("approximate", ""), "tanh");
+  ExpectSameAsRaw(b, "Gelu(tanh)");
+  // Pow(x, 3) for the cube; a shared square is not rewritten.
+  auto pow = Model([](ModelBuilder& m) {
+    m.Init("three", {}, {3.0f}).Init("k3", {}, {0.044715f}).Init("k1", {}, {0.7978846f});
+    m.Init("one", {}, {1.0f}).Init("half", {}, {0.5f});
+    m.Node("Pow", {"c", "three"}, {"cube"});
+    m.Node("Mul", {"cube", "k3"}, {"d"});
+    m.Node("Add", {"d", "c"}, {"e"});
+    m.Node("Mul", {"e", "k1"}, {"f"});
+    m.Node("Tanh", {"f"}, {"t"});
+    m.Node("Add", {"t", "one"}, {"u"});
+    m.Node("Mul", {"u", "half"}, {"v"});
+    m.Node("Mul", {"v", "c"}, {"y"});
+  });
+  Graph gp = Import(pow);
+  EXPECT_EQ(FuseGeluTanhPattern(gp), 1);
+  ExpectSameAsRaw(pow, "Gelu(tanh)");
+  auto shared = Model([](ModelBuilder& m) {
+    m.Init("k3", {}, {0.044715f}).Init("k1", {}, {0.7978846f});
+    m.Init("one", {}, {1.0f}).Init("half", {}, {0.5f});
+    m.Node("Mul", {"c", "c"}, {"sq"});
+    m.Node("Mul", {"c", "sq"}, {"cube"});
+    m.Node("Mul", {"k3", "cube"}, {"d"});
+    m.Node("Add", {"c", "d"}, {"e"});
+    m.Node("Mul", {"k1", "e"}, {"f"});
+    m.Node("Tanh", {"f"}, {"t"});
+    m.Node("Add", {"one", "t"}, {"u"});
+    m.Node("Mul", {"c", "u"}, {"v"});
+    m.Node("Mul", {"half", "v"}, {"gw"});
+    m.Node("Add", {"gw", "sq"}, {"y"});
+  });
+  Graph gs = Import(shared);
+  EXPECT_EQ(FuseGeluTanhPattern(gs), 0);
+}
+
 TEST(ActivationPatternsTest, HardSwishFromHardSigmoidMul) {
   auto b = Model([](ModelBuilder& m) {
     ModelBuilder::FloatAttr(m.Node("HardSigmoid", {"c"}, {"h"}), "alpha", 0.1666666716337204f);
