@@ -42,7 +42,9 @@ case "${1:-}" in
 esac
 
 # One dpkg-query for all packages (one per package costs seconds on a busy machine).
-installed=" $(dpkg-query -W -f='${Package}:${db:Status-Abbrev} ' "${PACKAGES[@]}" 2>/dev/null |
+# It exits 1 when any package is unknown to dpkg (a clean machine): that is
+# the normal case here, not an error (under pipefail it would end the script).
+installed=" $( { dpkg-query -W -f='${Package}:${db:Status-Abbrev} ' "${PACKAGES[@]}" 2>/dev/null || true; } |
                tr ' ' '\n' | sed -n 's/:ii$//p' | tr '\n' ' ') "
 missing=()
 for p in "${PACKAGES[@]}"; do
