@@ -274,28 +274,32 @@ TEST_F(ToolsVisionTest, ClientErrorsExitNonZero) {
 }
 
 TEST_F(ToolsVisionTest, PerfDrivesClassifyDetectAndKServeImages) {
-  const std::vector<std::string> bounds = {"--window-s",     "0.3",    "--max-windows",  "2",
-                                           "--max-requests", "100000", "--fail-on-error"};
   struct Case {
     std::vector<std::string> args;
     std::string api_column;
+    int64_t max_requests;
   };
   const std::vector<Case> cases = {
+      // Bounded by request count: the 50 requests are measured even when
+      // they all finish during the ramp-up.
       {{"-m", "brightness", "--api", "classify", "--image", Path("bright.png"), "--image",
-        Path("dark.png"), "--concurrency", "2"},
-       "classify"},
+        Path("dark.png"), "--concurrency", "2", "--window-s", "0.5"},
+       "classify",
+       50},
       {{"-m", "fixed_box", "--api", "detect", "--image", Path("road.png"), "-b", "2",
-        "--request-rate", "100"},
-       "detect"},
+        "--request-rate", "100", "--window-s", "0.3"},
+       "detect",
+       100000},
       {{"-m", "brightness", "--api", "kserve", "--image", Path("bright.png"), "-b", "3",
-        "--concurrency", "2"},
-       "kserve-bytes"},
+        "--concurrency", "2", "--window-s", "0.3"},
+       "kserve-bytes",
+       100000},
   };
   for (const Case& c : cases) {
     const std::string csv = Path("perf-" + c.api_column + ".csv");
     std::vector<std::string> args = c.args;
-    args.insert(args.end(), bounds.begin(), bounds.end());
-    args.insert(args.end(), {"--csv", csv});
+    args.insert(args.end(), {"--max-windows", "2", "--max-requests", std::to_string(c.max_requests),
+                             "--fail-on-error", "--csv", csv});
     ExitResult run = Perf(args);
     ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
     const auto rows = CsvRows(csv);
@@ -303,6 +307,7 @@ TEST_F(ToolsVisionTest, PerfDrivesClassifyDetectAndKServeImages) {
     const std::vector<std::string>& row = rows[0];
     ASSERT_EQ(row.size(), 15u);
     EXPECT_GT(std::stoll(row[9]), 0) << c.api_column;  // ok
+    EXPECT_LE(std::stoll(row[9]), c.max_requests) << c.api_column;
     EXPECT_EQ(row[10], "") << c.api_column;            // errors
     EXPECT_GE(std::stod(row[12]), 0) << c.api_column;  // server queue us (from statistics)
     EXPECT_GT(std::stod(row[13]), 0) << c.api_column;  // server compute us

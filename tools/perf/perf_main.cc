@@ -375,18 +375,25 @@ struct LevelResult {
 LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& sent) {
   LevelResult result;
   std::vector<WindowSummary> windows;
-  stats.TakeWindow(0);  // discard the ramp-up
+  absl::Time start = absl::Now();
   absl::SleepFor(absl::Seconds(std::min(o.window_s, 1.0)));
-  stats.TakeWindow(0);
-  while (static_cast<int>(windows.size()) < o.max_windows && sent.load() < o.max_requests) {
-    const absl::Time start = absl::Now();
-    absl::SleepFor(absl::Seconds(o.window_s));
-    windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(absl::Now() - start)));
+  // Discard the ramp-up, unless --max-requests was reached during it: then
+  // those requests are all there is, and the first window measures them.
+  if (sent.load() < o.max_requests) {
+    stats.TakeWindow(0);
+    start = absl::Now();
+  }
+  // At least one window; the load stops at --max-requests.
+  do {
+    absl::SleepFor(start + absl::Seconds(o.window_s) - absl::Now());
+    const absl::Time end = absl::Now();
+    windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(end - start)));
+    start = end;
     if (IsStable(windows, o.stable_windows, o.tolerance)) {
       result.stable = true;
       break;
     }
-  }
+  } while (static_cast<int>(windows.size()) < o.max_windows && sent.load() < o.max_requests);
   // Report the last `stable_windows` windows (or all when unstable).
   const size_t n = std::min<size_t>(windows.size(), o.stable_windows);
   WindowSummary merged;
