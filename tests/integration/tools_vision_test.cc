@@ -260,6 +260,11 @@ TEST_F(ToolsVisionTest, ClientErrorsExitNonZero) {
   ExitResult not_video = Client({"stream", "fixed_box", Path("garbage.png")});
   EXPECT_EQ(not_video.exit_code, 2) << not_video.stderr_text;
 
+  // --timeout bounds the whole stream.
+  ExitResult late = Client({"--timeout", "0.001", "stream", "fixed_box", Path("clip.avi")});
+  EXPECT_EQ(late.exit_code, 1) << late.stderr_text;
+  EXPECT_NE(late.stderr_text.find("DEADLINE_EXCEEDED"), std::string::npos) << late.stderr_text;
+
   // Frames fail in the stream's responses (the call itself ends OK); any
   // failed frame makes the run exit 1, naming the first.
   ExitResult stream_unknown = Client({"stream", "nope", Path("clip.avi"), "--json"});
