@@ -112,6 +112,14 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
   auto served = repository_->Get(request->name(), request->version());
   if (!served.ok()) return Finish(context, served.status());
   *response->mutable_config() = (*served)->config;
+  // The effective activations after pattern recognition and `replace`
+  // (docs/ACTIVATIONS.md), so a client can see what actually runs.
+  const engine::ActivationSummary& activations = (*served)->model->activation_summary();
+  auto& parameters = *response->mutable_config()->mutable_parameters();
+  parameters["rectifier.activations"].set_string_value(activations.ToString());
+  if (!activations.warning.empty()) {
+    parameters["rectifier.activation_warning"].set_string_value(activations.warning);
+  }
   return Finish(context, grpc::Status::OK);
 }
 

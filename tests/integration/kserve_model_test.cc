@@ -88,6 +88,9 @@ class KServeModelTest : public ::testing::Test {
 
 TEST_F(KServeModelTest, MetadataConfigAndIndexDescribeTheRepository) {
   WriteFile(root_ / "broken" / "1" / "model.onnx", "not onnx");
+  WriteFile(root_ / "leaky" / "1" / "model.onnx", ConvReluModelBytes());
+  WriteFile(root_ / "leaky" / "config.pbtxt",
+            "activation { replace { from: \"Relu\" to: \"LeakyRelu\" alpha: 0.01 } }\n");
   Start({});
   // Strict readiness: one broken model keeps the server not ready.
   EXPECT_FALSE(ServerReady());
@@ -125,6 +128,22 @@ TEST_F(KServeModelTest, MetadataConfigAndIndexDescribeTheRepository) {
     EXPECT_EQ(response.config().input(0).data_type(), inference::TYPE_FP32);
     EXPECT_EQ(response.config().dynamic_batching().preferred_batch_size_size(), 2);
   }
+  {
+    // The effective activations, after a configured replacement.
+    grpc::ClientContext context;
+    inference::ModelConfigRequest request;
+    request.set_name("leaky");
+    inference::ModelConfigResponse response;
+    ASSERT_TRUE(stub_->ModelConfig(&context, request, &response).ok());
+    const auto& parameters = response.config().parameters();
+    ASSERT_EQ(parameters.count("rectifier.activations"), 1u);
+    EXPECT_NE(parameters.at("rectifier.activations").string_value().find("LeakyRelu"),
+              std::string::npos)
+        << parameters.at("rectifier.activations").string_value();
+    ASSERT_EQ(parameters.count("rectifier.activation_warning"), 1u);
+    EXPECT_NE(parameters.at("rectifier.activation_warning").string_value().find("differ"),
+              std::string::npos);
+  }
   for (const auto& [name, code] : std::vector<std::pair<std::string, grpc::StatusCode>>{
            {"broken", grpc::StatusCode::UNAVAILABLE}, {"nope", grpc::StatusCode::NOT_FOUND}}) {
     grpc::ClientContext context;
@@ -142,7 +161,7 @@ TEST_F(KServeModelTest, MetadataConfigAndIndexDescribeTheRepository) {
     ASSERT_TRUE(stub_->RepositoryIndex(&context, request, &response).ok());
     std::map<std::string, inference::RepositoryIndexResponse::ModelIndex> by_name;
     for (const auto& m : response.models()) by_name[m.name()] = m;
-    ASSERT_EQ(by_name.size(), 3u);
+    ASSERT_EQ(by_name.size(), 4u);
     EXPECT_EQ(by_name["scale"].state(), "READY");
     EXPECT_EQ(by_name["broken"].state(), "UNAVAILABLE");
     EXPECT_FALSE(by_name["broken"].reason().empty());
@@ -153,7 +172,7 @@ TEST_F(KServeModelTest, MetadataConfigAndIndexDescribeTheRepository) {
     request.set_ready(true);
     inference::RepositoryIndexResponse response;
     ASSERT_TRUE(stub_->RepositoryIndex(&context, request, &response).ok());
-    EXPECT_EQ(response.models_size(), 2);
+    EXPECT_EQ(response.models_size(), 3);
   }
   {
     grpc::ClientContext context;
@@ -381,7 +400,17 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
     stub_->async()->ModelInfer(&p->context, &request, &p->response,
                                [p](const grpc::Status& s) { p->status.set_value(s); });
   }
-  absl::SleepFor(absl::Milliseconds(50));  // let them reach the server
+  // Wait until the server holds all three (in-flight gauge), however loaded
+  // the machine is; a fixed sleep let a call arrive after the signal.
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < limit) {
+    auto page = HttpGet(server_->metrics_port(), "/metrics");
+    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 3)") !=
+                         std::string::npos) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   std::vector<std::future<grpc::Status>> results;
   results.reserve(calls.size());
   for (auto& call : calls) results.push_back(call->status.get_future());
