@@ -6,6 +6,8 @@
 #   - Docker's HEALTHCHECK reports healthy,
 #   - /metrics answers (model instances, model state ready),
 #   - a KServe ModelInfer call (rectifier-client infer) returns y = 2x exactly,
+#   - a vision Classify call on the default scan_classifier (when the checkout
+#     has it) answers a label of the model for each of 3 generated scans,
 #   - bounded load (rectifier-perf) succeeds and is counted in /metrics,
 #   - the process runs as UID 10001,
 #   - docker stop (SIGTERM through tini) while rectifier-perf keeps 4 requests
@@ -38,6 +40,15 @@ two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
 graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "double", [x], [y], [two])
 onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
 PY
+# The default scan classifier, when this checkout has it, for a vision
+# Classify call (with synthetic scans from its generator).
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+classify=0
+if [ -f "$ROOT/models/scan_classifier/1/model.onnx" ] && "$CLIENT" --help | grep -q classify; then
+  cp -r "$ROOT/models/scan_classifier" "$tmp/models/"
+  /usr/bin/python3 "$ROOT/models/tools/synth.py" scan --seed 11 --count 3 --out "$tmp/scans" >/dev/null
+  classify=1
+fi
 chmod -R a+rX "$tmp/models"
 
 docker run -d --name "$name" --network host --read-only --tmpfs /tmp --cap-drop ALL \
@@ -78,6 +89,24 @@ x, y = np.load(sys.argv[1]), np.load(sys.argv[2])
 sys.exit(0 if y.shape == x.shape and np.array_equal(y, 2 * x) else 1)' "$tmp/x.npy" "$tmp/out/y.npy" ||
   { echo "FAIL ModelInfer: y != 2x"; exit 1; }
 echo "ok   KServe ModelInfer: y = 2x"
+
+if [ "$classify" -eq 1 ]; then
+  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 30 --json classify scan_classifier \
+    "$tmp"/scans/scan_000{0,1,2}.png >"$tmp/classify.json"
+  /usr/bin/python3 - "$tmp/classify.json" "$tmp/scans/ground_truth.json" <<'PY' || exit 1
+import json, sys
+answer, truth = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+labels = set(truth["labels"])
+top = [r["classes"][0]["label"] if r["classes"] else None for r in answer["results"]]
+if len(top) != 3 or not all(t in labels for t in top):
+    print(f"FAIL Classify answered {top}, expected labels from {sorted(labels)}")
+    sys.exit(1)
+right = sum(t == s["label"] for t, s in zip(top, truth["samples"]))
+print(f"ok   vision Classify: {top} ({right}/3 match the generator's labels)")
+PY
+else
+  echo "--   vision Classify skipped: no models/scan_classifier or no classify command in $CLIENT"
+fi
 
 "$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 2 --window-s 1 --max-windows 3 \
   --max-requests 20000 --fail-on-error >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log"; exit 1; }
