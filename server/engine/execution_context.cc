@@ -48,9 +48,20 @@ class ExecutionContextImpl final : public ExecutionContext {
         sample_every_(model_->activation_stats_sample_every()),
         stream_(model_->engine()) {}
 
+  // 0 = all CPUs this process may use (affinity and cgroup quota); set
+  // explicitly so a previous context on this thread does not leave its count
+  // behind.
+  void SetThreads() const {
+    omp_set_num_threads(threads_ > 0 ? threads_ : common::AvailableCpus());
+  }
+
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
     RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
     const int batch = BatchOf(inputs.empty() ? nullptr : &inputs[0]);
+    // Before the plan is built: oneDNN fixes a primitive's thread count when
+    // it is created, so a plan compiled under the default (all CPUs) would
+    // run full-width teams whatever this context was given.
+    SetThreads();
     ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
     std::vector<Tensor> outputs;
     std::vector<Tensor*> out_ptrs;
@@ -71,6 +82,7 @@ class ExecutionContextImpl final : public ExecutionContext {
                        const std::vector<Tensor*>& outputs) override {
     RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
     const int batch = BatchOf(inputs.empty() ? nullptr : inputs[0]);
+    SetThreads();  // before the plan is built, as in Run
     ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
     if (outputs.size() != plan->output_values.size()) {
       return absl::InvalidArgumentError(
@@ -203,10 +215,7 @@ class ExecutionContextImpl final : public ExecutionContext {
       st->ptrs[v] = ptr;
       if (st->mems[v]) st->mems[v].set_data_handle(ptr);
     }
-    // 0 = all CPUs this process may use (affinity and cgroup quota); set
-    // explicitly so a previous context on this thread does not leave its
-    // count behind.
-    omp_set_num_threads(threads_ > 0 ? threads_ : common::AvailableCpus());
+    SetThreads();
     // Activation statistics: one branch per execution when not sampled.
     if (sample_every_ > 0 && executions_++ % sample_every_ == 0) return RunSteps<true>(p, st);
     return RunSteps<false>(p, st);
