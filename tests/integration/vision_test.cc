@@ -40,8 +40,8 @@ class VisionTest : public ::testing::Test {
  protected:
   // One server for the suite: start-up dominates each test's time otherwise.
   static void SetUpTestSuite() {
-    root_ = new fs::path(fs::temp_directory_path() /
-                         ("rectifier-vision-" + std::to_string(getpid())));
+    root_ =
+        new fs::path(fs::temp_directory_path() / ("rectifier-vision-" + std::to_string(getpid())));
     fs::remove_all(*root_);
     WriteFile(*root_ / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
     WriteFile(*root_ / "brightness" / "config.pbtxt",
@@ -57,9 +57,9 @@ class VisionTest : public ::testing::Test {
               "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
               "}\n");
     WriteFile(*root_ / "tensor" / "1" / "model.onnx", ScaleModelBytes(2.f));
-    std::vector<std::string> args = {"--model-repository", root_->string(), "--grpc-address",
-                                     "127.0.0.1:0",        "--metrics-address", "127.0.0.1:0",
-                                     "--exit-timeout",     "5"};
+    std::vector<std::string> args = {
+        "--model-repository", root_->string(), "--grpc-address", "127.0.0.1:0",
+        "--metrics-address",  "127.0.0.1:0",   "--exit-timeout", "5"};
     auto process = ServerProcess::Spawn(RECTIFIER_SERVER_BINARY, args);
     ASSERT_TRUE(process.ok()) << process.status();
     server_ = std::move(process).value().release();
@@ -370,7 +370,10 @@ TEST_F(VisionTest, KServeBytesInputErrors) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   s = infer([](auto& r) {
     r.mutable_inputs(0)->clear_contents();
-    r.add_raw_input_contents(std::string("\x10\x00\x00\x00" "abc", 7));
+    r.add_raw_input_contents(
+        std::string("\x10\x00\x00\x00"
+                    "abc",
+                    7));
   });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("truncated"), std::string::npos) << s.error_message();
@@ -442,7 +445,8 @@ TEST(VisionLimitsTest, MessagesOverTheLimitAreResourceExhausted) {
     v1::ClassifyResponse response;
     const grpc::Status status = stub->Classify(&context, request, &response);
     if (too_big) {
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+          << status.error_message();
     } else {
       EXPECT_TRUE(status.ok()) << status.error_message();
     }
