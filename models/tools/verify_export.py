@@ -8,9 +8,9 @@ the largest reference magnitude; for the detector also for the class scores
 on their own). Exit status 1 above --rtol.
 
   /usr/bin/python3 models/tools/verify_export.py resnet50 models/.cache/resnet50.onnx \
-      --engine build-models/tools/engine/rectifier-engine
+      --engine build/tools/engine/rectifier-engine
   /usr/bin/python3 models/tools/verify_export.py yolov8n models/.cache/yolov8n_relu.onnx \
-      --act relu --size 640 --engine build-models/tools/engine/rectifier-engine
+      --act relu --size 640
 
 --reexport also exports the model a second time to a temporary file and
 checks that the bytes (sha256) are identical.
@@ -42,7 +42,7 @@ def main():
     p.add_argument("arch", choices=sorted(export_zoo.ARCHS) + ["yolov8n"])
     p.add_argument("model")
     p.add_argument("--act", choices=sorted(export_zoo.ACTIVATIONS))
-    p.add_argument("--engine", default="build-models/tools/engine/rectifier-engine")
+    p.add_argument("--engine", default="build/tools/engine/rectifier-engine")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=0, help="default 224 (640 for yolov8n)")
     p.add_argument("--seed", type=int, default=0)
