@@ -2,6 +2,10 @@
 // --draw, stream) and of rectifier-perf over the vision API and KServe BYTES
 // image inputs, against the real server with two tiny image models whose
 // answers are known (tests/integration/vision_models.h).
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,6 +29,33 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+// An 8-bit CT slice, 24 rows x 32 columns, all 200, with a file window
+// (center 128, width 256) that maps it to about 0.78 of full scale.
+bool WriteDicom(const std::string& path) {
+  DcmFileFormat file;
+  DcmDataset* ds = file.getDataset();
+  ds->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+  ds->putAndInsertString(DCM_SOPInstanceUID, "1.2.826.0.1.3680043.2.1143.11");
+  ds->putAndInsertString(DCM_StudyInstanceUID, "1.2.826.0.1.3680043.2.1143.12");
+  ds->putAndInsertString(DCM_SeriesInstanceUID, "1.2.826.0.1.3680043.2.1143.13");
+  ds->putAndInsertString(DCM_Modality, "CT");
+  ds->putAndInsertUint16(DCM_Rows, 24);
+  ds->putAndInsertUint16(DCM_Columns, 32);
+  ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  ds->putAndInsertUint16(DCM_BitsAllocated, 8);
+  ds->putAndInsertUint16(DCM_BitsStored, 8);
+  ds->putAndInsertUint16(DCM_HighBit, 7);
+  ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  ds->putAndInsertString(DCM_RescaleSlope, "1");
+  ds->putAndInsertString(DCM_RescaleIntercept, "0");
+  ds->putAndInsertString(DCM_WindowCenter, "128");
+  ds->putAndInsertString(DCM_WindowWidth, "256");
+  const std::vector<Uint8> pixels(24 * 32, 200);
+  ds->putAndInsertUint8Array(DCM_PixelData, pixels.data(), pixels.size());
+  return file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good();
+}
 
 class ToolsVisionTest : public ::testing::Test {
  protected:
@@ -50,6 +81,7 @@ class ToolsVisionTest : public ::testing::Test {
     ASSERT_TRUE(cv::imwrite(Path("dark.png"), cv::Mat(16, 16, CV_8UC1, cv::Scalar(20))));
     ASSERT_TRUE(cv::imwrite(Path("road.png"), cv::Mat(128, 256, CV_8UC3, cv::Scalar::all(90))));
     WriteFile(*root_ / "garbage.png", "this is not an image");
+    ASSERT_TRUE(WriteDicom(Path("slice.dcm")));
 
     // A short MJPG video whose frames differ in brightness (the detector's
     // score is the frame's mean).
@@ -189,6 +221,44 @@ TEST_F(ToolsVisionTest, DetectPrintsAndDrawsBoxes) {
   ASSERT_EQ(none.exit_code, 0) << none.stderr_text;
   EXPECT_NE(none.stderr_text.find("road.png: 256x128 png, 0 detections"), std::string::npos)
       << none.stderr_text;
+}
+
+TEST_F(ToolsVisionTest, DicomIsClassifiedAndDrawn) {
+  ExitResult run = Client({"classify", "brightness", Path("slice.dcm"), "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  const std::vector<json> lines = JsonLines(run.stderr_text);
+  ASSERT_EQ(lines.size(), 1u) << run.stderr_text;
+  const json& result = lines[0]["results"][0];
+  EXPECT_EQ(result["classes"][0]["label"], "bright");
+  EXPECT_EQ(result["image"]["format"], "dicom");
+  EXPECT_EQ(result["image"]["width"], 32);
+  EXPECT_EQ(result["image"]["dicom"]["modality"], "CT");
+  EXPECT_EQ(result["image"]["dicom"]["rows"], 24);
+  EXPECT_EQ(result["image"]["dicom"]["window_source"], "file");
+  EXPECT_EQ(result["image"]["dicom"]["window_center"], 128);
+
+  // Debian's OpenCV reads DICOM through GDAL, so it is drawn too (a build
+  // without it says "not drawing" and goes on). 32x24 letterboxes with 4 px
+  // padding rows: the box is (12..20, 8..16).
+  const fs::path out_dir = *root_ / "drawn-dicom";
+  ExitResult detect = Client(
+      {"detect", "fixed_box", Path("slice.dcm"), Path("road.png"), "--draw", out_dir.string()});
+  ASSERT_EQ(detect.exit_code, 0) << detect.stderr_text;
+  EXPECT_NE(detect.stderr_text.find("slice.dcm: 32x24 dicom CT MONOCHROME2, window file"),
+            std::string::npos)
+      << detect.stderr_text;
+  EXPECT_NE(detect.stderr_text.find("[12.0, 8.0, 20.0, 16.0]"), std::string::npos)
+      << detect.stderr_text;
+  EXPECT_TRUE(fs::exists(out_dir / "road.png"));
+  if (detect.stderr_text.find("not drawing '" + Path("slice.dcm") + "'") == std::string::npos) {
+    const cv::Mat drawn = cv::imread((out_dir / "slice.png").string(), cv::IMREAD_COLOR);
+    ASSERT_EQ(drawn.size(), cv::Size(32, 24));
+    EXPECT_EQ(drawn.at<cv::Vec3b>(20, 2), cv::Vec3b(200, 200, 200));  // outside the box
+    // The tag covers most of so small a box; its colour is the class's.
+    EXPECT_EQ(drawn.at<cv::Vec3b>(15, 12), cv::Vec3b(0, 255, 0));
+  } else {
+    EXPECT_FALSE(fs::exists(out_dir / "slice.png"));
+  }
 }
 
 TEST_F(ToolsVisionTest, StreamSendsEveryFrameAndSummarizes) {

@@ -160,6 +160,32 @@ void DrawDetections(const v1::DetectResult& result, cv::Mat& image) {
   }
 }
 
+// The file as an 8-bit BGR image to draw on (EXIF orientation applied, as
+// the server does); deeper images (16-bit PNG/TIFF, DICOM where OpenCV's
+// GDAL reader takes it) are stretched min..max. Empty if OpenCV cannot read it.
+cv::Mat ReadForDrawing(const std::string& path) {
+  cv::Mat image;
+  try {
+    image = cv::imread(path, cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR);
+  } catch (const cv::Exception&) {
+    return {};
+  }
+  if (image.empty()) return image;
+  if (image.depth() != CV_8U) {
+    cv::Mat scaled;
+    cv::normalize(image, scaled, 0, 255, cv::NORM_MINMAX, CV_8U);
+    image = scaled;
+  }
+  if (image.channels() == 1) {
+    cv::cvtColor(image, image, cv::COLOR_GRAY2BGR);
+  } else if (image.channels() == 4) {
+    cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
+  } else if (image.channels() != 3) {
+    return {};
+  }
+  return image;
+}
+
 // OUT_DIR/<stem>.png, with "-2", "-3", ... when two inputs share a stem.
 std::string DrawPath(const std::string& out_dir, const std::string& file,
                      std::set<std::string>& used) {
@@ -319,8 +345,8 @@ int VisionCommands::Detect(const Globals& globals, const std::shared_ptr<grpc::C
     std::set<std::string> used;
     for (size_t i = 0; i < files_.size(); ++i) {
       const std::string out = DrawPath(draw_dir_, files_[i], used);
-      cv::Mat image = cv::imread(files_[i], cv::IMREAD_COLOR);
-      if (image.empty()) {
+      cv::Mat image = ReadForDrawing(files_[i]);
+      if (image.empty()) {  // e.g. DICOM where OpenCV has no GDAL reader
         std::fprintf(stderr, "rectifier-client: not drawing '%s': OpenCV cannot read it\n",
                      files_[i].c_str());
         continue;
