@@ -203,8 +203,9 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
         // Raw pointer in `done`: the version's scheduler, whose threads call
         // it, is destroyed before the rest of ServedModel.
         const repository::ServedModel* model = served.get();
+        const bool from_images = prepared.has_value();
         absl::StatusOr<std::vector<engine::Tensor>> inputs =
-            prepared.has_value() ? CheckPreparedInputs(*std::move(prepared), *model)
+            from_images ? CheckPreparedInputs(*std::move(prepared), *model)
                                  : DecodeInferInputs(*request, model->config);
         auto selected = SelectOutputs(*request, model->config);
         const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
@@ -217,7 +218,7 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
           }
           return invalid;
         }
-        const absl::Duration decode = prepared.has_value() ? input_time : absl::Now() - start;
+        const absl::Duration decode = from_images ? input_time : absl::Now() - start;
         auto job = std::make_unique<scheduling::InferenceRequest>();
         job->id = request->id();
         job->inputs = std::move(inputs).value();

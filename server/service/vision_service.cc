@@ -194,6 +194,7 @@ absl::Status VisionService::Resolve(const std::string& name, const std::string& 
                                     ImageTask task, ImageJob& job) {
   if (repository_ == nullptr) return absl::UnavailableError("this server has no model repository");
   if (name.empty()) return absl::InvalidArgumentError("model_name is empty");
+  if (!state_->ready()) return absl::UnavailableError("server is not ready (draining)");
   auto served = repository_->Get(name, version);
   if (!served.ok()) return served.status();
   auto imaging = imaging_cache_.Get(*served);
