@@ -78,6 +78,8 @@ class ExecutionContextImpl final : public ExecutionContext {
     return outputs;
   }
 
+  void PauseActivationStatistics(bool paused) override { stats_paused_ = paused; }
+
   absl::Status RunInto(const std::vector<const Tensor*>& inputs,
                        const std::vector<Tensor*>& outputs) override {
     RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
@@ -217,7 +219,9 @@ class ExecutionContextImpl final : public ExecutionContext {
     }
     SetThreads();
     // Activation statistics: one branch per execution when not sampled.
-    if (sample_every_ > 0 && executions_++ % sample_every_ == 0) return RunSteps<true>(p, st);
+    if (sample_every_ > 0 && !stats_paused_ && executions_++ % sample_every_ == 0) {
+      return RunSteps<true>(p, st);
+    }
     return RunSteps<false>(p, st);
   }
 
@@ -342,6 +346,7 @@ class ExecutionContextImpl final : public ExecutionContext {
   int threads_;
   int sample_every_;
   uint64_t executions_ = 0;
+  bool stats_paused_ = false;
   AlignedBuffer stats_buffer_;
   dnnl::stream stream_;
   AlignedBuffer arena_;

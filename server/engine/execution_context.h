@@ -36,6 +36,11 @@ class ExecutionContext {
   // path). `outputs[i]` must already have the right type and shape for the batch.
   virtual absl::Status RunInto(const std::vector<const Tensor*>& inputs,
                                const std::vector<Tensor*>& outputs) = 0;
+
+  // While paused, no execution of this context is sampled for activation
+  // statistics: warmup feeds synthetic inputs (zeros by default) that would
+  // report every channel dead. Not paused by default.
+  virtual void PauseActivationStatistics(bool paused) = 0;
 };
 
 }  // namespace rectifier::engine

@@ -18,10 +18,13 @@ absl::StatusOr<std::unique_ptr<EngineExecutor>> EngineExecutor::Create(
 }
 
 absl::Status EngineExecutor::Prepare() {
+  // Warmup inputs are synthetic: keep them out of the activation statistics.
+  context_->PauseActivationStatistics(true);
   for (const WarmupSample& sample : warmup_) {
     for (int i = 0; i < sample.count; ++i) {
       auto outputs = context_->Run(sample.inputs);
       if (!outputs.ok()) {
+        context_->PauseActivationStatistics(false);
         return absl::Status(
             outputs.status().code(),
             absl::StrCat("warmup '", sample.name, "': ", outputs.status().message()));
@@ -29,6 +32,7 @@ absl::Status EngineExecutor::Prepare() {
     }
   }
   warmup_.clear();
+  context_->PauseActivationStatistics(false);
   return absl::OkStatus();
 }
 

@@ -281,17 +281,14 @@ TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
   // Channel 0 all negative (dead), channel 1 half negative, channel 2 positive:
   // 6 of 12 outputs are zero.
   const float values[12] = {-1, -2, -3, -4, 1, -1, 2, -2, 1, 2, 3, 4};
-  // Warmup executions are sampled too (the engine counts every N-th run of a
-  // context), and the default warmup is all zeros: warm up with the same
-  // input so the expected statistics do not depend on how many ran.
+  // Warmup runs all-zero inputs, which would report a zero fraction of 1:
+  // they are kept out of the statistics (only the real request counts).
   WriteFile(root_ / "sampled" / "1" / "model.onnx", ReluModelBytes());
-  WriteFile(root_ / "sampled" / "warmup" / "x.bin",
-            std::string(reinterpret_cast<const char*>(values), sizeof(values)));
   WriteFile(root_ / "sampled" / "config.pbtxt",
             "max_batch_size: 4\n"
             "activation { statistics { sample_every: 1 } }\n"
-            "model_warmup [{ name: \"same\" batch_size: 1 inputs { key: \"x\" value {"
-            " data_type: TYPE_FP32 dims: [3, 2, 2] input_data_file: \"x.bin\" } } }]\n");
+            "model_warmup [{ name: \"zeros\" batch_size: 1 count: 3 inputs { key: \"x\" value {"
+            " data_type: TYPE_FP32 dims: [3, 2, 2] zero_data: true } } }]\n");
   WriteFile(root_ / "unsampled" / "1" / "model.onnx", ReluModelBytes());
   Open({"sampled", "unsampled"});
   ASSERT_NE(repo_, nullptr);
