@@ -81,7 +81,11 @@ int Run(const rectifier::service::ServerOptions& options) {
   // the server still starts (ServerReady stays false until it is fixed).
   std::unique_ptr<rectifier::metrics::ServerMetrics> server_metrics;
   if (metrics) {
-    server_metrics = std::make_unique<rectifier::metrics::ServerMetrics>(metrics->registry());
+    rectifier::metrics::MetricsOptions histogram_options;
+    if (!options.latency_buckets.empty())
+      histogram_options.latency_buckets = options.latency_buckets;
+    server_metrics =
+        std::make_unique<rectifier::metrics::ServerMetrics>(metrics->registry(), histogram_options);
     metrics->AddCollectable(server_metrics->scrape_time_gauges());
   }
   rectifier::repository::RepositoryOptions repository_options;

@@ -2,8 +2,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "server/common/cpu_info.h"
 
 namespace rectifier::service {
@@ -63,6 +65,10 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "spread over replicas behind an L4 balancer")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  std::string latency_buckets;
+  app.add_option("--metrics-latency-buckets", latency_buckets,
+                 "Latency histogram buckets in seconds, comma-separated and ascending "
+                 "(default 0.0005,0.001,...,10)");
   app.add_option("--image-threads", o.image_threads,
                  "Image workers (decode, preprocess, postprocess) for the vision API and BYTES "
                  "inputs; 0 = available CPUs")
@@ -102,6 +108,18 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   if (o.grpc_address.empty()) return absl::InvalidArgumentError("--grpc-address is empty");
   if (o.model_repository.empty()) {
     return absl::InvalidArgumentError("--model-repository is empty");
+  }
+  if (!latency_buckets.empty()) {
+    for (absl::string_view part : absl::StrSplit(latency_buckets, ',')) {
+      double bound = 0;
+      if (!absl::SimpleAtod(part, &bound) || !(bound > 0) ||
+          (!o.latency_buckets.empty() && bound <= o.latency_buckets.back())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--metrics-latency-buckets: '", part,
+            "' is not a positive number above the previous bucket (seconds, ascending)"));
+      }
+      o.latency_buckets.push_back(bound);
+    }
   }
   o.exit_timeout = absl::Seconds(exit_timeout_s);
   o.repository_poll_interval = absl::Seconds(poll_secs);

@@ -28,6 +28,9 @@ struct ServerOptions {
   absl::Duration max_connection_age = absl::ZeroDuration();
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 256 << 20;
+  // Latency histogram buckets in seconds, ascending; empty = the defaults
+  // (0.5 ms .. 10 s, docs/METRICS.md).
+  std::vector<double> latency_buckets;
   // Image worker pool (see GrpcServerOptions).
   int image_threads = 0;
   int image_queue = 1024;

@@ -45,7 +45,9 @@ TEST(ServerOptionsTest, ParsesEveryFlag) {
                        "--image-threads",
                        "5",
                        "--image-queue",
-                       "17"});
+                       "17",
+                       "--metrics-latency-buckets",
+                       "0.01,0.1,1"});
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const ServerOptions& o = parsed->options;
   EXPECT_EQ(o.model_repository, "/srv/models");
@@ -59,6 +61,7 @@ TEST(ServerOptionsTest, ParsesEveryFlag) {
   EXPECT_EQ(o.max_connection_age, absl::Minutes(5));
   EXPECT_EQ(o.image_threads, 5);
   EXPECT_EQ(o.image_queue, 17);
+  EXPECT_EQ(o.latency_buckets, (std::vector<double>{0.01, 0.1, 1}));
 }
 
 TEST(ServerOptionsTest, HelpAndVersionExitWithText) {
@@ -88,6 +91,8 @@ TEST(ServerOptionsTest, BadFlagsAreOneLineErrorsNamingTheFlag) {
       {{"--exit-timeout", "soon"}, "--exit-timeout"},
       {{"--max-message-mb", "0"}, "--max-message-mb"},
       {{"--grpc-address", ""}, "--grpc-address"},
+      {{"--metrics-latency-buckets", "0.1,0.01"}, "--metrics-latency-buckets"},
+      {{"--metrics-latency-buckets", "0.1,x"}, "--metrics-latency-buckets"},
   };
   for (const Case& c : kCases) {
     auto parsed = Parse(c.args);
