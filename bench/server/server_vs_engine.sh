@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The server's cost over the bare engine, on one model, in one script (so both
+# see the same machine state): throughput at saturation through the server
+# (rectifier-perf, KServe ModelInfer of a random tensor) vs rectifier-engine
+# alone at the same thread count, and the server's added latency at
+# concurrency 1 (p50 server round trip minus the engine's p50).
+#
+#   bench/server/server_vs_engine.sh [BUILD_DIR] MODEL_ONNX [CONCURRENCY] [BATCH_CONFIG]
+#
+# MODEL_ONNX: a file, or a zoo name exported on demand (mobilenet_v2, resnet50,
+# ...), or a default model directory under models/ (its config.pbtxt is used).
+# Targets (issue 8): server throughput >= 90% of the engine's; added latency < 1 ms.
+set -euo pipefail
+build=${1:-build}
+model=${2:?model}
+concurrency=${3:-4}
+cd "$(dirname "$0")/../.."
+threads=${THREADS:-2}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+config="max_batch_size: 8
+dynamic_batching { }"
+if [ -d "models/$model" ]; then
+  onnx=models/$model/1/model.onnx
+  config=$(cat "models/$model/config.pbtxt")
+  name=$model
+elif [ -f "$model" ]; then
+  onnx=$model
+  name=$(basename "$model" .onnx)
+else
+  onnx=models/.cache/$model.onnx
+  [ -f "$onnx" ] || /usr/bin/python3 models/tools/export_zoo.py "$model" --out "$onnx"
+  name=$model
+fi
+
+echo "== engine alone: $name, batch 1, $threads threads"
+OMP_NUM_THREADS=$threads "$build/tools/engine/rectifier-engine" "$onnx" --batch 1 \
+  --threads "$threads" --warmup 10 --iterations ${ITERATIONS:-200} | tee "$work/engine.txt"
+
+repo=$work/repo
+mkdir -p "$repo/$name/1"
+ln -s "$PWD/$onnx" "$repo/$name/1/model.onnx"
+printf '%s\n' "$config" > "$repo/$name/config.pbtxt"
+"$build/server/rectifier-server" --model-repository "$repo" --grpc-address 127.0.0.1:0 \
+  --metrics-address "" --intra-op-threads "$threads" > "$work/server.log" 2>&1 &
+pid=$!
+port=""
+for _ in $(seq 600); do
+  port=$(grep -o 'serving gRPC on port [0-9]*' "$work/server.log" | grep -o '[0-9]*$' || true)
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "server did not start: $(cat "$work/server.log")" >&2; exit 1; }
+echo "== server: $name through KServe ModelInfer (rectifier-perf), concurrency 1 and $concurrency"
+"$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" \
+  --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv"
+kill -TERM $pid
+wait $pid || true
+echo "== summary"
+/usr/bin/python3 - "$work/engine.txt" "$work/perf.csv" <<'PY'
+import csv, re, sys
+text = open(sys.argv[1]).read()
+ips = float(re.search(r"([0-9.]+) images/s", text).group(1))
+p50 = float(re.search(r"p50 ([0-9.]+) ms", text).group(1))
+rows = list(csv.DictReader(open(sys.argv[2])))
+c1 = rows[0]
+best = max(rows, key=lambda r: float(r["throughput_infer_per_s"]))
+print(f"engine: {ips:.1f} img/s, p50 {p50:.3f} ms")
+print(f"server c=1: {float(c1['throughput_infer_per_s']):.1f} infer/s, p50 {float(c1['p50_ms']):.3f} ms "
+      f"-> added latency {float(c1['p50_ms']) - p50:.3f} ms (target < 1 ms)")
+print(f"server best (c={best['level']}): {float(best['throughput_infer_per_s']):.1f} infer/s "
+      f"= {100 * float(best['throughput_infer_per_s']) / ips:.0f}% of the engine (target >= 90%)")
+PY
