@@ -273,22 +273,23 @@ void VisionService::RunImage(std::unique_ptr<ImageJob> job,
   if (!admitted.ok()) Complete(run, admitted);
 }
 
-grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
-                                                  const rectifier::v1::ClassifyRequest* request,
-                                                  rectifier::v1::ClassifyResponse* response) {
+namespace {
+
+// What Classify and Detect share: checks, model resolution, the call's
+// overrides (`apply`), then one RunImage per image; the call finishes when
+// its last image does.
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServerContext* context,
+                                      const Request* request, Response* response, ImageTask task,
+                                      const std::function<absl::Status(ImageJob&)>& apply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   ImageJob base;
   base.start = absl::Now();
   absl::Status status = CheckImages(request->images_size());
   if (status.ok()) {
-    status =
-        Resolve(request->model_name(), request->model_version(), ImageTask::kClassification, base);
+    status = service.Resolve(request->model_name(), request->model_version(), task, base);
   }
-  if (status.ok()) {
-    if (request->top_k() > 0) base.classification.top_k = static_cast<int>(request->top_k());
-    if (request->has_threshold()) base.classification.threshold = request->threshold();
-    status = imaging::ValidateClassificationOptions(base.classification);
-  }
+  if (status.ok()) status = apply(base);
   if (!status.ok()) {
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
@@ -302,62 +303,50 @@ grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* c
                                     response->set_model_name(request->model_name());
                                     response->set_model_version(outcomes.front().version);
                                     response->set_id(request->id());
-                                    for (const ImageOutcome& o : outcomes)
+                                    for (const ImageOutcome& o : outcomes) {
                                       ToProto(o, response->add_results());
+                                    }
                                   });
   for (int i = 0; i < request->images_size(); ++i) {
     auto job = std::make_unique<ImageJob>(base);
     job->image_bytes = request->images(i).data();
     if (request->images(i).has_dicom()) job->dicom = &request->images(i).dicom();
-    RunImage(std::move(job),
-             [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
+    service.RunImage(std::move(job),
+                     [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
   }
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
+                                                  const rectifier::v1::ClassifyRequest* request,
+                                                  rectifier::v1::ClassifyResponse* response) {
+  return StartImages(*this, context, request, response, ImageTask::kClassification,
+                     [request](ImageJob& job) {
+                       if (request->top_k() > 0) {
+                         job.classification.top_k = static_cast<int>(request->top_k());
+                       }
+                       if (request->has_threshold()) {
+                         job.classification.threshold = request->threshold();
+                       }
+                       return imaging::ValidateClassificationOptions(job.classification);
+                     });
 }
 
 grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* context,
                                                 const rectifier::v1::DetectRequest* request,
                                                 rectifier::v1::DetectResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  ImageJob base;
-  base.start = absl::Now();
-  absl::Status status = CheckImages(request->images_size());
-  if (status.ok()) {
-    status = Resolve(request->model_name(), request->model_version(), ImageTask::kDetection, base);
-  }
-  if (status.ok()) {
-    status = ApplyDetectOverrides(
-        request->has_score_threshold() ? std::optional<float>(request->score_threshold())
-                                       : std::nullopt,
-        request->has_iou_threshold() ? std::optional<float>(request->iou_threshold())
-                                     : std::nullopt,
-        request->max_detections(), request->class_filter(), base.imaging->num_classes,
-        base.detection);
-  }
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  base.priority = request->priority();
-  base.deadline = CallDeadline(context, base.start, request->timeout_us());
-  base.is_cancelled = [context] { return context->IsCancelled(); };
-  auto call =
-      std::make_shared<UnaryCall>(reactor, request->images_size(),
-                                  [request, response](const std::vector<ImageOutcome>& outcomes) {
-                                    response->set_model_name(request->model_name());
-                                    response->set_model_version(outcomes.front().version);
-                                    response->set_id(request->id());
-                                    for (const ImageOutcome& o : outcomes)
-                                      ToProto(o, response->add_results());
-                                  });
-  for (int i = 0; i < request->images_size(); ++i) {
-    auto job = std::make_unique<ImageJob>(base);
-    job->image_bytes = request->images(i).data();
-    if (request->images(i).has_dicom()) job->dicom = &request->images(i).dicom();
-    RunImage(std::move(job),
-             [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
-  }
-  return reactor;
+  return StartImages(
+      *this, context, request, response, ImageTask::kDetection, [request](ImageJob& job) {
+        return ApplyDetectOverrides(
+            request->has_score_threshold() ? std::optional<float>(request->score_threshold())
+                                           : std::nullopt,
+            request->has_iou_threshold() ? std::optional<float>(request->iou_threshold())
+                                         : std::nullopt,
+            request->max_detections(), request->class_filter(), job.imaging->num_classes,
+            job.detection);
+      });
 }
 
 grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
