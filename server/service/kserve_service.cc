@@ -206,7 +206,7 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
         const bool from_images = prepared.has_value();
         absl::StatusOr<std::vector<engine::Tensor>> inputs =
             from_images ? CheckPreparedInputs(*std::move(prepared), *model)
-                                 : DecodeInferInputs(*request, model->config);
+                        : DecodeInferInputs(*request, model->config);
         auto selected = SelectOutputs(*request, model->config);
         const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
         if (!invalid.ok()) {
