@@ -16,6 +16,7 @@
 #include "server/common/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/imaging/config.h"
 #include "server/repository/engine_executor.h"
 #include "server/repository/model_config.h"
 #include "server/repository/warmup.h"
@@ -30,6 +31,37 @@ namespace fs = std::filesystem;
 constexpr char kConfigFile[] = "config.pbtxt";
 constexpr char kDefaultModelFile[] = "model.onnx";
 constexpr char kDefaultLabelsFile[] = "labels.txt";
+
+// A model's imaging blocks are checked at load, so a typo fails the load
+// (reported by RepositoryIndex) instead of every image request later. The
+// input size and channels come from the model's single 4-D image input.
+absl::Status CheckImagingConfig(const inference::ModelConfig& config,
+                                const engine::CompiledModel& model) {
+  const bool has_task =
+      config.postprocessing().task() != inference::PostprocessingConfig::TASK_NONE;
+  if (!config.has_preprocessing() && !has_task) return absl::OkStatus();
+  const auto& inputs = model.inputs();
+  if (inputs.size() != 1 || inputs[0].shape.size() != 4) {
+    return absl::InvalidArgumentError(
+        "preprocessing/postprocessing: image models need exactly one 4-D input");
+  }
+  const auto& shape = inputs[0].shape;
+  const bool nhwc = config.preprocessing().layout() == inference::PreprocessingConfig::LAYOUT_NHWC;
+  RETURN_IF_ERROR(imaging::PreprocessOptionsFromConfig(config.preprocessing(),
+                                                       static_cast<int>(nhwc ? shape[2] : shape[3]),
+                                                       static_cast<int>(nhwc ? shape[1] : shape[2]),
+                                                       static_cast<int>(nhwc ? shape[3] : shape[1]))
+                      .status());
+  RETURN_IF_ERROR(imaging::DicomOptionsFromConfig(config.preprocessing()).status());
+  switch (config.postprocessing().task()) {
+    case inference::PostprocessingConfig::TASK_CLASSIFICATION:
+      return imaging::ClassificationOptionsFromConfig(config.postprocessing()).status();
+    case inference::PostprocessingConfig::TASK_DETECTION:
+      return imaging::DetectionOptionsFromConfig(config.postprocessing()).status();
+    default:
+      return absl::OkStatus();
+  }
+}
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -268,6 +300,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
   }
   RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
+  RETURN_IF_ERROR(CheckImagingConfig(config, *model));
 
   // Warmup runs when the scheduler starts, on each instance's own thread
   // (EngineExecutor::Prepare), before the version is published.

@@ -433,7 +433,7 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
 
 TEST_F(KServeModelTest, FullQueueIsRefusedOverTheWireAndOthersComplete) {
   // One request computes (slow), one may wait; the rest find the queue full.
-  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(10));
+  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(160));
   WriteFile(root_ / "slow" / "config.pbtxt",
             "max_batch_size: 1\n"
             "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n");

@@ -94,6 +94,11 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   AddModel("badconfig", 1, 2.f, "max_batch_size: 4\nmax_batch_sise: 8\n");
   fs::create_directories(root_ / "nofile" / "1");
   AddModel("gpu", 1, 2.f, "instance_group [ { kind: KIND_GPU } ]");
+  // Imaging blocks are checked at load against the model's input.
+  AddModel("badimaging", 1, 2.f, "preprocessing { mean: [1, 2] }");
+  AddModel("imaging", 1, 2.f,
+           "preprocessing { color_format: COLOR_GRAY }\n"
+           "postprocessing { task: TASK_DETECTION score_threshold: 0.5 }");
   fs::create_directories(root_ / ".hidden" / "1");
   WriteFile(root_ / "tools" / "export.py", "# not a model");
 
@@ -107,7 +112,8 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   ASSERT_NE(Find(index, "double"), nullptr);
   EXPECT_EQ(Find(index, "double")->state, "READY");
   EXPECT_EQ(Find(index, "double")->version, "1");
-  for (const char* broken : {"garbage", "badconfig", "nofile", "gpu"}) {
+  EXPECT_EQ(Find(index, "imaging")->state, "READY") << Find(index, "imaging")->reason;
+  for (const char* broken : {"garbage", "badconfig", "nofile", "gpu", "badimaging"}) {
     const ModelIndexEntry* e = Find(index, broken);
     ASSERT_NE(e, nullptr) << broken;
     EXPECT_EQ(e->state, "UNAVAILABLE") << broken;
@@ -116,6 +122,8 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   EXPECT_NE(Find(index, "badconfig")->reason.find("config.pbtxt:2:"), std::string::npos)
       << Find(index, "badconfig")->reason;
   EXPECT_NE(Find(index, "gpu")->reason.find("KIND_GPU"), std::string::npos);
+  EXPECT_NE(Find(index, "badimaging")->reason.find("preprocessing.mean"), std::string::npos)
+      << Find(index, "badimaging")->reason;
   EXPECT_EQ(Find(index, ".hidden"), nullptr);
   EXPECT_EQ(Find(index, "tools"), nullptr);  // no config, no version folder: not a model
   EXPECT_FALSE(repo->AllReady());
