@@ -34,6 +34,18 @@ absl::Status PerChannel(const google::protobuf::RepeatedField<float>& values, co
 
 }  // namespace
 
+absl::StatusOr<ImageInputSize> ImageInputSizeFromShape(const PreprocessingConfig& config,
+                                                       const std::vector<int64_t>& shape) {
+  if (shape.size() != 4) {
+    return FieldError("input.dims",
+                      absl::StrCat("an image input has rank 4, this one ", shape.size()));
+  }
+  const bool nhwc = config.layout() == PreprocessingConfig::LAYOUT_NHWC;
+  return ImageInputSize{static_cast<int>(nhwc ? shape[2] : shape[3]),
+                        static_cast<int>(nhwc ? shape[1] : shape[2]),
+                        static_cast<int>(nhwc ? shape[3] : shape[1])};
+}
+
 absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const PreprocessingConfig& config,
                                                               int input_width, int input_height,
                                                               int input_channels) {

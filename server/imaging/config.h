@@ -2,6 +2,9 @@
 #ifndef RECTIFIER_SERVER_IMAGING_CONFIG_H_
 #define RECTIFIER_SERVER_IMAGING_CONFIG_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "model_config.pb.h"
 #include "server/imaging/classification.h"
@@ -11,6 +14,17 @@
 #include "server/imaging/preprocess.h"
 
 namespace rectifier::imaging {
+
+// The image a model's single 4-D input takes ([N, C, H, W], or [N, H, W, C]
+// with `layout: LAYOUT_NHWC`), as PreprocessOptionsFromConfig wants it.
+// INVALID_ARGUMENT unless `shape` has rank 4.
+struct ImageInputSize {
+  int width = 0;
+  int height = 0;
+  int channels = 0;
+};
+absl::StatusOr<ImageInputSize> ImageInputSizeFromShape(const inference::PreprocessingConfig& config,
+                                                       const std::vector<int64_t>& shape);
 
 // Input size and channel count come from the model's input tensor; the
 // config supplies everything else. INVALID_ARGUMENT names the offending

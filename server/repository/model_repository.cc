@@ -45,12 +45,10 @@ absl::Status CheckImagingConfig(const inference::ModelConfig& config,
     return absl::InvalidArgumentError(
         "preprocessing/postprocessing: image models need exactly one 4-D input");
   }
-  const auto& shape = inputs[0].shape;
-  const bool nhwc = config.preprocessing().layout() == inference::PreprocessingConfig::LAYOUT_NHWC;
-  RETURN_IF_ERROR(imaging::PreprocessOptionsFromConfig(config.preprocessing(),
-                                                       static_cast<int>(nhwc ? shape[2] : shape[3]),
-                                                       static_cast<int>(nhwc ? shape[1] : shape[2]),
-                                                       static_cast<int>(nhwc ? shape[3] : shape[1]))
+  ASSIGN_OR_RETURN(const imaging::ImageInputSize size,
+                   imaging::ImageInputSizeFromShape(config.preprocessing(), inputs[0].shape));
+  RETURN_IF_ERROR(imaging::PreprocessOptionsFromConfig(config.preprocessing(), size.width,
+                                                       size.height, size.channels)
                       .status());
   RETURN_IF_ERROR(imaging::DicomOptionsFromConfig(config.preprocessing()).status());
   switch (config.postprocessing().task()) {

@@ -105,13 +105,11 @@ absl::StatusOr<std::shared_ptr<const ModelImaging>> BuildModelImaging(
   const inference::ModelConfig& config = served.config;
   imaging->preprocessing = config.preprocessing();
   const std::vector<int64_t>& shape = inputs[0].shape;
-  const bool nhwc = config.preprocessing().layout() == PreprocessingConfig::LAYOUT_NHWC;
-  const int64_t c = nhwc ? shape[3] : shape[1];
-  const int64_t h = nhwc ? shape[1] : shape[2];
-  const int64_t w = nhwc ? shape[2] : shape[3];
   imaging->input_item_shape = {shape[1], shape[2], shape[3]};
-  auto pre = imaging::PreprocessOptionsFromConfig(config.preprocessing(), static_cast<int>(w),
-                                                  static_cast<int>(h), static_cast<int>(c));
+  auto size = imaging::ImageInputSizeFromShape(config.preprocessing(), shape);
+  if (!size.ok()) return Precondition(name, size.status().message());
+  auto pre = imaging::PreprocessOptionsFromConfig(config.preprocessing(), size->width, size->height,
+                                                  size->channels);
   if (!pre.ok()) return Precondition(name, pre.status().message());
   imaging->preprocess = *pre;
   auto dicom = imaging::DicomOptionsFromConfig(config.preprocessing());

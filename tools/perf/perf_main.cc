@@ -241,6 +241,20 @@ std::vector<std::vector<const std::string*>> RotateImages(const std::vector<std:
   return requests;
 }
 
+// One Classify or Detect request per rotation entry (its images, in order).
+template <typename Request>
+std::vector<Request> VisionRequests(const Options& o,
+                                    const std::vector<std::vector<const std::string*>>& rotation) {
+  std::vector<Request> requests;
+  for (const auto& files : rotation) {
+    Request& request = requests.emplace_back();
+    request.set_model_name(o.model);
+    request.set_model_version(o.version);
+    for (const std::string* image : files) request.add_images()->set_data(*image);
+  }
+  return requests;
+}
+
 // Builds what --api and --image ask for. Checks the model exists (metadata)
 // first, so a typo is reported once instead of as a table of errors.
 absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::Channel>& channel,
@@ -304,15 +318,8 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
   }
   std::shared_ptr<v1::Vision::Stub> vision = v1::Vision::NewStub(channel);
   if (o.api == "classify") {
-    std::vector<v1::ClassifyRequest> requests;
-    for (const auto& files : rotation) {
-      v1::ClassifyRequest& request = requests.emplace_back();
-      request.set_model_name(o.model);
-      request.set_model_version(o.version);
-      for (const std::string* image : files) request.add_images()->set_data(*image);
-    }
     return std::unique_ptr<Target>(new RpcTarget<v1::ClassifyRequest, v1::ClassifyResponse>(
-        std::move(requests),
+        VisionRequests<v1::ClassifyRequest>(o, rotation),
         [vision](grpc::ClientContext* c, const auto& r, auto* out) {
           return vision->Classify(c, r, out);
         },
@@ -320,15 +327,8 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
           vision->async()->Classify(c, r, out, std::move(done));
         }));
   }
-  std::vector<v1::DetectRequest> requests;
-  for (const auto& files : rotation) {
-    v1::DetectRequest& request = requests.emplace_back();
-    request.set_model_name(o.model);
-    request.set_model_version(o.version);
-    for (const std::string* image : files) request.add_images()->set_data(*image);
-  }
   return std::unique_ptr<Target>(new RpcTarget<v1::DetectRequest, v1::DetectResponse>(
-      std::move(requests),
+      VisionRequests<v1::DetectRequest>(o, rotation),
       [vision](grpc::ClientContext* c, const auto& r, auto* out) {
         return vision->Detect(c, r, out);
       },
