@@ -76,3 +76,14 @@ docker-test: configure
 .PHONY: replica-test
 replica-test: build
 	@deploy/test/replicas-nginx.sh $(BUILD_DIR)
+
+# Soak (tools/soak/README.md): SOAK_REQUESTS mixed requests at SOAK_CONCURRENCY
+# against its own server on loopback, every answer checked against a reference;
+# fails on a lost or wrong answer, a crash or > 5% RSS growth. Not in `make test`.
+SOAK_REQUESTS ?= 1000000
+SOAK_CONCURRENCY ?= 64
+SOAK_ARGS ?=
+.PHONY: soak
+soak: build
+	/usr/bin/python3 tools/soak/soak.py --build $(BUILD_DIR) --requests $(SOAK_REQUESTS) \
+	  --concurrency $(SOAK_CONCURRENCY) $(SOAK_ARGS)
