@@ -27,6 +27,7 @@ run: build
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+	@$(if $(filter 1,$(FUZZ_REPLAY)),$(MAKE) --no-print-directory fuzz-replay)
 
 lint: configure
 	@scripts/lint.sh $(BUILD_DIR)
@@ -76,6 +77,32 @@ docker-test: configure
 .PHONY: replica-test
 replica-test: build
 	@deploy/test/replicas-nginx.sh $(BUILD_DIR)
+
+# libFuzzer targets (fuzz/, docs/FUZZING.md), built with clang-14, ASan and
+# UBSan in $(FUZZ_BUILD_DIR). `make fuzz FUZZ_SECONDS=N` runs each target N
+# seconds on a scratch copy of its corpus (fuzz/corpus/<target>); crashes go
+# to $(FUZZ_BUILD_DIR)/fuzz/campaign/<target>/artifacts/. `make test` ends
+# with fuzz-replay: every corpus file once plus a few seconds of fuzzing per
+# target (FUZZ_REPLAY=0 skips it).
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= image_decode dicom onnx model_config infer_request vision_request
+FUZZ_REPLAY ?= 1
+.PHONY: fuzz-build fuzz fuzz-replay
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DRECTIFIER_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS)
+
+fuzz: fuzz-build
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  fuzz/run.sh fuzz $(FUZZ_BUILD_DIR)/fuzz/$${t}_fuzz fuzz/corpus/$$t $(FUZZ_SECONDS) \
+	    $(FUZZ_BUILD_DIR)/fuzz/campaign/$$t || status=1; \
+	done; exit $$status
+
+fuzz-replay: fuzz-build
+	ctest --test-dir $(FUZZ_BUILD_DIR) --output-on-failure -j$(JOBS)
 
 # Soak (tools/soak/README.md): SOAK_REQUESTS mixed requests at SOAK_CONCURRENCY
 # against its own server on loopback, every answer checked against a reference;

@@ -27,6 +27,9 @@ DEV_PACKAGES=(
   python3-grpcio python3-protobuf python3-numpy
   # lint
   clang-format clang-tidy
+  # fuzzing (make fuzz; the fuzz replay in make test): clang with its ASan/UBSan and
+  # libFuzzer runtimes, LLVM's OpenMP (clang links libomp), llvm-symbolizer for stacks
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
   # deployment tests in make test (tests/deploy): promtool and a loopback
   # Prometheus (deploy/test/promtool-checks.sh, live-promql.sh); PyYAML reads
   # the alert and adapter rules (deploy/test/promql_queries.py); nginx is the

@@ -1,0 +1,113 @@
+// libFuzzer target: an untrusted serialized KServe ModelInferRequest, decoded
+// as KServeService::ModelInfer does: parameters, then either the tensor
+// codec (DecodeInferInputs, SelectOutputs) or, for BYTES inputs, the encoded
+// images (SplitImageInput, PrepareImageBatch). model_name picks the model:
+// the two default models or two tensor-only configs defined here.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "fuzz/fuzz_models.h"
+#include "grpc_service.pb.h"
+#include "server/service/image_input.h"
+#include "server/service/image_pipeline.h"
+#include "server/service/infer_codec.h"
+#include "server/service/server_options.h"
+
+namespace {
+
+using rectifier::fuzz::LoadModelConfig;
+
+// Every wire datatype the codec converts, optional inputs, a dynamic dim.
+constexpr char kTensorsConfig[] = R"pb(
+  name: "tensors"
+  max_batch_size: 8
+  input { name: "x" data_type: TYPE_FP32 dims: [ -1 ] }
+  input { name: "ids" data_type: TYPE_INT64 dims: [ 4 ] optional: true }
+  input { name: "mask" data_type: TYPE_BOOL dims: [ -1 ] optional: true }
+  input { name: "d" data_type: TYPE_FP64 dims: [ 2 ] optional: true }
+  input { name: "u" data_type: TYPE_UINT8 dims: [ 3 ] optional: true }
+  output { name: "y" data_type: TYPE_FP32 dims: [ -1 ] }
+  output { name: "z" data_type: TYPE_INT64 dims: [ 1 ] }
+)pb";
+// No batch dimension.
+constexpr char kUnbatchedConfig[] = R"pb(
+  name: "unbatched"
+  max_batch_size: 0
+  input { name: "a" data_type: TYPE_INT32 dims: [ 2, 3 ] }
+  input { name: "b" data_type: TYPE_INT8 dims: [ -1, 4 ] }
+  output { name: "c" data_type: TYPE_FP32 dims: [ 2 ] }
+)pb";
+
+struct Model {
+  inference::ModelConfig config;
+  std::shared_ptr<const rectifier::service::ModelImaging> imaging;  // null: tensors only
+};
+
+const std::map<std::string, Model>& Models() {
+  static const auto* models = [] {
+    auto* m = new std::map<std::string, Model>;
+    for (const char* name : {"scan_classifier", "road_detector"}) {
+      Model model;
+      model.config = LoadModelConfig(name);
+      auto imaging = rectifier::service::BuildModelImaging(*rectifier::fuzz::ServedFor(model.config));
+      RECTIFIER_FUZZ_CHECK(imaging.ok());
+      model.imaging = *imaging;
+      (*m)[name] = std::move(model);
+    }
+    for (const char* text : {kTensorsConfig, kUnbatchedConfig}) {
+      auto config = rectifier::repository::ParseModelConfig(text, "fuzz");
+      RECTIFIER_FUZZ_CHECK(config.ok());
+      (*m)[config->name()] = Model{*config, nullptr};
+    }
+    return m;
+  }();
+  return *models;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  inference::ModelInferRequest request;
+  if (!request.ParseFromArray(data, static_cast<int>(size))) return 0;
+  const auto& models = Models();
+  auto it = models.find(request.model_name());
+  const Model& model = it != models.end() ? it->second : models.at("tensors");
+  const auto params = rectifier::service::ParseInferParameters(request);
+  rectifier::fuzz::Report("ParseInferParameters", params.status());
+  if (!params.ok()) return 0;
+  if (rectifier::service::HasImageInput(request)) {
+    if (model.imaging == nullptr) return 0;  // refused before decoding
+    auto images = rectifier::service::SplitImageInput(request, model.config);
+    rectifier::fuzz::Report("SplitImageInput", images.status());
+    if (!images.ok()) return 0;
+    RECTIFIER_FUZZ_CHECK(!images->empty());
+    // The server's image memory budget at its default size.
+    static auto* budget = new rectifier::service::ImageMemoryBudget(
+        rectifier::service::ServerOptions{}.image_memory_mb << 20);
+    auto batch = rectifier::service::PrepareImageBatch(*images, *model.imaging, budget,
+                                                       absl::InfiniteFuture(), {});
+    rectifier::fuzz::Report("PrepareImageBatch", batch.status());
+    if (batch.ok()) {
+      RECTIFIER_FUZZ_CHECK(batch->shape.size() == 4 &&
+                           batch->shape[0] == static_cast<int64_t>(images->size()));
+      RECTIFIER_FUZZ_CHECK(static_cast<int64_t>(batch->bytes.size()) ==
+                           batch->num_elements() * 4);
+    }
+    return 0;
+  }
+  auto inputs = rectifier::service::DecodeInferInputs(request, model.config);
+  rectifier::fuzz::Report("DecodeInferInputs", inputs.status());
+  if (inputs.ok()) {
+    for (const auto& t : *inputs) {
+      RECTIFIER_FUZZ_CHECK(t.bytes.size() ==
+                           static_cast<size_t>(t.num_elements()) *
+                               rectifier::engine::DataTypeSize(t.type));
+    }
+  }
+  rectifier::fuzz::Report("SelectOutputs",
+                          rectifier::service::SelectOutputs(request, model.config).status());
+  return 0;
+}

@@ -1,0 +1,34 @@
+// libFuzzer target: untrusted model.onnx bytes through CompiledModel::FromBytes,
+// the entry point of the repository's loader and rectifier-engine: ImportOnnx,
+// shape inference, passes and the eager batch-1 oneDNN plan.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "fuzz/fuzz_models.h"
+#include "server/engine/compiled_model.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // One OpenMP thread: the fuzzer measures the code, not a thread team, and
+  // a team per process would multiply memory under ASan.
+  setenv("OMP_NUM_THREADS", "1", 1);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  rectifier::engine::CompileOptions options;
+  options.max_batch_size = 2;
+  // Small enough that compiling stays cheap; any allocation the fuzzer sees
+  // above this (-malloc_limit_mb) means a size check was skipped.
+  options.max_tensor_bytes = int64_t{16} << 20;
+  auto model = rectifier::engine::CompiledModel::FromBytes(bytes, options);
+  rectifier::fuzz::Report("CompiledModel::FromBytes", model.status());
+  if (!model.ok()) return 0;
+  for (const auto& in : (*model)->inputs()) {
+    for (size_t d = 1; d < in.shape.size(); ++d) RECTIFIER_FUZZ_CHECK(in.shape[d] >= 0);
+  }
+  RECTIFIER_FUZZ_CHECK((*model)->max_batch_size() >= 1);
+  return 0;
+}
