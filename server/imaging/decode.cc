@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
+#include <mutex>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -69,11 +71,21 @@ absl::StatusOr<ImageHeader> ProbePng(const unsigned char* p, size_t size) {
 absl::StatusOr<ImageHeader> ProbeJpeg(const unsigned char* p, size_t size) {
   // Walk the marker segments up to the first SOFn (C0..CF except DHT C4,
   // JPG C8 and DAC CC); its payload is precision, height, width, components.
+  // Markers are found as libjpeg's next_marker() finds them: bytes other
+  // than 0xFF before a marker are skipped (libjpeg warns "extraneous bytes
+  // before marker" and goes on), as are 0xFF fill bytes and stuffed FF 00
+  // pairs. Reading a skipped byte as a marker would let junk that looks like
+  // a small SOF hide the real one.
   size_t pos = 2;
   while (true) {
-    while (pos < size && p[pos] == 0xFF) ++pos;  // Fill bytes.
-    if (pos >= size) return Truncated(ImageFormat::kJpeg, "no frame header (SOF)");
-    const unsigned char marker = p[pos++];
+    unsigned char marker = 0;
+    while (true) {
+      while (pos < size && p[pos] != 0xFF) ++pos;
+      while (pos < size && p[pos] == 0xFF) ++pos;
+      if (pos >= size) return Truncated(ImageFormat::kJpeg, "no frame header (SOF)");
+      marker = p[pos++];
+      if (marker != 0x00) break;  // FF 00 is a stuffed zero, not a marker.
+    }
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // No payload.
     if (marker == 0xD9 || marker == 0xDA) {
       return Malformed(ImageFormat::kJpeg, "scan or end before the frame header (SOF)");
@@ -140,18 +152,45 @@ absl::StatusOr<ImageHeader> ProbeTiff(const unsigned char* p, size_t size) {
   const uint32_t count = u16(ifd);
   if (ifd + 2 + uint64_t{count} * 12 > size) return Truncated(ImageFormat::kTiff, "IFD cut off");
   ImageHeader header{ImageFormat::kTiff, 0, 0, 1};
+  int64_t tile_width = 0;
+  int64_t tile_length = 0;
+  bool seen_width = false;
+  bool seen_length = false;
   for (uint32_t i = 0; i < count; ++i) {
     const size_t entry = ifd + 2 + size_t{i} * 12;
     const uint32_t tag = u16(entry);
     const uint32_t type = u16(entry + 2);
     // SHORT values sit left-justified in the 4-byte value field.
     const uint32_t value = type == 3 ? u16(entry + 8) : u32(entry + 8);
-    if (tag == 256) header.width = static_cast<int>(std::min<uint32_t>(value, 1u << 30));
-    if (tag == 257) header.height = static_cast<int>(std::min<uint32_t>(value, 1u << 30));
+    const int clamped = static_cast<int>(std::min<uint32_t>(value, 1u << 30));
+    // libtiff keeps the first of a repeated tag and ignores the rest; a
+    // probe that kept another would check a size libtiff never decodes.
+    // Repeats of the size tags are refused outright.
+    if (tag == 256) {
+      if (seen_width) return Malformed(ImageFormat::kTiff, "ImageWidth given twice");
+      seen_width = true;
+      header.width = clamped;
+    }
+    if (tag == 257) {
+      if (seen_length) return Malformed(ImageFormat::kTiff, "ImageLength given twice");
+      seen_length = true;
+      header.height = clamped;
+    }
     if (tag == 277) header.channels = static_cast<int>(std::min<uint32_t>(value, 64));
+    if (tag == 322) tile_width = value;
+    if (tag == 323) tile_length = value;
   }
   if (header.width <= 0 || header.height <= 0) {
     return Malformed(ImageFormat::kTiff, "no ImageWidth/ImageLength in the first IFD");
+  }
+  // Tiles are decoded into buffers of their own size, which the header sets
+  // independently of the image size. Writers round tiles up to multiples of
+  // 16 and may use 256..1024 tiles on small images; more is not an image.
+  auto tile_bound = [](int64_t side) { return std::max<int64_t>((side + 15) / 16 * 16, 4096); };
+  if ((tile_width > 0 || tile_length > 0) &&
+      (tile_width <= 0 || tile_length <= 0 || tile_width > tile_bound(header.width) ||
+       tile_length > tile_bound(header.height))) {
+    return Malformed(ImageFormat::kTiff, "tile size far beyond the image size");
   }
   return header;
 }
@@ -278,7 +317,32 @@ absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes) {
       "unrecognized image format (expected JPEG, PNG, BMP, TIFF, WebP or PGM/PPM)");
 }
 
+int JpegReduction(const ImageHeader& header, const DecodeOptions& options) {
+  if (header.format != ImageFormat::kJpeg ||
+      (options.min_short_side <= 0 && options.min_long_side <= 0)) {
+    return 1;
+  }
+  const int short_side = std::min(header.width, header.height);
+  const int long_side = std::max(header.width, header.height);
+  for (int f : {8, 4, 2}) {
+    if (short_side / f >= options.min_short_side && long_side / f >= options.min_long_side) {
+      return f;
+    }
+  }
+  return 1;
+}
+
+void InstallDecoderPixelLimit() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // OpenCV reads this once, at its first decode; overwrite=0 keeps an
+    // operator's own (smaller) setting.
+    setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(DecodeOptions().max_pixels).c_str(), 0);
+  });
+}
+
 absl::StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeOptions& options) {
+  InstallDecoderPixelLimit();
   if (static_cast<int64_t>(bytes.size()) > options.max_encoded_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("encoded image is ", bytes.size(),
                                                    " bytes, over the limit of ",
@@ -302,17 +366,8 @@ absl::StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeOpt
 
   int flags = cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR;
   if (!options.apply_exif_orientation) flags |= cv::IMREAD_IGNORE_ORIENTATION;
-  int reduction = 1;
-  if (header.format == ImageFormat::kJpeg &&
-      (options.min_short_side > 0 || options.min_long_side > 0)) {
-    const int short_side = std::min(header.width, header.height);
-    const int long_side = std::max(header.width, header.height);
-    for (int f : {8, 4, 2}) {
-      if (short_side / f >= options.min_short_side && long_side / f >= options.min_long_side) {
-        reduction = f;
-        break;
-      }
-    }
+  const int reduction = JpegReduction(header, options);
+  {
     // The REDUCED_GRAYSCALE_n bit selects the scale; ANYCOLOR keeps colour.
     if (reduction == 2) flags |= cv::IMREAD_REDUCED_GRAYSCALE_2;
     if (reduction == 4) flags |= cv::IMREAD_REDUCED_GRAYSCALE_4;

@@ -56,6 +56,17 @@ struct DecodedImage {
 // in proportion to the claimed size.
 absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes);
 
+// The scale (1, 2, 4 or 8) DecodeImage decodes `header`'s image at: JPEG
+// only, the largest that keeps options' min_short_side / min_long_side.
+int JpegReduction(const ImageHeader& header, const DecodeOptions& options);
+
+// Sets OpenCV's own decoder pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS) to
+// DecodeOptions' default max_pixels, unless the environment already sets
+// it: a backstop behind the header checks, for any header the probe and the
+// decoder might read differently. Thread-safe; the server calls it at start,
+// DecodeImage on first use (OpenCV reads the variable at its first decode).
+void InstallDecoderPixelLimit();
+
 // Decodes `bytes`. INVALID_ARGUMENT (naming the reason) for oversize, truncated
 // or undecodable data, unsupported sample types (float TIFF). Thread-safe;
 // never throws.

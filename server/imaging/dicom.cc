@@ -5,6 +5,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcvr.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmimage/diregist.h>  // Colour (RGB, YBR) support for DicomImage.
 #include <dcmtk/dcmimgle/dcmimage.h>
@@ -22,6 +23,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/imaging/dicom_scan.h"
 
 namespace rectifier::imaging {
 namespace {
@@ -45,6 +48,9 @@ class SpdlogAppender : public dcmtk::log4cplus::Appender {
 void InitDcmtkOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // Header elements some converters write with VR UN (e.g. Modality) are
+    // read with their dictionary VR, not as raw bytes.
+    dcmEnableUnknownVRConversion.set(OFTrue);
     OFLog::configure(OFLogger::WARN_LOG_LEVEL);  // Replaces the default setup.
     dcmtk::log4cplus::Logger root = dcmtk::log4cplus::Logger::getRoot();
     root.removeAllAppenders();  // The console (stderr) appender.
@@ -194,7 +200,8 @@ bool LooksLikeDicom(std::string_view bytes) {
   return bytes.size() >= 132 && bytes.substr(128, 4) == "DICM";
 }
 
-absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const DicomOptions& options) {
+absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const DicomOptions& options,
+                                             const DicomScan* scan) {
   if (options.output_bits != 8 && options.output_bits != 16) {
     return absl::InvalidArgumentError("DICOM: output_bits must be 8 or 16");
   }
@@ -205,6 +212,15 @@ absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const Dicom
   if (static_cast<int64_t>(bytes.size()) > options.max_encoded_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "DICOM data is ", bytes.size(), " bytes, over the limit of ", options.max_encoded_bytes));
+  }
+  // DCMTK trusts declared lengths (a deflated 1 MB file can declare and
+  // inflate 1 GiB; a bad RLE segment offset reads out of bounds), so the
+  // structure is checked first, without allocating what it declares.
+  if (scan == nullptr) {
+    DicomScanLimits limits;
+    limits.max_pixels = options.max_pixels;
+    limits.max_pixel_bytes = options.max_pixel_bytes;
+    RETURN_IF_ERROR(ScanDicom(bytes, limits).status());
   }
   InitDcmtkOnce();
   try {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "server/imaging/dicom_scan.h"
 
 namespace rectifier::imaging {
 
@@ -20,6 +21,9 @@ enum class WindowSource {
 struct DicomOptions {
   int64_t max_encoded_bytes = 256LL << 20;
   int64_t max_pixels = 64LL << 20;  // Rows x Columns of one frame.
+  // All frames' pixel bytes as the header declares them (this bounds what a
+  // deflated file may inflate to).
+  int64_t max_pixel_bytes = 256LL << 20;
   int frame = 0;                    // 0-based frame of a multi-frame object.
   WindowSource window = WindowSource::kFile;
   // kCaller only; in modality units (after RescaleSlope/Intercept, e.g. HU).
@@ -64,7 +68,11 @@ bool LooksLikeDicom(std::string_view bytes);
 // DCMTK lacks here (JPEG 2000, video). On first use (thread-safe) registers
 // DCMTK's decoders and routes DCMTK's logger (oflog) into spdlog at debug
 // level instead of stderr. Never throws.
-absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const DicomOptions& options);
+// Every file is first checked by ScanDicom (dicom_scan.h); `scan`, when
+// given, is that check's result for these bytes and options, which skips
+// repeating it.
+absl::StatusOr<DicomImageResult> DecodeDicom(std::string_view bytes, const DicomOptions& options,
+                                             const DicomScan* scan = nullptr);
 
 }  // namespace rectifier::imaging
 

@@ -6,7 +6,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <ostream>
+#include <cstdlib>
 #include <random>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -179,6 +181,89 @@ std::string PngClaiming(uint32_t width, uint32_t height) {
   s += std::string("\x00\x00\x00\x00", 4);  // CRC (never checked: refused first).
   s += std::string("\x00\x00\x00\x00IEND\xAE\x42\x60\x82", 12);
   return s;
+}
+
+// libjpeg skips bytes other than 0xFF before a marker. 12 such bytes after
+// APP0 that read like a 16x16 SOF0 used to fool the header probe, so a real
+// 20000x20000 SOF0 behind them was decoded (+382 MB) past the limits.
+std::string WithJunkAfterApp0(const std::string& jpeg) {
+  EXPECT_EQ(static_cast<unsigned char>(jpeg[2]), 0xFF);
+  EXPECT_EQ(static_cast<unsigned char>(jpeg[3]), 0xE0);  // APP0 (JFIF) first.
+  const size_t app0_end = 4 + ((static_cast<unsigned char>(jpeg[4]) << 8) |
+                               static_cast<unsigned char>(jpeg[5]));
+  const std::string junk("\xC0\x00\x11\x08\x00\x10\x00\x10\x03\x01\x22\x00", 12);
+  return jpeg.substr(0, app0_end) + junk + jpeg.substr(app0_end);
+}
+
+std::string WithSofSize(std::string jpeg, int width, int height) {
+  const size_t sof = jpeg.find("\xFF\xC0");
+  EXPECT_NE(sof, std::string::npos);
+  jpeg[sof + 5] = static_cast<char>(height >> 8);
+  jpeg[sof + 6] = static_cast<char>(height & 0xFF);
+  jpeg[sof + 7] = static_cast<char>(width >> 8);
+  jpeg[sof + 8] = static_cast<char>(width & 0xFF);
+  return jpeg;
+}
+
+TEST(DecodeTest, JpegProbeSkipsJunkBeforeMarkersAsLibjpegDoes) {
+  const std::string jpeg = WithJunkAfterApp0(Encode(Gradient8(64, 48, 3), ".jpg"));
+  auto header = ProbeImageHeader(jpeg);
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->width, 64);
+  EXPECT_EQ(header->height, 48);
+  auto decoded = DecodeImage(jpeg, DecodeOptions());
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->image.cols, 64);  // What the probe said is what was decoded.
+  EXPECT_EQ(decoded->image.rows, 48);
+
+  const std::string bomb = WithSofSize(jpeg, 20000, 20000);
+  auto refused = DecodeImage(bomb, DecodeOptions());
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("20000x20000"));
+}
+
+// A hand-made little-endian TIFF whose first IFD holds `entries`
+// (tag, value) as LONGs.
+std::string TiffWith(const std::vector<std::pair<uint16_t, uint32_t>>& entries) {
+  std::string s("II\x2A\x00\x08\x00\x00\x00", 8);
+  auto u16 = [&](uint32_t v) { s += static_cast<char>(v & 0xFF), s += static_cast<char>(v >> 8); };
+  auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) s += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  u16(static_cast<uint32_t>(entries.size()));
+  for (const auto& [tag, value] : entries) {
+    u16(tag);
+    u16(4);  // LONG
+    u32(1);
+    u32(value);
+  }
+  u32(0);
+  s += std::string(64, '\0');
+  return s;
+}
+
+TEST(DecodeTest, TiffWithRepeatedSizeTagsIsRefused) {
+  // libtiff keeps the first ImageWidth (20000), the old probe the last (16).
+  const std::string tiff =
+      TiffWith({{256, 20000}, {257, 20000}, {256, 16}, {257, 16}, {258, 8}, {277, 1}});
+  auto decoded = DecodeImage(tiff, DecodeOptions());
+  ASSERT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("given twice"));
+  // Tiles far beyond the image are refused too (their buffers are tile-sized).
+  auto tiled = DecodeImage(TiffWith({{256, 16}, {257, 16}, {322, 1 << 20}, {323, 1 << 20}}),
+                           DecodeOptions());
+  ASSERT_EQ(tiled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tiled.status().message(), HasSubstr("tile size"));
+  // An ordinary TIFF (OpenCV writes strips) still decodes.
+  auto normal = DecodeImage(Encode(Gradient8(40, 30, 3), ".tiff"), DecodeOptions());
+  EXPECT_TRUE(normal.ok()) << normal.status();
+}
+
+TEST(DecodeTest, OpenCvPixelLimitIsSetAsABackstop) {
+  ASSERT_TRUE(DecodeImage(Encode(Gradient8(8, 8, 1), ".png"), DecodeOptions()).ok());
+  const char* limit = std::getenv("OPENCV_IO_MAX_IMAGE_PIXELS");
+  ASSERT_NE(limit, nullptr);
+  EXPECT_EQ(std::string(limit), std::to_string(DecodeOptions().max_pixels));
 }
 
 TEST(DecodeTest, GiantHeaderIsRefusedBeforeDecoding) {

@@ -16,7 +16,11 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <zlib.h>
+
 #include <cctype>
+#include <cstdint>
 #include <cmath>
 #include <ostream>
 #include <random>
@@ -388,6 +392,165 @@ TEST(DicomTest, HostileInputIsInvalid) {
   EXPECT_THAT(DecodeDicom(good, small).status().message(), HasSubstr("20x16"));
 }
 
+// One Explicit VR Little Endian element.
+std::string Element(uint16_t group, uint16_t element, const char* vr, const std::string& value,
+                    int64_t declared = -1) {
+  std::string s;
+  auto u16 = [&](uint32_t v) { s += static_cast<char>(v & 0xFF), s += static_cast<char>(v >> 8); };
+  auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) s += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  u16(group);
+  u16(element);
+  s += vr;
+  const uint32_t length = declared >= 0 ? static_cast<uint32_t>(declared)
+                                        : static_cast<uint32_t>(value.size());
+  const std::string v(vr);
+  if (v == "OB" || v == "OW" || v == "UN" || v == "SQ" || v == "UT") {
+    u16(0);
+    u32(length);
+  } else {
+    u16(length);
+  }
+  return s + value;
+}
+
+std::string U16(uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; }
+
+// Preamble, "DICM" and a File Meta Information group for `syntax`.
+std::string PartTenHeader(const std::string& syntax) {
+  std::string meta = Element(0x0002, 0x0001, "OB", std::string("\0\1", 2)) +
+                     Element(0x0002, 0x0002, "UI", std::string("1.2.840.10008.5.1.4.1.1.2") + '\0') +
+                     Element(0x0002, 0x0003, "UI", "1.2.3.4") +
+                     Element(0x0002, 0x0010, "UI", syntax.size() % 2 ? syntax + '\0' : syntax);
+  std::string length(4, '\0');
+  for (int i = 0; i < 4; ++i) length[i] = static_cast<char>((meta.size() >> (8 * i)) & 0xFF);
+  return std::string(128, '\0') + "DICM" + Element(0x0002, 0x0000, "UL", length) + meta;
+}
+
+// Raw deflate (what the Deflated syntax holds) of `header` followed by
+// `zeros` zero bytes, compressed as a stream so the zeros never exist whole.
+std::string DeflateWithZeros(const std::string& header, int64_t zeros) {
+  z_stream z{};
+  EXPECT_EQ(deflateInit2(&z, 9, Z_DEFLATED, -MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out;
+  std::vector<unsigned char> buffer(1 << 16);
+  const std::string chunk(1 << 20, '\0');
+  auto pump = [&](const std::string& data, int flush) {
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    z.avail_in = static_cast<uInt>(data.size());
+    do {
+      z.next_out = buffer.data();
+      z.avail_out = static_cast<uInt>(buffer.size());
+      deflate(&z, flush);
+      out.append(reinterpret_cast<char*>(buffer.data()), buffer.size() - z.avail_out);
+    } while (z.avail_out == 0);
+  };
+  pump(header, Z_NO_FLUSH);
+  for (int64_t left = zeros; left > 0; left -= static_cast<int64_t>(chunk.size())) {
+    pump(left >= static_cast<int64_t>(chunk.size()) ? chunk : chunk.substr(0, left), Z_NO_FLUSH);
+  }
+  pump(std::string(), Z_FINISH);
+  deflateEnd(&z);
+  return out;
+}
+
+int64_t PeakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t{usage.ru_maxrss} * 1024;
+}
+
+// A 1 MB deflated file whose PixelData declares 1 GiB: DCMTK used to inflate
+// and keep all of it (+1 GB). Refused now from the header, before inflating.
+TEST(DicomHardeningTest, DeflatedPixelDataBeyondItsGeometryIsRefused) {
+  constexpr int64_t kDeclared = int64_t{1} << 30;
+  const std::string dataset =
+      Element(0x0008, 0x0060, "CS", "CT") + Element(0x0028, 0x0002, "US", U16(1)) +
+      Element(0x0028, 0x0004, "CS", "MONOCHROME2 ") + Element(0x0028, 0x0010, "US", U16(64)) +
+      Element(0x0028, 0x0011, "US", U16(64)) + Element(0x0028, 0x0100, "US", U16(16)) +
+      Element(0x0028, 0x0101, "US", U16(16)) + Element(0x0028, 0x0102, "US", U16(15)) +
+      Element(0x0028, 0x0103, "US", U16(0)) + Element(0x7FE0, 0x0010, "OW", "", kDeclared);
+  const std::string file =
+      PartTenHeader("1.2.840.10008.1.2.1.99") + DeflateWithZeros(dataset, kDeclared);
+  EXPECT_LT(file.size(), 2u << 20);
+  const int64_t before = PeakRssBytes();
+  auto r = DecodeDicom(file, DicomOptions());
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("PixelData declares 1073741824 bytes"));
+  EXPECT_LT(PeakRssBytes() - before, int64_t{64} << 20);
+
+  // The same lie in a file that inflates past everything its header allows
+  // (many large private elements): refused by the inflation cap.
+  DicomOptions small;
+  small.max_pixel_bytes = 1 << 20;
+  const std::string many = Element(0x0009, 0x0010, "LO", "ACME") +
+                           Element(0x0009, 0x1000, "OB", "", int64_t{64} << 20);
+  const std::string bomb = PartTenHeader("1.2.840.10008.1.2.1.99") +
+                           DeflateWithZeros(many, int64_t{64} << 20);
+  auto capped = DecodeDicom(bomb, small);
+  ASSERT_EQ(capped.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(PeakRssBytes() - before, int64_t{64} << 20);
+}
+
+// The high byte of the first RLE segment offset set (0x40 -> 0xD7000040):
+// DCMTK's RLE decoder read far outside the fragment and crashed the server.
+TEST(DicomHardeningTest, RleSegmentOffsetOutsideTheFragmentIsRefused) {
+  const std::string good = MakeDicom(Scan(), EXS_RLELossless);
+  ASSERT_TRUE(DecodeDicom(good, DicomOptions()).ok());
+  // 16-bit monochrome: 2 segments, the first at offset 64.
+  const std::string table("\x02\x00\x00\x00\x40\x00\x00\x00", 8);
+  const size_t at = good.find(table);
+  ASSERT_NE(at, std::string::npos);
+  std::string bad = good;
+  bad[at + 7] = static_cast<char>(0xD7);
+  auto r = DecodeDicom(bad, DicomOptions());
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("RLE fragment"));
+  // Too few segments for 16-bit samples, and a count beyond 15.
+  std::string one = good;
+  one[at] = 1;
+  EXPECT_THAT(DecodeDicom(one, DicomOptions()).status().message(), HasSubstr("segments"));
+  std::string many = good;
+  many[at] = 16;
+  EXPECT_THAT(DecodeDicom(many, DicomOptions()).status().message(), HasSubstr("1 to 15"));
+  // An odd offset.
+  std::string odd = good;
+  odd[at + 8] = static_cast<char>(odd[at + 8] | 1);
+  EXPECT_EQ(DecodeDicom(odd, DicomOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DicomHardeningTest, DeepNestingIsRefused) {
+  std::string nested = Element(0x0008, 0x0060, "CS", "CT");
+  std::string inner;
+  for (int i = 0; i < 40; ++i) {
+    // An undefined-length sequence holding one undefined-length item.
+    inner = Element(0x0040, 0x0275, "SQ", "", 0xFFFFFFFF) +
+            std::string("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8) + inner +
+            std::string("\xFE\xFF\x0D\xE0\x00\x00\x00\x00", 8) +
+            std::string("\xFE\xFF\xDD\xE0\x00\x00\x00\x00", 8);
+  }
+  const std::string file = PartTenHeader("1.2.840.10008.1.2.1") + nested + inner;
+  auto r = DecodeDicom(file, DicomOptions());
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("nested deeper"));
+}
+
+// Some converters write header elements with VR UN; they are read through
+// the data dictionary (Modality "RTDOSE", not "82\84\...").
+TEST(DicomHardeningTest, HeaderElementsWithVrUnAreDecodedThroughTheDictionary) {
+  const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
+  const std::string cs("\x08\x00\x60\x00" "CS\x02\x00" "CT", 10);
+  const size_t at = good.find(cs);
+  ASSERT_NE(at, std::string::npos);
+  std::string un = good;
+  un.replace(at, cs.size(), std::string("\x08\x00\x60\x00" "UN\x00\x00\x02\x00\x00\x00" "CT", 14));
+  auto r = DecodeDicom(un, DicomOptions());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->report.modality, "CT");
+}
+
 // Concurrent decoding of compressed DICOM from several threads gives the
 // same pixels as one thread (codec registry and DicomImage are per call).
 TEST(DicomTest, ConcurrentDecodesAgree) {
@@ -421,8 +584,14 @@ TEST(DicomTest, DcmtkLogIsRoutedToSpdlog) {
   auto logger = std::make_shared<spdlog::logger>("capture", sink);
   logger->set_level(spdlog::level::debug);
   spdlog::set_default_logger(logger);
-  const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
-  EXPECT_FALSE(DecodeDicom(good.substr(0, good.size() - 100), DicomOptions()).ok());
+  // PixelData 100 bytes shorter than Rows x Columns need: structurally
+  // sound (so it reaches DCMTK), and DCMTK warns about the missing pixels.
+  std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
+  const size_t at = good.find(std::string("\xE0\x7F\x10\x00OW", 6));
+  ASSERT_NE(at, std::string::npos);
+  const uint32_t length = static_cast<uint32_t>(good.size() - at - 12) - 100;
+  for (int i = 0; i < 4; ++i) good[at + 8 + i] = static_cast<char>((length >> (8 * i)) & 0xFF);
+  (void)DecodeDicom(good.substr(0, good.size() - 100), DicomOptions());
   spdlog::set_default_logger(previous);
   bool found = false;
   for (const std::string& line : sink->last_formatted()) {
