@@ -538,14 +538,16 @@ class Client:
     # answer); "read" cancels after `want` (>= 1) answers; "written" cancels
     # once every message is written, nothing read; "early" cancels right after
     # the first write, the rest still being written.
-    @staticmethod
-    def stream_mode(rng, n):
-        x = rng.random()
-        if x < 0.25:
-            return "complete", n
-        if x < 0.70:
-            return "read", rng.randint(1, n - 1)
-        return ("written" if x < 0.85 else "early"), 0
+    def stream_mode(self, rng, n):
+        ends = self.cfg["stream_ends"]
+        while True:
+            x = rng.random()
+            mode = ("complete" if x < 0.25 else "read" if x < 0.70 else
+                    "written" if x < 0.85 else "early")
+            if mode in ends:
+                break
+        return mode, (n if mode == "complete" else rng.randint(1, n - 1) if mode == "read"
+                      else 0)
 
     async def stream(self, kind, call, messages, mode, want, check):
         written = 0
@@ -863,6 +865,9 @@ def main():
                         help="gRPC channels (connections) per client process")
     parser.add_argument("--kinds", type=parse_kinds, default=KINDS,
                         help="comma-separated kinds or groups (all, unary, streams)")
+    parser.add_argument("--stream-ends", default="complete,read,written,early",
+                        help="how streams end (comma-separated subset of "
+                             "complete,read,written,early)")
     parser.add_argument("--warmup", type=int, default=-1,
                         help="warm-up requests before the RSS baseline "
                              "(default: 5%% of --requests, 2000..50000)")
@@ -888,6 +893,9 @@ def main():
     if not os.access(binary, os.X_OK):
         print(f"soak: no server binary at {binary} (build first: make build)", file=sys.stderr)
         return 2
+    stream_ends = [e.strip() for e in args.stream_ends.split(",") if e.strip()]
+    if not stream_ends or set(stream_ends) - {"complete", "read", "written", "early"}:
+        parser.error("--stream-ends: a subset of complete,read,written,early")
     warmup = args.warmup if args.warmup >= 0 else min(50000, max(2000, args.requests // 20))
     time_limit = args.time_limit or 300 + args.requests / 40
 
@@ -924,7 +932,8 @@ def main():
         base_cfg = {"gen": gen, "cases": cases_path, "address": address, "schedule": schedule,
                     "seed": args.seed, "rtol": args.rtol, "atol": args.atol,
                     "box_tol": args.box_tol, "rpc_timeout": args.rpc_timeout,
-                    "channels": args.channels, "workdir": workdir}
+                    "channels": args.channels, "workdir": workdir,
+                    "stream_ends": stream_ends}
 
         rss = {}
         samples = []  # (requests done, seconds, VmRSS kB) every 5 s of the run
@@ -978,11 +987,12 @@ def main():
             result["rss"] = rss
             report["result"] = result
             print_summary("run", result)
-            print(f"   server RSS: start (after warm-up) {rss.get('start_kb', 0) / 1024:.1f} MiB, "
-                  f"at 10% {rss.get('at_10pct_kb', 0) / 1024:.1f} MiB, end "
-                  f"{rss.get('end_kb', 0) / 1024:.1f} MiB, peak {rss['peak_kb'] / 1024:.1f} MiB, "
-                  f"growth {rss.get('growth_pct', 'n/a')}%; server CPU "
-                  f"{result.get('server_cpu_s', 'n/a')} s")
+            if "end_kb" in rss:
+                print(f"   server RSS: start (after warm-up) {rss['start_kb'] / 1024:.1f} MiB, "
+                      f"at 10% {rss.get('at_10pct_kb', 0) / 1024:.1f} MiB, end "
+                      f"{rss['end_kb'] / 1024:.1f} MiB, peak {rss['peak_kb'] / 1024:.1f} MiB, "
+                      f"growth {rss.get('growth_pct', 'n/a')}%; server CPU "
+                      f"{result.get('server_cpu_s', 'n/a')} s")
             if result["sent"] < args.requests:
                 failures.append(f"only {result['sent']} of {args.requests} requests sent "
                                 f"(time limit {time_limit:.0f} s, or the server died)")
