@@ -1,7 +1,10 @@
 #include "server/metrics/metrics_server.h"
 
+#include <algorithm>
 #include <exception>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -43,7 +46,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   try {
     // civetweb wants "[::]:port" for IPv6 and "host:port" otherwise; both
     // are what users write, so the address passes through unchanged.
-    server->exposer_ = std::make_unique<prometheus::Exposer>(options.address, /*num_threads=*/2);
+    server->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", options.address,                                //
+        "num_threads", std::to_string(std::max(options.http_threads, 1)),  //
+        "request_timeout_ms", std::to_string(std::max(options.request_timeout_ms, 1)),
+        "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on '", options.address, "': ", e.what()));

@@ -24,11 +24,22 @@ struct MetricsServerOptions {
   std::string address = "0.0.0.0:8002";
   // Labels of the constant rectifier_build_info gauge (value 1).
   std::map<std::string, std::string> build_labels;
+  // civetweb serves one connection per worker thread, and a worker waits for
+  // a connection's request for up to request_timeout_ms (civetweb's default:
+  // 30 s), so N idle connections hold N workers. With the defaults a scrape
+  // is answered at once while up to http_threads - 1 connections sit idle,
+  // and within one request timeout per http_threads further ones. The same
+  // timeout bounds writing the response to a client that does not read.
+  // Keep-alive is off: each scrape uses its own connection, so no worker
+  // waits between scrapes. Fixed (no flags; Triton has none either).
+  int http_threads = 8;
+  int request_timeout_ms = 3000;
 };
 
 // Owns the registry every module registers its families in, and serves it
 // together with process metrics. Thread-safe. Stopping the HTTP server
-// (destructor) takes up to ~2 s with prometheus-cpp's civetweb.
+// (destructor) takes up to ~2 s with prometheus-cpp's civetweb (longer while
+// a worker is still waiting out a request timeout).
 class MetricsServer {
  public:
   // Errors: INVALID_ARGUMENT for a malformed address, UNAVAILABLE when the

@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
@@ -59,6 +60,59 @@ absl::Status CheckImagingConfig(const inference::ModelConfig& config,
     default:
       return absl::OkStatus();
   }
+}
+
+// The ways a path under the repository root can be spelt in a message: the
+// root as configured, absolute and canonical, each with its trailing
+// separator (paths are built as root / model / ...). Longest first.
+std::vector<std::string> RootPrefixes(const std::string& root) {
+  std::vector<std::string> prefixes;
+  std::error_code ec;
+  const fs::path given(root);
+  prefixes.push_back((given / "").string());
+  const fs::path absolute = fs::absolute(given, ec);
+  if (!ec) prefixes.push_back((absolute / "").string());
+  const fs::path canonical = fs::weakly_canonical(given, ec);
+  if (!ec) prefixes.push_back((canonical / "").string());
+  std::sort(prefixes.begin(), prefixes.end(), [](const std::string& a, const std::string& b) {
+    return a.size() != b.size() ? a.size() > b.size() : a < b;
+  });
+  prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
+  return prefixes;
+}
+
+bool IsPathChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
+         c == '/';
+}
+
+// Load errors go to clients (RepositoryModelLoad, RepositoryIndex reasons,
+// ModelReady / metadata / inference on a model that is not ready), which must
+// not learn the server's file system layout: every path under the repository
+// root is cut to its repository-relative form (`<model>/config.pbtxt`,
+// `<model>/<version>/model.onnx`). A prefix counts only where a path starts
+// (not inside a longer path, e.g. "./" in "../").
+std::string RelativeToRoot(const std::string& message, const std::vector<std::string>& prefixes) {
+  std::string out;
+  out.reserve(message.size());
+  size_t i = 0;
+  while (i < message.size()) {
+    size_t cut = 0;
+    if (i == 0 || !IsPathChar(message[i - 1])) {
+      for (const std::string& prefix : prefixes) {
+        if (message.compare(i, prefix.size(), prefix) == 0) {
+          cut = prefix.size();
+          break;
+        }
+      }
+    }
+    if (cut > 0) {
+      i += cut;
+    } else {
+      out.push_back(message[i++]);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
@@ -366,8 +420,7 @@ absl::StatusOr<std::vector<std::shared_ptr<ServedModel>>> ModelRepository::LoadV
   const fs::path dir = fs::path(options_.root) / name;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("no model '", name, "' in repository '", options_.root, "'"));
+    return absl::NotFoundError(absl::StrCat("no model '", name, "' in the model repository"));
   }
   inference::ModelConfig config;
   const fs::path config_path = dir / kConfigFile;
@@ -410,8 +463,7 @@ absl::Status ModelRepository::Load(const std::string& name) {
   RETURN_IF_ERROR(ValidateModelName(name));
   std::error_code ec;
   if (!fs::is_directory(fs::path(options_.root) / name, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("no model '", name, "' in repository '", options_.root, "'"));
+    return absl::NotFoundError(absl::StrCat("no model '", name, "' in the model repository"));
   }
   absl::MutexLock load_lock(&load_mu_);
   const std::string fingerprint = Fingerprint(name);
@@ -427,21 +479,27 @@ absl::Status ModelRepository::Load(const std::string& name) {
     }
   }
   auto loaded = LoadVersions(name);
+  // The log keeps the full paths; the reason and the returned status reach
+  // clients, so they name files relative to the repository.
+  std::string reason;
+  if (!loaded.ok()) {
+    spdlog::error("model={} failed to load: {}", name, std::string(loaded.status().message()));
+    reason = RelativeToRoot(std::string(loaded.status().message()), RootPrefixes(options_.root));
+  }
   std::vector<std::shared_ptr<ServedModel>> retired;
   {
     absl::MutexLock lock(&mu_);
     ModelSlot& slot = models_[name];
     slot.fingerprint = fingerprint;
     if (!loaded.ok()) {
-      slot.reason = std::string(loaded.status().message());
+      slot.reason = reason;
       if (slot.versions.empty()) {
         slot.state = "UNAVAILABLE";
         if (options_.metrics != nullptr) {
           options_.metrics->SetModelState(name, metrics::ModelState::kUnavailable);
         }
       }
-      spdlog::error("model={} failed to load: {}", name, slot.reason);
-      return loaded.status();
+      return absl::Status(loaded.status().code(), reason);
     }
     // The swap: from here new requests reach the new versions; requests
     // already queued on the old ones finish there (Retire drains them).

@@ -1,5 +1,6 @@
 #include "server/service/vision_service.h"
 
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -42,9 +43,7 @@ const char* CallFor(ImageTask task) {
 
 absl::Time CallDeadline(const grpc::CallbackServerContext* context, absl::Time start,
                         uint64_t timeout_us) {
-  absl::Time deadline = absl::FromChrono(context->deadline());
-  if (timeout_us > 0) deadline = std::min(deadline, start + absl::Microseconds(timeout_us));
-  return deadline;
+  return RequestDeadline(absl::FromChrono(context->deadline()), start, timeout_us);
 }
 
 absl::Status CheckImages(int count) {
@@ -322,16 +321,13 @@ grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServ
 grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
                                                   const rectifier::v1::ClassifyRequest* request,
                                                   rectifier::v1::ClassifyResponse* response) {
-  return StartImages(*this, context, request, response, ImageTask::kClassification,
-                     [request](ImageJob& job) {
-                       if (request->top_k() > 0) {
-                         job.classification.top_k = static_cast<int>(request->top_k());
-                       }
-                       if (request->has_threshold()) {
-                         job.classification.threshold = request->threshold();
-                       }
-                       return imaging::ValidateClassificationOptions(job.classification);
-                     });
+  return StartImages(
+      *this, context, request, response, ImageTask::kClassification, [request](ImageJob& job) {
+        return ApplyClassifyOverrides(
+            request->top_k(),
+            request->has_threshold() ? std::optional<float>(request->threshold()) : std::nullopt,
+            job.classification);
+      });
 }
 
 grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* context,
@@ -354,10 +350,32 @@ VisionService::DetectStream(grpc::CallbackServerContext* context) {
   return new DetectStreamReactor(this, context);
 }
 
+absl::Time RequestDeadline(absl::Time context_deadline, absl::Time start, uint64_t timeout_us) {
+  // absl::Microseconds(uint64_t) converts to int64_t: 2^64 - 1 would be -1 us.
+  if (timeout_us == 0 || timeout_us > static_cast<uint64_t>(INT64_MAX)) return context_deadline;
+  return std::min(context_deadline, start + absl::Microseconds(static_cast<int64_t>(timeout_us)));
+}
+
+absl::Status ApplyClassifyOverrides(uint32_t top_k, std::optional<float> threshold,
+                                    imaging::ClassificationOptions& options) {
+  if (top_k > kMaxRequestTopK) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k is ", top_k, "; it must be in [0, ",
+                                                   kMaxRequestTopK, "] (0: the model's)"));
+  }
+  if (top_k > 0) options.top_k = static_cast<int>(top_k);
+  if (threshold.has_value()) options.threshold = *threshold;
+  return imaging::ValidateClassificationOptions(options);
+}
+
 absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
                                   std::optional<float> iou_threshold, uint32_t max_detections,
                                   const google::protobuf::RepeatedField<uint32_t>& class_filter,
                                   int num_classes, imaging::DetectionOptions& options) {
+  if (max_detections > kMaxRequestDetections) {
+    return absl::InvalidArgumentError(absl::StrCat("max_detections is ", max_detections,
+                                                   "; it must be in [0, ", kMaxRequestDetections,
+                                                   "] (0: the model's)"));
+  }
   for (const uint32_t id : class_filter) {
     if (id >= static_cast<uint32_t>(num_classes)) {
       return absl::InvalidArgumentError(absl::StrCat(

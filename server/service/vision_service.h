@@ -29,6 +29,11 @@ namespace rectifier::service {
 
 // Largest number of images in one Classify/Detect call.
 inline constexpr int kMaxImagesPerCall = 256;
+// The largest top_k and max_detections a call may ask for (the ceiling a
+// model's config.pbtxt is clamped to). Checked as the unsigned values the
+// client sent, so 4294967295 is refused by name instead of wrapping to -1.
+inline constexpr uint32_t kMaxRequestTopK = 1u << 20;
+inline constexpr uint32_t kMaxRequestDetections = 1u << 20;
 
 // One image to run: resolved model, its imaging view, and the call's options.
 struct ImageJob {
@@ -89,12 +94,22 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
   ModelImagingCache imaging_cache_;
 };
 
+// Per-call classification overrides (0 / nullopt: keep the model's), then
+// validation: INVALID_ARGUMENT naming the field and its allowed range.
+absl::Status ApplyClassifyOverrides(uint32_t top_k, std::optional<float> threshold,
+                                    imaging::ClassificationOptions& options);
+
 // Per-call detection overrides (nullopt / 0 / empty: keep the model's), then
-// validation: INVALID_ARGUMENT naming the field.
+// validation: INVALID_ARGUMENT naming the field (and its allowed range).
 absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
                                   std::optional<float> iou_threshold, uint32_t max_detections,
                                   const google::protobuf::RepeatedField<uint32_t>& class_filter,
                                   int num_classes, imaging::DetectionOptions& options);
+
+// The earlier of `context_deadline` and start + timeout_us (0: none). A
+// timeout beyond what absl::Duration's int64 microseconds hold means none,
+// never a negative (already expired) timeout.
+absl::Time RequestDeadline(absl::Time context_deadline, absl::Time start, uint64_t timeout_us);
 
 // Fills a result message from an outcome.
 void ToProto(const ImageOutcome& outcome, rectifier::v1::ClassifyResult* out);

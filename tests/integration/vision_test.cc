@@ -173,6 +173,45 @@ TEST_F(VisionTest, ErrorsNameTheProblem) {
   ASSERT_TRUE(Classify({Gray(8, 8, 200)}, &response).ok());
 }
 
+// Unsigned fields are checked as sent: 2^32 - 1 used to become -1 (top_k:
+// silently every class; max_detections: "must be > 0"), and a timeout_us of
+// 2^64 - 1 a timeout that had expired before the request was queued.
+TEST_F(VisionTest, UnsignedFieldsAreCheckedAsSent) {
+  v1::ClassifyRequest classify;
+  classify.set_model_name("brightness");
+  classify.add_images()->set_data(Gray(8, 8, 200));
+  classify.set_top_k(4294967295u);
+  v1::ClassifyResponse classified;
+  {
+    grpc::ClientContext context;
+    const grpc::Status status = vision_->Classify(&context, classify, &classified);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(),
+              "top_k is 4294967295; it must be in [0, 1048576] (0: the model's)");
+  }
+  classify.set_top_k(1);
+  classify.set_timeout_us(18446744073709551615u);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    const grpc::Status status = vision_->Classify(&context, classify, &classified);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(classified.results_size(), 1);
+    EXPECT_EQ(classified.results(0).classes_size(), 1);
+  }
+
+  v1::DetectRequest detect;
+  detect.set_model_name("fixed_box");
+  detect.add_images()->set_data(Gray(8, 8, 1));
+  detect.set_max_detections(4294967295u);
+  v1::DetectResponse detected;
+  grpc::ClientContext context;
+  const grpc::Status status = vision_->Detect(&context, detect, &detected);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "max_detections is 4294967295; it must be in [0, 1048576] (0: the model's)");
+}
+
 TEST_F(VisionTest, DetectMapsBoxesBackThroughTheLetterbox) {
   // 64x32 (w x h) -> 32x16 in a 32x32 input, 8 px padding top and bottom.
   // The model's box (12..20, 12..20) in input pixels is (24..40, 8..24) here.

@@ -1,5 +1,18 @@
-// Tests for the metrics registry, process collector and endpoint errors.
+// Tests for the metrics registry, process collector, endpoint errors and the
+// endpoint's behaviour with idle connections.
 #include "server/metrics/metrics_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
@@ -62,6 +75,111 @@ TEST(MetricsServerTest, BadAndBusyAddressesAreErrors) {
   const auto second = MetricsServer::Create(options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(second.status().message().find(options.address), std::string::npos);
+}
+
+// A loopback TCP connection to `port` whose reads give up after `timeout_s`
+// (so a server that never answers fails the test instead of hanging it).
+class Connection {
+ public:
+  Connection(int port, int timeout_s) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    timeval tv{timeout_s, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~Connection() { close(fd_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool connected() const { return connected_; }
+  bool Send(const std::string& data) {
+    return send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+  // Everything until the server closes; `closed` false when the read timed out.
+  std::string ReadAll(bool* closed) {
+    std::string out;
+    char buffer[4096];
+    while (true) {
+      const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+      if (n <= 0) {
+        *closed = n == 0;
+        return out;
+      }
+      out.append(buffer, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+// Opens `count` idle connections: half send nothing, half a partial request
+// line, as a stuck or malicious client would.
+std::vector<std::unique_ptr<Connection>> OpenIdle(int port, int count) {
+  std::vector<std::unique_ptr<Connection>> idle;
+  for (int i = 0; i < count; ++i) {
+    idle.push_back(std::make_unique<Connection>(port, /*timeout_s=*/5));
+    EXPECT_TRUE(idle.back()->connected());
+    if (i % 2 == 1) {
+      EXPECT_TRUE(idle.back()->Send("GET /metr"));
+    }
+  }
+  // Let civetweb hand them to its workers before the scrape arrives.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  return idle;
+}
+
+// A scrape with a 2 s read limit: the response, or what arrived before the limit.
+std::string Scrape(int port, bool* complete) {
+  Connection scrape(port, /*timeout_s=*/2);
+  EXPECT_TRUE(scrape.connected());
+  EXPECT_TRUE(scrape.Send("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  return scrape.ReadAll(complete);
+}
+
+// With civetweb's old settings (2 workers, 30 s request timeout) two idle
+// connections held both workers and every scrape waited 30 s.
+TEST(MetricsServerTest, ScrapeIsAnsweredWhileIdleConnectionsSitOpen) {
+  MetricsServerOptions options;
+  options.address = "127.0.0.1:0";
+  auto server = MetricsServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (const int idle_count : {2, options.http_threads - 1}) {
+    SCOPED_TRACE(idle_count);
+    const auto idle = OpenIdle(port, idle_count);
+    bool complete = false;
+    const std::string response = Scrape(port, &complete);
+    EXPECT_TRUE(complete) << "no complete answer within 2 s: " << response;
+    EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+    EXPECT_NE(response.find("rectifier_build_info"), std::string::npos) << response;
+  }
+}
+
+// More idle connections than workers: each is dropped after the request
+// timeout, so a scrape waits at most about one timeout per http_threads of them.
+TEST(MetricsServerTest, IdleConnectionsAreDroppedAfterTheRequestTimeout) {
+  MetricsServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.http_threads = 2;
+  options.request_timeout_ms = 300;
+  auto server = MetricsServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const auto idle = OpenIdle(port, 4);
+  bool complete = false;
+  const std::string response = Scrape(port, &complete);
+  EXPECT_TRUE(complete) << "no complete answer within 2 s: " << response;
+  EXPECT_EQ(response.rfind("HTTP/1.1 200", 0), 0u) << response;
+  for (const auto& connection : idle) {
+    bool closed = false;
+    connection->ReadAll(&closed);
+    EXPECT_TRUE(closed) << "the server kept an idle connection open";
+  }
 }
 
 }  // namespace

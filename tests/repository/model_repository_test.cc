@@ -190,6 +190,56 @@ TEST_F(ModelRepositoryTest, FailedReloadKeepsServingThePreviousVersion) {
   EXPECT_NE(Find(repo->Index(), "m")->reason.find("max_batch_size"), std::string::npos);
 }
 
+// Load errors reach clients (RepositoryModelLoad's status, RepositoryIndex
+// reasons, ModelReady / inference on a model that is not ready): they name
+// files relative to the repository and never the server's absolute paths,
+// however the root was spelt (as is, with "./" and a trailing separator).
+TEST_F(ModelRepositoryTest, LoadErrorsNameFilesRelativeToTheRepository) {
+  WriteFile(root_ / "garbage" / "1" / "model.onnx", "this is not an onnx model");
+  AddModel("badconfig", 1, 2.f, "max_batch_size: 4\nmax_batch_sise: 8\n");
+  AddModel("wrongname", 1, 2.f, "name: \"other\"");
+  AddModel("badvalue", 1, 2.f, "max_batch_size: -1");
+  AddModel("warmup", 1, 2.f,
+           "max_batch_size: 4\n"
+           "model_warmup [{ name: \"file\" batch_size: 1 inputs { key: \"x\" value {"
+           " data_type: TYPE_FP32 dims: [3, 2, 2] input_data_file: \"absent.bin\" } } }]\n");
+  const std::string root = root_.string();
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"garbage", "garbage/1/model.onnx"},
+      {"badconfig", "badconfig/config.pbtxt:2:"},
+      {"wrongname", "wrongname/config.pbtxt: name 'other'"},
+      {"badvalue", "badvalue/config.pbtxt: "},
+      {"warmup", "warmup/warmup/absent.bin"},
+  };
+  for (const std::string& spelt : {root, root + "/./"}) {
+    SCOPED_TRACE(spelt);
+    RepositoryOptions options;
+    options.root = spelt;
+    options.mode = ControlMode::kExplicit;
+    options.cpus = 1;
+    auto repo = ModelRepository::Create(options);
+    ASSERT_TRUE(repo.ok()) << repo.status();
+    std::vector<std::string> messages;
+    for (const auto& [name, file] : expected) {
+      const absl::Status load = (*repo)->Load(name);
+      EXPECT_FALSE(load.ok()) << name;
+      const std::vector<ModelIndexEntry> index = (*repo)->Index();
+      const ModelIndexEntry* entry = Find(index, name);
+      ASSERT_NE(entry, nullptr) << name;
+      EXPECT_EQ(entry->reason, load.message()) << name;
+      EXPECT_NE(load.message().find(file), std::string::npos) << load.message();
+      messages.emplace_back(load.message());
+      messages.emplace_back((*repo)->Get(name, "").status().message());
+    }
+    messages.emplace_back((*repo)->Load("absent").message());
+    for (const std::string& message : messages) {
+      EXPECT_EQ(message.find(root), std::string::npos) << message;
+      EXPECT_EQ(message.find(fs::temp_directory_path().string() + "/"), std::string::npos)
+          << message;
+    }
+  }
+}
+
 TEST_F(ModelRepositoryTest, PollLoadsChangesAndUnloadsRemovedModels) {
   AddModel("m", 1, 2.f);
   auto repo = Open(ControlMode::kExplicit, {"m"});
