@@ -76,7 +76,7 @@ RACE_CODES = {"NOT_FOUND", "UNAVAILABLE"}
 # Transport failures (no answer from the server) among UNAVAILABLE errors.
 TRANSPORT = re.compile(r"socket closed|connection reset|connection refused|failed to connect|"
                        r"broken pipe|connection aborted|goaway|end of tcp stream|"
-                       r"unavailable to connect|connect failed|endpoint", re.I)
+                       r"unavailable to connect|connect failed", re.I)
 
 
 # ------------------------------------------------------------------ setup
@@ -437,9 +437,12 @@ class Client:
         details = error.details() or ""
         if code == self.grpc.StatusCode.DEADLINE_EXCEEDED:
             raise Lost(f"{kind}: no answer within {self.timeout} s")
+        # UNAVAILABLE the server sent (a full queue, a model not ready) is an
+        # answer; a broken or refused connection is not.
+        debug = error.debug_error_string() or ""
         if code == self.grpc.StatusCode.UNAVAILABLE and (
                 self.server_dead.is_set() or TRANSPORT.search(details) or
-                TRANSPORT.search(error.debug_error_string() or "")):
+                (debug and "received from peer" not in debug)):
             raise Lost(f"{kind}: {name}: {details}")
         expected = name in expected_codes
         self.stats.errors[(kind, name, expected)] += 1
