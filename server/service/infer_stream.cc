@@ -8,25 +8,37 @@
 namespace rectifier::service {
 
 InferStream::InferStream(KServeService* service, grpc::CallbackServerContext* context)
-    : service_(service), context_(context), reading_(std::make_unique<Call>()) {
+    : service_(service), context_(context) {
+  absl::MutexLock lock(&mu_);
+  reading_ = std::make_unique<Call>();
+  read_outstanding_ = true;
   StartRead(&reading_->request);
 }
 
 void InferStream::OnReadDone(bool ok) {
-  if (!ok) {  // half-close or a broken call: no more requests
-    absl::MutexLock lock(&mu_);
-    reads_done_ = true;
-    Advance();
-    return;
-  }
+  Next next;
   {
     absl::MutexLock lock(&mu_);
-    ++in_flight_;
+    read_outstanding_ = false;
+    if (!ok) {  // Half-close or a broken call: no more requests.
+      reads_done_ = true;
+      reading_.reset();
+    } else {
+      read_completed_ = reading_.release();
+      ++in_flight_;
+    }
+    next = Advance();
   }
-  Call* call = reading_.release();
-  reading_ = std::make_unique<Call>();
-  // Read the next request before this one computes, so a client can pipeline.
-  StartRead(&reading_->request);
+  Carry(std::move(next));
+}
+
+void InferStream::Carry(Next next) {
+  if (next.finish) {
+    Finish(next.status);  // `this` may be gone from here on.
+    return;
+  }
+  Call* call = next.start;
+  if (call == nullptr) return;
   service_->StartInfer(
       &call->request, call->response.mutable_infer_response(),
       absl::FromChrono(context_->deadline()),
@@ -43,35 +55,59 @@ void InferStream::Completed(std::unique_ptr<Call> call, const absl::Status& stat
     call->response.mutable_infer_response()->set_id(call->request.id());
     call->response.mutable_infer_response()->set_model_name(call->request.model_name());
   }
-  absl::MutexLock lock(&mu_);
-  --in_flight_;
-  if (!broken_) to_write_.push_back(std::move(call));
-  Advance();
+  Next next;
+  {
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+    if (!broken_) to_write_.push_back(std::move(call));
+    next = Advance();
+  }
+  Carry(std::move(next));
 }
 
 void InferStream::OnWriteDone(bool ok) {
-  absl::MutexLock lock(&mu_);
-  writing_ = false;
-  to_write_.pop_front();
-  if (!ok) {
-    broken_ = true;
-    to_write_.clear();
+  Next next;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    to_write_.pop_front();
+    if (!ok) {
+      broken_ = true;
+      to_write_.clear();
+    }
+    next = Advance();
   }
-  Advance();
+  Carry(std::move(next));
 }
 
-void InferStream::Advance() {
-  if (finished_) return;
+InferStream::Next InferStream::Advance() {
+  Next next;
+  if (finished_) return next;
+  // A request read by the last OnReadDone is launched by that same callback
+  // (outside the lock): exactly one launcher per request.
+  next.start = read_completed_;
+  read_completed_ = nullptr;
   if (!writing_ && !to_write_.empty() && !broken_) {
     writing_ = true;
     StartWrite(&to_write_.front()->response);
-    return;
   }
-  if (reads_done_ && in_flight_ == 0 && !writing_ && to_write_.empty()) {
+  const int pending = in_flight_ + static_cast<int>(to_write_.size());
+  if (!read_outstanding_ && !reads_done_ && !broken_ && pending < kMaxPending) {
+    reading_ = std::make_unique<Call>();
+    read_outstanding_ = true;
+    StartRead(&reading_->request);
+  }
+  // A broken call's outstanding read fails too, so waiting for it means no
+  // callback is pending once we finish.
+  if ((reads_done_ || broken_) && !read_outstanding_ && in_flight_ == 0 && !writing_ &&
+      next.start == nullptr) {
+    to_write_.clear();
     finished_ = true;
-    Finish(broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
-                   : grpc::Status::OK);
+    next.finish = true;
+    next.status = broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
+                          : grpc::Status::OK;
   }
+  return next;
 }
 
 }  // namespace rectifier::service

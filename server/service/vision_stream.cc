@@ -23,6 +23,7 @@ void DetectStreamReactor::StartNextRead() {
 
 void DetectStreamReactor::OnReadDone(bool ok) {
   std::vector<Frame*> launch;
+  std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&mu_);
     read_outstanding_ = false;
@@ -48,8 +49,12 @@ void DetectStreamReactor::OnReadDone(bool ok) {
       }
       waiting_ = std::move(frame);
     }
-    Advance();
+    finish = Advance();
     launch.swap(to_launch_);
+  }
+  if (finish.has_value()) {
+    Finish(*finish);  // Nothing was left to launch; `this` may be gone now.
+    return;
   }
   Launch(launch);
 }
@@ -91,6 +96,7 @@ void DetectStreamReactor::Launch(const std::vector<Frame*>& frames) {
 
 void DetectStreamReactor::FrameDone(Frame* frame, const ImageOutcome& outcome) {
   std::vector<Frame*> launch;
+  std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&mu_);
     rectifier::v1::DetectStreamResponse& response = frame->response;
@@ -103,27 +109,36 @@ void DetectStreamReactor::FrameDone(Frame* frame, const ImageOutcome& outcome) {
       response.set_error_message(std::string(outcome.status.message()));
     }
     frame->done = true;
-    Advance();
+    finish = Advance();
     launch.swap(to_launch_);
+  }
+  if (finish.has_value()) {
+    Finish(*finish);  // Nothing was left to launch; `this` may be gone now.
+    return;
   }
   Launch(launch);
 }
 
 void DetectStreamReactor::OnWriteDone(bool ok) {
   std::vector<Frame*> launch;
+  std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     in_flight_.pop_front();
     if (!ok) broken_ = true;
-    Advance();
+    finish = Advance();
     launch.swap(to_launch_);
+  }
+  if (finish.has_value()) {
+    Finish(*finish);  // Nothing was left to launch; `this` may be gone now.
+    return;
   }
   Launch(launch);
 }
 
-void DetectStreamReactor::Advance() {
-  if (finished_) return;
+std::optional<grpc::Status> DetectStreamReactor::Advance() {
+  if (finished_) return std::nullopt;
   if (broken_) {
     // The client is gone: nothing more is written; frames not started never are.
     waiting_.reset();
@@ -148,9 +163,10 @@ void DetectStreamReactor::Advance() {
   if ((reads_done_ || broken_) && in_flight_.empty() && waiting_ == nullptr && !writing_ &&
       !read_outstanding_) {
     finished_ = true;
-    Finish(broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
-                   : grpc::Status::OK);
+    return broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
+                   : grpc::Status::OK;
   }
+  return std::nullopt;
 }
 
 }  // namespace rectifier::service

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,10 @@ class DetectStreamReactor final
   // Without mu_ (a refused frame completes inline): runs the frames.
   void Launch(const std::vector<Frame*>& frames);
   void FrameDone(Frame* frame, const ImageOutcome& outcome);
-  // REQUIRES: mu_ held. Starts, reads, writes or finishes as the state allows.
-  void Advance() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: mu_ held. Starts, reads and writes as the state allows; returns
+  // the status to Finish() with once everything is done. The caller calls
+  // Finish() only after releasing mu_ (OnDone may delete this right away).
+  std::optional<grpc::Status> Advance() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartNextRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   VisionService* const service_;

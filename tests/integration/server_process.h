@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,7 @@ class ServerProcess {
   absl::Status WaitUntilServing(absl::Duration timeout);
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  pid_t pid() const { return pid_; }
   std::string grpc_target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
 
   void Signal(int signal_number);
@@ -51,6 +53,9 @@ class ServerProcess {
   int grpc_port_ = 0;
   int metrics_port_ = 0;
 };
+
+// Resident set size of `pid` in bytes (VmRSS in /proc/PID/status); -1 when unreadable.
+int64_t ResidentBytes(pid_t pid);
 
 // Runs `binary args...` to completion (bounded by `timeout`, killed after).
 ExitResult RunToExit(const std::string& binary, const std::vector<std::string>& args,
