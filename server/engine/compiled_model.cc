@@ -89,6 +89,8 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
     FoldBatchNorm(graph);
     FoldBiasAdd(graph);
     FuseActivations(graph);
+    // Weights that folding replaced by rescaled copies are no longer read.
+    EliminateDeadNodes(graph);
   }
   std::shared_ptr<CompiledModelImpl> model;
   try {
@@ -154,6 +156,14 @@ std::vector<std::vector<int64_t>> CompiledModelImpl::InputShapes(int batch) cons
     shapes.push_back(s);
   }
   return shapes;
+}
+
+CompiledModelImpl::ConstantBytes CompiledModelImpl::constant_bytes() const {
+  ConstantBytes bytes;
+  for (const auto& [name, t] : graph_.constants) bytes.graph += t.bytes.size();
+  absl::MutexLock lock(&mu_);
+  bytes.compiled = constants_.Bytes();
+  return bytes;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(int batch) const {

@@ -42,6 +42,15 @@ class CompiledModelImpl final : public CompiledModel {
   // Shapes of the inputs for `batch`.
   std::vector<std::vector<int64_t>> InputShapes(int batch) const;
 
+  // Bytes held for constants: `graph` in the optimized graph (plain, as
+  // imported or folded; plans are compiled from it), `compiled` in the
+  // layouts the plans compiled so far use (shared by all of them).
+  struct ConstantBytes {
+    size_t graph = 0;
+    size_t compiled = 0;
+  };
+  ConstantBytes constant_bytes() const;
+
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options);
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const

@@ -254,11 +254,16 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   }
   const bool unfused = k < fused.size();
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
-  ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
-                                              w.bytes.data(), w_src, pd.weights_desc(), w.shape));
+  // Keyed by what determines the reordered bytes (the weight, how it is
+  // read, the layout asked for), not by the node: convolutions sharing an
+  // initializer share one reordered copy.
+  ASSIGN_OR_RETURN(int wv,
+                   b.ConstantInLayout(
+                       absl::StrCat(node.Input(1), transpose ? "@deconv/g" : "@conv/g", geo.groups),
+                       w.bytes.data(), w_src, pd.weights_desc(), w.shape));
   int bv = -1;
   if (bias) {
-    ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@", node.name),
+    ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"),
                                             bias->bytes.data(), b_md, b_md, {oc}));
   }
   const memory::desc dst_md = pd.dst_desc();

@@ -43,6 +43,13 @@ std::vector<ValueInfo> InputInfos(PlanBuilder& b, const Node& node) {
   return in;
 }
 
+// Exact spelling of a float in cache keys (hex of its bits).
+std::string FloatBits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return absl::StrCat(absl::Hex(bits));
+}
+
 // A value viewing the bytes of plain value `v` with another shape.
 int Reshaped(PlanBuilder& b, int v, const std::vector<int64_t>& shape) {
   int id = b.NewValue(absl::StrCat(b.values()[v].name, "~"), DataType::kFloat32, shape,
@@ -292,9 +299,16 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
       bias.data<float>()[j] = beta * bc->second.data<float>()[count == 1 ? 0 : j];
     has_bias = true;
   }
-  Tensor wt = w;
-  if (alpha != 1.0f)
-    for (int64_t i = 0; i < wt.num_elements(); ++i) wt.data<float>()[i] *= alpha;
+  // Only a Gemm with alpha != 1 needs its own scaled copy of the weights;
+  // every other consumer reads (and shares the reordered form of) the
+  // constant itself.
+  Tensor scaled;
+  const void* w_data = w.bytes.data();
+  if (alpha != 1.0f) {
+    scaled = w;
+    for (int64_t i = 0; i < scaled.num_elements(); ++i) scaled.data<float>()[i] *= alpha;
+    w_data = scaled.bytes.data();
+  }
   try {
     ASSIGN_OR_RETURN(int ap, b.Plain(a));
     int src;
@@ -340,8 +354,11 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
       }
     }
     if (!fused_ops) pd = dnnl::matmul::primitive_desc(d, UserScratchpad(), b.engine());
-    ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@", node.name),
-                                                wt.bytes.data(), w_src, pd.weights_desc(), {k, n}));
+    ASSIGN_OR_RETURN(
+        int wv,
+        b.ConstantInLayout(absl::StrCat(node.Input(1), tb ? "@matmulT" : "@matmul",
+                                        alpha != 1.0f ? absl::StrCat("*", FloatBits(alpha)) : ""),
+                           w_data, w_src, pd.weights_desc(), {k, n}));
     const bool separate = !node.post_ops.empty() && !fused_ops;
     int out = b.NewValue(separate ? node.outputs[0] + "#matmul" : node.outputs[0],
                          DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
@@ -349,7 +366,8 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     std::vector<std::pair<int, int>> args = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
     if (has_bias) {
-      ASSIGN_OR_RETURN(int bv, b.ConstantInLayout(absl::StrCat(node.name, "/bias"),
+      ASSIGN_OR_RETURN(int bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@gemm_bias*",
+                                                               FloatBits(beta), "/", n),
                                                   bias.bytes.data(), bias_md, bias_md, {1, n}));
       args.push_back({DNNL_ARG_BIAS, bv});
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <set>
 
 #include "server/engine/plan.h"
 
@@ -26,6 +27,14 @@ std::shared_ptr<const AlignedBuffer> ConstantCache::Find(const std::string& key)
 
 void ConstantCache::Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer) {
   entries_[key] = std::move(buffer);
+}
+
+size_t ConstantCache::Bytes() const {
+  std::set<const AlignedBuffer*> seen;
+  size_t bytes = 0;
+  for (const auto& [key, buffer] : entries_)
+    if (seen.insert(buffer.get()).second) bytes += buffer->size();
+  return bytes;
 }
 
 void PlanMemory(CompiledPlan& plan) {

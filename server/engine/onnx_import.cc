@@ -197,7 +197,7 @@ absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
           return absl::InvalidArgumentError(
               absl::StrCat(node.Describe(), ": attribute 'value' is not a tensor"));
         }
-        value = node.attrs["value"].t;
+        value = std::move(node.attrs["value"].t);  // the node itself is dropped
       } else if (node.HasAttr("value_float")) {
         value = Tensor::Zeros(DataType::kFloat32, {});
         *value.data<float>() = node.GetFloat("value_float", 0);

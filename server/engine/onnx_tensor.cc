@@ -4,9 +4,11 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace rectifier::engine {
 namespace {
@@ -15,6 +17,48 @@ template <typename Dst, typename Field>
 void CopyField(const Field& field, Tensor& t) {
   Dst* out = t.data<Dst>();
   for (int i = 0; i < field.size(); ++i) out[i] = static_cast<Dst>(field.Get(i));
+}
+
+// Byte size of `shape` with elements of `elem` bytes. False for a negative
+// dimension or a product beyond int64 (a zero dimension makes the tensor
+// empty whatever the others are).
+bool DeclaredBytes(const std::vector<int64_t>& shape, int64_t elem, int64_t* bytes) {
+  int64_t n = 1;
+  bool overflow = false;
+  for (int64_t d : shape) {
+    if (d < 0) return false;
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  for (int64_t d : shape) {
+    if (d == 0) {
+      *bytes = 0;
+      return true;
+    }
+  }
+  return !overflow && !__builtin_mul_overflow(n, elem, bytes);
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// Number of values in the typed repeated field that holds `type`, and the
+// field's name.
+std::pair<int64_t, const char*> TypedFieldSize(const onnx::TensorProto& proto, DataType type) {
+  switch (type) {
+    case DataType::kFloat32:
+      return {proto.float_data_size(), "float_data"};
+    case DataType::kFloat64:
+      return {proto.double_data_size(), "double_data"};
+    case DataType::kInt64:
+      return {proto.int64_data_size(), "int64_data"};
+    case DataType::kInt32:
+    case DataType::kUint8:
+    case DataType::kBool:
+    case DataType::kInt8:
+      return {proto.int32_data_size(), "int32_data"};
+  }
+  return {0, "no field"};
 }
 
 }  // namespace
@@ -64,6 +108,9 @@ int DataTypeToOnnx(DataType type) {
 }
 
 absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, int64_t max_bytes) {
+  // External data is never read: a model comes as bytes (FromBytes has no
+  // directory to resolve `location` against), so it is refused before any
+  // path or size is looked at.
   if (proto.data_location() == onnx::TensorProto::EXTERNAL || proto.external_data_size() > 0) {
     return absl::UnimplementedError(
         absl::StrCat("tensor '", proto.name(), "' uses external data, which is not supported"));
@@ -74,71 +121,65 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, int64_t m
         absl::StrCat("tensor '", proto.name(), "': ", type.status().message()));
   }
   std::vector<int64_t> shape(proto.dims().begin(), proto.dims().end());
-  // Overflow-safe element count: reject before multiplying past the limit.
-  int64_t count = 1;
-  for (int64_t d : shape) {
-    if (d < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", proto.name(), "' has a negative dimension"));
-    }
-    if (d != 0 && count > max_bytes / d) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("tensor '", proto.name(), "' exceeds max_tensor_bytes (", max_bytes, ")"));
-    }
-    count *= d;
+  const int64_t elem = static_cast<int64_t>(DataTypeSize(*type));
+  // The declared size is checked against the bytes the file really holds
+  // before anything proportional to the declared size is allocated: a model
+  // of a few dozen bytes declaring [1073741824] floats must not cost 4 GiB.
+  int64_t declared = 0;
+  if (!DeclaredBytes(shape, elem, &declared)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", proto.name(), "' declares shape ", ShapeString(shape),
+                     " with a negative dimension or more than 2^63 bytes"));
   }
-  const size_t elem = DataTypeSize(*type);
-  if (count * static_cast<int64_t>(elem) > max_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("tensor '", proto.name(), "' exceeds max_tensor_bytes (", max_bytes, ")"));
+  int64_t present = 0;
+  std::string field;
+  if (proto.has_raw_data()) {
+    present = static_cast<int64_t>(proto.raw_data().size());
+    field = "raw_data";
+  } else {
+    const auto [values, name] = TypedFieldSize(proto, *type);
+    present = values * elem;
+    field = absl::StrCat(name, " (", values, " values)");
+  }
+  if (declared != present) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", proto.name(), "' declares shape ", ShapeString(shape), " of ",
+                     onnx::TensorProto::DataType_Name(
+                         static_cast<onnx::TensorProto::DataType>(proto.data_type())),
+                     " (", declared, " bytes) but ", field, " holds ", present, " bytes"));
+  }
+  if (declared > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("tensor '", proto.name(), "' of ", declared,
+                                                     " bytes exceeds max_tensor_bytes (", max_bytes,
+                                                     ")"));
   }
   Tensor t = Tensor::Zeros(*type, shape);
   const size_t nbytes = t.bytes.size();
   if (proto.has_raw_data()) {
-    if (proto.raw_data().size() != nbytes) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", proto.name(), "' raw_data has ",
-                                                     proto.raw_data().size(), " bytes, dims need ",
-                                                     nbytes));
-    }
     if (nbytes) std::memcpy(t.bytes.data(), proto.raw_data().data(), nbytes);
     return t;
   }
-  auto check = [&](int have) -> absl::Status {
-    if (have != count) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", proto.name(), "' has ", have, " values, dims need ", count));
-    }
-    return absl::OkStatus();
-  };
-  absl::Status st;
   switch (*type) {
     case DataType::kFloat32:
-      st = check(proto.float_data_size());
-      if (st.ok()) CopyField<float>(proto.float_data(), t);
+      CopyField<float>(proto.float_data(), t);
       break;
     case DataType::kFloat64:
-      st = check(proto.double_data_size());
-      if (st.ok()) CopyField<double>(proto.double_data(), t);
+      CopyField<double>(proto.double_data(), t);
       break;
     case DataType::kInt64:
-      st = check(proto.int64_data_size());
-      if (st.ok()) CopyField<int64_t>(proto.int64_data(), t);
+      CopyField<int64_t>(proto.int64_data(), t);
       break;
     case DataType::kInt32:
-      st = check(proto.int32_data_size());
-      if (st.ok()) CopyField<int32_t>(proto.int32_data(), t);
+      CopyField<int32_t>(proto.int32_data(), t);
       break;
     case DataType::kUint8:
     case DataType::kBool:
-      st = check(proto.int32_data_size());
-      if (st.ok()) CopyField<uint8_t>(proto.int32_data(), t);
+      CopyField<uint8_t>(proto.int32_data(), t);
       break;
     case DataType::kInt8:
-      st = check(proto.int32_data_size());
-      if (st.ok()) CopyField<int8_t>(proto.int32_data(), t);
+      CopyField<int8_t>(proto.int32_data(), t);
       break;
   }
-  if (!st.ok()) return st;
   return t;
 }
 

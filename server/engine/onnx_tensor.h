@@ -17,9 +17,12 @@ namespace rectifier::engine {
 absl::StatusOr<DataType> DataTypeFromOnnx(int onnx_type);
 int DataTypeToOnnx(DataType type);
 
-// Decodes raw_data or the typed repeated fields. INVALID_ARGUMENT when the
-// payload size disagrees with the dims; RESOURCE_EXHAUSTED above max_bytes;
-// UNIMPLEMENTED for external data.
+// Decodes raw_data or the typed repeated fields. INVALID_ARGUMENT (naming
+// the tensor, its declared shape and the bytes present) when the payload
+// size disagrees with the dims, or for a negative dim or a byte size beyond
+// int64; RESOURCE_EXHAUSTED above max_bytes; UNIMPLEMENTED for external data.
+// All of these are decided before anything of the declared size is
+// allocated, so memory use is bounded by the size of `proto` itself.
 absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto,
                                        int64_t max_bytes = int64_t{4} << 30);
 onnx::TensorProto TensorToProto(const Tensor& tensor, const std::string& name);

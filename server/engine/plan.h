@@ -105,6 +105,8 @@ class ConstantCache {
   static std::string Key(const std::string& name, const dnnl::memory::desc& md);
   std::shared_ptr<const AlignedBuffer> Find(const std::string& key) const;
   void Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer);
+  // Bytes of the distinct buffers held (each weight once per layout).
+  size_t Bytes() const;
 
  private:
   std::map<std::string, std::shared_ptr<const AlignedBuffer>> entries_;

@@ -365,10 +365,15 @@ absl::Status PlanBuilder::FinishOutputs() {
 }
 
 std::string PlanBuilder::Describe() const {
+  // Constants used by several steps (a shared weight) are counted once.
+  std::set<const AlignedBuffer*> distinct;
+  size_t constant_bytes = 0;
+  for (const auto& c : plan_->constant_storage)
+    if (distinct.insert(c.get()).second) constant_bytes += c->size();
   std::string s =
       absl::StrCat("plan for batch ", plan_->batch, ": ", plan_->steps.size(), " steps, arena ",
                    plan_->arena_bytes, " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ",
-                   plan_->constant_storage.size(), " constants\n");
+                   distinct.size(), " constants (", constant_bytes, " bytes)\n");
   for (size_t i = 0; i < plan_->steps.size(); ++i)
     absl::StrAppend(&s, "  ", i, ": ", plan_->steps[i].label, "\n");
   return s;

@@ -1,8 +1,16 @@
 // ONNX import and load-time errors: initializer encodings, Constant nodes,
-// corrupt bytes, unsupported ops/attributes, cycles, size limits.
+// corrupt bytes, unsupported ops/attributes, cycles, size limits, declared
+// sizes that the file does not back.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "server/engine/onnx_import.h"
+#include "server/engine/onnx_tensor.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {
@@ -173,6 +181,166 @@ TEST(ImportTest, TensorOverLimitIsResourceExhausted) {
   m = CompiledModel::FromBytes(b.Bytes(), options);
   ASSERT_FALSE(m.ok());
   EXPECT_TRUE(absl::IsResourceExhausted(m.status())) << m.status();
+}
+
+// ---- Declared sizes vs the bytes present ---------------------------------------------------
+
+// A float tensor `name` declaring `dims` whose payload is `values` floats in
+// raw_data (or in float_data when `raw` is false).
+onnx::TensorProto DeclaredTensor(const std::string& name, const std::vector<int64_t>& dims,
+                                 int values, bool raw) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t.add_dims(d);
+  if (raw) {
+    t.set_raw_data(std::string(static_cast<size_t>(values) * sizeof(float), '\0'));
+  } else {
+    for (int i = 0; i < values; ++i) t.add_float_data(1.0f);
+  }
+  return t;
+}
+
+// x + W with initializer W as given.
+std::string AddInitializerModel(const onnx::TensorProto& w) {
+  ModelBuilder b;
+  b.Input("x", {1});
+  *b.model().mutable_graph()->add_initializer() = w;
+  b.Node("Add", {"x", w.name()}, {"y"});
+  b.Output("y");
+  return b.Bytes();
+}
+
+// x + c with c from a Constant node whose `value` is `value`.
+std::string AddConstantNodeModel(const onnx::TensorProto& value) {
+  ModelBuilder b;
+  b.Input("x", {1});
+  auto& c = b.Node("Constant", {}, {value.name()}, "big_constant");
+  auto* a = c.add_attribute();
+  a->set_name("value");
+  a->set_type(onnx::AttributeProto::TENSOR);
+  *a->mutable_t() = value;
+  b.Node("Add", {"x", value.name()}, {"y"});
+  b.Output("y");
+  return b.Bytes();
+}
+
+TEST(ImportTest, DeclaredShapeBeyondDataNamesTensorShapeAndBytes) {
+  // 16 MiB declared, 12 bytes present (raw_data) / 3 values (float_data).
+  for (bool raw : {true, false}) {
+    auto t = TensorFromProto(DeclaredTensor("w_short", {1 << 20, 4}, 3, raw));
+    ASSERT_FALSE(t.ok());
+    EXPECT_TRUE(absl::IsInvalidArgument(t.status())) << t.status();
+    const std::string msg(t.status().message());
+    EXPECT_TRUE(absl::StrContains(msg, "'w_short'")) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, "[1048576,4]")) << msg;
+    EXPECT_TRUE(absl::StrContains(msg, "16777216 bytes")) << msg;
+    EXPECT_TRUE(absl::StrContains(
+        msg, raw ? "raw_data holds 12 bytes" : "float_data (3 values) holds 12 bytes"))
+        << msg;
+  }
+  // The same through a whole model, for an initializer and a Constant node.
+  auto m = CompiledModel::FromBytes(
+      AddInitializerModel(DeclaredTensor("w_short", {1 << 20, 4}, 0, true)));
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << m.status();
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "'w_short' declares shape [1048576,4]"))
+      << m.status();
+  m = CompiledModel::FromBytes(
+      AddConstantNodeModel(DeclaredTensor("c_short", {1 << 20, 4}, 1, false)));
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(m.status())) << m.status();
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "big_constant")) << m.status();
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "'c_short' declares shape [1048576,4]"))
+      << m.status();
+}
+
+TEST(ImportTest, DimProductsThatOverflowOrAreNegativeAreInvalidArgument) {
+  const std::vector<std::vector<int64_t>> bad = {
+      {int64_t{1} << 40, int64_t{1} << 40, int64_t{1} << 40},  // product beyond int64
+      {int64_t{1} << 62, 2},                                   // 2^63 elements
+      {int64_t{1} << 61},                                      // 2^63 bytes
+      {4, -1},
+      {-2, -2}};  // a positive product of negative dims
+  for (const auto& dims : bad) {
+    auto t = TensorFromProto(DeclaredTensor("w_bad", dims, 0, true));
+    ASSERT_FALSE(t.ok());
+    EXPECT_TRUE(absl::IsInvalidArgument(t.status())) << t.status();
+    EXPECT_TRUE(absl::StrContains(t.status().message(), "'w_bad' declares shape")) << t.status();
+  }
+  // A zero dimension makes the tensor empty, however large the others.
+  auto empty = TensorFromProto(DeclaredTensor("w_empty", {0, int64_t{1} << 62, 8}, 0, true));
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->bytes.empty());
+}
+
+TEST(ImportTest, ExternalDataIsRefusedBeforeReadingAnything) {
+  onnx::TensorProto w = DeclaredTensor("w_ext", {int64_t{1} << 30}, 0, true);
+  w.clear_raw_data();
+  w.set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* location = w.add_external_data();
+  location->set_key("location");
+  location->set_value("../../../../etc/passwd");
+  auto m = CompiledModel::FromBytes(AddInitializerModel(w));
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::IsUnimplemented(m.status())) << m.status();
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "'w_ext' uses external data")) << m.status();
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define RECTIFIER_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define RECTIFIER_SANITIZED 1
+#endif
+#endif
+
+// Compiles `bytes` with the address space capped at 1 GiB above the current
+// size, prints the status and exits 0 for INVALID_ARGUMENT. Run in a death
+// test's child: the limit must not outlive it.
+[[noreturn]] void CompileWithOneGibHeadroom(const std::string& bytes) {
+  long pages = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  const rlim_t limit =
+      static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + (rlim_t{1} << 30);
+  rlimit rl{};
+  getrlimit(RLIMIT_AS, &rl);
+  rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? limit : std::min(limit, rl.rlim_max);
+  if (pages == 0 || setrlimit(RLIMIT_AS, &rl) != 0) {
+    std::cerr << "cannot cap the address space" << std::endl;
+    _exit(2);
+  }
+  const absl::Status status = CompiledModel::FromBytes(bytes).status();
+  std::cerr << status << std::endl;
+  _exit(absl::IsInvalidArgument(status) ? 0 : 1);
+}
+
+// The 4 GiB-declaring models must be refused without allocating their
+// declared size: with only 1 GiB of address space to spare, the old import
+// (which zero-filled the declared size first) ran out of memory.
+TEST(ImportDeathTest, FourGibDeclaredWithoutDataIsRefusedWithinOneGib) {
+#ifdef RECTIFIER_SANITIZED
+  GTEST_SKIP() << "sanitizers reserve shadow memory: no address-space cap possible";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const int64_t kFourGibOfFloats = int64_t{1} << 30;
+  // The model: dims [1073741824] FLOAT, no data at all.
+  EXPECT_EXIT(CompileWithOneGibHeadroom(
+                  AddInitializerModel(DeclaredTensor("W", {kFourGibOfFloats}, 0, false))),
+              ::testing::ExitedWithCode(0),
+              "'W' declares shape \\[1073741824\\] of FLOAT \\(4294967296 bytes\\) but "
+              "float_data \\(0 values\\) holds 0 bytes");
+  EXPECT_EXIT(CompileWithOneGibHeadroom(
+                  AddInitializerModel(DeclaredTensor("W", {kFourGibOfFloats}, 16, true))),
+              ::testing::ExitedWithCode(0), "'W' .*raw_data holds 64 bytes");
+  EXPECT_EXIT(CompileWithOneGibHeadroom(
+                  AddConstantNodeModel(DeclaredTensor("c", {kFourGibOfFloats}, 1, true))),
+              ::testing::ExitedWithCode(0), "big_constant.*'c' declares shape \\[1073741824\\]");
+#endif
 }
 
 }  // namespace
