@@ -16,6 +16,7 @@
 #include "server/common/cpu_info.h"
 #include "server/common/logging.h"
 #include "server/common/process_env.h"
+#include "server/imaging/decode.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_repository.h"
@@ -27,6 +28,8 @@ namespace {
 
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsage = 2;
+// After SIGTERM, the drain gets --exit-timeout plus this, then the process exits.
+constexpr absl::Duration kDrainGrace = absl::Seconds(5);
 
 // gRPC's own log lines go through spdlog at debug level, so a failed bind is
 // reported once, by us, as one line.
@@ -107,6 +110,7 @@ int Run(const rectifier::service::ServerOptions& options) {
   grpc_options.max_connection_age = options.max_connection_age;
   grpc_options.image_threads = options.image_threads;
   grpc_options.image_queue = options.image_queue;
+  grpc_options.image_memory_bytes = options.image_memory_mb << 20;
   auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
   if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
 
@@ -125,6 +129,18 @@ int Run(const rectifier::service::ServerOptions& options) {
   // queues drain, both within the same budget; whatever is still queued at
   // the deadline is answered UNAVAILABLE, which lets the last calls finish.
   const absl::Time deadline = absl::Now() + options.exit_timeout;
+  // The drain is bounded no matter what: a computation that outlives the
+  // exit timeout, or a call that never ends, must not keep the process (and
+  // the pod's termination) waiting. Past the timeout plus a grace period for
+  // the last answers to go out, the process exits without further cleanup.
+  std::thread watchdog([deadline] {
+    absl::SleepFor(deadline + kDrainGrace - absl::Now());
+    spdlog::error("drain did not finish within the exit timeout + {}; exiting now",
+                  absl::FormatDuration(kDrainGrace));
+    spdlog::shutdown();
+    std::_Exit(kExitRuntimeError);
+  });
+  watchdog.detach();
   std::thread drain_models([&repository, deadline] { (*repository)->Shutdown(deadline); });
   (*server)->Drain(options.exit_timeout);
   drain_models.join();
@@ -149,5 +165,7 @@ int main(int argc, char** argv) {
     std::fputs(parsed->output.c_str(), stdout);
     return 0;
   }
+  // Before any thread starts: setenv is not safe against concurrent getenv.
+  rectifier::imaging::InstallDecoderPixelLimit();
   return Run(parsed->options);
 }

@@ -129,9 +129,9 @@ class InflateReader final : public Reader {
       end_ += produced;
       inflated_ += produced;
       if (inflated_ > cap_) {
-        error_ = absl::InvalidArgumentError(absl::StrCat(
-            "DICOM: the deflated dataset inflates past ", cap_,
-            " bytes, more than its header and declared image geometry allow"));
+        error_ = absl::InvalidArgumentError(
+            absl::StrCat("DICOM: the deflated dataset inflates past ", cap_,
+                         " bytes, more than its header and declared image geometry allow"));
         return false;
       }
       if (result == Z_STREAM_END) {
@@ -168,12 +168,11 @@ bool IsLongVr(const char* vr) {
 }
 
 bool IsKnownVr(const char* vr) {
-  static constexpr std::array<const char*, 21> kShort = {
-      "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO",
-      "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"};
-  return IsLongVr(vr) || std::any_of(kShort.begin(), kShort.end(), [&](const char* v) {
-           return vr[0] == v[0] && vr[1] == v[1];
-         });
+  static constexpr std::array<const char*, 21> kShort = {"AE", "AS", "AT", "CS", "DA", "DS", "DT",
+                                                         "FL", "FD", "IS", "LO", "LT", "PN", "SH",
+                                                         "SL", "SS", "ST", "TM", "UI", "UL", "US"};
+  return IsLongVr(vr) || std::any_of(kShort.begin(), kShort.end(),
+                                     [&](const char* v) { return vr[0] == v[0] && vr[1] == v[1]; });
 }
 
 struct ElementHeader {
@@ -209,8 +208,7 @@ class Walker {
         if (until_delimiter && h.element == 0xE00D) return Count(h.header_bytes);
         return Bad(absl::StrCat("unexpected item tag ", TagName(h.group, h.element)));
       }
-      if (end != kNoEnd && h.length != kUndefinedLength &&
-          reader_.position() + h.length > end) {
+      if (end != kNoEnd && h.length != kUndefinedLength && reader_.position() + h.length > end) {
         return Bad(absl::StrCat("element ", TagName(h.group, h.element), " length ", h.length,
                                 " runs past its item"));
       }
@@ -309,8 +307,8 @@ class Walker {
     }
     while (end == kNoEnd || reader_.position() < end) {
       ElementHeader item;
-      RETURN_IF_ERROR(ReadHeader(Encoding::kImplicitLittle == encoding ? encoding : encoding,
-                                 item));
+      RETURN_IF_ERROR(
+          ReadHeader(Encoding::kImplicitLittle == encoding ? encoding : encoding, item));
       RETURN_IF_ERROR(Count(item.header_bytes));
       if (item.group != 0xFFFE) {
         return Bad(absl::StrCat("sequence holds ", TagName(item.group, item.element),
@@ -405,9 +403,11 @@ class Walker {
       const uint64_t allowed = 2 * static_cast<uint64_t>(scan_.expected_pixel_bytes) + 16;
       if (h.length > allowed) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "DICOM: PixelData declares ", h.length, " bytes; Rows x Columns x samples x bits x "
-            "frames (", scan_.columns, "x", scan_.rows, "x", scan_.samples_per_pixel, "x",
-            scan_.bits_allocated, "x", scan_.frames, ") allow ", scan_.expected_pixel_bytes));
+            "DICOM: PixelData declares ", h.length,
+            " bytes; Rows x Columns x samples x bits x "
+            "frames (",
+            scan_.columns, "x", scan_.rows, "x", scan_.samples_per_pixel, "x", scan_.bits_allocated,
+            "x", scan_.frames, ") allow ", scan_.expected_pixel_bytes));
       }
       if (inflate_ != nullptr) {
         inflate_->Cap(reader_.position() + h.length + limits_.max_header_bytes);
@@ -466,8 +466,10 @@ class Walker {
     const uint32_t needed =
         static_cast<uint32_t>(scan_.samples_per_pixel) * ((scan_.bits_allocated + 7) / 8);
     if (segments < needed) {
-      return Bad(absl::StrCat(where, segments, " segments, but SamplesPerPixel x bytes per sample "
-                              "needs ", needed));
+      return Bad(absl::StrCat(where, segments,
+                              " segments, but SamplesPerPixel x bytes per sample "
+                              "needs ",
+                              needed));
     }
     uint32_t previous = 0;
     for (uint32_t i = 1; i <= segments; ++i) {

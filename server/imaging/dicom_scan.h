@@ -33,8 +33,8 @@ struct DicomScan {
   int samples_per_pixel = 1;
   int bits_allocated = 0;
   int64_t frames = 1;
-  int fragments = 0;           // Encapsulated pixel data, after the offset table.
-  int64_t dataset_bytes = 0;   // After inflation, for deflated files.
+  int fragments = 0;             // Encapsulated pixel data, after the offset table.
+  int64_t dataset_bytes = 0;     // After inflation, for deflated files.
   int64_t pixel_data_bytes = 0;  // Native: its length; encapsulated: fragments' sum.
   // Bytes Rows x Columns x samples x bytes per sample x frames declare.
   int64_t expected_pixel_bytes = 0;

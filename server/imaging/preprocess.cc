@@ -28,8 +28,12 @@ int CvInterpolation(Interpolation interpolation) {
 // Python's round(): halves to even, as Ultralytics and torchvision compute.
 int RoundHalfEven(double v) { return static_cast<int>(std::nearbyint(v)); }
 
-// 16-bit -> CV_32F in 0..255 units (see PreprocessOptions::scale).
-absl::StatusOr<cv::Mat> SixteenToFloat(const cv::Mat& image, const PreprocessOptions& options) {
+// 16-bit input is windowed onto the full 16-bit range *before* the resize
+// and converted to CV_32F 0..255 units after it, at the model's size: a
+// full-size float copy of a large 16-bit image would cost 4x its pixels
+// (see PreprocessOptions::scale). convertTo saturates, which is the clamp.
+// Writes into `image` when `in_place`, else into a new 16-bit image.
+cv::Mat WindowSixteenBit(cv::Mat& image, bool in_place, const PreprocessOptions& options) {
   double lo = 0.0;
   double hi = 65535.0;
   if (options.sixteen_bit == SixteenBitMode::kMinMax) {
@@ -38,13 +42,12 @@ absl::StatusOr<cv::Mat> SixteenToFloat(const cv::Mat& image, const PreprocessOpt
     lo = options.window_center - options.window_width / 2.0;
     hi = options.window_center + options.window_width / 2.0;
   }
-  cv::Mat f;
+  if (lo == 0.0 && hi == 65535.0) return image;
   const double range = hi - lo;
-  const double alpha = range > 0 ? 255.0 / range : 0.0;
-  image.convertTo(f, CV_32F, alpha, -lo * alpha);
-  cv::min(f, 255.0, f);
-  cv::max(f, 0.0, f);
-  return f;
+  const double alpha = range > 0 ? 65535.0 / range : 0.0;
+  cv::Mat out;
+  image.convertTo(in_place ? image : out, CV_16U, alpha, -lo * alpha);
+  return in_place ? image : out;
 }
 
 // Converts to the model's channel order and count. Input is 1 or 3 channels BGR.
@@ -141,8 +144,29 @@ SideBounds ScaledDecodeBounds(const PreprocessOptions& options, int width, int h
   return {std::max(short_a, short_b), std::max(long_a, long_b)};
 }
 
+namespace {
+absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
+                                              const PreprocessOptions& options,
+                                              absl::Span<float> out, cv::Size original_size);
+}  // namespace
+
 absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const PreprocessOptions& options,
                                           absl::Span<float> out, cv::Size original_size) {
+  cv::Mat shared = image;
+  return PreprocessImpl(shared, /*in_place=*/false, options, out, original_size);
+}
+
+absl::StatusOr<ImageTransform> Preprocess(cv::Mat&& image, const PreprocessOptions& options,
+                                          absl::Span<float> out, cv::Size original_size) {
+  cv::Mat owned = std::move(image);
+  return PreprocessImpl(owned, /*in_place=*/true, options, out, original_size);
+}
+
+namespace {
+
+absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
+                                              const PreprocessOptions& options,
+                                              absl::Span<float> out, cv::Size original_size) {
   RETURN_IF_ERROR(ValidatePreprocessOptions(options));
   if (image.empty()) return absl::InvalidArgumentError("preprocessing: empty image");
   if (image.depth() != CV_8U && image.depth() != CV_16U) {
@@ -168,10 +192,8 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
   transform.original_height = original_size.height;
   cv::Mat canvas;
   try {
-    cv::Mat src = image;
-    if (image.depth() == CV_16U) {
-      ASSIGN_OR_RETURN(src, SixteenToFloat(image, options));
-    }
+    const bool sixteen = image.depth() == CV_16U;
+    cv::Mat src = sixteen ? WindowSixteenBit(image, in_place, options) : image;
     switch (options.resize) {
       case ResizeMode::kStretch: {
         cv::resize(src, canvas, cv::Size(dst_w, dst_h), 0, 0, interpolation);
@@ -196,7 +218,8 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
         if (new_w != src_w || new_h != src_h) {
           cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
         }
-        const double pad = options.pad_value;
+        // In 16-bit units until the conversion below (x 65535 / 255).
+        const double pad = sixteen ? options.pad_value * 257.0 : options.pad_value;
         cv::copyMakeBorder(resized, canvas, top, bottom, left, right, cv::BORDER_CONSTANT,
                            cv::Scalar(pad, pad, pad));
         // The exact scale of the resized content, not r: new_w was rounded.
@@ -230,6 +253,8 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
         break;
       }
     }
+
+    if (sixteen) canvas.convertTo(canvas, CV_32F, 255.0 / 65535.0);
 
     // Colour conversion runs on the (usually smaller) resized image; the
     // letterbox border is gray, so the order does not change it.
@@ -266,5 +291,7 @@ absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const Preprocess
   }
   return transform;
 }
+
+}  // namespace
 
 }  // namespace rectifier::imaging

@@ -70,7 +70,14 @@ SideBounds ScaledDecodeBounds(const PreprocessOptions& options, int width, int h
 // hold exactly PreprocessOutputSize() floats. `original_size` is the size the
 // returned transform maps back to (the client's image); empty means
 // image.size(). Thread-safe; never throws.
+//
+// 16-bit images are windowed (SixteenBitMode) on 16-bit data, resized, and
+// only then converted to float, so no full-size float copy is made; the
+// rvalue overload windows in place, without even a 16-bit copy.
 absl::StatusOr<ImageTransform> Preprocess(const cv::Mat& image, const PreprocessOptions& options,
+                                          absl::Span<float> out,
+                                          cv::Size original_size = cv::Size());
+absl::StatusOr<ImageTransform> Preprocess(cv::Mat&& image, const PreprocessOptions& options,
                                           absl::Span<float> out,
                                           cv::Size original_size = cv::Size());
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/service/image_budget.h"
 #include "server/service/kserve_service.h"
 #include "server/service/vision_service.h"
 #include "server/service/work_pool.h"
@@ -28,10 +29,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
       options.image_threads > 0 ? options.image_threads : common::AvailableCpus();
   ASSIGN_OR_RETURN(server->image_pool_,
                    WorkPool::Create(image_threads, static_cast<size_t>(options.image_queue)));
-  server->kserve_ =
-      std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get());
-  server->vision_ =
-      std::make_unique<VisionService>(&server->state_, repository, server->image_pool_.get());
+  server->image_budget_ = std::make_unique<ImageMemoryBudget>(options.image_memory_bytes);
+  server->kserve_ = std::make_unique<KServeService>(
+      &server->state_, repository, server->image_pool_.get(), server->image_budget_.get());
+  server->vision_ = std::make_unique<VisionService>(
+      &server->state_, repository, server->image_pool_.get(), server->image_budget_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -22,6 +22,7 @@ namespace rectifier::service {
 
 class KServeService;
 class VisionService;
+class ImageMemoryBudget;
 class WorkPool;
 
 struct GrpcServerOptions {
@@ -33,6 +34,8 @@ struct GrpcServerOptions {
   int image_threads = 0;
   // Images waiting for a worker beyond which new ones are refused (UNAVAILABLE).
   int image_queue = 1024;
+  // Bytes images being decoded may hold at once (ImageMemoryBudget); 0 = unbounded.
+  int64_t image_memory_bytes = int64_t{1} << 30;
 };
 
 class GrpcServer {
@@ -63,6 +66,7 @@ class GrpcServer {
   ServerState state_;
   // Declared before the services that use it, so it is destroyed after them.
   std::unique_ptr<WorkPool> image_pool_;
+  std::unique_ptr<ImageMemoryBudget> image_budget_;
   std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<VisionService> vision_;
   std::unique_ptr<grpc::Server> server_;

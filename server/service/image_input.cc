@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "server/engine/compiled_model.h"
 #include "server/repository/model_repository.h"
 
@@ -88,7 +89,9 @@ absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
 }
 
 absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_view>& images,
-                                                 const ModelImaging& imaging) {
+                                                 const ModelImaging& imaging,
+                                                 ImageMemoryBudget* budget, absl::Time deadline,
+                                                 const std::function<bool()>& is_cancelled) {
   engine::Tensor batch;
   batch.type = engine::DataType::kFloat32;
   batch.shape = {static_cast<int64_t>(images.size())};
@@ -97,7 +100,14 @@ absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_v
   batch.bytes.resize(engine::NumElements(batch.shape) * sizeof(float));
   const size_t item_bytes = batch.bytes.size() / images.size();
   for (size_t i = 0; i < images.size(); ++i) {
-    auto prepared = PrepareImage(images[i], imaging, nullptr);
+    if (is_cancelled && is_cancelled()) {
+      return absl::CancelledError(absl::StrCat("the call was cancelled before image ", i));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("deadline passed after ", i, " of ", images.size(), " images"));
+    }
+    auto prepared = PrepareImage(images[i], imaging, nullptr, budget);
     if (!prepared.ok()) {
       return absl::Status(prepared.status().code(),
                           absl::StrCat("image ", i, ": ", prepared.status().message()));

@@ -4,10 +4,12 @@
 #ifndef RECTIFIER_SERVER_SERVICE_IMAGE_INPUT_H_
 #define RECTIFIER_SERVER_SERVICE_IMAGE_INPUT_H_
 
+#include <functional>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpc_service.pb.h"
 #include "model_config.pb.h"
 #include "server/engine/tensor.h"
@@ -32,10 +34,15 @@ bool HasImageInput(const inference::ModelInferRequest& request);
 absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
     const inference::ModelInferRequest& request, const inference::ModelConfig& config);
 
-// Decodes and preprocesses each image into item i of one [N, ...] tensor.
-// Errors name the image index.
+// Decodes and preprocesses each image into item i of one [N, ...] tensor,
+// each within `budget` (null: unbounded). Before each image it checks
+// `deadline` (DEADLINE_EXCEEDED) and `is_cancelled` (CANCELLED, when set),
+// so a client that gave up does not keep an image worker busy. Errors name
+// the image index.
 absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_view>& images,
-                                                 const ModelImaging& imaging);
+                                                 const ModelImaging& imaging,
+                                                 ImageMemoryBudget* budget, absl::Time deadline,
+                                                 const std::function<bool()>& is_cancelled);
 
 // Inputs made from images for one version, checked against `model` (the
 // version the repository picked may have been reloaded in between):

@@ -1,5 +1,8 @@
 #include "server/service/image_pipeline.h"
 
+#include <algorithm>
+#include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +12,7 @@
 #include "server/engine/compiled_model.h"
 #include "server/imaging/config.h"
 #include "server/imaging/decode.h"
+#include "server/imaging/dicom_scan.h"
 #include "server/repository/model_repository.h"
 
 namespace rectifier::service {
@@ -33,6 +37,10 @@ int64_t ItemElements(const std::vector<int64_t>& shape) {
 
 absl::Status ApplyDicomOverride(const rectifier::v1::DicomOptions& request,
                                 imaging::DicomOptions& options) {
+  if (request.frame() > static_cast<uint32_t>(std::numeric_limits<int>::max())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dicom.frame ", request.frame(), " is out of range"));
+  }
   options.frame = static_cast<int>(request.frame());
   switch (request.window()) {
     case rectifier::v1::DicomOptions::WINDOW_MODEL:
@@ -174,18 +182,90 @@ absl::StatusOr<std::shared_ptr<const ModelImaging>> ModelImagingCache::Get(
   return imaging;
 }
 
+namespace {
+
+// Bytes per sample a decoder may produce for `header` (16-bit formats: 2).
+int64_t SampleBytes(std::string_view bytes, const imaging::ImageHeader& header) {
+  switch (header.format) {
+    case imaging::ImageFormat::kPng:
+      // IHDR bit depth (byte 24; ProbeImageHeader checked the length).
+      return static_cast<unsigned char>(bytes[24]) > 8 ? 2 : 1;
+    case imaging::ImageFormat::kTiff:
+    case imaging::ImageFormat::kPnm:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+struct ImageEstimate {
+  int64_t bytes = 0;
+  std::optional<imaging::ImageHeader> header;
+  std::optional<imaging::DicomScan> dicom;
+};
+
+absl::StatusOr<ImageEstimate> Estimate(std::string_view bytes, const ModelImaging& imaging) {
+  ImageEstimate estimate;
+  const int64_t input = imaging::PreprocessOutputSize(imaging.preprocess) * 4;
+  if (imaging::LooksLikeDicom(bytes)) {
+    imaging::DicomScanLimits limits;
+    limits.max_pixels = imaging.dicom.max_pixels;
+    limits.max_pixel_bytes = imaging.dicom.max_pixel_bytes;
+    ASSIGN_OR_RETURN(estimate.dicom, imaging::ScanDicom(bytes, limits));
+    const imaging::DicomScan& scan = *estimate.dicom;
+    // DCMTK copies every value (the inflated dataset when deflated); one
+    // frame is then rendered through 32-bit intermediates to 16-bit output,
+    // converted to BGR for colour, and preprocessed.
+    const int64_t held = scan.deflated ? scan.dataset_bytes : static_cast<int64_t>(bytes.size());
+    const int64_t frame = int64_t{scan.rows} * scan.columns * std::max(scan.samples_per_pixel, 1);
+    estimate.bytes = held + frame * (4 + 2 + 2 + 2) + input;
+    return estimate;
+  }
+  ASSIGN_OR_RETURN(estimate.header, imaging::ProbeImageHeader(bytes));
+  const imaging::ImageHeader& header = *estimate.header;
+  const imaging::DecodeOptions options = imaging::DecodeOptionsFor(
+      imaging.preprocessing, imaging.preprocess, header.width, header.height);
+  const int reduction = imaging::JpegReduction(header, options);
+  const int64_t pixels = int64_t{(header.width + reduction - 1) / reduction} *
+                         ((header.height + reduction - 1) / reduction);
+  const int64_t channels = header.channels > 0 ? std::min(header.channels, 4) : 4;
+  // The decoder's output (up to 4 channels), a 3-channel conversion of it,
+  // and the model's input; preprocessing resizes before it converts to float.
+  estimate.bytes = pixels * SampleBytes(bytes, header) * (channels + 3) + input;
+  return estimate;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> EstimateImageBytes(std::string_view bytes, const ModelImaging& imaging) {
+  ASSIGN_OR_RETURN(const ImageEstimate estimate, Estimate(bytes, imaging));
+  return estimate.bytes;
+}
+
 absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelImaging& imaging,
-                                           const rectifier::v1::DicomOptions* dicom) {
+                                           const rectifier::v1::DicomOptions* dicom,
+                                           ImageMemoryBudget* budget) {
   if (bytes.empty()) return absl::InvalidArgumentError("image data is empty");
   PreparedImage out;
   const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(const ImageEstimate estimate, Estimate(bytes, imaging));
+  ImageMemoryBudget::Reservation reservation;
+  if (budget != nullptr) {
+    const std::string what =
+        estimate.dicom.has_value()
+            ? absl::StrCat("a ", estimate.dicom->columns, "x", estimate.dicom->rows, " DICOM image")
+            : absl::StrCat("a ", estimate.header->width, "x", estimate.header->height, " ",
+                           imaging::ImageFormatName(estimate.header->format), " image");
+    ASSIGN_OR_RETURN(reservation, budget->Reserve(estimate.bytes, what));
+  }
   cv::Mat image;
   cv::Size original;
   imaging::PreprocessOptions pre = imaging.preprocess;
-  if (imaging::LooksLikeDicom(bytes)) {
+  if (estimate.dicom.has_value()) {
     imaging::DicomOptions options = imaging.dicom;
     if (dicom != nullptr) RETURN_IF_ERROR(ApplyDicomOverride(*dicom, options));
-    ASSIGN_OR_RETURN(imaging::DicomImageResult result, imaging::DecodeDicom(bytes, options));
+    ASSIGN_OR_RETURN(imaging::DicomImageResult result,
+                     imaging::DecodeDicom(bytes, options, &*estimate.dicom));
     // The VOI window already mapped the values to the full 16-bit range.
     pre.sixteen_bit = imaging::SixteenBitMode::kFullRange;
     image = std::move(result.image);
@@ -194,7 +274,7 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
     out.info.set_decode_reduction(1);
     FillDicomInfo(result.report, out.info.mutable_dicom());
   } else {
-    ASSIGN_OR_RETURN(imaging::ImageHeader header, imaging::ProbeImageHeader(bytes));
+    const imaging::ImageHeader& header = *estimate.header;
     const imaging::DecodeOptions options =
         imaging::DecodeOptionsFor(imaging.preprocessing, pre, header.width, header.height);
     ASSIGN_OR_RETURN(imaging::DecodedImage decoded, imaging::DecodeImage(bytes, options));
@@ -213,7 +293,7 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   out.tensor.shape = std::move(shape);
   out.tensor.bytes.resize(engine::NumElements(out.tensor.shape) * sizeof(float));
   absl::Span<float> span(out.tensor.data<float>(), out.tensor.num_elements());
-  ASSIGN_OR_RETURN(out.transform, imaging::Preprocess(image, pre, span, original));
+  ASSIGN_OR_RETURN(out.transform, imaging::Preprocess(std::move(image), pre, span, original));
   out.decode = decoded_at - start;
   out.preprocess = absl::Now() - decoded_at;
   return out;

@@ -22,6 +22,7 @@
 #include "server/imaging/dicom.h"
 #include "server/imaging/preprocess.h"
 #include "server/imaging/transform.h"
+#include "server/service/image_budget.h"
 
 namespace rectifier::repository {
 struct ServedModel;
@@ -76,12 +77,21 @@ struct PreparedImage {
   absl::Duration preprocess;
 };
 
+// Worst-case bytes that decoding and preprocessing `bytes` may hold at once,
+// from its header alone (ProbeImageHeader, ScanDicom): the decoded image,
+// the decoder's and the colour conversion's copies, and the model's input.
+// INVALID_ARGUMENT for an unreadable header.
+absl::StatusOr<int64_t> EstimateImageBytes(std::string_view bytes, const ModelImaging& imaging);
+
 // Decodes `bytes` (any supported format, or DICOM by its magic) and
 // preprocesses it for the model. `dicom` overrides the model's DICOM window
-// and frame (null: the model's). INVALID_ARGUMENT / UNIMPLEMENTED from the
-// decoders, naming the reason.
+// and frame (null: the model's). The image's EstimateImageBytes() is held
+// in `budget` (null: unbounded) while it is decoded: RESOURCE_EXHAUSTED when
+// it does not fit. INVALID_ARGUMENT / UNIMPLEMENTED from the decoders,
+// naming the reason.
 absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelImaging& imaging,
-                                           const rectifier::v1::DicomOptions* dicom);
+                                           const rectifier::v1::DicomOptions* dicom,
+                                           ImageMemoryBudget* budget = nullptr);
 
 // Postprocessing of one batch item of output 0.
 absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(

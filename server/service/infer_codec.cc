@@ -8,10 +8,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/shape_math.h"
 #include "server/repository/model_config.h"
 
 namespace rectifier::service {
 namespace {
+
+// No request carries more than gRPC's largest message (2 GiB), so a shape
+// that needs more bytes is refused before any arithmetic trusts it.
+constexpr int64_t kMaxInputBytes = int64_t{1} << 31;
 
 using engine::DataType;
 using engine::Tensor;
@@ -226,7 +231,15 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
       }
       batch = shape[0];
     }
-    const int64_t count = engine::NumElements(shape);
+    // Checked before anything is multiplied or allocated: [1, 2^61 + 1] of
+    // FP64 would otherwise wrap around to 8 bytes and pass the size check.
+    const auto shape_bytes = common::CheckedShapeBytes(shape, static_cast<int64_t>(wire_size));
+    if (!shape_bytes.has_value() || *shape_bytes > kMaxInputBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(), "': shape ", ShapeString(shape), " of ", input.datatype(),
+          " is larger than any request can carry (over ", kMaxInputBytes, " bytes)"));
+    }
+    const int64_t count = *shape_bytes / static_cast<int64_t>(wire_size);
     std::string typed;
     const std::string* bytes = nullptr;
     if (raw) {

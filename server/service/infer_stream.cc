@@ -104,8 +104,8 @@ InferStream::Next InferStream::Advance() {
     to_write_.clear();
     finished_ = true;
     next.finish = true;
-    next.status = broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away")
-                          : grpc::Status::OK;
+    next.status =
+        broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "client went away") : grpc::Status::OK;
   }
   return next;
 }

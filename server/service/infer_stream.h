@@ -70,7 +70,7 @@ class InferStream final : public grpc::ServerBidiReactor<inference::ModelInferRe
   std::unique_ptr<Call> reading_ ABSL_GUARDED_BY(mu_);  // Target of the outstanding read.
   bool read_outstanding_ ABSL_GUARDED_BY(mu_) = false;
   Call* read_completed_ ABSL_GUARDED_BY(mu_) = nullptr;  // Read, not yet launched.
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // Launched, not yet completed.
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;               // Launched, not yet completed.
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a write failed: the client is gone
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

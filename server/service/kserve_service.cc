@@ -168,7 +168,8 @@ void KServeService::StartImageInfer(Infer infer) {
           return job->finish(absl::DeadlineExceededError(
               "deadline passed while the images waited for an image worker"));
         }
-        auto batch = PrepareImageBatch(images, *imaging);
+        auto batch =
+            PrepareImageBatch(images, *imaging, image_budget_, job->deadline, job->is_cancelled);
         if (!batch.ok()) {
           const absl::Status invalid = absl::Status(
               batch.status().code(), absl::StrCat("input '", job->request->inputs(0).name(),

@@ -21,6 +21,7 @@ class ModelRepository;
 
 namespace rectifier::service {
 
+class ImageMemoryBudget;
 class WorkPool;
 
 // Handlers never block: metadata calls answer at once; load/unload run on a
@@ -29,10 +30,13 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
  public:
   // REQUIRES: `state`, `repository` and `image_pool` outlive this service.
   // `repository` may be null (no models: model calls answer UNAVAILABLE).
-  // `image_pool` decodes BYTES image inputs.
+  // `image_pool` decodes BYTES image inputs within `image_budget`.
   KServeService(const ServerState* state, repository::ModelRepository* repository,
-                WorkPool* image_pool)
-      : state_(state), repository_(repository), image_pool_(image_pool) {}
+                WorkPool* image_pool, ImageMemoryBudget* image_budget)
+      : state_(state),
+        repository_(repository),
+        image_pool_(image_pool),
+        image_budget_(image_budget) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -101,6 +105,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   const ServerState* state_;
   repository::ModelRepository* repository_;
   WorkPool* image_pool_;
+  ImageMemoryBudget* image_budget_;
   ModelImagingCache imaging_cache_;
   ControlWorker control_;
 };

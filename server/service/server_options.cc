@@ -78,6 +78,12 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "Images waiting for a worker beyond which new ones are refused (UNAVAILABLE)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--image-memory-mb", o.image_memory_mb,
+                 "Memory images being decoded and preprocessed may hold at once, each charged "
+                 "its worst case from its header; beyond it images are refused "
+                 "(RESOURCE_EXHAUSTED); 0 = unbounded")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--max-message-mb", max_message_mb,
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()

@@ -2,6 +2,7 @@
 #ifndef RECTIFIER_SERVER_SERVICE_SERVER_OPTIONS_H_
 #define RECTIFIER_SERVER_SERVICE_SERVER_OPTIONS_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct ServerOptions {
   // Image worker pool (see GrpcServerOptions).
   int image_threads = 0;
   int image_queue = 1024;
+  // Memory that images being decoded and preprocessed may hold at once
+  // (each charged its worst case); 0 = unbounded.
+  int64_t image_memory_mb = 1024;
 };
 
 // What the command line asks for: run the server, or print text and exit

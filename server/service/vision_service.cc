@@ -228,7 +228,7 @@ void VisionService::RunImage(std::unique_ptr<ImageJob> job,
       return Complete(run, absl::DeadlineExceededError(
                                "deadline passed while the image waited for an image worker"));
     }
-    auto prepared = PrepareImage(job.image_bytes, *job.imaging, job.dicom);
+    auto prepared = PrepareImage(job.image_bytes, *job.imaging, job.dicom, budget_);
     if (!prepared.ok()) return Complete(run, prepared.status());
     run->prepared = *std::move(prepared);
     run->outcome.info = run->prepared.info;

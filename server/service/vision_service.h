@@ -66,8 +66,9 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
  public:
   // REQUIRES: all three outlive the service; `repository` may be null (no
   // models: calls answer UNAVAILABLE).
-  VisionService(const ServerState* state, repository::ModelRepository* repository, WorkPool* pool)
-      : state_(state), repository_(repository), pool_(pool) {}
+  VisionService(const ServerState* state, repository::ModelRepository* repository, WorkPool* pool,
+                ImageMemoryBudget* budget)
+      : state_(state), repository_(repository), pool_(pool), budget_(budget) {}
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const rectifier::v1::ClassifyRequest* request,
@@ -91,6 +92,7 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
   const ServerState* state_;
   repository::ModelRepository* repository_;
   WorkPool* pool_;
+  ImageMemoryBudget* budget_;  // Images being decoded.
   ModelImagingCache imaging_cache_;
 };
 

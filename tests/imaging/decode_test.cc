@@ -3,13 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <ostream>
-#include <cstdlib>
 #include <random>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/imaging/test_images.h"
@@ -189,8 +189,8 @@ std::string PngClaiming(uint32_t width, uint32_t height) {
 std::string WithJunkAfterApp0(const std::string& jpeg) {
   EXPECT_EQ(static_cast<unsigned char>(jpeg[2]), 0xFF);
   EXPECT_EQ(static_cast<unsigned char>(jpeg[3]), 0xE0);  // APP0 (JFIF) first.
-  const size_t app0_end = 4 + ((static_cast<unsigned char>(jpeg[4]) << 8) |
-                               static_cast<unsigned char>(jpeg[5]));
+  const size_t app0_end =
+      4 + ((static_cast<unsigned char>(jpeg[4]) << 8) | static_cast<unsigned char>(jpeg[5]));
   const std::string junk("\xC0\x00\x11\x08\x00\x10\x00\x10\x03\x01\x22\x00", 12);
   return jpeg.substr(0, app0_end) + junk + jpeg.substr(app0_end);
 }

@@ -15,13 +15,12 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
-
 #include <sys/resource.h>
 #include <zlib.h>
 
 #include <cctype>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <ostream>
 #include <random>
 #include <string>
@@ -403,8 +402,8 @@ std::string Element(uint16_t group, uint16_t element, const char* vr, const std:
   u16(group);
   u16(element);
   s += vr;
-  const uint32_t length = declared >= 0 ? static_cast<uint32_t>(declared)
-                                        : static_cast<uint32_t>(value.size());
+  const uint32_t length =
+      declared >= 0 ? static_cast<uint32_t>(declared) : static_cast<uint32_t>(value.size());
   const std::string v(vr);
   if (v == "OB" || v == "OW" || v == "UN" || v == "SQ" || v == "UT") {
     u16(0);
@@ -415,14 +414,17 @@ std::string Element(uint16_t group, uint16_t element, const char* vr, const std:
   return s + value;
 }
 
-std::string U16(uint16_t v) { return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)}; }
+std::string U16(uint16_t v) {
+  return std::string{static_cast<char>(v & 0xFF), static_cast<char>(v >> 8)};
+}
 
 // Preamble, "DICM" and a File Meta Information group for `syntax`.
 std::string PartTenHeader(const std::string& syntax) {
-  std::string meta = Element(0x0002, 0x0001, "OB", std::string("\0\1", 2)) +
-                     Element(0x0002, 0x0002, "UI", std::string("1.2.840.10008.5.1.4.1.1.2") + '\0') +
-                     Element(0x0002, 0x0003, "UI", "1.2.3.4") +
-                     Element(0x0002, 0x0010, "UI", syntax.size() % 2 ? syntax + '\0' : syntax);
+  std::string meta =
+      Element(0x0002, 0x0001, "OB", std::string("\0\1", 2)) +
+      Element(0x0002, 0x0002, "UI", std::string("1.2.840.10008.5.1.4.1.1.2") + '\0') +
+      Element(0x0002, 0x0003, "UI", "1.2.3.4") +
+      Element(0x0002, 0x0010, "UI", syntax.size() % 2 ? syntax + '\0' : syntax);
   std::string length(4, '\0');
   for (int i = 0; i < 4; ++i) length[i] = static_cast<char>((meta.size() >> (8 * i)) & 0xFF);
   return std::string(128, '\0') + "DICM" + Element(0x0002, 0x0000, "UL", length) + meta;
@@ -484,10 +486,10 @@ TEST(DicomHardeningTest, DeflatedPixelDataBeyondItsGeometryIsRefused) {
   // (many large private elements): refused by the inflation cap.
   DicomOptions small;
   small.max_pixel_bytes = 1 << 20;
-  const std::string many = Element(0x0009, 0x0010, "LO", "ACME") +
-                           Element(0x0009, 0x1000, "OB", "", int64_t{64} << 20);
-  const std::string bomb = PartTenHeader("1.2.840.10008.1.2.1.99") +
-                           DeflateWithZeros(many, int64_t{64} << 20);
+  const std::string many =
+      Element(0x0009, 0x0010, "LO", "ACME") + Element(0x0009, 0x1000, "OB", "", int64_t{64} << 20);
+  const std::string bomb =
+      PartTenHeader("1.2.840.10008.1.2.1.99") + DeflateWithZeros(many, int64_t{64} << 20);
   auto capped = DecodeDicom(bomb, small);
   ASSERT_EQ(capped.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_LT(PeakRssBytes() - before, int64_t{64} << 20);
@@ -517,8 +519,7 @@ TEST(DicomHardeningTest, RleSegmentOffsetOutsideTheFragmentIsRefused) {
   // An odd offset.
   std::string odd = good;
   odd[at + 8] = static_cast<char>(odd[at + 8] | 1);
-  EXPECT_EQ(DecodeDicom(odd, DicomOptions()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeDicom(odd, DicomOptions()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(DicomHardeningTest, DeepNestingIsRefused) {
@@ -541,11 +542,19 @@ TEST(DicomHardeningTest, DeepNestingIsRefused) {
 // the data dictionary (Modality "RTDOSE", not "82\84\...").
 TEST(DicomHardeningTest, HeaderElementsWithVrUnAreDecodedThroughTheDictionary) {
   const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
-  const std::string cs("\x08\x00\x60\x00" "CS\x02\x00" "CT", 10);
+  const std::string cs(
+      "\x08\x00\x60\x00"
+      "CS\x02\x00"
+      "CT",
+      10);
   const size_t at = good.find(cs);
   ASSERT_NE(at, std::string::npos);
   std::string un = good;
-  un.replace(at, cs.size(), std::string("\x08\x00\x60\x00" "UN\x00\x00\x02\x00\x00\x00" "CT", 14));
+  un.replace(at, cs.size(),
+             std::string("\x08\x00\x60\x00"
+                         "UN\x00\x00\x02\x00\x00\x00"
+                         "CT",
+                         14));
   auto r = DecodeDicom(un, DicomOptions());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->report.modality, "CT");

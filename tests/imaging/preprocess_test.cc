@@ -1,6 +1,7 @@
 #include "server/imaging/preprocess.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
@@ -190,7 +191,9 @@ TEST(PreprocessTest, SixteenBitModes) {
   std::vector<float> out(3);
   ASSERT_TRUE(Preprocess(image, o, absl::MakeSpan(out)).ok());  // Min-max.
   EXPECT_NEAR(out[0], 0.0f, 1e-6);
-  EXPECT_NEAR(out[1], 0.5f, 1e-6);
+  // Windowing runs on 16-bit data (before the resize), so a value lands on
+  // the nearest of 65536 steps: within 0.5 / 65535 of exact.
+  EXPECT_NEAR(out[1], 0.5f, 0.5 / 65535 + 1e-7);
   EXPECT_NEAR(out[2], 1.0f, 1e-6);
 
   o.sixteen_bit = SixteenBitMode::kWindow;
@@ -204,6 +207,34 @@ TEST(PreprocessTest, SixteenBitModes) {
   o.sixteen_bit = SixteenBitMode::kFullRange;
   ASSERT_TRUE(Preprocess(image, o, absl::MakeSpan(out)).ok());
   EXPECT_NEAR(out[2], 3000.0f / 65535.0f, 1e-6);
+}
+
+// A 16384x4096 16-bit colour image letterboxed to 224x224: the window and
+// the resize run on 16-bit data, in place for an image handed over, so
+// nothing near the 805 MB of a full-size float copy is allocated.
+TEST(PreprocessTest, LargeSixteenBitImageIsNotCopiedToFloat) {
+  auto peak = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return int64_t{usage.ru_maxrss} * 1024;
+  };
+  cv::Mat image(4096, 16384, CV_16UC3);
+  cv::randu(image, 0, 65535);  // Touches every page.
+  const cv::Mat original = image.clone();
+  PreprocessOptions o;
+  o.width = 224;
+  o.height = 224;
+  o.resize = ResizeMode::kLetterbox;
+  o.sixteen_bit = SixteenBitMode::kMinMax;
+  std::vector<float> by_copy(PreprocessOutputSize(o));
+  std::vector<float> in_place(PreprocessOutputSize(o));
+  // The const overload leaves the caller's image as it was.
+  ASSERT_TRUE(Preprocess(image, o, absl::MakeSpan(by_copy)).ok());
+  EXPECT_EQ(cv::norm(image, original, cv::NORM_INF), 0.0);
+  const int64_t before = peak();
+  ASSERT_TRUE(Preprocess(std::move(image), o, absl::MakeSpan(in_place)).ok());
+  EXPECT_LT(peak() - before, int64_t{64} << 20);
+  EXPECT_EQ(by_copy, in_place);
 }
 
 TEST(PreprocessTest, RejectsBadBuffersAndOptions) {

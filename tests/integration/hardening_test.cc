@@ -59,6 +59,9 @@ class HardeningTest : public ::testing::Test {
     // 4096 x 2 x 2 floats: 64 KiB in and out per request.
     WriteFile(*root_ / "wide" / "1" / "model.onnx", ScaleModelBytes(3.f, 4096));
     WriteFile(*root_ / "wide" / "config.pbtxt", "max_batch_size: 4\n");
+    // No batching: every dimension comes from the client ([-1, 3, 2, 2]).
+    WriteFile(*root_ / "unbatched" / "1" / "model.onnx", ScaleModelBytes(2.f));
+    WriteFile(*root_ / "unbatched" / "config.pbtxt", "max_batch_size: 0\n");
     WriteFile(*root_ / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
     WriteFile(*root_ / "brightness" / "config.pbtxt",
               "max_batch_size: 8\n"
@@ -72,9 +75,19 @@ class HardeningTest : public ::testing::Test {
               "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
               "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
               "}\n");
-    std::vector<std::string> args = {
-        "--model-repository", root_->string(), "--grpc-address", "127.0.0.1:0",
-        "--metrics-address",  "127.0.0.1:0",   "--exit-timeout", "5"};
+    WriteFile(*root_ / "brightness64" / "1" / "model.onnx", BrightnessClassifierBytes());
+    WriteFile(*root_ / "brightness64" / "config.pbtxt",
+              "max_batch_size: 64\n"
+              "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_STRETCH }\n"
+              "postprocessing { task: TASK_CLASSIFICATION labels: [\"bright\", \"dark\"] }\n");
+    // One image worker and a 64 MiB image budget, so that the tests below
+    // see both limits.
+    std::vector<std::string> args = {"--model-repository", root_->string(),
+                                     "--grpc-address",     "127.0.0.1:0",
+                                     "--metrics-address",  "127.0.0.1:0",
+                                     "--exit-timeout",     "5",
+                                     "--image-threads",    "1",
+                                     "--image-memory-mb",  "64"};
     auto process = ServerProcess::Spawn(RECTIFIER_SERVER_BINARY, args);
     ASSERT_TRUE(process.ok()) << process.status();
     server_ = std::move(process).value().release();
@@ -96,9 +109,8 @@ class HardeningTest : public ::testing::Test {
 
   // The server is alive and answers a plain request correctly.
   void ExpectServing() {
-    ASSERT_FALSE(server_->WaitForExit(absl::ZeroDuration()).has_value())
-        << "the server exited:\n"
-        << server_->ReadOutput();
+    ASSERT_FALSE(server_->WaitForExit(absl::ZeroDuration()).has_value()) << "the server exited:\n"
+                                                                         << server_->ReadOutput();
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     inference::ModelInferResponse response;
@@ -232,6 +244,115 @@ TEST_F(HardeningTest, ModelStreamThatIsNeverReadStaysBounded) {
   EXPECT_LT(during - before, int64_t{150} << 20)
       << "server grew from " << before << " to " << during << " bytes after " << written
       << " unread requests";
+}
+
+// [2^61 + 1, 3, 2, 2] of FP64 needs 96 x 2^61 + 96 bytes, which wrapped
+// around int64 to 96: the old size check passed with 96 bytes of data, the
+// request then answered UNIMPLEMENTED with no message, a stream carrying it
+// never ended and SIGTERM never finished.
+TEST_F(HardeningTest, ShapeProductsThatOverflowAreRefused) {
+  inference::ModelInferRequest request;
+  request.set_model_name("unbatched");
+  request.set_id("overflow");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP64");
+  for (int64_t d : {(int64_t{1} << 61) + 1, int64_t{3}, int64_t{2}, int64_t{2}}) {
+    input->add_shape(d);
+  }
+  request.add_raw_input_contents(std::string(96, '\0'));
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    inference::ModelInferResponse response;
+    const grpc::Status status = kserve_->ModelInfer(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("input 'x'"), std::string::npos)
+        << status.error_message();
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = kserve_->ModelStreamInfer(&context);
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Write(ScaleRequest(1, 1.f)));
+  stream->WritesDone();
+  inference::ModelStreamInferResponse response;
+  int answers = 0;
+  while (stream->Read(&response)) {
+    ++answers;
+    if (response.infer_response().id() == "overflow") {
+      EXPECT_NE(response.error_message().find("input 'x'"), std::string::npos)
+          << response.error_message();
+    } else {
+      EXPECT_TRUE(response.error_message().empty()) << response.error_message();
+    }
+  }
+  EXPECT_EQ(answers, 2);
+  const grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();  // The stream ended.
+}
+
+// Each image is charged its worst case from its header before decoding. A
+// 4096x2048 16-bit RGBA PNG may hold 4096 x 2048 x 2 bytes x (4 + 3)
+// channels = 117 MiB, over this server's whole 64 MiB budget.
+TEST_F(HardeningTest, ImagesBeyondTheMemoryBudgetAreRefused) {
+  const std::string big = Png(cv::Mat(2048, 4096, CV_16UC4, cv::Scalar::all(30000)));
+  const std::string small = Png(cv::Mat(64, 64, CV_8UC1, cv::Scalar(200)));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::ClassifyRequest request;
+  request.set_model_name("brightness");
+  request.add_images()->set_data(small);
+  request.add_images()->set_data(big);
+  v1::ClassifyResponse response;
+  const grpc::Status status = vision_->Classify(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("4096x2048 PNG"), std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("64 MiB"), std::string::npos) << status.error_message();
+
+  grpc::ClientContext ok_context;
+  ok_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::ClassifyRequest ok_request;
+  ok_request.set_model_name("brightness");
+  ok_request.add_images()->set_data(small);
+  const grpc::Status ok = vision_->Classify(&ok_context, ok_request, &response);
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+}
+
+// A KServe BYTES batch checks the deadline before each image: a client that
+// gave up does not keep the (single) image worker busy for the rest of its
+// batch. Before, 64 large PNGs were decoded to the end after the deadline,
+// and the next client waited for all of them.
+TEST_F(HardeningTest, ImageBatchStopsAtTheDeadline) {
+  cv::Mat gradient(3072, 4096, CV_8UC1);
+  for (int y = 0; y < gradient.rows; ++y) gradient.row(y).setTo(y % 256);
+  const std::string slow = Png(gradient);
+  inference::ModelInferRequest request;
+  request.set_model_name("brightness64");
+  auto* input = request.add_inputs();
+  input->set_name("image");
+  input->set_datatype("BYTES");
+  input->add_shape(64);
+  for (int i = 0; i < 64; ++i) input->mutable_contents()->add_bytes_contents(slow);
+  const absl::Time sent = absl::Now();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  inference::ModelInferResponse response;
+  const grpc::Status status = kserve_->ModelInfer(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  // The next image client gets the worker right away.
+  grpc::ClientContext next_context;
+  next_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::ClassifyRequest next;
+  next.set_model_name("brightness");
+  next.add_images()->set_data(Png(cv::Mat(16, 16, CV_8UC1, cv::Scalar(10))));
+  v1::ClassifyResponse answer;
+  const grpc::Status next_status = vision_->Classify(&next_context, next, &answer);
+  ASSERT_TRUE(next_status.ok()) << next_status.error_message();
+  // 64 of these images take seconds to decode; one takes ~50 ms here.
+  EXPECT_LT(absl::Now() - sent, absl::Milliseconds(1500));
 }
 
 }  // namespace

@@ -431,6 +431,49 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
 }
 
+// A computation that outlives --exit-timeout must not hold the process:
+// past the timeout plus a 5 s grace the server exits (code 1, saying so).
+// Before, it waited for the computation (here ~20 s on 2 AVX2 cores).
+TEST_F(KServeModelTest, DrainIsBoundedWhileAModelStillComputes) {
+  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(200));
+  WriteFile(root_ / "slow" / "config.pbtxt", "max_batch_size: 64\n");
+  Start({"--exit-timeout", "0"});
+  inference::ModelInferRequest request;
+  request.set_model_name("slow");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int64_t d : {64, 32, 96, 96}) input->add_shape(d);
+  request.add_raw_input_contents(std::string(size_t{64} * 32 * 96 * 96 * 4, '\0'));
+  grpc::ClientContext context;
+  inference::ModelInferResponse response;
+  std::promise<grpc::Status> done;
+  stub_->async()->ModelInfer(&context, &request, &response,
+                             [&done](const grpc::Status& s) { done.set_value(s); });
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < limit) {
+    auto page = HttpGet(server_->metrics_port(), "/metrics");
+    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 1)") !=
+                         std::string::npos) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // Into the computation.
+  const absl::Time signalled = absl::Now();
+  server_->Signal(SIGTERM);
+  const auto exit = server_->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(exit.has_value());
+  const absl::Duration took = absl::Now() - signalled;
+  EXPECT_LT(took, absl::Seconds(9)) << exit->stderr_text;
+  if (exit->exit_code != 0) {  // The usual case: the computation was still running.
+    EXPECT_EQ(exit->exit_code, 1);
+    EXPECT_NE(exit->stderr_text.find("drain did not finish"), std::string::npos)
+        << exit->stderr_text;
+  }
+  done.get_future().wait();
+}
+
 TEST_F(KServeModelTest, FullQueueIsRefusedOverTheWireAndOthersComplete) {
   // One request computes (slow), one may wait; the rest find the queue full.
   WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(160));

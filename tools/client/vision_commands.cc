@@ -544,7 +544,17 @@ int VisionCommands::Stream(const Globals& globals, const std::shared_ptr<grpc::C
     if (!closing) context.TryCancel();
   }
   writer.join();
-  const grpc::Status status = stream->Finish();
+  grpc::Status status = stream->Finish();
+  // Past --timeout the call ends with DEADLINE_EXCEEDED, unless our own
+  // TryCancel above (the reader saw the call end first while the writer was
+  // still encoding a frame) got there first and it reads CANCELLED. Either
+  // way the cause is the deadline: say so.
+  if (!status.ok() && status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
+      std::chrono::system_clock::now() >= context.deadline()) {
+    status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("the stream ran past --timeout (", globals.timeout_s,
+                                       " s): ", status.error_message()));
+  }
 
   const int64_t sent_count = static_cast<int64_t>(sent_at.size());
   const double seconds =

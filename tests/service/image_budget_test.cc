@@ -1,0 +1,73 @@
+#include "server/service/image_budget.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace rectifier::service {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ImageMemoryBudgetTest, ChargesAndReleases) {
+  ImageMemoryBudget budget(100 << 20);
+  auto a = budget.Reserve(60 << 20, "image a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(budget.in_use(), 60 << 20);
+  auto b = budget.Reserve(60 << 20, "image b");
+  ASSERT_EQ(b.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(b.status().message(), HasSubstr("image b needs up to 60 MiB"));
+  EXPECT_THAT(b.status().message(), HasSubstr("60 MiB of 100 MiB"));
+  a->Release();
+  EXPECT_EQ(budget.in_use(), 0);
+  auto c = budget.Reserve(60 << 20, "image c");
+  ASSERT_TRUE(c.ok());
+  {
+    ImageMemoryBudget::Reservation moved = *std::move(c);
+    EXPECT_EQ(budget.in_use(), 60 << 20);
+  }
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+TEST(ImageMemoryBudgetTest, AnImageLargerThanTheWholeBudgetSaysSo) {
+  ImageMemoryBudget budget(10 << 20);
+  auto r = budget.Reserve(11 << 20, "a 4096x4096 PNG image");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(r.status().message(), HasSubstr("whole image memory budget of 10 MiB"));
+  EXPECT_THAT(r.status().message(), HasSubstr("--image-memory-mb"));
+}
+
+TEST(ImageMemoryBudgetTest, ZeroMeansUnbounded) {
+  ImageMemoryBudget budget(0);
+  auto r = budget.Reserve(int64_t{1} << 40, "huge");
+  EXPECT_TRUE(r.ok());
+}
+
+TEST(ImageMemoryBudgetTest, NeverOverCommitsUnderContention) {
+  ImageMemoryBudget budget(10);
+  std::atomic<int> held{0};
+  std::atomic<int> peak{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20000; ++i) {
+        auto r = budget.Reserve(3, "x");
+        if (!r.ok()) continue;
+        const int now = held += 3;
+        int seen = peak.load();
+        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+        }
+        held -= 3;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_LE(peak.load(), 9);
+  EXPECT_EQ(budget.in_use(), 0);
+}
+
+}  // namespace
+}  // namespace rectifier::service
