@@ -103,6 +103,20 @@ if [ $need_full -eq 1 ]; then
   if ! grep -q "\"version\": *\"$ort_version\"" "$ort_pkg/package.json" 2>/dev/null ||
      [ ! -e "$ort_pkg/bin/napi-v6/linux/x64/libonnxruntime.so.1" ]; then
     echo "install-deps: npm install onnxruntime-node@$ort_version in bench/peer" >&2
-    (cd "$peer" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error)
+    npm_log=$(mktemp)
+    if ! (cd "$peer" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+            --loglevel=error) 2>"$npm_log"; then
+      cat "$npm_log" >&2
+      # Behind a TLS-inspecting proxy npm needs the proxy's CA certificate.
+      if grep -qiE 'certificate|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|CERT_' "$npm_log"; then
+        echo "install-deps: npm could not verify the registry's TLS certificate. If your" \
+             "network re-signs TLS with its own CA, give npm that CA:" \
+             "export NODE_EXTRA_CA_CERTS=/path/to/ca.pem (or: npm config set cafile" \
+             "/path/to/ca.pem), then run this again." >&2
+      fi
+      rm -f "$npm_log"
+      exit 1
+    fi
+    rm -f "$npm_log"
   fi
 fi
