@@ -14,6 +14,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "rectifier/v1/vision.grpc.pb.h"
+#include "tests/integration/scale_request.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/vision_models.h"
 #include "tests/repository/test_models.h"
@@ -31,22 +32,6 @@ std::string Png(const cv::Mat& image) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-inference::ModelInferRequest ScaleRequest(int batch, float base) {
-  inference::ModelInferRequest request;
-  request.set_model_name("scale");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {static_cast<int64_t>(batch), int64_t{3}, int64_t{2}, int64_t{2}}) {
-    input->add_shape(d);
-  }
-  std::vector<float> values(batch * 12);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = base + static_cast<float>(i);
-  request.add_raw_input_contents(reinterpret_cast<const char*>(values.data()),
-                                 values.size() * sizeof(float));
-  return request;
-}
-
 class HardeningTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -62,19 +47,7 @@ class HardeningTest : public ::testing::Test {
     // No batching: every dimension comes from the client ([-1, 3, 2, 2]).
     WriteFile(*root_ / "unbatched" / "1" / "model.onnx", ScaleModelBytes(2.f));
     WriteFile(*root_ / "unbatched" / "config.pbtxt", "max_batch_size: 0\n");
-    WriteFile(*root_ / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
-    WriteFile(*root_ / "brightness" / "config.pbtxt",
-              "max_batch_size: 8\n"
-              "dynamic_batching { }\n"
-              "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_STRETCH }\n"
-              "postprocessing { task: TASK_CLASSIFICATION labels: [\"bright\", \"dark\"] "
-              "top_k: 2 }\n");
-    WriteFile(*root_ / "fixed_box" / "1" / "model.onnx", FixedBoxDetectorBytes());
-    WriteFile(*root_ / "fixed_box" / "config.pbtxt",
-              "max_batch_size: 4\n"
-              "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
-              "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
-              "}\n");
+    WriteVisionModels(*root_);
     WriteFile(*root_ / "brightness64" / "1" / "model.onnx", BrightnessClassifierBytes());
     WriteFile(*root_ / "brightness64" / "config.pbtxt",
               "max_batch_size: 64\n"

@@ -11,6 +11,7 @@
 
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/integration/scale_request.h"
 #include "tests/integration/server_process.h"
 #include "tests/repository/test_models.h"
 
@@ -202,23 +203,6 @@ TEST_F(KServeModelTest, ExplicitLoadAndUnloadOverGrpc) {
   const auto exit = server_->WaitForExit(absl::Seconds(30));
   ASSERT_TRUE(exit.has_value());
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-}
-
-inference::ModelInferRequest ScaleRequest(int batch, float base) {
-  inference::ModelInferRequest request;
-  request.set_model_name("scale");
-  request.set_id("r-42");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {static_cast<int64_t>(batch), int64_t{3}, int64_t{2}, int64_t{2}}) {
-    input->add_shape(d);
-  }
-  std::vector<float> values(batch * 12);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = base + static_cast<float>(i);
-  request.add_raw_input_contents(reinterpret_cast<const char*>(values.data()),
-                                 values.size() * sizeof(float));
-  return request;
 }
 
 TEST_F(KServeModelTest, ModelInferComputesAndValidates) {

@@ -5,9 +5,12 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <filesystem>
 #include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "tests/repository/test_models.h"
 
 namespace rectifier::testing {
 
@@ -96,6 +99,25 @@ inline std::string FixedBoxDetectorBytes() {
   AddNode(graph, "Mul", {"mean3", "score_mask"}, "score");
   AddNode(graph, "Add", {"score", "boxes"}, "output0");
   return model.SerializeAsString();
+}
+
+// Writes the two vision models with their imaging configs into `root`:
+// "brightness" (classification, max batch 8, labels bright/dark, top 2) and
+// "fixed_box" (detection, letterboxed, one box "thing").
+inline void WriteVisionModels(const std::filesystem::path& root) {
+  WriteFile(root / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
+  WriteFile(root / "brightness" / "config.pbtxt",
+            "max_batch_size: 8\n"
+            "dynamic_batching { }\n"
+            "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_STRETCH }\n"
+            "postprocessing { task: TASK_CLASSIFICATION labels: [\"bright\", \"dark\"] "
+            "top_k: 2 }\n");
+  WriteFile(root / "fixed_box" / "1" / "model.onnx", FixedBoxDetectorBytes());
+  WriteFile(root / "fixed_box" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
+            "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
+            "}\n");
 }
 
 }  // namespace rectifier::testing

@@ -43,19 +43,7 @@ class VisionTest : public ::testing::Test {
     root_ =
         new fs::path(fs::temp_directory_path() / ("rectifier-vision-" + std::to_string(getpid())));
     fs::remove_all(*root_);
-    WriteFile(*root_ / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
-    WriteFile(*root_ / "brightness" / "config.pbtxt",
-              "max_batch_size: 8\n"
-              "dynamic_batching { }\n"
-              "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_STRETCH }\n"
-              "postprocessing { task: TASK_CLASSIFICATION labels: [\"bright\", \"dark\"] "
-              "top_k: 2 }\n");
-    WriteFile(*root_ / "fixed_box" / "1" / "model.onnx", FixedBoxDetectorBytes());
-    WriteFile(*root_ / "fixed_box" / "config.pbtxt",
-              "max_batch_size: 4\n"
-              "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
-              "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
-              "}\n");
+    WriteVisionModels(*root_);
     WriteFile(*root_ / "tensor" / "1" / "model.onnx", ScaleModelBytes(2.f));
     std::vector<std::string> args = {
         "--model-repository", root_->string(), "--grpc-address", "127.0.0.1:0",
