@@ -281,8 +281,14 @@ class Walker {
 
   absl::Status Element(Encoding encoding, int depth, const ElementHeader& h) {
     const bool top = depth == 0;
-    if (top && h.group == 0x7FE0 && h.element == 0x0010) return PixelData(encoding, h);
+    const bool pixel_data = h.group == 0x7FE0 && h.element == 0x0010;
+    if (top && pixel_data) return PixelData(encoding, h);
     RETURN_IF_ERROR(Count(h.header_bytes));
+    if (pixel_data && h.length == kUndefinedLength) {
+      // Encapsulated pixel data inside a sequence (an icon image): its
+      // fragments count as header bytes, nothing else is checked.
+      return Fragments(encoding);
+    }
     if (h.length == kUndefinedLength) {
       const bool un = std::strcmp(h.vr, "UN") == 0;
       if (!IsSequence(encoding, h) && !un) {
@@ -331,6 +337,22 @@ class Walker {
     }
     if (reader_.position() > end) return Bad("an item runs past its sequence");
     return absl::OkStatus();
+  }
+
+  // Items of encapsulated pixel data up to the sequence delimiter, skipped.
+  absl::Status Fragments(Encoding encoding) {
+    while (true) {
+      ElementHeader item;
+      RETURN_IF_ERROR(ReadHeader(encoding, item));
+      RETURN_IF_ERROR(Count(item.header_bytes));
+      if (item.group == 0xFFFE && item.element == 0xE0DD) return absl::OkStatus();
+      if (item.group != 0xFFFE || item.element != 0xE000 || item.length == kUndefinedLength) {
+        return Bad(absl::StrCat("encapsulated PixelData holds ", TagName(item.group, item.element),
+                                " where a fragment item was expected"));
+      }
+      RETURN_IF_ERROR(Count(item.length));
+      if (!reader_.Skip(item.length)) return Truncated(&item);
+    }
   }
 
   // Rows, Columns, SamplesPerPixel, BitsAllocated (US) and NumberOfFrames (IS).

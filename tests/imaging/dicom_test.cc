@@ -538,6 +538,32 @@ TEST(DicomHardeningTest, DeepNestingIsRefused) {
   EXPECT_THAT(r.status().message(), HasSubstr("nested deeper"));
 }
 
+// An icon image sequence holding encapsulated (undefined-length) pixel data
+// of its own, as JPEG-compressed thumbnails are stored, is walked through.
+TEST(DicomHardeningTest, EncapsulatedIconInASequenceIsAccepted) {
+  const std::string good = MakeDicom(Scan(), EXS_LittleEndianExplicit);
+  const std::string icon =
+      Element(0x0088, 0x0200, "SQ", "", 0xFFFFFFFF) +
+      std::string("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8) +
+      Element(0x7FE0, 0x0010, "OB", "", 0xFFFFFFFF) +
+      std::string("\xFE\xFF\x00\xE0\x00\x00\x00\x00", 8) +                   // Offset table.
+      std::string("\xFE\xFF\x00\xE0\x04\x00\x00\x00\x01\x02\x03\x04", 12) +  // Fragment.
+      std::string("\xFE\xFF\xDD\xE0\x00\x00\x00\x00", 8) +
+      std::string("\xFE\xFF\x0D\xE0\x00\x00\x00\x00", 8) +
+      std::string("\xFE\xFF\xDD\xE0\x00\x00\x00\x00", 8);
+  // Before Rows (0028,0010): the sequence's tag (0088,0200) sorts after it,
+  // but the scan, like DCMTK, takes elements in file order.
+  const size_t at = good.find(std::string("\x28\x00\x10\x00", 4));
+  ASSERT_NE(at, std::string::npos);
+  std::string with_icon = good;
+  with_icon.insert(at, icon);
+  DicomScanLimits limits;
+  auto scan = ScanDicom(with_icon, limits);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->rows, 16);
+  EXPECT_FALSE(scan->encapsulated);  // The image's own pixel data is native.
+}
+
 // Some converters write header elements with VR UN; they are read through
 // the data dictionary (Modality "RTDOSE", not "82\84\...").
 TEST(DicomHardeningTest, HeaderElementsWithVrUnAreDecodedThroughTheDictionary) {
