@@ -330,7 +330,10 @@ TEST_F(ToolsVisionTest, ClientErrorsExitNonZero) {
   ExitResult not_video = Client({"stream", "fixed_box", Path("garbage.png")});
   EXPECT_EQ(not_video.exit_code, 2) << not_video.stderr_text;
 
-  // --timeout bounds the whole stream.
+  // --timeout bounds the whole stream. Either the gRPC deadline ends the call
+  // or the client's own reader sees it end first and cancels the writer; the
+  // client reports DEADLINE_EXCEEDED both ways, so this holds whatever the
+  // machine's timing (a minimal container once got CANCELLED here).
   ExitResult late = Client({"--timeout", "0.001", "stream", "fixed_box", Path("clip.avi")});
   EXPECT_EQ(late.exit_code, 1) << late.stderr_text;
   EXPECT_NE(late.stderr_text.find("DEADLINE_EXCEEDED"), std::string::npos) << late.stderr_text;
