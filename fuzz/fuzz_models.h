@@ -22,13 +22,12 @@ namespace rectifier::fuzz {
 
 // Stops the process for a broken contract (libFuzzer saves the input as a
 // crash). Not for "the input was rejected": that is the normal outcome.
-#define RECTIFIER_FUZZ_CHECK(cond)                                                      \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: fuzz contract violated: %s\n", __FILE__, __LINE__, \
-                   #cond);                                                              \
-      std::abort();                                                                     \
-    }                                                                                   \
+#define RECTIFIER_FUZZ_CHECK(cond)                                                            \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      std::fprintf(stderr, "%s:%d: fuzz contract violated: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)
 
 // With RECTIFIER_FUZZ_VERBOSE set, prints why an input was refused (what

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "fuzz/fuzz_models.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpc_service.pb.h"
 #include "server/service/image_input.h"
 #include "server/service/image_pipeline.h"
@@ -21,7 +22,7 @@ namespace {
 using rectifier::fuzz::LoadModelConfig;
 
 // Every wire datatype the codec converts, optional inputs, a dynamic dim.
-constexpr char kTensorsConfig[] = R"pb(
+constexpr char kTensorsConfig[] = R"config(
   name: "tensors"
   max_batch_size: 8
   input { name: "x" data_type: TYPE_FP32 dims: [ -1 ] }
@@ -31,15 +32,15 @@ constexpr char kTensorsConfig[] = R"pb(
   input { name: "u" data_type: TYPE_UINT8 dims: [ 3 ] optional: true }
   output { name: "y" data_type: TYPE_FP32 dims: [ -1 ] }
   output { name: "z" data_type: TYPE_INT64 dims: [ 1 ] }
-)pb";
+)config";
 // No batch dimension.
-constexpr char kUnbatchedConfig[] = R"pb(
+constexpr char kUnbatchedConfig[] = R"config(
   name: "unbatched"
   max_batch_size: 0
   input { name: "a" data_type: TYPE_INT32 dims: [ 2, 3 ] }
   input { name: "b" data_type: TYPE_INT8 dims: [ -1, 4 ] }
   output { name: "c" data_type: TYPE_FP32 dims: [ 2 ] }
-)pb";
+)config";
 
 struct Model {
   inference::ModelConfig config;
@@ -52,7 +53,8 @@ const std::map<std::string, Model>& Models() {
     for (const char* name : {"scan_classifier", "road_detector"}) {
       Model model;
       model.config = LoadModelConfig(name);
-      auto imaging = rectifier::service::BuildModelImaging(*rectifier::fuzz::ServedFor(model.config));
+      auto imaging =
+          rectifier::service::BuildModelImaging(*rectifier::fuzz::ServedFor(model.config));
       RECTIFIER_FUZZ_CHECK(imaging.ok());
       model.imaging = *imaging;
       (*m)[name] = std::move(model);
@@ -68,6 +70,14 @@ const std::map<std::string, Model>& Models() {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // protobuf logs every string field with invalid UTF-8 it parses: the
+  // server's log would show that, the fuzzer's output only drowns in it.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   inference::ModelInferRequest request;
@@ -93,8 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (batch.ok()) {
       RECTIFIER_FUZZ_CHECK(batch->shape.size() == 4 &&
                            batch->shape[0] == static_cast<int64_t>(images->size()));
-      RECTIFIER_FUZZ_CHECK(static_cast<int64_t>(batch->bytes.size()) ==
-                           batch->num_elements() * 4);
+      RECTIFIER_FUZZ_CHECK(static_cast<int64_t>(batch->bytes.size()) == batch->num_elements() * 4);
     }
     return 0;
   }
@@ -102,9 +111,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rectifier::fuzz::Report("DecodeInferInputs", inputs.status());
   if (inputs.ok()) {
     for (const auto& t : *inputs) {
-      RECTIFIER_FUZZ_CHECK(t.bytes.size() ==
-                           static_cast<size_t>(t.num_elements()) *
-                               rectifier::engine::DataTypeSize(t.type));
+      RECTIFIER_FUZZ_CHECK(t.bytes.size() == static_cast<size_t>(t.num_elements()) *
+                                                 rectifier::engine::DataTypeSize(t.type));
     }
   }
   rectifier::fuzz::Report("SelectOutputs",

@@ -18,11 +18,11 @@ using rectifier::fuzz::ShapeOnlyModelFor;
 
 // An NHWC detector ([N, 64, 64, 3] -> [N, 4 + 2, 100]), the layout the
 // default models do not cover.
-constexpr char kNhwcDetector[] = R"pb(
+constexpr char kNhwcDetector[] = R"config(
   max_batch_size: 4
   input { name: "images" data_type: TYPE_FP32 dims: [ 64, 64, 3 ] }
   output { name: "boxes" data_type: TYPE_FP32 dims: [ 6, 100 ] }
-)pb";
+)config";
 
 struct Fixtures {
   // The models a fuzzed config is completed against: their shapes, as the
@@ -60,7 +60,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RECTIFIER_FUZZ_CHECK(scheduler.max_batch_size >= 1);
   for (const auto& model : fixtures.models) {
     inference::ModelConfig completed = *config;
-    const absl::Status complete = rectifier::repository::CompleteConfigFromModel(*model, &completed);
+    const absl::Status complete =
+        rectifier::repository::CompleteConfigFromModel(*model, &completed);
     rectifier::fuzz::Report("CompleteConfigFromModel", complete);
     if (!complete.ok()) continue;
     // The load-time imaging check and the vision API's view of the model.
@@ -69,7 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     served.version = 1;
     served.config = completed;
     served.model = model;
-    rectifier::fuzz::Report("BuildModelImaging", rectifier::service::BuildModelImaging(served).status());
+    rectifier::fuzz::Report("BuildModelImaging",
+                            rectifier::service::BuildModelImaging(served).status());
   }
   return 0;
 }

@@ -48,9 +48,11 @@ case "$mode" in
       tail -n 80 "$log"
       exit 1
     fi
-    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" |
-      tr '\n' ' '
-    echo
+    # Final statistics (-fork=N prints none: its last status line instead).
+    stats=$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
+              "$log" || true)
+    [ -n "$stats" ] || stats=$(grep -E '^#[0-9]+: cov' "$log" | tail -n 1 || true)
+    echo $stats
     ;;
   *)
     echo "run.sh: unknown mode '$mode' (replay or fuzz)" >&2
