@@ -317,6 +317,20 @@ absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes) {
       "unrecognized image format (expected JPEG, PNG, BMP, TIFF, WebP or PGM/PPM)");
 }
 
+absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options) {
+  if (header.width <= 0 || header.height <= 0) {
+    return Malformed(header.format, "non-positive dimensions");
+  }
+  if (header.width > options.max_width || header.height > options.max_height ||
+      int64_t{header.width} * header.height > options.max_pixels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ImageFormatName(header.format), " image is ", header.width, "x", header.height,
+                     ", over the limit of ", options.max_width, "x", options.max_height, " and ",
+                     options.max_pixels, " pixels"));
+  }
+  return absl::OkStatus();
+}
+
 int JpegReduction(const ImageHeader& header, const DecodeOptions& options) {
   if (header.format != ImageFormat::kJpeg ||
       (options.min_short_side <= 0 && options.min_long_side <= 0)) {
@@ -352,16 +366,7 @@ absl::StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeOpt
     return absl::InvalidArgumentError("encoded image is over 2 GiB");  // cv::Mat's int sizes.
   }
   ASSIGN_OR_RETURN(const ImageHeader header, ProbeImageHeader(bytes));
-  if (header.width <= 0 || header.height <= 0) {
-    return Malformed(header.format, "non-positive dimensions");
-  }
-  if (header.width > options.max_width || header.height > options.max_height ||
-      int64_t{header.width} * header.height > options.max_pixels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ImageFormatName(header.format), " image is ", header.width, "x", header.height,
-                     ", over the limit of ", options.max_width, "x", options.max_height, " and ",
-                     options.max_pixels, " pixels"));
-  }
+  RETURN_IF_ERROR(CheckImageSize(header, options));
   RETURN_IF_ERROR(CheckTrailer(header, bytes));
 
   int flags = cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR;

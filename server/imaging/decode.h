@@ -56,6 +56,10 @@ struct DecodedImage {
 // in proportion to the claimed size.
 absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes);
 
+// INVALID_ARGUMENT naming the size and the limits when `header`'s image is
+// larger than options' max_width, max_height or max_pixels (or not positive).
+absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options);
+
 // The scale (1, 2, 4 or 8) DecodeImage decodes `header`'s image at: JPEG
 // only, the largest that keeps options' min_short_side / min_long_side.
 int JpegReduction(const ImageHeader& header, const DecodeOptions& options);

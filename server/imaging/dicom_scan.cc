@@ -2,6 +2,7 @@
 
 #include <dcmtk/config/osconfig.h>  // Must come first among DCMTK headers.
 #include <dcmtk/dcmdata/dctag.h>
+#include <dcmtk/dcmdata/dcxfer.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -556,6 +558,9 @@ absl::Status ReadMeta(std::string_view bytes, size_t& end, std::string& syntax) 
       group_length += static_cast<int64_t>(reader.position());  // Relative to the meta's start.
     }
     if (element == 0x0010) {
+      // DCMTK takes the transfer syntax only from a UI element; read any
+      // other way the two parsers would disagree on the dataset's encoding.
+      if (std::strcmp(vr, "UI") != 0) return Bad("TransferSyntaxUID is not of VR UI");
       syntax.assign(reinterpret_cast<const char*>(value), length);
       while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
     }
@@ -564,6 +569,14 @@ absl::Status ReadMeta(std::string_view bytes, size_t& end, std::string& syntax) 
     return Bad("FileMetaInformationGroupLength disagrees with the meta elements");
   }
   if (syntax.empty()) return Bad("no TransferSyntaxUID in the file meta information");
+  // An unknown UID would make DCMTK guess the dataset's encoding from its
+  // first bytes, which this walk cannot mirror.
+  const bool uid_chars = std::all_of(syntax.begin(), syntax.end(), [](char c) {
+    return (c >= '0' && c <= '9') || c == '.';
+  });
+  if (!uid_chars || DcmXfer(syntax.c_str()).getXfer() == EXS_Unknown) {
+    return Bad(absl::StrCat("unknown transfer syntax '", absl::CHexEscape(syntax), "'"));
+  }
   return absl::OkStatus();
 }
 

@@ -564,6 +564,25 @@ TEST(DicomHardeningTest, EncapsulatedIconInASequenceIsAccepted) {
   EXPECT_FALSE(scan->encapsulated);  // The image's own pixel data is native.
 }
 
+// The scan and DCMTK must read the dataset the same way: a transfer syntax
+// DCMTK does not know (it would guess the encoding from the data) or one
+// stored with a VR other than UI (DCMTK ignores it) is refused. Both let a
+// 300-byte file make DCMTK allocate gigabytes (found by fuzz/dicom).
+TEST(DicomHardeningTest, TransferSyntaxMustBeAKnownUid) {
+  const std::string dataset = Element(0x0028, 0x0010, "US", U16(4));
+  auto garbled = DecodeDicom(
+      PartTenHeader(std::string("\0\0\0\0\0\x01\x02.10008.1.2.1", 19)) + dataset, DicomOptions());
+  ASSERT_EQ(garbled.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(garbled.status().message(), HasSubstr("unknown transfer syntax"));
+  std::string as_st = PartTenHeader("1.2.840.10008.1.2.1.99");
+  const size_t at = as_st.find(std::string("\x02\x00\x10\x00UI", 6));
+  ASSERT_NE(at, std::string::npos);
+  as_st.replace(at + 4, 2, "ST");
+  auto wrong_vr = DecodeDicom(as_st + dataset, DicomOptions());
+  ASSERT_EQ(wrong_vr.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_vr.status().message(), HasSubstr("not of VR UI"));
+}
+
 // Some converters write header elements with VR UN; they are read through
 // the data dictionary (Modality "RTDOSE", not "82\84\...").
 TEST(DicomHardeningTest, HeaderElementsWithVrUnAreDecodedThroughTheDictionary) {

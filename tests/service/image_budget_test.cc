@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "server/service/image_pipeline.h"
 
 namespace rectifier::service {
 namespace {
@@ -67,6 +70,22 @@ TEST(ImageMemoryBudgetTest, NeverOverCommitsUnderContention) {
   for (std::thread& t : threads) t.join();
   EXPECT_LE(peak.load(), 9);
   EXPECT_EQ(budget.in_use(), 0);
+}
+
+// The size limits are checked before the worst case is computed: a header
+// claiming 2^30 x 2^30 pixels overflowed int64 in the estimate (found by
+// fuzz/vision_request).
+TEST(EstimateImageBytesTest, OversizeHeadersAreRefusedBeforeAnyArithmetic) {
+  std::string png(
+      "\x89PNG\r\n\x1a\n\x00\x00\x00\x0DIHDR\x40\x00\x00\x00\x40\x00\x00\x00"
+      "\x10\x06\x00\x00\x00",
+      29);
+  png += std::string(4, '\0') + std::string("\x00\x00\x00\x00IEND\xAE\x42\x60\x82", 12);
+  ModelImaging imaging;
+  imaging.input_item_shape = {3, 224, 224};
+  auto estimate = EstimateImageBytes(png, imaging);
+  ASSERT_EQ(estimate.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(estimate.status().message(), HasSubstr("1073741824x1073741824"));
 }
 
 }  // namespace
