@@ -24,7 +24,7 @@ struct DicomOptions {
   // All frames' pixel bytes as the header declares them (this bounds what a
   // deflated file may inflate to).
   int64_t max_pixel_bytes = 256LL << 20;
-  int frame = 0;                    // 0-based frame of a multi-frame object.
+  int frame = 0;  // 0-based frame of a multi-frame object.
   WindowSource window = WindowSource::kFile;
   // kCaller only; in modality units (after RescaleSlope/Intercept, e.g. HU).
   double window_center = 0.0;

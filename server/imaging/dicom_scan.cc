@@ -315,8 +315,7 @@ class Walker {
     }
     while (end == kNoEnd || reader_.position() < end) {
       ElementHeader item;
-      RETURN_IF_ERROR(
-          ReadHeader(Encoding::kImplicitLittle == encoding ? encoding : encoding, item));
+      RETURN_IF_ERROR(ReadHeader(encoding, item));
       RETURN_IF_ERROR(Count(item.header_bytes));
       if (item.group != 0xFFFE) {
         return Bad(absl::StrCat("sequence holds ", TagName(item.group, item.element),
@@ -571,9 +570,8 @@ absl::Status ReadMeta(std::string_view bytes, size_t& end, std::string& syntax) 
   if (syntax.empty()) return Bad("no TransferSyntaxUID in the file meta information");
   // An unknown UID would make DCMTK guess the dataset's encoding from its
   // first bytes, which this walk cannot mirror.
-  const bool uid_chars = std::all_of(syntax.begin(), syntax.end(), [](char c) {
-    return (c >= '0' && c <= '9') || c == '.';
-  });
+  const bool uid_chars = std::all_of(syntax.begin(), syntax.end(),
+                                     [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
   if (!uid_chars || DcmXfer(syntax.c_str()).getXfer() == EXS_Unknown) {
     return Bad(absl::StrCat("unknown transfer syntax '", absl::CHexEscape(syntax), "'"));
   }

@@ -29,10 +29,10 @@ void InferStream::OnReadDone(bool ok) {
     }
     next = Advance();
   }
-  Carry(std::move(next));
+  Carry(next);
 }
 
-void InferStream::Carry(Next next) {
+void InferStream::Carry(const Next& next) {
   if (next.finish) {
     Finish(next.status);  // `this` may be gone from here on.
     return;
@@ -62,7 +62,7 @@ void InferStream::Completed(std::unique_ptr<Call> call, const absl::Status& stat
     if (!broken_) to_write_.push_back(std::move(call));
     next = Advance();
   }
-  Carry(std::move(next));
+  Carry(next);
 }
 
 void InferStream::OnWriteDone(bool ok) {
@@ -77,7 +77,7 @@ void InferStream::OnWriteDone(bool ok) {
     }
     next = Advance();
   }
-  Carry(std::move(next));
+  Carry(next);
 }
 
 InferStream::Next InferStream::Advance() {

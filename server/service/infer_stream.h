@@ -62,7 +62,7 @@ class InferStream final : public grpc::ServerBidiReactor<inference::ModelInferRe
   Next Advance() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Without mu_: launches next.start or finishes. Touches nothing of `this`
   // after Finish().
-  void Carry(Next next);
+  void Carry(const Next& next);
 
   KServeService* service_;
   grpc::CallbackServerContext* context_;

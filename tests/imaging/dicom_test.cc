@@ -527,10 +527,12 @@ TEST(DicomHardeningTest, DeepNestingIsRefused) {
   std::string inner;
   for (int i = 0; i < 40; ++i) {
     // An undefined-length sequence holding one undefined-length item.
-    inner = Element(0x0040, 0x0275, "SQ", "", 0xFFFFFFFF) +
-            std::string("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8) + inner +
-            std::string("\xFE\xFF\x0D\xE0\x00\x00\x00\x00", 8) +
-            std::string("\xFE\xFF\xDD\xE0\x00\x00\x00\x00", 8);
+    std::string outer = Element(0x0040, 0x0275, "SQ", "", 0xFFFFFFFF);
+    outer.append("\xFE\xFF\x00\xE0\xFF\xFF\xFF\xFF", 8);
+    outer.append(inner);
+    outer.append("\xFE\xFF\x0D\xE0\x00\x00\x00\x00", 8);
+    outer.append("\xFE\xFF\xDD\xE0\x00\x00\x00\x00", 8);
+    inner = std::move(outer);
   }
   const std::string file = PartTenHeader("1.2.840.10008.1.2.1") + nested + inner;
   auto r = DecodeDicom(file, DicomOptions());

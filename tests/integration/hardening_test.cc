@@ -111,6 +111,7 @@ template <typename Body>
 void RunClients(int threads, int total, const Body& body) {
   std::atomic<int> next{0};
   std::vector<std::thread> workers;
+  workers.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
       for (int i = next++; i < total; i = next++) body(i);

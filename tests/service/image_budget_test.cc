@@ -54,6 +54,7 @@ TEST(ImageMemoryBudgetTest, NeverOverCommitsUnderContention) {
   std::atomic<int> held{0};
   std::atomic<int> peak{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20000; ++i) {
