@@ -3,16 +3,25 @@
 // 1. Every document is validated against the Kubernetes OpenAPI schema of its
 //    kind (kubernetes-models, Kubernetes 1.27): types, required fields, formats.
 //    The schemas accept unknown fields, so a misspelt field is not caught here.
-// 2. Rectifier's own invariants: replicas and HPA minimum >= 2, gRPC probes,
-//    non-root and read-only root, CPU request == limit, a grace period longer
-//    than preStop + --exit-timeout + the metrics endpoint's stop, a gRPC
-//    Service, a PDB and an HPA that point at the Deployment.
+//    cert-manager objects (overlays/tls/certificate.example.yaml) have no
+//    schema here and get only the checks in 2.
+// 2. Rectifier's own invariants: replicas and HPA minimum >= 2, non-root and
+//    read-only root, CPU request == limit, a grace period longer than preStop
+//    + --exit-timeout + the metrics endpoint's stop, a gRPC Service, a PDB and
+//    an HPA that point at the Deployment. Probes: gRPC probes on 8001, or,
+//    when the server runs with --tls-cert (overlays/tls), exec probes running
+//    rectifier-client against 127.0.0.1 with the TLS flags it needs; then also
+//    every TLS and token file comes from a Secret volume mounted whole (so
+//    rotation reaches it), the pods say prometheus.io/scheme: https, a
+//    NetworkPolicy admits 8002 only from selected namespaces, and a
+//    Certificate for the mounted Secret names what the probes verify.
 // Exits 1 on the first kind of failure, after printing every problem.
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import * as core from 'kubernetes-models/v1';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as autoscaling from 'kubernetes-models/autoscaling/v2';
+import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import * as policy from 'kubernetes-models/policy/v1';
 
 const models = {
@@ -22,8 +31,11 @@ const models = {
   'v1/ServiceAccount': core.ServiceAccount,
   'apps/v1/Deployment': apps.Deployment,
   'autoscaling/v2/HorizontalPodAutoscaler': autoscaling.HorizontalPodAutoscaler,
+  'networking.k8s.io/v1/NetworkPolicy': networking.NetworkPolicy,
   'policy/v1/PodDisruptionBudget': policy.PodDisruptionBudget,
 };
+const schemaless = new Set(['cert-manager.io/v1/Certificate', 'cert-manager.io/v1/ClusterIssuer',
+                            'cert-manager.io/v1/Issuer']);
 
 const problems = [];
 const fail = (msg) => problems.push(msg);
@@ -46,6 +58,10 @@ for (const file of files) {
     const key = `${obj.apiVersion}/${obj.kind}`;
     const Model = models[key];
     const name = `${obj.kind}/${obj.metadata?.name}`;
+    if (schemaless.has(key)) {
+      objects.push(obj);
+      continue;
+    }
     if (!Model) {
       fail(`${file}: ${name}: no schema for ${key}`);
       continue;
@@ -60,6 +76,113 @@ for (const file of files) {
 }
 
 const byKind = (kind) => objects.filter((o) => o.kind === kind);
+
+// The value of --NAME=VALUE or --NAME VALUE in an argument list, else undefined.
+function flagValue(args = [], name) {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i].startsWith(`--${name}=`)) return args[i].slice(name.length + 3);
+    if (args[i] === `--${name}`) return args[i + 1] ?? '';
+  }
+  return undefined;
+}
+
+// The server under TLS (--tls-cert): files from whole Secret volumes, exec
+// probes that work under TLS, https scraping, a NetworkPolicy on 8002, and a
+// Certificate (when one is given) that matches what the probes verify.
+function checkTls(d, c, where) {
+  const spec = d.spec.template.spec;
+  const volumes = Object.fromEntries((spec.volumes ?? []).map((v) => [v.name, v]));
+  const secretOf = (file) => {  // the Secret a file is read from, checked
+    const m = (c.volumeMounts ?? []).find((x) => file.startsWith(`${x.mountPath.replace(/\/$/, '')}/`));
+    const v = m && volumes[m.name];
+    if (!v?.secret) {
+      fail(`${where}: ${file} is not on a Secret volume`);
+    } else if (m.subPath || m.subPathExpr) {
+      fail(`${where}: ${file} is mounted with subPath: the kubelet never updates it`);
+    } else {
+      if (!m.readOnly) fail(`${where}: ${m.mountPath} is not mounted read-only`);
+      return v.secret.secretName;
+    }
+    return undefined;
+  };
+  const files = {};
+  for (const flag of ['tls-cert', 'tls-key', 'tls-client-ca', 'auth-tokens']) {
+    const file = flagValue(c.args, flag);
+    if (file !== undefined) files[flag] = { file, secret: secretOf(file) };
+  }
+  if (!files['tls-key']) fail(`${where}: --tls-cert without --tls-key`);
+  const mutual = files['tls-client-ca'] !== undefined;
+
+  const serverNames = new Set();
+  for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+    const p = c[probe];
+    const cmd = p?.exec?.command ?? [];
+    const at = `${where}: ${probe}`;
+    if (p?.grpc || p?.httpGet || p?.tcpSocket || !cmd.length) {
+      fail(`${at}: under TLS it must be an exec probe (the kubelet's gRPC probe cannot do TLS)`);
+      continue;
+    }
+    if (!cmd[0].endsWith('rectifier-client') || !cmd.includes('health')) fail(`${at}: does not run rectifier-client ... health`);
+    if (flagValue(cmd, 'url') !== '127.0.0.1:8001') fail(`${at}: --url is not 127.0.0.1:8001`);
+    const ca = flagValue(cmd, 'tls-ca');
+    if (!ca) fail(`${at}: no --tls-ca`);
+    else secretOf(ca);
+    const name = flagValue(cmd, 'tls-server-name');
+    if (!name) fail(`${at}: no --tls-server-name (the certificate does not name 127.0.0.1)`);
+    else serverNames.add(name);
+    if (mutual) {
+      const cert = flagValue(cmd, 'tls-cert');
+      const key = flagValue(cmd, 'tls-key');
+      if (!cert || !key) fail(`${at}: the server wants client certificates (--tls-client-ca) but the probe sends none`);
+      else { secretOf(cert); secretOf(key); }
+    }
+    const clientTimeout = parseFloat(flagValue(cmd, 'timeout') ?? '10');
+    if (!(clientTimeout < (p.timeoutSeconds ?? 1))) fail(`${at}: rectifier-client --timeout ${clientTimeout} is not under timeoutSeconds ${p.timeoutSeconds ?? 1}`);
+    if (probe === 'readinessProbe' && flagValue(cmd, 'service') !== 'inference.GRPCInferenceService') {
+      fail(`${at}: does not ask for the service inference.GRPCInferenceService`);
+    }
+  }
+
+  const ann = d.spec.template.metadata.annotations ?? {};
+  if (ann['prometheus.io/scheme'] !== 'https') fail(`${where}: /metrics is https but prometheus.io/scheme is not`);
+
+  const podLabels = d.spec.template.metadata.labels;
+  const selects = (np) => Object.entries(np.spec.podSelector?.matchLabels ?? {}).every(([k, v]) => podLabels[k] === v);
+  const covers = (rule, port, portName) => !rule.ports?.length || rule.ports.some((x) => x.port === port || x.port === portName);
+  const policies = byKind('NetworkPolicy').filter(selects);
+  if (policies.length === 0) fail(`${where}: no NetworkPolicy selects the pods`);
+  for (const np of policies) {
+    const at = `NetworkPolicy/${np.metadata.name}`;
+    if (!(np.spec.policyTypes ?? ['Ingress']).includes('Ingress')) fail(`${at}: no Ingress policy`);
+    const rules = np.spec.ingress ?? [];
+    for (const rule of rules.filter((r) => covers(r, 8002, 'metrics'))) {
+      const narrow = (rule.from ?? []).length > 0 && rule.from.every((peer) =>
+        !peer.ipBlock && Object.keys(peer.namespaceSelector?.matchLabels ?? {}).length +
+          (peer.namespaceSelector?.matchExpressions ?? []).length > 0);
+      if (!narrow) fail(`${at}: a rule admits port 8002 from anywhere; only selected namespaces may scrape`);
+    }
+    if (!rules.some((r) => covers(r, 8001, 'grpc'))) fail(`${at}: no rule admits gRPC on 8001`);
+  }
+
+  // A Certificate writing the Secret the server's certificate comes from.
+  const certificates = byKind('Certificate');
+  if (certificates.length) {
+    const secret = files['tls-cert']?.secret;
+    const cert = certificates.find((x) => x.spec?.secretName === secret);
+    if (!cert) {
+      fail(`${where}: no Certificate writes the Secret ${secret}`);
+    } else {
+      const at = `Certificate/${cert.metadata.name}`;
+      const dns = cert.spec.dnsNames ?? [];
+      for (const name of serverNames) {
+        if (!dns.includes(name)) fail(`${at}: dnsNames lack ${name}, the name the probes verify`);
+      }
+      const usages = cert.spec.usages ?? [];
+      if (!usages.includes('server auth')) fail(`${at}: usages lack server auth`);
+      if (mutual && !usages.includes('client auth')) fail(`${at}: usages lack client auth (the probes present this certificate)`);
+    }
+  }
+}
 const cpuCores = (q) => (String(q).endsWith('m') ? parseFloat(q) / 1000 : parseFloat(q));
 const deployments = byKind('Deployment');
 if (deployments.length !== 1) fail(`expected one Deployment, found ${deployments.length}`);
@@ -72,8 +195,12 @@ for (const d of deployments) {
     continue;
   }
   if ((d.spec.replicas ?? 1) < 2) fail(`${where}: replicas < 2`);
-  for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
-    if (c[probe]?.grpc?.port !== 8001) fail(`${where}: ${probe} is not a gRPC probe on 8001`);
+  if (flagValue(c.args, 'tls-cert') === undefined) {
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+      if (c[probe]?.grpc?.port !== 8001) fail(`${where}: ${probe} is not a gRPC probe on 8001`);
+    }
+  } else {
+    checkTls(d, c, where);
   }
   if (c.securityContext?.readOnlyRootFilesystem !== true) fail(`${where}: root filesystem is writable`);
   if (c.securityContext?.allowPrivilegeEscalation !== false) fail(`${where}: privilege escalation allowed`);
