@@ -20,6 +20,8 @@
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_repository.h"
+#include "server/security/tls_files.h"
+#include "server/security/tokens.h"
 #include "server/service/grpc_server.h"
 #include "server/service/server_options.h"
 #include "spdlog/spdlog.h"
@@ -54,6 +56,7 @@ int Run(const rectifier::service::ServerOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // re-reads --auth-tokens
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (absl::Status s = rectifier::common::SetupLogging(options.logging); !s.ok()) {
@@ -66,17 +69,34 @@ int Run(const rectifier::service::ServerOptions& options) {
   }
   const auto control_mode = rectifier::repository::ParseControlMode(options.model_control_mode);
   if (!control_mode.ok()) return Fail(kExitUsage, std::string(control_mode.status().message()));
+  // Unusable security files stop the start with one line, before any port opens.
+  if (options.tls.enabled()) {
+    if (absl::Status s = rectifier::security::ValidateTlsFiles(options.tls); !s.ok()) {
+      return Fail(kExitUsage, std::string(s.message()));
+    }
+  }
+  std::unique_ptr<rectifier::security::TokenStore> tokens;
+  if (!options.auth_tokens_file.empty()) {
+    auto loaded = rectifier::security::TokenStore::Load(options.auth_tokens_file);
+    if (!loaded.ok()) return Fail(kExitUsage, std::string(loaded.status().message()));
+    tokens = std::move(loaded).value();
+  }
 
   std::unique_ptr<rectifier::metrics::MetricsServer> metrics;
   if (!options.metrics_address.empty()) {
     rectifier::metrics::MetricsServerOptions metrics_options;
     metrics_options.address = options.metrics_address;
+    metrics_options.tls = options.tls;
+    metrics_options.tls_reload_interval = options.tls_reload_interval;
     metrics_options.build_labels = {{"version", RECTIFIER_VERSION},
                                     {"git_commit", RECTIFIER_GIT_COMMIT},
                                     {"build_type", RECTIFIER_BUILD_TYPE},
                                     {"compiler", __VERSION__}};
     auto created = rectifier::metrics::MetricsServer::Create(metrics_options);
-    if (!created.ok()) return Fail(kExitRuntimeError, std::string(created.status().message()));
+    if (!created.ok()) {
+      return Fail(absl::IsFailedPrecondition(created.status()) ? kExitUsage : kExitRuntimeError,
+                  std::string(created.status().message()));
+    }
     metrics = std::move(created).value();
   }
 
@@ -111,8 +131,14 @@ int Run(const rectifier::service::ServerOptions& options) {
   grpc_options.image_threads = options.image_threads;
   grpc_options.image_queue = options.image_queue;
   grpc_options.image_memory_bytes = options.image_memory_mb << 20;
+  grpc_options.tls = options.tls;
+  grpc_options.tls_reload_interval = options.tls_reload_interval;
+  grpc_options.tokens = tokens.get();
   auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
-  if (!server.ok()) return Fail(kExitRuntimeError, std::string(server.status().message()));
+  if (!server.ok()) {
+    return Fail(absl::IsFailedPrecondition(server.status()) ? kExitUsage : kExitRuntimeError,
+                std::string(server.status().message()));
+  }
 
   spdlog::info(
       "rectifier-server {} serving gRPC on port {} ({}), metrics on port {}, "
@@ -120,8 +146,25 @@ int Run(const rectifier::service::ServerOptions& options) {
       RECTIFIER_VERSION, (*server)->port(), options.grpc_address, metrics ? metrics->port() : 0,
       options.model_repository, rectifier::common::AvailableCpus());
 
+  spdlog::info("security: {}, {}",
+               !options.tls.enabled()          ? "plaintext (no --tls-cert)"
+               : options.tls.client_ca.empty() ? "TLS"
+                                               : "mutual TLS (client certificates required)",
+               tokens != nullptr
+                   ? absl::StrCat(tokens->size(), " tokens from '", tokens->path(), "'")
+                   : std::string("no tokens (no --auth-tokens)"));
+
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    if (tokens == nullptr) {
+      spdlog::info("SIGHUP: nothing to re-read (no --auth-tokens)");
+    } else if (absl::Status s = tokens->Reload(); !s.ok()) {
+      spdlog::error("SIGHUP: tokens not re-read, the previous ones stay in use: {}",
+                    std::string(s.message()));
+    } else {
+      spdlog::info("SIGHUP: {} tokens re-read from '{}'", tokens->size(), tokens->path());
+    }
+  }
   spdlog::info("received {}, draining (exit timeout {})", strsignal(signal_number),
                absl::FormatDuration(options.exit_timeout));
   const absl::Time start = absl::Now();
@@ -145,6 +188,7 @@ int Run(const rectifier::service::ServerOptions& options) {
   (*server)->Drain(options.exit_timeout);
   drain_models.join();
   server->reset();
+  tokens.reset();
   repository->reset();
   server_metrics.reset();
   metrics.reset();

@@ -5,9 +5,18 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "prometheus/registry.h"
+#include "server/security/tls_files.h"
+
+namespace rectifier::security {
+class TlsContext;
+}  // namespace rectifier::security
 
 namespace prometheus {
 class Collectable;
@@ -16,6 +25,7 @@ class Exposer;
 
 namespace rectifier::metrics {
 
+class HttpsEndpoint;
 class ProcessCollector;
 
 struct MetricsServerOptions {
@@ -34,6 +44,11 @@ struct MetricsServerOptions {
   // waits between scrapes. Fixed (no flags; Triton has none either).
   int http_threads = 8;
   int request_timeout_ms = 3000;
+  // Set: /metrics is served over HTTPS only, and with a client CA only to
+  // clients presenting a certificate it signed. The files are checked for
+  // changes every tls_reload_interval; new connections use the new ones.
+  security::TlsFiles tls;
+  absl::Duration tls_reload_interval = absl::Seconds(60);
 };
 
 // Owns the registry every module registers its families in, and serves it
@@ -43,7 +58,8 @@ struct MetricsServerOptions {
 class MetricsServer {
  public:
   // Errors: INVALID_ARGUMENT for a malformed address, UNAVAILABLE when the
-  // address cannot be bound (e.g. port in use).
+  // address cannot be bound (e.g. port in use), FAILED_PRECONDITION for TLS
+  // files that cannot be used.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Create(const MetricsServerOptions& options);
   ~MetricsServer();
 
@@ -64,7 +80,17 @@ class MetricsServer {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<ProcessCollector> process_collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;  // destroyed first
+  // What /metrics serves over HTTPS (the exposer keeps its own list).
+  std::vector<std::weak_ptr<prometheus::Collectable>> Collectables() const;
+
+  mutable absl::Mutex collectables_mu_;
+  std::vector<std::weak_ptr<prometheus::Collectable>> collectables_
+      ABSL_GUARDED_BY(collectables_mu_);
+  // Without TLS civetweb serves /metrics (the exposer); with TLS our HTTPS
+  // endpoint does, and the TLS context must outlive its connections.
+  std::unique_ptr<security::TlsContext> tls_;
+  std::unique_ptr<HttpsEndpoint> https_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };
 

@@ -211,7 +211,7 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Create(
                                              : repository->ScanModelNames();
   for (const std::string& name : names) {
     // A broken model is recorded and logged by Load; the others go on.
-    repository->Load(name).IgnoreError();
+    repository->Load(name, /*record_new_failure=*/true).IgnoreError();
   }
   if (options.mode == ControlMode::kPoll) {
     repository->poll_thread_ = std::thread([r = repository.get()] { r->PollLoop(); });
@@ -456,7 +456,7 @@ absl::StatusOr<std::vector<std::shared_ptr<ServedModel>>> ModelRepository::LoadV
   return versions;
 }
 
-absl::Status ModelRepository::Load(const std::string& name) {
+absl::Status ModelRepository::Load(const std::string& name, bool record_new_failure) {
   // A bad name or a model that is not in the repository is the caller's
   // mistake: refused without creating an index entry (which would make the
   // server report not ready).
@@ -467,9 +467,11 @@ absl::Status ModelRepository::Load(const std::string& name) {
   }
   absl::MutexLock load_lock(&load_mu_);
   const std::string fingerprint = Fingerprint(name);
+  bool new_entry = false;
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("server is shutting down");
+    new_entry = models_.find(name) == models_.end();
     ModelSlot& slot = models_[name];
     if (slot.versions.empty()) {
       slot.state = "LOADING";
@@ -490,6 +492,11 @@ absl::Status ModelRepository::Load(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     ModelSlot& slot = models_[name];
+    if (!loaded.ok() && new_entry && !record_new_failure) {
+      models_.erase(name);
+      if (options_.metrics != nullptr) options_.metrics->ClearModelState(name);
+      return absl::Status(loaded.status().code(), reason);
+    }
     slot.fingerprint = fingerprint;
     if (!loaded.ok()) {
       slot.reason = reason;
@@ -575,7 +582,7 @@ absl::Status ModelRepository::Poll() {
   absl::Status first_error;
   for (const std::string& name : to_load) {
     spdlog::info("model={} changed on disk, loading", name);
-    absl::Status s = Load(name);
+    absl::Status s = Load(name, /*record_new_failure=*/true);
     if (first_error.ok()) first_error = s;
   }
   for (const std::string& name : to_unload) {

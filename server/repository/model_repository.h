@@ -124,8 +124,10 @@ class ModelRepository {
 
   // (Re)loads a model from disk: compiles and warms every version its policy
   // selects, then swaps them in at once; the replaced versions drain. On
-  // failure the previously served versions stay (and the reason is recorded).
-  absl::Status Load(const std::string& name);
+  // failure the previously served versions stay and the reason is recorded;
+  // a name the index did not hold is left out of it (a bad load request must
+  // not turn the server not ready).
+  absl::Status Load(const std::string& name) { return Load(name, /*record_new_failure=*/false); }
   // Stops serving `name`; queued requests finish first. NOT_FOUND if not loaded.
   absl::Status Unload(const std::string& name);
   // Rescans the repository: loads new or changed models, unloads removed ones.
@@ -134,6 +136,7 @@ class ModelRepository {
   std::vector<ModelIndexEntry> Index() const;
   // True when every model that should be loaded is ready (strict readiness).
   bool AllReady() const;
+  ControlMode mode() const { return options_.mode; }
   // Stops accepting requests and drains every model until `deadline`.
   void Shutdown(absl::Time deadline);
 
@@ -148,6 +151,10 @@ class ModelRepository {
 
   explicit ModelRepository(const RepositoryOptions& options) : options_(options) {}
 
+  // Load(); with `record_new_failure`, a name new to the index that fails
+  // stays in it as UNAVAILABLE (start-up and polling: the model is in the
+  // repository and should be served).
+  absl::Status Load(const std::string& name, bool record_new_failure);
   absl::StatusOr<std::vector<std::shared_ptr<ServedModel>>> LoadVersions(
       const std::string& name) const;
   absl::StatusOr<std::shared_ptr<ServedModel>> LoadVersion(const std::string& name,

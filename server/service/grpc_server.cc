@@ -3,7 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -20,26 +24,50 @@ namespace {
 constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
 constexpr char kVisionServiceName[] = "rectifier.v1.Vision";
 
+// Plaintext, or TLS from files that gRPC's watcher re-reads (it checks that
+// a new key matches its certificate before switching).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
+    const GrpcServerOptions& options) {
+  if (!options.tls.enabled()) return grpc::InsecureServerCredentials();
+  RETURN_IF_ERROR(security::ValidateTlsFiles(options.tls));
+  const auto interval = static_cast<unsigned int>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(options.tls_reload_interval)));
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      options.tls.key, options.tls.cert, options.tls.client_ca, interval);
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_identity_key_cert_pairs();
+  if (options.tls.client_ca.empty()) {
+    tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     const GrpcServerOptions& options, repository::ModelRepository* repository) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, MakeCredentials(options));
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   const int image_threads =
       options.image_threads > 0 ? options.image_threads : common::AvailableCpus();
   ASSIGN_OR_RETURN(server->image_pool_,
                    WorkPool::Create(image_threads, static_cast<size_t>(options.image_queue)));
   server->image_budget_ = std::make_unique<ImageMemoryBudget>(options.image_memory_bytes);
-  server->kserve_ = std::make_unique<KServeService>(
-      &server->state_, repository, server->image_pool_.get(), server->image_budget_.get());
-  server->vision_ = std::make_unique<VisionService>(
-      &server->state_, repository, server->image_pool_.get(), server->image_budget_.get());
+  server->kserve_ =
+      std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get(),
+                                      server->image_budget_.get(), options.tokens);
+  server->vision_ =
+      std::make_unique<VisionService>(&server->state_, repository, server->image_pool_.get(),
+                                      server->image_budget_.get(), options.tokens);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.address, credentials, &server->port_);
   // Without this, gRPC binds with SO_REUSEPORT and a second server on the
   // same port would silently share it instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

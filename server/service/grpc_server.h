@@ -8,6 +8,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/security/tls_files.h"
+#include "server/security/tokens.h"
 #include "server/service/server_state.h"
 
 namespace grpc {
@@ -36,14 +38,23 @@ struct GrpcServerOptions {
   int image_queue = 1024;
   // Bytes images being decoded may hold at once (ImageMemoryBudget); 0 = unbounded.
   int64_t image_memory_bytes = int64_t{1} << 30;
+  // Set: the port speaks TLS only (and with a client CA, mutual TLS); gRPC
+  // re-reads the files every tls_reload_interval and new connections use
+  // the new ones (a pair that does not match is skipped until it does).
+  security::TlsFiles tls;
+  absl::Duration tls_reload_interval = absl::Seconds(60);
+  // Set: calls need a bearer token (KServeService, VisionService); must
+  // outlive the server. grpc.health.v1 and reflection stay open.
+  const security::TokenStore* tokens = nullptr;
 };
 
 class GrpcServer {
  public:
   // Builds, binds and starts serving; health reports SERVING when this
   // returns, and ServerReady is true once every model is ready too.
-  // UNAVAILABLE if the address cannot be bound. `repository` may be null (no
-  // models); otherwise it must outlive the server.
+  // UNAVAILABLE if the address cannot be bound, FAILED_PRECONDITION for TLS
+  // files that cannot be used. `repository` may be null (no models);
+  // otherwise it must outlive the server.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Create(
       const GrpcServerOptions& options, repository::ModelRepository* repository = nullptr);
   ~GrpcServer();

@@ -7,6 +7,7 @@
 #include "server/common/status_macros.h"
 #include "server/repository/model_config.h"
 #include "server/repository/model_repository.h"
+#include "server/service/call_auth.h"
 #include "server/service/image_input.h"
 #include "server/service/infer_codec.h"
 #include "server/service/infer_stream.h"
@@ -27,6 +28,18 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const abs
 }
 
 const absl::Status kNoRepository = absl::UnavailableError("this server has no model repository");
+
+// Load and unload are for explicit mode only, as in Triton: in `none` the
+// set of models is fixed at start, in `poll` the repository's contents
+// decide it.
+absl::Status CheckExplicitMode(const repository::ModelRepository& repository, const char* call) {
+  const repository::ControlMode mode = repository.mode();
+  if (mode == repository::ControlMode::kExplicit) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      call, " is not allowed: the server runs with --model-control-mode ",
+      mode == repository::ControlMode::kPoll ? "poll" : "none",
+      "; start it with --model-control-mode explicit to load and unload models through the API"));
+}
 
 // A server has one repository; clients address it with an empty name.
 absl::Status CheckRepositoryName(const std::string& name) {
@@ -58,6 +71,9 @@ grpc::ServerUnaryReactor* KServeService::ServerReady(
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(
     grpc::CallbackServerContext* context, const inference::ServerMetadataRequest* /*request*/,
     inference::ServerMetadataResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   response->set_name("rectifier");
   response->set_version(RECTIFIER_VERSION);
   // Only what is implemented end to end is listed.
@@ -72,6 +88,9 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
 grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context,
                                                     const inference::ModelReadyRequest* request,
                                                     inference::ModelReadyResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   if (request->name().empty()) {
     return Finish(context, absl::InvalidArgumentError("model name is empty"));
   }
@@ -84,6 +103,9 @@ grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* KServeService::ModelMetadata(
     grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   auto served = repository_->Get(request->name(), request->version());
   if (!served.ok()) return Finish(context, served.status());
@@ -108,6 +130,9 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(
 grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
                                                      const inference::ModelConfigRequest* request,
                                                      inference::ModelConfigResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   auto served = repository_->Get(request->name(), request->version());
   if (!served.ok()) return Finish(context, served.status());
@@ -255,6 +280,9 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
 grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,
                                                     const inference::ModelInferRequest* request,
                                                     inference::ModelInferResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   StartInfer(
       request, response, absl::FromChrono(context->deadline()),
@@ -265,12 +293,19 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext*
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
 KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return new RefusedStream<inference::ModelInferRequest, inference::ModelStreamInferResponse>(
+        ToGrpcStatus(s));
+  }
   return new InferStream(this, context);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelStatistics(
     grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   // A named model (and version) must exist; "" lists every served version.
   if (!request->name().empty()) {
@@ -292,6 +327,9 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(
 grpc::ServerUnaryReactor* KServeService::RepositoryIndex(
     grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
     return Finish(context, s);
@@ -310,8 +348,14 @@ grpc::ServerUnaryReactor* KServeService::RepositoryIndex(
 grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
     grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse* /*response*/) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (absl::Status s = CheckExplicitMode(*repository_, "RepositoryModelLoad"); !s.ok()) {
     return Finish(context, s);
   }
   if (!request->parameters().empty()) {
@@ -329,8 +373,14 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
 grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
     grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse* /*response*/) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
+    return Finish(context, s);
+  }
   if (repository_ == nullptr) return Finish(context, kNoRepository);
   if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (absl::Status s = CheckExplicitMode(*repository_, "RepositoryModelUnload"); !s.ok()) {
     return Finish(context, s);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpc_service.grpc.pb.h"
 #include "server/engine/tensor.h"
+#include "server/security/tokens.h"
 #include "server/service/control_worker.h"
 #include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
@@ -31,12 +32,17 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // REQUIRES: `state`, `repository` and `image_pool` outlive this service.
   // `repository` may be null (no models: model calls answer UNAVAILABLE).
   // `image_pool` decodes BYTES image inputs within `image_budget`.
+  // `tokens` null: no token is required. Otherwise ServerLive and
+  // ServerReady stay open, the repository calls (index, load, unload) need
+  // the admin role and every other call the infer role.
   KServeService(const ServerState* state, repository::ModelRepository* repository,
-                WorkPool* image_pool, ImageMemoryBudget* image_budget)
+                WorkPool* image_pool, ImageMemoryBudget* image_budget,
+                const security::TokenStore* tokens = nullptr)
       : state_(state),
         repository_(repository),
         image_pool_(image_pool),
-        image_budget_(image_budget) {}
+        image_budget_(image_budget),
+        tokens_(tokens) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -106,6 +112,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   repository::ModelRepository* repository_;
   WorkPool* image_pool_;
   ImageMemoryBudget* image_budget_;
+  const security::TokenStore* tokens_;
   ModelImagingCache imaging_cache_;
   ControlWorker control_;
 };

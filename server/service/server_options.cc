@@ -23,6 +23,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   int max_message_mb = o.max_message_bytes >> 20;
   double poll_secs = absl::ToDoubleSeconds(o.repository_poll_interval);
   double max_connection_age_s = 0;
+  double tls_reload_s = absl::ToDoubleSeconds(o.tls_reload_interval);
 
   CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
                "rectifier-server"};
@@ -88,6 +89,19 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()
       ->check(CLI::Range(1, 2047));
+  app.add_option(
+      "--tls-cert", o.tls.cert,
+      "PEM certificate chain: the gRPC and metrics ports speak TLS only (with --tls-key)");
+  app.add_option("--tls-key", o.tls.key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls.client_ca,
+                 "PEM CA bundle: mutual TLS, clients must present a certificate it signed");
+  app.add_option("--tls-reload-secs", tls_reload_s,
+                 "Seconds between checks of the TLS files for changes (rotation without restart)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--auth-tokens", o.auth_tokens_file,
+                 "File of 'ROLE TOKEN' lines (ROLE infer or admin): calls need 'authorization: "
+                 "Bearer TOKEN'; re-read on SIGHUP");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   if (!reversed.empty()) reversed.pop_back();  // program name
@@ -131,6 +145,13 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   o.repository_poll_interval = absl::Seconds(poll_secs);
   o.max_connection_age = absl::Seconds(max_connection_age_s);
   o.max_message_bytes = max_message_mb << 20;
+  o.tls_reload_interval = absl::Seconds(tls_reload_s);
+  if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.key.empty())) {
+    return absl::InvalidArgumentError(
+        o.tls.cert.empty()
+            ? absl::StrCat(o.tls.key.empty() ? "--tls-client-ca" : "--tls-key", " needs --tls-cert")
+            : "--tls-cert needs --tls-key");
+  }
   return parsed;
 }
 

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/common/logging.h"
+#include "server/security/tls_files.h"
 
 namespace rectifier::service {
 
@@ -38,6 +39,12 @@ struct ServerOptions {
   // Memory that images being decoded and preprocessed may hold at once
   // (each charged its worst case); 0 = unbounded.
   int64_t image_memory_mb = 1024;
+  // TLS for the gRPC and metrics ports (both, or neither); files checked
+  // for changes every tls_reload_interval.
+  security::TlsFiles tls;
+  absl::Duration tls_reload_interval = absl::Seconds(60);
+  // Bearer tokens with roles ("ROLE TOKEN" lines); empty: no tokens needed.
+  std::string auth_tokens_file;
 };
 
 // What the command line asks for: run the server, or print text and exit

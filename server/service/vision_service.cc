@@ -7,6 +7,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "server/repository/model_repository.h"
+#include "server/service/call_auth.h"
 #include "server/service/status_mapping.h"
 #include "server/service/vision_stream.h"
 
@@ -284,7 +285,8 @@ grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServ
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   ImageJob base;
   base.start = absl::Now();
-  absl::Status status = CheckImages(request->images_size());
+  absl::Status status = AuthorizeCall(service.tokens(), *context, security::Role::kInfer);
+  if (status.ok()) status = CheckImages(request->images_size());
   if (status.ok()) {
     status = service.Resolve(request->model_name(), request->model_version(), task, base);
   }
@@ -347,6 +349,10 @@ grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* con
 
 grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
 VisionService::DetectStream(grpc::CallbackServerContext* context) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return new RefusedStream<rectifier::v1::DetectStreamRequest,
+                             rectifier::v1::DetectStreamResponse>(ToGrpcStatus(s));
+  }
   return new DetectStreamReactor(this, context);
 }
 

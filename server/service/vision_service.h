@@ -16,6 +16,7 @@
 #include "rectifier/v1/vision.grpc.pb.h"
 #include "server/imaging/classification.h"
 #include "server/imaging/detection.h"
+#include "server/security/tokens.h"
 #include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
 #include "server/service/work_pool.h"
@@ -64,11 +65,14 @@ struct ImageOutcome {
 
 class VisionService final : public rectifier::v1::Vision::CallbackService {
  public:
-  // REQUIRES: all three outlive the service; `repository` may be null (no
-  // models: calls answer UNAVAILABLE).
+  // REQUIRES: all of them outlive the service; `repository` may be null (no
+  // models: calls answer UNAVAILABLE). `tokens` null: no token is required;
+  // otherwise every call needs one with the infer role.
   VisionService(const ServerState* state, repository::ModelRepository* repository, WorkPool* pool,
-                ImageMemoryBudget* budget)
-      : state_(state), repository_(repository), pool_(pool), budget_(budget) {}
+                ImageMemoryBudget* budget, const security::TokenStore* tokens = nullptr)
+      : state_(state), repository_(repository), pool_(pool), budget_(budget), tokens_(tokens) {}
+
+  const security::TokenStore* tokens() const { return tokens_; }
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const rectifier::v1::ClassifyRequest* request,
@@ -93,6 +97,7 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
   repository::ModelRepository* repository_;
   WorkPool* pool_;
   ImageMemoryBudget* budget_;  // Images being decoded.
+  const security::TokenStore* tokens_;
   ModelImagingCache imaging_cache_;
 };
 

@@ -7,7 +7,15 @@ holding a small ONNX model written here, and calls health, ServerMetadata,
 ModelMetadata, ModelInfer (raw FP32, encoded images as BYTES, an error path),
 ModelStatistics, and the vision API's Classify.
 
-  /usr/bin/python3 tests/integration/python_client_test.py --server build/server/rectifier-server
+With --tls, the same calls go over mutual TLS with a bearer token: the test
+makes a CA, server and client certificates with the openssl command and a
+tokens file, starts the server with --tls-cert/--tls-key/--tls-client-ca/
+--auth-tokens, and connects with grpc.ssl_channel_credentials plus
+grpc.access_token_call_credentials (which sends "authorization: Bearer").
+It also checks what a client without a token, with an unknown one, or with
+the infer role calling RepositoryIndex gets.
+
+  /usr/bin/python3 tests/integration/python_client_test.py --server build/server/rectifier-server [--tls]
 """
 import argparse
 import os
@@ -22,7 +30,38 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = None
+TLS = False
 WORK = tempfile.mkdtemp(prefix="rectifier-pytest-")
+ADMIN_TOKEN = "admin-" + os.urandom(16).hex()
+INFER_TOKEN = "infer-" + os.urandom(16).hex()
+
+
+def make_certificates(out):
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client one."""
+    os.makedirs(out, exist_ok=True)
+
+    def openssl(*args):
+        subprocess.check_call(["openssl", *args], cwd=out, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.crt", "-days", "1", "-subj", "/CN=rectifier-test-ca")
+    with open(os.path.join(out, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", "san.ext"]), ("client", [])):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", *ext)
+    with open(os.path.join(out, "tokens"), "w") as f:
+        f.write(f"# role token\nadmin {ADMIN_TOKEN}\ninfer {INFER_TOKEN}\n")
+    return {name: os.path.join(out, name) for name in
+            ("ca.crt", "server.crt", "server.key", "client.crt", "client.key", "tokens")}
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def generate_stubs(out):
@@ -83,9 +122,14 @@ class PythonClientTest(unittest.TestCase):
         repo = os.path.join(WORK, "repo")
         write_model(repo)
         cls.log = open(os.path.join(WORK, "server.log"), "w+")
-        cls.server = subprocess.Popen(
-            [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
-             "--metrics-address", "127.0.0.1:0"], stdout=cls.log, stderr=subprocess.STDOUT)
+        command = [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
+                   "--metrics-address", "127.0.0.1:0"]
+        if TLS:
+            cls.files = make_certificates(os.path.join(WORK, "tls"))
+            command += ["--tls-cert", cls.files["server.crt"], "--tls-key",
+                        cls.files["server.key"], "--tls-client-ca", cls.files["ca.crt"],
+                        "--auth-tokens", cls.files["tokens"]]
+        cls.server = subprocess.Popen(command, stdout=cls.log, stderr=subprocess.STDOUT)
         port = None
         deadline = time.time() + 60
         while port is None and time.time() < deadline and cls.server.poll() is None:
@@ -96,9 +140,25 @@ class PythonClientTest(unittest.TestCase):
         if port is None:
             cls.log.seek(0)
             raise RuntimeError("server did not start: " + cls.log.read())
-        cls.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        cls.target = f"127.0.0.1:{port}"
+        if TLS:
+            cls.channel = grpc.secure_channel(cls.target, cls.credentials(INFER_TOKEN))
+        else:
+            cls.channel = grpc.insecure_channel(cls.target)
         import grpc_service_pb2_grpc
         cls.stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(cls.channel)
+
+    @classmethod
+    def credentials(cls, token):
+        import grpc
+        channel = grpc.ssl_channel_credentials(
+            root_certificates=read(cls.files["ca.crt"]),
+            private_key=read(cls.files["client.key"]),
+            certificate_chain=read(cls.files["client.crt"]))
+        if token is None:
+            return channel
+        return grpc.composite_channel_credentials(
+            channel, grpc.access_token_call_credentials(token))
 
     @classmethod
     def tearDownClass(cls):
@@ -172,10 +232,60 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(reply.results[0].classes[0].label, "bright")
         self.assertEqual(reply.results[0].image.format, "pnm")
 
+    def test_tokens_and_roles(self):
+        if not TLS:
+            self.skipTest("needs --tls")
+        import grpc
+        import grpc_service_pb2 as pb
+        import grpc_service_pb2_grpc
+        import health_pb2
+        import health_pb2_grpc
+        cases = [(None, grpc.StatusCode.UNAUTHENTICATED),
+                 ("not-a-known-token-0123456789", grpc.StatusCode.UNAUTHENTICATED),
+                 (INFER_TOKEN, grpc.StatusCode.PERMISSION_DENIED),
+                 (ADMIN_TOKEN, grpc.StatusCode.OK)]
+        for token, expected in cases:
+            with grpc.secure_channel(self.target, self.credentials(token)) as channel:
+                stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                # Probes need no token.
+                self.assertTrue(stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live)
+                self.assertTrue(stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready)
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=10)
+                self.assertEqual(reply.status, health_pb2.HealthCheckResponse.SERVING)
+                try:
+                    stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as e:
+                    code = e.code()
+                self.assertEqual(code, expected, token and token[:5])
+
+    def test_plaintext_client_is_refused(self):
+        if not TLS:
+            self.skipTest("needs --tls")
+        import grpc
+        import grpc_service_pb2 as pb
+        import grpc_service_pb2_grpc
+        with grpc.insecure_channel(self.target) as channel:
+            stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            with self.assertRaises(grpc.RpcError) as caught:
+                stub.ServerLive(pb.ServerLiveRequest(), timeout=5)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        # A client without a certificate fails the mutual TLS handshake.
+        import grpc as g
+        no_cert = g.ssl_channel_credentials(root_certificates=read(self.files["ca.crt"]))
+        with g.secure_channel(self.target, no_cert) as channel:
+            stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            with self.assertRaises(g.RpcError) as caught:
+                stub.ServerLive(pb.ServerLiveRequest(), timeout=5)
+            self.assertEqual(caught.exception.code(), g.StatusCode.UNAVAILABLE)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
+    parser.add_argument("--tls", action="store_true")
     args, rest = parser.parse_known_args()
     SERVER = os.path.abspath(args.server)
+    TLS = args.tls
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
