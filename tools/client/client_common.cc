@@ -13,6 +13,11 @@ int RpcError(const grpc::Status& status) {
   return kExitRpcError;
 }
 
+int CallError(const Connection& connection, const grpc::Status& status) {
+  std::fprintf(stderr, "rectifier-client: error: %s\n", connection.Describe(status).c_str());
+  return kExitRpcError;
+}
+
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "rectifier-client: error: %s\n", message.c_str());
   return kExitUsage;

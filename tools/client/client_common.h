@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <string>
 
+#include "tools/client/connection.h"
+
 namespace rectifier::tools {
 
 struct Globals {
-  std::string url = "127.0.0.1:8001";
+  ConnectionFlags connection;  // --url, TLS flags, token
   double timeout_s = 30;
   bool json = false;
   int max_message_mb = 256;
@@ -24,7 +26,11 @@ inline constexpr int kExitRpcError = 1;
 inline constexpr int kExitUsage = 2;
 
 // Prints "rectifier-client: error: CODE: message" on stderr; returns kExitRpcError.
+// For errors the server reported inside an answer, or found in one.
 int RpcError(const grpc::Status& status);
+// The same for a call on `connection` that failed; names the fix instead when
+// TLS or the token caused it (Connection::Describe).
+int CallError(const Connection& connection, const grpc::Status& status);
 // Prints "rectifier-client: error: message" on stderr; returns kExitUsage.
 int UsageError(const std::string& message);
 

@@ -30,26 +30,23 @@ using nlohmann::json;
 
 class Client {
  public:
-  explicit Client(const Globals& g) : globals_(g) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(g.max_message_mb << 20);
-    args.SetMaxSendMessageSize(g.max_message_mb << 20);
-    channel_ = grpc::CreateCustomChannel(g.url, grpc::InsecureChannelCredentials(), args);
-    stub_ = GRPCInferenceService::NewStub(channel_);
-  }
+  // `connection` must outlive the client.
+  Client(const Globals& g, const Connection& connection)
+      : globals_(g),
+        connection_(connection),
+        stub_(GRPCInferenceService::NewStub(connection.channel())) {}
 
   void Prepare(grpc::ClientContext* context) const { SetDeadline(globals_, context); }
-  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   int Health(const std::string& service) {
-    auto health = grpc::health::v1::Health::NewStub(channel_);
+    auto health = grpc::health::v1::Health::NewStub(connection_.channel());
     grpc::ClientContext context;
     Prepare(&context);
     grpc::health::v1::HealthCheckRequest request;
     request.set_service(service);
     grpc::health::v1::HealthCheckResponse response;
     const grpc::Status status = health->Check(&context, request, &response);
-    if (!status.ok()) return RpcError(status);
+    if (!status.ok()) return CallError(connection_, status);
     const std::string state =
         grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
     if (globals_.json) {
@@ -65,7 +62,7 @@ class Client {
     Prepare(&context);
     inference::RepositoryIndexResponse response;
     const grpc::Status status = stub_->RepositoryIndex(&context, {}, &response);
-    if (!status.ok()) return RpcError(status);
+    if (!status.ok()) return CallError(connection_, status);
     json rows = json::array();
     for (const auto& m : response.models()) {
       rows.push_back({{"name", m.name()},
@@ -93,7 +90,7 @@ class Client {
     request.set_version(version);
     inference::ModelMetadataResponse response;
     const grpc::Status status = stub_->ModelMetadata(&context, request, &response);
-    if (!status.ok()) return RpcError(status);
+    if (!status.ok()) return CallError(connection_, status);
     auto tensors = [](const auto& list) {
       json out = json::array();
       for (const auto& t : list) {
@@ -137,7 +134,7 @@ class Client {
     Prepare(&context);
     inference::ModelInferResponse response;
     const grpc::Status status = stub_->ModelInfer(&context, request, &response);
-    if (!status.ok()) return RpcError(status);
+    if (!status.ok()) return CallError(connection_, status);
     json outputs = json::array();
     for (int i = 0; i < response.outputs_size(); ++i) {
       const auto& out = response.outputs(i);
@@ -189,7 +186,7 @@ class Client {
       inference::RepositoryModelUnloadResponse response;
       status = stub_->RepositoryModelUnload(&context, request, &response);
     }
-    if (!status.ok()) return RpcError(status);
+    if (!status.ok()) return CallError(connection_, status);
     if (globals_.json) {
       std::cout << json{{"model", model}, {load ? "loaded" : "unloaded", true}}.dump() << "\n";
     } else {
@@ -200,7 +197,7 @@ class Client {
 
  private:
   Globals globals_;
-  std::shared_ptr<grpc::Channel> channel_;
+  const Connection& connection_;
   std::unique_ptr<GRPCInferenceService::Stub> stub_;
 };
 
@@ -209,13 +206,14 @@ int Main(int argc, char** argv) {
   CLI::App app{"Rectifier client: talks KServe v2 / Triton gRPC to a server.", "rectifier-client"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may also follow the command
-  app.add_option("--url", globals.url, "Server host:port")->capture_default_str();
+  app.add_option("--url", globals.connection.url, "Server host:port")->capture_default_str();
   app.add_option("--timeout", globals.timeout_s, "Seconds before a call gives up")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("--json", globals.json, "Print machine-readable JSON");
   app.add_option("--max-message-mb", globals.max_message_mb, "Largest message in MiB")
       ->capture_default_str();
+  AddConnectionFlags(app, &globals.connection);
 
   std::string service;
   auto* health = app.add_subcommand("health", "Health check; exit 0 only when SERVING");
@@ -244,14 +242,19 @@ int Main(int argc, char** argv) {
     return UsageError(absl::StrCat(e.what(), " (see --help)"));
   }
 
-  Client client(globals);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(globals.max_message_mb << 20);
+  args.SetMaxSendMessageSize(globals.max_message_mb << 20);
+  auto connection = Connection::Create(globals.connection, args);
+  if (!connection.ok()) return UsageError(std::string(connection.status().message()));
+  Client client(globals, **connection);
   if (health->parsed()) return client.Health(service);
   if (models->parsed()) return client.Models();
   if (metadata->parsed()) return client.Metadata(model, version);
   if (infer->parsed()) return client.Infer(model, version, inputs, output_dir);
   if (load->parsed()) return client.LoadOrUnload(model, true);
   if (unload->parsed()) return client.LoadOrUnload(model, false);
-  if (const std::optional<int> code = vision.Run(globals, client.channel())) return *code;
+  if (const std::optional<int> code = vision.Run(globals, **connection)) return *code;
   return UsageError("no command (see --help)");
 }
 

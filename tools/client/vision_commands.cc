@@ -232,16 +232,14 @@ VisionCommands::VisionCommands(CLI::App& app) {
   }
 }
 
-std::optional<int> VisionCommands::Run(const Globals& globals,
-                                       const std::shared_ptr<grpc::Channel>& channel) {
-  if (classify_->parsed()) return Classify(globals, channel);
-  if (detect_->parsed()) return Detect(globals, channel);
-  if (stream_->parsed()) return Stream(globals, channel);
+std::optional<int> VisionCommands::Run(const Globals& globals, const Connection& connection) {
+  if (classify_->parsed()) return Classify(globals, connection);
+  if (detect_->parsed()) return Detect(globals, connection);
+  if (stream_->parsed()) return Stream(globals, connection);
   return std::nullopt;
 }
 
-int VisionCommands::Classify(const Globals& globals,
-                             const std::shared_ptr<grpc::Channel>& channel) {
+int VisionCommands::Classify(const Globals& globals, const Connection& connection) {
   if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
     return UsageError(
         absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
@@ -256,12 +254,12 @@ int VisionCommands::Classify(const Globals& globals,
   if (threshold_option_->count() > 0) request.set_threshold(threshold_);
   for (std::string& image : *images) request.add_images()->set_data(std::move(image));
 
-  auto stub = v1::Vision::NewStub(channel);
+  auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
   SetDeadline(globals, &context);
   v1::ClassifyResponse response;
   const grpc::Status status = stub->Classify(&context, request, &response);
-  if (!status.ok()) return RpcError(status);
+  if (!status.ok()) return CallError(connection, status);
   if (response.results_size() != static_cast<int>(files_.size())) {
     return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
                                  absl::StrCat("the server answered ", response.results_size(),
@@ -303,7 +301,7 @@ int VisionCommands::Classify(const Globals& globals,
   return 0;
 }
 
-int VisionCommands::Detect(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel) {
+int VisionCommands::Detect(const Globals& globals, const Connection& connection) {
   if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
     return UsageError(
         absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
@@ -326,12 +324,12 @@ int VisionCommands::Detect(const Globals& globals, const std::shared_ptr<grpc::C
   if (iou_options_[0]->count() > 0) request.set_iou_threshold(iou_threshold_);
   for (std::string& image : *images) request.add_images()->set_data(std::move(image));
 
-  auto stub = v1::Vision::NewStub(channel);
+  auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
   SetDeadline(globals, &context);
   v1::DetectResponse response;
   const grpc::Status status = stub->Detect(&context, request, &response);
-  if (!status.ok()) return RpcError(status);
+  if (!status.ok()) return CallError(connection, status);
   if (response.results_size() != static_cast<int>(files_.size())) {
     return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
                                  absl::StrCat("the server answered ", response.results_size(),
@@ -409,7 +407,7 @@ int VisionCommands::Detect(const Globals& globals, const std::shared_ptr<grpc::C
   return exit_code;
 }
 
-int VisionCommands::Stream(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel) {
+int VisionCommands::Stream(const Globals& globals, const Connection& connection) {
   std::error_code error;
   if (!fs::is_regular_file(video_, error)) {
     return UsageError(absl::StrCat("cannot read '", video_, "': no such file"));
@@ -422,7 +420,7 @@ int VisionCommands::Stream(const Globals& globals, const std::shared_ptr<grpc::C
   const int video_height = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_HEIGHT));
   const double video_fps = capture.get(cv::CAP_PROP_FPS);
 
-  auto stub = v1::Vision::NewStub(channel);
+  auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
   SetDeadline(globals, &context);  // the whole stream
   std::unique_ptr<grpc::ClientReaderWriter<v1::DetectStreamRequest, v1::DetectStreamResponse>>
@@ -591,7 +589,7 @@ int VisionCommands::Stream(const Globals& globals, const std::shared_ptr<grpc::C
                 fps, seconds, p50, p90, p99);
   }
   std::fflush(stdout);
-  if (!status.ok()) return RpcError(status);
+  if (!status.ok()) return CallError(connection, status);
   if (!local_error.empty()) return UsageError(local_error);
   if (sent_count == 0)
     return UsageError(absl::StrCat("no frame could be read from '", video_, "'"));

@@ -28,12 +28,12 @@ class VisionCommands {
 
   // Runs the vision command `app` parsed; nullopt when it parsed another one.
   // Returns the process exit code (see client_common.h).
-  std::optional<int> Run(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel);
+  std::optional<int> Run(const Globals& globals, const Connection& connection);
 
  private:
-  int Classify(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel);
-  int Detect(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel);
-  int Stream(const Globals& globals, const std::shared_ptr<grpc::Channel>& channel);
+  int Classify(const Globals& globals, const Connection& connection);
+  int Detect(const Globals& globals, const Connection& connection);
+  int Stream(const Globals& globals, const Connection& connection);
 
   CLI::App* classify_ = nullptr;
   CLI::App* detect_ = nullptr;
