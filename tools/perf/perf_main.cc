@@ -25,6 +25,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "rectifier/v1/vision.grpc.pb.h"
 #include "server/engine/tensor.h"
+#include "tools/client/connection.h"
 #include "tools/client/tensor_file.h"
 #include "tools/perf/load_stats.h"
 
@@ -34,7 +35,7 @@ namespace {
 using inference::GRPCInferenceService;
 
 struct Options {
-  std::string url = "127.0.0.1:8001";
+  ConnectionFlags connection;  // --url, TLS flags, token
   std::string model;
   std::string version;
   int batch = 1;
@@ -86,10 +87,11 @@ absl::StatusOr<std::vector<double>> ParseSweep(const std::string& text) {
   return levels;
 }
 
-// Builds the request from the model's metadata: random FP32/UINT8 data with a
-// fixed seed, or tensors from files.
-absl::StatusOr<inference::ModelInferRequest> BuildRequest(GRPCInferenceService::Stub& stub,
-                                                          const Options& o) {
+// The model's metadata. Fails with the fix when TLS or the token is the
+// problem (the first call of a run finds it), else with the server's message.
+absl::StatusOr<inference::ModelMetadataResponse> FetchMetadata(const Connection& connection,
+                                                               GRPCInferenceService::Stub& stub,
+                                                               const Options& o) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   inference::ModelMetadataRequest meta_request;
@@ -98,9 +100,17 @@ absl::StatusOr<inference::ModelInferRequest> BuildRequest(GRPCInferenceService::
   inference::ModelMetadataResponse meta;
   const grpc::Status status = stub.ModelMetadata(&context, meta_request, &meta);
   if (!status.ok()) {
+    std::optional<std::string> hint = connection.Hint(status);
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("ModelMetadata: ", status.error_message()));
+                        hint ? *hint : absl::StrCat("ModelMetadata: ", connection.Format(status)));
   }
+  return meta;
+}
+
+// Builds the request from the model's metadata: random FP32/UINT8 data with a
+// fixed seed, or tensors from files.
+absl::StatusOr<inference::ModelInferRequest> BuildRequest(
+    const inference::ModelMetadataResponse& meta, const Options& o) {
   std::map<std::string, std::string> files, shapes;
   for (const auto* list : {&o.inputs, &o.shapes}) {
     for (const std::string& spec : *list) {
@@ -257,11 +267,14 @@ std::vector<Request> VisionRequests(const Options& o,
 
 // Builds what --api and --image ask for. Checks the model exists (metadata)
 // first, so a typo is reported once instead of as a table of errors.
-absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::Channel>& channel,
+absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection,
                                                     const Options& o) {
-  std::shared_ptr<GRPCInferenceService::Stub> kserve = GRPCInferenceService::NewStub(channel);
+  std::shared_ptr<GRPCInferenceService::Stub> kserve =
+      GRPCInferenceService::NewStub(connection.channel());
+  auto meta = FetchMetadata(connection, *kserve, o);
+  if (!meta.ok()) return meta.status();
   if (o.api == "kserve" && o.images.empty()) {
-    auto request = BuildRequest(*kserve, o);
+    auto request = BuildRequest(*meta, o);
     if (!request.ok()) return request.status();
     std::vector<inference::ModelInferRequest> requests = {*std::move(request)};
     return std::unique_ptr<Target>(
@@ -274,26 +287,15 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
               kserve->async()->ModelInfer(c, r, out, std::move(done));
             }));
   }
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  inference::ModelMetadataRequest meta_request;
-  meta_request.set_name(o.model);
-  meta_request.set_version(o.version);
-  inference::ModelMetadataResponse meta;
-  const grpc::Status status = kserve->ModelMetadata(&context, meta_request, &meta);
-  if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat("ModelMetadata: ", status.error_message()));
-  }
   auto images = ReadImages(o.images);
   if (!images.ok()) return images.status();
   // The requests copy the bytes they carry.
   const std::vector<std::vector<const std::string*>> rotation = RotateImages(*images, o.batch);
 
   if (o.api == "kserve") {
-    if (meta.inputs_size() != 1) {
+    if (meta->inputs_size() != 1) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model '", o.model, "' has ", meta.inputs_size(), " inputs; --image needs exactly one"));
+          "model '", o.model, "' has ", meta->inputs_size(), " inputs; --image needs exactly one"));
     }
     std::vector<inference::ModelInferRequest> requests;
     for (const auto& files : rotation) {
@@ -301,7 +303,7 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
       request.set_model_name(o.model);
       request.set_model_version(o.version);
       auto* input = request.add_inputs();
-      input->set_name(meta.inputs(0).name());
+      input->set_name(meta->inputs(0).name());
       input->set_datatype("BYTES");
       input->add_shape(static_cast<int64_t>(files.size()));
       for (const std::string* image : files) input->mutable_contents()->add_bytes_contents(*image);
@@ -316,7 +318,7 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
               kserve->async()->ModelInfer(c, r, out, std::move(done));
             }));
   }
-  std::shared_ptr<v1::Vision::Stub> vision = v1::Vision::NewStub(channel);
+  std::shared_ptr<v1::Vision::Stub> vision = v1::Vision::NewStub(connection.channel());
   if (o.api == "classify") {
     return std::unique_ptr<Target>(new RpcTarget<v1::ClassifyRequest, v1::ClassifyResponse>(
         VisionRequests<v1::ClassifyRequest>(o, rotation),
@@ -336,6 +338,26 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const std::shared_ptr<grpc::
         vision->async()->Detect(c, r, out, std::move(done));
       }));
 }
+
+// The first failed status of each code over the run, so that what to fix
+// (a TLS or token problem) is printed once, not per request.
+class FirstErrors {
+ public:
+  void Record(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    first_.emplace(status.error_code(), status);
+  }
+  std::vector<grpc::Status> Statuses() {
+    absl::MutexLock lock(&mu_);
+    std::vector<grpc::Status> statuses;
+    for (const auto& [code, status] : first_) statuses.push_back(status);
+    return statuses;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<grpc::StatusCode, grpc::Status> first_ ABSL_GUARDED_BY(mu_);
+};
 
 // Server-side totals from ModelStatistics (zeros if unsupported).
 struct ServerTotals {
@@ -413,7 +435,8 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
   return result;
 }
 
-LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency) {
+LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency,
+                          FirstErrors& first_errors) {
   LoadStats stats;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
@@ -432,6 +455,7 @@ LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency) {
           stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - start));
         } else {
           stats.RecordError(CodeName(status.error_code()));
+          first_errors.Record(status);
         }
       }
     });
@@ -444,7 +468,7 @@ LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency) {
   return result;
 }
 
-LevelResult RunOpenLoop(const Options& o, Target& target, double rate) {
+LevelResult RunOpenLoop(const Options& o, Target& target, double rate, FirstErrors& first_errors) {
   LoadStats stats;
   std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
@@ -481,6 +505,7 @@ LevelResult RunOpenLoop(const Options& o, Target& target, double rate) {
           stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
         } else {
           stats.RecordError(CodeName(status.error_code()));
+          first_errors.Record(status);
         }
         delete call;
         absl::MutexLock lock(&mu);
@@ -507,7 +532,9 @@ int Main(int argc, char** argv) {
   Options o;
   CLI::App app{"rectifier-perf: load generator for KServe v2 / Triton gRPC inference servers.",
                "rectifier-perf"};
-  app.add_option("--url", o.url, "Server host:port (loopback by default)")->capture_default_str();
+  app.add_option("--url", o.connection.url, "Server host:port (loopback by default)")
+      ->capture_default_str();
+  AddConnectionFlags(app, &o.connection);
   app.add_option("-m,--model", o.model, "Model name")->required();
   app.add_option("--model-version", o.version, "Version ('' = newest)");
   app.add_option("-b,--batch", o.batch, "Batch size per request")->capture_default_str();
@@ -561,26 +588,34 @@ int Main(int argc, char** argv) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(INT32_MAX);
   args.SetMaxSendMessageSize(INT32_MAX);
-  auto channel = grpc::CreateCustomChannel(o.url, grpc::InsecureChannelCredentials(), args);
-  auto stub = GRPCInferenceService::NewStub(channel);
-  auto target = BuildTarget(channel, o);
+  auto connection = Connection::Create(o.connection, args);
+  if (!connection.ok()) return usage_error(std::string(connection.status().message()));
+  auto stub = GRPCInferenceService::NewStub((*connection)->channel());
+  auto target = BuildTarget(**connection, o);
   if (!target.ok()) return usage_error(std::string(target.status().message()));
   {
     // One request before measuring: one that can never succeed (unknown
-    // model, wrong task or input, bad image) stops here with its message.
+    // model, wrong task or input, bad image, TLS or the token) stops here
+    // with its message.
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
     const grpc::Status status = (*target)->Call(0, &context);
+    const std::optional<std::string> hint = (*connection)->Hint(status);
+    bool hopeless = hint.has_value();  // TLS or the token
     switch (status.error_code()) {
       case grpc::StatusCode::NOT_FOUND:
       case grpc::StatusCode::INVALID_ARGUMENT:
       case grpc::StatusCode::FAILED_PRECONDITION:
       case grpc::StatusCode::UNIMPLEMENTED:
-        return usage_error(absl::StrCat("the first request failed: ", CodeName(status.error_code()),
-                                        ": ", status.error_message()));
+        hopeless = true;
+        break;
       default:
         break;
+    }
+    if (hopeless) {
+      return usage_error(
+          absl::StrCat("the first request failed: ", hint ? *hint : (*connection)->Format(status)));
     }
   }
 
@@ -594,10 +629,12 @@ int Main(int argc, char** argv) {
               o.request_rate.empty() ? "concurrency" : "rate", "infer/s", "ok", "p50 ms", "p90 ms",
               "p99 ms", "queue us", "comp us", "errors");
   int64_t total_errors = 0;
+  FirstErrors first_errors;
   for (const double level : *levels) {
     const ServerTotals before = ReadServerTotals(*stub, o);
-    LevelResult r = o.request_rate.empty() ? RunClosedLoop(o, **target, static_cast<int>(level))
-                                           : RunOpenLoop(o, **target, level);
+    LevelResult r = o.request_rate.empty()
+                        ? RunClosedLoop(o, **target, static_cast<int>(level), first_errors)
+                        : RunOpenLoop(o, **target, level, first_errors);
     const ServerTotals after = ReadServerTotals(*stub, o);
     const uint64_t served = after.count - before.count;
     const double queue_us =
@@ -622,6 +659,11 @@ int Main(int argc, char** argv) {
           << absl::StrJoin(errors, ";") << "," << (r.stable ? 1 : 0) << "," << queue_us << ","
           << compute_us << "," << (o.api == "kserve" && !o.images.empty() ? "kserve-bytes" : o.api)
           << "\n";
+    }
+  }
+  for (const grpc::Status& status : first_errors.Statuses()) {
+    if (std::optional<std::string> hint = (*connection)->Hint(status)) {
+      std::fprintf(stderr, "rectifier-perf: error: %s\n", hint->c_str());
     }
   }
   return o.fail_on_error && total_errors > 0 ? 1 : 0;
