@@ -494,6 +494,7 @@ absl::Status ModelRepository::Load(const std::string& name, bool record_new_fail
     ModelSlot& slot = models_[name];
     if (!loaded.ok() && new_entry && !record_new_failure) {
       models_.erase(name);
+      failed_requests_[name] = reason;
       if (options_.metrics != nullptr) options_.metrics->ClearModelState(name);
       return absl::Status(loaded.status().code(), reason);
     }
@@ -510,6 +511,7 @@ absl::Status ModelRepository::Load(const std::string& name, bool record_new_fail
     }
     // The swap: from here new requests reach the new versions; requests
     // already queued on the old ones finish there (Retire drains them).
+    failed_requests_.erase(name);
     retired = std::exchange(slot.versions, std::move(loaded).value());
     slot.state = "READY";
     slot.reason.clear();
@@ -698,8 +700,10 @@ std::vector<std::shared_ptr<const ServedModel>> ModelRepository::Served(
 std::vector<ModelIndexEntry> ModelRepository::Index() const {
   std::vector<ModelIndexEntry> index;
   std::set<std::string> listed;
+  std::map<std::string, std::string> failed_requests;
   {
     absl::ReaderMutexLock lock(&mu_);
+    failed_requests = failed_requests_;
     for (const auto& [name, slot] : models_) {
       listed.insert(name);
       if (slot.versions.empty()) {
@@ -712,7 +716,10 @@ std::vector<ModelIndexEntry> ModelRepository::Index() const {
     }
   }
   for (const std::string& name : ScanModelNames()) {
-    if (!listed.count(name)) index.push_back({name, "", "UNAVAILABLE", "not loaded"});
+    if (listed.count(name)) continue;
+    const auto failed = failed_requests.find(name);
+    index.push_back({name, "", "UNAVAILABLE",
+                     failed == failed_requests.end() ? "not loaded" : failed->second});
   }
   std::sort(index.begin(), index.end(), [](const ModelIndexEntry& a, const ModelIndexEntry& b) {
     return std::tie(a.name, a.version) < std::tie(b.name, b.version);

@@ -125,8 +125,8 @@ class ModelRepository {
   // (Re)loads a model from disk: compiles and warms every version its policy
   // selects, then swaps them in at once; the replaced versions drain. On
   // failure the previously served versions stay and the reason is recorded;
-  // a name the index did not hold is left out of it (a bad load request must
-  // not turn the server not ready).
+  // a model that was not loaded stays unloaded (a bad load request must not
+  // turn the server not ready), and Index() shows the reason.
   absl::Status Load(const std::string& name) { return Load(name, /*record_new_failure=*/false); }
   // Stops serving `name`; queued requests finish first. NOT_FOUND if not loaded.
   absl::Status Unload(const std::string& name);
@@ -177,6 +177,9 @@ class ModelRepository {
   absl::Mutex load_mu_;  // serializes Load/Unload/Poll (compiles run outside mu_)
   mutable absl::Mutex mu_;
   std::map<std::string, ModelSlot> models_ ABSL_GUARDED_BY(mu_);
+  // Why the last load request of a model not in models_ failed: shown by
+  // Index() (instead of "not loaded"), not counted by AllReady().
+  std::map<std::string, std::string> failed_requests_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex poll_mu_;
   absl::CondVar poll_cv_;

@@ -366,13 +366,29 @@ TEST_F(SecurityTest, LoadingAFolderThatIsNoModelLeavesTheServerReady) {
     return response.ready();
   };
   ASSERT_TRUE(ready());
-  EXPECT_FALSE(Load(channel, "not_a_model", "").ok());
+  EXPECT_EQ(Load(channel, "not_a_model", "").error_code(), grpc::NOT_FOUND);
+  EXPECT_TRUE(ready());
+  // A model folder that fails to load: refused with the reason, nothing is
+  // loaded, the server stays ready and the index shows why.
+  fs::create_directories(repo_ / "broken" / "1");
+  WriteFile((repo_ / "broken" / "config.pbtxt").string(), "max_batch_sise: 4\n");
+  const grpc::Status broken = Load(channel, "broken", "");
+  EXPECT_EQ(broken.error_code(), grpc::INVALID_ARGUMENT) << broken.error_message();
   EXPECT_TRUE(ready());
   grpc::ClientContext context;
   inference::RepositoryIndexRequest request;
   inference::RepositoryIndexResponse index;
   ASSERT_TRUE(stub->RepositoryIndex(&context, request, &index).ok());
-  for (const auto& model : index.models()) EXPECT_NE(model.name(), "not_a_model");
+  bool listed_broken = false;
+  for (const auto& model : index.models()) {
+    EXPECT_NE(model.name(), "not_a_model");
+    if (model.name() == "broken") {
+      listed_broken = true;
+      EXPECT_EQ(model.state(), "UNAVAILABLE");
+      EXPECT_EQ(model.reason(), broken.error_message());
+    }
+  }
+  EXPECT_TRUE(listed_broken);
 }
 
 TEST_F(SecurityTest, UnusableFilesStopTheStartWithOneLine) {

@@ -265,7 +265,8 @@ TEST_F(ServerTest, HelpDocumentsEveryFlag) {
   EXPECT_EQ(result.exit_code, 0);
   for (const char* flag :
        {"--model-repository", "--grpc-address", "--metrics-address", "--log-level", "--log-format",
-        "--exit-timeout", "--intra-op-threads", "--max-message-mb"}) {
+        "--exit-timeout", "--intra-op-threads", "--max-message-mb", "--tls-cert", "--tls-key",
+        "--tls-client-ca", "--tls-reload-secs", "--auth-tokens"}) {
     EXPECT_NE(result.stderr_text.find(flag), std::string::npos) << flag;
   }
 }

@@ -223,10 +223,14 @@ TEST_F(ModelRepositoryTest, LoadErrorsNameFilesRelativeToTheRepository) {
     for (const auto& [name, file] : expected) {
       const absl::Status load = (*repo)->Load(name);
       EXPECT_FALSE(load.ok()) << name;
+      // A failed load request loads nothing (the server stays ready); the
+      // index shows the model on disk with the reason.
       const std::vector<ModelIndexEntry> index = (*repo)->Index();
       const ModelIndexEntry* entry = Find(index, name);
       ASSERT_NE(entry, nullptr) << name;
+      EXPECT_EQ(entry->state, "UNAVAILABLE") << name;
       EXPECT_EQ(entry->reason, load.message()) << name;
+      EXPECT_TRUE((*repo)->AllReady()) << name;
       EXPECT_NE(load.message().find(file), std::string::npos) << load.message();
       messages.emplace_back(load.message());
       messages.emplace_back((*repo)->Get(name, "").status().message());

@@ -104,5 +104,33 @@ TEST(ServerOptionsTest, BadFlagsAreOneLineErrorsNamingTheFlag) {
   }
 }
 
+TEST(ServerOptionsTest, SecurityFlags) {
+  auto parsed = Parse({"--tls-cert", "s.crt", "--tls-key", "s.key", "--tls-client-ca", "ca.crt",
+                       "--tls-reload-secs", "5", "--auth-tokens", "tokens"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const ServerOptions& o = parsed->options;
+  EXPECT_EQ(o.tls.cert, "s.crt");
+  EXPECT_EQ(o.tls.key, "s.key");
+  EXPECT_EQ(o.tls.client_ca, "ca.crt");
+  EXPECT_EQ(o.tls_reload_interval, absl::Seconds(5));
+  EXPECT_EQ(o.auth_tokens_file, "tokens");
+
+  auto defaults = Parse({});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->options.tls.enabled());
+  EXPECT_TRUE(defaults->options.auth_tokens_file.empty());
+  EXPECT_EQ(defaults->options.tls_reload_interval, absl::Seconds(60));
+
+  for (const auto& [args, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--tls-cert", "s.crt"}, "--tls-cert needs --tls-key"},
+           {{"--tls-key", "s.key"}, "--tls-key needs --tls-cert"},
+           {{"--tls-client-ca", "ca.crt"}, "--tls-client-ca needs --tls-cert"},
+           {{"--tls-reload-secs", "0"}, "--tls-reload-secs"}}) {
+    auto bad = Parse(args);
+    ASSERT_FALSE(bad.ok()) << expected;
+    EXPECT_NE(bad.status().message().find(expected), std::string::npos) << bad.status();
+  }
+}
+
 }  // namespace
 }  // namespace rectifier::service
