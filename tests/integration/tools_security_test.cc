@@ -385,7 +385,8 @@ TEST_F(ToolsSecurityTest, ProbeTellsTlsServersFromOthers) {
   EXPECT_EQ(ProbeTls("127.0.0.1:1", absl::Seconds(2)), TlsProbe::kUnreachable);
   EXPECT_EQ(ProbeTls("unix:/nonexistent.sock", absl::Seconds(2)), TlsProbe::kUnreachable);
 
-  // A listener that accepts and says nothing: not TLS, within the timeout.
+  // A listener that accepts and says nothing: not TLS, once the timeout ends
+  // the wait (the bound is loose: it only tells a timeout from a hang).
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
   sockaddr_in addr{};
@@ -398,7 +399,7 @@ TEST_F(ToolsSecurityTest, ProbeTellsTlsServersFromOthers) {
   const absl::Time start = absl::Now();
   EXPECT_EQ(ProbeTls(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)), absl::Milliseconds(300)),
             TlsProbe::kNotTls);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   close(fd);
 }
 
