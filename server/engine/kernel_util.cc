@@ -1,6 +1,10 @@
 // Shared reference-kernel helpers.
 #include "server/engine/kernel_util.h"
 
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
 #include "absl/status/status.h"
 
 namespace rectifier::engine {
@@ -65,7 +69,23 @@ std::vector<T> ReadAs(const Tensor& t) {
   const auto convert = [&t, &v](auto tag) {
     using Source = decltype(tag);
     const Source* src = t.data<Source>();
-    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<T>(src[i]);
+    if constexpr (std::is_floating_point_v<Source> && std::is_integral_v<T>) {
+      // A float tensor read as integers (a model that feeds shapes or
+      // indices as floats): NaN and values beyond T saturate instead of
+      // being undefined; NaN reads as the lowest value, which every shape
+      // and index check refuses.
+      constexpr auto kLowest = std::numeric_limits<T>::lowest();
+      constexpr auto kMax = std::numeric_limits<T>::max();
+      for (size_t i = 0; i < v.size(); ++i) {
+        const double x = static_cast<double>(src[i]);
+        v[i] = std::isnan(x)                       ? kLowest
+               : x <= static_cast<double>(kLowest) ? kLowest
+               : x >= static_cast<double>(kMax)    ? kMax
+                                                   : static_cast<T>(x);
+      }
+    } else {
+      for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<T>(src[i]);
+    }
   };
   switch (t.type) {
     case DataType::kInt64:

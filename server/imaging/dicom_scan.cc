@@ -187,9 +187,9 @@ struct ElementHeader {
 
 class Walker {
  public:
-  Walker(Reader& reader, InflateReader* inflate, bool rle, const DicomScanLimits& limits,
+  Walker(Reader& reader, InflateReader* inflate, bool rle, bool jpeg, const DicomScanLimits& limits,
          DicomScan& scan)
-      : reader_(reader), inflate_(inflate), rle_(rle), limits_(limits), scan_(scan) {}
+      : reader_(reader), inflate_(inflate), rle_(rle), jpeg_(jpeg), limits_(limits), scan_(scan) {}
 
   // Elements until `end` (kNoEnd: the end of data), or until an item
   // delimitation item when `until_delimiter`.
@@ -463,6 +463,8 @@ class Walker {
       scan_.pixel_data_bytes += item.length;
       if (rle_) {
         RETURN_IF_ERROR(RleHeader(item.length));
+      } else if (jpeg_) {
+        RETURN_IF_ERROR(JpegMarkers(item.length));
       } else if (!reader_.Skip(item.length)) {
         return Truncated(&item);
       }
@@ -508,6 +510,66 @@ class Walker {
     return absl::OkStatus();
   }
 
+  // DCMTK 3.6.7 (DJCodecDecoder::scanJpegDataForBitDepth) walks the markers
+  // of each JPEG fragment to find its precision, and on a TEM marker (FF01)
+  // does not advance: the walk, and the image worker running it, never end.
+  // This follows the same walk (marker by marker from the fragment's start,
+  // until a start-of-frame, an unknown byte pair or the end) and refuses the
+  // file where DCMTK's would stop advancing. FF01 is never valid there: it
+  // cannot start a segment, and entropy-coded data stuffs 0xFF as FF00.
+  absl::Status JpegMarkers(uint32_t fragment_length) {
+    std::vector<uint8_t> window;  // bytes [window_start, window_start + size)
+    uint64_t window_start = 0;
+    uint64_t consumed = 0;  // bytes of the fragment read or skipped
+    // Points *out at the 4 bytes at `offset` (offset + 4 <= fragment_length).
+    const auto bytes_at = [&](uint64_t offset, const uint8_t** out) {
+      if (offset < window_start || offset + 4 > window_start + window.size()) {
+        if (offset >= consumed) {
+          if (!reader_.Skip(offset - consumed)) return false;
+          window.clear();
+          window_start = consumed = offset;
+        } else {
+          window.erase(window.begin(), window.begin() + static_cast<long>(offset - window_start));
+          window_start = offset;
+        }
+        const uint64_t want = std::min<uint64_t>(4096, fragment_length - consumed);
+        const uint8_t* p = nullptr;
+        if (!reader_.Next(want, &p)) return false;
+        window.insert(window.end(), p, p + want);
+        consumed += want;
+      }
+      *out = window.data() + (offset - window_start);
+      return true;
+    };
+    uint64_t offset = 0;
+    while (offset + 4 < fragment_length) {
+      const uint8_t* p = nullptr;
+      if (!bytes_at(offset, &p)) return Truncated(nullptr);
+      const uint16_t marker = static_cast<uint16_t>((p[0] << 8) | p[1]);
+      const bool frame_start = (marker >= 0xFFC0 && marker <= 0xFFCF) && marker != 0xFFC4 &&
+                               marker != 0xFFC8 && marker != 0xFFCC;
+      if (marker == 0xFF01) {
+        return Bad(absl::StrCat("JPEG fragment ", scan_.fragments, ": a TEM marker (FF01) at byte ",
+                                offset, " before the start of frame"));
+      }
+      if (frame_start) break;
+      if (marker < 0xFFC0) {
+        if (p[0] != 0xFF || p[1] < 3 || p[1] > 0xBF) break;  // DCMTK stops here
+        offset += 2;                                         // a reserved marker
+      } else if ((marker >= 0xFFD0 && marker <= 0xFFD9)) {
+        offset += 2;  // RSTn, SOI, EOI
+      } else if (marker == 0xFFFF) {
+        offset += 1;  // a fill byte
+      } else {
+        offset += ((uint32_t{p[2]} << 8) | p[3]) + 2u;  // a segment and its length
+      }
+    }
+    if (consumed < fragment_length && !reader_.Skip(fragment_length - consumed)) {
+      return Truncated(nullptr);
+    }
+    return absl::OkStatus();
+  }
+
   static uint32_t U32Le(const uint8_t* p) {
     return (uint32_t{p[3]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[1]} << 8) | p[0];
   }
@@ -515,6 +577,7 @@ class Walker {
   Reader& reader_;
   InflateReader* inflate_;
   const bool rle_;
+  const bool jpeg_;  // a transfer syntax DCMTK decodes with dcmjpeg
   const DicomScanLimits& limits_;
   DicomScan& scan_;
   uint64_t header_bytes_ = 0;
@@ -593,6 +656,10 @@ absl::StatusOr<DicomScan> ScanDicom(std::string_view bytes, const DicomScanLimit
   if (uid == "1.2.840.10008.1.2.2") encoding = Encoding::kExplicitBig;
   scan.deflated = uid == "1.2.840.10008.1.2.1.99";
   const bool rle = uid == "1.2.840.10008.1.2.5";
+  // JPEG processes 1, 2/4, 6/8 (retired), 14 and 14 SV1: DCMTK's dcmjpeg.
+  const bool jpeg = uid == "1.2.840.10008.1.2.4.50" || uid == "1.2.840.10008.1.2.4.51" ||
+                    uid == "1.2.840.10008.1.2.4.53" || uid == "1.2.840.10008.1.2.4.55" ||
+                    uid == "1.2.840.10008.1.2.4.57" || uid == "1.2.840.10008.1.2.4.70";
   const std::string_view dataset = bytes.substr(dataset_start);
   std::unique_ptr<Reader> reader;
   InflateReader* inflate = nullptr;
@@ -604,7 +671,7 @@ absl::StatusOr<DicomScan> ScanDicom(std::string_view bytes, const DicomScanLimit
   } else {
     reader = std::make_unique<MemoryReader>(dataset);
   }
-  Walker walker(*reader, inflate, rle, limits, scan);
+  Walker walker(*reader, inflate, rle, jpeg, limits, scan);
   RETURN_IF_ERROR(walker.WalkItem(encoding, 0, kNoEnd, /*until_delimiter=*/false));
   scan.dataset_bytes = static_cast<int64_t>(reader->position());
   return scan;

@@ -21,6 +21,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <ostream>
 #include <random>
 #include <string>
@@ -31,6 +33,7 @@ namespace rectifier::imaging {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Serializes `file` as a Part 10 file in `xfer`, in memory (no temp files:
 // ctest runs test cases of this binary in parallel processes).
@@ -583,6 +586,28 @@ TEST(DicomHardeningTest, TransferSyntaxMustBeAKnownUid) {
   auto wrong_vr = DecodeDicom(as_st + dataset, DicomOptions());
   ASSERT_EQ(wrong_vr.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong_vr.status().message(), HasSubstr("not of VR UI"));
+}
+
+// DCMTK 3.6.7 scans a JPEG fragment's markers for its precision and does not
+// advance past a TEM marker (FF01): the decode never returned (found by
+// fuzzing; the file is the fuzzer's, kept in the corpus). It is refused first.
+TEST(DicomHardeningTest, JpegTemMarkerThatHangsDcmtkIsRefused) {
+  std::ifstream file("fuzz/corpus/dicom/found_jpeg_tem_marker_hang.dcm", std::ios::binary);
+  ASSERT_TRUE(file.good());
+  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  auto decoded = DecodeDicom(bytes, DicomOptions());
+  ASSERT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("TEM marker (FF01) at byte 121"));
+  // The same fragment without the TEM marker decodes (or fails) normally:
+  // the check refuses only what DCMTK cannot walk.
+  std::string fixed = bytes;
+  const size_t at = fixed.find(std::string("\xff\x01\x00\x01\x02", 5));
+  ASSERT_NE(at, std::string::npos);
+  fixed[at + 1] = '\xd0';  // RST0: DCMTK steps over it
+  auto walked = DecodeDicom(fixed, DicomOptions());
+  if (!walked.ok()) {
+    EXPECT_THAT(walked.status().message(), Not(HasSubstr("TEM marker")));
+  }
 }
 
 // Some converters write header elements with VR UN; they are read through

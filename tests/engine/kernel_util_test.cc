@@ -1,0 +1,38 @@
+// Tests for the shared kernel helpers: reading constant tensors as integers.
+#include "server/engine/kernel_util.h"
+
+#include <cmath>
+#include <limits>
+
+#include "gtest/gtest.h"
+#include "server/engine/tensor.h"
+
+namespace rectifier::engine {
+namespace {
+
+// A model may carry a shape or indices as floats (the fuzzer built such a
+// Reshape with NaN in it): values outside int64 saturate, NaN reads as the
+// lowest int64, which every shape check refuses; nothing is undefined.
+TEST(ReadIntsTest, FloatValuesSaturateInsteadOfOverflowing) {
+  constexpr int64_t kLowest = std::numeric_limits<int64_t>::lowest();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  Tensor f = Tensor::Zeros(DataType::kFloat32, {6});
+  float* fv = f.data<float>();
+  fv[0] = 3.9f;
+  fv[1] = -2.5f;
+  fv[2] = std::numeric_limits<float>::quiet_NaN();
+  fv[3] = std::numeric_limits<float>::infinity();
+  fv[4] = -1e30f;
+  fv[5] = 1e30f;
+  EXPECT_EQ(ReadInts(f), (std::vector<int64_t>{3, -2, kLowest, kMax, kLowest, kMax}));
+
+  Tensor d = Tensor::Zeros(DataType::kFloat64, {3});
+  double* dv = d.data<double>();
+  dv[0] = 9.2233720368547758e18;  // 2^63: one past int64's maximum
+  dv[1] = -std::numeric_limits<double>::infinity();
+  dv[2] = 4096.0;
+  EXPECT_EQ(ReadInts(d), (std::vector<int64_t>{kMax, kLowest, 4096}));
+}
+
+}  // namespace
+}  // namespace rectifier::engine
