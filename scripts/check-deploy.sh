@@ -121,8 +121,10 @@ step "dashboard schema (tsc + @grafana/schema)"  npx --prefix deploy/grafana/val
 step "dashboard + adapter + alert PromQL parse (promtool)" check_dashboard_promql
 step "kubectl kustomize deploy/k8s/base"         kustomize_build
 step "k8s manifests (kubernetes-models + rules)" validate_k8s
+step "TLS: certificates, mutual-TLS scrape, compose + k8s overlays" deploy/test/tls-checks.sh
 if [ -n "$LIVE_BUILD" ]; then
   step "live PromQL (server + Prometheus)"       deploy/test/live-promql.sh "$LIVE_BUILD"
+  step "live PromQL over mutual TLS + tokens"     deploy/test/live-promql.sh "$LIVE_BUILD" --tls
   step "two replicas behind nginx, one killed"   deploy/test/replicas-nginx.sh "$LIVE_BUILD"
 fi
 

@@ -16,16 +16,24 @@
 #     inferences vs executions, in-flight requests, model states,
 #     activation statistics),
 # and finally that SIGTERM makes the server exit 0.
-# Usage: deploy/test/live-promql.sh BUILD_DIR
+# With --tls the server runs with mutual TLS and bearer tokens (a throwaway
+# CA, server and client certificates made with openssl), rectifier-client
+# and rectifier-perf connect with --tls-ca/--tls-cert/--tls-key and
+# RECTIFIER_TOKEN, and Prometheus scrapes https://.../metrics presenting a
+# client certificate (tls_config); a scrape without one must fail.
+# Usage: deploy/test/live-promql.sh BUILD_DIR [--tls]
 # Exit status: 0 passed, 1 failed, 77 skipped (no `prometheus` binary: install
 # it with scripts/install-deps.sh or scripts/install-deploy-deps.sh).
 # Needs: BUILD_DIR/server/rectifier-server, tools/client/rectifier-client,
 # tools/perf/rectifier-perf; prometheus; /usr/bin/python3 with onnx, numpy
 # and yaml. Runs as the ctest `deploy_live_promql` (make test) and in
-# scripts/check-deploy.sh --live BUILD_DIR. Takes about 20 s.
+# scripts/check-deploy.sh --live BUILD_DIR; with --tls as the ctest
+# `deploy_live_promql_tls`. Takes about 20 s.
 set -euo pipefail
 
-BUILD=$(realpath "${1:?usage: $0 BUILD_DIR}")
+BUILD=$(realpath "${1:?usage: $0 BUILD_DIR [--tls]}")
+TLS=0
+[ "${2:-}" = "--tls" ] && TLS=1
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SERVER=$BUILD/server/rectifier-server
 CLIENT=$BUILD/tools/client/rectifier-client
@@ -78,6 +86,31 @@ onnx.checker.check_model(model)
 onnx.save(model, sys.argv[1])
 PY
 cp "$tmp/models/double/1/model.onnx" "$tmp/models/broken/1/model.onnx"
+
+SERVER_TLS=()
+CLIENT_TLS=()
+SCHEME=http
+if [ "$TLS" = 1 ]; then
+  (
+    cd "$tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=live-ca -keyout ca.key -out ca.crt
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+    for name in server client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr"
+      ext=()
+      [ "$name" = server ] && ext=(-extfile san.ext)
+      openssl x509 -req -days 1 -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+        -out "$name.crt" "${ext[@]}"
+    done
+    printf 'infer %s\n' "$(openssl rand -hex 24)" >tokens
+  ) >"$tmp/openssl.log" 2>&1 || { cat "$tmp/openssl.log" >&2; exit 1; }
+  SERVER_TLS=(--tls-cert "$tmp/server.crt" --tls-key "$tmp/server.key"
+              --tls-client-ca "$tmp/ca.crt" --auth-tokens "$tmp/tokens")
+  CLIENT_TLS=(--tls-ca "$tmp/ca.crt" --tls-cert "$tmp/client.crt" --tls-key "$tmp/client.key")
+  RECTIFIER_TOKEN=$(awk '{print $2}' "$tmp/tokens")
+  export RECTIFIER_TOKEN
+  SCHEME=https
+fi
 cat >"$tmp/models/double/config.pbtxt" <<'CFG'
 name: "double"
 max_batch_size: 8
@@ -89,16 +122,16 @@ echo 'max_batch_size: -3' >"$tmp/models/broken/config.pbtxt"
 
 "$SERVER" --model-repository "$tmp/models" --grpc-address "127.0.0.1:$GRPC_PORT" \
   --metrics-address "127.0.0.1:$METRICS_PORT" --exit-timeout 5 --intra-op-threads 1 \
-  >"$tmp/server.log" 2>&1 &
+  "${SERVER_TLS[@]}" >"$tmp/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 60); do
-  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null 2>&1 && break
+  "$CLIENT" "${CLIENT_TLS[@]}" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null 2>&1 && break
   kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/server.log" >&2; exit 1; }
   sleep 0.5
 done
-"$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null
+"$CLIENT" "${CLIENT_TLS[@]}" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null
 # The Kubernetes readiness probe asks for this service by name.
-"$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health --service inference.GRPCInferenceService >/dev/null
+"$CLIENT" "${CLIENT_TLS[@]}" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health --service inference.GRPCInferenceService >/dev/null
 
 cp "$ROOT/deploy/prometheus/alerts.yml" "$tmp/alerts.yml"
 cat >"$tmp/prometheus.yml" <<CFG
@@ -108,9 +141,27 @@ global:
 rule_files: [alerts.yml]
 scrape_configs:
   - job_name: rectifier
+    scheme: $SCHEME
     static_configs:
       - targets: ["127.0.0.1:$METRICS_PORT"]
 CFG
+if [ "$TLS" = 1 ]; then
+  cat >>"$tmp/prometheus.yml" <<CFG
+    tls_config:
+      ca_file: $tmp/ca.crt
+      cert_file: $tmp/client.crt
+      key_file: $tmp/client.key
+CFG
+  # Without a client certificate the endpoint refuses the connection.
+  if $PY - "$METRICS_PORT" "$tmp/ca.crt" <<'PY' 2>/dev/null; then
+import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[2])
+urllib.request.urlopen(f"https://127.0.0.1:{sys.argv[1]}/metrics", context=context, timeout=5).read()
+PY
+    echo "live-promql: /metrics answered a client without a certificate" >&2
+    exit 1
+  fi
+fi
 prometheus --config.file="$tmp/prometheus.yml" --web.listen-address="127.0.0.1:$PROM_PORT" \
   --storage.tsdb.path="$tmp/tsdb" >"$tmp/prometheus.log" 2>&1 &
 prom_pid=$!
@@ -122,11 +173,11 @@ done
 
 # Bounded load: 3 concurrency levels x at most 3 windows of 1 s, then
 # 5 requests with a wrong shape (INVALID_ARGUMENT, counted as failures).
-"$PERF" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 1:4:x2 --window-s 1 \
+"$PERF" "${CLIENT_TLS[@]}" -m double --url "127.0.0.1:$GRPC_PORT" --concurrency 1:4:x2 --window-s 1 \
   --max-windows 3 --max-requests 20000 >"$tmp/perf.log" 2>&1 || { cat "$tmp/perf.log" >&2; exit 1; }
 $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.zeros((1, 2, 2, 2), np.float32))' "$tmp/bad.npy"
 for _ in 1 2 3 4 5; do
-  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/bad.npy" >/dev/null 2>&1 || true
+  "$CLIENT" "${CLIENT_TLS[@]}" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/bad.npy" >/dev/null 2>&1 || true
 done
 sleep 3  # a few scrapes after the load
 
@@ -270,7 +321,7 @@ failed=0
 $PY "$tmp/check.py" snapshot "$API" "$tmp/exprs.jsonl" "$tmp/snapshot.json" 20 || failed=1
 $PY -c 'import numpy as np, sys; np.save(sys.argv[1], np.ones((1, 3, 2, 2), np.float32))' "$tmp/good.npy"
 for _ in $(seq 1 20); do
-  "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/good.npy" >/dev/null ||
+  "$CLIENT" "${CLIENT_TLS[@]}" --url "127.0.0.1:$GRPC_PORT" --timeout 5 infer double --input "x=$tmp/good.npy" >/dev/null ||
     { echo "FAIL a single request failed"; failed=1; }
 done
 sleep 4  # a few scrapes and rule evaluations after the last request
