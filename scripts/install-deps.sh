@@ -17,6 +17,8 @@ BUILD_PACKAGES=(
   libopencv-dev libdcmtk-dev dcmtk
   # logging, metrics, CLI, JSON
   libspdlog-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
+  # TLS for /metrics, certificate and token checks (OpenSSL; gRPC brings its own TLS)
+  libssl-dev
 )
 DEV_PACKAGES=(
   # tests and benchmarks
@@ -35,6 +37,8 @@ DEV_PACKAGES=(
   # the alert and adapter rules (deploy/test/promql_queries.py); nginx is the
   # gRPC load balancer of the two-replica test (deploy/test/replicas-nginx.sh)
   prometheus python3-yaml nginx
+  # the security tests make throwaway CAs and certificates with the openssl command
+  openssl
 )
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
