@@ -4,10 +4,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -17,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
 #include "server/metrics/process_collector.h"
+#include "tests/security/test_certs.h"
 
 namespace rectifier::metrics {
 namespace {
@@ -180,6 +183,76 @@ TEST(MetricsServerTest, IdleConnectionsAreDroppedAfterTheRequestTimeout) {
     connection->ReadAll(&closed);
     EXPECT_TRUE(closed) << "the server kept an idle connection open";
   }
+}
+
+// HTTPS GET through OpenSSL trusting `ca`; the whole response, or "" when
+// the connection or the handshake failed.
+std::string HttpsRequest(int port, const std::string& ca, const std::string& request_line) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string response;
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      SSL_connect(ssl) == 1) {
+    const std::string request = request_line + "\r\nHost: 127.0.0.1\r\n\r\n";
+    SSL_write(ssl, request.data(), static_cast<int>(request.size()));
+    char buffer[4096];
+    int n = 0;
+    while ((n = SSL_read(ssl, buffer, sizeof buffer)) > 0) response.append(buffer, n);
+  }
+  SSL_free(ssl);
+  close(fd);
+  SSL_CTX_free(ctx);
+  return response;
+}
+
+// With TLS files /metrics is served by the HTTPS endpoint, with the same
+// bounds as the plaintext one: idle connections (never starting a handshake)
+// do not hold off a scrape, and are closed after the request timeout.
+TEST(MetricsServerTest, HttpsEndpointAnswersRoutesAndDropsIdleConnections) {
+  char pattern[] = "/tmp/rectifier-metrics-tls-XXXXXX";
+  testing::TestPki pki(mkdtemp(pattern));
+  ASSERT_TRUE(pki.MakeCa("ca"));
+  ASSERT_TRUE(pki.MakeLeaf("server", "ca", "IP:127.0.0.1"));
+  MetricsServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.http_threads = 2;
+  options.request_timeout_ms = 300;
+  options.build_labels = {{"version", "9.9.9"}};
+  options.tls = {pki.Cert("server"), pki.Key("server"), ""};
+  auto server = MetricsServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  ASSERT_GT(port, 0);
+  const auto idle = OpenIdle(port, 4);
+  const std::string metrics = HttpsRequest(port, pki.Cert("ca"), "GET /metrics HTTP/1.1");
+  EXPECT_EQ(metrics.rfind("HTTP/1.1 200 OK", 0), 0u) << metrics;
+  EXPECT_NE(metrics.find("rectifier_build_info{version=\"9.9.9\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("process_resident_memory_bytes"), std::string::npos);
+  EXPECT_EQ(HttpsRequest(port, pki.Cert("ca"), "GET /other HTTP/1.1").rfind("HTTP/1.1 404", 0), 0u);
+  EXPECT_EQ(HttpsRequest(port, pki.Cert("ca"), "POST /metrics HTTP/1.1").rfind("HTTP/1.1 405", 0),
+            0u);
+  for (const auto& connection : idle) {
+    // A partial plaintext request is not a TLS record: the handshake fails
+    // at once and the close may arrive as a reset (data left unread).
+    bool closed = false;
+    errno = 0;
+    connection->ReadAll(&closed);
+    EXPECT_TRUE(closed || errno == ECONNRESET) << "the server kept an idle connection open";
+  }
+  // Plain HTTP gets no metrics.
+  bool complete = false;
+  EXPECT_EQ(Scrape(port, &complete).find("rectifier_build_info"), std::string::npos);
+  std::system(("rm -rf '" + pki.dir() + "'").c_str());
 }
 
 }  // namespace
