@@ -831,7 +831,8 @@ def write_corpus(name, files):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
     for existing in os.listdir(d):
-        os.remove(os.path.join(d, existing))
+        if not existing.startswith("found_"):  # inputs campaigns found stay
+            os.remove(os.path.join(d, existing))
     for fname, data in sorted(files.items()):
         with open(os.path.join(d, fname), "wb") as f:
             f.write(data if isinstance(data, bytes) else data.encode())
@@ -873,6 +874,20 @@ def main():
         with open(os.path.join(ROOT, "models", model, "config.pbtxt")) as f:
             configs[model + ".pbtxt"] = f.read()
     write_corpus("model_config", configs)
+    admin, infer = "admin-token-0123456789abcdef", "infer-token-0123456789abcdef"
+    write_corpus("security", {
+        "tokens_file.txt": b"\x00# role token\nadmin " + admin.encode() + b"\n\tinfer  "
+                           + infer.encode() + b"\n\n",
+        "tokens_bad_role.txt": b"\x00root " + admin.encode() + b"\n",
+        "auth_admin.txt": b"\x01Bearer " + admin.encode(),
+        "auth_infer.txt": b"\x01bearer   " + infer.encode() + b"  ",
+        "auth_basic.txt": b"\x01Basic dXNlcjpwYXNz",
+        "http_get.txt": b"\x02GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "http_head_query.txt": b"\x02HEAD /metrics?name[]=x HTTP/1.0\r\n\r\n",
+        "http_post.txt": b"\x02POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        "http_other_path.txt": b"\x02GET /v2/health/ready HTTP/1.1\r\n\r\n",
+        "http_partial.txt": b"\x02GET /metr",
+    })
     for name, data in {**hostile_images, **hostile_dicoms,
                        "hostile_initializer_4gib.onnx": hostile_onnx(),
                        "hostile_fp64_shape_2pow61plus1.pb": hostile_infer()}.items():

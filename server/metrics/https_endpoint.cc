@@ -63,6 +63,25 @@ std::string Response(int code, absl::string_view reason, absl::string_view body,
 
 }  // namespace
 
+std::string MetricsResponse(absl::string_view request, bool complete,
+                            const std::function<std::string()>& metrics_body) {
+  // "METHOD TARGET HTTP/1.x"
+  const std::vector<absl::string_view> line =
+      absl::StrSplit(request.substr(0, request.find("\r\n")), ' ');
+  if (!complete || line.size() != 3 || !absl::StartsWith(line[2], "HTTP/1.")) {
+    return Response(400, "Bad Request", "bad request\n", "text/plain", false);
+  }
+  if (line[0] != "GET" && line[0] != "HEAD") {
+    return Response(405, "Method Not Allowed", "only GET\n", "text/plain", false);
+  }
+  if (line[1].substr(0, line[1].find('?')) != "/metrics") {
+    return Response(404, "Not Found", "not found: the metrics are at /metrics\n", "text/plain",
+                    line[0] == "HEAD");
+  }
+  return Response(200, "OK", metrics_body(), "text/plain; version=0.0.4; charset=utf-8",
+                  line[0] == "HEAD");
+}
+
 absl::StatusOr<std::unique_ptr<HttpsEndpoint>> HttpsEndpoint::Create(HttpsEndpointOptions options) {
   auto address = SplitAddress(options.address);
   if (!address.ok()) return address.status();
@@ -164,21 +183,7 @@ void HttpsEndpoint::Serve(int fd) {
     }
   }
   if (complete || request.size() >= kMaxRequestBytes) {
-    // "METHOD TARGET HTTP/1.x"
-    const std::vector<absl::string_view> line =
-        absl::StrSplit(absl::string_view(request).substr(0, request.find("\r\n")), ' ');
-    std::string response;
-    if (!complete || line.size() != 3 || !absl::StartsWith(line[2], "HTTP/1.")) {
-      response = Response(400, "Bad Request", "bad request\n", "text/plain", false);
-    } else if (line[0] != "GET" && line[0] != "HEAD") {
-      response = Response(405, "Method Not Allowed", "only GET\n", "text/plain", false);
-    } else if (line[1].substr(0, line[1].find('?')) != "/metrics") {
-      response = Response(404, "Not Found", "not found: the metrics are at /metrics\n",
-                          "text/plain", line[0] == "HEAD");
-    } else {
-      response = Response(200, "OK", options_.metrics_body(),
-                          "text/plain; version=0.0.4; charset=utf-8", line[0] == "HEAD");
-    }
+    const std::string response = MetricsResponse(request, complete, options_.metrics_body);
     size_t written = 0;
     while (written < response.size() && SetTimeouts(fd, deadline)) {
       const int n =

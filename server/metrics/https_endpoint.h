@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/security/tls_context.h"
 
 namespace rectifier::metrics {
@@ -26,6 +27,13 @@ struct HttpsEndpointOptions {
   // The body of GET /metrics (Prometheus text format); called concurrently.
   std::function<std::string()> metrics_body;
 };
+
+// The whole HTTP/1.1 response to `request` (the bytes read, up to and
+// including the blank line after the headers; `complete` false when none
+// came within the size limit): 200 with metrics_body() for GET/HEAD
+// /metrics, 404, 405 or 400. Pure; what HttpsEndpoint sends.
+std::string MetricsResponse(absl::string_view request, bool complete,
+                            const std::function<std::string()>& metrics_body);
 
 // Answers `GET /metrics` (and HEAD) with 200, other paths with 404, other
 // methods with 405, a malformed or oversized (16 KiB) request with 400; one
