@@ -8,7 +8,7 @@ METRICS_ADDRESS ?= 0.0.0.0:8002
 MODEL_REPOSITORY ?= models
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build run test lint format bench clean
+.PHONY: all deps configure build run test lint check-thread-safety format bench clean
 
 all: build
 
@@ -31,6 +31,10 @@ test: build
 
 lint: configure
 	@scripts/lint.sh $(BUILD_DIR)
+
+# Clang's -Wthread-safety over server/ (the lock annotations are checked).
+check-thread-safety: build
+	@scripts/check-thread-safety.sh $(BUILD_DIR)
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -103,20 +103,21 @@ absl::StatusOr<std::unique_ptr<DynamicBatchScheduler>> DynamicBatchScheduler::Cr
     scheduler->workers_.emplace_back([self = scheduler.get(), executor = instance.get()] {
       const absl::Status prepared = executor->Prepare();
       {
-        std::lock_guard<std::mutex> lock(self->mu_);
+        common::MutexLock lock(&self->mu_);
         ++self->prepared_;
         if (!prepared.ok() && self->prepare_error_.ok()) self->prepare_error_ = prepared;
       }
-      self->prepared_cv_.notify_all();
+      self->prepared_cv_.SignalAll();
       self->WorkerLoop(executor);
     });
   }
   // Ready only once every instance has prepared on its own thread.
   absl::Status prepare_error;
   {
-    std::unique_lock<std::mutex> lock(scheduler->mu_);
-    scheduler->prepared_cv_.wait(
-        lock, [&] { return scheduler->prepared_ == scheduler->instances_.size(); });
+    common::MutexLock lock(&scheduler->mu_);
+    while (scheduler->prepared_ != scheduler->instances_.size()) {
+      scheduler->prepared_cv_.Wait(&scheduler->mu_);
+    }
     prepare_error = scheduler->prepare_error_;
   }
   if (!prepare_error.ok()) {
@@ -158,7 +159,7 @@ void DynamicBatchScheduler::Enqueue(std::unique_ptr<InferenceRequest> request) {
     item.request = std::move(request);
     status = Admit(item);
     if (status.ok()) {
-      work_cv_.notify_one();
+      work_cv_.Signal();
       return;
     }
   } else {
@@ -171,7 +172,7 @@ void DynamicBatchScheduler::Enqueue(std::unique_ptr<InferenceRequest> request) {
 }
 
 absl::Status DynamicBatchScheduler::Admit(QueuedRequest& item) {
-  std::lock_guard<std::mutex> lock(mu_);
+  common::MutexLock lock(&mu_);
   if (!accepting_) return absl::UnavailableError(absl::StrCat(label_, ": server shutting down"));
   absl::StatusOr<uint64_t> level = queue_.LevelFor(item.request->priority);
   if (!level.ok()) return level.status();
@@ -186,25 +187,24 @@ absl::Status DynamicBatchScheduler::Admit(QueuedRequest& item) {
 void DynamicBatchScheduler::Poke() {
   // Taking the lock orders this after any waiter's clock read, so a waiter
   // that read the old time is already waiting and gets the notification.
-  { std::lock_guard<std::mutex> lock(mu_); }
-  work_cv_.notify_all();
-  drained_cv_.notify_all();
+  { common::MutexLock lock(&mu_); }
+  work_cv_.SignalAll();
+  drained_cv_.SignalAll();
 }
 
 size_t DynamicBatchScheduler::queue_depth() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  common::MutexLock lock(&mu_);
   return queue_.size();
 }
 
-void DynamicBatchScheduler::WaitUntil(std::unique_lock<std::mutex>& lock,
-                                      std::condition_variable& cv, absl::Time until) {
+void DynamicBatchScheduler::WaitUntil(common::CondVar& cv, absl::Time until) {
   if (until == absl::InfiniteFuture()) {
-    cv.wait(lock);
+    cv.Wait(&mu_);
     return;
   }
   const absl::Duration remaining = std::min(until - clock_->Now(), kMaxWait);
   if (remaining <= absl::ZeroDuration()) return;
-  cv.wait_for(lock, absl::ToChronoNanoseconds(remaining));
+  cv.WaitWithTimeout(&mu_, remaining);
 }
 
 void DynamicBatchScheduler::WorkerLoop(BatchExecutor* executor) {
@@ -217,7 +217,7 @@ void DynamicBatchScheduler::WorkerLoop(BatchExecutor* executor) {
     bool more = false;
     bool empty = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      common::MutexLock lock(&mu_);
       for (;;) {
         if (exit_) {
           exit = true;
@@ -233,13 +233,13 @@ void DynamicBatchScheduler::WorkerLoop(BatchExecutor* executor) {
           batch = queue_.PopFront(decision.count);
           break;
         }
-        WaitUntil(lock, work_cv_, std::min(decision.wait_until, queue_.NextExpiry()));
+        WaitUntil(work_cv_, std::min(decision.wait_until, queue_.NextExpiry()));
       }
       empty = queue_.empty();
       more = !empty && !exit;
     }
-    if (empty) drained_cv_.notify_all();
-    if (more) work_cv_.notify_one();  // another idle worker may take the rest
+    if (empty) drained_cv_.SignalAll();
+    if (more) work_cv_.Signal();  // another idle worker may take the rest
     if (!expired.empty()) {
       std::vector<Completion> answers;
       answers.reserve(expired.size());
@@ -348,7 +348,7 @@ void DynamicBatchScheduler::Deliver(std::vector<Completion> completions) {
   // starting at next_to_deliver_; others only park their completions, so
   // `done` runs without a lock held and in order.
   {
-    std::lock_guard<std::mutex> lock(order_mu_);
+    common::MutexLock lock(&order_mu_);
     for (Completion& c : completions) {
       const uint64_t sequence = c.sequence;
       ready_.emplace(sequence, std::move(c));
@@ -360,7 +360,7 @@ void DynamicBatchScheduler::Deliver(std::vector<Completion> completions) {
   for (;;) {
     run.clear();
     {
-      std::lock_guard<std::mutex> lock(order_mu_);
+      common::MutexLock lock(&order_mu_);
       while (!ready_.empty() && ready_.begin()->first == next_to_deliver_) {
         run.push_back(std::move(ready_.begin()->second));
         ready_.erase(ready_.begin());
@@ -376,24 +376,24 @@ void DynamicBatchScheduler::Deliver(std::vector<Completion> completions) {
 }
 
 void DynamicBatchScheduler::Shutdown(absl::Time deadline) {
-  std::lock_guard<std::mutex> shutdown_lock(shutdown_mu_);
+  common::MutexLock shutdown_lock(&shutdown_mu_);
   if (shut_down_) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    common::MutexLock lock(&mu_);
     accepting_ = false;
     draining_ = true;
   }
-  work_cv_.notify_all();  // waiting workers re-decide without the delay
+  work_cv_.SignalAll();  // waiting workers re-decide without the delay
   std::vector<QueuedRequest> dropped;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    common::MutexLock lock(&mu_);
     while (!queue_.empty() && clock_->Now() < deadline) {
-      WaitUntil(lock, drained_cv_, deadline);
+      WaitUntil(drained_cv_, deadline);
     }
     dropped = queue_.PopAll();
     exit_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   if (!dropped.empty()) {
     spdlog::warn("{}: shutdown deadline reached with {} request(s) queued", label_, dropped.size());
     std::vector<Completion> answers;

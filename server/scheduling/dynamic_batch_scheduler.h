@@ -3,11 +3,9 @@
 #ifndef RECTIFIER_SERVER_SCHEDULING_DYNAMIC_BATCH_SCHEDULER_H_
 #define RECTIFIER_SERVER_SCHEDULING_DYNAMIC_BATCH_SCHEDULER_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
+#include "server/common/mutex.h"
 #include "server/scheduling/batch_policy.h"
 #include "server/scheduling/request_queue.h"
 #include "server/scheduling/scheduler.h"
@@ -89,8 +88,8 @@ class DynamicBatchScheduler final : public Scheduler {
   void WorkerLoop(BatchExecutor* executor);
   // Runs `batch` (cancellation check, assembly, execute, split) and delivers.
   void RunBatch(BatchExecutor* executor, std::vector<QueuedRequest> batch);
-  // Blocks on `cv` until notified or until `until` on the injected clock.
-  void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, absl::Time until);
+  // Blocks on `cv` until signalled or until `until` on the injected clock.
+  void WaitUntil(common::CondVar& cv, absl::Time until) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands results to `done`, in sequence order when preserve_ordering.
   void Deliver(std::vector<Completion> completions);
   Completion Fail(QueuedRequest item, absl::Status status, absl::Time now) const;
@@ -105,23 +104,23 @@ class DynamicBatchScheduler final : public Scheduler {
   // Instances prepared (BatchExecutor::Prepare) so far, and the first failure.
   size_t prepared_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status prepare_error_ ABSL_GUARDED_BY(mu_);
-  std::condition_variable prepared_cv_;
+  common::CondVar prepared_cv_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;     // workers: queue changed, time moved, exit
-  std::condition_variable drained_cv_;  // Shutdown: queue emptied, time moved
+  mutable common::Mutex mu_;
+  common::CondVar work_cv_;     // workers: queue changed, time moved, exit
+  common::CondVar drained_cv_;  // Shutdown: queue emptied, time moved
   RequestQueue queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;  // dispatch without delay
   bool exit_ ABSL_GUARDED_BY(mu_) = false;      // workers return when idle
 
-  std::mutex shutdown_mu_;  // serializes Shutdown; held while joining
+  common::Mutex shutdown_mu_;  // serializes Shutdown; held while joining
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 
   // preserve_ordering: completions wait here until every earlier sequence
   // number has been delivered; one thread at a time delivers.
-  std::mutex order_mu_;
+  common::Mutex order_mu_;
   std::map<uint64_t, Completion> ready_ ABSL_GUARDED_BY(order_mu_);
   uint64_t next_to_deliver_ ABSL_GUARDED_BY(order_mu_) = 0;
   bool delivering_ ABSL_GUARDED_BY(order_mu_) = false;
