@@ -38,7 +38,13 @@ std::vector<int64_t> LegacyBroadcastShape(const Node& node, size_t a_rank,
 
 std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
   std::vector<int64_t> s(shape.size(), 1);
-  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * shape[i + 1];
+  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) {
+    // Only an empty tensor (a 0 among huge dimensions) can overflow here, and
+    // its strides address nothing: saturate instead of overflowing.
+    if (__builtin_mul_overflow(s[i + 1], shape[i + 1], &s[i])) {
+      s[i] = std::numeric_limits<int64_t>::max();
+    }
+  }
   return s;
 }
 

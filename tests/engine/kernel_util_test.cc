@@ -34,5 +34,14 @@ TEST(ReadIntsTest, FloatValuesSaturateInsteadOfOverflowing) {
   EXPECT_EQ(ReadInts(d), (std::vector<int64_t>{kMax, kLowest, 4096}));
 }
 
+// An empty tensor may have dimensions whose product overflows int64 (the
+// fuzzer's Add of [0, 2^60, 102] shapes): its strides saturate.
+TEST(ContiguousStridesTest, EmptyTensorsWithHugeDimensionsSaturate) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(ContiguousStrides({2, 3, 4}), (std::vector<int64_t>{12, 4, 1}));
+  EXPECT_EQ(ContiguousStrides({5, 0, int64_t{1} << 60, 102}),
+            (std::vector<int64_t>{0, kMax, 102, 1}));
+}
+
 }  // namespace
 }  // namespace rectifier::engine
