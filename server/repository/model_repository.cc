@@ -22,6 +22,7 @@
 #include "server/repository/model_config.h"
 #include "server/repository/warmup.h"
 #include "server/scheduling/dynamic_batch_scheduler.h"
+#include "server/scheduling/thread_budget.h"
 #include "spdlog/spdlog.h"
 
 namespace rectifier::repository {
@@ -320,16 +321,23 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     group->set_count(1);
     group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
   }
-  const int cpus = options_.cpus > 0 ? options_.cpus : common::AvailableCpus();
-  int threads =
-      options_.intra_op_threads > 0 ? options_.intra_op_threads : std::max(1, cpus / instances);
+  // The model config's intra_op_threads wins over --intra-op-threads; with
+  // neither, the CPUs are split between the instances (PlanThreads).
+  int requested = options_.intra_op_threads;
   if (const auto it = config.parameters().find("intra_op_threads");
       it != config.parameters().end()) {
-    if (!absl::SimpleAtoi(it->second.string_value(), &threads) || threads < 1) {
+    if (!absl::SimpleAtoi(it->second.string_value(), &requested) || requested < 1) {
       return absl::InvalidArgumentError(absl::StrCat("parameters.intra_op_threads '",
                                                      it->second.string_value(),
                                                      "' is not a positive integer"));
     }
+  }
+  const int cpus = options_.cpus > 0 ? options_.cpus : common::AvailableCpus();
+  const scheduling::ThreadBudget budget = scheduling::PlanThreads(cpus, instances, requested);
+  const int threads = budget.intra_op_threads;
+  if (budget.oversubscribed) {
+    spdlog::warn("model={} version={}: {} instance(s) x {} thread(s) exceed the {} CPUs available",
+                 name, version, instances, threads, cpus);
   }
 
   // Compiled on a short-lived thread: the OpenMP team that oneDNN's weight
@@ -558,7 +566,7 @@ void ModelRepository::PublishStates(
 
 void ModelRepository::Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const {
   // No new request can reach these any more (they left models_ under mu_,
-  // and Enqueue holds mu_ while handing a request over).
+  // and Submit holds mu_ while handing a request over).
   const absl::Time deadline = absl::Now() + options_.drain_timeout;
   for (const auto& served : versions) served->scheduler->Shutdown(deadline);
 }
@@ -667,16 +675,6 @@ absl::Status ModelRepository::Submit(const std::string& name, const std::string&
   return absl::OkStatus();
 }
 
-void ModelRepository::Enqueue(const std::string& name, const std::string& version,
-                              std::unique_ptr<scheduling::InferenceRequest> request) {
-  auto done = request->done;
-  const absl::Status status =
-      Submit(name, version, [&request](const std::shared_ptr<const ServedModel>&) {
-        return absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>>(std::move(request));
-      });
-  if (!status.ok()) done(status, scheduling::RequestTimes{});
-}
-
 std::vector<int64_t> ModelRepository::ReadyVersions(const std::string& name) const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<int64_t> versions;
@@ -718,8 +716,8 @@ std::vector<ModelIndexEntry> ModelRepository::Index() const {
   for (const std::string& name : ScanModelNames()) {
     if (listed.count(name)) continue;
     const auto failed = failed_requests.find(name);
-    index.push_back({name, "", "UNAVAILABLE",
-                     failed == failed_requests.end() ? "not loaded" : failed->second});
+    index.push_back(
+        {name, "", "UNAVAILABLE", failed == failed_requests.end() ? "not loaded" : failed->second});
   }
   std::sort(index.begin(), index.end(), [](const ModelIndexEntry& a, const ModelIndexEntry& b) {
     return std::tie(a.name, a.version) < std::tie(b.name, b.version);

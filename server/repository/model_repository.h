@@ -110,11 +110,7 @@ class ModelRepository {
   absl::Status Submit(const std::string& name, const std::string& version,
                       const RequestFactory& make);
 
-  // Submit for a ready-made request; on error request->done is called with it.
-  void Enqueue(const std::string& name, const std::string& version,
-               std::unique_ptr<scheduling::InferenceRequest> request);
-
-  // The served version for metadata; same errors as Enqueue.
+  // The served version for metadata; same errors as Submit.
   absl::StatusOr<std::shared_ptr<const ServedModel>> Get(const std::string& name,
                                                          const std::string& version) const;
   // Versions currently served, newest first.

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 
-#include "server/common/cpu_info.h"
 
 namespace rectifier::scheduling {
 
@@ -15,10 +14,6 @@ ThreadBudget PlanThreads(int available_cpus, int instances, int requested_intra_
                                                            : std::max(1, cpus / budget.instances);
   budget.oversubscribed = static_cast<long long>(budget.instances) * budget.intra_op_threads > cpus;
   return budget;
-}
-
-ThreadBudget PlanThreadsForThisProcess(int instances, int requested_intra_op_threads) {
-  return PlanThreads(common::AvailableCpus(), instances, requested_intra_op_threads);
 }
 
 }  // namespace rectifier::scheduling

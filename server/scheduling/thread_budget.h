@@ -24,8 +24,6 @@ struct ThreadBudget {
 // oversubscribe (e.g. 5 CPUs, 2 instances -> 2 threads each).
 ThreadBudget PlanThreads(int available_cpus, int instances, int requested_intra_op_threads = 0);
 
-// The same with common::AvailableCpus().
-ThreadBudget PlanThreadsForThisProcess(int instances, int requested_intra_op_threads = 0);
 
 }  // namespace rectifier::scheduling
 

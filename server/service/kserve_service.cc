@@ -57,7 +57,7 @@ bool KServeService::Ready() const {
 grpc::ServerUnaryReactor* KServeService::ServerLive(grpc::CallbackServerContext* context,
                                                     const inference::ServerLiveRequest* /*request*/,
                                                     inference::ServerLiveResponse* response) {
-  response->set_live(state_->live());
+  response->set_live(true);  // answering is being live
   return Finish(context, grpc::Status::OK);
 }
 
@@ -364,7 +364,7 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
                                "supported; edit the repository and load again"));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  control_.Submit([this, reactor, name = request->model_name()] {
+  control_->Post([this, reactor, name = request->model_name()] {
     reactor->Finish(ToGrpcStatus(repository_->Load(name)));
   });
   return reactor;
@@ -384,7 +384,7 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
     return Finish(context, s);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  control_.Submit([this, reactor, name = request->model_name()] {
+  control_->Post([this, reactor, name = request->model_name()] {
     reactor->Finish(ToGrpcStatus(repository_->Unload(name)));
   });
   return reactor;

@@ -12,9 +12,9 @@
 #include "grpc_service.grpc.pb.h"
 #include "server/engine/tensor.h"
 #include "server/security/tokens.h"
-#include "server/service/control_worker.h"
 #include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
+#include "server/service/work_pool.h"
 
 namespace rectifier::repository {
 class ModelRepository;
@@ -42,7 +42,9 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
         repository_(repository),
         image_pool_(image_pool),
         image_budget_(image_budget),
-        tokens_(tokens) {}
+        tokens_(tokens),
+        // One thread, in order; Post never refuses (a queued load is answered).
+        control_(*WorkPool::Create(/*threads=*/1, /*max_queue=*/1)) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest* request,
@@ -114,7 +116,10 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   ImageMemoryBudget* image_budget_;
   const security::TokenStore* tokens_;
   ModelImagingCache imaging_cache_;
-  ControlWorker control_;
+  // Load and unload run here, not on gRPC threads (a compile takes seconds).
+  // Last member: destroyed first, answering what is queued while the rest
+  // still exists.
+  std::unique_ptr<WorkPool> control_;
 };
 
 }  // namespace rectifier::service

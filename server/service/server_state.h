@@ -7,15 +7,14 @@
 namespace rectifier::service {
 
 // Thread-safe. Ready goes true once every service is up and false for good
-// when draining starts.
+// when draining starts. (Liveness needs no state: a process that answers
+// ServerLive is live.)
 class ServerState {
  public:
-  bool live() const { return live_.load(std::memory_order_acquire); }
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
 
  private:
-  std::atomic<bool> live_{true};
   std::atomic<bool> ready_{false};
 };
 

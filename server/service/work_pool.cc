@@ -42,11 +42,6 @@ void WorkPool::Post(std::function<void()> task) {
   tasks_.push_back(std::move(task));
 }
 
-size_t WorkPool::queued() const {
-  absl::MutexLock lock(&mu_);
-  return tasks_.size();
-}
-
 void WorkPool::Loop() {
   const auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !tasks_.empty() || stopping_;

@@ -35,15 +35,12 @@ class WorkPool {
   // inference): never refused, so admitted requests always finish.
   void Post(std::function<void()> task);
 
-  size_t queued() const;
-  int threads() const { return static_cast<int>(threads_.size()); }
-
  private:
   explicit WorkPool(size_t max_queue) : max_queue_(max_queue) {}
   void Loop();
 
   const size_t max_queue_;
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/repository/submit_request.h"
 #include "tests/repository/test_models.h"
 
 namespace rectifier::repository {
@@ -16,6 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::ScaleModelBytes;
+using testing::SubmitRequest;
 using testing::WriteFile;
 
 engine::Tensor Input(float value, int batch = 1) {
@@ -35,7 +37,7 @@ absl::StatusOr<float> InferOne(ModelRepository& repo, const std::string& name,
                              const scheduling::RequestTimes&) {
     promise.set_value(std::move(result));
   };
-  repo.Enqueue(name, version, std::move(request));
+  SubmitRequest(repo, name, version, std::move(request));
   auto result = future.get();
   if (!result.ok()) return result.status();
   if (result->size() != 1 || (*result)[0].num_elements() != 12) {

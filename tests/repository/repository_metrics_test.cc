@@ -16,6 +16,7 @@
 #include "prometheus/registry.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_repository.h"
+#include "tests/repository/submit_request.h"
 #include "tests/repository/test_models.h"
 
 namespace rectifier::repository {
@@ -23,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::ScaleModelBytes;
+using testing::SubmitRequest;
 using testing::WriteFile;
 using Done = std::function<void(absl::StatusOr<std::vector<engine::Tensor>>,
                                 const scheduling::RequestTimes&)>;
@@ -131,7 +133,7 @@ class RepositoryMetricsTest : public ::testing::Test {
     auto request = std::make_unique<scheduling::InferenceRequest>();
     request->inputs.push_back(Input(value));
     request->done = std::move(done);
-    repo_->Enqueue(name, "", std::move(request));
+    SubmitRequest(*repo_, name, "", std::move(request));
   }
 
   absl::Status Infer(const std::string& name) {
@@ -272,7 +274,7 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   std::promise<absl::Status> refused;
   request->done = [&refused](const absl::StatusOr<std::vector<engine::Tensor>>& r,
                              const scheduling::RequestTimes&) { refused.set_value(r.status()); };
-  repo_->Enqueue("m", "9", std::move(request));
+  SubmitRequest(*repo_, "m", "9", std::move(request));
   EXPECT_EQ(refused.get_future().get().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Value("rectifier_inflight_requests", "m", "1"), 0.0);
 }
@@ -300,7 +302,7 @@ TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
     std::promise<absl::Status> done;
     request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& r,
                             const scheduling::RequestTimes&) { done.set_value(r.status()); };
-    repo_->Enqueue(name, "", std::move(request));
+    SubmitRequest(*repo_, name, "", std::move(request));
     ASSERT_TRUE(done.get_future().get().ok()) << name;
   }
   const prometheus::Labels layer{{"model", "sampled"}, {"version", "1"}, {"layer", "y"}};

@@ -39,11 +39,5 @@ TEST(ThreadBudgetTest, NonsenseInputsAreClamped) {
   EXPECT_FALSE(budget.oversubscribed);
 }
 
-TEST(ThreadBudgetTest, ThisProcessNeverOversubscribesByDefault) {
-  const ThreadBudget budget = PlanThreadsForThisProcess(1);
-  EXPECT_GE(budget.intra_op_threads, 1);
-  EXPECT_FALSE(budget.oversubscribed);
-}
-
 }  // namespace
 }  // namespace rectifier::scheduling
