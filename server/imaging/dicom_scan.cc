@@ -139,7 +139,16 @@ class InflateReader final : public Reader {
       if (result == Z_STREAM_END) {
         ended_ = true;
       } else if (result != Z_OK && !(result == Z_BUF_ERROR && produced > 0)) {
-        if (result == Z_BUF_ERROR && stream_.avail_in == 0) {
+        if (result == Z_BUF_ERROR && stream_.avail_in == 0 && !padded_) {
+          // DCMTK feeds raw inflate one zero byte after the data (zlib may
+          // need a byte past the end to finish its last symbol), which can
+          // complete a long match the data alone leaves pending: read what
+          // DCMTK will read.
+          static const Bytef kPad = 0;
+          stream_.next_in = const_cast<Bytef*>(&kPad);
+          stream_.avail_in = 1;
+          padded_ = true;
+        } else if (result == Z_BUF_ERROR && stream_.avail_in == 0) {
           ended_ = true;  // Input exhausted: truncated, reported by the caller.
         } else {
           error_ = Bad(absl::StrCat("deflate stream: ", stream_.msg ? stream_.msg : "corrupt"));
@@ -153,6 +162,7 @@ class InflateReader final : public Reader {
   z_stream stream_{};
   bool initialized_ = false;
   bool ended_ = false;
+  bool padded_ = false;  // the zero byte after the data was fed
   uint64_t cap_;
   uint64_t inflated_ = 0;
   std::vector<uint8_t> buffer_;

@@ -610,6 +610,21 @@ TEST(DicomHardeningTest, JpegTemMarkerThatHangsDcmtkIsRefused) {
   }
 }
 
+// A deflated dataset whose last deflate symbol is only complete with the
+// zero byte DCMTK feeds zlib after the data: the scan read 642 bytes and
+// stopped cleanly, DCMTK read on into an element with a non-standard VR and
+// a 1.1 GB length, and allocated it (found by fuzzing; the file is the
+// fuzzer's). The scan now reads what DCMTK reads and refuses it first.
+TEST(DicomHardeningTest, DeflateTailThatDcmtkCompletesIsScannedAsDcmtkReadsIt) {
+  std::ifstream file("fuzz/corpus/dicom/found_deflate_pad_byte_completes_huge_element.dcm",
+                     std::ios::binary);
+  ASSERT_TRUE(file.good());
+  const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  auto decoded = DecodeDicom(bytes, DicomOptions());
+  ASSERT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(decoded.status().message(), HasSubstr("element (4343,4343) has no valid VR"));
+}
+
 // Some converters write header elements with VR UN; they are read through
 // the data dictionary (Modality "RTDOSE", not "82\84\...").
 TEST(DicomHardeningTest, HeaderElementsWithVrUnAreDecodedThroughTheDictionary) {
