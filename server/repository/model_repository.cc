@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -27,6 +28,19 @@
 
 namespace rectifier::repository {
 namespace {
+
+// RECTIFIER_TEST_EXECUTE_DELAY_MS (integration tests only): see
+// SchedulerOptions::execute_delay. Read once.
+absl::Duration TestExecuteDelay() {
+  static const absl::Duration delay = [] {
+    const char* text = std::getenv("RECTIFIER_TEST_EXECUTE_DELAY_MS");
+    int64_t ms = 0;
+    if (text == nullptr || !absl::SimpleAtoi(text, &ms) || ms <= 0) return absl::ZeroDuration();
+    spdlog::warn("RECTIFIER_TEST_EXECUTE_DELAY_MS: every batch waits {} ms before computing", ms);
+    return absl::Milliseconds(ms);
+  }();
+  return delay;
+}
 
 namespace fs = std::filesystem;
 
@@ -394,10 +408,12 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   if (served->labels.empty() && fs::exists(dir / kDefaultLabelsFile)) {
     served->labels = ReadLabels(dir / kDefaultLabelsFile);
   }
+  scheduling::SchedulerOptions scheduler_options =
+      SchedulerOptionsFromConfig(config, std::to_string(version));
+  scheduler_options.execute_delay = TestExecuteDelay();
   ASSIGN_OR_RETURN(served->scheduler,
-                   scheduling::CreateDynamicBatchScheduler(
-                       SchedulerOptionsFromConfig(config, std::to_string(version)),
-                       std::move(executors), common::Clock::Real()));
+                   scheduling::CreateDynamicBatchScheduler(scheduler_options, std::move(executors),
+                                                           common::Clock::Real()));
   if (served->metrics != nullptr) {
     served->queue_depth_source =
         served->metrics->AddQueueDepthSource([scheduler = served->scheduler.get()] {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/scheduling/batch_assembly.h"
 #include "spdlog/spdlog.h"
 
@@ -290,6 +291,7 @@ void DynamicBatchScheduler::RunBatch(BatchExecutor* executor, std::vector<Queued
       batch_sizes.push_back(item.batch_size);
       total += item.batch_size;
     }
+    if (options_.execute_delay > absl::ZeroDuration()) absl::SleepFor(options_.execute_delay);
     absl::StatusOr<std::vector<engine::Tensor>> outputs;
     // Executors must not throw (style.md); a throw still must not take the
     // worker thread, and every request of the batch down with it.

@@ -84,6 +84,11 @@ struct SchedulerOptions {
   std::map<uint64_t, QueuePolicy> priority_queue_policy;
   // Hard bound on queued requests across all levels (back-pressure).
   uint32_t max_total_queue = 4096;
+  // Test hook: each batch waits this long before it computes, so tests of
+  // draining and queueing do not depend on how fast the machine computes
+  // (like Triton's TRITONSERVER_DELAY_SCHEDULER). The repository sets it from
+  // the environment variable RECTIFIER_TEST_EXECUTE_DELAY_MS; zero otherwise.
+  absl::Duration execute_delay = absl::ZeroDuration();
 };
 
 class Scheduler {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 
-
 namespace rectifier::scheduling {
 
 ThreadBudget PlanThreads(int available_cpus, int instances, int requested_intra_op_threads) {

@@ -24,7 +24,6 @@ struct ThreadBudget {
 // oversubscribe (e.g. 5 CPUs, 2 instances -> 2 threads each).
 ThreadBudget PlanThreads(int available_cpus, int instances, int requested_intra_op_threads = 0);
 
-
 }  // namespace rectifier::scheduling
 
 #endif  // RECTIFIER_SERVER_SCHEDULING_THREAD_BUDGET_H_
