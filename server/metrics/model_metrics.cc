@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "absl/strings/match.h"
+#include "server/common/queue_full.h"
 
 namespace rectifier::metrics {
 namespace {
@@ -27,8 +27,7 @@ FailureReason ReasonFor(const absl::Status& status) {
     case absl::StatusCode::kCancelled:
       return FailureReason::kCancelled;
     case absl::StatusCode::kUnavailable:
-      return absl::StrContains(status.message(), "queue full") ? FailureReason::kQueueFull
-                                                               : FailureReason::kUnavailable;
+      return common::IsQueueFull(status) ? FailureReason::kQueueFull : FailureReason::kUnavailable;
     default:
       return FailureReason::kInternal;
   }

@@ -43,7 +43,8 @@ enum class FailureReason {
 inline constexpr int kNumFailureReasons = 7;
 
 // The reason label for a non-OK status. A full queue is UNAVAILABLE on the
-// wire (Triton's code) and is told apart by the scheduler's "queue full" message.
+// wire (Triton's code) and is told apart by its payload (common::IsQueueFull):
+// the scheduler's queue and the image worker pool both set it.
 FailureReason ReasonFor(const absl::Status& status);
 const char* ReasonName(FailureReason reason);
 const char* ApiName(Api api);

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/queue_full.h"
 
 namespace rectifier::scheduling {
 namespace {
@@ -44,12 +45,12 @@ absl::Status RequestQueue::CheckCapacity(uint64_t level) const {
   const Level& entry = levels_[level - 1];
   const uint32_t limit = entry.policy.max_queue_size;
   if (limit > 0 && entry.size() >= limit) {
-    return absl::UnavailableError(
+    return common::QueueFullError(
         absl::StrCat(label_, ": queue full (max_queue_size ", limit,
                      levels_.size() > 1 ? absl::StrCat(" at priority level ", level) : "", ")"));
   }
   if (size_ >= max_total_) {
-    return absl::UnavailableError(
+    return common::QueueFullError(
         absl::StrCat(label_, ": queue full (max_total_queue ", max_total_, ")"));
   }
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/queue_full.h"
 
 namespace rectifier::service {
 
@@ -30,7 +31,7 @@ absl::Status WorkPool::TrySubmit(std::function<void()> task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("server is shutting down");
   if (tasks_.size() >= max_queue_) {
-    return absl::UnavailableError(
+    return common::QueueFullError(
         absl::StrCat("image worker queue is full (", tasks_.size(), " waiting); retry later"));
   }
   tasks_.push_back(std::move(task));

@@ -3,6 +3,7 @@
 
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "server/common/queue_full.h"
 
 namespace rectifier::metrics {
 namespace {
@@ -23,7 +24,7 @@ TEST(ModelMetricsTest, ObservationsLandInLabelledSeries) {
   metrics->ObserveRequest(Api::kKServe, absl::OkStatus(), 0.006);
   metrics->ObserveRequest(Api::kVision, absl::DeadlineExceededError("late"), 2.0);
   metrics->ObserveRequest(Api::kKServe,
-                          absl::UnavailableError("model 'x' version 1: queue full (16)"), 0);
+                          common::QueueFullError("model 'x' version 1: queue full (16)"), 0);
   metrics->ObserveQueue(0.001);
   metrics->ObserveExecution(4, 0.05);
   metrics->ObserveExecution(2, 0.03);
@@ -77,6 +78,12 @@ TEST(ModelMetricsTest, ReasonsCoverTheStatusCodes) {
   EXPECT_EQ(ReasonFor(absl::CancelledError("x")), FailureReason::kCancelled);
   EXPECT_EQ(ReasonFor(absl::UnavailableError("shutting down")), FailureReason::kUnavailable);
   EXPECT_EQ(ReasonFor(absl::InternalError("x")), FailureReason::kInternal);
+  // A full queue is told by the status's payload, whatever its message says:
+  // the scheduler's and the image pool's refusals both count.
+  EXPECT_EQ(ReasonFor(common::QueueFullError("image worker queue is full (9 waiting)")),
+            FailureReason::kQueueFull);
+  EXPECT_EQ(ReasonFor(absl::UnavailableError("model 'x': queue full")),
+            FailureReason::kUnavailable);
   EXPECT_STREQ(ReasonName(FailureReason::kQueueFull), "queue_full");
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/common/queue_full.h"
 #include "tests/scheduling/fake_clock.h"
 #include "tests/scheduling/recording_executor.h"
 
@@ -242,6 +243,7 @@ TEST_F(DynamicBatchSchedulerTest, FullQueueAnswersUnavailableNamingModelAndLimit
   EXPECT_EQ(rejected.result.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(rejected.result.status().message(),
             "model 'resnet50' version 1: queue full (max_queue_size 2)");
+  EXPECT_TRUE(common::IsQueueFull(rejected.result.status()));
   model_.Release();
   ASSERT_TRUE(collector_.WaitFor(4));
   ExpectComputed(1);
