@@ -157,8 +157,7 @@ class SecurityTest : public ::testing::Test {
   }
 
   std::string WriteTokens(const std::string& text) const {
-    const std::string path =
-        (repo_ / "../tokens").lexically_normal().string() + std::to_string(counter_);
+    std::string path = (repo_ / "../tokens").lexically_normal().string() + std::to_string(counter_);
     WriteFile(path, text);
     return path;
   }
