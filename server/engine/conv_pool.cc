@@ -131,9 +131,14 @@ absl::Status ComputePool(const Node& n, const std::vector<View>& in, const std::
   const int64_t planes = xs[0] * xs[1];
   int64_t in_plane = 1, out_plane = 1, kcount = 1;
   for (size_t i = 0; i < sp; ++i) {
-    in_plane *= xs[i + 2];
-    out_plane *= os[i + 2];
-    kcount *= g.kernel[i];
+    // Huge windows or dimensions (possible with an empty input, or pads
+    // that make room for any kernel) must not overflow the loop bounds.
+    if (__builtin_mul_overflow(in_plane, xs[i + 2], &in_plane) ||
+        __builtin_mul_overflow(out_plane, os[i + 2], &out_plane) ||
+        __builtin_mul_overflow(kcount, g.kernel[i], &kcount)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(n.Describe(), ": the pooling window or the spatial size is too large"));
+    }
   }
   const float* x = in[0].as<float>();
   float* y = out[0].as<float>();
