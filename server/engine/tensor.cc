@@ -1,6 +1,8 @@
 // Host tensor helpers declared in tensor.h.
 #include "server/engine/tensor.h"
 
+#include <limits>
+
 namespace rectifier::engine {
 
 const char* DataTypeName(DataType type) {
@@ -40,8 +42,16 @@ size_t DataTypeSize(DataType type) {
 }
 
 int64_t NumElements(const std::vector<int64_t>& shape) {
+  // An empty tensor may list huge dimensions next to its 0 (a model file can
+  // declare them): it has no elements, whatever the product of the others.
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+  }
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    // Callers bound sizes before allocating; never overflow on the way.
+    if (__builtin_mul_overflow(n, d, &n)) return std::numeric_limits<int64_t>::max();
+  }
   return n;
 }
 

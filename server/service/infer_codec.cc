@@ -268,7 +268,7 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
     if (to_float) {
       ToFloat(input.datatype(), reinterpret_cast<const std::byte*>(bytes->data()), count,
               tensor.data<float>());
-    } else {
+    } else if (!bytes->empty()) {  // an empty tensor's data may be null
       std::memcpy(tensor.bytes.data(), bytes->data(), bytes->size());
     }
     tensors.push_back(std::move(tensor));

@@ -43,5 +43,15 @@ TEST(ContiguousStridesTest, EmptyTensorsWithHugeDimensionsSaturate) {
             (std::vector<int64_t>{0, kMax, 102, 1}));
 }
 
+// An initializer may declare huge dimensions next to a 0 (the fuzzer's
+// [2^59, 97, 0]): it has no elements, and counting them does not overflow.
+TEST(NumElementsTest, EmptyShapesWithHugeDimensionsHaveNoElements) {
+  EXPECT_EQ(NumElements({int64_t{1} << 59, 97, 0}), 0);
+  EXPECT_EQ(NumElements({2, 3, 4}), 24);
+  EXPECT_EQ(NumElements({}), 1);
+  EXPECT_EQ(NumElements({int64_t{1} << 40, int64_t{1} << 40}), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(Tensor::Zeros(DataType::kFloat32, {int64_t{1} << 59, 97, 0}).bytes.size(), 0u);
+}
+
 }  // namespace
 }  // namespace rectifier::engine
