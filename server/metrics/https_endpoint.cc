@@ -24,26 +24,6 @@ namespace {
 
 constexpr size_t kMaxRequestBytes = 16 << 10;
 
-struct HostPort {
-  std::string host;  // empty: every address
-  std::string port;
-};
-
-absl::StatusOr<HostPort> SplitAddress(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics address '", address, "' is not host:port"));
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return HostPort{host, std::to_string(port)};
-}
-
 // Limits the next blocking socket operation to what is left of `deadline`.
 bool SetTimeouts(int fd, absl::Time deadline) {
   const absl::Duration left = deadline - absl::Now();
@@ -62,6 +42,21 @@ std::string Response(int code, absl::string_view reason, absl::string_view body,
 }
 
 }  // namespace
+
+absl::StatusOr<HostPort> SplitHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", address, "' is not host:port"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return HostPort{host, std::to_string(port)};
+}
 
 std::string MetricsResponse(absl::string_view request, bool complete,
                             const std::function<std::string()>& metrics_body) {
@@ -83,7 +78,7 @@ std::string MetricsResponse(absl::string_view request, bool complete,
 }
 
 absl::StatusOr<std::unique_ptr<HttpsEndpoint>> HttpsEndpoint::Create(HttpsEndpointOptions options) {
-  auto address = SplitAddress(options.address);
+  auto address = SplitHostPort(options.address);
   if (!address.ok()) return address.status();
   std::unique_ptr<HttpsEndpoint> endpoint(new HttpsEndpoint(std::move(options)));
 

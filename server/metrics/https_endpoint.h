@@ -28,6 +28,15 @@ struct HttpsEndpointOptions {
   std::function<std::string()> metrics_body;
 };
 
+// "host:port", "[v6]:port" or ":port" (host empty: every address), the port
+// a number in [0, 65535]; INVALID_ARGUMENT otherwise. Both metrics endpoints
+// (civetweb's and this one) accept exactly these.
+struct HostPort {
+  std::string host;
+  std::string port;
+};
+absl::StatusOr<HostPort> SplitHostPort(const std::string& address);
+
 // The whole HTTP/1.1 response to `request` (the bytes read, up to and
 // including the blank line after the headers; `complete` false when none
 // came within the size limit): 200 with metrics_body() for GET/HEAD

@@ -6,7 +6,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "prometheus/exposer.h"
 #include "prometheus/gauge.h"
@@ -16,21 +15,7 @@
 #include "server/security/tls_context.h"
 
 namespace rectifier::metrics {
-namespace {
-
-// Accepts "host:port", "[v6]:port" or ":port"; checks the port is a number.
-absl::Status ValidateAddress(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics address '", address, "' is not host:port"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     const MetricsServerOptions& options) {
@@ -45,7 +30,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   build_info.Add(options.build_labels).Set(1);
 
   if (options.address.empty()) return server;
-  if (absl::Status status = ValidateAddress(options.address); !status.ok()) return status;
+  if (absl::Status status = SplitHostPort(options.address).status(); !status.ok()) return status;
   {
     absl::MutexLock lock(&server->collectables_mu_);
     server->collectables_ = {server->registry_, server->process_collector_};

@@ -13,6 +13,23 @@ namespace {
 
 constexpr char kVersion[] = "rectifier-server " RECTIFIER_VERSION;
 
+// TLS and tokens; --tls-reload-secs is parsed into `*tls_reload_s` (seconds).
+void AddSecurityFlags(CLI::App& app, ServerOptions& o, double* tls_reload_s) {
+  app.add_option(
+      "--tls-cert", o.tls.cert,
+      "PEM certificate chain: the gRPC and metrics ports speak TLS only (with --tls-key)");
+  app.add_option("--tls-key", o.tls.key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls.client_ca,
+                 "PEM CA bundle: mutual TLS, clients must present a certificate it signed");
+  app.add_option("--tls-reload-secs", *tls_reload_s,
+                 "Seconds between checks of the TLS files for changes (rotation without restart)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  app.add_option("--auth-tokens", o.auth_tokens_file,
+                 "File of 'ROLE TOKEN' lines (ROLE infer or admin): calls need 'authorization: "
+                 "Bearer TOKEN'; re-read on SIGHUP");
+}
+
 }  // namespace
 
 absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& args) {
@@ -89,19 +106,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()
       ->check(CLI::Range(1, 2047));
-  app.add_option(
-      "--tls-cert", o.tls.cert,
-      "PEM certificate chain: the gRPC and metrics ports speak TLS only (with --tls-key)");
-  app.add_option("--tls-key", o.tls.key, "PEM private key of --tls-cert");
-  app.add_option("--tls-client-ca", o.tls.client_ca,
-                 "PEM CA bundle: mutual TLS, clients must present a certificate it signed");
-  app.add_option("--tls-reload-secs", tls_reload_s,
-                 "Seconds between checks of the TLS files for changes (rotation without restart)")
-      ->capture_default_str()
-      ->check(CLI::Range(1.0, 86400.0));
-  app.add_option("--auth-tokens", o.auth_tokens_file,
-                 "File of 'ROLE TOKEN' lines (ROLE infer or admin): calls need 'authorization: "
-                 "Bearer TOKEN'; re-read on SIGHUP");
+  AddSecurityFlags(app, o, &tls_reload_s);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   if (!reversed.empty()) reversed.pop_back();  // program name
