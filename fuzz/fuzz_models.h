@@ -95,14 +95,16 @@ inline std::shared_ptr<const engine::CompiledModel> ShapeOnlyModelFor(
                                           config.max_batch_size());
 }
 
-// A served version of `config` backed by a ShapeOnlyModel: enough for
-// BuildModelImaging (no scheduler, no metrics).
+// A served version of `config` backed by a ShapeOnlyModel, with its imaging
+// view built as a load builds it (no scheduler, no metrics, no labels).
 inline std::shared_ptr<repository::ServedModel> ServedFor(const inference::ModelConfig& config) {
   auto served = std::make_shared<repository::ServedModel>();
   served->name = config.name();
   served->version = 1;
   served->config = config;
   served->model = ShapeOnlyModelFor(config);
+  auto imaging = repository::BuildModelImaging(served->name, config, *served->model, {});
+  served->imaging = imaging.ok() ? *std::move(imaging) : repository::ImagingView(imaging.status());
   return served;
 }
 

@@ -53,10 +53,9 @@ const std::map<std::string, Model>& Models() {
     for (const char* name : {"scan_classifier", "road_detector"}) {
       Model model;
       model.config = LoadModelConfig(name);
-      auto imaging =
-          rectifier::service::BuildModelImaging(*rectifier::fuzz::ServedFor(model.config));
-      RECTIFIER_FUZZ_CHECK(imaging.ok());
-      model.imaging = *imaging;
+      const auto served = rectifier::fuzz::ServedFor(model.config);
+      RECTIFIER_FUZZ_CHECK(served->imaging.ok());
+      model.imaging = *served->imaging;
       (*m)[name] = std::move(model);
     }
     for (const char* text : {kTensorsConfig, kUnbatchedConfig}) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_models.h"
-#include "server/service/image_pipeline.h"
+#include "server/repository/model_imaging.h"
 
 namespace {
 
@@ -65,13 +65,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rectifier::fuzz::Report("CompleteConfigFromModel", complete);
     if (!complete.ok()) continue;
     // The load-time imaging check and the vision API's view of the model.
-    rectifier::repository::ServedModel served;
-    served.name = completed.name();
-    served.version = 1;
-    served.config = completed;
-    served.model = model;
-    rectifier::fuzz::Report("BuildModelImaging",
-                            rectifier::service::BuildModelImaging(served).status());
+    const auto imaging =
+        rectifier::repository::BuildModelImaging(completed.name(), completed, *model, {});
+    rectifier::fuzz::Report("BuildModelImaging (load)", imaging.status());
+    if (imaging.ok()) rectifier::fuzz::Report("BuildModelImaging", imaging->status());
   }
   return 0;
 }

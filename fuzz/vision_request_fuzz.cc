@@ -19,10 +19,9 @@ namespace {
 using rectifier::service::ModelImaging;
 
 std::shared_ptr<const ModelImaging> ImagingFor(const char* name) {
-  auto imaging = rectifier::service::BuildModelImaging(
-      *rectifier::fuzz::ServedFor(rectifier::fuzz::LoadModelConfig(name)));
-  RECTIFIER_FUZZ_CHECK(imaging.ok());
-  return *imaging;
+  const auto served = rectifier::fuzz::ServedFor(rectifier::fuzz::LoadModelConfig(name));
+  RECTIFIER_FUZZ_CHECK(served->imaging.ok());
+  return *served->imaging;
 }
 
 void Prepare(std::string_view bytes, const ModelImaging& imaging,

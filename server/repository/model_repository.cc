@@ -18,7 +18,6 @@
 #include "server/common/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
-#include "server/imaging/config.h"
 #include "server/repository/engine_executor.h"
 #include "server/repository/model_config.h"
 #include "server/repository/warmup.h"
@@ -47,35 +46,6 @@ namespace fs = std::filesystem;
 constexpr char kConfigFile[] = "config.pbtxt";
 constexpr char kDefaultModelFile[] = "model.onnx";
 constexpr char kDefaultLabelsFile[] = "labels.txt";
-
-// A model's imaging blocks are checked at load, so a typo fails the load
-// (reported by RepositoryIndex) instead of every image request later. The
-// input size and channels come from the model's single 4-D image input.
-absl::Status CheckImagingConfig(const inference::ModelConfig& config,
-                                const engine::CompiledModel& model) {
-  const bool has_task =
-      config.postprocessing().task() != inference::PostprocessingConfig::TASK_NONE;
-  if (!config.has_preprocessing() && !has_task) return absl::OkStatus();
-  const auto& inputs = model.inputs();
-  if (inputs.size() != 1 || inputs[0].shape.size() != 4) {
-    return absl::InvalidArgumentError(
-        "preprocessing/postprocessing: image models need exactly one 4-D input");
-  }
-  ASSIGN_OR_RETURN(const imaging::ImageInputSize size,
-                   imaging::ImageInputSizeFromShape(config.preprocessing(), inputs[0].shape));
-  RETURN_IF_ERROR(imaging::PreprocessOptionsFromConfig(config.preprocessing(), size.width,
-                                                       size.height, size.channels)
-                      .status());
-  RETURN_IF_ERROR(imaging::DicomOptionsFromConfig(config.preprocessing()).status());
-  switch (config.postprocessing().task()) {
-    case inference::PostprocessingConfig::TASK_CLASSIFICATION:
-      return imaging::ClassificationOptionsFromConfig(config.postprocessing()).status();
-    case inference::PostprocessingConfig::TASK_DETECTION:
-      return imaging::DetectionOptionsFromConfig(config.postprocessing()).status();
-    default:
-      return absl::OkStatus();
-  }
-}
 
 // The ways a path under the repository root can be spelt in a message: the
 // root as configured, absolute and canonical, each with its trailing
@@ -374,7 +344,17 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
   }
   RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
-  RETURN_IF_ERROR(CheckImagingConfig(config, *model));
+  std::vector<std::string> labels;
+  for (const auto& output : config.output()) {
+    if (!output.label_filename().empty()) {
+      labels = ReadLabels(dir / output.label_filename());
+      break;
+    }
+  }
+  if (labels.empty() && fs::exists(dir / kDefaultLabelsFile)) {
+    labels = ReadLabels(dir / kDefaultLabelsFile);
+  }
+  ASSIGN_OR_RETURN(ImagingView imaging, BuildModelImaging(name, config, *model, labels));
 
   // Warmup runs when the scheduler starts, on each instance's own thread
   // (EngineExecutor::Prepare), before the version is published.
@@ -399,15 +379,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     static_cast<EngineExecutor*>(executor.get())
         ->set_observers(served->metrics.get(), served->stats.get());
   }
-  for (const auto& output : config.output()) {
-    if (!output.label_filename().empty()) {
-      served->labels = ReadLabels(dir / output.label_filename());
-      break;
-    }
-  }
-  if (served->labels.empty() && fs::exists(dir / kDefaultLabelsFile)) {
-    served->labels = ReadLabels(dir / kDefaultLabelsFile);
-  }
+  served->labels = std::move(labels);
+  served->imaging = std::move(imaging);
   scheduling::SchedulerOptions scheduler_options =
       SchedulerOptionsFromConfig(config, std::to_string(version));
   scheduler_options.execute_delay = TestExecuteDelay();

@@ -18,6 +18,7 @@
 #include "model_config.pb.h"
 #include "server/engine/compiled_model.h"
 #include "server/metrics/model_metrics.h"
+#include "server/repository/model_imaging.h"
 #include "server/repository/model_stats.h"
 #include "server/scheduling/scheduler.h"
 
@@ -46,6 +47,9 @@ struct ServedModel {
   inference::ModelConfig config;  // completed from the model
   std::shared_ptr<const engine::CompiledModel> model;
   std::vector<std::string> labels;  // from labels.txt, may be empty
+  // The imaging view, built once at load (BuildModelImaging): what the vision
+  // API and KServe BYTES inputs use, or why this model takes no images.
+  ImagingView imaging = absl::FailedPreconditionError("no imaging view");
   // Null without a metrics registry. Declared before the scheduler so it
   // outlives the workers that observe into it. Shared with another copy of
   // the same version while one replaces the other (same series).

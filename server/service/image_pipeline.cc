@@ -9,31 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/status_macros.h"
-#include "server/engine/compiled_model.h"
 #include "server/imaging/config.h"
 #include "server/imaging/decode.h"
 #include "server/imaging/dicom_scan.h"
-#include "server/repository/model_repository.h"
 
 namespace rectifier::service {
 namespace {
-
-using inference::PostprocessingConfig;
-using inference::PreprocessingConfig;
-
-absl::Status Precondition(const std::string& model, absl::string_view why) {
-  return absl::FailedPreconditionError(absl::StrCat("model '", model, "': ", why));
-}
-
-// Values per batch item of a [-1, d1, d2, ...] tensor; 0 if a dim is unknown.
-int64_t ItemElements(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (size_t i = 1; i < shape.size(); ++i) {
-    if (shape[i] <= 0) return 0;
-    n *= shape[i];
-  }
-  return shape.empty() ? 0 : n;
-}
 
 absl::Status ApplyDicomOverride(const rectifier::v1::DicomOptions& request,
                                 imaging::DicomOptions& options) {
@@ -94,93 +75,6 @@ void FillDicomInfo(const imaging::DicomReport& r, rectifier::v1::DicomInfo* out)
 }
 
 }  // namespace
-
-absl::StatusOr<std::shared_ptr<const ModelImaging>> BuildModelImaging(
-    const repository::ServedModel& served) {
-  const std::string& name = served.name;
-  const auto& inputs = served.model->inputs();
-  const auto& outputs = served.model->outputs();
-  if (inputs.size() != 1 || inputs[0].type != engine::DataType::kFloat32 ||
-      inputs[0].shape.size() != 4) {
-    return Precondition(name,
-                        "image requests need a model with one FP32 input of rank 4 (an image "
-                        "batch); use ModelInfer with tensors for this model");
-  }
-  if (outputs.empty() || outputs[0].type != engine::DataType::kFloat32) {
-    return Precondition(name, "output 0 must be FP32 for image postprocessing");
-  }
-  auto imaging = std::make_shared<ModelImaging>();
-  const inference::ModelConfig& config = served.config;
-  imaging->preprocessing = config.preprocessing();
-  const std::vector<int64_t>& shape = inputs[0].shape;
-  imaging->input_item_shape = {shape[1], shape[2], shape[3]};
-  auto size = imaging::ImageInputSizeFromShape(config.preprocessing(), shape);
-  if (!size.ok()) return Precondition(name, size.status().message());
-  auto pre = imaging::PreprocessOptionsFromConfig(config.preprocessing(), size->width, size->height,
-                                                  size->channels);
-  if (!pre.ok()) return Precondition(name, pre.status().message());
-  imaging->preprocess = *pre;
-  auto dicom = imaging::DicomOptionsFromConfig(config.preprocessing());
-  if (!dicom.ok()) return Precondition(name, dicom.status().message());
-  imaging->dicom = *dicom;
-
-  const PostprocessingConfig& post = config.postprocessing();
-  const std::vector<int64_t>& out_shape = outputs[0].shape;
-  if (post.task() == PostprocessingConfig::TASK_CLASSIFICATION) {
-    auto options = imaging::ClassificationOptionsFromConfig(post);
-    if (!options.ok()) return Precondition(name, options.status().message());
-    imaging->task = ImageTask::kClassification;
-    imaging->classification = *std::move(options);
-    if (imaging->classification.labels.empty()) imaging->classification.labels = served.labels;
-    imaging->num_classes = static_cast<int>(ItemElements(out_shape));
-    if (imaging->num_classes <= 0) {
-      return Precondition(name, absl::StrCat("output '", outputs[0].name,
-                                             "' needs a fixed size per image for classification"));
-    }
-    const auto& labels = imaging->classification.labels;
-    if (!labels.empty() && static_cast<int>(labels.size()) != imaging->num_classes) {
-      return Precondition(
-          name, absl::StrCat(labels.size(), " labels for ", imaging->num_classes, " classes"));
-    }
-  } else if (post.task() == PostprocessingConfig::TASK_DETECTION) {
-    auto options = imaging::DetectionOptionsFromConfig(post);
-    if (!options.ok()) return Precondition(name, options.status().message());
-    imaging->task = ImageTask::kDetection;
-    imaging->detection = *std::move(options);
-    if (imaging->detection.labels.empty()) imaging->detection.labels = served.labels;
-    if (out_shape.size() != 3 || out_shape[1] <= 4 || out_shape[2] <= 0) {
-      return Precondition(name,
-                          absl::StrCat("detection needs output 0 laid out [batch, 4 + classes, "
-                                       "anchors] (Ultralytics YOLOv8), got rank ",
-                                       out_shape.size()));
-    }
-    imaging->num_classes = static_cast<int>(out_shape[1] - 4);
-    imaging->num_anchors = static_cast<int>(out_shape[2]);
-    const auto& labels = imaging->detection.labels;
-    if (!labels.empty() && static_cast<int>(labels.size()) != imaging->num_classes) {
-      return Precondition(
-          name, absl::StrCat(labels.size(), " labels for ", imaging->num_classes, " classes"));
-    }
-  }
-  return std::shared_ptr<const ModelImaging>(std::move(imaging));
-}
-
-absl::StatusOr<std::shared_ptr<const ModelImaging>> ModelImagingCache::Get(
-    const std::shared_ptr<const repository::ServedModel>& served) {
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = entries_.find(served.get());
-    if (it != entries_.end() && it->second.served.lock() == served) return it->second.imaging;
-  }
-  // Built outside the lock; a concurrent duplicate build is harmless.
-  ASSIGN_OR_RETURN(std::shared_ptr<const ModelImaging> imaging, BuildModelImaging(*served));
-  absl::MutexLock lock(&mu_);
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    it = it->second.served.expired() ? entries_.erase(it) : std::next(it);
-  }
-  entries_[served.get()] = Entry{served, imaging};
-  return imaging;
-}
 
 namespace {
 

@@ -173,7 +173,7 @@ void KServeService::StartImageInfer(Infer infer) {
   // Image inputs need the model's imaging pipeline: resolve it first.
   auto served = repository_->Get(request.model_name(), request.model_version());
   if (!served.ok()) return infer.finish(served.status());
-  auto imaging = imaging_cache_.Get(*served);
+  const repository::ImagingView& imaging = (*served)->imaging;
   if (!imaging.ok()) {
     return infer.finish(absl::InvalidArgumentError(
         absl::StrCat("BYTES inputs carry encoded images, which this model cannot take: ",
@@ -183,7 +183,7 @@ void KServeService::StartImageInfer(Infer infer) {
   if (!images.ok()) return infer.finish(images.status());
   auto job = std::make_shared<Infer>(std::move(infer));
   const absl::Status admitted =
-      image_pool_->TrySubmit([this, job, served = *std::move(served), imaging = *std::move(imaging),
+      image_pool_->TrySubmit([this, job, served = *std::move(served), imaging = *imaging,
                               images = *std::move(images)]() mutable {
         const absl::Time begin = absl::Now();
         if (job->is_cancelled && job->is_cancelled()) {

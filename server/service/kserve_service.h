@@ -115,7 +115,6 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   WorkPool* image_pool_;
   ImageMemoryBudget* image_budget_;
   const security::TokenStore* tokens_;
-  ModelImagingCache imaging_cache_;
   // Load and unload run here, not on gRPC threads (a compile takes seconds).
   // Last member: destroyed first, answering what is queued while the rest
   // still exists.

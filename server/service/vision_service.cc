@@ -197,7 +197,7 @@ absl::Status VisionService::Resolve(const std::string& name, const std::string& 
   if (!state_->ready()) return absl::UnavailableError("server is not ready (draining)");
   auto served = repository_->Get(name, version);
   if (!served.ok()) return served.status();
-  auto imaging = imaging_cache_.Get(*served);
+  const repository::ImagingView& imaging = (*served)->imaging;
   if (!imaging.ok()) return imaging.status();
   if ((*imaging)->task != task) {
     return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is ",
@@ -207,7 +207,7 @@ absl::Status VisionService::Resolve(const std::string& name, const std::string& 
                                                       CallFor((*imaging)->task)));
   }
   job.served = *std::move(served);
-  job.imaging = *std::move(imaging);
+  job.imaging = *imaging;
   job.model_name = name;
   job.requested_version = version;
   job.classification = job.imaging->classification;

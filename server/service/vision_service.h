@@ -98,7 +98,6 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
   WorkPool* pool_;
   ImageMemoryBudget* budget_;  // Images being decoded.
   const security::TokenStore* tokens_;
-  ModelImagingCache imaging_cache_;
 };
 
 // Per-call classification overrides (0 / nullopt: keep the model's), then

@@ -1,0 +1,58 @@
+// ModelImaging: what a model version's config says about images (how they
+// become its input tensor, how its output becomes labels or boxes), built
+// once when the version loads and stored on its ServedModel.
+#ifndef RECTIFIER_SERVER_REPOSITORY_MODEL_IMAGING_H_
+#define RECTIFIER_SERVER_REPOSITORY_MODEL_IMAGING_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model_config.pb.h"
+#include "server/engine/compiled_model.h"
+#include "server/imaging/classification.h"
+#include "server/imaging/detection.h"
+#include "server/imaging/dicom.h"
+#include "server/imaging/preprocess.h"
+
+namespace rectifier::repository {
+
+enum class ImageTask { kNone, kClassification, kDetection };
+
+// Immutable once built; shared by every request to one served version.
+struct ModelImaging {
+  ImageTask task = ImageTask::kNone;
+  inference::PreprocessingConfig preprocessing;
+  imaging::PreprocessOptions preprocess;
+  imaging::DicomOptions dicom;
+  std::vector<int64_t> input_item_shape;  // One batch item: [C, H, W] or [H, W, C].
+  bool batched = true;                    // Input dim 0 is the batch.
+  imaging::ClassificationOptions classification;
+  imaging::DetectionOptions detection;
+  int num_classes = 0;  // Classification: output values per item; detection: rows - 4.
+  int num_anchors = 0;  // Detection: N of the [4 + nc, N] head.
+};
+
+// What image requests get: the view, or FAILED_PRECONDITION naming the model
+// and why it cannot take images.
+using ImagingView = absl::StatusOr<std::shared_ptr<const ModelImaging>>;
+
+// Builds the imaging view of model `name` (its completed `config`, compiled
+// `model` and labels file lines) in one pass over the config's imaging blocks.
+// The outer status fails the load: the config has imaging blocks
+// (`preprocessing`, or a `postprocessing` task) and they are invalid or do not
+// fit the model's input (INVALID_ARGUMENT naming the field, or "image models
+// need exactly one 4-D input"). The inner one is FAILED_PRECONDITION when the
+// model cannot take images: its input is not a single FP32 image tensor of
+// fixed size, its output 0 does not fit the task, or the labels do not match
+// the classes.
+absl::StatusOr<ImagingView> BuildModelImaging(const std::string& name,
+                                              const inference::ModelConfig& config,
+                                              const engine::CompiledModel& model,
+                                              const std::vector<std::string>& labels);
+
+}  // namespace rectifier::repository
+
+#endif  // RECTIFIER_SERVER_REPOSITORY_MODEL_IMAGING_H_
