@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/engine/rewriter.h"
 
 namespace rectifier::engine {
 namespace {
@@ -77,69 +78,17 @@ bool ClipBounds(const Node& n, const Graph& g, float& lo, float& hi) {
   return true;
 }
 
-// Consumers per value and the rewrite bookkeeping of one sweep.
-class Rewriter {
- public:
-  explicit Rewriter(Graph& g) : g_(g) {
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-      for (const auto& in : g.nodes[i].inputs) {
-        if (!in.empty()) users_[in].push_back(static_cast<int>(i));
-      }
-      for (const auto& out : g.nodes[i].outputs) {
-        if (!out.empty()) producer_[out] = static_cast<int>(i);
-      }
-    }
-  }
-  Graph& g() { return g_; }
-  Node& node(int i) { return g_.nodes[static_cast<size_t>(i)]; }
-  int Producer(const std::string& v) const {
-    auto it = producer_.find(v);
-    return it == producer_.end() ? -1 : it->second;
-  }
-  // The single consumer of `v` (counting each input slot), if `v` is not a
-  // graph output and no node already rewritten this sweep is involved.
-  int SoleUser(const std::string& v) const {
-    if (g_.IsGraphOutput(v)) return -1;
-    auto it = users_.find(v);
-    if (it == users_.end() || it->second.size() != 1) return -1;
-    const int u = it->second[0];
-    int reads = 0;
-    for (const auto& in : g_.nodes[static_cast<size_t>(u)].inputs) reads += in == v;
-    return reads == 1 && !touched_.count(u) ? u : -1;
-  }
-  bool Touched(int i) const { return touched_.count(i) != 0; }
-  // Node `i` becomes `act` reading `x`; nodes in `erase` disappear.
-  void Rewrite(int i, const std::string& x, const Activation& act, const std::vector<int>& erase,
-               const std::string& note) {
-    Node& n = node(i);
-    n.inputs = {x};
-    SetNodeActivation(n, act);
-    n.fused.push_back(note);
-    touched_.insert(i);
-    for (int e : erase) {
-      touched_.insert(e);
-      erase_.insert(e);
-    }
-    ++count_;
-  }
-  int Finish() {
-    if (!erase_.empty()) {
-      std::vector<Node> kept;
-      kept.reserve(g_.nodes.size());
-      for (size_t i = 0; i < g_.nodes.size(); ++i)
-        if (!erase_.count(static_cast<int>(i))) kept.push_back(std::move(g_.nodes[i]));
-      g_.nodes = std::move(kept);
-    }
-    return count_;
-  }
-
- private:
-  Graph& g_;
-  std::unordered_map<std::string, std::vector<int>> users_;
-  std::unordered_map<std::string, int> producer_;
-  std::set<int> touched_, erase_;
-  int count_ = 0;
-};
+// Node `i` becomes `act` reading `x`; nodes in `erase` disappear.
+void RewriteAs(GraphRewriter& r, int i, const std::string& x, const Activation& act,
+               const std::vector<int>& erase, const std::string& note) {
+  r.SetInputs(i, {x});
+  Node& n = r.node(i);
+  SetNodeActivation(n, act);
+  n.fused.push_back(note);
+  r.Touch(i);
+  for (int e : erase) r.Erase(e);
+  r.Count();
+}
 
 // For a two-input Mul/Max node: the operand other than `v`, or "".
 std::string OtherOperand(const Node& n, const std::string& v) {
@@ -156,7 +105,7 @@ bool IsMul(const Node& n) { return n.op_type == "Mul" && n.inputs.size() == 2; }
 template <typename Match>
 int GateTimesInput(Graph& g, const std::string& gate_op, const Activation& act,
                    const std::string& label, Match match) {
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int gi = static_cast<int>(i);
     if (r.Touched(gi) || g.nodes[i].op_type != gate_op || g.nodes[i].inputs.empty()) continue;
@@ -166,7 +115,7 @@ int GateTimesInput(Graph& g, const std::string& gate_op, const Activation& act,
     const int m = r.SoleUser(g.nodes[i].outputs[0]);
     if (m < 0 || !IsMul(r.node(m)) || OtherOperand(r.node(m), g.nodes[i].outputs[0]) != x) continue;
     chain.push_back(gi);
-    r.Rewrite(m, x, act, chain, absl::StrCat(label, " pattern '", r.node(m).name, "'"));
+    RewriteAs(r, m, x, act, chain, absl::StrCat(label, " pattern '", r.node(m).name, "'"));
   }
   return r.Finish();
 }
@@ -327,17 +276,28 @@ void SetNodeActivation(Node& n, const Activation& act) {
   }
 }
 
+std::optional<Activation> GateActivation(const Node& gate) {
+  if (gate.inputs.empty()) return std::nullopt;
+  if (gate.op_type == "Sigmoid") return Act(ActivationKind::kSilu, 1.0f);
+  if (gate.op_type == "HardSigmoid" &&
+      std::fabs(gate.GetFloat("alpha", 0.2f) - 1.0f / 6.0f) <= 1e-6f &&
+      gate.GetFloat("beta", 0.5f) == 0.5f) {
+    return Act(ActivationKind::kHardSwish);
+  }
+  return std::nullopt;
+}
+
 int FuseSiluPattern(Graph& g) {
   return GateTimesInput(g, "Sigmoid", Act(ActivationKind::kSilu, 1.0f), "SiLU",
-                        [](Rewriter& r, int s, std::string& x, std::vector<int>&) {
+                        [](GraphRewriter& r, int s, std::string& x, std::vector<int>&) {
                           x = r.node(s).inputs[0];
-                          return true;
+                          return GateActivation(r.node(s)).has_value();
                         });
 }
 
 int FuseSwishPattern(Graph& g) {
   // Sigmoid(Mul(x, b)) * x; the beta differs per match, so rewrite here.
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int si = static_cast<int>(i);
     if (r.Touched(si) || g.nodes[i].op_type != "Sigmoid" || g.nodes[i].inputs.empty()) continue;
@@ -359,7 +319,7 @@ int FuseSwishPattern(Graph& g) {
     if (m < 0 || !IsMul(r.node(m)) || OtherOperand(r.node(m), g.nodes[i].outputs[0]) != x) continue;
     const Activation act =
         *beta == 1.0f ? Act(ActivationKind::kSilu, 1.0f) : Act(ActivationKind::kSwish, *beta);
-    r.Rewrite(m, x, act, {mi, si}, absl::StrCat("Swish pattern '", r.node(m).name, "'"));
+    RewriteAs(r, m, x, act, {mi, si}, absl::StrCat("Swish pattern '", r.node(m).name, "'"));
   }
   return r.Finish();
 }
@@ -367,7 +327,7 @@ int FuseSwishPattern(Graph& g) {
 int FuseMishPattern(Graph& g) {
   return GateTimesInput(
       g, "Tanh", Act(ActivationKind::kMish), "Mish",
-      [](Rewriter& r, int t, std::string& x, std::vector<int>& chain) {
+      [](GraphRewriter& r, int t, std::string& x, std::vector<int>& chain) {
         const std::string& sp_out = r.node(t).inputs[0];
         const int sp = r.Producer(sp_out);
         if (sp < 0 || r.Touched(sp) || r.node(sp).op_type != "Softplus" || r.SoleUser(sp_out) != t)
@@ -380,13 +340,9 @@ int FuseMishPattern(Graph& g) {
 
 int FuseHardSwishPattern(Graph& g) {
   return GateTimesInput(g, "HardSigmoid", Act(ActivationKind::kHardSwish), "HardSwish",
-                        [](Rewriter& r, int h, std::string& x, std::vector<int>&) {
-                          const Node& n = r.node(h);
-                          if (std::fabs(n.GetFloat("alpha", 0.2f) - 1.0f / 6.0f) > 1e-6f ||
-                              n.GetFloat("beta", 0.5f) != 0.5f)
-                            return false;
-                          x = n.inputs[0];
-                          return true;
+                        [](GraphRewriter& r, int h, std::string& x, std::vector<int>&) {
+                          x = r.node(h).inputs[0];
+                          return GateActivation(r.node(h)).has_value();
                         });
 }
 
@@ -396,7 +352,7 @@ namespace {
 // Add(., 1) -> p, then p is multiplied by x and 0.5 in any order: (x * p) *
 // 0.5, (p * 0.5) * x, 0.5 * (p * x) or (x * 0.5) * p. Appends the tail's
 // nodes (except the last) to `erase`; returns the last Mul, or -1.
-int MatchGeluTail(Rewriter& r, const Graph& g, int gate, const std::string& x,
+int MatchGeluTail(GraphRewriter& r, const Graph& g, int gate, const std::string& x,
                   std::vector<int>& erase) {
   const std::string& out = r.node(gate).outputs[0];
   const int ai = r.SoleUser(out);
@@ -442,7 +398,7 @@ std::string ScaledBy(const Graph& g, const Node& n, double want, double tol) {
 
 int FuseGeluErfPattern(Graph& g) {
   // Erf(x / sqrt(2)) or Erf(x * (1 / sqrt(2))), then the GELU tail.
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int ei = static_cast<int>(i);
     if (r.Touched(ei) || g.nodes[i].op_type != "Erf" || g.nodes[i].inputs.empty()) continue;
@@ -461,7 +417,7 @@ int FuseGeluErfPattern(Graph& g) {
     std::vector<int> erase = {di, ei};
     const int final_mul = MatchGeluTail(r, g, ei, x, erase);
     if (final_mul < 0) continue;
-    r.Rewrite(final_mul, x, Act(ActivationKind::kGelu), erase,
+    RewriteAs(r, final_mul, x, Act(ActivationKind::kGelu), erase,
               absl::StrCat("Gelu(erf) pattern '", r.node(final_mul).name, "'"));
   }
   return r.Finish();
@@ -471,7 +427,7 @@ int FuseGeluTanhPattern(Graph& g) {
   // Tanh(0.79788 * (x + 0.044715 * x^3)), x^3 = x * (x * x) or Pow(x, 3),
   // then the GELU tail (torch's approximate='tanh' export).
   const double kSqrt2OverPi = std::sqrt(2.0 / 3.14159265358979323846);
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int ti = static_cast<int>(i);
     if (r.Touched(ti) || g.nodes[i].op_type != "Tanh" || g.nodes[i].inputs.empty()) continue;
@@ -525,7 +481,7 @@ int FuseGeluTanhPattern(Graph& g) {
     if (final_mul < 0) continue;
     Activation act = Act(ActivationKind::kGelu);
     act.gelu_tanh = true;
-    r.Rewrite(final_mul, x, act, erase,
+    RewriteAs(r, final_mul, x, act, erase,
               absl::StrCat("Gelu(tanh) pattern '", r.node(final_mul).name, "'"));
   }
   return r.Finish();
@@ -533,7 +489,7 @@ int FuseGeluTanhPattern(Graph& g) {
 
 int FuseRelu6Pattern(Graph& g) {
   // Relu -> Clip(0, 6) (torch's relu6) and Min(Relu(x), 6).
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int ci = static_cast<int>(i);
     const Node& n = g.nodes[i];
@@ -553,7 +509,7 @@ int FuseRelu6Pattern(Graph& g) {
     }
     const int ri = r.Producer(v);
     if (ri < 0 || r.Touched(ri) || r.node(ri).op_type != "Relu" || r.SoleUser(v) != ci) continue;
-    r.Rewrite(ci, r.node(ri).inputs[0], Act(ActivationKind::kRelu6), {ri},
+    RewriteAs(r, ci, r.node(ri).inputs[0], Act(ActivationKind::kRelu6), {ri},
               absl::StrCat("Relu6 pattern '", n.name, "'"));
   }
   return r.Finish();
@@ -561,7 +517,7 @@ int FuseRelu6Pattern(Graph& g) {
 
 int FuseReluPattern(Graph& g) {
   // Max(x, 0) and Clip(x, 0) (no upper bound).
-  Rewriter r(g);
+  GraphRewriter r(g);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const int mi = static_cast<int>(i);
     const Node& n = g.nodes[i];
@@ -579,7 +535,7 @@ int FuseReluPattern(Graph& g) {
         x = n.inputs[0];
     }
     if (x.empty()) continue;
-    r.Rewrite(mi, x, Act(ActivationKind::kRelu), {},
+    RewriteAs(r, mi, x, Act(ActivationKind::kRelu), {},
               absl::StrCat("Relu pattern (", n.op_type, " '", n.name, "')"));
   }
   return r.Finish();

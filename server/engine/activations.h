@@ -66,6 +66,12 @@ void SetNodeActivation(Node& node, const Activation& act);
 // Exporter patterns (torch 1.13 and friends) rewritten into single
 // activation nodes. Each returns the number of rewrites. Intermediate values
 // must have no other consumer and must not be graph outputs.
+// The activation that `gate(x) * x` computes, for the gates that make a
+// catalog activation: Sigmoid (SiLU) and HardSigmoid(1/6, 1/2) (HardSwish).
+// The one matcher of this form, shared by the pattern passes below and by
+// FuseActivations.
+std::optional<Activation> GateActivation(const Node& gate);
+
 int FuseSiluPattern(Graph& graph);     // x * Sigmoid(x)             -> SiLU
 int FuseSwishPattern(Graph& graph);    // x * Sigmoid(b * x)         -> Swish(b)
 int FuseMishPattern(Graph& graph);     // x * Tanh(Softplus(x))      -> Mish

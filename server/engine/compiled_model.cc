@@ -10,7 +10,7 @@
 #include "server/engine/activations.h"
 #include "server/engine/compiled_model_impl.h"
 #include "server/engine/onnx_import.h"
-#include "server/engine/passes.h"
+#include "server/engine/pipeline.h"
 #include "server/engine/plan_builder.h"
 #include "server/engine/shape_inference.h"
 
@@ -71,26 +71,15 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
         "activation.statistics.sample_every must be >= 0 (0 disables statistics)");
   }
   RETURN_IF_ERROR(ValidateActivationOptions(options));
-  RETURN_IF_ERROR(CheckSupportedOps(graph));
-  EliminateIdentities(graph);
-  RETURN_IF_ERROR(FoldConstants(graph, options.max_tensor_bytes));
-  EliminateDeadNodes(graph);
   ActivationSummary summary;
-  if (options.activation_patterns) summary.patterns = RecognizeActivationPatterns(graph);
-  ASSIGN_OR_RETURN(summary.replaced, ApplyActivationOptions(graph, options));
+  PassContext ctx(options, &summary);
+  RETURN_IF_ERROR(RunPipeline(LoadPipeline(), graph, ctx, "load"));
   if (!summary.replaced.empty()) {
     std::set<std::string> targets;
     for (const auto& r : options.replace) targets.insert(r.to);
     summary.warning = absl::StrCat(
         "activation replacement is active (", absl::StrJoin(summary.replaced, ", "),
         "): outputs differ unless the weights were trained with ", absl::StrJoin(targets, "/"));
-  }
-  if (options.fuse) {
-    FoldBatchNorm(graph);
-    FoldBiasAdd(graph);
-    FuseActivations(graph);
-    // Weights that folding replaced by rescaled copies are no longer read.
-    EliminateDeadNodes(graph);
   }
   std::shared_ptr<CompiledModelImpl> model;
   try {
@@ -194,13 +183,8 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
   Graph g = graph_;
   auto shapes = InputShapes(batch);
   for (size_t i = 0; i < g.inputs.size(); ++i) g.inputs[i].shape = shapes[i];
-  RETURN_IF_ERROR(InferShapes(g, options_.max_tensor_bytes));
-  EliminateIdentities(g);
-  EliminateDeadNodes(g);
-  if (options_.fuse) {
-    ASSIGN_OR_RETURN(int sums, FuseResidualAdd(g));
-    if (sums > 0) FuseActivations(g);
-  }
+  PassContext ctx(options_);
+  RETURN_IF_ERROR(RunPipeline(ShapePipeline(), g, ctx, "shape"));
   PlanBuilder builder(g, batchable_ ? batch : 0, engine_, &constants_);
   builder.set_tanh_kernel(options_.tanh_kernel);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());

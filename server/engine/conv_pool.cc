@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
 #include "server/engine/kernel_util.h"
+#include "server/engine/plan_builder.h"
 #include "server/engine/op_registry.h"
 
 namespace rectifier::engine {
@@ -294,10 +295,12 @@ absl::StatusOr<WindowGeometry> ResolvePool(const Node& n, const std::vector<int6
 }
 
 void RegisterConvPoolOps(OpTable& t) {
-  t["Conv"] = {InferConv, nullptr};
-  t["ConvTranspose"] = {InferConv, nullptr};
+  for (const char* op : {"Conv", "ConvTranspose"}) {
+    t[op].Kernels(InferConv, nullptr).Lower(LowerConvolution).Inputs(2).FusesActivation().FusesSum();
+  }
   for (const char* op : {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-    t[op] = {InferPool, ComputePool};
+    t[op].Kernels(InferPool, ComputePool).Lower(LowerPooling);
+  t["MaxPool"].Outputs(2);  // Indices
 }
 
 }  // namespace rectifier::engine

@@ -10,11 +10,11 @@
 #include "onnx/onnx_pb.h"
 #include "server/common/status_macros.h"
 #include "server/engine/kernel_util.h"
+#include "server/engine/plan_builder.h"
 
 namespace rectifier::engine {
 namespace {
 
-using Alg = dnnl::algorithm;
 
 // ---- unary ----------------------------------------------------------------
 
@@ -591,10 +591,10 @@ absl::Status ComputeCast(const Node& n, const std::vector<View>& in, const std::
 }  // namespace
 
 bool MapToEltwise(const Node& n, const std::vector<ValueInfo>& in, std::vector<PostOp>& ops) {
-  auto push = [&](Alg alg, float a, float b) {
+  auto push = [&](EltwiseFn fn, float a, float b) {
     PostOp p;
     p.kind = PostOp::Kind::kEltwise;
-    p.alg = alg;
+    p.fn = fn;
     p.alpha = a;
     p.beta = b;
     ops.push_back(p);
@@ -602,11 +602,11 @@ bool MapToEltwise(const Node& n, const std::vector<ValueInfo>& in, std::vector<P
   if (!in.empty() && in[0].type != DataType::kFloat32) return false;
   const std::string& op = n.op_type;
   if (op == "Relu") {
-    push(Alg::eltwise_relu, 0, 0);
+    push(EltwiseFn::kRelu, 0, 0);
   } else if (op == "LeakyRelu") {
-    push(Alg::eltwise_relu, n.GetFloat("alpha", 0.01f), 0);
+    push(EltwiseFn::kRelu, n.GetFloat("alpha", 0.01f), 0);
   } else if (op == "Swish") {
-    push(Alg::eltwise_swish, n.GetFloat("alpha", 1.0f), 0);
+    push(EltwiseFn::kSwish, n.GetFloat("alpha", 1.0f), 0);
   } else if (op == "PRelu") {
     // A single slope is a LeakyRelu; per-channel slopes are a prelu
     // primitive or post-op (LowerEltwise, FuseActivations).
@@ -614,47 +614,47 @@ bool MapToEltwise(const Node& n, const std::vector<ValueInfo>& in, std::vector<P
         in[1].value->type != DataType::kFloat32 || in[1].value->num_elements() != 1 ||
         in[1].value->shape.size() > std::max<size_t>(1, in[0].shape.size()))
       return false;
-    push(Alg::eltwise_relu, in[1].value->data<float>()[0], 0);
+    push(EltwiseFn::kRelu, in[1].value->data<float>()[0], 0);
   } else if (op == "Sigmoid") {
-    push(Alg::eltwise_logistic, 0, 0);
+    push(EltwiseFn::kLogistic, 0, 0);
   } else if (op == "Tanh") {
-    push(Alg::eltwise_tanh, 0, 0);
+    push(EltwiseFn::kTanh, 0, 0);
   } else if (op == "HardSigmoid") {
     // oneDNN 2.6 has no hardsigmoid: linear then clip to [0, 1].
-    push(Alg::eltwise_linear, n.GetFloat("alpha", 0.2f), n.GetFloat("beta", 0.5f));
-    push(Alg::eltwise_clip_v2, 0, 1);
+    push(EltwiseFn::kLinear, n.GetFloat("alpha", 0.2f), n.GetFloat("beta", 0.5f));
+    push(EltwiseFn::kClip, 0, 1);
   } else if (op == "HardSwish") {
-    push(Alg::eltwise_hardswish, 0, 0);
+    push(EltwiseFn::kHardSwish, 0, 0);
   } else if (op == "Elu") {
-    push(Alg::eltwise_elu, n.GetFloat("alpha", 1.0f), 0);
+    push(EltwiseFn::kElu, n.GetFloat("alpha", 1.0f), 0);
   } else if (op == "Selu") {
-    push(Alg::eltwise_elu, n.GetFloat("alpha", 1.67326319217681884765625f), 0);
-    push(Alg::eltwise_linear, n.GetFloat("gamma", 1.05070102214813232421875f), 0);
+    push(EltwiseFn::kElu, n.GetFloat("alpha", 1.67326319217681884765625f), 0);
+    push(EltwiseFn::kLinear, n.GetFloat("gamma", 1.05070102214813232421875f), 0);
   } else if (op == "Softplus") {
-    push(Alg::eltwise_soft_relu, 0, 0);
+    push(EltwiseFn::kSoftplus, 0, 0);
   } else if (op == "Mish") {
-    push(Alg::eltwise_mish, 0, 0);
+    push(EltwiseFn::kMish, 0, 0);
   } else if (op == "Exp") {
-    push(Alg::eltwise_exp, 0, 0);
+    push(EltwiseFn::kExp, 0, 0);
   } else if (op == "Log") {
-    push(Alg::eltwise_log, 0, 0);
+    push(EltwiseFn::kLog, 0, 0);
   } else if (op == "Sqrt") {
-    push(Alg::eltwise_sqrt, 0, 0);
+    push(EltwiseFn::kSqrt, 0, 0);
   } else if (op == "Abs") {
-    push(Alg::eltwise_abs, 0, 0);
+    push(EltwiseFn::kAbs, 0, 0);
   } else if (op == "Neg") {
-    push(Alg::eltwise_linear, -1, 0);
+    push(EltwiseFn::kLinear, -1, 0);
   } else if (op == "Gelu") {
     std::string approx = n.GetString("approximate", "none");
     if (approx != "none" && approx != "tanh") return false;
-    push(approx == "tanh" ? Alg::eltwise_gelu_tanh : Alg::eltwise_gelu_erf, 0, 0);
+    push(approx == "tanh" ? EltwiseFn::kGeluTanh : EltwiseFn::kGeluErf, 0, 0);
   } else if (op == "Clip") {
     float lo, hi;
     if (!ClipBounds(n, in, lo, hi).ok()) return false;
     if (n.opset >= 11 && in.size() > 1 && in[1].present && in[1].value &&
         in[1].value->type != DataType::kFloat32)
       return false;
-    push(Alg::eltwise_clip_v2, lo, hi);
+    push(EltwiseFn::kClip, lo, hi);
   } else {
     return false;
   }
@@ -675,26 +675,14 @@ bool MapToEltwise(const Node& node, const Graph& graph, std::vector<PostOp>& ops
   return MapToEltwise(node, in, ops);
 }
 
-bool MapToBinary(const Node& node, dnnl::algorithm& alg) {
-  if (node.inputs.size() != 2) return false;
-  const std::string& op = node.op_type;
-  if (op == "Add" || op == "Sum") {
-    alg = Alg::binary_add;
-  } else if (op == "Sub") {
-    alg = Alg::binary_sub;
-  } else if (op == "Mul") {
-    alg = Alg::binary_mul;
-  } else if (op == "Div") {
-    alg = Alg::binary_div;
-  } else if (op == "Max") {
-    alg = Alg::binary_max;
-  } else if (op == "Min") {
-    alg = Alg::binary_min;
-  } else {
-    return false;
-  }
-  return true;
+namespace {
+
+// A Cast to the type its input already has.
+bool CastIsView(const Graph& g, const Node& n) {
+  return g.value_info.at(n.outputs[0]).type == g.value_info.at(n.inputs[0]).type;
 }
+
+}  // namespace
 
 void RegisterElementwiseOps(OpTable& t) {
   for (const char* op : {"Swish",
@@ -722,19 +710,25 @@ void RegisterElementwiseOps(OpTable& t) {
                          "Round",
                          "Sin",
                          "Cos"}) {
-    t[op] = {InferUnaryFloat, ComputeUnaryFloat};
+    t[op].Kernels(InferUnaryFloat, ComputeUnaryFloat).Lower(LowerEltwise);
   }
-  for (const char* op : {"Abs", "Neg", "Sign", "Identity"})
-    t[op] = {InferSame, ComputeNumericUnary};
-  t["Not"] = {InferSame, ComputeNot};
-  for (const char* op :
-       {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod", "PRelu", "Equal",
-        "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"}) {
-    t[op] = {InferBinary, ComputeBinary};
+  for (const char* op : {"Abs", "Neg", "Sign"})
+    t[op].Kernels(InferSame, ComputeNumericUnary).Lower(LowerEltwise);
+  t["Identity"].Kernels(InferSame, ComputeNumericUnary).View(AlwaysView);
+  t["Not"].Kernels(InferSame, ComputeNot);
+  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Equal", "Less", "Greater",
+                         "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"}) {
+    t[op].Kernels(InferBinary, ComputeBinary).Lower(LowerBinary).Inputs(2);
   }
-  t["Where"] = {InferWhere, ComputeWhere};
-  t["Clip"] = {InferSame, ComputeClip};
-  t["Cast"] = {InferCast, ComputeCast};
+  // Variadic: every listed input must be named.
+  for (const char* op : {"Max", "Min", "Sum", "Mean"}) {
+    t[op].Kernels(InferBinary, ComputeBinary).Lower(LowerBinary).Inputs(1, Arity::kAll);
+  }
+  // A scalar slope is an eltwise op; a broadcast one oneDNN's prelu.
+  t["PRelu"].Kernels(InferBinary, ComputeBinary).Lower(LowerEltwise).Inputs(2);
+  t["Where"].Kernels(InferWhere, ComputeWhere).Inputs(3);
+  t["Clip"].Kernels(InferSame, ComputeClip).Lower(LowerEltwise);
+  t["Cast"].Kernels(InferCast, ComputeCast).View(CastIsView);
 }
 
 }  // namespace rectifier::engine

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "oneapi/dnnl/dnnl.hpp"
 #include "server/engine/tensor.h"
 
 namespace rectifier::engine {
@@ -28,6 +27,28 @@ struct Attribute {
   Tensor t;
 };
 
+// The element-wise functions a post-op computes. The IR names them itself,
+// independent of any backend; the oneDNN lowering maps them to its
+// algorithms (DnnlEltwise in plan_builder.h).
+enum class EltwiseFn {
+  kRelu,       // x > 0 ? x : alpha * x (LeakyRelu, scalar PRelu)
+  kLogistic,   // 1 / (1 + exp(-x))
+  kTanh,       // tanh(x)
+  kLinear,     // alpha * x + beta
+  kClip,       // min(max(x, alpha), beta)
+  kHardSwish,  // x * min(max(x + 3, 0), 6) / 6
+  kElu,        // x > 0 ? x : alpha * (exp(x) - 1)
+  kSoftplus,   // log(1 + exp(x))
+  kMish,       // x * tanh(softplus(x))
+  kSwish,      // x * logistic(alpha * x)
+  kGeluErf,    // 0.5 x (1 + erf(x / sqrt 2))
+  kGeluTanh,   // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+  kExp,
+  kLog,
+  kSqrt,
+  kAbs,
+};
+
 // An operation fused into the producing node and executed as a oneDNN
 // post-op: an element-wise function, or a sum with an extra input that the
 // primitive accumulates into its destination.
@@ -36,7 +57,7 @@ struct Attribute {
 struct PostOp {
   enum class Kind { kEltwise, kSum, kPrelu };
   Kind kind = Kind::kEltwise;
-  dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
+  EltwiseFn fn = EltwiseFn::kRelu;
   float alpha = 0.0f;
   float beta = 0.0f;
   std::string slope;  // kPrelu: constant name

@@ -20,22 +20,22 @@ using DT = memory::data_type;
 std::string PostOpName(const PostOp& op) {
   if (op.kind == PostOp::Kind::kSum) return "sum";
   if (op.kind == PostOp::Kind::kPrelu) return "prelu";
-  switch (op.alg) {
-    case dnnl::algorithm::eltwise_relu:
+  switch (op.fn) {
+    case EltwiseFn::kRelu:
       return op.alpha == 0 ? "relu" : "leaky_relu";
-    case dnnl::algorithm::eltwise_logistic:
+    case EltwiseFn::kLogistic:
       return "sigmoid";
-    case dnnl::algorithm::eltwise_swish:
+    case EltwiseFn::kSwish:
       return "swish";
-    case dnnl::algorithm::eltwise_hardswish:
+    case EltwiseFn::kHardSwish:
       return "hardswish";
-    case dnnl::algorithm::eltwise_clip_v2:
+    case EltwiseFn::kClip:
       return "clip";
-    case dnnl::algorithm::eltwise_linear:
+    case EltwiseFn::kLinear:
       return "linear";
-    case dnnl::algorithm::eltwise_tanh:
+    case EltwiseFn::kTanh:
       return "tanh";
-    case dnnl::algorithm::eltwise_elu:
+    case EltwiseFn::kElu:
       return "elu";
     default:
       return op.activation.empty() ? "eltwise" : op.activation;
@@ -107,7 +107,8 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
     }
     const memory::desc md = b.values()[v].md;
     const std::vector<int64_t> shape = b.values()[v].shape;
-    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, ops[i].alg, md, ops[i].alpha,
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, DnnlEltwise(ops[i].fn), md,
+                                  ops[i].alpha,
                                   ops[i].beta);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -121,82 +122,106 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
   return v;
 }
 
-absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
-  const Graph& g = b.graph();
-  const bool transpose = node.op_type == "ConvTranspose";
-  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
-  const std::vector<int64_t> xs = b.values()[x].shape;
+namespace {
+
+// What a convolution node resolves to before any primitive is chosen.
+struct ConvSetup {
+  bool transpose = false;
+  WindowGeometry geo;
+  const Tensor* weights = nullptr;
+  const Tensor* bias = nullptr;  // nullptr: no bias input
+  memory::desc w_src;            // the ONNX weights, in oneDNN dims
+  memory::desc any_src, dst_any, w_any, b_md;
+  memory::dims strides, dil, pl, pr;
+};
+
+absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
+                                           const std::vector<int64_t>& xs) {
+  ConvSetup c;
+  c.transpose = node.op_type == "ConvTranspose";
   auto wc = g.constants.find(node.Input(1));
   if (wc == g.constants.end()) {
     return absl::UnimplementedError(
         absl::StrCat(node.Describe(), ": weights must be constant (initializer)"));
   }
-  const Tensor& w = wc->second;
-  ASSIGN_OR_RETURN(WindowGeometry geo, transpose ? ResolveConvTranspose(node, xs, w.shape)
-                                                 : ResolveConv(node, xs, w.shape));
-  const memory::desc w_src = OnnxWeightsMd(transpose, geo.groups, w.shape);
-  const Tensor* bias = nullptr;
+  c.weights = &wc->second;
+  ASSIGN_OR_RETURN(c.geo, c.transpose ? ResolveConvTranspose(node, xs, c.weights->shape)
+                                      : ResolveConv(node, xs, c.weights->shape));
+  c.w_src = OnnxWeightsMd(c.transpose, c.geo.groups, c.weights->shape);
   if (!node.Input(2).empty()) {
     auto bc = g.constants.find(node.Input(2));
     if (bc == g.constants.end()) {
       return absl::UnimplementedError(absl::StrCat(node.Describe(), ": bias must be constant"));
     }
-    bias = &bc->second;
+    c.bias = &bc->second;
   }
-  const int64_t oc = geo.out_shape[1];
-  memory::dims strides(geo.strides.begin(), geo.strides.end());
-  memory::dims dil;
-  for (int64_t d : geo.dilations) dil.push_back(d - 1);  // oneDNN counts skipped elements
-  memory::dims pl(geo.pad_begin.begin(), geo.pad_begin.end());
-  memory::dims pr(geo.pad_end.begin(), geo.pad_end.end());
-  const memory::desc any_src(PlanBuilder::Dims(xs), DT::f32, Tag::any);
-  memory::desc src_any = any_src;
-  const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);
-  const memory::desc w_any = AnyWithDims(w_src);
-  const memory::desc b_md({oc}, DT::f32, Tag::x);
+  c.strides.assign(c.geo.strides.begin(), c.geo.strides.end());
+  for (int64_t d : c.geo.dilations) c.dil.push_back(d - 1);  // oneDNN counts skipped elements
+  c.pl.assign(c.geo.pad_begin.begin(), c.geo.pad_begin.end());
+  c.pr.assign(c.geo.pad_end.begin(), c.geo.pad_end.end());
+  c.any_src = memory::desc(PlanBuilder::Dims(xs), DT::f32, Tag::any);
+  c.dst_any = memory::desc(PlanBuilder::Dims(c.geo.out_shape), DT::f32, Tag::any);
+  c.w_any = AnyWithDims(c.w_src);
+  c.b_md = memory::desc({c.geo.out_shape[1]}, DT::f32, Tag::x);
+  return c;
+}
 
-  auto make_pd = [&](const std::vector<PostOp>& ops) -> dnnl::primitive_desc {
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    dnnl::post_ops po;
-    for (const auto& op : ops) {
-      if (op.kind == PostOp::Kind::kSum) {
-        po.append_sum(1.0f);
-      } else if (op.kind == PostOp::Kind::kPrelu) {
-        po.append_prelu(PreluMask(PreluSlopeDims(g, op.slope, geo.out_shape)));
-      } else {
-        po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
-      }
+// The (de)convolution primitive descriptor for source layout `src` with
+// post-ops `ops`. Throws dnnl::error when oneDNN has no implementation.
+dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
+                                const std::vector<PostOp>& ops) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::post_ops po;
+  for (const auto& op : ops) {
+    if (op.kind == PostOp::Kind::kSum) {
+      po.append_sum(1.0f);
+    } else if (op.kind == PostOp::Kind::kPrelu) {
+      po.append_prelu(PreluMask(PreluSlopeDims(b.graph(), op.slope, c.geo.out_shape)));
+    } else {
+      po.append_eltwise(1.0f, DnnlEltwise(op.fn), op.alpha, op.beta);
     }
-    attr.set_post_ops(po);
-    if (transpose) {
-      auto d = bias ? dnnl::deconvolution_forward::desc(
-                          dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                          src_any, w_any, b_md, dst_any, strides, dil, pl, pr)
-                    : dnnl::deconvolution_forward::desc(
-                          dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                          src_any, w_any, dst_any, strides, dil, pl, pr);
-      return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
-    }
-    auto d = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any,
-                                                    w_any, b_md, dst_any, strides, dil, pl, pr)
-                  : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any,
-                                                    w_any, dst_any, strides, dil, pl, pr);
-    return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
-  };
+  }
+  attr.set_post_ops(po);
+  const auto kInference = dnnl::prop_kind::forward_inference;
+  if (c.transpose) {
+    const auto alg = dnnl::algorithm::deconvolution_direct;
+    auto d = c.bias ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+                                                        c.dst_any, c.strides, c.dil, c.pl, c.pr)
+                    : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
+                                                        c.strides, c.dil, c.pl, c.pr);
+    return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
+  }
+  const auto alg = dnnl::algorithm::convolution_direct;
+  auto d = c.bias ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+                                                    c.dst_any, c.strides, c.dil, c.pl, c.pr)
+                  : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
+                                                    c.strides, c.dil, c.pl, c.pr);
+  return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
+}
 
+// The chosen primitive, and how many of the node's post-ops it fuses.
+struct ConvChoice {
+  dnnl::primitive_desc pd;
+  size_t fused_ops = 0;
+  // Post-ops from this index on run on Rectifier's activation kernel.
+  size_t rectifier_from = 0;
+};
+
+// Chooses how many post-ops (a prefix) go into the primitive, and its source
+// layout. oneDNN may reject a chain, or accept it only with its slow
+// reference kernel (e.g. eltwise followed by sum on AVX2): then fuse less
+// and run the rest as separate primitives. Candidates: everything, the ops
+// before the first sum, none. For each, prefer the input's current
+// (blocked) layout when an optimized kernel exists for it, saving reorders;
+// else format_tag::any. Post-ops from the first one that Rectifier's
+// activation kernel runs (tanh_kernel) are never fused: they follow as
+// separate in-place steps.
+absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
+                                               const ConvSetup& c, int x) {
   const std::vector<PostOp>& fused = node.post_ops;
-  // Choose how many post-ops (a prefix) go into the primitive. oneDNN may
-  // reject a chain, or accept it only with its slow reference kernel (e.g.
-  // eltwise followed by sum on AVX2): then fuse less and run the rest as
-  // separate primitives. Candidates: everything, the ops before the first
-  // sum, none. For each, prefer the input's current (blocked) layout when
-  // an optimized kernel exists for it, saving reorders; else format_tag::any.
-  // Post-ops from the first one that Rectifier's activation kernel runs
-  // (tanh_kernel) are never fused: they follow as separate in-place steps.
-  size_t limit = 0;
+  ConvChoice choice;
+  size_t& limit = choice.rectifier_from;
   while (limit < fused.size() && !UsesRectifierKernel(b, fused[limit])) ++limit;
   std::vector<size_t> prefixes = {limit};
   for (size_t i = 0; i < limit; ++i) {
@@ -210,61 +235,152 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     const std::string impl = p.impl_info_str();
     return impl.find("ref") == std::string::npos && impl.find("gemm") == std::string::npos;
   };
-  dnnl::primitive_desc pd;
-  size_t k = 0;
-  bool found = false, have_fallback = false;
-  dnnl::primitive_desc fallback;
-  size_t fallback_k = 0;
+  bool have_fallback = false;
+  std::vector<memory::desc> srcs;
+  if (!b.values()[x].plain) srcs.push_back(b.values()[x].md);
+  srcs.push_back(c.any_src);
   for (size_t prefix : prefixes) {
     const std::vector<PostOp> ops(fused.begin(), fused.begin() + static_cast<long>(prefix));
-    std::vector<memory::desc> srcs;
-    if (!b.values()[x].plain) srcs.push_back(b.values()[x].md);
-    srcs.push_back(any_src);
     for (const auto& s_md : srcs) {
-      src_any = s_md;
       try {
-        dnnl::primitive_desc tried = make_pd(ops);
+        dnnl::primitive_desc tried = MakeConvPd(b, c, s_md, ops);
         if (optimized(tried)) {
-          pd = tried;
-          k = prefix;
-          found = true;
-          break;
+          choice.pd = tried;
+          choice.fused_ops = prefix;
+          return choice;
         }
         if (!have_fallback) {
-          fallback = tried;
-          fallback_k = prefix;
+          choice.pd = tried;
+          choice.fused_ops = prefix;
           have_fallback = true;
         }
       } catch (const dnnl::error&) {
       }
     }
-    if (found) break;
   }
-  src_any = any_src;
-  if (!found) {
-    if (!have_fallback) {
-      try {
-        make_pd({});
-      } catch (const dnnl::error& e) {
-        return DnnlError(e, node.Describe());
-      }
+  if (!have_fallback) {
+    try {
+      MakeConvPd(b, c, c.any_src, {});
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, node.Describe());
     }
-    pd = fallback;
-    k = fallback_k;
   }
+  return choice;
+}
+
+// The destination of a convolution whose fused post-ops include a sum: the
+// sum accumulates into dst, so dst must start as the addend. In place when
+// allowed, else a copy of the addend (a reorder step). Notes which in
+// `note`, and the value the primitive reads besides its inputs in
+// `extra_reads`.
+absl::StatusOr<int> BindSumAddend(PlanBuilder& b, const Node& node, const ConvSetup& c, int src,
+                                  const memory::desc& dst_md, std::vector<int>& extra_reads,
+                                  std::string& note) {
+  const std::string& addend_name = node.inputs[node.sum_input];
+  ASSIGN_OR_RETURN(int a, b.Value(addend_name));
+  ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
+  const PlanValue& av = b.values()[a_in];
+  // Accumulating in place overwrites the addend: allowed for a layout copy
+  // (dropped from the cache so nobody reads it later) or for the value
+  // itself when this is its last reader, never when it is also our source.
+  const bool layout_copy = a_in != a;
+  const bool last_reader = b.IsLastRead(addend_name);
+  const bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
+  int dst;
+  if (av.storage == PlanValue::Storage::kArena && !is_src && (layout_copy || last_reader)) {
+    if (layout_copy) b.ForgetLayout(a, a_in);
+    dst = b.NewValue(node.outputs[0], DataType::kFloat32, c.geo.out_shape, dst_md);
+    b.values()[dst].alias_of = a_in;
+    note = " (in place)";
+  } else {
+    dst = b.NewValue(node.outputs[0], DataType::kFloat32, c.geo.out_shape, dst_md);
+    dnnl::reorder::primitive_desc rpd(b.engine(), b.values()[a_in].md, b.engine(), dst_md,
+                                      dnnl::primitive_attr());
+    b.AddPrimitive(rpd, dnnl::reorder(rpd), {{DNNL_ARG_FROM, a_in}, {DNNL_ARG_TO, dst}},
+                   absl::StrCat("Copy addend '", addend_name, "' for ", node.name));
+    note = " (copied)";
+  }
+  extra_reads.push_back(dst);
+  return dst;
+}
+
+// "Conv 'c1' [1,64,56,56] +relu+sum (in place) {fused: ...} src:... wei:... dst:...".
+std::string ConvLabel(const Node& node, const ConvSetup& c, const ConvChoice& choice,
+                      const std::string& sum_note) {
+  const std::vector<PostOp>& fused = node.post_ops;
+  const size_t k = choice.fused_ops;
+  std::vector<std::string> ops;
+  for (size_t i = 0; i < k; ++i) ops.push_back(PostOpName(fused[i]));
+  std::string label =
+      absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(c.geo.out_shape, ","), "]");
+  if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
+  if (k < fused.size()) {
+    absl::StrAppend(&label, " (", fused.size() - k, " post-op(s) run as separate steps: ",
+                    k == choice.rectifier_from ? "Rectifier activation kernel)"
+                                               : "no optimized fused kernel)");
+  }
+  if (!node.fused.empty())
+    absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
+  absl::StrAppend(&label, " src:", LayoutName(choice.pd.src_desc()),
+                  " wei:", LayoutName(choice.pd.weights_desc()),
+                  " dst:", LayoutName(choice.pd.dst_desc()));
+  return label;
+}
+
+// Replays the post-ops from `first` on as standalone steps after value `v`;
+// returns the result.
+absl::StatusOr<int> EmitUnfusedTail(PlanBuilder& b, const Node& node, const ConvSetup& c, int v,
+                                    size_t first) {
+  const std::vector<PostOp>& fused = node.post_ops;
+  for (size_t i = first; i < fused.size(); ++i) {
+    const bool last = i + 1 == fused.size();
+    const std::string name = last ? node.outputs[0] : absl::StrCat(node.outputs[0], "#", i);
+    if (fused[i].kind == PostOp::Kind::kSum) {
+      ASSIGN_OR_RETURN(int a, b.Value(node.inputs[node.sum_input]));
+      ASSIGN_OR_RETURN(a, b.InLayout(a, b.values()[v].md));
+      dnnl::binary::desc d(dnnl::algorithm::binary_add, b.values()[v].md, b.values()[a].md,
+                           b.values()[v].md);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      dnnl::binary::primitive_desc bpd(d, attr, b.engine());
+      int out = b.NewValue(name, DataType::kFloat32, c.geo.out_shape, bpd.dst_desc());
+      b.AddPrimitive(bpd, dnnl::binary(bpd),
+                     {{DNNL_ARG_SRC_0, v}, {DNNL_ARG_SRC_1, a}, {DNNL_ARG_DST, out}},
+                     absl::StrCat("Add (unfused from ", node.name, ")"));
+      v = out;
+    } else {
+      ASSIGN_OR_RETURN(v, EmitEltwiseChain(b, v, {fused[i]}, name,
+                                           absl::StrCat("Eltwise (unfused from ", node.name, ")"),
+                                           /*v_private=*/true));
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  ASSIGN_OR_RETURN(ConvSetup c, ResolveConvSetup(b.graph(), node, b.values()[x].shape));
+  ASSIGN_OR_RETURN(ConvChoice choice, ChooseConvPrimitive(b, node, c, x));
+  const dnnl::primitive_desc& pd = choice.pd;
+  const std::vector<PostOp>& fused = node.post_ops;
+  const size_t k = choice.fused_ops;
   const bool unfused = k < fused.size();
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   // Keyed by what determines the reordered bytes (the weight, how it is
   // read, the layout asked for), not by the node: convolutions sharing an
   // initializer share one reordered copy.
-  ASSIGN_OR_RETURN(int wv,
-                   b.ConstantInLayout(
-                       absl::StrCat(node.Input(1), transpose ? "@deconv/g" : "@conv/g", geo.groups),
-                       w.bytes.data(), w_src, pd.weights_desc(), w.shape));
+  ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1),
+                                                           c.transpose ? "@deconv/g" : "@conv/g",
+                                                           c.geo.groups),
+                                              c.weights->bytes.data(), c.w_src,
+                                              pd.weights_desc(), c.weights->shape));
   int bv = -1;
-  if (bias) {
+  if (c.bias) {
     ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"),
-                                            bias->bytes.data(), b_md, b_md, {oc}));
+                                            c.bias->bytes.data(), c.b_md, c.b_md,
+                                            {c.geo.out_shape[1]}));
   }
   const memory::desc dst_md = pd.dst_desc();
   bool has_sum = false;
@@ -273,34 +389,10 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   std::vector<int> extra_reads;
   std::string sum_note;
   if (has_sum) {
-    // The sum post-op accumulates into dst: dst must start as the addend.
-    const std::string& addend_name = node.inputs[node.sum_input];
-    ASSIGN_OR_RETURN(int a, b.Value(addend_name));
-    ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
-    const PlanValue& av = b.values()[a_in];
-    // Accumulating in place overwrites the addend: allowed for a layout copy
-    // (dropped from the cache so nobody reads it later) or for the value
-    // itself when this is its last reader, never when it is also our source.
-    const bool layout_copy = a_in != a;
-    const bool last_reader = b.IsLastRead(addend_name);
-    const bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
-    if (av.storage == PlanValue::Storage::kArena && !is_src && (layout_copy || last_reader)) {
-      if (layout_copy) b.ForgetLayout(a, a_in);
-      dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
-      b.values()[dst].alias_of = a_in;
-      sum_note = " (in place)";
-    } else {
-      dst = b.NewValue(node.outputs[0], DataType::kFloat32, geo.out_shape, dst_md);
-      dnnl::reorder::primitive_desc rpd(b.engine(), b.values()[a_in].md, b.engine(), dst_md,
-                                        dnnl::primitive_attr());
-      b.AddPrimitive(rpd, dnnl::reorder(rpd), {{DNNL_ARG_FROM, a_in}, {DNNL_ARG_TO, dst}},
-                     absl::StrCat("Copy addend '", addend_name, "' for ", node.name));
-      sum_note = " (copied)";
-    }
-    extra_reads.push_back(dst);
+    ASSIGN_OR_RETURN(dst, BindSumAddend(b, node, c, src, dst_md, extra_reads, sum_note));
   } else {
     dst = b.NewValue(unfused ? node.outputs[0] + "#conv" : node.outputs[0], DataType::kFloat32,
-                     geo.out_shape, dst_md);
+                     c.geo.out_shape, dst_md);
   }
   std::vector<std::pair<int, int>> args = {
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
@@ -308,50 +400,14 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   for (size_t i = 0; i < k; ++i) {
     if (fused[i].kind != PostOp::Kind::kPrelu) continue;
     ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, fused[i].slope,
-                                             PreluSlopeDims(g, fused[i].slope, geo.out_shape)));
+                                             PreluSlopeDims(b.graph(), fused[i].slope,
+                                                            c.geo.out_shape)));
     args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
   }
-  std::vector<std::string> ops;
-  for (size_t i = 0; i < k; ++i) ops.push_back(PostOpName(fused[i]));
-  std::string label =
-      absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "]");
-  if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
+  b.AddPrimitive(pd, dnnl::primitive(pd), std::move(args), ConvLabel(node, c, choice, sum_note),
+                 extra_reads);
   if (unfused) {
-    absl::StrAppend(&label, " (", fused.size() - k, " post-op(s) run as separate steps: ",
-                    k == limit ? "Rectifier activation kernel)" : "no optimized fused kernel)");
-  }
-  if (!node.fused.empty())
-    absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
-  absl::StrAppend(&label, " src:", LayoutName(pd.src_desc()),
-                  " wei:", LayoutName(pd.weights_desc()), " dst:", LayoutName(dst_md));
-  dnnl::primitive prim(pd);
-  b.AddPrimitive(pd, prim, std::move(args), label, extra_reads);
-  if (unfused) {
-    // Replay the remaining post-ops as standalone primitives.
-    int v = dst;
-    for (size_t i = k; i < fused.size(); ++i) {
-      const bool last = i + 1 == fused.size();
-      const std::string name = last ? node.outputs[0] : absl::StrCat(node.outputs[0], "#", i);
-      if (fused[i].kind == PostOp::Kind::kSum) {
-        ASSIGN_OR_RETURN(int a, b.Value(node.inputs[node.sum_input]));
-        ASSIGN_OR_RETURN(a, b.InLayout(a, b.values()[v].md));
-        dnnl::binary::desc d(dnnl::algorithm::binary_add, b.values()[v].md, b.values()[a].md,
-                             b.values()[v].md);
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        dnnl::binary::primitive_desc bpd(d, attr, b.engine());
-        int out = b.NewValue(name, DataType::kFloat32, geo.out_shape, bpd.dst_desc());
-        b.AddPrimitive(bpd, dnnl::binary(bpd),
-                       {{DNNL_ARG_SRC_0, v}, {DNNL_ARG_SRC_1, a}, {DNNL_ARG_DST, out}},
-                       absl::StrCat("Add (unfused from ", node.name, ")"));
-        v = out;
-      } else {
-        ASSIGN_OR_RETURN(v, EmitEltwiseChain(b, v, {fused[i]}, name,
-                                             absl::StrCat("Eltwise (unfused from ", node.name, ")"),
-                                             /*v_private=*/true));
-      }
-    }
-    dst = v;
+    ASSIGN_OR_RETURN(dst, EmitUnfusedTail(b, node, c, dst, k));
   }
   b.Define(node.outputs[0], dst);
   return true;

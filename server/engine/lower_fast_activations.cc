@@ -37,9 +37,9 @@ bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation*
     return false;
   }
   FastActivation which;
-  if (op.alg == dnnl::algorithm::eltwise_tanh) {
+  if (op.fn == EltwiseFn::kTanh) {
     which = FastActivation::kTanh;
-  } else if (op.alg == dnnl::algorithm::eltwise_gelu_tanh) {
+  } else if (op.fn == EltwiseFn::kGeluTanh) {
     which = FastActivation::kGeluTanh;
   } else {
     return false;

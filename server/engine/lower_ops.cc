@@ -2,6 +2,7 @@
 // nodes. Element-wise and binary ops keep their input's layout, so blocked
 // layouts chosen by convolutions flow through them without reorders.
 #include <cstring>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -65,6 +66,28 @@ bool AllFloatNonEmpty(PlanBuilder& b, const Node& node) {
     if (vi == b.graph().value_info.end() || vi->second.type != DataType::kFloat32 ||
         NumElements(vi->second.shape) == 0)
       return false;
+  }
+  return true;
+}
+
+// oneDNN binary algorithm of Add/Sub/Mul/Div/Max/Min (two inputs).
+bool MapToBinary(const Node& node, dnnl::algorithm& alg) {
+  if (node.inputs.size() != 2) return false;
+  const std::string& op = node.op_type;
+  if (op == "Add" || op == "Sum") {
+    alg = dnnl::algorithm::binary_add;
+  } else if (op == "Sub") {
+    alg = dnnl::algorithm::binary_sub;
+  } else if (op == "Mul") {
+    alg = dnnl::algorithm::binary_mul;
+  } else if (op == "Div") {
+    alg = dnnl::algorithm::binary_div;
+  } else if (op == "Max") {
+    alg = dnnl::algorithm::binary_max;
+  } else if (op == "Min") {
+    alg = dnnl::algorithm::binary_min;
+  } else {
+    return false;
   }
   return true;
 }
@@ -264,117 +287,149 @@ absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node) {
   return true;
 }
 
-absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
-  if (!AllFloatNonEmpty(b, node)) return false;
-  const Graph& g = b.graph();
-  const auto& out_shape = g.value_info.at(node.outputs[0]).shape;
-  const bool gemm = node.op_type == "Gemm";
-  auto wc = g.constants.find(node.Input(1));
-  if (wc == g.constants.end() || wc->second.shape.size() != 2) return false;
-  const Tensor& w = wc->second;
-  ASSIGN_OR_RETURN(int a, b.Value(node.inputs[0]));
-  const std::vector<int64_t> as = b.values()[a].shape;
-  if (as.size() < 2 && !gemm) return false;
-  const bool ta = gemm && node.GetInt("transA", 0) != 0;
-  const bool tb = gemm && node.GetInt("transB", 0) != 0;
-  const int64_t k = tb ? w.shape[1] : w.shape[0];
-  const int64_t n = tb ? w.shape[0] : w.shape[1];
-  int64_t m = 1;
-  for (size_t i = 0; i + 1 < as.size(); ++i) m *= as[i];
-  if (ta) m = as[1];
-  // Gemm's alpha scales the weights and beta the bias (both constants here).
-  const float alpha = gemm ? node.GetFloat("alpha", 1.0f) : 1.0f;
-  const float beta = gemm ? node.GetFloat("beta", 1.0f) : 1.0f;
-  Tensor bias;
+namespace {
+
+// A Gemm/MatMul as [m, k] x [k, n] (+ bias [1, n]) with constant 2-D weights.
+struct MatMulSetup {
+  bool gemm = false, ta = false, tb = false;
+  int64_t m = 1, k = 0, n = 0;
+  float alpha = 1.0f, beta = 1.0f;  // Gemm's: alpha scales the weights, beta the bias
+  const Tensor* w = nullptr;
   bool has_bias = false;
-  if (gemm && !node.Input(2).empty()) {
+  Tensor bias;  // [1, n], beta applied
+};
+
+// nullopt for the cases the matmul primitive does not cover (runtime or
+// non-2-D weights, a bias that is not per column), which run the
+// reference kernel.
+std::optional<MatMulSetup> ResolveMatMul(const Graph& g, const Node& node,
+                                         const std::vector<int64_t>& as) {
+  MatMulSetup s;
+  s.gemm = node.op_type == "Gemm";
+  auto wc = g.constants.find(node.Input(1));
+  if (wc == g.constants.end() || wc->second.shape.size() != 2) return std::nullopt;
+  s.w = &wc->second;
+  if (as.size() < 2 && !s.gemm) return std::nullopt;
+  s.ta = s.gemm && node.GetInt("transA", 0) != 0;
+  s.tb = s.gemm && node.GetInt("transB", 0) != 0;
+  s.k = s.tb ? s.w->shape[1] : s.w->shape[0];
+  s.n = s.tb ? s.w->shape[0] : s.w->shape[1];
+  for (size_t i = 0; i + 1 < as.size(); ++i) s.m *= as[i];
+  if (s.ta) s.m = as[1];
+  s.alpha = s.gemm ? node.GetFloat("alpha", 1.0f) : 1.0f;
+  s.beta = s.gemm ? node.GetFloat("beta", 1.0f) : 1.0f;
+  if (s.gemm && !node.Input(2).empty()) {
     auto bc = g.constants.find(node.Input(2));
-    if (bc == g.constants.end()) return false;
+    if (bc == g.constants.end()) return std::nullopt;
     const auto& cs = bc->second.shape;
     const int64_t count = bc->second.num_elements();
-    if (!(count == n && (cs.size() == 1 || (cs.size() == 2 && cs[0] == 1))) && count != 1)
-      return false;
-    bias = Tensor::Zeros(DataType::kFloat32, {1, n});
-    for (int64_t j = 0; j < n; ++j)
-      bias.data<float>()[j] = beta * bc->second.data<float>()[count == 1 ? 0 : j];
-    has_bias = true;
+    if (!(count == s.n && (cs.size() == 1 || (cs.size() == 2 && cs[0] == 1))) && count != 1)
+      return std::nullopt;
+    s.bias = Tensor::Zeros(DataType::kFloat32, {1, s.n});
+    for (int64_t j = 0; j < s.n; ++j)
+      s.bias.data<float>()[j] = s.beta * bc->second.data<float>()[count == 1 ? 0 : j];
+    s.has_bias = true;
   }
+  return s;
+}
+
+// The matmul primitive, with the node's fused activations as eltwise
+// post-ops when oneDNN has an optimized kernel for them (`fused` true);
+// otherwise without, and they run as separate steps.
+dnnl::matmul::primitive_desc ChooseMatMulPrimitive(PlanBuilder& b, const Node& node,
+                                                   const dnnl::matmul::desc& d,
+                                                   const MatMulSetup& s, bool& fused) {
+  fused = false;
+  bool rectifier_kernel = false;
+  for (const auto& op : node.post_ops) rectifier_kernel |= UsesRectifierKernel(b, op);
+  if (!node.post_ops.empty() && !rectifier_kernel) {
+    dnnl::primitive_attr attr = UserScratchpad();
+    dnnl::post_ops po;
+    for (const auto& op : node.post_ops) {
+      if (op.kind == PostOp::Kind::kPrelu) {
+        po.append_prelu(PreluMask(PreluSlopeDims(b.graph(), op.slope, {s.m, s.n})));
+      } else {
+        po.append_eltwise(1.0f, DnnlEltwise(op.fn), op.alpha, op.beta);
+      }
+    }
+    attr.set_post_ops(po);
+    try {
+      dnnl::matmul::primitive_desc trial(d, attr, b.engine());
+      if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
+        fused = true;
+        return trial;
+      }
+    } catch (const dnnl::error&) {
+    }
+  }
+  return dnnl::matmul::primitive_desc(d, UserScratchpad(), b.engine());
+}
+
+// The source as an [m, k] matrix view of plain value `ap`.
+int MatMulSource(PlanBuilder& b, const MatMulSetup& s, int ap) {
+  if (!s.ta) return Reshaped(b, ap, {s.m, s.k});
+  // A stored [K, M]: a strided view.
+  int src = b.NewValue(absl::StrCat(b.values()[ap].name, "^T"), DataType::kFloat32, {s.m, s.k},
+                       memory::desc({s.m, s.k}, DT::f32, memory::dims{1, s.m}));
+  b.values()[src].alias_of = ap;
+  return src;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
+  if (!AllFloatNonEmpty(b, node)) return false;
+  const auto& out_shape = b.graph().value_info.at(node.outputs[0]).shape;
+  ASSIGN_OR_RETURN(int a, b.Value(node.inputs[0]));
+  std::optional<MatMulSetup> setup = ResolveMatMul(b.graph(), node, b.values()[a].shape);
+  if (!setup) return false;
+  const MatMulSetup& s = *setup;
+  const int64_t m = s.m, k = s.k, n = s.n;
   // Only a Gemm with alpha != 1 needs its own scaled copy of the weights;
   // every other consumer reads (and shares the reordered form of) the
   // constant itself.
   Tensor scaled;
-  const void* w_data = w.bytes.data();
-  if (alpha != 1.0f) {
-    scaled = w;
-    for (int64_t i = 0; i < scaled.num_elements(); ++i) scaled.data<float>()[i] *= alpha;
+  const void* w_data = s.w->bytes.data();
+  if (s.alpha != 1.0f) {
+    scaled = *s.w;
+    for (int64_t i = 0; i < scaled.num_elements(); ++i) scaled.data<float>()[i] *= s.alpha;
     w_data = scaled.bytes.data();
   }
   try {
     ASSIGN_OR_RETURN(int ap, b.Plain(a));
-    int src;
-    if (ta) {
-      // A stored [K, M]: a strided view.
-      src = b.NewValue(absl::StrCat(b.values()[ap].name, "^T"), DataType::kFloat32, {m, k},
-                       memory::desc({m, k}, DT::f32, memory::dims{1, m}));
-      b.values()[src].alias_of = ap;
-    } else {
-      src = Reshaped(b, ap, {m, k});
-    }
-    const memory::desc w_src = tb ? memory::desc({k, n}, DT::f32, memory::dims{1, k})
-                                  : memory::desc({k, n}, DT::f32, memory::dims{n, 1});
+    const int src = MatMulSource(b, s, ap);
+    const memory::desc w_src = s.tb ? memory::desc({k, n}, DT::f32, memory::dims{1, k})
+                                    : memory::desc({k, n}, DT::f32, memory::dims{n, 1});
     const memory::desc w_any({k, n}, DT::f32, memory::format_tag::any);
     const memory::desc dst_md({m, n}, DT::f32, memory::format_tag::ab);
     const memory::desc bias_md({1, n}, DT::f32, memory::format_tag::ab);
-    auto d = has_bias ? dnnl::matmul::desc(b.values()[src].md, w_any, bias_md, dst_md)
-                      : dnnl::matmul::desc(b.values()[src].md, w_any, dst_md);
-    // Fused activations (FuseActivations) as eltwise post-ops when oneDNN
-    // has an optimized kernel for them; otherwise as separate steps.
+    auto d = s.has_bias ? dnnl::matmul::desc(b.values()[src].md, w_any, bias_md, dst_md)
+                        : dnnl::matmul::desc(b.values()[src].md, w_any, dst_md);
     bool fused_ops = false;
-    dnnl::matmul::primitive_desc pd;
-    bool rectifier_kernel = false;
-    for (const auto& op : node.post_ops) rectifier_kernel |= UsesRectifierKernel(b, op);
-    if (!node.post_ops.empty() && !rectifier_kernel) {
-      dnnl::primitive_attr attr = UserScratchpad();
-      dnnl::post_ops po;
-      for (const auto& op : node.post_ops) {
-        if (op.kind == PostOp::Kind::kPrelu) {
-          po.append_prelu(PreluMask(PreluSlopeDims(g, op.slope, {m, n})));
-        } else {
-          po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
-        }
-      }
-      attr.set_post_ops(po);
-      try {
-        dnnl::matmul::primitive_desc trial(d, attr, b.engine());
-        if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
-          pd = trial;
-          fused_ops = true;
-        }
-      } catch (const dnnl::error&) {
-      }
-    }
-    if (!fused_ops) pd = dnnl::matmul::primitive_desc(d, UserScratchpad(), b.engine());
-    ASSIGN_OR_RETURN(
-        int wv,
-        b.ConstantInLayout(absl::StrCat(node.Input(1), tb ? "@matmulT" : "@matmul",
-                                        alpha != 1.0f ? absl::StrCat("*", FloatBits(alpha)) : ""),
-                           w_data, w_src, pd.weights_desc(), {k, n}));
+    dnnl::matmul::primitive_desc pd = ChooseMatMulPrimitive(b, node, d, s, fused_ops);
+    ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(
+                                 absl::StrCat(node.Input(1), s.tb ? "@matmulT" : "@matmul",
+                                              s.alpha != 1.0f
+                                                  ? absl::StrCat("*", FloatBits(s.alpha))
+                                                  : ""),
+                                 w_data, w_src, pd.weights_desc(), {k, n}));
     const bool separate = !node.post_ops.empty() && !fused_ops;
     int out = b.NewValue(separate ? node.outputs[0] + "#matmul" : node.outputs[0],
                          DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
     int dst = Reshaped(b, out, {m, n});
     std::vector<std::pair<int, int>> args = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}, {DNNL_ARG_DST, dst}};
-    if (has_bias) {
+    if (s.has_bias) {
       ASSIGN_OR_RETURN(int bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@gemm_bias*",
-                                                               FloatBits(beta), "/", n),
-                                                  bias.bytes.data(), bias_md, bias_md, {1, n}));
+                                                               FloatBits(s.beta), "/", n),
+                                                  s.bias.bytes.data(), bias_md, bias_md, {1, n}));
       args.push_back({DNNL_ARG_BIAS, bv});
     }
     for (size_t i = 0; fused_ops && i < node.post_ops.size(); ++i) {
       const PostOp& op = node.post_ops[i];
       if (op.kind != PostOp::Kind::kPrelu) continue;
-      ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, op.slope, PreluSlopeDims(g, op.slope, {m, n})));
+      ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, op.slope,
+                                               PreluSlopeDims(b.graph(), op.slope, {m, n})));
       args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
     }
     b.AddPrimitive(

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
 #include "server/engine/kernel_util.h"
+#include "server/engine/plan_builder.h"
 
 namespace rectifier::engine {
 namespace {
@@ -607,18 +608,27 @@ void RunResize(const ResizeSpec& spec, const std::vector<int64_t>& in_shape, con
 }
 
 void RegisterNnOps(OpTable& t) {
-  t["Softmax"] = {InferSoftmax, ComputeSoftmax};
-  t["LogSoftmax"] = {InferSoftmax, ComputeSoftmax};
+  for (const char* op : {"Softmax", "LogSoftmax"})
+    t[op].Kernels(InferSoftmax, ComputeSoftmax).Lower(LowerSoftmax);
   for (const char* op : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
                          "ReduceL1", "ReduceL2", "ReduceSumSquare"}) {
-    t[op] = {InferReduce, ComputeReduce};
+    t[op].Kernels(InferReduce, ComputeReduce);
   }
-  t["Gemm"] = {InferGemm, ComputeGemm};
-  t["MatMul"] = {InferMatMul, ComputeMatMul};
-  t["BatchNormalization"] = {InferBatchNorm, ComputeBatchNorm};
-  t["InstanceNormalization"] = {InferInstanceNorm, ComputeInstanceNorm};
-  t["Resize"] = {InferResize, ComputeResize};
-  t["Upsample"] = {InferResize, ComputeResize};
+  t["Gemm"].Kernels(InferGemm, ComputeGemm).Lower(LowerMatMul).Inputs(2).FusesActivation();
+  t["MatMul"].Kernels(InferMatMul, ComputeMatMul).Lower(LowerMatMul).Inputs(2).FusesActivation();
+  t["BatchNormalization"]
+      .Kernels(InferBatchNorm, ComputeBatchNorm)
+      .Lower(LowerBatchNorm)
+      .Inputs(5)
+      .Outputs(5);
+  t["InstanceNormalization"].Kernels(InferInstanceNorm, ComputeInstanceNorm).Inputs(3);
+  // roi, scales and sizes (opset 11) may each be omitted.
+  t["Resize"]
+      .Kernels(InferResize, ComputeResize)
+      .Lower(LowerResize)
+      .InputsSince(9, 2)
+      .InputsSince(11, 2, 1);
+  t["Upsample"].Kernels(InferResize, ComputeResize).Lower(LowerResize).InputsSince(9, 2);
 }
 
 }  // namespace rectifier::engine

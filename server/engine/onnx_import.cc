@@ -121,6 +121,36 @@ absl::StatusOr<TensorInfo> ConvertValueInfo(const onnx::ValueInfoProto& vi) {
   return info;
 }
 
+// The value of a Constant node, from whichever attribute holds it.
+absl::StatusOr<Tensor> ConstantValue(Node& node) {
+  Tensor value;
+  if (node.HasAttr("value")) {
+    if (node.attrs["value"].kind != Attribute::Kind::kTensor) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(node.Describe(), ": attribute 'value' is not a tensor"));
+    }
+    value = std::move(node.attrs["value"].t);  // the node itself is dropped
+  } else if (node.HasAttr("value_float")) {
+    value = Tensor::Zeros(DataType::kFloat32, {});
+    *value.data<float>() = node.GetFloat("value_float", 0);
+  } else if (node.HasAttr("value_floats")) {
+    auto v = node.GetFloats("value_floats");
+    value = Tensor::Zeros(DataType::kFloat32, {static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), value.data<float>());
+  } else if (node.HasAttr("value_int")) {
+    value = Tensor::Zeros(DataType::kInt64, {});
+    *value.data<int64_t>() = node.GetInt("value_int", 0);
+  } else if (node.HasAttr("value_ints")) {
+    auto v = node.GetInts("value_ints");
+    value = Tensor::Zeros(DataType::kInt64, {static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), value.data<int64_t>());
+  } else {
+    return absl::UnimplementedError(
+        absl::StrCat(node.Describe(), ": only tensor/float/int Constant values are supported"));
+  }
+  return value;
+}
+
 }  // namespace
 
 absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
@@ -191,31 +221,7 @@ absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
         return absl::InvalidArgumentError(
             absl::StrCat(node.Describe(), " must have exactly one output"));
       }
-      Tensor value;
-      if (node.HasAttr("value")) {
-        if (node.attrs["value"].kind != Attribute::Kind::kTensor) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(node.Describe(), ": attribute 'value' is not a tensor"));
-        }
-        value = std::move(node.attrs["value"].t);  // the node itself is dropped
-      } else if (node.HasAttr("value_float")) {
-        value = Tensor::Zeros(DataType::kFloat32, {});
-        *value.data<float>() = node.GetFloat("value_float", 0);
-      } else if (node.HasAttr("value_floats")) {
-        auto v = node.GetFloats("value_floats");
-        value = Tensor::Zeros(DataType::kFloat32, {static_cast<int64_t>(v.size())});
-        std::copy(v.begin(), v.end(), value.data<float>());
-      } else if (node.HasAttr("value_int")) {
-        value = Tensor::Zeros(DataType::kInt64, {});
-        *value.data<int64_t>() = node.GetInt("value_int", 0);
-      } else if (node.HasAttr("value_ints")) {
-        auto v = node.GetInts("value_ints");
-        value = Tensor::Zeros(DataType::kInt64, {static_cast<int64_t>(v.size())});
-        std::copy(v.begin(), v.end(), value.data<int64_t>());
-      } else {
-        return absl::UnimplementedError(
-            absl::StrCat(node.Describe(), ": only tensor/float/int Constant values are supported"));
-      }
+      ASSIGN_OR_RETURN(Tensor value, ConstantValue(node));
       g.constants[node.outputs[0]] = std::move(value);
       continue;
     }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/status/status.h"
@@ -12,6 +13,7 @@
 #include "server/engine/activations.h"
 #include "server/engine/elementwise.h"
 #include "server/engine/op_registry.h"
+#include "server/engine/rewriter.h"
 
 namespace rectifier::engine {
 namespace {
@@ -21,20 +23,6 @@ void RenameUses(Graph& g, const std::string& from, const std::string& to) {
   for (auto& n : g.nodes)
     for (auto& in : n.inputs)
       if (in == from) in = to;
-}
-
-// Indices of nodes reading `value`.
-std::vector<int> Consumers(const Graph& g, const std::string& value) {
-  std::vector<int> out;
-  for (size_t i = 0; i < g.nodes.size(); ++i) {
-    for (const auto& in : g.nodes[i].inputs) {
-      if (in == value) {
-        out.push_back(static_cast<int>(i));
-        break;
-      }
-    }
-  }
-  return out;
 }
 
 bool SingleInternalUse(const Graph& g, const std::string& value) {
@@ -301,105 +289,131 @@ std::vector<float> PerChannel(const Tensor& c, int64_t oc, size_t rank) {
 
 }  // namespace
 
-int FoldBiasAdd(Graph& g) {
-  int folded = 0;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
-      const Node& op = g.nodes[i];
-      if ((op.op_type != "Add" && op.op_type != "Sub" && op.op_type != "Mul") ||
-          op.inputs.size() != 2)
-        continue;
-      int k = -1;  // which input is the producer's output
-      for (int j = 0; j < 2; ++j) {
-        const int p = g.ProducerIndex(op.inputs[j]);
-        if (p < 0 || !g.IsConstant(op.inputs[1 - j])) continue;
-        const std::string& t = g.nodes[p].op_type;
-        if (t == "Conv" || t == "ConvTranspose" || t == "Gemm") k = j;
-      }
-      if (k < 0 || (op.op_type == "Sub" && k != 0)) continue;
-      const int p = g.ProducerIndex(op.inputs[k]);
-      Node& prod = g.nodes[p];
-      if (!prod.post_ops.empty() || !SingleInternalUse(g, op.inputs[k])) continue;
-      const Tensor* w = FloatConstant(g, prod.Input(1));
-      if (!w || w->shape.size() < 2) continue;
-      int64_t oc;
-      size_t rank = w->shape.size();
-      if (prod.op_type == "Conv") {
-        oc = w->shape[0];
-      } else if (prod.op_type == "ConvTranspose") {
-        const int64_t groups = prod.GetInt("group", 1);
-        if (groups <= 0 || groups > (int64_t{1} << 20)) continue;
-        oc = w->shape[1] * groups;
-      } else {
-        if (prod.GetFloat("alpha", 1.0f) != 1.0f) continue;
-        oc = prod.GetInt("transB", 0) ? w->shape[0] : w->shape[1];
-        rank = 2;
-      }
-      if (oc <= 0) continue;
-      const std::vector<float> v = PerChannel(g.constants.at(op.inputs[1 - k]), oc, rank);
-      if (v.empty()) continue;
-      std::vector<float> bias(static_cast<size_t>(oc), 0.0f);
-      if (!prod.Input(2).empty()) {
-        const Tensor* b = FloatConstant(g, prod.Input(2));
-        if (!b || (b->num_elements() != oc && !(prod.op_type == "Gemm" && b->num_elements() == 1)))
-          continue;
-        if (prod.op_type == "Gemm" && b->shape.size() == 2 && b->shape[0] != 1) continue;
-        const float beta = prod.op_type == "Gemm" ? prod.GetFloat("beta", 1.0f) : 1.0f;
-        for (int64_t c = 0; c < oc; ++c)
-          bias[c] = beta * b->data<float>()[b->num_elements() == 1 ? 0 : c];
-      }
-      std::string wname = prod.Input(1);
-      if (op.op_type == "Mul") {
-        // y = (W x + b) * s: scale each output channel's weights.
-        Tensor nw = *w;
-        float* wd = nw.data<float>();
-        const int64_t total = nw.num_elements();
-        if (prod.op_type == "Conv") {
-          const int64_t per = total / oc;
-          for (int64_t c = 0; c < oc; ++c)
-            for (int64_t r = 0; r < per; ++r) wd[c * per + r] *= v[c];
-        } else if (prod.op_type == "ConvTranspose") {
-          const int64_t groups = prod.GetInt("group", 1);
-          if (groups <= 0 || nw.shape[0] % groups != 0) continue;
-          const int64_t ocg = nw.shape[1], icg = nw.shape[0] / groups;
-          const int64_t inner = total / (nw.shape[0] * ocg);
-          for (int64_t ci = 0; ci < nw.shape[0]; ++ci)
-            for (int64_t j = 0; j < ocg; ++j)
-              for (int64_t r = 0; r < inner; ++r)
-                wd[(ci * ocg + j) * inner + r] *= v[(ci / icg) * ocg + j];
-        } else {
-          const bool tb = prod.GetInt("transB", 0) != 0;
-          const int64_t kin = tb ? nw.shape[1] : nw.shape[0];
-          for (int64_t r = 0; r < kin; ++r)
-            for (int64_t c = 0; c < oc; ++c) (tb ? wd[c * kin + r] : wd[r * oc + c]) *= v[c];
-        }
-        wname = FreshName(g, prod.name + "/weight_scaled");
-        g.constants[wname] = std::move(nw);
-        for (int64_t c = 0; c < oc; ++c) bias[c] *= v[c];
-      } else {
-        for (int64_t c = 0; c < oc; ++c) bias[c] += op.op_type == "Add" ? v[c] : -v[c];
-      }
-      Tensor nb = Tensor::Zeros(DataType::kFloat32, {oc});
-      std::copy(bias.begin(), bias.end(), nb.data<float>());
-      const std::string bname = FreshName(g, prod.name + "/bias_folded");
-      g.constants[bname] = std::move(nb);
-      prod.inputs.resize(std::max<size_t>(prod.inputs.size(), 3));
-      prod.inputs[1] = wname;
-      prod.inputs[2] = bname;
-      if (prod.op_type == "Gemm") {
-        prod.attrs["beta"].kind = Attribute::Kind::kFloat;
-        prod.attrs["beta"].f = 1.0f;
-      }
-      prod.outputs[0] = op.outputs[0];
-      prod.fused.push_back(absl::StrCat(op.op_type, " '", op.name, "' (folded into bias)"));
-      EraseNodes(g, {static_cast<int>(i)});
-      ++folded;
-      changed = true;
-    }
+namespace {
+
+// Output channels of a Conv/ConvTranspose/Gemm with weights `w`, and the rank
+// a per-channel operand is broadcast against (`rank`); 0 when not foldable.
+int64_t OutputChannels(const Node& prod, const Tensor& w, size_t& rank) {
+  rank = w.shape.size();
+  if (prod.op_type == "Conv") return w.shape[0];
+  if (prod.op_type == "ConvTranspose") {
+    const int64_t groups = prod.GetInt("group", 1);
+    if (groups <= 0 || groups > (int64_t{1} << 20)) return 0;
+    return w.shape[1] * groups;
   }
-  return folded;
+  if (prod.GetFloat("alpha", 1.0f) != 1.0f) return 0;
+  rank = 2;
+  return prod.GetInt("transB", 0) ? w.shape[0] : w.shape[1];
+}
+
+// The producer's bias per output channel (zeros without one, Gemm's beta
+// applied); nullopt when it is not a per-channel constant.
+std::optional<std::vector<float>> ProducerBias(const Graph& g, const Node& prod, int64_t oc) {
+  std::vector<float> bias(static_cast<size_t>(oc), 0.0f);
+  if (prod.Input(2).empty()) return bias;
+  const Tensor* b = FloatConstant(g, prod.Input(2));
+  const bool gemm = prod.op_type == "Gemm";
+  if (!b || (b->num_elements() != oc && !(gemm && b->num_elements() == 1))) return std::nullopt;
+  if (gemm && b->shape.size() == 2 && b->shape[0] != 1) return std::nullopt;
+  const float beta = gemm ? prod.GetFloat("beta", 1.0f) : 1.0f;
+  for (int64_t c = 0; c < oc; ++c) bias[c] = beta * b->data<float>()[b->num_elements() == 1 ? 0 : c];
+  return bias;
+}
+
+// y = (W x + b) * s: scales each output channel's weights of `prod` by v[c].
+// False when the weights do not split into `oc` channels.
+bool ScaleOutputChannels(const Node& prod, const std::vector<float>& v, int64_t oc, Tensor& w) {
+  float* wd = w.data<float>();
+  const int64_t total = w.num_elements();
+  if (prod.op_type == "Conv") {
+    const int64_t per = total / oc;
+    for (int64_t c = 0; c < oc; ++c)
+      for (int64_t r = 0; r < per; ++r) wd[c * per + r] *= v[c];
+  } else if (prod.op_type == "ConvTranspose") {
+    const int64_t groups = prod.GetInt("group", 1);
+    if (groups <= 0 || w.shape[0] % groups != 0) return false;
+    const int64_t ocg = w.shape[1], icg = w.shape[0] / groups;
+    const int64_t inner = total / (w.shape[0] * ocg);
+    for (int64_t ci = 0; ci < w.shape[0]; ++ci)
+      for (int64_t j = 0; j < ocg; ++j)
+        for (int64_t r = 0; r < inner; ++r) wd[(ci * ocg + j) * inner + r] *= v[(ci / icg) * ocg + j];
+  } else {
+    const bool tb = prod.GetInt("transB", 0) != 0;
+    const int64_t kin = tb ? w.shape[1] : w.shape[0];
+    for (int64_t r = 0; r < kin; ++r)
+      for (int64_t c = 0; c < oc; ++c) (tb ? wd[c * kin + r] : wd[r * oc + c]) *= v[c];
+  }
+  return true;
+}
+
+// Folds Add/Sub/Mul node `oi` into the Conv/ConvTranspose/Gemm producing
+// one of its inputs, when the other input is a per-channel constant.
+bool FoldIntoBias(GraphRewriter& r, int oi) {
+  Graph& g = r.graph();
+  const Node& op = r.node(oi);
+  if ((op.op_type != "Add" && op.op_type != "Sub" && op.op_type != "Mul") || op.inputs.size() != 2)
+    return false;
+  int k = -1;  // which input is the producer's output
+  for (int j = 0; j < 2; ++j) {
+    const int p = r.Producer(op.inputs[j]);
+    if (p < 0 || !g.IsConstant(op.inputs[1 - j])) continue;
+    const std::string& t = r.node(p).op_type;
+    if (t == "Conv" || t == "ConvTranspose" || t == "Gemm") k = j;
+  }
+  if (k < 0 || (op.op_type == "Sub" && k != 0)) return false;
+  const int p = r.Producer(op.inputs[k]);
+  Node& prod = r.node(p);
+  if (!prod.post_ops.empty() || r.ReadCount(op.inputs[k]) != 1 || g.IsGraphOutput(op.inputs[k]))
+    return false;
+  const Tensor* w = FloatConstant(g, prod.Input(1));
+  if (!w || w->shape.size() < 2) return false;
+  size_t rank = 0;
+  const int64_t oc = OutputChannels(prod, *w, rank);
+  if (oc <= 0) return false;
+  const std::vector<float> v = PerChannel(g.constants.at(op.inputs[1 - k]), oc, rank);
+  if (v.empty()) return false;
+  std::optional<std::vector<float>> bias = ProducerBias(g, prod, oc);
+  if (!bias) return false;
+  std::string wname = prod.Input(1);
+  if (op.op_type == "Mul") {
+    Tensor nw = *w;
+    if (!ScaleOutputChannels(prod, v, oc, nw)) return false;
+    wname = FreshName(g, prod.name + "/weight_scaled");
+    g.constants[wname] = std::move(nw);
+    for (int64_t c = 0; c < oc; ++c) (*bias)[c] *= v[c];
+  } else {
+    for (int64_t c = 0; c < oc; ++c) (*bias)[c] += op.op_type == "Add" ? v[c] : -v[c];
+  }
+  Tensor nb = Tensor::Zeros(DataType::kFloat32, {oc});
+  std::copy(bias->begin(), bias->end(), nb.data<float>());
+  const std::string bname = FreshName(g, prod.name + "/bias_folded");
+  g.constants[bname] = std::move(nb);
+  std::vector<std::string> inputs = prod.inputs;
+  inputs.resize(std::max<size_t>(inputs.size(), 3));
+  inputs[1] = wname;
+  inputs[2] = bname;
+  r.SetInputs(p, std::move(inputs));
+  if (prod.op_type == "Gemm") {
+    prod.attrs["beta"].kind = Attribute::Kind::kFloat;
+    prod.attrs["beta"].f = 1.0f;
+  }
+  r.SetOutput(p, 0, op.outputs[0]);
+  prod.fused.push_back(absl::StrCat(op.op_type, " '", op.name, "' (folded into bias)"));
+  r.Erase(oi);
+  r.Count();
+  return true;
+}
+
+}  // namespace
+
+int FoldBiasAdd(Graph& g) {
+  // One forward sweep: a chain (Conv -> Add -> Mul) folds link by link,
+  // since each link's producer is already rewritten when it is reached.
+  GraphRewriter r(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!r.Erased(static_cast<int>(i))) FoldIntoBias(r, static_cast<int>(i));
+  }
+  return r.Finish();
 }
 
 namespace {
@@ -444,123 +458,131 @@ bool MapPReluPostOp(const Graph& g, const Node& prod, const Node& act, PostOp& o
 
 }  // namespace
 
+namespace {
+
+// Folds the activation reading producer `pi`'s output into it, when there
+// is one: a single reader mapping to eltwise or prelu post-ops, or the
+// written-out `y * gate(y)` of SiLU/HardSwish. True when it fused one.
+bool FuseNextActivation(GraphRewriter& r, int pi) {
+  Graph& g = r.graph();
+  Node& prod = r.node(pi);
+  const std::string y = prod.outputs[0];
+  if (g.IsGraphOutput(y)) return false;
+  const std::vector<int> users = r.Users(y);
+  if (users.size() == 1 && r.ReadCount(y) == 1) {
+    const int ai = users[0];
+    Node& act = r.node(ai);
+    std::vector<PostOp> ops;
+    if (act.inputs.empty() || act.inputs[0] != y) return false;
+    if (!MapToEltwise(act, g, ops)) {
+      PostOp prelu;
+      if (!MapPReluPostOp(g, prod, act, prelu)) return false;
+      ops.push_back(prelu);
+    }
+    if (auto kind = ActivationOfNode(act, g)) ops.back().activation = ActivationLabel(*kind);
+    for (const auto& op : ops) prod.post_ops.push_back(op);
+    prod.fused.push_back(absl::StrCat(act.op_type, " '", act.name, "'"));
+    for (const auto& note : act.fused) prod.fused.push_back(note);
+    r.SetOutput(pi, 0, act.outputs[0]);
+    r.Erase(ai);
+    r.Count();
+    return true;
+  }
+  if (users.size() != 2 || r.ReadCount(y) != 2) return false;
+  // SiLU / HardSwish written out: Mul(y, Sigmoid(y)) or Mul(y, HardSigmoid(y)).
+  for (int gi : users) {
+    const Node& gate = r.node(gi);
+    if (gate.inputs.empty() || gate.inputs[0] != y) continue;
+    const std::optional<Activation> act = GateActivation(gate);
+    if (!act) continue;
+    const int mi = r.SoleUser(gate.outputs[0]);
+    if (mi < 0 || mi == gi) continue;
+    const Node& mul = r.node(mi);
+    if (mul.op_type != "Mul" || mul.inputs.size() != 2) continue;
+    const std::string& s = gate.outputs[0];
+    if (!((mul.inputs[0] == y && mul.inputs[1] == s) || (mul.inputs[0] == s && mul.inputs[1] == y)))
+      continue;
+    PostOp op;
+    const bool silu = act->kind == ActivationKind::kSilu;
+    op.fn = silu ? EltwiseFn::kSwish : EltwiseFn::kHardSwish;
+    op.alpha = silu ? 1.0f : 0.0f;
+    op.activation = silu ? "SiLU" : "HardSwish";
+    prod.post_ops.push_back(op);
+    prod.fused.push_back(
+        absl::StrCat(gate.op_type, "+Mul '", mul.name, "' (", op.activation, ")"));
+    r.SetOutput(pi, 0, mul.outputs[0]);
+    r.Erase(gi);
+    r.Erase(mi);
+    r.Count();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int FuseActivations(Graph& g) {
-  int fused = 0;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
-      Node& prod = g.nodes[i];
-      if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose" && prod.op_type != "Gemm" &&
-          prod.op_type != "MatMul")
-        continue;
-      const std::string y = prod.outputs[0];
-      if (g.IsGraphOutput(y)) continue;
-      auto users = Consumers(g, y);
-      if (users.size() == 1 && g.ConsumerCount(y) == 1) {
-        Node& act = g.nodes[users[0]];
-        std::vector<PostOp> ops;
-        if (act.inputs.empty() || act.inputs[0] != y) continue;
-        if (!MapToEltwise(act, g, ops)) {
-          PostOp prelu;
-          if (!MapPReluPostOp(g, prod, act, prelu)) continue;
-          ops.push_back(prelu);
-        }
-        if (auto kind = ActivationOfNode(act, g)) ops.back().activation = ActivationLabel(*kind);
-        for (const auto& op : ops) prod.post_ops.push_back(op);
-        prod.fused.push_back(absl::StrCat(act.op_type, " '", act.name, "'"));
-        for (const auto& note : act.fused) prod.fused.push_back(note);
-        prod.outputs[0] = act.outputs[0];
-        EraseNodes(g, {users[0]});
-        ++fused;
-        changed = true;
-      } else if (users.size() == 2 && g.ConsumerCount(y) == 2) {
-        // SiLU / HardSwish written out: Mul(y, Sigmoid(y)) or Mul(y, HardSigmoid(y)).
-        int gate = -1, mul = -1;
-        for (int u : users) {
-          const Node& n = g.nodes[u];
-          if ((n.op_type == "Sigmoid" || n.op_type == "HardSigmoid") && n.inputs[0] == y) gate = u;
-          if (n.op_type == "Mul") mul = u;
-        }
-        if (gate < 0 || mul < 0) continue;
-        const Node& gn = g.nodes[gate];
-        const Node& mn = g.nodes[mul];
-        const std::string s = gn.outputs[0];
-        if (!SingleInternalUse(g, s)) continue;
-        if (!((mn.inputs[0] == y && mn.inputs[1] == s) || (mn.inputs[0] == s && mn.inputs[1] == y)))
-          continue;
-        PostOp op;
-        if (gn.op_type == "Sigmoid") {
-          op.alg = dnnl::algorithm::eltwise_swish;
-          op.alpha = 1.0f;
-        } else {
-          if (std::fabs(gn.GetFloat("alpha", 0.2f) - 1.0f / 6.0f) > 1e-6f ||
-              gn.GetFloat("beta", 0.5f) != 0.5f)
-            continue;
-          op.alg = dnnl::algorithm::eltwise_hardswish;
-        }
-        op.activation = gn.op_type == "Sigmoid" ? "SiLU" : "HardSwish";
-        prod.post_ops.push_back(op);
-        prod.fused.push_back(absl::StrCat(gn.op_type, "+Mul '", mn.name, "' (",
-                                          gn.op_type == "Sigmoid" ? "SiLU" : "HardSwish", ")"));
-        prod.outputs[0] = mn.outputs[0];
-        EraseNodes(g, {gate, mul});
-        ++fused;
-        changed = true;
-      }
+  GraphRewriter r(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const int pi = static_cast<int>(i);
+    const OpDef* def = FindOp(g.nodes[i].op_type);
+    if (r.Erased(pi) || def == nullptr || !def->fuses_activation) continue;
+    // A chain of activations (Relu then Clip, ...) all fold in, in order.
+    while (FuseNextActivation(r, pi)) {
     }
   }
-  return fused;
+  return r.Finish();
 }
 
 absl::StatusOr<int> FuseResidualAdd(Graph& g) {
-  int fused = 0;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (size_t i = 0; i < g.nodes.size() && !changed; ++i) {
-      const Node& add = g.nodes[i];
-      if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1])
-        continue;
-      auto out_it = g.value_info.find(add.outputs[0]);
-      if (out_it == g.value_info.end() || out_it->second.type != DataType::kFloat32) continue;
-      int best = -1, best_in = -1;
-      for (int k = 0; k < 2; ++k) {
-        const std::string& v = add.inputs[k];
-        const std::string& other = add.inputs[1 - k];
-        const int p = g.ProducerIndex(v);
-        if (p < 0) continue;
-        const Node& prod = g.nodes[p];
-        if (prod.op_type != "Conv" && prod.op_type != "ConvTranspose") continue;
-        if (prod.sum_input >= 0 || !SingleInternalUse(g, v)) continue;
-        auto vi = g.value_info.find(v);
-        auto oi = g.value_info.find(other);
-        if (vi == g.value_info.end() || vi->second.shape != out_it->second.shape) continue;
-        const bool other_const = g.IsConstant(other);
-        const std::vector<int64_t>* other_shape =
-            other_const ? &g.constants.at(other).shape
-                        : (oi == g.value_info.end() ? nullptr : &oi->second.shape);
-        if (other_shape == nullptr || *other_shape != out_it->second.shape) continue;
-        if (p > best) {
-          best = p;
-          best_in = k;
-        }
+  GraphRewriter r(g);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const int ai = static_cast<int>(i);
+    if (r.Erased(ai)) continue;
+    const Node& add = g.nodes[i];
+    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1])
+      continue;
+    auto out_it = g.value_info.find(add.outputs[0]);
+    if (out_it == g.value_info.end() || out_it->second.type != DataType::kFloat32) continue;
+    int best = -1, best_in = -1;
+    for (int k = 0; k < 2; ++k) {
+      const std::string& v = add.inputs[k];
+      const std::string& other = add.inputs[1 - k];
+      const int p = r.Producer(v);
+      if (p < 0) continue;
+      const Node& prod = g.nodes[p];
+      const OpDef* def = FindOp(prod.op_type);
+      if (def == nullptr || !def->fuses_sum) continue;
+      if (prod.sum_input >= 0 || r.ReadCount(v) != 1 || g.IsGraphOutput(v)) continue;
+      auto vi = g.value_info.find(v);
+      auto oi = g.value_info.find(other);
+      if (vi == g.value_info.end() || vi->second.shape != out_it->second.shape) continue;
+      const bool other_const = g.IsConstant(other);
+      const std::vector<int64_t>* other_shape =
+          other_const ? &g.constants.at(other).shape
+                      : (oi == g.value_info.end() ? nullptr : &oi->second.shape);
+      if (other_shape == nullptr || *other_shape != out_it->second.shape) continue;
+      if (p > best) {
+        best = p;
+        best_in = k;
       }
-      if (best < 0) continue;
-      Node& prod = g.nodes[best];
-      PostOp sum;
-      sum.kind = PostOp::Kind::kSum;
-      prod.post_ops.push_back(sum);
-      prod.inputs.resize(std::max<size_t>(prod.inputs.size(), 3));
-      prod.inputs.push_back(add.inputs[1 - best_in]);
-      prod.sum_input = static_cast<int>(prod.inputs.size()) - 1;
-      prod.fused.push_back(absl::StrCat("Add '", add.name, "' (sum)"));
-      prod.outputs[0] = add.outputs[0];
-      EraseNodes(g, {static_cast<int>(i)});
-      ++fused;
-      changed = true;
     }
+    if (best < 0) continue;
+    Node& prod = g.nodes[best];
+    PostOp sum;
+    sum.kind = PostOp::Kind::kSum;
+    prod.post_ops.push_back(sum);
+    std::vector<std::string> inputs = prod.inputs;
+    inputs.resize(std::max<size_t>(inputs.size(), 3));
+    inputs.push_back(add.inputs[1 - best_in]);
+    r.SetInputs(best, std::move(inputs));
+    prod.sum_input = static_cast<int>(prod.inputs.size()) - 1;
+    prod.fused.push_back(absl::StrCat("Add '", add.name, "' (sum)"));
+    r.SetOutput(best, 0, add.outputs[0]);
+    r.Erase(ai);
+    r.Count();
   }
+  const int fused = r.Finish();
   if (fused) RETURN_IF_ERROR(TopologicalSort(g));
   return fused;
 }

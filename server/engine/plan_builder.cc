@@ -17,6 +17,45 @@ namespace rectifier::engine {
 
 using dnnl::memory;
 
+dnnl::algorithm DnnlEltwise(EltwiseFn fn) {
+  using Alg = dnnl::algorithm;
+  switch (fn) {
+    case EltwiseFn::kRelu:
+      return Alg::eltwise_relu;
+    case EltwiseFn::kLogistic:
+      return Alg::eltwise_logistic;
+    case EltwiseFn::kTanh:
+      return Alg::eltwise_tanh;
+    case EltwiseFn::kLinear:
+      return Alg::eltwise_linear;
+    case EltwiseFn::kClip:
+      return Alg::eltwise_clip_v2;
+    case EltwiseFn::kHardSwish:
+      return Alg::eltwise_hardswish;
+    case EltwiseFn::kElu:
+      return Alg::eltwise_elu;
+    case EltwiseFn::kSoftplus:
+      return Alg::eltwise_soft_relu;
+    case EltwiseFn::kMish:
+      return Alg::eltwise_mish;
+    case EltwiseFn::kSwish:
+      return Alg::eltwise_swish;
+    case EltwiseFn::kGeluErf:
+      return Alg::eltwise_gelu_erf;
+    case EltwiseFn::kGeluTanh:
+      return Alg::eltwise_gelu_tanh;
+    case EltwiseFn::kExp:
+      return Alg::eltwise_exp;
+    case EltwiseFn::kLog:
+      return Alg::eltwise_log;
+    case EltwiseFn::kSqrt:
+      return Alg::eltwise_sqrt;
+    case EltwiseFn::kAbs:
+      return Alg::eltwise_abs;
+  }
+  return Alg::undef;
+}
+
 absl::Status DnnlError(const dnnl::error& e, const std::string& what) {
   const std::string msg =
       absl::StrCat("oneDNN error in ", what, ": ", e.what(), " (status ", e.status, ")");
@@ -278,40 +317,15 @@ absl::Status PlanBuilder::LowerAlias(const Node& node) {
 }
 
 absl::Status PlanBuilder::LowerNode(const Node& node) {
-  const std::string& op = node.op_type;
-  const bool same_type_cast = op == "Cast" && graph_.value_info.at(node.outputs[0]).type ==
-                                                  graph_.value_info.at(node.inputs[0]).type;
-  const bool dropout_plain =
-      op == "Dropout" && (node.outputs.size() < 2 || node.outputs[1].empty());
-  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
-      op == "Identity" || same_type_cast || dropout_plain) {
-    return LowerAlias(node);
+  const OpDef* def = FindOp(node.op_type);
+  if (def == nullptr) {
+    return absl::UnimplementedError(absl::StrCat("unsupported op in ", node.Describe()));
   }
-  bool lowered = false;
-  if (op == "Conv" || op == "ConvTranspose") {
-    ASSIGN_OR_RETURN(lowered, LowerConvolution(*this, node));
-  } else if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" ||
-             op == "GlobalMaxPool") {
-    ASSIGN_OR_RETURN(lowered, LowerPooling(*this, node));
-  } else if (op == "Concat") {
-    ASSIGN_OR_RETURN(lowered, LowerConcat(*this, node));
-  } else if (op == "Softmax" || op == "LogSoftmax") {
-    ASSIGN_OR_RETURN(lowered, LowerSoftmax(*this, node));
-  } else if (op == "BatchNormalization") {
-    ASSIGN_OR_RETURN(lowered, LowerBatchNorm(*this, node));
-  } else if (op == "Slice" || op == "Split") {
-    ASSIGN_OR_RETURN(lowered, LowerSliceSplit(*this, node));
-  } else if (op == "Resize" || op == "Upsample") {
-    ASSIGN_OR_RETURN(lowered, LowerResize(*this, node));
-  } else if (op == "Gemm" || op == "MatMul") {
-    ASSIGN_OR_RETURN(lowered, LowerMatMul(*this, node));
-  } else {
-    ASSIGN_OR_RETURN(lowered, LowerEltwise(*this, node));
-    if (!lowered) {
-      ASSIGN_OR_RETURN(lowered, LowerBinary(*this, node));
-    }
+  if (def->view != nullptr && def->view(graph_, node)) return LowerAlias(node);
+  if (def->lower != nullptr) {
+    ASSIGN_OR_RETURN(bool lowered, def->lower(*this, node));
+    if (lowered) return absl::OkStatus();
   }
-  if (lowered) return absl::OkStatus();
   return AddReference(node);
 }
 

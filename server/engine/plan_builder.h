@@ -146,6 +146,9 @@ absl::StatusOr<int> PreluSlopeValue(PlanBuilder& b, const std::string& slope,
 absl::StatusOr<int> EmitPrelu(PlanBuilder& b, int v, const std::string& slope,
                               const std::string& name, const std::string& label);
 
+// The oneDNN eltwise algorithm computing `fn`.
+dnnl::algorithm DnnlEltwise(EltwiseFn fn);
+
 // "dnnl error ... in <what>": converts a caught dnnl::error.
 absl::Status DnnlError(const dnnl::error& e, const std::string& what);
 

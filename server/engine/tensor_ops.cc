@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
 #include "server/engine/kernel_util.h"
+#include "server/engine/plan_builder.h"
 
 namespace rectifier::engine {
 namespace {
@@ -746,26 +747,31 @@ absl::Status ComputeDropout(const Node& n, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
+bool DropoutIsView(const Graph& /*graph*/, const Node& n) {
+  return n.outputs.size() < 2 || n.outputs[1].empty();
+}
+
 }  // namespace
 
 void RegisterTensorOps(OpTable& t) {
-  t["Shape"] = {InferShape, ComputeShape};
-  t["Size"] = {InferSize, ComputeSize};
-  t["Reshape"] = {InferReshape, CopyInput};
-  t["Flatten"] = {InferFlatten, CopyInput};
-  t["Squeeze"] = {InferSqueeze, CopyInput};
-  t["Unsqueeze"] = {InferUnsqueeze, CopyInput};
-  t["Transpose"] = {InferTranspose, ComputeTranspose};
-  t["Concat"] = {InferConcat, ComputeConcat};
-  t["Split"] = {InferSplit, ComputeSplitOp};
-  t["Slice"] = {InferSlice, ComputeSlice};
-  t["Gather"] = {InferGather, ComputeGather};
-  t["Expand"] = {InferExpand, ComputeExpand};
-  t["Tile"] = {InferTile, ComputeTile};
-  t["Pad"] = {InferPad, ComputePad};
-  t["ConstantOfShape"] = {InferConstantOfShape, ComputeConstantOfShape};
-  t["Range"] = {InferRange, ComputeRange};
-  t["Dropout"] = {InferDropout, ComputeDropout};
+  t["Shape"].Kernels(InferShape, ComputeShape).ShapeOnly();
+  t["Size"].Kernels(InferSize, ComputeSize).ShapeOnly();
+  t["Reshape"].Kernels(InferReshape, CopyInput).View(AlwaysView).InputsSince(5, 2);
+  t["Flatten"].Kernels(InferFlatten, CopyInput).View(AlwaysView);
+  t["Squeeze"].Kernels(InferSqueeze, CopyInput).View(AlwaysView);
+  t["Unsqueeze"].Kernels(InferUnsqueeze, CopyInput).View(AlwaysView);
+  t["Transpose"].Kernels(InferTranspose, ComputeTranspose);
+  t["Concat"].Kernels(InferConcat, ComputeConcat).Lower(LowerConcat).Inputs(1, Arity::kAll);
+  t["Split"].Kernels(InferSplit, ComputeSplitOp).Lower(LowerSliceSplit).Outputs(Arity::kAll);
+  t["Slice"].Kernels(InferSlice, ComputeSlice).Lower(LowerSliceSplit).InputsSince(10, 3);
+  t["Gather"].Kernels(InferGather, ComputeGather).Inputs(2);
+  t["Expand"].Kernels(InferExpand, ComputeExpand).Inputs(2);
+  t["Tile"].Kernels(InferTile, ComputeTile).Inputs(2);
+  t["Pad"].Kernels(InferPad, ComputePad).InputsSince(11, 2);
+  t["ConstantOfShape"].Kernels(InferConstantOfShape, ComputeConstantOfShape);
+  t["Range"].Kernels(InferRange, ComputeRange).Inputs(3);
+  // Without its mask output, inference-mode Dropout is its input.
+  t["Dropout"].Kernels(InferDropout, ComputeDropout).View(DropoutIsView).Outputs(2);
 }
 
 }  // namespace rectifier::engine

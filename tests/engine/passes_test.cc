@@ -6,6 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "server/engine/onnx_import.h"
+#include "server/engine/pipeline.h"
 #include "server/engine/shape_inference.h"
 #include "tests/engine/model_builder.h"
 
@@ -430,6 +431,61 @@ TEST(PassesTest, FuseResidualAddSkipsBroadcastAdd) {
   auto ref = CompileAndRun(b.Bytes(), {x}, false);
   ASSERT_TRUE(out.ok() && ref.ok());
   ExpectNear((*out)[0], (*ref)[0]);
+}
+
+}  // namespace
+}  // namespace rectifier::engine
+
+namespace rectifier::engine {
+namespace {
+
+// The declared pipelines: each pass reports its rewrites under its name.
+TEST(PipelineTest, LoadAndShapePipelinesReportRewritesPerPass) {
+  ModelBuilder b;
+  b.Input("x", {1, 2, 4, 4});
+  b.RandomInit("w", {4, 2, 3, 3});
+  b.RandomInit("r", {1, 4, 4, 4});
+  ModelBuilder::IntsAttr(b.Node("Conv", {"x", "w"}, {"c"}), "pads", {1, 1, 1, 1});
+  b.Node("Identity", {"c"}, {"ci"});
+  b.Node("Add", {"ci", "r"}, {"a"});
+  b.Node("Relu", {"a"}, {"y"});
+  b.Output("y");
+  Graph g = Import(b);
+  CompileOptions options;
+  ActivationSummary summary;
+  PassContext load(options, &summary);
+  ASSERT_TRUE(RunPipeline(LoadPipeline(), g, load, "load").ok());
+  EXPECT_EQ(load.counts.size(), LoadPipeline().size());
+  EXPECT_EQ(load.counts["EliminateIdentities"], 1);
+  // The addend is not per channel, so it is no bias; the Relu reads the Add,
+  // which is no fusion target: nothing fuses before shapes are known.
+  EXPECT_EQ(load.counts["FoldBiasAdd"], 0);
+  EXPECT_EQ(load.counts["FuseActivations"], 0);
+  PassContext shape(options);
+  ASSERT_TRUE(RunPipeline(ShapePipeline(), g, shape, "shape").ok());
+  EXPECT_EQ(shape.counts["FuseResidualAdd"], 1);
+  EXPECT_EQ(shape.counts["FuseActivations(after sums)"], 1);
+  ASSERT_EQ(CountOps(g, "Conv"), 1);
+  EXPECT_EQ(g.nodes.size(), 1u);
+  ASSERT_EQ(g.nodes[0].post_ops.size(), 2u);
+  EXPECT_EQ(g.nodes[0].post_ops[0].kind, PostOp::Kind::kSum);
+  EXPECT_EQ(g.nodes[0].post_ops[1].fn, EltwiseFn::kRelu);
+}
+
+TEST(PipelineTest, FusionPassesDoNothingWithoutFuse) {
+  ModelBuilder b;
+  b.Input("x", {1, 2, 4, 4});
+  b.RandomInit("w", {4, 2, 1, 1});
+  b.Node("Conv", {"x", "w"}, {"c"});
+  b.Node("Relu", {"c"}, {"y"});
+  b.Output("y");
+  Graph g = Import(b);
+  CompileOptions options;
+  options.fuse = false;
+  PassContext ctx(options);
+  ASSERT_TRUE(RunPipeline(LoadPipeline(), g, ctx, "load").ok());
+  EXPECT_EQ(ctx.counts["FuseActivations"], 0);
+  EXPECT_EQ(CountOps(g, "Relu"), 1);
 }
 
 }  // namespace
