@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
 
 namespace rectifier::imaging {
 namespace {
@@ -46,20 +47,10 @@ absl::StatusOr<ImageInputSize> ImageInputSizeFromShape(const PreprocessingConfig
                         static_cast<int>(nhwc ? shape[3] : shape[1])};
 }
 
-absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const PreprocessingConfig& config,
-                                                              int input_width, int input_height,
-                                                              int input_channels) {
-  PreprocessOptions o;
-  if (input_width <= 0 || input_height <= 0) {
-    return FieldError("input.dims", "the model input needs a fixed height and width");
-  }
-  if (input_channels != 1 && input_channels != 3) {
-    return FieldError("input.dims", absl::StrCat("the model input must have 1 or 3 channels, has ",
-                                                 input_channels));
-  }
-  o.width = input_width;
-  o.height = input_height;
-  o.channels = input_channels;
+namespace {
+
+// Colour format, resize mode and interpolation.
+absl::Status SetSampling(const PreprocessingConfig& config, PreprocessOptions& o) {
   switch (config.color_format()) {
     case PreprocessingConfig::COLOR_FORMAT_DEFAULT:
     case PreprocessingConfig::COLOR_RGB:
@@ -105,29 +96,11 @@ absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const Preprocessin
     default:
       return FieldError("preprocessing.interpolation", "unknown value");
   }
-  if (config.has_pad_value()) {
-    if (config.pad_value() > 255) return FieldError("preprocessing.pad_value", "must be 0..255");
-    o.pad_value = static_cast<int>(config.pad_value());
-  }
-  if (config.resize_shorter() > 0) {
-    if (config.resize_shorter() > 16384 ||
-        static_cast<int>(config.resize_shorter()) < std::max(o.width, o.height)) {
-      return FieldError("preprocessing.resize_shorter",
-                        "must be between the larger input side and 16384");
-    }
-    o.resize_shorter = static_cast<int>(config.resize_shorter());
-  }
-  if (config.scale() != 0.0f) {
-    if (!std::isfinite(config.scale())) return FieldError("preprocessing.scale", "must be finite");
-    o.scale = config.scale();
-  }
-  if (absl::Status s = PerChannel(config.mean(), "preprocessing.mean", o.mean); !s.ok()) return s;
-  if (absl::Status s = PerChannel(config.stddev(), "preprocessing.stddev", o.std); !s.ok()) {
-    return s;
-  }
-  for (float v : o.std) {
-    if (v == 0.0f) return FieldError("preprocessing.stddev", "values must be non-zero");
-  }
+  return absl::OkStatus();
+}
+
+// 16-bit handling (with its window) and tensor layout.
+absl::Status SetSixteenBitAndLayout(const PreprocessingConfig& config, PreprocessOptions& o) {
   switch (config.sixteen_bit()) {
     case PreprocessingConfig::SIXTEEN_BIT_DEFAULT:
     case PreprocessingConfig::SIXTEEN_BIT_MIN_MAX:
@@ -158,6 +131,50 @@ absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const Preprocessin
     default:
       return FieldError("preprocessing.layout", "unknown value");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const PreprocessingConfig& config,
+                                                              int input_width, int input_height,
+                                                              int input_channels) {
+  PreprocessOptions o;
+  if (input_width <= 0 || input_height <= 0) {
+    return FieldError("input.dims", "the model input needs a fixed height and width");
+  }
+  if (input_channels != 1 && input_channels != 3) {
+    return FieldError("input.dims", absl::StrCat("the model input must have 1 or 3 channels, has ",
+                                                 input_channels));
+  }
+  o.width = input_width;
+  o.height = input_height;
+  o.channels = input_channels;
+  RETURN_IF_ERROR(SetSampling(config, o));
+  if (config.has_pad_value()) {
+    if (config.pad_value() > 255) return FieldError("preprocessing.pad_value", "must be 0..255");
+    o.pad_value = static_cast<int>(config.pad_value());
+  }
+  if (config.resize_shorter() > 0) {
+    if (config.resize_shorter() > 16384 ||
+        static_cast<int>(config.resize_shorter()) < std::max(o.width, o.height)) {
+      return FieldError("preprocessing.resize_shorter",
+                        "must be between the larger input side and 16384");
+    }
+    o.resize_shorter = static_cast<int>(config.resize_shorter());
+  }
+  if (config.scale() != 0.0f) {
+    if (!std::isfinite(config.scale())) return FieldError("preprocessing.scale", "must be finite");
+    o.scale = config.scale();
+  }
+  if (absl::Status s = PerChannel(config.mean(), "preprocessing.mean", o.mean); !s.ok()) return s;
+  if (absl::Status s = PerChannel(config.stddev(), "preprocessing.stddev", o.std); !s.ok()) {
+    return s;
+  }
+  for (float v : o.std) {
+    if (v == 0.0f) return FieldError("preprocessing.stddev", "values must be non-zero");
+  }
+  RETURN_IF_ERROR(SetSixteenBitAndLayout(config, o));
   if (absl::Status s = ValidatePreprocessOptions(o); !s.ok()) return s;
   return o;
 }

@@ -87,33 +87,9 @@ std::string GetString(DcmDataset* ds, const DcmTagKey& key) {
   return std::string();
 }
 
-absl::StatusOr<DicomImageResult> DecodeDicomUnsafe(std::string_view bytes,
-                                                   const DicomOptions& options) {
-  DcmInputBufferStream stream;
-  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
-  stream.setEos();
-  DcmFileFormat file;
-  file.transferInit();
-  const OFCondition read = file.read(stream);
-  file.transferEnd();
-  if (read.bad()) {
-    return absl::InvalidArgumentError(absl::StrCat("could not parse DICOM: ", read.text()));
-  }
-  DcmDataset* ds = file.getDataset();
-  const E_TransferSyntax xfer = ds->getOriginalXfer();
-  const DcmXfer xfer_info(xfer);
-  DicomImageResult result;
-  DicomReport& report = result.report;
-  report.transfer_syntax_uid = xfer_info.getXferID();
-  report.transfer_syntax_name = xfer_info.getXferName();
-  if (!SupportedXfer(xfer)) {
-    if (xfer == EXS_Unknown) return absl::InvalidArgumentError("DICOM: unknown transfer syntax");
-    return absl::UnimplementedError(
-        absl::StrCat("DICOM transfer syntax not supported: ", report.transfer_syntax_name, " (",
-                     report.transfer_syntax_uid, ")"));
-  }
-  if (!ds->tagExists(DCM_PixelData)) return absl::InvalidArgumentError("DICOM: no PixelData");
-
+// The geometry and tags of the dataset, checked against the limits and the
+// requested frame.
+absl::Status ReadReport(DcmDataset* ds, const DicomOptions& options, DicomReport& report) {
   Uint16 rows = 0;
   Uint16 columns = 0;
   Uint16 u16 = 0;
@@ -145,6 +121,62 @@ absl::StatusOr<DicomImageResult> DecodeDicomUnsafe(std::string_view bytes,
         "DICOM: frame ", options.frame, " out of range (", report.frame_count, " frames)"));
   }
   report.frame = options.frame;
+  return absl::OkStatus();
+}
+
+// The VOI window of a monochrome image: the file's first, min-max, or the
+// caller's.
+absl::Status ApplyWindow(DicomImage& image, const DicomOptions& options, DicomReport& report) {
+  WindowSource source = options.window;
+  if (source == WindowSource::kFile && image.getWindowCount() == 0) {
+    source = WindowSource::kMinMax;
+  }
+  int ok = 0;
+  switch (source) {
+    case WindowSource::kFile:
+      ok = image.setWindow(0);
+      break;
+    case WindowSource::kMinMax:
+      ok = image.setMinMaxWindow(0);
+      break;
+    case WindowSource::kCaller:
+      ok = image.setWindow(options.window_center, options.window_width);
+      break;
+  }
+  if (!ok) return absl::InvalidArgumentError("DICOM: could not apply the VOI window");
+  report.window_source = source;
+  image.getWindow(report.window_center, report.window_width);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DicomImageResult> DecodeDicomUnsafe(std::string_view bytes,
+                                                   const DicomOptions& options) {
+  DcmInputBufferStream stream;
+  stream.setBuffer(bytes.data(), static_cast<offile_off_t>(bytes.size()));
+  stream.setEos();
+  DcmFileFormat file;
+  file.transferInit();
+  const OFCondition read = file.read(stream);
+  file.transferEnd();
+  if (read.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat("could not parse DICOM: ", read.text()));
+  }
+  DcmDataset* ds = file.getDataset();
+  const E_TransferSyntax xfer = ds->getOriginalXfer();
+  const DcmXfer xfer_info(xfer);
+  DicomImageResult result;
+  DicomReport& report = result.report;
+  report.transfer_syntax_uid = xfer_info.getXferID();
+  report.transfer_syntax_name = xfer_info.getXferName();
+  if (!SupportedXfer(xfer)) {
+    if (xfer == EXS_Unknown) return absl::InvalidArgumentError("DICOM: unknown transfer syntax");
+    return absl::UnimplementedError(
+        absl::StrCat("DICOM transfer syntax not supported: ", report.transfer_syntax_name, " (",
+                     report.transfer_syntax_uid, ")"));
+  }
+  if (!ds->tagExists(DCM_PixelData)) return absl::InvalidArgumentError("DICOM: no PixelData");
+
+  RETURN_IF_ERROR(ReadReport(ds, options, report));
 
   // Partial access decodes only the chosen frame of a compressed multi-frame.
   DicomImage image(&file, xfer, CIF_UsePartialAccessToPixelData,
@@ -154,27 +186,7 @@ absl::StatusOr<DicomImageResult> DecodeDicomUnsafe(std::string_view bytes,
         absl::StrCat("DICOM pixel data: ", DicomImage::getString(image.getStatus())));
   }
   const bool mono = image.isMonochrome();
-  if (mono) {
-    WindowSource source = options.window;
-    if (source == WindowSource::kFile && image.getWindowCount() == 0) {
-      source = WindowSource::kMinMax;
-    }
-    int ok = 0;
-    switch (source) {
-      case WindowSource::kFile:
-        ok = image.setWindow(0);
-        break;
-      case WindowSource::kMinMax:
-        ok = image.setMinMaxWindow(0);
-        break;
-      case WindowSource::kCaller:
-        ok = image.setWindow(options.window_center, options.window_width);
-        break;
-    }
-    if (!ok) return absl::InvalidArgumentError("DICOM: could not apply the VOI window");
-    report.window_source = source;
-    image.getWindow(report.window_center, report.window_width);
-  }
+  if (mono) RETURN_IF_ERROR(ApplyWindow(image, options, report));
 
   const int bits = options.output_bits;
   const void* data = image.getOutputData(bits, 0, 0);

@@ -164,9 +164,8 @@ absl::StatusOr<ImageTransform> Preprocess(cv::Mat&& image, const PreprocessOptio
 
 namespace {
 
-absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
-                                              const PreprocessOptions& options,
-                                              absl::Span<float> out, cv::Size original_size) {
+absl::Status CheckPreprocessInput(const cv::Mat& image, const PreprocessOptions& options,
+                                  absl::Span<float> out) {
   RETURN_IF_ERROR(ValidatePreprocessOptions(options));
   if (image.empty()) return absl::InvalidArgumentError("preprocessing: empty image");
   if (image.depth() != CV_8U && image.depth() != CV_16U) {
@@ -180,112 +179,131 @@ absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
                                                    " floats, expected ",
                                                    PreprocessOutputSize(options)));
   }
-  if (original_size.empty()) original_size = image.size();
-  const int src_w = image.cols;
-  const int src_h = image.rows;
+  return absl::OkStatus();
+}
+
+// Ultralytics LetterBox(auto=False, center=True): fit inside the target
+// keeping the aspect ratio, pad the rest with pad_value.
+cv::Mat Letterbox(const cv::Mat& src, bool sixteen, const PreprocessOptions& options,
+                  int interpolation, cv::Size original_size, ImageTransform& transform) {
   const int dst_w = options.width;
   const int dst_h = options.height;
-  const int interpolation = CvInterpolation(options.interpolation);
+  const double r =
+      std::min(static_cast<double>(dst_w) / src.cols, static_cast<double>(dst_h) / src.rows);
+  // At least one pixel: a 1 x 10000 strip would otherwise round to 0.
+  const int new_w = std::max(1, RoundHalfEven(src.cols * r));
+  const int new_h = std::max(1, RoundHalfEven(src.rows * r));
+  const double dw = (dst_w - new_w) / 2.0;
+  const double dh = (dst_h - new_h) / 2.0;
+  const int left = RoundHalfEven(dw - 0.1);
+  const int right = RoundHalfEven(dw + 0.1);
+  const int top = RoundHalfEven(dh - 0.1);
+  const int bottom = RoundHalfEven(dh + 0.1);
+  cv::Mat resized = src;
+  if (new_w != src.cols || new_h != src.rows) {
+    cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
+  }
+  // In 16-bit units until the conversion to float (x 65535 / 255).
+  const double pad = sixteen ? options.pad_value * 257.0 : options.pad_value;
+  cv::Mat canvas;
+  cv::copyMakeBorder(resized, canvas, top, bottom, left, right, cv::BORDER_CONSTANT,
+                     cv::Scalar(pad, pad, pad));
+  // The exact scale of the resized content, not r: new_w was rounded.
+  transform.scale_x = static_cast<double>(new_w) / original_size.width;
+  transform.scale_y = static_cast<double>(new_h) / original_size.height;
+  transform.offset_x = left;
+  transform.offset_y = top;
+  return canvas;
+}
 
+// torchvision Resize(int): shorter side -> target, longer side truncated;
+// then CenterCrop rounds the crop origin.
+cv::Mat CenterCrop(const cv::Mat& src, const PreprocessOptions& options, int interpolation,
+                   cv::Size original_size, ImageTransform& transform) {
+  const int dst_w = options.width;
+  const int dst_h = options.height;
+  const int target = options.resize_shorter > 0 ? options.resize_shorter : std::max(dst_w, dst_h);
+  int new_w = target;
+  int new_h = target;
+  if (src.cols <= src.rows) {
+    new_h = static_cast<int>(static_cast<int64_t>(target) * src.rows / src.cols);
+  } else {
+    new_w = static_cast<int>(static_cast<int64_t>(target) * src.cols / src.rows);
+  }
+  cv::Mat resized;
+  cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
+  const int crop_left = RoundHalfEven((new_w - dst_w) / 2.0);
+  const int crop_top = RoundHalfEven((new_h - dst_h) / 2.0);
+  transform.scale_x = static_cast<double>(new_w) / original_size.width;
+  transform.scale_y = static_cast<double>(new_h) / original_size.height;
+  transform.offset_x = -crop_left;
+  transform.offset_y = -crop_top;
+  return resized(cv::Rect(crop_left, crop_top, dst_w, dst_h));
+}
+
+// out = pixel * a[c] + b[c], a = scale / std, b = -mean / std, in the
+// configured layout.
+void Normalize(const cv::Mat& canvas, const PreprocessOptions& options, absl::Span<float> out) {
+  const int channels = options.channels;
+  const int dst_w = options.width;
+  const int dst_h = options.height;
+  float a[3];
+  float b[3];
+  for (int c = 0; c < 3; ++c) {
+    a[c] = options.scale / options.std[c];
+    b[c] = -options.mean[c] / options.std[c];
+  }
+  if (options.layout == Layout::kNchw) {
+    std::vector<cv::Mat> planes;
+    cv::split(canvas, planes);
+    for (int c = 0; c < channels; ++c) {
+      cv::Mat dst(dst_h, dst_w, CV_32F, out.data() + static_cast<int64_t>(c) * dst_w * dst_h);
+      planes[c].convertTo(dst, CV_32F, a[c], b[c]);
+    }
+    return;
+  }
+  cv::Mat f;
+  canvas.convertTo(f, CV_32F);
+  for (int y = 0; y < dst_h; ++y) {
+    const float* row = f.ptr<float>(y);
+    float* dst = out.data() + static_cast<int64_t>(y) * dst_w * channels;
+    for (int x = 0; x < dst_w * channels; x += channels) {
+      for (int c = 0; c < channels; ++c) dst[x + c] = row[x + c] * a[c] + b[c];
+    }
+  }
+}
+
+absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
+                                              const PreprocessOptions& options,
+                                              absl::Span<float> out, cv::Size original_size) {
+  RETURN_IF_ERROR(CheckPreprocessInput(image, options, out));
+  if (original_size.empty()) original_size = image.size();
+  const int interpolation = CvInterpolation(options.interpolation);
   ImageTransform transform;
   transform.original_width = original_size.width;
   transform.original_height = original_size.height;
-  cv::Mat canvas;
   try {
     const bool sixteen = image.depth() == CV_16U;
     cv::Mat src = sixteen ? WindowSixteenBit(image, in_place, options) : image;
+    cv::Mat canvas;
     switch (options.resize) {
-      case ResizeMode::kStretch: {
-        cv::resize(src, canvas, cv::Size(dst_w, dst_h), 0, 0, interpolation);
-        transform.scale_x = static_cast<double>(dst_w) / original_size.width;
-        transform.scale_y = static_cast<double>(dst_h) / original_size.height;
+      case ResizeMode::kStretch:
+        cv::resize(src, canvas, cv::Size(options.width, options.height), 0, 0, interpolation);
+        transform.scale_x = static_cast<double>(options.width) / original_size.width;
+        transform.scale_y = static_cast<double>(options.height) / original_size.height;
         break;
-      }
-      case ResizeMode::kLetterbox: {
-        // Ultralytics LetterBox(auto=False, center=True).
-        const double r =
-            std::min(static_cast<double>(dst_w) / src_w, static_cast<double>(dst_h) / src_h);
-        // At least one pixel: a 1 x 10000 strip would otherwise round to 0.
-        const int new_w = std::max(1, RoundHalfEven(src_w * r));
-        const int new_h = std::max(1, RoundHalfEven(src_h * r));
-        const double dw = (dst_w - new_w) / 2.0;
-        const double dh = (dst_h - new_h) / 2.0;
-        const int left = RoundHalfEven(dw - 0.1);
-        const int right = RoundHalfEven(dw + 0.1);
-        const int top = RoundHalfEven(dh - 0.1);
-        const int bottom = RoundHalfEven(dh + 0.1);
-        cv::Mat resized = src;
-        if (new_w != src_w || new_h != src_h) {
-          cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
-        }
-        // In 16-bit units until the conversion below (x 65535 / 255).
-        const double pad = sixteen ? options.pad_value * 257.0 : options.pad_value;
-        cv::copyMakeBorder(resized, canvas, top, bottom, left, right, cv::BORDER_CONSTANT,
-                           cv::Scalar(pad, pad, pad));
-        // The exact scale of the resized content, not r: new_w was rounded.
-        transform.scale_x = static_cast<double>(new_w) / original_size.width;
-        transform.scale_y = static_cast<double>(new_h) / original_size.height;
-        transform.offset_x = left;
-        transform.offset_y = top;
+      case ResizeMode::kLetterbox:
+        canvas = Letterbox(src, sixteen, options, interpolation, original_size, transform);
         break;
-      }
-      case ResizeMode::kCenterCrop: {
-        // torchvision Resize(int): shorter side -> target, longer side
-        // truncated; then CenterCrop rounds the crop origin.
-        const int target =
-            options.resize_shorter > 0 ? options.resize_shorter : std::max(dst_w, dst_h);
-        int new_w = target;
-        int new_h = target;
-        if (src_w <= src_h) {
-          new_h = static_cast<int>(static_cast<int64_t>(target) * src_h / src_w);
-        } else {
-          new_w = static_cast<int>(static_cast<int64_t>(target) * src_w / src_h);
-        }
-        cv::Mat resized;
-        cv::resize(src, resized, cv::Size(new_w, new_h), 0, 0, interpolation);
-        const int crop_left = RoundHalfEven((new_w - dst_w) / 2.0);
-        const int crop_top = RoundHalfEven((new_h - dst_h) / 2.0);
-        canvas = resized(cv::Rect(crop_left, crop_top, dst_w, dst_h));
-        transform.scale_x = static_cast<double>(new_w) / original_size.width;
-        transform.scale_y = static_cast<double>(new_h) / original_size.height;
-        transform.offset_x = -crop_left;
-        transform.offset_y = -crop_top;
+      case ResizeMode::kCenterCrop:
+        canvas = CenterCrop(src, options, interpolation, original_size, transform);
         break;
-      }
     }
-
     if (sixteen) canvas.convertTo(canvas, CV_32F, 255.0 / 65535.0);
-
     // Colour conversion runs on the (usually smaller) resized image; the
     // letterbox border is gray, so the order does not change it.
     canvas = ToColor(canvas, options);
-
-    // out = pixel * a[c] + b[c], a = scale / std, b = -mean / std.
-    const int channels = options.channels;
-    float a[3];
-    float b[3];
-    for (int c = 0; c < 3; ++c) {
-      a[c] = options.scale / options.std[c];
-      b[c] = -options.mean[c] / options.std[c];
-    }
-    if (options.layout == Layout::kNchw) {
-      std::vector<cv::Mat> planes;
-      cv::split(canvas, planes);
-      for (int c = 0; c < channels; ++c) {
-        cv::Mat dst(dst_h, dst_w, CV_32F, out.data() + static_cast<int64_t>(c) * dst_w * dst_h);
-        planes[c].convertTo(dst, CV_32F, a[c], b[c]);
-      }
-    } else {
-      cv::Mat f;
-      canvas.convertTo(f, CV_32F);
-      for (int y = 0; y < dst_h; ++y) {
-        const float* row = f.ptr<float>(y);
-        float* dst = out.data() + static_cast<int64_t>(y) * dst_w * channels;
-        for (int x = 0; x < dst_w * channels; x += channels) {
-          for (int c = 0; c < channels; ++c) dst[x + c] = row[x + c] * a[c] + b[c];
-        }
-      }
-    }
+    Normalize(canvas, options, out);
   } catch (const cv::Exception& e) {
     return absl::InternalError(absl::StrCat("preprocessing failed: ", e.what()));
   }
