@@ -43,8 +43,7 @@ absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(
   if (outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
     const int batch = static_cast<int>(inputs[0].shape[0]);
     const absl::Duration took = absl::Now() - start;
-    if (metrics_ != nullptr) metrics_->ObserveExecution(batch, absl::ToDoubleSeconds(took));
-    if (stats_ != nullptr) stats_->RecordExecution(batch, took);
+    if (observer_ != nullptr) observer_->Executed(batch, took);
   }
   return outputs;
 }

@@ -6,8 +6,7 @@
 #include <vector>
 
 #include "server/engine/execution_context.h"
-#include "server/metrics/model_metrics.h"
-#include "server/repository/model_stats.h"
+#include "server/repository/request_observer.h"
 #include "server/repository/warmup.h"
 #include "server/scheduling/scheduler.h"
 
@@ -28,21 +27,17 @@ class EngineExecutor final : public scheduling::BatchExecutor {
   absl::Status Prepare() override;
   void set_warmup(std::vector<WarmupSample> samples) { warmup_ = std::move(samples); }
 
-  // Observes every execution (compute time, batch size) into `metrics` and
-  // `stats` (either may be null). REQUIRES: set before the executor runs on a
-  // worker; both outlive the executor's use.
-  void set_observers(metrics::ModelMetrics* metrics, ModelStats* stats) {
-    metrics_ = metrics;
-    stats_ = stats;
-  }
+  // Reports every execution (compute time, batch size) to `observer` (may be
+  // null). REQUIRES: set before the executor runs on a worker; outlives the
+  // executor's use.
+  void set_observer(const RequestObserver* observer) { observer_ = observer; }
 
  private:
   explicit EngineExecutor(std::unique_ptr<engine::ExecutionContext> context)
       : context_(std::move(context)) {}
 
   std::unique_ptr<engine::ExecutionContext> context_;
-  metrics::ModelMetrics* metrics_ = nullptr;
-  ModelStats* stats_ = nullptr;
+  const RequestObserver* observer_ = nullptr;
   std::vector<WarmupSample> warmup_;
 };
 

@@ -374,10 +374,10 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   served->model = model;
   served->stats = std::make_unique<ModelStats>(config.max_batch_size());
   served->metrics = std::move(version_metrics);
+  served->observer = std::make_unique<RequestObserver>(served->stats.get(), served->metrics.get());
   if (served->metrics != nullptr) served->metrics->SetInstances(instances);
   for (auto& executor : executors) {
-    static_cast<EngineExecutor*>(executor.get())
-        ->set_observers(served->metrics.get(), served->stats.get());
+    static_cast<EngineExecutor*>(executor.get())->set_observer(served->observer.get());
   }
   served->labels = std::move(labels);
   served->imaging = std::move(imaging);

@@ -20,6 +20,7 @@
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_imaging.h"
 #include "server/repository/model_stats.h"
+#include "server/repository/request_observer.h"
 #include "server/scheduling/scheduler.h"
 
 namespace rectifier::repository {
@@ -59,6 +60,10 @@ struct ServedModel {
   metrics::ScrapeSourceHandle activation_source;
   // ModelStatistics counters; never null once published.
   std::unique_ptr<ModelStats> stats;
+  // Accounts every finished request and executed batch into `stats` and
+  // `metrics`; never null once published. Declared after both (it points to
+  // them) and before the scheduler (whose workers report to it).
+  std::unique_ptr<RequestObserver> observer;
   std::unique_ptr<scheduling::Scheduler> scheduler;
 };
 

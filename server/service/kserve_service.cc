@@ -48,6 +48,15 @@ absl::Status CheckRepositoryName(const std::string& name) {
                                           "' (this server has one; leave repository_name empty)"));
 }
 
+// Accounts a request of `model` that failed before it ran: its outcome and
+// time in the server.
+void CountFailure(const repository::ServedModel& model, const absl::Status& status,
+                  absl::Time start) {
+  repository::RequestPhases phases;
+  phases.total = absl::Now() - start;
+  model.observer->Finished(metrics::Api::kKServe, status, phases);
+}
+
 }  // namespace
 
 bool KServeService::Ready() const {
@@ -182,29 +191,27 @@ void KServeService::StartImageInfer(Infer infer) {
   auto images = SplitImageInput(request, (*served)->config);
   if (!images.ok()) return infer.finish(images.status());
   auto job = std::make_shared<Infer>(std::move(infer));
-  const absl::Status admitted =
-      image_pool_->TrySubmit([this, job, served = *std::move(served), imaging = *imaging,
-                              images = *std::move(images)]() mutable {
+  const absl::Status admitted = image_pool_->TrySubmit(
+      [this, job, served = *served, imaging = *imaging, images = *std::move(images)]() mutable {
+        // From here every outcome is accounted, as the vision API does.
+        const auto fail = [&](const absl::Status& status) {
+          CountFailure(*served, status, job->start);
+          job->finish(status);
+        };
         const absl::Time begin = absl::Now();
         if (job->is_cancelled && job->is_cancelled()) {
-          return job->finish(absl::CancelledError("the call was cancelled"));
+          return fail(absl::CancelledError("the call was cancelled"));
         }
         if (begin >= job->deadline) {
-          return job->finish(absl::DeadlineExceededError(
+          return fail(absl::DeadlineExceededError(
               "deadline passed while the images waited for an image worker"));
         }
         auto batch =
             PrepareImageBatch(images, *imaging, image_budget_, job->deadline, job->is_cancelled);
         if (!batch.ok()) {
-          const absl::Status invalid = absl::Status(
-              batch.status().code(), absl::StrCat("input '", job->request->inputs(0).name(),
-                                                  "': ", batch.status().message()));
-          served->stats->RecordRequest(false, absl::Now() - job->start);
-          if (served->metrics) {
-            served->metrics->ObserveRequest(metrics::Api::kKServe, invalid,
-                                            absl::ToDoubleSeconds(absl::Now() - job->start));
-          }
-          return job->finish(invalid);
+          return fail(absl::Status(batch.status().code(),
+                                   absl::StrCat("input '", job->request->inputs(0).name(),
+                                                "': ", batch.status().message())));
         }
         // Released here, on a pool thread (see VisionService's Complete).
         served.reset();
@@ -213,7 +220,12 @@ void KServeService::StartImageInfer(Infer infer) {
         inputs.push_back(*std::move(batch));
         SubmitInfer(std::move(*job), std::move(inputs), input_time);
       });
-  if (!admitted.ok()) job->finish(admitted);
+  if (!admitted.ok()) {
+    // Refused by the image worker pool (full queue, shutting down): counted
+    // for the model as the vision API counts it.
+    CountFailure(**served, admitted, job->start);
+    job->finish(admitted);
+  }
 }
 
 void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::Tensor>> prepared,
@@ -236,12 +248,7 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
         auto selected = SelectOutputs(*request, model->config);
         const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
         if (!invalid.ok()) {
-          const absl::Duration total = absl::Now() - start;
-          model->stats->RecordRequest(false, total);
-          if (model->metrics) {
-            model->metrics->ObserveRequest(metrics::Api::kKServe, invalid,
-                                           absl::ToDoubleSeconds(total));
-          }
+          CountFailure(*model, invalid, start);
           return invalid;
         }
         const absl::Duration decode = from_images ? input_time : absl::Now() - start;
@@ -256,20 +263,18 @@ void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::T
                         absl::StatusOr<std::vector<engine::Tensor>> result,
                         const scheduling::RequestTimes& times) {
           const absl::Status status = result.status();
+          repository::RequestPhases phases;
           if (status.ok()) {
             const absl::Time encode_start = absl::Now();
             EncodeInferResponse(*request, model->config, std::to_string(model->version), selected,
                                 std::move(result).value(), response);
-            model->stats->RecordPhases(decode, times.batch_start - times.enqueued,
-                                       times.compute_end - times.batch_start,
-                                       absl::Now() - encode_start);
+            phases.input = decode;
+            phases.queue = times.batch_start - times.enqueued;
+            phases.infer = times.compute_end - times.batch_start;
+            phases.output = absl::Now() - encode_start;
           }
-          const absl::Duration total = absl::Now() - start;
-          model->stats->RecordRequest(status.ok(), total);
-          if (model->metrics) {
-            model->metrics->ObserveRequest(metrics::Api::kKServe, status,
-                                           absl::ToDoubleSeconds(total));
-          }
+          phases.total = absl::Now() - start;
+          model->observer->Finished(metrics::Api::kKServe, status, phases);
           finish(status);
         };
         return job;

@@ -109,7 +109,8 @@ struct ImageRun {
   scheduling::RequestTimes times;
 };
 
-// Records the outcome on the model's statistics and metrics, then answers.
+// Reports the outcome to the model's observer (statistics and metrics), then
+// answers.
 void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status) {
   const repository::ServedModel& model = run->ran ? *run->ran : *run->job->served;
   ImageOutcome& outcome = run->outcome;
@@ -117,25 +118,16 @@ void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status) {
   outcome.status = std::move(status);
   outcome.version = std::to_string(model.version);
   outcome.timing.set_total_us(Micros(total));
-  if (outcome.status.ok()) {
-    model.stats->RecordPhases(run->prepared.decode + run->prepared.preprocess,
-                              absl::Microseconds(outcome.timing.queue_us()),
-                              absl::Microseconds(outcome.timing.inference_us()),
-                              absl::Microseconds(outcome.timing.postprocess_us()));
-  }
-  model.stats->RecordRequest(outcome.status.ok(), total);
-  if (model.metrics != nullptr) {
-    if (outcome.status.ok()) {
-      model.metrics->ObserveStage(metrics::Stage::kDecode,
-                                  absl::ToDoubleSeconds(run->prepared.decode));
-      model.metrics->ObserveStage(metrics::Stage::kPreprocess,
-                                  absl::ToDoubleSeconds(run->prepared.preprocess));
-      model.metrics->ObserveStage(metrics::Stage::kPostprocess,
-                                  outcome.timing.postprocess_us() / 1e6);
-    }
-    model.metrics->ObserveRequest(metrics::Api::kVision, outcome.status,
-                                  absl::ToDoubleSeconds(total));
-  }
+  const absl::Duration postprocess = absl::Microseconds(outcome.timing.postprocess_us());
+  repository::RequestPhases phases;
+  phases.total = total;
+  phases.input = run->prepared.decode + run->prepared.preprocess;
+  phases.queue = absl::Microseconds(outcome.timing.queue_us());
+  phases.infer = absl::Microseconds(outcome.timing.inference_us());
+  phases.output = postprocess;
+  phases.stages =
+      repository::ImageStages{run->prepared.decode, run->prepared.preprocess, postprocess};
+  model.observer->Finished(metrics::Api::kVision, outcome.status, phases);
   auto done = std::move(run->done);
   ImageOutcome answer = std::move(run->outcome);
   // Drop the model references here, on a pool (or gRPC) thread: the last
