@@ -55,6 +55,8 @@ void ToFloat(const std::string& datatype, const std::byte* src, int64_t count, f
       dst[i] = static_cast<float>(v);
     }
   };
+  // An empty tensor has no buffers (null pointers); memcpy must not see them.
+  if (count <= 0) return;
   if (datatype == "FP32") {
     std::memcpy(dst, src, count * sizeof(float));
   } else if (datatype == "UINT8") {
