@@ -3,18 +3,18 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/common/status_macros.h"
 
 namespace rectifier::repository {
 
 absl::StatusOr<std::unique_ptr<EngineExecutor>> EngineExecutor::Create(
-    const std::shared_ptr<const engine::CompiledModel>& model, int threads) {
+    const std::shared_ptr<const engine::CompiledModel>& model, int threads,
+    const common::Clock* clock) {
   engine::ContextOptions options;
   options.threads = threads;
   ASSIGN_OR_RETURN(std::unique_ptr<engine::ExecutionContext> context,
                    engine::ExecutionContext::Create(model, options));
-  return std::unique_ptr<EngineExecutor>(new EngineExecutor(std::move(context)));
+  return std::unique_ptr<EngineExecutor>(new EngineExecutor(std::move(context), clock));
 }
 
 absl::Status EngineExecutor::Prepare() {
@@ -38,11 +38,11 @@ absl::Status EngineExecutor::Prepare() {
 
 absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(
     const std::vector<engine::Tensor>& inputs) {
-  const absl::Time start = absl::Now();
+  const absl::Time start = clock_->Now();
   auto outputs = context_->Run(inputs);
   if (outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
     const int batch = static_cast<int>(inputs[0].shape[0]);
-    const absl::Duration took = absl::Now() - start;
+    const absl::Duration took = clock_->Now() - start;
     if (observer_ != nullptr) observer_->Executed(batch, took);
   }
   return outputs;

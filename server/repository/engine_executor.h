@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "server/common/clock.h"
 #include "server/engine/execution_context.h"
 #include "server/repository/request_observer.h"
 #include "server/repository/warmup.h"
@@ -14,8 +15,10 @@ namespace rectifier::repository {
 
 class EngineExecutor final : public scheduling::BatchExecutor {
  public:
+  // `clock` times each execution; it must outlive the executor.
   static absl::StatusOr<std::unique_ptr<EngineExecutor>> Create(
-      const std::shared_ptr<const engine::CompiledModel>& model, int threads);
+      const std::shared_ptr<const engine::CompiledModel>& model, int threads,
+      const common::Clock* clock = common::Clock::Real());
 
   absl::StatusOr<std::vector<engine::Tensor>> Execute(
       const std::vector<engine::Tensor>& inputs) override;
@@ -33,10 +36,11 @@ class EngineExecutor final : public scheduling::BatchExecutor {
   void set_observer(const RequestObserver* observer) { observer_ = observer; }
 
  private:
-  explicit EngineExecutor(std::unique_ptr<engine::ExecutionContext> context)
-      : context_(std::move(context)) {}
+  EngineExecutor(std::unique_ptr<engine::ExecutionContext> context, const common::Clock* clock)
+      : context_(std::move(context)), clock_(clock) {}
 
   std::unique_ptr<engine::ExecutionContext> context_;
+  const common::Clock* const clock_;
   const RequestObserver* observer_ = nullptr;
   std::vector<WarmupSample> warmup_;
 };

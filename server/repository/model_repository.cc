@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -211,7 +213,7 @@ ModelRepository::~ModelRepository() {
     poll_cv_.SignalAll();
   }
   if (poll_thread_.joinable()) poll_thread_.join();
-  Shutdown(absl::Now() + options_.drain_timeout);
+  Shutdown(options_.clock->Now() + options_.drain_timeout);
 }
 
 namespace {
@@ -363,7 +365,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   std::vector<std::unique_ptr<scheduling::BatchExecutor>> executors;
   for (int i = 0; i < instances; ++i) {
     ASSIGN_OR_RETURN(std::unique_ptr<EngineExecutor> executor,
-                     EngineExecutor::Create(model, threads));
+                     EngineExecutor::Create(model, threads, options_.clock));
     executor->set_warmup(warmup);
     executors.push_back(std::move(executor));
   }
@@ -372,7 +374,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   served->name = name;
   served->version = version;
   served->model = model;
-  served->stats = std::make_unique<ModelStats>(config.max_batch_size());
+  served->stats = std::make_unique<ModelStats>(config.max_batch_size(), options_.clock);
   served->metrics = std::move(version_metrics);
   served->observer = std::make_unique<RequestObserver>(served->stats.get(), served->metrics.get());
   if (served->metrics != nullptr) served->metrics->SetInstances(instances);
@@ -384,9 +386,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   scheduling::SchedulerOptions scheduler_options =
       SchedulerOptionsFromConfig(config, std::to_string(version));
   scheduler_options.execute_delay = TestExecuteDelay();
-  ASSIGN_OR_RETURN(served->scheduler,
-                   scheduling::CreateDynamicBatchScheduler(scheduler_options, std::move(executors),
-                                                           common::Clock::Real()));
+  ASSIGN_OR_RETURN(served->scheduler, scheduling::CreateDynamicBatchScheduler(
+                                          scheduler_options, std::move(executors), options_.clock));
   if (served->metrics != nullptr) {
     served->queue_depth_source =
         served->metrics->AddQueueDepthSource([scheduler = served->scheduler.get()] {
@@ -556,7 +557,7 @@ void ModelRepository::PublishStates(
 void ModelRepository::Retire(const std::vector<std::shared_ptr<ServedModel>>& versions) const {
   // No new request can reach these any more (they left models_ under mu_,
   // and Submit holds mu_ while handing a request over).
-  const absl::Time deadline = absl::Now() + options_.drain_timeout;
+  const absl::Time deadline = options_.clock->Now() + options_.drain_timeout;
   for (const auto& served : versions) served->scheduler->Shutdown(deadline);
 }
 
@@ -598,8 +599,10 @@ void ModelRepository::PollLoop() {
   while (true) {
     {
       absl::MutexLock lock(&poll_mu_);
-      const absl::Time wake = absl::Now() + options_.poll_interval;
-      while (!stop_polling_ && !poll_cv_.WaitWithDeadline(&poll_mu_, wake)) {
+      const absl::Time wake = options_.clock->Now() + options_.poll_interval;
+      for (absl::Time now = options_.clock->Now(); !stop_polling_ && now < wake;
+           now = options_.clock->Now()) {
+        poll_cv_.WaitWithTimeout(&poll_mu_, wake - now);
       }
       if (stop_polling_) return;
     }
@@ -635,32 +638,121 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::Get(
   return GetLocked(name, version);
 }
 
-absl::Status ModelRepository::Submit(const std::string& name, const std::string& version,
-                                     const RequestFactory& make) {
-  absl::ReaderMutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> served, GetLocked(name, version));
-  ASSIGN_OR_RETURN(std::unique_ptr<scheduling::InferenceRequest> request, make(served));
-  if (served->metrics != nullptr) {
-    // Queue time is known once the batch starts; observed here so every
-    // front end (KServe, vision) gets it without doing it itself.
-    // Raw pointer: the metrics outlive the scheduler threads that call done.
-    // (Capturing `served` would let a worker drop the last reference and
-    // join itself.)
-    // In flight from here until the front end's callback has answered.
-    request->done = [metrics = served->metrics.get(), done = std::move(request->done)](
-                        absl::StatusOr<std::vector<engine::Tensor>> result,
-                        const scheduling::RequestTimes& times) {
-      if (times.batch_start > times.enqueued) {
-        metrics->ObserveQueue(absl::ToDoubleSeconds(times.batch_start - times.enqueued));
-      }
-      done(std::move(result), times);
-      metrics->RequestAnswered();
-    };
-    served->metrics->RequestAccepted();
+namespace {
+
+bool SameTensors(const std::vector<engine::TensorInfo>& a,
+                 const std::vector<engine::TensorInfo>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.name == y.name && x.type == y.type && x.shape == y.shape;
+  });
+}
+
+template <typename ConfigTensors>
+bool SameConfigTensors(const ConfigTensors& a, const ConfigTensors& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.name() == y.name() && x.data_type() == y.data_type() &&
+           std::equal(x.dims().begin(), x.dims().end(), y.dims().begin(), y.dims().end());
+  });
+}
+
+// An answer the scheduler gives inside Enqueue (an immediate refusal), on
+// the submitting thread while it holds the repository lock: held, and
+// delivered by Release() once the lock is gone. Answers from the
+// scheduler's workers go straight through.
+class HeldAnswer {
+ public:
+  using Done = std::function<void(absl::StatusOr<std::vector<engine::Tensor>>,
+                                  const scheduling::RequestTimes&)>;
+  explicit HeldAnswer(Done done) : done_(std::move(done)) {}
+
+  void Answer(absl::StatusOr<std::vector<engine::Tensor>> result,
+              const scheduling::RequestTimes& times) {
+    if (holding_.load(std::memory_order_acquire) && std::this_thread::get_id() == submitter_) {
+      held_.emplace(std::move(result), times);
+      return;
+    }
+    done_(std::move(result), times);
   }
-  // Handed over under the lock, so a concurrent swap cannot retire this
-  // version between the lookup and the enqueue.
-  served->scheduler->Enqueue(std::move(request));
+  // On the submitting thread, without the lock.
+  void Release() {
+    holding_.store(false, std::memory_order_release);
+    if (held_.has_value()) done_(std::move(held_->first), held_->second);
+  }
+
+ private:
+  const Done done_;
+  const std::thread::id submitter_ = std::this_thread::get_id();
+  std::atomic<bool> holding_{true};
+  // Written and read by the submitting thread only.
+  std::optional<std::pair<absl::StatusOr<std::vector<engine::Tensor>>, scheduling::RequestTimes>>
+      held_;
+};
+
+}  // namespace
+
+bool SameInterface(const ServedModel& a, const ServedModel& b) {
+  return SameTensors(a.model->inputs(), b.model->inputs()) &&
+         SameTensors(a.model->outputs(), b.model->outputs()) &&
+         SameConfigTensors(a.config.input(), b.config.input()) &&
+         SameConfigTensors(a.config.output(), b.config.output()) &&
+         a.config.max_batch_size() == b.config.max_batch_size() &&
+         a.config.postprocessing().task() == b.config.postprocessing().task();
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::CurrentVersionForLocked(
+    const std::shared_ptr<const ServedModel>& resolved, const std::string& version) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> current, GetLocked(resolved->name, version));
+  if (current == resolved || SameInterface(*resolved, *current)) return current;
+  return absl::UnavailableError(
+      absl::StrCat("model '", resolved->name,
+                   "' was reloaded with different inputs or outputs while the request was "
+                   "being prepared; retry"));
+}
+
+absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::CurrentVersionFor(
+    const std::shared_ptr<const ServedModel>& resolved, const std::string& version) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return CurrentVersionForLocked(resolved, version);
+}
+
+absl::Status ModelRepository::Submit(const std::shared_ptr<const ServedModel>& resolved,
+                                     const std::string& version,
+                                     std::unique_ptr<scheduling::InferenceRequest> request,
+                                     std::shared_ptr<const ServedModel>* ran) {
+  std::shared_ptr<HeldAnswer> held;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(std::shared_ptr<const ServedModel> served,
+                     CurrentVersionForLocked(resolved, version));
+    if (ran != nullptr) *ran = served;
+    if (served->metrics != nullptr) {
+      // Queue time is known once the batch starts; observed here so every
+      // front end (KServe, vision) gets it without doing it itself.
+      // Raw pointer: the metrics outlive the scheduler threads that call done.
+      // (Capturing `served` would let a worker drop the last reference and
+      // join itself.)
+      // In flight from here until the front end's callback has answered.
+      request->done = [metrics = served->metrics.get(), done = std::move(request->done)](
+                          absl::StatusOr<std::vector<engine::Tensor>> result,
+                          const scheduling::RequestTimes& times) {
+        if (times.batch_start > times.enqueued) {
+          metrics->ObserveQueue(absl::ToDoubleSeconds(times.batch_start - times.enqueued));
+        }
+        done(std::move(result), times);
+        metrics->RequestAnswered();
+      };
+      served->metrics->RequestAccepted();
+    }
+    held = std::make_shared<HeldAnswer>(std::move(request->done));
+    request->done = [held](absl::StatusOr<std::vector<engine::Tensor>> result,
+                           const scheduling::RequestTimes& times) {
+      held->Answer(std::move(result), times);
+    };
+    // Handed over under the lock, so a concurrent swap cannot retire this
+    // version between the check and the enqueue.
+    served->scheduler->Enqueue(std::move(request));
+  }
+  held->Release();
   return absl::OkStatus();
 }
 

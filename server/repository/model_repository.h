@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "model_config.pb.h"
+#include "server/common/clock.h"
 #include "server/engine/compiled_model.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_imaging.h"
@@ -67,10 +68,10 @@ struct ServedModel {
   std::unique_ptr<scheduling::Scheduler> scheduler;
 };
 
-// Builds the request for the version the repository resolved (so inputs are
-// checked against that version's config). An error is returned by Submit.
-using RequestFactory = std::function<absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>>(
-    const std::shared_ptr<const ServedModel>& served)>;
+// Whether a request prepared for version `a` may run on `b` (a reload of
+// it): the same inputs (names, types, shapes), outputs (names, types, dims),
+// max_batch_size and imaging task.
+bool SameInterface(const ServedModel& a, const ServedModel& b);
 
 // A row of the repository index (RepositoryIndex RPC).
 struct ModelIndexEntry {
@@ -98,6 +99,9 @@ struct RepositoryOptions {
   absl::Duration drain_timeout = absl::Seconds(30);
   // Where per-model metrics go; null = none. Must outlive the repository.
   metrics::ServerMetrics* metrics = nullptr;
+  // Time for drains, statistics and the schedulers' batching and deadlines
+  // (tests pass a fake one). Must outlive the repository.
+  common::Clock* clock = common::Clock::Real();
 };
 
 // Thread-safe.
@@ -110,18 +114,36 @@ class ModelRepository {
   // Stops polling and drains every model (bounded by drain_timeout).
   ~ModelRepository();
 
-  // Resolves `name` at `version` ("" = the newest ready version), builds the
-  // request with `make` and hands it to that version's scheduler, all under
-  // one lock so a concurrent reload cannot retire the version in between.
-  // Returns NOT_FOUND for an unknown model or version, UNAVAILABLE for a
-  // model that is not ready, or the factory's error; `done` is then never
-  // called. On OK the scheduler owns the request and calls `done` once.
-  absl::Status Submit(const std::string& name, const std::string& version,
-                      const RequestFactory& make);
-
-  // The served version for metadata; same errors as Submit.
+  // The served version of `name` at `version` ("" = the newest ready
+  // version): NOT_FOUND for an unknown model or version, UNAVAILABLE for a
+  // model that is not ready or a repository shutting down, INVALID_ARGUMENT
+  // for a version that is not a number. A request resolves its version here,
+  // is prepared for it (decoded, checked) outside any repository lock, then
+  // handed over with Submit.
   absl::StatusOr<std::shared_ptr<const ServedModel>> Get(const std::string& name,
                                                          const std::string& version) const;
+
+  // Whether a request prepared for `resolved` (from Get(resolved->name,
+  // `version`)) still goes to the version served now: `resolved` itself while
+  // it is served; after a reload, its replacement when the request still fits
+  // it (SameInterface). UNAVAILABLE ("... was reloaded ...; retry") when it
+  // does not, else Get's errors (the model was unloaded meanwhile).
+  absl::StatusOr<std::shared_ptr<const ServedModel>> CurrentVersionFor(
+      const std::shared_ptr<const ServedModel>& resolved, const std::string& version) const;
+
+  // Hands `request`, prepared for `resolved`, to the scheduler of
+  // CurrentVersionFor(resolved, version), and sets `*ran` (may be null) to
+  // that version before the scheduler can call `done`. The check and the
+  // hand-over happen under one lock, so a concurrent reload cannot retire
+  // the version in between. On error (CurrentVersionFor's) `done` is never
+  // called. On OK the scheduler owns the request and calls `done` once; no
+  // service code runs under the lock: a refusal by the scheduler itself
+  // (queue full, bad priority) reaches `done` on this thread after the lock
+  // is released.
+  absl::Status Submit(const std::shared_ptr<const ServedModel>& resolved,
+                      const std::string& version,
+                      std::unique_ptr<scheduling::InferenceRequest> request,
+                      std::shared_ptr<const ServedModel>* ran = nullptr);
   // Versions currently served, newest first.
   std::vector<int64_t> ReadyVersions(const std::string& name) const;
   // Every served version of `name` ("" = of every model), by name then newest first.
@@ -167,6 +189,9 @@ class ModelRepository {
                                                            int64_t version) const;
   absl::StatusOr<std::shared_ptr<const ServedModel>> GetLocked(const std::string& name,
                                                                const std::string& version) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<const ServedModel>> CurrentVersionForLocked(
+      const std::shared_ptr<const ServedModel>& resolved, const std::string& version) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<std::string> ScanModelNames() const;
   std::string Fingerprint(const std::string& name) const;

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/time/clock.h"
-
 namespace rectifier::repository {
 
 void DurationStat::Add(absl::Duration d) {
@@ -17,9 +15,10 @@ void DurationStat::Fill(inference::StatisticDuration* out) const {
   out->set_ns(ns.load(std::memory_order_relaxed));
 }
 
-ModelStats::ModelStats(int max_batch_size)
+ModelStats::ModelStats(int max_batch_size, const common::Clock* clock)
     : batch_infer_(new DurationStat[std::max(max_batch_size, 1) + 1]),
-      max_batch_size_(std::max(max_batch_size, 1)) {}
+      max_batch_size_(std::max(max_batch_size, 1)),
+      clock_(clock) {}
 
 void ModelStats::RecordRequest(bool ok, absl::Duration total) {
   (ok ? success_ : fail_).Add(total);
@@ -36,7 +35,7 @@ void ModelStats::RecordPhases(absl::Duration input, absl::Duration queue, absl::
 void ModelStats::RecordExecution(int batch_size, absl::Duration infer) {
   inference_count_.fetch_add(batch_size, std::memory_order_relaxed);
   execution_count_.fetch_add(1, std::memory_order_relaxed);
-  last_inference_ms_.store(absl::ToUnixMillis(absl::Now()), std::memory_order_relaxed);
+  last_inference_ms_.store(absl::ToUnixMillis(clock_->Now()), std::memory_order_relaxed);
   if (batch_size >= 1 && batch_size <= max_batch_size_) batch_infer_[batch_size].Add(infer);
 }
 

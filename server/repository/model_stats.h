@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "grpc_service.pb.h"
+#include "server/common/clock.h"
 
 namespace rectifier::repository {
 
@@ -26,7 +27,8 @@ struct DurationStat {
 // Thread-safe.
 class ModelStats {
  public:
-  explicit ModelStats(int max_batch_size);
+  // `clock` dates the last inference; it must outlive the stats.
+  explicit ModelStats(int max_batch_size, const common::Clock* clock = common::Clock::Real());
 
   // One request that finished: its outcome and end-to-end time in the server.
   void RecordRequest(bool ok, absl::Duration total);
@@ -46,6 +48,7 @@ class ModelStats {
   std::atomic<int64_t> last_inference_ms_{0};
   std::unique_ptr<DurationStat[]> batch_infer_;  // index = batch size
   int max_batch_size_;
+  const common::Clock* const clock_;
 };
 
 }  // namespace rectifier::repository

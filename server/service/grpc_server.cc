@@ -58,10 +58,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   server->image_budget_ = std::make_unique<ImageMemoryBudget>(options.image_memory_bytes);
   server->kserve_ =
       std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get(),
-                                      server->image_budget_.get(), options.tokens);
+                                      server->image_budget_.get(), options.tokens, options.clock);
   server->vision_ =
       std::make_unique<VisionService>(&server->state_, repository, server->image_pool_.get(),
-                                      server->image_budget_.get(), options.tokens);
+                                      server->image_budget_.get(), options.tokens, options.clock);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

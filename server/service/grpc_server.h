@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/common/clock.h"
 #include "server/security/tls_files.h"
 #include "server/security/tokens.h"
 #include "server/service/server_state.h"
@@ -46,6 +47,8 @@ struct GrpcServerOptions {
   // Set: calls need a bearer token (KServeService, VisionService); must
   // outlive the server. grpc.health.v1 and reflection stay open.
   const security::TokenStore* tokens = nullptr;
+  // Times requests and their deadlines in the services; must outlive the server.
+  const common::Clock* clock = common::Clock::Real();
 };
 
 class GrpcServer {

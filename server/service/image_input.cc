@@ -5,9 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
-#include "server/engine/compiled_model.h"
-#include "server/repository/model_repository.h"
 
 namespace rectifier::service {
 namespace {
@@ -91,7 +88,8 @@ absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
 absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_view>& images,
                                                  const ModelImaging& imaging,
                                                  ImageMemoryBudget* budget, absl::Time deadline,
-                                                 const std::function<bool()>& is_cancelled) {
+                                                 const std::function<bool()>& is_cancelled,
+                                                 const common::Clock* clock) {
   engine::Tensor batch;
   batch.type = engine::DataType::kFloat32;
   batch.shape = {static_cast<int64_t>(images.size())};
@@ -103,11 +101,11 @@ absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_v
     if (is_cancelled && is_cancelled()) {
       return absl::CancelledError(absl::StrCat("the call was cancelled before image ", i));
     }
-    if (absl::Now() >= deadline) {
+    if (clock->Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("deadline passed after ", i, " of ", images.size(), " images"));
     }
-    auto prepared = PrepareImage(images[i], imaging, nullptr, budget);
+    auto prepared = PrepareImage(images[i], imaging, nullptr, budget, clock);
     if (!prepared.ok()) {
       return absl::Status(prepared.status().code(),
                           absl::StrCat("image ", i, ": ", prepared.status().message()));
@@ -115,30 +113,6 @@ absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_v
     std::memcpy(batch.bytes.data() + i * item_bytes, prepared->tensor.bytes.data(), item_bytes);
   }
   return batch;
-}
-
-absl::StatusOr<std::vector<engine::Tensor>> CheckPreparedInputs(
-    std::vector<engine::Tensor> inputs, const repository::ServedModel& model) {
-  const auto& expected = model.model->inputs();
-  if (expected.size() != inputs.size()) {
-    return absl::UnavailableError(
-        absl::StrCat("model '", model.name,
-                     "' was reloaded with different inputs while the images were "
-                     "being prepared; retry"));
-  }
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const auto& want = expected[i].shape;
-    const auto& have = inputs[i].shape;
-    const bool same =
-        want.size() == have.size() && std::equal(want.begin() + 1, want.end(), have.begin() + 1);
-    if (!same) {
-      return absl::UnavailableError(
-          absl::StrCat("model '", model.name,
-                       "' was reloaded with a different input shape while the images "
-                       "were being prepared; retry"));
-    }
-  }
-  return inputs;
 }
 
 }  // namespace rectifier::service

@@ -12,12 +12,9 @@
 #include "absl/time/time.h"
 #include "grpc_service.pb.h"
 #include "model_config.pb.h"
+#include "server/common/clock.h"
 #include "server/engine/tensor.h"
 #include "server/service/image_pipeline.h"
-
-namespace rectifier::repository {
-struct ServedModel;
-}  // namespace rectifier::repository
 
 namespace rectifier::service {
 
@@ -36,19 +33,13 @@ absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
 
 // Decodes and preprocesses each image into item i of one [N, ...] tensor,
 // each within `budget` (null: unbounded). Before each image it checks
-// `deadline` (DEADLINE_EXCEEDED) and `is_cancelled` (CANCELLED, when set),
-// so a client that gave up does not keep an image worker busy. Errors name
-// the image index.
-absl::StatusOr<engine::Tensor> PrepareImageBatch(const std::vector<std::string_view>& images,
-                                                 const ModelImaging& imaging,
-                                                 ImageMemoryBudget* budget, absl::Time deadline,
-                                                 const std::function<bool()>& is_cancelled);
-
-// Inputs made from images for one version, checked against `model` (the
-// version the repository picked may have been reloaded in between):
-// UNAVAILABLE if its input no longer has the shape they were made for.
-absl::StatusOr<std::vector<engine::Tensor>> CheckPreparedInputs(
-    std::vector<engine::Tensor> inputs, const repository::ServedModel& model);
+// `deadline` against `clock` (DEADLINE_EXCEEDED) and `is_cancelled`
+// (CANCELLED, when set), so a client that gave up does not keep an image
+// worker busy. Errors name the image index.
+absl::StatusOr<engine::Tensor> PrepareImageBatch(
+    const std::vector<std::string_view>& images, const ModelImaging& imaging,
+    ImageMemoryBudget* budget, absl::Time deadline, const std::function<bool()>& is_cancelled,
+    const common::Clock* clock = common::Clock::Real());
 
 }  // namespace rectifier::service
 

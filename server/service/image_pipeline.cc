@@ -7,7 +7,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/common/status_macros.h"
 #include "server/imaging/config.h"
 #include "server/imaging/decode.h"
@@ -145,10 +144,10 @@ absl::StatusOr<int64_t> EstimateImageBytes(std::string_view bytes, const ModelIm
 
 absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelImaging& imaging,
                                            const rectifier::v1::DicomOptions* dicom,
-                                           ImageMemoryBudget* budget) {
+                                           ImageMemoryBudget* budget, const common::Clock* clock) {
   if (bytes.empty()) return absl::InvalidArgumentError("image data is empty");
   PreparedImage out;
-  const absl::Time start = absl::Now();
+  const absl::Time start = clock->Now();
   ASSIGN_OR_RETURN(const ImageEstimate estimate, Estimate(bytes, imaging));
   ImageMemoryBudget::Reservation reservation;
   if (budget != nullptr) {
@@ -186,7 +185,7 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   }
   out.info.set_width(original.width);
   out.info.set_height(original.height);
-  const absl::Time decoded_at = absl::Now();
+  const absl::Time decoded_at = clock->Now();
 
   std::vector<int64_t> shape = {1};
   shape.insert(shape.end(), imaging.input_item_shape.begin(), imaging.input_item_shape.end());
@@ -196,7 +195,7 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   absl::Span<float> span(out.tensor.data<float>(), out.tensor.num_elements());
   ASSIGN_OR_RETURN(out.transform, imaging::Preprocess(std::move(image), pre, span, original));
   out.decode = decoded_at - start;
-  out.preprocess = absl::Now() - decoded_at;
+  out.preprocess = clock->Now() - decoded_at;
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "rectifier/v1/vision.pb.h"
+#include "server/common/clock.h"
 #include "server/engine/tensor.h"
 #include "server/imaging/classification.h"
 #include "server/imaging/detection.h"
@@ -44,10 +45,11 @@ absl::StatusOr<int64_t> EstimateImageBytes(std::string_view bytes, const ModelIm
 // and frame (null: the model's). The image's EstimateImageBytes() is held
 // in `budget` (null: unbounded) while it is decoded: RESOURCE_EXHAUSTED when
 // it does not fit. INVALID_ARGUMENT / UNIMPLEMENTED from the decoders,
-// naming the reason.
+// naming the reason. `clock` times decode and preprocess.
 absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelImaging& imaging,
                                            const rectifier::v1::DicomOptions* dicom,
-                                           ImageMemoryBudget* budget = nullptr);
+                                           ImageMemoryBudget* budget = nullptr,
+                                           const common::Clock* clock = common::Clock::Real());
 
 // Postprocessing of one batch item of output 0.
 absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(

@@ -3,7 +3,6 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/common/status_macros.h"
 #include "server/repository/model_config.h"
 #include "server/repository/model_repository.h"
@@ -46,15 +45,6 @@ absl::Status CheckRepositoryName(const std::string& name) {
   if (name.empty()) return absl::OkStatus();
   return absl::NotFoundError(absl::StrCat("unknown repository '", name,
                                           "' (this server has one; leave repository_name empty)"));
-}
-
-// Accounts a request of `model` that failed before it ran: its outcome and
-// time in the server.
-void CountFailure(const repository::ServedModel& model, const absl::Status& status,
-                  absl::Time start) {
-  repository::RequestPhases phases;
-  phases.total = absl::Now() - start;
-  model.observer->Finished(metrics::Api::kKServe, status, phases);
 }
 
 }  // namespace
@@ -157,129 +147,139 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
   return Finish(context, grpc::Status::OK);
 }
 
+struct KServeService::Call {
+  const inference::ModelInferRequest* request = nullptr;
+  inference::ModelInferResponse* response = nullptr;
+  absl::Time start;
+  absl::Time deadline;
+  uint64_t priority = 0;
+  std::function<bool()> is_cancelled;
+  std::function<void(const absl::Status&)> finish;
+  // The version the inputs were decoded for, and the one they ran on (set
+  // by Submit; a reload of `resolved` with the same interface).
+  std::shared_ptr<const repository::ServedModel> resolved;
+  std::shared_ptr<const repository::ServedModel> ran;
+  std::vector<int> selected;  // indices into the config's outputs
+  absl::Duration input_time;  // decoding; images: decode + preprocess
+  absl::StatusOr<std::vector<engine::Tensor>> result;
+  scheduling::RequestTimes times;
+};
+
 void KServeService::StartInfer(const inference::ModelInferRequest* request,
                                inference::ModelInferResponse* response, absl::Time call_deadline,
                                std::function<bool()> is_cancelled,
                                std::function<void(const absl::Status&)> finish) {
-  const absl::Time start = absl::Now();
+  const absl::Time start = clock_->Now();
   if (repository_ == nullptr) return finish(kNoRepository);
   const auto params = ParseInferParameters(*request);
   if (!params.ok()) return finish(params.status());
+  auto served = repository_->Get(request->model_name(), request->model_version());
+  if (!served.ok()) return finish(served.status());
+  auto call = std::make_shared<Call>();
+  call->request = request;
+  call->response = response;
+  call->start = start;
   // The earlier of the call's deadline and the request's own timeout.
-  absl::Time deadline = call_deadline;
+  call->deadline = call_deadline;
   if (params->timeout != absl::InfiniteDuration()) {
-    deadline = std::min(deadline, start + params->timeout);
+    call->deadline = std::min(call->deadline, start + params->timeout);
   }
-  Infer infer{request,          response,         start,
-              deadline,         params->priority, std::move(is_cancelled),
-              std::move(finish)};
-  if (HasImageInput(*request)) return StartImageInfer(std::move(infer));
-  SubmitInfer(std::move(infer), std::nullopt, absl::ZeroDuration());
+  call->priority = params->priority;
+  call->is_cancelled = std::move(is_cancelled);
+  call->finish = std::move(finish);
+  call->resolved = *std::move(served);
+  if (HasImageInput(*request)) return StartImageInfer(std::move(call));
+  // Tensors are decoded here, on the gRPC thread, for the resolved version.
+  auto inputs = DecodeInferInputs(*request, call->resolved->config);
+  if (!inputs.ok()) return Fail(call, inputs.status());
+  SubmitInfer(std::move(call), *std::move(inputs));
 }
 
-void KServeService::StartImageInfer(Infer infer) {
-  const inference::ModelInferRequest& request = *infer.request;
-  // Image inputs need the model's imaging pipeline: resolve it first.
-  auto served = repository_->Get(request.model_name(), request.model_version());
-  if (!served.ok()) return infer.finish(served.status());
-  const repository::ImagingView& imaging = (*served)->imaging;
+void KServeService::StartImageInfer(std::shared_ptr<Call> call) {
+  // Image inputs need the model's imaging pipeline.
+  const repository::ImagingView& imaging = call->resolved->imaging;
   if (!imaging.ok()) {
-    return infer.finish(absl::InvalidArgumentError(
+    return call->finish(absl::InvalidArgumentError(
         absl::StrCat("BYTES inputs carry encoded images, which this model cannot take: ",
                      imaging.status().message())));
   }
-  auto images = SplitImageInput(request, (*served)->config);
-  if (!images.ok()) return infer.finish(images.status());
-  auto job = std::make_shared<Infer>(std::move(infer));
-  const absl::Status admitted = image_pool_->TrySubmit(
-      [this, job, served = *served, imaging = *imaging, images = *std::move(images)]() mutable {
-        // From here every outcome is accounted, as the vision API does.
-        const auto fail = [&](const absl::Status& status) {
-          CountFailure(*served, status, job->start);
-          job->finish(status);
-        };
-        const absl::Time begin = absl::Now();
-        if (job->is_cancelled && job->is_cancelled()) {
-          return fail(absl::CancelledError("the call was cancelled"));
+  auto images = SplitImageInput(*call->request, call->resolved->config);
+  if (!images.ok()) return call->finish(images.status());
+  // From here every outcome is accounted, as the vision API does.
+  const absl::Status admitted =
+      image_pool_->TrySubmit([this, call, imaging = *imaging, images = *std::move(images)] {
+        if (call->is_cancelled && call->is_cancelled()) {
+          return Fail(call, absl::CancelledError("the call was cancelled"));
         }
-        if (begin >= job->deadline) {
-          return fail(absl::DeadlineExceededError(
-              "deadline passed while the images waited for an image worker"));
+        if (clock_->Now() >= call->deadline) {
+          return Fail(call, absl::DeadlineExceededError(
+                                "deadline passed while the images waited for an image worker"));
         }
-        auto batch =
-            PrepareImageBatch(images, *imaging, image_budget_, job->deadline, job->is_cancelled);
+        auto batch = PrepareImageBatch(images, *imaging, image_budget_, call->deadline,
+                                       call->is_cancelled, clock_);
         if (!batch.ok()) {
-          return fail(absl::Status(batch.status().code(),
-                                   absl::StrCat("input '", job->request->inputs(0).name(),
-                                                "': ", batch.status().message())));
+          return Fail(call, absl::Status(batch.status().code(),
+                                         absl::StrCat("input '", call->request->inputs(0).name(),
+                                                      "': ", batch.status().message())));
         }
-        // Released here, on a pool thread (see VisionService's Complete).
-        served.reset();
-        const absl::Duration input_time = absl::Now() - job->start;
         std::vector<engine::Tensor> inputs;
         inputs.push_back(*std::move(batch));
-        SubmitInfer(std::move(*job), std::move(inputs), input_time);
+        SubmitInfer(call, std::move(inputs));
       });
-  if (!admitted.ok()) {
-    // Refused by the image worker pool (full queue, shutting down): counted
-    // for the model as the vision API counts it.
-    CountFailure(**served, admitted, job->start);
-    job->finish(admitted);
-  }
+  // Refused by the image worker pool (full queue, shutting down).
+  if (!admitted.ok()) Fail(call, admitted);
 }
 
-void KServeService::SubmitInfer(Infer infer, std::optional<std::vector<engine::Tensor>> prepared,
-                                absl::Duration input_time) {
-  const inference::ModelInferRequest* request = infer.request;
-  inference::ModelInferResponse* response = infer.response;
-  const absl::Time start = infer.start;
-  auto finish = infer.finish;
-  const absl::Status submitted = repository_->Submit(
-      request->model_name(), request->model_version(),
-      [&](const std::shared_ptr<const repository::ServedModel>& served)
-          -> absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>> {
-        // Raw pointer in `done`: the version's scheduler, whose threads call
-        // it, is destroyed before the rest of ServedModel.
-        const repository::ServedModel* model = served.get();
-        const bool from_images = prepared.has_value();
-        absl::StatusOr<std::vector<engine::Tensor>> inputs =
-            from_images ? CheckPreparedInputs(*std::move(prepared), *model)
-                        : DecodeInferInputs(*request, model->config);
-        auto selected = SelectOutputs(*request, model->config);
-        const absl::Status invalid = !inputs.ok() ? inputs.status() : selected.status();
-        if (!invalid.ok()) {
-          CountFailure(*model, invalid, start);
-          return invalid;
-        }
-        const absl::Duration decode = from_images ? input_time : absl::Now() - start;
-        auto job = std::make_unique<scheduling::InferenceRequest>();
-        job->id = request->id();
-        job->inputs = std::move(inputs).value();
-        job->priority = infer.priority;
-        job->deadline = infer.deadline;
-        job->is_cancelled = std::move(infer.is_cancelled);
-        job->done = [request, response, model, start, decode, finish,
-                     selected = std::move(selected).value()](
-                        absl::StatusOr<std::vector<engine::Tensor>> result,
-                        const scheduling::RequestTimes& times) {
-          const absl::Status status = result.status();
-          repository::RequestPhases phases;
-          if (status.ok()) {
-            const absl::Time encode_start = absl::Now();
-            EncodeInferResponse(*request, model->config, std::to_string(model->version), selected,
-                                std::move(result).value(), response);
-            phases.input = decode;
-            phases.queue = times.batch_start - times.enqueued;
-            phases.infer = times.compute_end - times.batch_start;
-            phases.output = absl::Now() - encode_start;
-          }
-          phases.total = absl::Now() - start;
-          model->observer->Finished(metrics::Api::kKServe, status, phases);
-          finish(status);
-        };
-        return job;
-      });
-  if (!submitted.ok()) finish(submitted);
+void KServeService::SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs) {
+  auto selected = SelectOutputs(*call->request, call->resolved->config);
+  if (!selected.ok()) return Fail(call, selected.status());
+  call->selected = *std::move(selected);
+  call->input_time = clock_->Now() - call->start;
+  auto job = std::make_unique<scheduling::InferenceRequest>();
+  job->id = call->request->id();
+  job->inputs = std::move(inputs);
+  job->priority = call->priority;
+  job->deadline = call->deadline;
+  job->is_cancelled = call->is_cancelled;
+  // Called once, on a scheduler thread (or on this one, after Submit
+  // returned, for a refusal): hands over to the pool at once, moving `call`
+  // out so the scheduler keeps no reference to it (the last reference to a
+  // retired version must never go on its own worker thread).
+  job->done = [this, call](absl::StatusOr<std::vector<engine::Tensor>> result,
+                           const scheduling::RequestTimes& times) mutable {
+    call->result = std::move(result);
+    call->times = times;
+    image_pool_->Post([this, call = std::move(call)] { CompleteInfer(call); });
+  };
+  const std::string& version = call->request->model_version();
+  const absl::Status submitted =
+      repository_->Submit(call->resolved, version, std::move(job), &call->ran);
+  if (!submitted.ok()) Fail(call, submitted);
+}
+
+void KServeService::CompleteInfer(const std::shared_ptr<Call>& call) {
+  const absl::Status status = call->result.status();
+  const repository::ServedModel& model = *call->ran;
+  repository::RequestPhases phases;
+  if (status.ok()) {
+    const absl::Time encode_start = clock_->Now();
+    EncodeInferResponse(*call->request, model.config, std::to_string(model.version), call->selected,
+                        *std::move(call->result), call->response);
+    phases.input = call->input_time;
+    phases.queue = call->times.batch_start - call->times.enqueued;
+    phases.infer = call->times.compute_end - call->times.batch_start;
+    phases.output = clock_->Now() - encode_start;
+  }
+  phases.total = clock_->Now() - call->start;
+  model.observer->Finished(metrics::Api::kKServe, status, phases);
+  call->finish(status);
+}
+
+void KServeService::Fail(const std::shared_ptr<Call>& call, const absl::Status& status) {
+  repository::RequestPhases phases;
+  phases.total = clock_->Now() - call->start;
+  call->resolved->observer->Finished(metrics::Api::kKServe, status, phases);
+  call->finish(status);
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelInfer(grpc::CallbackServerContext* context,

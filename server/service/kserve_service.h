@@ -4,15 +4,15 @@
 #define RECTIFIER_SERVER_SERVICE_KSERVE_SERVICE_H_
 
 #include <functional>
-#include <optional>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpc_service.grpc.pb.h"
+#include "server/common/clock.h"
 #include "server/engine/tensor.h"
 #include "server/security/tokens.h"
-#include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
 #include "server/service/work_pool.h"
 
@@ -29,20 +29,23 @@ class WorkPool;
 // control thread and finish their reactor from there.
 class KServeService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  // REQUIRES: `state`, `repository` and `image_pool` outlive this service.
-  // `repository` may be null (no models: model calls answer UNAVAILABLE).
-  // `image_pool` decodes BYTES image inputs within `image_budget`.
-  // `tokens` null: no token is required. Otherwise ServerLive and
-  // ServerReady stay open, the repository calls (index, load, unload) need
-  // the admin role and every other call the infer role.
+  // REQUIRES: `state`, `repository`, `image_pool` and `clock` outlive this
+  // service. `repository` may be null (no models: model calls answer
+  // UNAVAILABLE). `image_pool` decodes BYTES image inputs within
+  // `image_budget` and encodes every response. `tokens` null: no token is
+  // required. Otherwise ServerLive and ServerReady stay open, the repository
+  // calls (index, load, unload) need the admin role and every other call the
+  // infer role. `clock` times requests and their deadlines.
   KServeService(const ServerState* state, repository::ModelRepository* repository,
                 WorkPool* image_pool, ImageMemoryBudget* image_budget,
-                const security::TokenStore* tokens = nullptr)
+                const security::TokenStore* tokens = nullptr,
+                const common::Clock* clock = common::Clock::Real())
       : state_(state),
         repository_(repository),
         image_pool_(image_pool),
         image_budget_(image_budget),
         tokens_(tokens),
+        clock_(clock),
         // One thread, in order; Post never refuses (a queued load is answered).
         control_(*WorkPool::Create(/*threads=*/1, /*max_queue=*/1)) {}
 
@@ -85,36 +88,34 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // Server readiness: started, not draining, and (strict) every model ready.
   bool Ready() const;
 
-  // Validates `request`, queues it on its model and calls `finish` exactly
-  // once (from a scheduler thread, or from this call on an early error) after
-  // filling `response`. `request` and `response` must stay valid until then.
+  // Resolves the model version, decodes `request` against it (tensors on
+  // this thread, images on the image pool), hands it to the repository, and
+  // calls `finish` exactly once after filling `response`: from the image
+  // pool, which encodes every response, or from this call on an early
+  // error. `request` and `response` must stay valid until then.
   void StartInfer(const inference::ModelInferRequest* request,
                   inference::ModelInferResponse* response, absl::Time call_deadline,
                   std::function<bool()> is_cancelled,
                   std::function<void(const absl::Status&)> finish);
 
  private:
-  // One ModelInfer on its way to the scheduler.
-  struct Infer {
-    const inference::ModelInferRequest* request;
-    inference::ModelInferResponse* response;
-    absl::Time start;
-    absl::Time deadline;
-    uint64_t priority;
-    std::function<bool()> is_cancelled;
-    std::function<void(const absl::Status&)> finish;
-  };
+  // One ModelInfer from its arrival to its answer (kserve_service.cc).
+  struct Call;
   // BYTES image inputs: decoded and preprocessed on the image pool, then submitted.
-  void StartImageInfer(Infer infer);
-  // Queues on the model: `prepared` inputs (from images) or the request's tensors.
-  void SubmitInfer(Infer infer, std::optional<std::vector<engine::Tensor>> prepared,
-                   absl::Duration input_time);
+  void StartImageInfer(std::shared_ptr<Call> call);
+  // Selects the outputs and hands `inputs` to the repository.
+  void SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs);
+  // On the image pool: encodes the response, accounts the request, answers.
+  void CompleteInfer(const std::shared_ptr<Call>& call);
+  // Accounts a call that failed before it ran on its resolved version, then answers.
+  void Fail(const std::shared_ptr<Call>& call, const absl::Status& status);
 
   const ServerState* state_;
   repository::ModelRepository* repository_;
   WorkPool* image_pool_;
   ImageMemoryBudget* image_budget_;
   const security::TokenStore* tokens_;
+  const common::Clock* clock_;
   // Load and unload run here, not on gRPC threads (a compile takes seconds).
   // Last member: destroyed first, answering what is queued while the rest
   // still exists.

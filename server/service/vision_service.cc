@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "server/repository/model_repository.h"
 #include "server/service/call_auth.h"
 #include "server/service/status_mapping.h"
@@ -111,10 +110,11 @@ struct ImageRun {
 
 // Reports the outcome to the model's observer (statistics and metrics), then
 // answers.
-void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status) {
+void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status,
+              const common::Clock& clock) {
   const repository::ServedModel& model = run->ran ? *run->ran : *run->job->served;
   ImageOutcome& outcome = run->outcome;
-  const absl::Duration total = absl::Now() - run->job->start;
+  const absl::Duration total = clock.Now() - run->job->start;
   outcome.status = std::move(status);
   outcome.version = std::to_string(model.version);
   outcome.timing.set_total_us(Micros(total));
@@ -137,9 +137,9 @@ void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status) {
   done(std::move(answer));
 }
 
-void Postprocess(const std::shared_ptr<ImageRun>& run) {
-  if (!run->result.ok()) return Complete(run, run->result.status());
-  const absl::Time start = absl::Now();
+void Postprocess(const std::shared_ptr<ImageRun>& run, const common::Clock& clock) {
+  if (!run->result.ok()) return Complete(run, run->result.status(), clock);
+  const absl::Time start = clock.Now();
   ImageJob& job = *run->job;
   const engine::Tensor& output = run->result->front();
   absl::Status status;
@@ -152,8 +152,8 @@ void Postprocess(const std::shared_ptr<ImageRun>& run) {
     status = boxes.status();
     if (boxes.ok()) run->outcome.detections = *std::move(boxes);
   }
-  run->outcome.timing.set_postprocess_us(Micros(absl::Now() - start));
-  Complete(run, std::move(status));
+  run->outcome.timing.set_postprocess_us(Micros(clock.Now() - start));
+  Complete(run, std::move(status), clock);
 }
 
 }  // namespace
@@ -215,54 +215,43 @@ void VisionService::RunImage(std::unique_ptr<ImageJob> job,
   const absl::Status admitted = pool_->TrySubmit([this, run] {
     ImageJob& job = *run->job;
     if (job.is_cancelled && job.is_cancelled()) {
-      return Complete(run, absl::CancelledError("the call was cancelled"));
+      return Complete(run, absl::CancelledError("the call was cancelled"), *clock_);
     }
-    if (absl::Now() >= job.deadline) {
-      return Complete(run, absl::DeadlineExceededError(
-                               "deadline passed while the image waited for an image worker"));
+    if (clock_->Now() >= job.deadline) {
+      return Complete(
+          run,
+          absl::DeadlineExceededError("deadline passed while the image waited for an image worker"),
+          *clock_);
     }
-    auto prepared = PrepareImage(job.image_bytes, *job.imaging, job.dicom, budget_);
-    if (!prepared.ok()) return Complete(run, prepared.status());
+    auto prepared = PrepareImage(job.image_bytes, *job.imaging, job.dicom, budget_, clock_);
+    if (!prepared.ok()) return Complete(run, prepared.status(), *clock_);
     run->prepared = *std::move(prepared);
     run->outcome.info = run->prepared.info;
     run->outcome.timing.set_decode_us(Micros(run->prepared.decode));
     run->outcome.timing.set_preprocess_us(Micros(run->prepared.preprocess));
 
-    const absl::Status submitted = repository_->Submit(
-        job.model_name, job.requested_version,
-        [&](const std::shared_ptr<const repository::ServedModel>& served)
-            -> absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>> {
-          // A reload between resolving and now: fine if the input is the same.
-          if (served != job.served &&
-              (served->model->inputs().empty() ||
-               served->model->inputs()[0].shape != job.served->model->inputs()[0].shape ||
-               served->config.postprocessing().task() !=
-                   job.served->config.postprocessing().task())) {
-            return absl::UnavailableError(
-                absl::StrCat("model '", job.model_name,
-                             "' was reloaded with a different input while the "
-                             "image was being prepared; retry"));
-          }
-          run->ran = served;
-          auto request = std::make_unique<scheduling::InferenceRequest>();
-          request->inputs.push_back(std::move(run->prepared.tensor));
-          request->priority = job.priority;
-          request->deadline = job.deadline;
-          request->is_cancelled = job.is_cancelled;
-          // Called once, on a scheduler thread: hand over to the pool at once
-          // (moving `run` out, so the scheduler keeps no reference to it).
-          request->done = [this, run = run](absl::StatusOr<std::vector<engine::Tensor>> result,
-                                            const scheduling::RequestTimes& times) mutable {
-            run->result = std::move(result);
-            run->outcome.timing.set_queue_us(Micros(times.batch_start - times.enqueued));
-            run->outcome.timing.set_inference_us(Micros(times.compute_end - times.batch_start));
-            pool_->Post([run = std::move(run)] { Postprocess(run); });
-          };
-          return request;
-        });
-    if (!submitted.ok()) Complete(run, submitted);
+    auto request = std::make_unique<scheduling::InferenceRequest>();
+    request->inputs.push_back(std::move(run->prepared.tensor));
+    request->priority = job.priority;
+    request->deadline = job.deadline;
+    request->is_cancelled = job.is_cancelled;
+    // Called once, on a scheduler thread (or on this one, after Submit
+    // returned, for a refusal): hand over to the pool at once (moving `run`
+    // out, so the scheduler keeps no reference to it).
+    request->done = [this, run = run](absl::StatusOr<std::vector<engine::Tensor>> result,
+                                      const scheduling::RequestTimes& times) mutable {
+      run->result = std::move(result);
+      run->outcome.timing.set_queue_us(Micros(times.batch_start - times.enqueued));
+      run->outcome.timing.set_inference_us(Micros(times.compute_end - times.batch_start));
+      pool_->Post([this, run = std::move(run)] { Postprocess(run, *clock_); });
+    };
+    // A reload since Resolve runs the image on the new copy when its input
+    // is the same (Submit checks), else refuses it.
+    const absl::Status submitted =
+        repository_->Submit(job.served, job.requested_version, std::move(request), &run->ran);
+    if (!submitted.ok()) Complete(run, submitted, *clock_);
   });
-  if (!admitted.ok()) Complete(run, admitted);
+  if (!admitted.ok()) Complete(run, admitted, *clock_);
 }
 
 namespace {
@@ -276,7 +265,7 @@ grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServ
                                       const std::function<absl::Status(ImageJob&)>& apply) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   ImageJob base;
-  base.start = absl::Now();
+  base.start = service.clock()->Now();
   absl::Status status = AuthorizeCall(service.tokens(), *context, security::Role::kInfer);
   if (status.ok()) status = CheckImages(request->images_size());
   if (status.ok()) {

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "rectifier/v1/vision.grpc.pb.h"
+#include "server/common/clock.h"
 #include "server/imaging/classification.h"
 #include "server/imaging/detection.h"
 #include "server/security/tokens.h"
@@ -67,12 +68,20 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
  public:
   // REQUIRES: all of them outlive the service; `repository` may be null (no
   // models: calls answer UNAVAILABLE). `tokens` null: no token is required;
-  // otherwise every call needs one with the infer role.
+  // otherwise every call needs one with the infer role. `clock` times
+  // requests and their deadlines.
   VisionService(const ServerState* state, repository::ModelRepository* repository, WorkPool* pool,
-                ImageMemoryBudget* budget, const security::TokenStore* tokens = nullptr)
-      : state_(state), repository_(repository), pool_(pool), budget_(budget), tokens_(tokens) {}
+                ImageMemoryBudget* budget, const security::TokenStore* tokens = nullptr,
+                const common::Clock* clock = common::Clock::Real())
+      : state_(state),
+        repository_(repository),
+        pool_(pool),
+        budget_(budget),
+        tokens_(tokens),
+        clock_(clock) {}
 
   const security::TokenStore* tokens() const { return tokens_; }
+  const common::Clock* clock() const { return clock_; }
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const rectifier::v1::ClassifyRequest* request,
@@ -98,6 +107,7 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
   WorkPool* pool_;
   ImageMemoryBudget* budget_;  // Images being decoded.
   const security::TokenStore* tokens_;
+  const common::Clock* clock_;
 };
 
 // Per-call classification overrides (0 / nullopt: keep the model's), then

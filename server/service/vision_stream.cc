@@ -67,7 +67,7 @@ void DetectStreamReactor::StartFrame(std::unique_ptr<Frame> frame) {
 void DetectStreamReactor::Launch(const std::vector<Frame*>& frames) {
   for (Frame* frame : frames) {
     auto job = std::make_unique<ImageJob>();
-    job->start = absl::Now();
+    job->start = service_->clock()->Now();
     const rectifier::v1::DetectStreamRequest& request = frame->request;
     absl::Status status =
         service_->Resolve(frame->model_name, frame->model_version, ImageTask::kDetection, *job);

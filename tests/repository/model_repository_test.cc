@@ -415,5 +415,76 @@ TEST_F(ModelRepositoryTest, ValidatesNamesAndControlModes) {
   EXPECT_EQ(ModelRepository::Create(options).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(ModelRepositoryTest, CurrentVersionForFollowsReloadsThatKeepTheInterface) {
+  AddModel("m", 1, 2.0f);
+  auto repo = Open(ControlMode::kExplicit, {"m"});
+  auto first = repo->Get("m", "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto current = repo->CurrentVersionFor(*first, "");
+  ASSERT_TRUE(current.ok()) << current.status();
+  EXPECT_EQ(*current, *first);
+
+  // Reloaded with the same interface: a request prepared for the first copy
+  // runs on the second.
+  AddModel("m", 1, 3.0f);
+  ASSERT_TRUE(repo->Load("m").ok());
+  current = repo->CurrentVersionFor(*first, "");
+  ASSERT_TRUE(current.ok()) << current.status();
+  EXPECT_NE(*current, *first);
+  EXPECT_EQ((*current)->version, 1);
+  auto request = std::make_unique<scheduling::InferenceRequest>();
+  request->inputs.push_back(Input(1.0f));
+  std::promise<absl::StatusOr<std::vector<engine::Tensor>>> answer;
+  request->done = [&answer](absl::StatusOr<std::vector<engine::Tensor>> result,
+                            const scheduling::RequestTimes&) {
+    answer.set_value(std::move(result));
+  };
+  std::shared_ptr<const ServedModel> ran;
+  ASSERT_TRUE(repo->Submit(*first, "", std::move(request), &ran).ok());
+  EXPECT_EQ(ran, *current);
+  auto result = answer.get_future().get();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ((*result)[0].data<float>()[0], 3.0f);
+
+  // Reloaded with another input: refused, and `done` is never called.
+  WriteFile(root_ / "m" / "1" / "model.onnx", ScaleModelBytes(2.0f, /*channels=*/1));
+  ASSERT_TRUE(repo->Load("m").ok());
+  current = repo->CurrentVersionFor(*first, "");
+  EXPECT_EQ(current.status().code(), absl::StatusCode::kUnavailable) << current.status();
+  auto refused = std::make_unique<scheduling::InferenceRequest>();
+  refused->inputs.push_back(Input(1.0f));
+  refused->done = [](absl::StatusOr<std::vector<engine::Tensor>>, const scheduling::RequestTimes&) {
+    ADD_FAILURE() << "done called for a refused request";
+  };
+  EXPECT_EQ(repo->Submit(*first, "", std::move(refused)).code(), absl::StatusCode::kUnavailable);
+
+  ASSERT_TRUE(repo->Unload("m").ok());
+  EXPECT_EQ(repo->CurrentVersionFor(*first, "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRepositoryTest, ASchedulerRefusalIsAnsweredAfterTheLockIsReleased) {
+  AddModel("m", 1, 2.0f,
+           "max_batch_size: 8\n"
+           "dynamic_batching { priority_levels: 2 default_priority_level: 1 }\n");
+  auto repo = Open(ControlMode::kExplicit, {"m"});
+  auto served = repo->Get("m", "");
+  ASSERT_TRUE(served.ok()) << served.status();
+  auto request = std::make_unique<scheduling::InferenceRequest>();
+  request->inputs.push_back(Input(1.0f));
+  request->priority = 3;  // above priority_levels: refused inside Enqueue
+  absl::Status answered = absl::UnknownError("not answered");
+  absl::Status unloaded = absl::UnknownError("not run");
+  // Front-end code in `done` may call back into the repository: it would
+  // deadlock if `done` ran under the repository lock.
+  request->done = [&](absl::StatusOr<std::vector<engine::Tensor>> result,
+                      const scheduling::RequestTimes&) {
+    answered = result.status();
+    unloaded = repo->Unload("m");
+  };
+  EXPECT_TRUE(repo->Submit(*served, "", std::move(request)).ok());
+  EXPECT_EQ(answered.code(), absl::StatusCode::kInvalidArgument) << answered;
+  EXPECT_TRUE(unloaded.ok()) << unloaded;
+}
+
 }  // namespace
 }  // namespace rectifier::repository

@@ -9,16 +9,16 @@
 
 namespace rectifier::testing {
 
-// Hands `request` to the model's scheduler through Submit, as the front ends
-// do; when Submit refuses it, request->done gets the error.
+// Resolves the version and hands `request` to its scheduler, as the front
+// ends do (Get, then Submit); when either refuses it, request->done gets the
+// error.
 inline void SubmitRequest(repository::ModelRepository& repo, const std::string& name,
                           const std::string& version,
                           std::unique_ptr<scheduling::InferenceRequest> request) {
   auto done = request->done;
+  auto served = repo.Get(name, version);
   const absl::Status status =
-      repo.Submit(name, version, [&request](const std::shared_ptr<const repository::ServedModel>&) {
-        return absl::StatusOr<std::unique_ptr<scheduling::InferenceRequest>>(std::move(request));
-      });
+      served.ok() ? repo.Submit(*served, version, std::move(request)) : served.status();
   if (!status.ok()) done(status, scheduling::RequestTimes{});
 }
 
