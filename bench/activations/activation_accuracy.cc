@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "server/engine/fast_activations.h"
+#include "server/engine/ops/fast_activations.h"
 
 namespace {
 

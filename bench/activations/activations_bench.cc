@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
-#include "server/engine/fast_activations.h"
+#include "server/engine/ops/fast_activations.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 namespace rectifier::scheduling {
 namespace {
 
-using engine::Tensor;
+using common::Tensor;
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
@@ -31,22 +31,6 @@ int64_t CheckedNumElements(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-size_t ElementSize(engine::DataType type) {
-  switch (type) {
-    case engine::DataType::kFloat32:
-    case engine::DataType::kInt32:
-      return 4;
-    case engine::DataType::kInt64:
-    case engine::DataType::kFloat64:
-      return 8;
-    case engine::DataType::kUint8:
-    case engine::DataType::kInt8:
-    case engine::DataType::kBool:
-      return 1;
-  }
-  return 0;
-}
-
 absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<Tensor>& inputs, bool batchable,
                                               int64_t max_batch_size) {
   if (inputs.empty()) return absl::InvalidArgumentError("request has no inputs");
@@ -55,7 +39,7 @@ absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<Tensor>& inputs,
     const Tensor& input = inputs[i];
     const int64_t elements = CheckedNumElements(input.shape);
     if (elements < 0 ||
-        static_cast<uint64_t>(elements) * ElementSize(input.type) != input.bytes.size()) {
+        static_cast<uint64_t>(elements) * common::DataTypeSize(input.type) != input.bytes.size()) {
       return absl::InvalidArgumentError(absl::StrCat("input ", i, ": shape ",
                                                      ShapeString(input.shape), " does not match ",
                                                      input.bytes.size(), " bytes of data"));

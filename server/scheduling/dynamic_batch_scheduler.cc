@@ -292,14 +292,14 @@ void DynamicBatchScheduler::RunBatch(BatchExecutor* executor, std::vector<Queued
       total += item.batch_size;
     }
     if (options_.execute_delay > absl::ZeroDuration()) absl::SleepFor(options_.execute_delay);
-    absl::StatusOr<std::vector<engine::Tensor>> outputs;
+    absl::StatusOr<std::vector<common::Tensor>> outputs;
     // Executors must not throw (style.md); a throw still must not take the
     // worker thread, and every request of the batch down with it.
     try {
       if (live.size() == 1) {
         outputs = executor->Execute(live.front().request->inputs);
       } else {
-        std::vector<const std::vector<engine::Tensor>*> inputs;
+        std::vector<const std::vector<common::Tensor>*> inputs;
         inputs.reserve(live.size());
         for (const QueuedRequest& item : live) inputs.push_back(&item.request->inputs);
         outputs = executor->Execute(ConcatenateInputs(inputs));
@@ -310,11 +310,11 @@ void DynamicBatchScheduler::RunBatch(BatchExecutor* executor, std::vector<Queued
       outputs = absl::InternalError(absl::StrCat(label_, ": executor threw"));
     }
     const absl::Time end = clock_->Now();
-    absl::StatusOr<std::vector<std::vector<engine::Tensor>>> split;
+    absl::StatusOr<std::vector<std::vector<common::Tensor>>> split;
     if (!outputs.ok()) {
       split = outputs.status();
     } else if (!options_.batchable) {
-      split = std::vector<std::vector<engine::Tensor>>(1);
+      split = std::vector<std::vector<common::Tensor>>(1);
       (*split)[0] = std::move(outputs).value();
     } else {
       split = SplitOutputs(std::move(outputs).value(), batch_sizes);

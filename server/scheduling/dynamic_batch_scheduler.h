@@ -74,7 +74,7 @@ class DynamicBatchScheduler final : public Scheduler {
   struct Completion {
     std::unique_ptr<InferenceRequest> request;
     uint64_t sequence = 0;
-    absl::StatusOr<std::vector<engine::Tensor>> result;
+    absl::StatusOr<std::vector<common::Tensor>> result;
     RequestTimes times;
   };
 

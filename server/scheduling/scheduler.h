@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/engine/tensor.h"
+#include "server/common/tensor.h"
 
 namespace rectifier::scheduling {
 
@@ -29,7 +29,7 @@ struct InferenceRequest {
   std::string id;  // echoed in logs; not interpreted
   // One tensor per model input, in model order; dim 0 is this request's own
   // batch (usually 1) when the model is batchable.
-  std::vector<engine::Tensor> inputs;
+  std::vector<common::Tensor> inputs;
   // 0 = the model's default priority level; 1 is the highest (Triton).
   uint64_t priority = 0;
   // Absolute deadline; InfiniteFuture() if none. A request still queued at
@@ -41,7 +41,7 @@ struct InferenceRequest {
   // Called exactly once, from a scheduler thread (or from Enqueue's caller
   // thread when Enqueue fails), with the outputs in model order (dim 0 = this
   // request's batch) or an error. Must not block.
-  std::function<void(absl::StatusOr<std::vector<engine::Tensor>>, const RequestTimes&)> done;
+  std::function<void(absl::StatusOr<std::vector<common::Tensor>>, const RequestTimes&)> done;
 };
 
 // Runs one batch on one model instance. Each instance is used by one worker
@@ -50,8 +50,8 @@ class BatchExecutor {
  public:
   virtual ~BatchExecutor() = default;
   // `inputs` hold the concatenated requests (dim 0 = total batch).
-  virtual absl::StatusOr<std::vector<engine::Tensor>> Execute(
-      const std::vector<engine::Tensor>& inputs) = 0;
+  virtual absl::StatusOr<std::vector<common::Tensor>> Execute(
+      const std::vector<common::Tensor>& inputs) = 0;
   // Called once on the instance's own worker thread before it takes any
   // request (warmup): per-thread state such as the OpenMP team is then
   // created on the thread that runs the batches. An error fails the

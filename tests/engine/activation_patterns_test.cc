@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "server/engine/activations.h"
-#include "server/engine/onnx_import.h"
+#include "server/engine/ir/onnx_import.h"
+#include "server/engine/passes/activations.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {

@@ -1,7 +1,7 @@
 // Activation statistics: a network whose channels 1 and 3 are dead by
 // construction (zero weights, negative bias, then Relu) reports exactly those
 // channels, and the zero fraction equals a count over the outputs.
-#include "server/engine/activation_stats.h"
+#include "server/engine/runtime/activation_stats.h"
 
 #include <cmath>
 #include <string>

@@ -6,7 +6,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
-#include "server/engine/compiled_model_impl.h"
+#include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {

@@ -2,7 +2,7 @@
 // a long-double reference over a dense sweep of floats and random values,
 // NaN/Inf/signed-zero behaviour, tails, in-place and threaded use; and the
 // engine's tanh_kernel option against the oneDNN path.
-#include "server/engine/fast_activations.h"
+#include "server/engine/ops/fast_activations.h"
 
 #include <omp.h>
 

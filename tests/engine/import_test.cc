@@ -12,8 +12,8 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "server/engine/onnx_import.h"
-#include "server/engine/onnx_tensor.h"
+#include "server/engine/ir/onnx_import.h"
+#include "server/engine/ir/onnx_tensor.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {

@@ -1,5 +1,5 @@
 // Tests for the shared kernel helpers: reading constant tensors as integers.
-#include "server/engine/kernel_util.h"
+#include "server/engine/ops/kernel_util.h"
 
 #include <cmath>
 #include <limits>

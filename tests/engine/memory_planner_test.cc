@@ -1,7 +1,7 @@
 // Activation memory planner: buffers share arena bytes exactly when their
 // lifetimes do not overlap.
 #include "gtest/gtest.h"
-#include "server/engine/plan.h"
+#include "server/engine/lower/plan.h"
 
 namespace rectifier::engine {
 namespace {

@@ -1,12 +1,12 @@
 // The op table: every op's definition (arity per opset, kernels, lowering,
 // view and fusion flags) is read from its one registration.
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
 
 #include <string>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
 
 namespace rectifier::engine {
 namespace {

@@ -1,13 +1,13 @@
 // Graph passes: each pass's effect on the IR, and fused vs unfused execution
 // of the same model on the same random input.
-#include "server/engine/passes.h"
+#include "server/engine/passes/passes.h"
 
 #include <algorithm>
 
 #include "gtest/gtest.h"
-#include "server/engine/onnx_import.h"
-#include "server/engine/pipeline.h"
-#include "server/engine/shape_inference.h"
+#include "server/engine/ir/onnx_import.h"
+#include "server/engine/passes/pipeline.h"
+#include "server/engine/passes/shape_inference.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {

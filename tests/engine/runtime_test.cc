@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "server/engine/compiled_model_impl.h"
+#include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {

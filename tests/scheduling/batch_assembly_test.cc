@@ -9,13 +9,13 @@
 namespace rectifier::scheduling {
 namespace {
 
-using engine::Tensor;
+using common::Tensor;
 using testing::FilledTensor;
 
 // A float tensor [rows, 2] whose row r is {base + r, -(base + r)}.
 Tensor Rows(float base, int64_t rows) {
   Tensor tensor;
-  tensor.type = engine::DataType::kFloat32;
+  tensor.type = common::DataType::kFloat32;
   tensor.shape = {rows, 2};
   tensor.bytes.resize(static_cast<size_t>(rows) * 2 * sizeof(float));
   for (int64_t r = 0; r < rows; ++r) {
@@ -89,15 +89,6 @@ TEST(BatchAssemblyTest, SplitRejectsWrongBatchDimension) {
   EXPECT_EQ(single.status().code(), absl::StatusCode::kInternal);
   auto scalar = SplitOutputs({FilledTensor(1, {})}, {1});
   EXPECT_EQ(scalar.status().code(), absl::StatusCode::kInternal);
-}
-
-TEST(BatchAssemblyTest, ElementSizesMatchTheWireTypes) {
-  EXPECT_EQ(ElementSize(engine::DataType::kFloat32), 4u);
-  EXPECT_EQ(ElementSize(engine::DataType::kInt64), 8u);
-  EXPECT_EQ(ElementSize(engine::DataType::kFloat64), 8u);
-  EXPECT_EQ(ElementSize(engine::DataType::kInt32), 4u);
-  EXPECT_EQ(ElementSize(engine::DataType::kUint8), 1u);
-  EXPECT_EQ(ElementSize(engine::DataType::kBool), 1u);
 }
 
 }  // namespace

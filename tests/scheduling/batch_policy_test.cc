@@ -15,8 +15,8 @@ const absl::Time kT0 = absl::FromUnixSeconds(1000);
 class BatchPolicyTest : public ::testing::Test {
  protected:
   BatchPolicyTest() {
-    shape_a_.inputs.push_back({engine::DataType::kFloat32, {3, 4}});
-    shape_b_.inputs.push_back({engine::DataType::kFloat32, {3, 5}});
+    shape_a_.inputs.push_back({common::DataType::kFloat32, {3, 4}});
+    shape_b_.inputs.push_back({common::DataType::kFloat32, {3, 5}});
     options_.max_batch_size = 8;
     options_.max_queue_delay = absl::Microseconds(100);
   }
@@ -134,7 +134,7 @@ TEST_F(BatchPolicyTest, EqualSignaturesAtDifferentAddressesBatchTogether) {
 
 TEST_F(BatchPolicyTest, DifferentTypeIsADifferentShape) {
   BatchSignature int_a;
-  int_a.inputs.push_back({engine::DataType::kInt64, {3, 4}});
+  int_a.inputs.push_back({common::DataType::kInt64, {3, 4}});
   auto queue = Queue({1, 1});
   queue[1].signature = &int_a;
   const BatchDecision decision = DecideBatch(queue, kT0, options_);

@@ -168,8 +168,8 @@ TEST_F(DynamicBatchSchedulerTest, MultiRowRequestsAreSplitBackByRows) {
   const testing::Answer answer = collector_.Get("r9");
   ASSERT_TRUE(answer.result.ok());
   ASSERT_EQ(answer.result->size(), 2u);
-  const engine::Tensor& out0 = (*answer.result)[0];
-  const engine::Tensor& out1 = (*answer.result)[1];
+  const common::Tensor& out0 = (*answer.result)[0];
+  const common::Tensor& out1 = (*answer.result)[1];
   EXPECT_EQ(out0.shape, (std::vector<int64_t>{3, 1}));
   EXPECT_EQ(std::vector<int64_t>(out0.data<int64_t>(), out0.data<int64_t>() + 3),
             (std::vector<int64_t>{19, 19, 19}));

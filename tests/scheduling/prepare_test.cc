@@ -17,8 +17,8 @@ class ThreadRecordingExecutor : public BatchExecutor {
     prepare_thread_ = std::this_thread::get_id();
     return prepare_result_;
   }
-  absl::StatusOr<std::vector<engine::Tensor>> Execute(
-      const std::vector<engine::Tensor>& inputs) override {
+  absl::StatusOr<std::vector<common::Tensor>> Execute(
+      const std::vector<common::Tensor>& inputs) override {
     execute_thread_ = std::this_thread::get_id();
     return inputs;
   }
@@ -49,12 +49,12 @@ TEST(PrepareTest, RunsOnTheWorkerThreadBeforeAnyBatch) {
   EXPECT_NE(raw->prepare_thread_, std::this_thread::get_id());
 
   auto request = std::make_unique<InferenceRequest>();
-  engine::Tensor input;  // built by hand: scheduling links no engine code
+  common::Tensor input;  // built by hand: scheduling links no engine code
   input.shape = {1, 2};
   input.bytes.resize(2 * sizeof(float));
   request->inputs.push_back(std::move(input));
   std::promise<absl::Status> done;
-  request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& result,
+  request->done = [&done](const absl::StatusOr<std::vector<common::Tensor>>& result,
                           const RequestTimes&) { done.set_value(result.status()); };
   (*scheduler)->Enqueue(std::move(request));
   EXPECT_TRUE(done.get_future().get().ok());

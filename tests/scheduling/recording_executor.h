@@ -18,15 +18,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/engine/tensor.h"
+#include "server/common/tensor.h"
 #include "server/scheduling/scheduler.h"
 
 namespace rectifier::scheduling::testing {
 
 // An int64 tensor of `shape` filled with `value`.
-inline engine::Tensor FilledTensor(int64_t value, std::vector<int64_t> shape) {
-  engine::Tensor tensor;
-  tensor.type = engine::DataType::kInt64;
+inline common::Tensor FilledTensor(int64_t value, std::vector<int64_t> shape) {
+  common::Tensor tensor;
+  tensor.type = common::DataType::kInt64;
   int64_t count = 1;
   for (const int64_t dim : shape) count *= dim;
   tensor.shape = std::move(shape);
@@ -121,8 +121,8 @@ class RecordingModel {
   }
 
  private:
-  absl::StatusOr<std::vector<engine::Tensor>> Execute(const std::vector<engine::Tensor>& inputs) {
-    const engine::Tensor& input = inputs.at(0);
+  absl::StatusOr<std::vector<common::Tensor>> Execute(const std::vector<common::Tensor>& inputs) {
+    const common::Tensor& input = inputs.at(0);
     const int64_t rows = input.shape.empty() ? 1 : input.shape[0];
     // Elements per row from the byte count: scheduling does not link the engine.
     const int64_t elements = static_cast<int64_t>(input.bytes.size() / sizeof(int64_t));
@@ -153,7 +153,7 @@ class RecordingModel {
     if (compute_time > absl::ZeroDuration()) absl::SleepFor(compute_time);
     if (!failure.ok()) return failure;
     const int64_t out_rows = rows + (wrong_batch ? 1 : 0);
-    std::vector<engine::Tensor> outputs;
+    std::vector<common::Tensor> outputs;
     outputs.push_back(FilledTensor(0, {out_rows, 1}));
     outputs.push_back(FilledTensor(0, {out_rows, 2}));
     for (int64_t r = 0; r < rows; ++r) {
@@ -180,8 +180,8 @@ class RecordingModel {
 class RecordingModel::Executor final : public BatchExecutor {
  public:
   explicit Executor(RecordingModel* model) : model_(model) {}
-  absl::StatusOr<std::vector<engine::Tensor>> Execute(
-      const std::vector<engine::Tensor>& inputs) override {
+  absl::StatusOr<std::vector<common::Tensor>> Execute(
+      const std::vector<common::Tensor>& inputs) override {
     return model_->Execute(inputs);
   }
 
@@ -195,7 +195,7 @@ inline std::unique_ptr<BatchExecutor> RecordingModel::NewInstance() {
 
 // One answer as `done` received it.
 struct Answer {
-  absl::StatusOr<std::vector<engine::Tensor>> result;
+  absl::StatusOr<std::vector<common::Tensor>> result;
   RequestTimes times;
   int calls = 0;  // how often done was called for this id (must end at 1)
 };
@@ -211,7 +211,7 @@ class Collector {
     request->id = "r" + std::to_string(value);
     request->inputs.push_back(FilledTensor(value, std::move(shape)));
     request->priority = priority;
-    request->done = [this, id = request->id](absl::StatusOr<std::vector<engine::Tensor>> result,
+    request->done = [this, id = request->id](absl::StatusOr<std::vector<common::Tensor>> result,
                                              const RequestTimes& times) {
       {
         std::lock_guard<std::mutex> lock(mu_);

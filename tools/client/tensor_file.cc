@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "server/engine/onnx_tensor.h"
+#include "server/engine/ir/onnx_tensor.h"
 
 namespace rectifier::tools {
 namespace {

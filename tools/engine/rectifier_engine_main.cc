@@ -21,7 +21,7 @@
 #include "server/common/process_env.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/execution_context.h"
-#include "server/engine/onnx_tensor.h"
+#include "server/engine/ir/onnx_tensor.h"
 
 namespace {
 

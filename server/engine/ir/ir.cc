@@ -1,5 +1,5 @@
 // Graph IR helpers and topological sort.
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 #include <deque>
 #include <unordered_map>

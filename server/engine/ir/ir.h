@@ -1,7 +1,7 @@
 // Graph IR: the ONNX graph after import, as mutable nodes over named values,
 // plus the fusion annotations (post-ops) that passes attach to nodes.
-#ifndef RECTIFIER_SERVER_ENGINE_IR_H_
-#define RECTIFIER_SERVER_ENGINE_IR_H_
+#ifndef RECTIFIER_SERVER_ENGINE_IR_IR_H_
+#define RECTIFIER_SERVER_ENGINE_IR_IR_H_
 
 #include <cstdint>
 #include <map>
@@ -121,4 +121,4 @@ absl::Status TopologicalSort(Graph& graph);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_IR_H_
+#endif  // RECTIFIER_SERVER_ENGINE_IR_IR_H_

@@ -1,5 +1,5 @@
 // ONNX ModelProto -> Graph.
-#include "server/engine/onnx_import.h"
+#include "server/engine/ir/onnx_import.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -9,8 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
-#include "server/engine/onnx_tensor.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ir/onnx_tensor.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 namespace {

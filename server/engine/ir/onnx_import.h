@@ -1,7 +1,7 @@
 // ONNX import: bytes -> onnx::ModelProto -> Graph (initializers and Constant
 // nodes become constants, graph inputs bound by the caller become constants).
-#ifndef RECTIFIER_SERVER_ENGINE_ONNX_IMPORT_H_
-#define RECTIFIER_SERVER_ENGINE_ONNX_IMPORT_H_
+#ifndef RECTIFIER_SERVER_ENGINE_IR_ONNX_IMPORT_H_
+#define RECTIFIER_SERVER_ENGINE_IR_ONNX_IMPORT_H_
 
 #include <map>
 #include <string>
@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "onnx/onnx_pb.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -26,4 +26,4 @@ absl::StatusOr<Graph> ImportModelProto(const onnx::ModelProto& model,
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_ONNX_IMPORT_H_
+#endif  // RECTIFIER_SERVER_ENGINE_IR_ONNX_IMPORT_H_

@@ -1,8 +1,9 @@
 // TensorProto <-> Tensor conversion.
-#include "server/engine/onnx_tensor.h"
+#include "server/engine/ir/onnx_tensor.h"
 
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -63,49 +64,23 @@ std::pair<int64_t, const char*> TypedFieldSize(const onnx::TensorProto& proto, D
 
 }  // namespace
 
+// The data-type table (server/common/tensor.h) spells the ONNX codes as
+// numbers; they must be the generated enum's.
+static_assert(onnx::TensorProto::FLOAT == 1 && onnx::TensorProto::UINT8 == 2 &&
+                  onnx::TensorProto::INT8 == 3 && onnx::TensorProto::INT32 == 6 &&
+                  onnx::TensorProto::INT64 == 7 && onnx::TensorProto::BOOL == 9 &&
+                  onnx::TensorProto::DOUBLE == 11,
+              "ONNX TensorProto codes differ from server/common/tensor.cc");
+
 absl::StatusOr<DataType> DataTypeFromOnnx(int onnx_type) {
-  switch (onnx_type) {
-    case onnx::TensorProto::FLOAT:
-      return DataType::kFloat32;
-    case onnx::TensorProto::INT64:
-      return DataType::kInt64;
-    case onnx::TensorProto::INT32:
-      return DataType::kInt32;
-    case onnx::TensorProto::UINT8:
-      return DataType::kUint8;
-    case onnx::TensorProto::INT8:
-      return DataType::kInt8;
-    case onnx::TensorProto::BOOL:
-      return DataType::kBool;
-    case onnx::TensorProto::DOUBLE:
-      return DataType::kFloat64;
-    default:
-      return absl::UnimplementedError(absl::StrCat(
-          "tensor element type ", onnx_type, " (",
-          onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnx_type)),
-          ") is not supported"));
-  }
+  if (std::optional<DataType> type = common::DataTypeFromOnnxCode(onnx_type)) return *type;
+  return absl::UnimplementedError(absl::StrCat(
+      "tensor element type ", onnx_type, " (",
+      onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnx_type)),
+      ") is not supported"));
 }
 
-int DataTypeToOnnx(DataType type) {
-  switch (type) {
-    case DataType::kFloat32:
-      return onnx::TensorProto::FLOAT;
-    case DataType::kInt64:
-      return onnx::TensorProto::INT64;
-    case DataType::kInt32:
-      return onnx::TensorProto::INT32;
-    case DataType::kUint8:
-      return onnx::TensorProto::UINT8;
-    case DataType::kInt8:
-      return onnx::TensorProto::INT8;
-    case DataType::kBool:
-      return onnx::TensorProto::BOOL;
-    case DataType::kFloat64:
-      return onnx::TensorProto::DOUBLE;
-  }
-  return onnx::TensorProto::UNDEFINED;
-}
+int DataTypeToOnnx(DataType type) { return common::Traits(type).onnx; }
 
 absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, int64_t max_bytes) {
   // External data is never read: a model comes as bytes (FromBytes has no

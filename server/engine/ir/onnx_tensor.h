@@ -1,7 +1,7 @@
 // Conversion between onnx::TensorProto and engine Tensors (initializers,
 // Constant nodes, and the .pb files that rectifier-engine reads and writes).
-#ifndef RECTIFIER_SERVER_ENGINE_ONNX_TENSOR_H_
-#define RECTIFIER_SERVER_ENGINE_ONNX_TENSOR_H_
+#ifndef RECTIFIER_SERVER_ENGINE_IR_ONNX_TENSOR_H_
+#define RECTIFIER_SERVER_ENGINE_IR_ONNX_TENSOR_H_
 
 #include <cstdint>
 #include <string>
@@ -33,4 +33,4 @@ absl::Status WriteTensorFile(const Tensor& tensor, const std::string& name,
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_ONNX_TENSOR_H_
+#endif  // RECTIFIER_SERVER_ENGINE_IR_ONNX_TENSOR_H_

@@ -1,4 +1,4 @@
-#include "server/engine/rewriter.h"
+#include "server/engine/ir/rewriter.h"
 
 #include <algorithm>
 #include <utility>

@@ -2,15 +2,15 @@
 // producers and readers of every value once, keeps that index current as a
 // pass rewires nodes, and erases nodes in one compaction at the end, so a
 // pass is a single sweep instead of repeated O(N) scans.
-#ifndef RECTIFIER_SERVER_ENGINE_REWRITER_H_
-#define RECTIFIER_SERVER_ENGINE_REWRITER_H_
+#ifndef RECTIFIER_SERVER_ENGINE_IR_REWRITER_H_
+#define RECTIFIER_SERVER_ENGINE_IR_REWRITER_H_
 
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -60,4 +60,4 @@ class GraphRewriter {
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_REWRITER_H_
+#endif  // RECTIFIER_SERVER_ENGINE_IR_REWRITER_H_

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/conv_pool.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/conv_pool.h"
 
 namespace rectifier::engine {
 namespace {
@@ -108,8 +108,7 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
     const memory::desc md = b.values()[v].md;
     const std::vector<int64_t> shape = b.values()[v].shape;
     dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, DnnlEltwise(ops[i].fn), md,
-                                  ops[i].alpha,
-                                  ops[i].beta);
+                                  ops[i].alpha, ops[i].beta);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     dnnl::eltwise_forward::primitive_desc pd(d, attr, b.engine());
@@ -217,8 +216,8 @@ struct ConvChoice {
 // else format_tag::any. Post-ops from the first one that Rectifier's
 // activation kernel runs (tanh_kernel) are never fused: they follow as
 // separate in-place steps.
-absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
-                                               const ConvSetup& c, int x) {
+absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node, const ConvSetup& c,
+                                               int x) {
   const std::vector<PostOp>& fused = node.post_ops;
   ConvChoice choice;
   size_t& limit = choice.rectifier_from;
@@ -315,9 +314,9 @@ std::string ConvLabel(const Node& node, const ConvSetup& c, const ConvChoice& ch
       absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(c.geo.out_shape, ","), "]");
   if (!ops.empty()) absl::StrAppend(&label, " +", absl::StrJoin(ops, "+"), sum_note);
   if (k < fused.size()) {
-    absl::StrAppend(&label, " (", fused.size() - k, " post-op(s) run as separate steps: ",
-                    k == choice.rectifier_from ? "Rectifier activation kernel)"
-                                               : "no optimized fused kernel)");
+    absl::StrAppend(
+        &label, " (", fused.size() - k, " post-op(s) run as separate steps: ",
+        k == choice.rectifier_from ? "Rectifier activation kernel)" : "no optimized fused kernel)");
   }
   if (!node.fused.empty())
     absl::StrAppend(&label, " {fused: ", absl::StrJoin(node.fused, ", "), "}");
@@ -371,16 +370,15 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   // Keyed by what determines the reordered bytes (the weight, how it is
   // read, the layout asked for), not by the node: convolutions sharing an
   // initializer share one reordered copy.
-  ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(absl::StrCat(node.Input(1),
-                                                           c.transpose ? "@deconv/g" : "@conv/g",
-                                                           c.geo.groups),
-                                              c.weights->bytes.data(), c.w_src,
-                                              pd.weights_desc(), c.weights->shape));
+  ASSIGN_OR_RETURN(
+      int wv, b.ConstantInLayout(
+                  absl::StrCat(node.Input(1), c.transpose ? "@deconv/g" : "@conv/g", c.geo.groups),
+                  c.weights->bytes.data(), c.w_src, pd.weights_desc(), c.weights->shape));
   int bv = -1;
   if (c.bias) {
-    ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"),
-                                            c.bias->bytes.data(), c.b_md, c.b_md,
-                                            {c.geo.out_shape[1]}));
+    ASSIGN_OR_RETURN(
+        bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"), c.bias->bytes.data(), c.b_md,
+                               c.b_md, {c.geo.out_shape[1]}));
   }
   const memory::desc dst_md = pd.dst_desc();
   bool has_sum = false;
@@ -399,9 +397,9 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   if (bv >= 0) args.push_back({DNNL_ARG_BIAS, bv});
   for (size_t i = 0; i < k; ++i) {
     if (fused[i].kind != PostOp::Kind::kPrelu) continue;
-    ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, fused[i].slope,
-                                             PreluSlopeDims(b.graph(), fused[i].slope,
-                                                            c.geo.out_shape)));
+    ASSIGN_OR_RETURN(int sv,
+                     PreluSlopeValue(b, fused[i].slope,
+                                     PreluSlopeDims(b.graph(), fused[i].slope, c.geo.out_shape)));
     args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
   }
   b.AddPrimitive(pd, dnnl::primitive(pd), std::move(args), ConvLabel(node, c, choice, sum_note),

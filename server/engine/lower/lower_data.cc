@@ -5,9 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/nn_ops.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/kernel_util.h"
+#include "server/engine/ops/nn_ops.h"
 
 namespace rectifier::engine {
 namespace {

@@ -3,8 +3,8 @@
 // compiled with CompileOptions::tanh_kernel = kRectifier.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "server/engine/fast_activations.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/fast_activations.h"
 
 namespace rectifier::engine {
 namespace {

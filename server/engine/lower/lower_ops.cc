@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/elementwise.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/nn_ops.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/elementwise.h"
+#include "server/engine/ops/kernel_util.h"
+#include "server/engine/ops/nn_ops.h"
 
 namespace rectifier::engine {
 namespace {
@@ -407,12 +407,11 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
                         : dnnl::matmul::desc(b.values()[src].md, w_any, dst_md);
     bool fused_ops = false;
     dnnl::matmul::primitive_desc pd = ChooseMatMulPrimitive(b, node, d, s, fused_ops);
-    ASSIGN_OR_RETURN(int wv, b.ConstantInLayout(
-                                 absl::StrCat(node.Input(1), s.tb ? "@matmulT" : "@matmul",
-                                              s.alpha != 1.0f
-                                                  ? absl::StrCat("*", FloatBits(s.alpha))
-                                                  : ""),
-                                 w_data, w_src, pd.weights_desc(), {k, n}));
+    ASSIGN_OR_RETURN(int wv,
+                     b.ConstantInLayout(
+                         absl::StrCat(node.Input(1), s.tb ? "@matmulT" : "@matmul",
+                                      s.alpha != 1.0f ? absl::StrCat("*", FloatBits(s.alpha)) : ""),
+                         w_data, w_src, pd.weights_desc(), {k, n}));
     const bool separate = !node.post_ops.empty() && !fused_ops;
     int out = b.NewValue(separate ? node.outputs[0] + "#matmul" : node.outputs[0],
                          DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
@@ -428,8 +427,8 @@ absl::StatusOr<bool> LowerMatMul(PlanBuilder& b, const Node& node) {
     for (size_t i = 0; fused_ops && i < node.post_ops.size(); ++i) {
       const PostOp& op = node.post_ops[i];
       if (op.kind != PostOp::Kind::kPrelu) continue;
-      ASSIGN_OR_RETURN(int sv, PreluSlopeValue(b, op.slope,
-                                               PreluSlopeDims(b.graph(), op.slope, {m, n})));
+      ASSIGN_OR_RETURN(int sv,
+                       PreluSlopeValue(b, op.slope, PreluSlopeDims(b.graph(), op.slope, {m, n})));
       args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_WEIGHTS, sv});
     }
     b.AddPrimitive(

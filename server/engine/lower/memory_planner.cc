@@ -5,7 +5,7 @@
 #include <limits>
 #include <set>
 
-#include "server/engine/plan.h"
+#include "server/engine/lower/plan.h"
 
 namespace rectifier::engine {
 

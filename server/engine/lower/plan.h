@@ -1,8 +1,8 @@
 // CompiledPlan: the lowered form of a model for one batch size: values with
 // their memory descriptors and storage, and an ordered list of steps (oneDNN
 // primitives or plain-layout reference kernels). Immutable once built.
-#ifndef RECTIFIER_SERVER_ENGINE_PLAN_H_
-#define RECTIFIER_SERVER_ENGINE_PLAN_H_
+#ifndef RECTIFIER_SERVER_ENGINE_LOWER_PLAN_H_
+#define RECTIFIER_SERVER_ENGINE_LOWER_PLAN_H_
 
 #include <cstddef>
 #include <map>
@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
-#include "server/engine/ir.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ir/ir.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 
@@ -118,4 +118,4 @@ void PlanMemory(CompiledPlan& plan);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_PLAN_H_
+#endif  // RECTIFIER_SERVER_ENGINE_LOWER_PLAN_H_

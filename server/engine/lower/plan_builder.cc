@@ -1,6 +1,6 @@
 // PlanBuilder core: values, layouts/reorders, reference steps, aliases,
 // graph outputs, and the dispatch of nodes to per-family lowerings.
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
 
 #include <algorithm>
 #include <cstring>
@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/activations.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
+#include "server/engine/passes/activations.h"
 
 namespace rectifier::engine {
 

@@ -2,8 +2,8 @@
 // oneDNN ops keep whatever layout their producer chose (blocked layouts flow
 // through eltwise/binary/pool/concat); reference kernels get plain inputs;
 // reorders are added only where memory descriptors differ.
-#ifndef RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_
-#define RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_
+#ifndef RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
+#define RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
 
 #include <map>
 #include <memory>
@@ -13,9 +13,9 @@
 #include "absl/status/statusor.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "server/engine/compiled_model.h"
-#include "server/engine/fast_activations.h"
-#include "server/engine/ir.h"
-#include "server/engine/plan.h"
+#include "server/engine/ir/ir.h"
+#include "server/engine/lower/plan.h"
+#include "server/engine/ops/fast_activations.h"
 
 namespace rectifier::engine {
 
@@ -154,4 +154,4 @@ absl::Status DnnlError(const dnnl::error& e, const std::string& what);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_PLAN_BUILDER_H_
+#endif  // RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_

@@ -1,5 +1,5 @@
 // Window-op geometry and shape inference for Conv, ConvTranspose and pools.
-#include "server/engine/conv_pool.h"
+#include "server/engine/ops/conv_pool.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,9 +7,9 @@
 
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/plan_builder.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/kernel_util.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 namespace {
@@ -296,7 +296,12 @@ absl::StatusOr<WindowGeometry> ResolvePool(const Node& n, const std::vector<int6
 
 void RegisterConvPoolOps(OpTable& t) {
   for (const char* op : {"Conv", "ConvTranspose"}) {
-    t[op].Kernels(InferConv, nullptr).Lower(LowerConvolution).Inputs(2).FusesActivation().FusesSum();
+    t[op]
+        .Kernels(InferConv, nullptr)
+        .Lower(LowerConvolution)
+        .Inputs(2)
+        .FusesActivation()
+        .FusesSum();
   }
   for (const char* op : {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
     t[op].Kernels(InferPool, ComputePool).Lower(LowerPooling);

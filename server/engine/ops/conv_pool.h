@@ -1,13 +1,13 @@
 // Convolution / deconvolution / pooling geometry: resolves ONNX attributes
 // (auto_pad, ceil_mode, dilations, output_shape) into explicit oneDNN-style
 // parameters. Shared by shape inference and lowering.
-#ifndef RECTIFIER_SERVER_ENGINE_CONV_POOL_H_
-#define RECTIFIER_SERVER_ENGINE_CONV_POOL_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_CONV_POOL_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_CONV_POOL_H_
 
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -29,4 +29,4 @@ absl::StatusOr<WindowGeometry> ResolvePool(const Node& node, const std::vector<i
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_CONV_POOL_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_CONV_POOL_H_

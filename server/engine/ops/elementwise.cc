@@ -1,6 +1,6 @@
 // Reference kernels and shape inference for element-wise ops: unary math and
 // activations, numpy-broadcast binary/comparison/logic ops, Where, Clip, Cast.
-#include "server/engine/elementwise.h"
+#include "server/engine/ops/elementwise.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,12 +9,11 @@
 #include "absl/status/status.h"
 #include "onnx/onnx_pb.h"
 #include "server/common/status_macros.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/kernel_util.h"
 
 namespace rectifier::engine {
 namespace {
-
 
 // ---- unary ----------------------------------------------------------------
 

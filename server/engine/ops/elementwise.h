@@ -1,12 +1,12 @@
 // Element-wise ops: the mapping of ONNX unary activations onto the IR's
 // element-wise functions (shared by lowering and the activation-fusion pass).
-#ifndef RECTIFIER_SERVER_ENGINE_ELEMENTWISE_H_
-#define RECTIFIER_SERVER_ENGINE_ELEMENTWISE_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_ELEMENTWISE_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_ELEMENTWISE_H_
 
 #include <vector>
 
-#include "server/engine/ir.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ir/ir.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 
@@ -21,4 +21,4 @@ bool MapToEltwise(const Node& node, const Graph& graph, std::vector<PostOp>& ops
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_ELEMENTWISE_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_ELEMENTWISE_H_

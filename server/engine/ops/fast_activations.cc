@@ -17,7 +17,7 @@
 //    double-float (hi + lo) with error-free products: GELU's relative
 //    condition number grows like |x s'(x)| for negative x (about 35 at
 //    x = -5), so a plain float s would cost several 1e-6 there.
-#include "server/engine/fast_activations.h"
+#include "server/engine/ops/fast_activations.h"
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps(), which its
 // -Wmaybe-uninitialized reports from inside the header (GCC bug 105593).

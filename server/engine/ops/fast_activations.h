@@ -10,8 +10,8 @@
 // below FLT_MIN in magnitude may be flushed towards zero (absolute error <
 // FLT_MIN). NaN inputs give NaN; +-Inf give the limits (tanh: +-1, sigmoid:
 // 1 / +0, SiLU and GELU: +Inf / -0).
-#ifndef RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
-#define RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_FAST_ACTIVATIONS_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_FAST_ACTIVATIONS_H_
 
 #include <cstdint>
 
@@ -53,4 +53,4 @@ void ApplyFastActivationAvx512(FastActivation f, const float* x, float* y, int64
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_FAST_ACTIVATIONS_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_FAST_ACTIVATIONS_H_

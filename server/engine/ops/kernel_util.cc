@@ -1,5 +1,5 @@
 // Shared reference-kernel helpers.
-#include "server/engine/kernel_util.h"
+#include "server/engine/ops/kernel_util.h"
 
 #include <cmath>
 #include <limits>

@@ -1,7 +1,7 @@
 // Helpers shared by the reference kernels: broadcasting, axis handling,
 // reading shape-like constants, and element-type dispatch.
-#ifndef RECTIFIER_SERVER_ENGINE_KERNEL_UTIL_H_
-#define RECTIFIER_SERVER_ENGINE_KERNEL_UTIL_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_KERNEL_UTIL_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_KERNEL_UTIL_H_
 
 #include <cstdint>
 #include <cstring>
@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 
@@ -79,4 +79,4 @@ void ForEachRow(const std::vector<int64_t>& out_shape,
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_KERNEL_UTIL_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_KERNEL_UTIL_H_

@@ -1,7 +1,7 @@
 // Reference kernels and shape inference for NN ops without (or besides) a
 // oneDNN lowering: Softmax/LogSoftmax, Reduce*, Gemm, MatMul,
 // BatchNormalization, Resize/Upsample.
-#include "server/engine/nn_ops.h"
+#include "server/engine/ops/nn_ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +10,8 @@
 
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/kernel_util.h"
 
 namespace rectifier::engine {
 namespace {

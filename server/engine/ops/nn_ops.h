@@ -1,13 +1,13 @@
 // NN op helpers shared between reference kernels and lowering (softmax
 // geometry, Resize parameter resolution and its reference kernel).
-#ifndef RECTIFIER_SERVER_ENGINE_NN_OPS_H_
-#define RECTIFIER_SERVER_ENGINE_NN_OPS_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_NN_OPS_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_NN_OPS_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 
@@ -35,4 +35,4 @@ void RunResize(const ResizeSpec& spec, const std::vector<int64_t>& in_shape, con
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_NN_OPS_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_NN_OPS_H_

@@ -1,5 +1,5 @@
 // The explicit op table.
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -21,8 +21,8 @@ absl::Status CheckArity(const Node& n) {
   const Arity& arity = (op != nullptr ? *op : kDefault).ArityAt(n.opset);
   // Required inputs must also be named: "" means "optional input omitted".
   const int required = arity.named_inputs == Arity::kAll ? static_cast<int>(n.inputs.size())
-                       : arity.named_inputs < 0         ? arity.min_inputs
-                                                        : arity.named_inputs;
+                       : arity.named_inputs < 0          ? arity.min_inputs
+                                                         : arity.named_inputs;
   for (int i = 0; i < required && i < static_cast<int>(n.inputs.size()); ++i) {
     if (n.inputs[i].empty()) {
       return absl::InvalidArgumentError(

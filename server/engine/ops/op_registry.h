@@ -4,8 +4,8 @@
 // lowering), its oneDNN lowering, and the capability flags that passes and
 // the plan builder consult. Adding an op is one registration in its family
 // file plus its kernel and its test (docs/ENGINE.md, "Adding an op").
-#ifndef RECTIFIER_SERVER_ENGINE_OP_REGISTRY_H_
-#define RECTIFIER_SERVER_ENGINE_OP_REGISTRY_H_
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_OP_REGISTRY_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_OP_REGISTRY_H_
 
 #include <map>
 #include <string>
@@ -14,7 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 #include "server/engine/tensor.h"
 
 namespace rectifier::engine {
@@ -150,4 +150,4 @@ void RegisterConvPoolOps(OpTable& table);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_OP_REGISTRY_H_
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_OP_REGISTRY_H_

@@ -10,8 +10,8 @@
 
 #include "absl/status/status.h"
 #include "server/common/status_macros.h"
-#include "server/engine/kernel_util.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/kernel_util.h"
 
 namespace rectifier::engine {
 namespace {

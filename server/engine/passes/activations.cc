@@ -1,6 +1,6 @@
 // Activation catalog, exporter-pattern rewrites, per-model replacement and
 // the effective-activation count.
-#include "server/engine/activations.h"
+#include "server/engine/passes/activations.h"
 
 #include <cctype>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/engine/rewriter.h"
+#include "server/engine/ir/rewriter.h"
 
 namespace rectifier::engine {
 namespace {

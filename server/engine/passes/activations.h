@@ -2,8 +2,8 @@
 // maps onto one, how a node is rewritten into another kind (per-model
 // replacement), the exporter-pattern rewrites, and the summary of the
 // effective activations of a graph. See docs/ENGINE.md, "Activations".
-#ifndef RECTIFIER_SERVER_ENGINE_ACTIVATIONS_H_
-#define RECTIFIER_SERVER_ENGINE_ACTIVATIONS_H_
+#ifndef RECTIFIER_SERVER_ENGINE_PASSES_ACTIVATIONS_H_
+#define RECTIFIER_SERVER_ENGINE_PASSES_ACTIVATIONS_H_
 
 #include <map>
 #include <optional>
@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/engine/compiled_model.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -102,4 +102,4 @@ std::map<std::string, int> CountActivations(const Graph& graph);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_ACTIVATIONS_H_
+#endif  // RECTIFIER_SERVER_ENGINE_PASSES_ACTIVATIONS_H_

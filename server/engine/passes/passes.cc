@@ -1,6 +1,6 @@
 // Graph passes: support check, identity/dead-node elimination, constant
 // folding, BatchNorm folding, activation and residual-add fusion.
-#include "server/engine/passes.h"
+#include "server/engine/passes/passes.h"
 
 #include <cmath>
 #include <cstring>
@@ -10,10 +10,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
-#include "server/engine/activations.h"
-#include "server/engine/elementwise.h"
-#include "server/engine/op_registry.h"
-#include "server/engine/rewriter.h"
+#include "server/engine/ir/rewriter.h"
+#include "server/engine/ops/elementwise.h"
+#include "server/engine/ops/op_registry.h"
+#include "server/engine/passes/activations.h"
 
 namespace rectifier::engine {
 namespace {
@@ -316,7 +316,8 @@ std::optional<std::vector<float>> ProducerBias(const Graph& g, const Node& prod,
   if (!b || (b->num_elements() != oc && !(gemm && b->num_elements() == 1))) return std::nullopt;
   if (gemm && b->shape.size() == 2 && b->shape[0] != 1) return std::nullopt;
   const float beta = gemm ? prod.GetFloat("beta", 1.0f) : 1.0f;
-  for (int64_t c = 0; c < oc; ++c) bias[c] = beta * b->data<float>()[b->num_elements() == 1 ? 0 : c];
+  for (int64_t c = 0; c < oc; ++c)
+    bias[c] = beta * b->data<float>()[b->num_elements() == 1 ? 0 : c];
   return bias;
 }
 
@@ -336,7 +337,8 @@ bool ScaleOutputChannels(const Node& prod, const std::vector<float>& v, int64_t 
     const int64_t inner = total / (w.shape[0] * ocg);
     for (int64_t ci = 0; ci < w.shape[0]; ++ci)
       for (int64_t j = 0; j < ocg; ++j)
-        for (int64_t r = 0; r < inner; ++r) wd[(ci * ocg + j) * inner + r] *= v[(ci / icg) * ocg + j];
+        for (int64_t r = 0; r < inner; ++r)
+          wd[(ci * ocg + j) * inner + r] *= v[(ci / icg) * ocg + j];
   } else {
     const bool tb = prod.GetInt("transB", 0) != 0;
     const int64_t kin = tb ? w.shape[1] : w.shape[0];
@@ -508,8 +510,7 @@ bool FuseNextActivation(GraphRewriter& r, int pi) {
     op.alpha = silu ? 1.0f : 0.0f;
     op.activation = silu ? "SiLU" : "HardSwish";
     prod.post_ops.push_back(op);
-    prod.fused.push_back(
-        absl::StrCat(gate.op_type, "+Mul '", mul.name, "' (", op.activation, ")"));
+    prod.fused.push_back(absl::StrCat(gate.op_type, "+Mul '", mul.name, "' (", op.activation, ")"));
     r.SetOutput(pi, 0, mul.outputs[0]);
     r.Erase(gi);
     r.Erase(mi);
@@ -540,8 +541,7 @@ absl::StatusOr<int> FuseResidualAdd(Graph& g) {
     const int ai = static_cast<int>(i);
     if (r.Erased(ai)) continue;
     const Node& add = g.nodes[i];
-    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1])
-      continue;
+    if (add.op_type != "Add" || add.inputs.size() != 2 || add.inputs[0] == add.inputs[1]) continue;
     auto out_it = g.value_info.find(add.outputs[0]);
     if (out_it == g.value_info.end() || out_it->second.type != DataType::kFloat32) continue;
     int best = -1, best_in = -1;

@@ -1,10 +1,10 @@
 // Graph passes, each a small named function over the IR (ncnn style). Passes
 // that need shapes read Graph::value_info, which shape inference fills.
-#ifndef RECTIFIER_SERVER_ENGINE_PASSES_H_
-#define RECTIFIER_SERVER_ENGINE_PASSES_H_
+#ifndef RECTIFIER_SERVER_ENGINE_PASSES_PASSES_H_
+#define RECTIFIER_SERVER_ENGINE_PASSES_PASSES_H_
 
 #include "absl/status/status.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -47,4 +47,4 @@ absl::StatusOr<int> FuseResidualAdd(Graph& graph);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_PASSES_H_
+#endif  // RECTIFIER_SERVER_ENGINE_PASSES_PASSES_H_

@@ -1,9 +1,9 @@
-#include "server/engine/pipeline.h"
+#include "server/engine/passes/pipeline.h"
 
 #include "server/common/status_macros.h"
-#include "server/engine/activations.h"
-#include "server/engine/passes.h"
-#include "server/engine/shape_inference.h"
+#include "server/engine/passes/activations.h"
+#include "server/engine/passes/passes.h"
+#include "server/engine/passes/shape_inference.h"
 #include "spdlog/spdlog.h"
 
 namespace rectifier::engine {

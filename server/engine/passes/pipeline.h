@@ -1,8 +1,8 @@
 // The pass pipelines: which graph passes run, in which order, once at load
 // and once per concrete input shape. Every pass has one signature and
 // reports how many rewrites it made; RunPipeline logs each count (debug).
-#ifndef RECTIFIER_SERVER_ENGINE_PIPELINE_H_
-#define RECTIFIER_SERVER_ENGINE_PIPELINE_H_
+#ifndef RECTIFIER_SERVER_ENGINE_PASSES_PIPELINE_H_
+#define RECTIFIER_SERVER_ENGINE_PASSES_PIPELINE_H_
 
 #include <map>
 #include <string>
@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/engine/compiled_model.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -46,4 +46,4 @@ absl::Status RunPipeline(const std::vector<Pass>& passes, Graph& graph, PassCont
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_PIPELINE_H_
+#endif  // RECTIFIER_SERVER_ENGINE_PASSES_PIPELINE_H_

@@ -1,5 +1,5 @@
 // Per-batch shape inference and folding.
-#include "server/engine/shape_inference.h"
+#include "server/engine/passes/shape_inference.h"
 
 #include <map>
 #include <set>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/op_registry.h"
+#include "server/engine/ops/op_registry.h"
 
 namespace rectifier::engine {
 
@@ -73,8 +73,8 @@ absl::StatusOr<std::vector<ValueInfo>> InferNode(const OpDef& op, const Node& n,
     std::vector<std::string> shapes;
     shapes.reserve(in.size());
     for (const auto& v : in) shapes.push_back(absl::StrCat("[", absl::StrJoin(v.shape, ","), "]"));
-    return absl::Status(st.code(), absl::StrCat(st.message(), " (input shapes ",
-                                                absl::StrJoin(shapes, " "), ")"));
+    return absl::Status(
+        st.code(), absl::StrCat(st.message(), " (input shapes ", absl::StrJoin(shapes, " "), ")"));
   }
   return out;
 }

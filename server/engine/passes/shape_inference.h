@@ -1,11 +1,11 @@
 // Shape inference with constant folding for a graph whose input shapes are
 // fully known (plans are compiled per batch size). Shape subgraphs (Shape,
 // Gather, Concat, Unsqueeze, arithmetic...) collapse into constants here.
-#ifndef RECTIFIER_SERVER_ENGINE_SHAPE_INFERENCE_H_
-#define RECTIFIER_SERVER_ENGINE_SHAPE_INFERENCE_H_
+#ifndef RECTIFIER_SERVER_ENGINE_PASSES_SHAPE_INFERENCE_H_
+#define RECTIFIER_SERVER_ENGINE_PASSES_SHAPE_INFERENCE_H_
 
 #include "absl/status/status.h"
-#include "server/engine/ir.h"
+#include "server/engine/ir/ir.h"
 
 namespace rectifier::engine {
 
@@ -17,4 +17,4 @@ absl::Status InferShapes(Graph& graph, int64_t max_tensor_bytes);
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_SHAPE_INFERENCE_H_
+#endif  // RECTIFIER_SERVER_ENGINE_PASSES_SHAPE_INFERENCE_H_

@@ -1,5 +1,5 @@
 // Activation statistics: scanning one output and merging samples.
-#include "server/engine/activation_stats.h"
+#include "server/engine/runtime/activation_stats.h"
 
 #include <algorithm>
 

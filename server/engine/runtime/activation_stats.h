@@ -3,8 +3,8 @@
 // sampled input ("dead channels"). ExecutionContext scans the activation
 // outputs of a sampled execution and merges them here; CompiledModel
 // returns snapshots. See docs/ENGINE.md, "Activation statistics".
-#ifndef RECTIFIER_SERVER_ENGINE_ACTIVATION_STATS_H_
-#define RECTIFIER_SERVER_ENGINE_ACTIVATION_STATS_H_
+#ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_ACTIVATION_STATS_H_
+#define RECTIFIER_SERVER_ENGINE_RUNTIME_ACTIVATION_STATS_H_
 
 #include <cstdint>
 #include <map>
@@ -55,4 +55,4 @@ class ActivationStatsAccumulator {
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_ACTIVATION_STATS_H_
+#endif  // RECTIFIER_SERVER_ENGINE_RUNTIME_ACTIVATION_STATS_H_

@@ -7,12 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
-#include "server/engine/activations.h"
-#include "server/engine/compiled_model_impl.h"
-#include "server/engine/onnx_import.h"
-#include "server/engine/pipeline.h"
-#include "server/engine/plan_builder.h"
-#include "server/engine/shape_inference.h"
+#include "server/engine/ir/onnx_import.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/passes/activations.h"
+#include "server/engine/passes/pipeline.h"
+#include "server/engine/passes/shape_inference.h"
+#include "server/engine/runtime/compiled_model_impl.h"
 
 namespace rectifier::engine {
 

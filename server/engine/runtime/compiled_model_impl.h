@@ -1,7 +1,7 @@
 // The concrete CompiledModel: the optimized graph, its I/O metadata, and a
 // lazily filled, mutex-protected cache of per-batch-size plans.
-#ifndef RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_
-#define RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_
+#ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
+#define RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 
 #include <map>
 #include <memory>
@@ -11,10 +11,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
-#include "server/engine/activation_stats.h"
 #include "server/engine/compiled_model.h"
-#include "server/engine/ir.h"
-#include "server/engine/plan.h"
+#include "server/engine/ir/ir.h"
+#include "server/engine/lower/plan.h"
+#include "server/engine/runtime/activation_stats.h"
 
 namespace rectifier::engine {
 
@@ -70,4 +70,4 @@ class CompiledModelImpl final : public CompiledModel {
 
 }  // namespace rectifier::engine
 
-#endif  // RECTIFIER_SERVER_ENGINE_COMPILED_MODEL_IMPL_H_
+#endif  // RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_

@@ -13,10 +13,10 @@
 #include "absl/strings/str_join.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
-#include "server/engine/activation_stats.h"
-#include "server/engine/compiled_model_impl.h"
-#include "server/engine/plan.h"
-#include "server/engine/plan_builder.h"
+#include "server/engine/lower/plan.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/runtime/activation_stats.h"
+#include "server/engine/runtime/compiled_model_impl.h"
 
 namespace rectifier::engine {
 namespace {

@@ -1,0 +1,70 @@
+// The one tensor type and its data-type table.
+#include "server/common/tensor.h"
+
+#include <cstdint>
+#include <limits>
+#include <set>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace rectifier::common {
+namespace {
+
+TEST(DataTypeTableTest, OneRowPerTypeInEnumOrder) {
+  const auto& table = AllDataTypes();
+  ASSERT_EQ(table.size(), 7u);
+  std::set<std::string> names;
+  std::set<int> onnx, config;
+  for (size_t i = 0; i < table.size(); ++i) {
+    EXPECT_EQ(static_cast<size_t>(table[i].type), i);
+    EXPECT_EQ(&Traits(table[i].type), &table[i]);
+    names.insert(table[i].kserve);
+    onnx.insert(table[i].onnx);
+    config.insert(table[i].config);
+  }
+  // Every code is distinct, so each inverse is a function.
+  EXPECT_EQ(names.size(), table.size());
+  EXPECT_EQ(onnx.size(), table.size());
+  EXPECT_EQ(config.size(), table.size());
+}
+
+TEST(DataTypeTableTest, SizesAndNamesMatchTheWireTypes) {
+  EXPECT_EQ(DataTypeSize(DataType::kFloat32), 4u);
+  EXPECT_EQ(DataTypeSize(DataType::kInt64), 8u);
+  EXPECT_EQ(DataTypeSize(DataType::kFloat64), 8u);
+  EXPECT_EQ(DataTypeSize(DataType::kInt32), 4u);
+  EXPECT_EQ(DataTypeSize(DataType::kUint8), 1u);
+  EXPECT_EQ(DataTypeSize(DataType::kInt8), 1u);
+  EXPECT_EQ(DataTypeSize(DataType::kBool), 1u);
+  EXPECT_STREQ(DataTypeName(DataType::kFloat32), "FP32");
+  EXPECT_STREQ(DataTypeName(DataType::kBool), "BOOL");
+  EXPECT_STREQ(DataTypeName(static_cast<DataType>(99)), "UNKNOWN");
+}
+
+TEST(DataTypeTableTest, InversesRoundTrip) {
+  for (const auto& t : AllDataTypes()) {
+    EXPECT_EQ(DataTypeFromKServe(t.kserve), t.type) << t.kserve;
+    EXPECT_EQ(DataTypeFromOnnxCode(t.onnx), t.type) << t.kserve;
+    EXPECT_EQ(DataTypeFromConfigCode(t.config), t.type) << t.kserve;
+  }
+  EXPECT_EQ(DataTypeFromKServe("FP16"), std::nullopt);
+  EXPECT_EQ(DataTypeFromKServe("BYTES"), std::nullopt);
+  EXPECT_EQ(DataTypeFromOnnxCode(10), std::nullopt);    // FLOAT16
+  EXPECT_EQ(DataTypeFromConfigCode(13), std::nullopt);  // TYPE_STRING
+}
+
+TEST(TensorTest, NumElementsAndZeros) {
+  EXPECT_EQ(NumElements({}), 1);
+  EXPECT_EQ(NumElements({2, 3, 4}), 24);
+  EXPECT_EQ(NumElements({0, std::numeric_limits<int64_t>::max(), 4}), 0);
+  EXPECT_EQ(NumElements({std::numeric_limits<int64_t>::max(), 2}),
+            std::numeric_limits<int64_t>::max());
+  Tensor t = Tensor::Zeros(DataType::kInt64, {2, 3});
+  EXPECT_EQ(t.bytes.size(), 48u);
+  EXPECT_EQ(t.num_elements(), 6);
+  EXPECT_EQ(t.data<int64_t>()[5], 0);
+}
+
+}  // namespace
+}  // namespace rectifier::common
