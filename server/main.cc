@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,16 +50,36 @@ bool IsDirectory(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int Run(const rectifier::service::ServerOptions& options) {
-  // Block the shutdown signals in every thread created from here on; this
-  // thread collects them with sigwait below.
+using rectifier::service::ServerOptions;
+
+// What a running server is made of. Declared so that destruction runs in the
+// order shutdown needs: gRPC server, tokens, repository, metrics families,
+// metrics endpoint.
+struct Server {
+  std::unique_ptr<rectifier::metrics::MetricsServer> metrics;
+  std::unique_ptr<rectifier::metrics::ServerMetrics> server_metrics;
+  std::unique_ptr<rectifier::repository::ModelRepository> repository;
+  std::unique_ptr<rectifier::security::TokenStore> tokens;
+  std::unique_ptr<rectifier::service::GrpcServer> grpc;
+};
+
+// Blocks the shutdown signals in every thread created from here on; the
+// main thread collects them with sigwait (WaitForStopSignal).
+sigset_t BlockShutdownSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);  // re-reads --auth-tokens
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
+// Logging, then everything that must be usable before any port opens: the
+// repository folder, the control mode, the TLS files and the tokens (loaded
+// into `server`). Returns 0, or the exit code once the error is printed.
+int CheckStartup(const ServerOptions& options, Server& server,
+                 rectifier::repository::ControlMode* mode) {
   if (absl::Status s = rectifier::common::SetupLogging(options.logging); !s.ok()) {
     return Fail(kExitUsage, std::string(s.message()));
   }
@@ -69,60 +90,63 @@ int Run(const rectifier::service::ServerOptions& options) {
   }
   const auto control_mode = rectifier::repository::ParseControlMode(options.model_control_mode);
   if (!control_mode.ok()) return Fail(kExitUsage, std::string(control_mode.status().message()));
+  *mode = *control_mode;
   // Unusable security files stop the start with one line, before any port opens.
   if (options.tls.enabled()) {
     if (absl::Status s = rectifier::security::ValidateTlsFiles(options.tls); !s.ok()) {
       return Fail(kExitUsage, std::string(s.message()));
     }
   }
-  std::unique_ptr<rectifier::security::TokenStore> tokens;
   if (!options.auth_tokens_file.empty()) {
     auto loaded = rectifier::security::TokenStore::Load(options.auth_tokens_file);
     if (!loaded.ok()) return Fail(kExitUsage, std::string(loaded.status().message()));
-    tokens = std::move(loaded).value();
+    server.tokens = std::move(loaded).value();
   }
+  return 0;
+}
 
-  std::unique_ptr<rectifier::metrics::MetricsServer> metrics;
-  if (!options.metrics_address.empty()) {
-    rectifier::metrics::MetricsServerOptions metrics_options;
-    metrics_options.address = options.metrics_address;
-    metrics_options.tls = options.tls;
-    metrics_options.tls_reload_interval = options.tls_reload_interval;
-    metrics_options.build_labels = {{"version", RECTIFIER_VERSION},
-                                    {"git_commit", RECTIFIER_GIT_COMMIT},
-                                    {"build_type", RECTIFIER_BUILD_TYPE},
-                                    {"compiler", __VERSION__}};
-    auto created = rectifier::metrics::MetricsServer::Create(metrics_options);
-    if (!created.ok()) {
-      return Fail(absl::IsFailedPrecondition(created.status()) ? kExitUsage : kExitRuntimeError,
-                  std::string(created.status().message()));
-    }
-    metrics = std::move(created).value();
+// The /metrics endpoint and the per-model metric families (none without
+// --metrics-address). Returns 0 or the exit code.
+int StartMetrics(const ServerOptions& options, Server& server) {
+  if (options.metrics_address.empty()) return 0;
+  rectifier::metrics::MetricsServerOptions metrics_options;
+  metrics_options.address = options.metrics_address;
+  metrics_options.tls = options.tls;
+  metrics_options.tls_reload_interval = options.tls_reload_interval;
+  metrics_options.build_labels = {{"version", RECTIFIER_VERSION},
+                                  {"git_commit", RECTIFIER_GIT_COMMIT},
+                                  {"build_type", RECTIFIER_BUILD_TYPE},
+                                  {"compiler", __VERSION__}};
+  auto created = rectifier::metrics::MetricsServer::Create(metrics_options);
+  if (!created.ok()) {
+    return Fail(absl::IsFailedPrecondition(created.status()) ? kExitUsage : kExitRuntimeError,
+                std::string(created.status().message()));
   }
+  server.metrics = std::move(created).value();
+  rectifier::metrics::MetricsOptions histogram_options;
+  if (!options.latency_buckets.empty()) histogram_options.latency_buckets = options.latency_buckets;
+  server.server_metrics = std::make_unique<rectifier::metrics::ServerMetrics>(
+      server.metrics->registry(), histogram_options);
+  server.metrics->AddCollectable(server.server_metrics->scrape_time_gauges());
+  return 0;
+}
 
-  // Models load before the port opens; a model that fails is reported and
-  // the server still starts (ServerReady stays false until it is fixed).
-  std::unique_ptr<rectifier::metrics::ServerMetrics> server_metrics;
-  if (metrics) {
-    rectifier::metrics::MetricsOptions histogram_options;
-    if (!options.latency_buckets.empty())
-      histogram_options.latency_buckets = options.latency_buckets;
-    server_metrics =
-        std::make_unique<rectifier::metrics::ServerMetrics>(metrics->registry(), histogram_options);
-    metrics->AddCollectable(server_metrics->scrape_time_gauges());
-  }
+// Loads the models, then opens the gRPC port. A model that fails is
+// reported and the server still starts (ServerReady stays false until it is
+// fixed). Returns 0 or the exit code.
+int StartServing(const ServerOptions& options, rectifier::repository::ControlMode mode,
+                 Server& server) {
   rectifier::repository::RepositoryOptions repository_options;
-  repository_options.metrics = server_metrics.get();
+  repository_options.metrics = server.server_metrics.get();
   repository_options.root = options.model_repository;
-  repository_options.mode = *control_mode;
+  repository_options.mode = mode;
   repository_options.poll_interval = options.repository_poll_interval;
   repository_options.startup_models = options.load_models;
   repository_options.intra_op_threads = options.intra_op_threads;
   repository_options.drain_timeout = options.exit_timeout;
   auto repository = rectifier::repository::ModelRepository::Create(repository_options);
-  if (!repository.ok()) {
-    return Fail(kExitRuntimeError, std::string(repository.status().message()));
-  }
+  if (!repository.ok()) return Fail(kExitRuntimeError, std::string(repository.status().message()));
+  server.repository = std::move(repository).value();
 
   rectifier::service::GrpcServerOptions grpc_options;
   grpc_options.address = options.grpc_address;
@@ -133,19 +157,24 @@ int Run(const rectifier::service::ServerOptions& options) {
   grpc_options.image_memory_bytes = options.image_memory_mb << 20;
   grpc_options.tls = options.tls;
   grpc_options.tls_reload_interval = options.tls_reload_interval;
-  grpc_options.tokens = tokens.get();
-  auto server = rectifier::service::GrpcServer::Create(grpc_options, repository->get());
-  if (!server.ok()) {
-    return Fail(absl::IsFailedPrecondition(server.status()) ? kExitUsage : kExitRuntimeError,
-                std::string(server.status().message()));
+  grpc_options.tokens = server.tokens.get();
+  auto grpc = rectifier::service::GrpcServer::Create(grpc_options, server.repository.get());
+  if (!grpc.ok()) {
+    return Fail(absl::IsFailedPrecondition(grpc.status()) ? kExitUsage : kExitRuntimeError,
+                std::string(grpc.status().message()));
   }
+  server.grpc = std::move(grpc).value();
+  return 0;
+}
 
+void LogStarted(const ServerOptions& options, const Server& server) {
   spdlog::info(
       "rectifier-server {} serving gRPC on port {} ({}), metrics on port {}, "
       "model repository '{}', {} CPUs",
-      RECTIFIER_VERSION, (*server)->port(), options.grpc_address, metrics ? metrics->port() : 0,
-      options.model_repository, rectifier::common::AvailableCpus());
-
+      RECTIFIER_VERSION, server.grpc->port(), options.grpc_address,
+      server.metrics ? server.metrics->port() : 0, options.model_repository,
+      rectifier::common::AvailableCpus());
+  const rectifier::security::TokenStore* tokens = server.tokens.get();
   spdlog::info("security: {}, {}",
                !options.tls.enabled()          ? "plaintext (no --tls-cert)"
                : options.tls.client_ca.empty() ? "TLS"
@@ -153,7 +182,10 @@ int Run(const rectifier::service::ServerOptions& options) {
                tokens != nullptr
                    ? absl::StrCat(tokens->size(), " tokens from '", tokens->path(), "'")
                    : std::string("no tokens (no --auth-tokens)"));
+}
 
+// Serves until SIGTERM or SIGINT (returned); SIGHUP re-reads the tokens.
+int WaitForStopSignal(const sigset_t& signals, rectifier::security::TokenStore* tokens) {
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     if (tokens == nullptr) {
@@ -165,6 +197,10 @@ int Run(const rectifier::service::ServerOptions& options) {
       spdlog::info("SIGHUP: {} tokens re-read from '{}'", tokens->size(), tokens->path());
     }
   }
+  return signal_number;
+}
+
+void DrainAndStop(const ServerOptions& options, int signal_number, Server& server) {
   spdlog::info("received {}, draining (exit timeout {})", strsignal(signal_number),
                absl::FormatDuration(options.exit_timeout));
   const absl::Time start = absl::Now();
@@ -184,16 +220,28 @@ int Run(const rectifier::service::ServerOptions& options) {
     std::_Exit(kExitRuntimeError);
   });
   watchdog.detach();
-  std::thread drain_models([&repository, deadline] { (*repository)->Shutdown(deadline); });
-  (*server)->Drain(options.exit_timeout);
+  std::thread drain_models(
+      [repository = server.repository.get(), deadline] { repository->Shutdown(deadline); });
+  server.grpc->Drain(options.exit_timeout);
   drain_models.join();
-  server->reset();
-  tokens.reset();
-  repository->reset();
-  server_metrics.reset();
-  metrics.reset();
+  server.grpc.reset();
+  server.tokens.reset();
+  server.repository.reset();
+  server.server_metrics.reset();
+  server.metrics.reset();
   spdlog::info("stopped in {}", absl::FormatDuration(absl::Now() - start));
   spdlog::shutdown();
+}
+
+int Run(const ServerOptions& options) {
+  const sigset_t signals = BlockShutdownSignals();
+  Server server;
+  rectifier::repository::ControlMode mode = rectifier::repository::ControlMode::kNone;
+  if (const int code = CheckStartup(options, server, &mode); code != 0) return code;
+  if (const int code = StartMetrics(options, server); code != 0) return code;
+  if (const int code = StartServing(options, mode, server); code != 0) return code;
+  LogStarted(options, server);
+  DrainAndStop(options, WaitForStopSignal(signals, server.tokens.get()), server);
   return 0;
 }
 

@@ -110,9 +110,12 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   return text.str();
 }
 
-std::vector<std::string> ReadLabels(const fs::path& path) {
-  std::vector<std::string> labels;
+// One label per line (a trailing '\r' dropped). NOT_FOUND naming `path`
+// when it cannot be read.
+absl::StatusOr<std::vector<std::string>> ReadLabels(const fs::path& path) {
   std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read labels file ", path.string()));
+  std::vector<std::string> labels;
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -264,10 +267,11 @@ std::string ModelRepository::Fingerprint(const std::string& name) const {
   return out.str();
 }
 
-absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
-    const std::string& name, const inference::ModelConfig& base_config, int64_t version) const {
-  const fs::path dir = fs::path(options_.root) / name;
-  inference::ModelConfig config = base_config;
+namespace {
+
+// Compile options from the config's activation block and max_batch_size.
+engine::CompileOptions CompileOptionsFromConfig(const inference::ModelConfig& config,
+                                                int default_max_batch_size) {
   engine::CompileOptions compile;
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
   for (const auto& r : config.activation().replace()) {
@@ -284,15 +288,13 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
                             ? engine::ActivationKernel::kRectifier
                             : engine::ActivationKernel::kOneDnn;
   compile.max_batch_size =
-      config.max_batch_size() > 0 ? config.max_batch_size() : options_.default_max_batch_size;
-  const fs::path file = dir / std::to_string(version) / ModelFileName(config);
-  // Series of a version not served yet start in state loading (compile and
-  // warm-up); a version already served keeps its state (and series) until
-  // this copy replaces it.
-  std::shared_ptr<metrics::ModelMetrics> version_metrics;
-  if (options_.metrics != nullptr) {
-    version_metrics = options_.metrics->ForModel(name, std::to_string(version));
-  }
+      config.max_batch_size() > 0 ? config.max_batch_size() : default_max_batch_size;
+  return compile;
+}
+
+// Instances of the config's instance groups (KIND_GPU is refused); a config
+// without any gets one CPU instance, recorded in it.
+absl::StatusOr<int> CountInstances(inference::ModelConfig& config) {
   int instances = 0;
   for (const auto& group : config.instance_group()) {
     if (group.kind() == inference::ModelInstanceGroup::KIND_GPU) {
@@ -307,6 +309,87 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     group->set_count(1);
     group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
   }
+  return instances;
+}
+
+// Compiled on a short-lived thread: the OpenMP team that oneDNN's weight
+// reorders create belongs to it and is released when it exits. A team left
+// on a long-lived loading thread pushes libgomp's managed threads over the
+// CPU count, after which it throttles every team's spinning to ~100
+// iterations (MobileNetV2 served at 7.3 ms instead of 3.1 ms per request).
+absl::StatusOr<std::shared_ptr<const engine::CompiledModel>> CompileOnItsOwnThread(
+    const fs::path& file, const engine::CompileOptions& compile, int threads) {
+  absl::StatusOr<std::shared_ptr<const engine::CompiledModel>> compiled =
+      absl::InternalError("compile did not run");
+  // The plan compiled at load takes its OpenMP thread count from the thread
+  // that compiles it (oneDNN fixes it per primitive), so give that thread the
+  // instances' count.
+  std::thread([&] {
+    omp_set_num_threads(threads);
+    compiled = engine::CompiledModel::FromFile(file.string(), compile);
+  }).join();
+  return compiled;
+}
+
+// The labels of the first output that names a label_filename (it must be
+// readable), else `labels.txt` in the model folder when there is one.
+absl::StatusOr<std::vector<std::string>> LoadLabels(const fs::path& dir,
+                                                    const inference::ModelConfig& config) {
+  for (const auto& output : config.output()) {
+    if (output.label_filename().empty()) continue;
+    const fs::path path = dir / output.label_filename();
+    auto labels = ReadLabels(path);
+    if (!labels.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("output '", output.name(), "' label_filename: ", labels.status().message()));
+    }
+    if (!labels->empty()) return labels;
+    break;
+  }
+  std::error_code ec;
+  if (!fs::exists(dir / kDefaultLabelsFile, ec)) return std::vector<std::string>();
+  return ReadLabels(dir / kDefaultLabelsFile);
+}
+
+// One executor per instance, each with the warmup samples.
+absl::StatusOr<std::vector<std::unique_ptr<EngineExecutor>>> CreateExecutors(
+    const std::shared_ptr<const engine::CompiledModel>& model, int instances, int threads,
+    const std::vector<WarmupSample>& warmup, const common::Clock* clock) {
+  std::vector<std::unique_ptr<EngineExecutor>> executors;
+  for (int i = 0; i < instances; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<EngineExecutor> executor,
+                     EngineExecutor::Create(model, threads, clock));
+    executor->set_warmup(warmup);
+    executors.push_back(std::move(executor));
+  }
+  return executors;
+}
+
+// Queue depth and (when the config samples them) activation statistics,
+// read at scrape time. REQUIRES: served.metrics and served.scheduler set.
+void AddScrapeSources(ServedModel& served, bool activation_statistics) {
+  served.queue_depth_source =
+      served.metrics->AddQueueDepthSource([scheduler = served.scheduler.get()] {
+        return static_cast<double>(scheduler->queue_depth());
+      });
+  if (!activation_statistics) return;
+  served.activation_source = served.metrics->AddActivationSource([model = served.model] {
+    const std::vector<engine::ActivationLayerStats> layers = model->activation_statistics();
+    std::vector<metrics::ActivationLayerValues> values;
+    values.reserve(layers.size());
+    for (const engine::ActivationLayerStats& layer : layers) {
+      values.push_back({layer.name, layer.zero_fraction,
+                        static_cast<int64_t>(layer.dead_channels.size()), layer.channels});
+    }
+    return values;
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<int> ModelRepository::ThreadsPerInstance(const std::string& name, int64_t version,
+                                                        const inference::ModelConfig& config,
+                                                        int instances) const {
   // The model config's intra_op_threads wins over --intra-op-threads; with
   // neither, the CPUs are split between the instances (PlanThreads).
   int requested = options_.intra_op_threads;
@@ -320,91 +403,68 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   }
   const int cpus = options_.cpus > 0 ? options_.cpus : common::AvailableCpus();
   const scheduling::ThreadBudget budget = scheduling::PlanThreads(cpus, instances, requested);
-  const int threads = budget.intra_op_threads;
   if (budget.oversubscribed) {
     spdlog::warn("model={} version={}: {} instance(s) x {} thread(s) exceed the {} CPUs available",
-                 name, version, instances, threads, cpus);
+                 name, version, instances, budget.intra_op_threads, cpus);
   }
+  return budget.intra_op_threads;
+}
 
-  // Compiled on a short-lived thread: the OpenMP team that oneDNN's weight
-  // reorders create belongs to it and is released when it exits. A team left
-  // on a long-lived loading thread pushes libgomp's managed threads over the
-  // CPU count, after which it throttles every team's spinning to ~100
-  // iterations (MobileNetV2 served at 7.3 ms instead of 3.1 ms per request).
-  absl::StatusOr<std::shared_ptr<const engine::CompiledModel>> compiled =
-      absl::InternalError("compile did not run");
-  // The plan compiled at load takes its OpenMP thread count from the thread
-  // that compiles it (oneDNN fixes it per primitive), so give that thread the
-  // instances' count.
-  std::thread([&] {
-    omp_set_num_threads(threads);
-    compiled = engine::CompiledModel::FromFile(file.string(), compile);
-  }).join();
-  ASSIGN_OR_RETURN(std::shared_ptr<const engine::CompiledModel> model, std::move(compiled));
+absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
+    const std::string& name, const inference::ModelConfig& base_config, int64_t version) const {
+  const fs::path dir = fs::path(options_.root) / name;
+  inference::ModelConfig config = base_config;
+  const engine::CompileOptions compile =
+      CompileOptionsFromConfig(config, options_.default_max_batch_size);
+  const fs::path file = dir / std::to_string(version) / ModelFileName(config);
+  // Series of a version not served yet start in state loading (compile and
+  // warm-up); a version already served keeps its state (and series) until
+  // this copy replaces it.
+  std::shared_ptr<metrics::ModelMetrics> version_metrics;
+  if (options_.metrics != nullptr) {
+    version_metrics = options_.metrics->ForModel(name, std::to_string(version));
+  }
+  ASSIGN_OR_RETURN(const int instances, CountInstances(config));
+  ASSIGN_OR_RETURN(const int threads, ThreadsPerInstance(name, version, config, instances));
+  ASSIGN_OR_RETURN(std::shared_ptr<const engine::CompiledModel> model,
+                   CompileOnItsOwnThread(file, compile, threads));
   spdlog::info("model={} version={} {}", name, version, model->activation_summary().ToString());
   if (!model->activation_summary().warning.empty()) {
     spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
   }
   RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
-  std::vector<std::string> labels;
-  for (const auto& output : config.output()) {
-    if (!output.label_filename().empty()) {
-      labels = ReadLabels(dir / output.label_filename());
-      break;
-    }
-  }
-  if (labels.empty() && fs::exists(dir / kDefaultLabelsFile)) {
-    labels = ReadLabels(dir / kDefaultLabelsFile);
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> labels, LoadLabels(dir, config));
   ASSIGN_OR_RETURN(ImagingView imaging, BuildModelImaging(name, config, *model, labels));
-
   // Warmup runs when the scheduler starts, on each instance's own thread
   // (EngineExecutor::Prepare), before the version is published.
   ASSIGN_OR_RETURN(const std::vector<WarmupSample> warmup,
                    WarmupSamples(config, *model, dir.string()));
-  std::vector<std::unique_ptr<scheduling::BatchExecutor>> executors;
-  for (int i = 0; i < instances; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<EngineExecutor> executor,
-                     EngineExecutor::Create(model, threads, options_.clock));
-    executor->set_warmup(warmup);
-    executors.push_back(std::move(executor));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::unique_ptr<EngineExecutor>> executors,
+                   CreateExecutors(model, instances, threads, warmup, options_.clock));
 
   auto served = std::make_shared<ServedModel>();
   served->name = name;
   served->version = version;
   served->model = model;
+  served->labels = std::move(labels);
+  served->imaging = std::move(imaging);
   served->stats = std::make_unique<ModelStats>(config.max_batch_size(), options_.clock);
   served->metrics = std::move(version_metrics);
   served->observer = std::make_unique<RequestObserver>(served->stats.get(), served->metrics.get());
   if (served->metrics != nullptr) served->metrics->SetInstances(instances);
+  std::vector<std::unique_ptr<scheduling::BatchExecutor>> instances_executors;
   for (auto& executor : executors) {
-    static_cast<EngineExecutor*>(executor.get())->set_observer(served->observer.get());
+    executor->set_observer(served->observer.get());
+    instances_executors.push_back(std::move(executor));
   }
-  served->labels = std::move(labels);
-  served->imaging = std::move(imaging);
   scheduling::SchedulerOptions scheduler_options =
       SchedulerOptionsFromConfig(config, std::to_string(version));
   scheduler_options.execute_delay = TestExecuteDelay();
-  ASSIGN_OR_RETURN(served->scheduler, scheduling::CreateDynamicBatchScheduler(
-                                          scheduler_options, std::move(executors), options_.clock));
+  ASSIGN_OR_RETURN(served->scheduler,
+                   scheduling::CreateDynamicBatchScheduler(
+                       scheduler_options, std::move(instances_executors), options_.clock));
   if (served->metrics != nullptr) {
-    served->queue_depth_source =
-        served->metrics->AddQueueDepthSource([scheduler = served->scheduler.get()] {
-          return static_cast<double>(scheduler->queue_depth());
-        });
-    if (compile.activation_stats_sample_every > 0) {
-      served->activation_source = served->metrics->AddActivationSource([model = model] {
-        const std::vector<engine::ActivationLayerStats> layers = model->activation_statistics();
-        std::vector<metrics::ActivationLayerValues> values;
-        values.reserve(layers.size());
-        for (const engine::ActivationLayerStats& layer : layers) {
-          values.push_back({layer.name, layer.zero_fraction,
-                            static_cast<int64_t>(layer.dead_channels.size()), layer.channels});
-        }
-        return values;
-      });
-    }
+    AddScrapeSources(*served, compile.activation_stats_sample_every > 0);
   }
   served->config = std::move(config);
   spdlog::info("model={} version={} loaded: {} instance(s) x {} thread(s), max_batch_size {}", name,

@@ -187,6 +187,11 @@ class ModelRepository {
   absl::StatusOr<std::shared_ptr<ServedModel>> LoadVersion(const std::string& name,
                                                            const inference::ModelConfig& config,
                                                            int64_t version) const;
+  // OpenMP threads per instance of `instances`: the config's
+  // intra_op_threads, else --intra-op-threads, else the CPUs split between
+  // the instances (PlanThreads); warns when they oversubscribe the CPUs.
+  absl::StatusOr<int> ThreadsPerInstance(const std::string& name, int64_t version,
+                                         const inference::ModelConfig& config, int instances) const;
   absl::StatusOr<std::shared_ptr<const ServedModel>> GetLocked(const std::string& name,
                                                                const std::string& version) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

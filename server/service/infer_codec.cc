@@ -156,9 +156,13 @@ bool HasTypedContents(const inference::InferTensorContents& c) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInferRequest& request,
-                                                      const inference::ModelConfig& config) {
-  const bool raw = request.raw_input_contents_size() > 0;
+namespace {
+
+// Request inputs by name (index into request.inputs()), after the checks
+// that need no model input: raw contents one per input and never mixed with
+// typed contents, no name twice, every name an input of the model.
+absl::StatusOr<std::map<std::string, int>> IndexRequestInputs(
+    const inference::ModelInferRequest& request, const inference::ModelConfig& config, bool raw) {
   if (raw && request.raw_input_contents_size() != request.inputs_size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("request has ", request.raw_input_contents_size(), " raw_input_contents for ",
@@ -183,101 +187,142 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
           "input '", input.name(), "' is not an input of model '", config.name(), "'"));
     }
   }
+  return by_name;
+}
+
+// Shape: [batch] + dims for a batching model, dims otherwise; -1 matches
+// any. The batch must be within [1, max_batch_size] and equal to `*batch`
+// (-1: the first input sets it).
+absl::Status CheckInputShape(const inference::ModelInferRequest::InferInputTensor& input,
+                             const std::vector<int64_t>& shape,
+                             const inference::ModelInput& expected,
+                             const inference::ModelConfig& config, int64_t* batch) {
   const bool batched = config.max_batch_size() > 0;
+  std::vector<int64_t> dims(expected.dims().begin(), expected.dims().end());
+  if (batched) dims.insert(dims.begin(), -1);
+  bool match = shape.size() == dims.size();
+  for (size_t d = 0; match && d < dims.size(); ++d) {
+    match = shape[d] >= 0 && (dims[d] == -1 || dims[d] == shape[d]);
+  }
+  if (!match) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': shape ",
+                                                   ShapeString(shape), " does not match ",
+                                                   ShapeString(dims)));
+  }
+  if (!batched) return absl::OkStatus();
+  if (shape[0] < 1 || shape[0] > config.max_batch_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
+                                                   shape[0], " is outside [1, ",
+                                                   config.max_batch_size(), "]"));
+  }
+  if (*batch >= 0 && shape[0] != *batch) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
+                                                   shape[0], " differs from ", *batch));
+  }
+  *batch = shape[0];
+  return absl::OkStatus();
+}
+
+// The input's contents as wire bytes: its raw entry, or its typed contents
+// serialized into `*typed`; `count` elements of `wire_size` bytes each.
+absl::StatusOr<const std::string*> InputBytes(const inference::ModelInferRequest& request,
+                                              int index, bool raw,
+                                              const std::vector<int64_t>& shape, int64_t count,
+                                              size_t wire_size, std::string* typed) {
+  const auto& input = request.inputs(index);
+  const std::string* bytes = nullptr;
+  if (raw) {
+    bytes = &request.raw_input_contents(index);
+  } else {
+    int64_t typed_count = 0;
+    auto typed_bytes = TypedBytes(input.contents(), input.datatype(), &typed_count);
+    if (!typed_bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(), "': ", typed_bytes.status().message()));
+    }
+    if (typed_count != count) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': ", typed_count,
+                                                     " elements for shape ", ShapeString(shape),
+                                                     " (", count, ")"));
+    }
+    *typed = std::move(typed_bytes).value();
+    bytes = typed;
+  }
+  if (static_cast<int64_t>(bytes->size()) != count * static_cast<int64_t>(wire_size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(), "': ", bytes->size(), " bytes of raw contents for ",
+        input.datatype(), " shape ", ShapeString(shape), " (needs ", count * wire_size, ")"));
+  }
+  return bytes;
+}
+
+// Request input `index` as the model input `expected`: datatype, shape,
+// size, then the tensor in the config's data type.
+absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, int index, bool raw,
+                                   const inference::ModelInput& expected,
+                                   const inference::ModelConfig& config, int64_t* batch) {
+  const auto& input = request.inputs(index);
+  const std::string want = repository::KServeDataType(expected.data_type());
+  const size_t wire_size = WireSize(input.datatype());
+  if (wire_size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': datatype '",
+                                                   input.datatype(),
+                                                   "' is not supported here (tensor types only)"));
+  }
+  const bool to_float = want == "FP32" && ConvertsToFloat(input.datatype());
+  if (input.datatype() != want && !to_float) {
+    return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': datatype ",
+                                                   input.datatype(), " but the model expects ",
+                                                   want));
+  }
+  const std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
+  if (absl::Status s = CheckInputShape(input, shape, expected, config, batch); !s.ok()) return s;
+  // Checked before anything is multiplied or allocated: [1, 2^61 + 1] of
+  // FP64 would otherwise wrap around to 8 bytes and pass the size check.
+  const auto shape_bytes = common::CheckedShapeBytes(shape, static_cast<int64_t>(wire_size));
+  if (!shape_bytes.has_value() || *shape_bytes > kMaxInputBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(), "': shape ", ShapeString(shape), " of ", input.datatype(),
+        " is larger than any request can carry (over ", kMaxInputBytes, " bytes)"));
+  }
+  const int64_t count = *shape_bytes / static_cast<int64_t>(wire_size);
+  std::string typed;
+  const auto bytes = InputBytes(request, index, raw, shape, count, wire_size, &typed);
+  if (!bytes.ok()) return bytes.status();
+  Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
+  if (to_float) {
+    ToFloat(input.datatype(), reinterpret_cast<const std::byte*>((*bytes)->data()), count,
+            tensor.data<float>());
+  } else if (!(*bytes)->empty()) {  // an empty tensor's data may be null
+    std::memcpy(tensor.bytes.data(), (*bytes)->data(), (*bytes)->size());
+  }
+  return tensor;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInferRequest& request,
+                                                      const inference::ModelConfig& config) {
+  const bool raw = request.raw_input_contents_size() > 0;
+  auto by_name = IndexRequestInputs(request, config, raw);
+  if (!by_name.ok()) return by_name.status();
   std::vector<Tensor> tensors;
   int64_t batch = -1;
   for (const auto& expected : config.input()) {
-    const auto it = by_name.find(expected.name());
-    if (it == by_name.end()) {
+    const auto it = by_name->find(expected.name());
+    if (it == by_name->end()) {
       if (expected.optional()) continue;
       return absl::InvalidArgumentError(absl::StrCat("input '", expected.name(), "' is missing"));
     }
     const int index = it->second;
-    const auto& input = request.inputs(index);
-    by_name.erase(it);
-    const std::string want = repository::KServeDataType(expected.data_type());
-    const size_t wire_size = WireSize(input.datatype());
-    if (wire_size == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", input.name(), "': datatype '", input.datatype(),
-                       "' is not supported here (tensor types only)"));
-    }
-    const bool to_float = want == "FP32" && ConvertsToFloat(input.datatype());
-    if (input.datatype() != want && !to_float) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': datatype ",
-                                                     input.datatype(), " but the model expects ",
-                                                     want));
-    }
-    // Shape: [batch] + dims for a batching model, dims otherwise; -1 matches any.
-    const std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
-    std::vector<int64_t> dims(expected.dims().begin(), expected.dims().end());
-    if (batched) dims.insert(dims.begin(), -1);
-    bool match = shape.size() == dims.size();
-    for (size_t d = 0; match && d < dims.size(); ++d) {
-      match = shape[d] >= 0 && (dims[d] == -1 || dims[d] == shape[d]);
-    }
-    if (!match) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': shape ",
-                                                     ShapeString(shape), " does not match ",
-                                                     ShapeString(dims)));
-    }
-    if (batched) {
-      if (shape[0] < 1 || shape[0] > config.max_batch_size()) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
-                                                       shape[0], " is outside [1, ",
-                                                       config.max_batch_size(), "]"));
-      }
-      if (batch >= 0 && shape[0] != batch) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': batch size ",
-                                                       shape[0], " differs from ", batch));
-      }
-      batch = shape[0];
-    }
-    // Checked before anything is multiplied or allocated: [1, 2^61 + 1] of
-    // FP64 would otherwise wrap around to 8 bytes and pass the size check.
-    const auto shape_bytes = common::CheckedShapeBytes(shape, static_cast<int64_t>(wire_size));
-    if (!shape_bytes.has_value() || *shape_bytes > kMaxInputBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", input.name(), "': shape ", ShapeString(shape), " of ", input.datatype(),
-          " is larger than any request can carry (over ", kMaxInputBytes, " bytes)"));
-    }
-    const int64_t count = *shape_bytes / static_cast<int64_t>(wire_size);
-    std::string typed;
-    const std::string* bytes = nullptr;
-    if (raw) {
-      bytes = &request.raw_input_contents(index);
-    } else {
-      int64_t typed_count = 0;
-      auto typed_bytes = TypedBytes(input.contents(), input.datatype(), &typed_count);
-      if (!typed_bytes.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("input '", input.name(), "': ", typed_bytes.status().message()));
-      }
-      if (typed_count != count) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': ", typed_count,
-                                                       " elements for shape ", ShapeString(shape),
-                                                       " (", count, ")"));
-      }
-      typed = std::move(typed_bytes).value();
-      bytes = &typed;
-    }
-    if (static_cast<int64_t>(bytes->size()) != count * static_cast<int64_t>(wire_size)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", input.name(), "': ", bytes->size(), " bytes of raw contents for ",
-          input.datatype(), " shape ", ShapeString(shape), " (needs ", count * wire_size, ")"));
-    }
-    Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
-    if (to_float) {
-      ToFloat(input.datatype(), reinterpret_cast<const std::byte*>(bytes->data()), count,
-              tensor.data<float>());
-    } else if (!bytes->empty()) {  // an empty tensor's data may be null
-      std::memcpy(tensor.bytes.data(), bytes->data(), bytes->size());
-    }
-    tensors.push_back(std::move(tensor));
+    by_name->erase(it);
+    auto tensor = DecodeInput(request, index, raw, expected, config, &batch);
+    if (!tensor.ok()) return tensor.status();
+    tensors.push_back(*std::move(tensor));
   }
-  if (!by_name.empty()) {
+  if (!by_name->empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "input '", by_name.begin()->first, "' is not an input of model '", config.name(), "'"));
+        "input '", by_name->begin()->first, "' is not an input of model '", config.name(), "'"));
   }
   return tensors;
 }

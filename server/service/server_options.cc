@@ -7,6 +7,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "server/common/cpu_info.h"
+#include "server/common/status_macros.h"
 
 namespace rectifier::service {
 namespace {
@@ -30,21 +31,25 @@ void AddSecurityFlags(CLI::App& app, ServerOptions& o, double* tls_reload_s) {
                  "Bearer TOKEN'; re-read on SIGHUP");
 }
 
-}  // namespace
+// Flags parsed into plain values first, converted into ServerOptions once
+// the command line is known to parse.
+struct RawFlags {
+  explicit RawFlags(const ServerOptions& o)
+      : exit_timeout_s(absl::ToDoubleSeconds(o.exit_timeout)),
+        max_message_mb(o.max_message_bytes >> 20),
+        poll_secs(absl::ToDoubleSeconds(o.repository_poll_interval)),
+        tls_reload_s(absl::ToDoubleSeconds(o.tls_reload_interval)) {}
 
-absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& args) {
-  ParsedFlags parsed;
-  ServerOptions& o = parsed.options;
   std::string log_format = "text";
-  double exit_timeout_s = absl::ToDoubleSeconds(o.exit_timeout);
-  int max_message_mb = o.max_message_bytes >> 20;
-  double poll_secs = absl::ToDoubleSeconds(o.repository_poll_interval);
+  double exit_timeout_s;
+  int max_message_mb;
+  double poll_secs;
   double max_connection_age_s = 0;
-  double tls_reload_s = absl::ToDoubleSeconds(o.tls_reload_interval);
+  double tls_reload_s;
+  std::string latency_buckets;
+};
 
-  CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
-               "rectifier-server"};
-  app.set_version_flag("--version", std::string(kVersion));
+void AddRepositoryFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
   app.add_option("--model-repository", o.model_repository,
                  "Directory holding <model>/<version>/model.onnx (+ config.pbtxt)")
       ->capture_default_str();
@@ -53,12 +58,16 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "explicit: load only --load-model names and API requests")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "poll", "explicit"}));
-  app.add_option("--repository-poll-secs", poll_secs,
+  app.add_option("--repository-poll-secs", raw.poll_secs,
                  "Seconds between repository scans in poll mode")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--load-model", o.load_models,
                  "Model to load at start in explicit mode (repeatable)");
+}
+
+// Addresses, logging, draining, threads and metrics.
+void AddServingFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
   app.add_option("--grpc-address", o.grpc_address,
                  "host:port for the gRPC services (KServe v2, vision, health, reflection)")
       ->capture_default_str();
@@ -67,9 +76,9 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
       ->capture_default_str();
   app.add_option("--log-level", o.logging.level, "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
-  app.add_option("--log-format", log_format, "text or json (one JSON object per line)")
+  app.add_option("--log-format", raw.log_format, "text or json (one JSON object per line)")
       ->capture_default_str();
-  app.add_option("--exit-timeout", exit_timeout_s,
+  app.add_option("--exit-timeout", raw.exit_timeout_s,
                  "Seconds in-flight requests may take to finish after SIGTERM/SIGINT")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -78,15 +87,18 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                               common::AvailableCpus(), " here) / instances"))
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--grpc-max-connection-age-secs", max_connection_age_s,
+  app.add_option("--grpc-max-connection-age-secs", raw.max_connection_age_s,
                  "Close client connections after this many seconds (0 = never), so clients "
                  "spread over replicas behind an L4 balancer")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  std::string latency_buckets;
-  app.add_option("--metrics-latency-buckets", latency_buckets,
+  app.add_option("--metrics-latency-buckets", raw.latency_buckets,
                  "Latency histogram buckets in seconds, comma-separated and ascending "
                  "(default 0.0005,0.001,...,10)");
+}
+
+// The image worker pool, image memory and message size.
+void AddLimitFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
   app.add_option("--image-threads", o.image_threads,
                  "Image workers (decode, preprocess, postprocess) for the vision API and BYTES "
                  "inputs; 0 = available CPUs")
@@ -102,11 +114,68 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
                  "(RESOURCE_EXHAUSTED); 0 = unbounded")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
-  app.add_option("--max-message-mb", max_message_mb,
+  app.add_option("--max-message-mb", raw.max_message_mb,
                  "Largest gRPC request or response in MiB (large images need more)")
       ->capture_default_str()
       ->check(CLI::Range(1, 2047));
-  AddSecurityFlags(app, o, &tls_reload_s);
+}
+
+absl::StatusOr<std::vector<double>> ParseLatencyBuckets(const std::string& text) {
+  std::vector<double> buckets;
+  if (text.empty()) return buckets;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    double bound = 0;
+    if (!absl::SimpleAtod(part, &bound) || !(bound > 0) ||
+        (!buckets.empty() && bound <= buckets.back())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--metrics-latency-buckets: '", part,
+          "' is not a positive number above the previous bucket (seconds, ascending)"));
+    }
+    buckets.push_back(bound);
+  }
+  return buckets;
+}
+
+// Checks what CLI11 cannot and converts `raw` into `o`.
+absl::Status FinishOptions(const RawFlags& raw, ServerOptions& o) {
+  if (absl::Status s = common::ParseLogFormat(raw.log_format, &o.logging.format); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log-format: ", s.message()));
+  }
+  if (absl::Status s = common::ValidateLogLevel(o.logging.level); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--log-level: ", s.message()));
+  }
+  if (o.grpc_address.empty()) return absl::InvalidArgumentError("--grpc-address is empty");
+  if (o.model_repository.empty()) {
+    return absl::InvalidArgumentError("--model-repository is empty");
+  }
+  ASSIGN_OR_RETURN(o.latency_buckets, ParseLatencyBuckets(raw.latency_buckets));
+  o.exit_timeout = absl::Seconds(raw.exit_timeout_s);
+  o.repository_poll_interval = absl::Seconds(raw.poll_secs);
+  o.max_connection_age = absl::Seconds(raw.max_connection_age_s);
+  o.max_message_bytes = raw.max_message_mb << 20;
+  o.tls_reload_interval = absl::Seconds(raw.tls_reload_s);
+  if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.key.empty())) {
+    return absl::InvalidArgumentError(
+        o.tls.cert.empty()
+            ? absl::StrCat(o.tls.key.empty() ? "--tls-client-ca" : "--tls-key", " needs --tls-cert")
+            : "--tls-cert needs --tls-key");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& args) {
+  ParsedFlags parsed;
+  ServerOptions& o = parsed.options;
+  RawFlags raw(o);
+  CLI::App app{"Rectifier: gRPC inference server for CNN image models (KServe v2 / Triton API).",
+               "rectifier-server"};
+  app.set_version_flag("--version", std::string(kVersion));
+  AddRepositoryFlags(app, o, raw);
+  AddServingFlags(app, o, raw);
+  AddLimitFlags(app, o, raw);
+  AddSecurityFlags(app, o, &raw.tls_reload_s);
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   if (!reversed.empty()) reversed.pop_back();  // program name
@@ -123,40 +192,7 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
   } catch (const CLI::ParseError& e) {
     return absl::InvalidArgumentError(absl::StrReplaceAll(e.what(), {{"\n", " "}}));
   }
-
-  if (absl::Status s = common::ParseLogFormat(log_format, &o.logging.format); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--log-format: ", s.message()));
-  }
-  if (absl::Status s = common::ValidateLogLevel(o.logging.level); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--log-level: ", s.message()));
-  }
-  if (o.grpc_address.empty()) return absl::InvalidArgumentError("--grpc-address is empty");
-  if (o.model_repository.empty()) {
-    return absl::InvalidArgumentError("--model-repository is empty");
-  }
-  if (!latency_buckets.empty()) {
-    for (absl::string_view part : absl::StrSplit(latency_buckets, ',')) {
-      double bound = 0;
-      if (!absl::SimpleAtod(part, &bound) || !(bound > 0) ||
-          (!o.latency_buckets.empty() && bound <= o.latency_buckets.back())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--metrics-latency-buckets: '", part,
-            "' is not a positive number above the previous bucket (seconds, ascending)"));
-      }
-      o.latency_buckets.push_back(bound);
-    }
-  }
-  o.exit_timeout = absl::Seconds(exit_timeout_s);
-  o.repository_poll_interval = absl::Seconds(poll_secs);
-  o.max_connection_age = absl::Seconds(max_connection_age_s);
-  o.max_message_bytes = max_message_mb << 20;
-  o.tls_reload_interval = absl::Seconds(tls_reload_s);
-  if (o.tls.enabled() && (o.tls.cert.empty() || o.tls.key.empty())) {
-    return absl::InvalidArgumentError(
-        o.tls.cert.empty()
-            ? absl::StrCat(o.tls.key.empty() ? "--tls-client-ca" : "--tls-key", " needs --tls-cert")
-            : "--tls-cert needs --tls-key");
-  }
+  RETURN_IF_ERROR(FinishOptions(raw, o));
   return parsed;
 }
 

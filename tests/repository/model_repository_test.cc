@@ -486,5 +486,27 @@ TEST_F(ModelRepositoryTest, ASchedulerRefusalIsAnsweredAfterTheLockIsReleased) {
   EXPECT_TRUE(unloaded.ok()) << unloaded;
 }
 
+TEST_F(ModelRepositoryTest, AMissingLabelsFileNamedInTheConfigFailsTheLoad) {
+  const std::string config =
+      "max_batch_size: 8\n"
+      "output { name: \"y\" data_type: TYPE_FP32 dims: [ 3, 2, 2 ] "
+      "label_filename: \"missing.txt\" }\n";
+  AddModel("m", 1, 2.0f, config);
+  auto repo = Open();
+  const std::vector<ModelIndexEntry> index = repo->Index();
+  const ModelIndexEntry* entry = Find(index, "m");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->state, "UNAVAILABLE");
+  // Used to load with no labels, silently.
+  EXPECT_EQ(entry->reason,
+            "version 1: output 'y' label_filename: cannot read labels file m/missing.txt");
+
+  WriteFile(root_ / "m" / "missing.txt", "a\nb\nc\r\n");
+  ASSERT_TRUE(repo->Load("m").ok());
+  auto served = repo->Get("m", "");
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ((*served)->labels, (std::vector<std::string>{"a", "b", "c"}));
+}
+
 }  // namespace
 }  // namespace rectifier::repository
