@@ -21,15 +21,19 @@ std::string ConstantCache::Key(const std::string& name, const dnnl::memory::desc
 }
 
 std::shared_ptr<const AlignedBuffer> ConstantCache::Find(const std::string& key) const {
+  absl::MutexLock lock(&mu_);
   auto it = entries_.find(key);
   return it == entries_.end() ? nullptr : it->second;
 }
 
-void ConstantCache::Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer) {
-  entries_[key] = std::move(buffer);
+std::shared_ptr<const AlignedBuffer> ConstantCache::Insert(
+    const std::string& key, std::shared_ptr<const AlignedBuffer> buffer) {
+  absl::MutexLock lock(&mu_);
+  return entries_.emplace(key, std::move(buffer)).first->second;
 }
 
 size_t ConstantCache::Bytes() const {
+  absl::MutexLock lock(&mu_);
   std::set<const AlignedBuffer*> seen;
   size_t bytes = 0;
   for (const auto& [key, buffer] : entries_)

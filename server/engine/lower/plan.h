@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "server/engine/ir/ir.h"
 #include "server/engine/ops/op_registry.h"
@@ -97,19 +99,23 @@ struct CompiledPlan {
 };
 
 // Constants (weights) in the layouts plans asked for, keyed by constant
-// name and memory descriptor, so that plans for different batch sizes share
-// one copy of each reordered weight. Not thread-safe: used under the owning
-// model's compile mutex.
+// name and memory descriptor, so that plans for different shapes share one
+// copy of each reordered weight. Thread-safe: plans of different shapes
+// compile concurrently.
 class ConstantCache {
  public:
   static std::string Key(const std::string& name, const dnnl::memory::desc& md);
   std::shared_ptr<const AlignedBuffer> Find(const std::string& key) const;
-  void Insert(const std::string& key, std::shared_ptr<const AlignedBuffer> buffer);
+  // Keeps `buffer` under `key` unless another compile stored one first;
+  // returns the buffer now held (use it, so that plans share it).
+  std::shared_ptr<const AlignedBuffer> Insert(const std::string& key,
+                                              std::shared_ptr<const AlignedBuffer> buffer);
   // Bytes of the distinct buffers held (each weight once per layout).
   size_t Bytes() const;
 
  private:
-  std::map<std::string, std::shared_ptr<const AlignedBuffer>> entries_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<const AlignedBuffer>> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 // Assigns arena offsets to root kArena values by liveness over `steps`

@@ -154,7 +154,7 @@ absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
     auto fresh = std::make_shared<AlignedBuffer>(t.bytes.size());
     if (!t.bytes.empty()) std::memcpy(fresh->data(), t.bytes.data(), t.bytes.size());
     buf = fresh;
-    if (cache_) cache_->Insert(key, buf);
+    if (cache_) buf = cache_->Insert(key, buf);
   }
   plan_->constant_storage.push_back(buf);
   plan_->values[id].storage = PlanValue::Storage::kConstant;
@@ -180,7 +180,7 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
       return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
     }
     buf = fresh;
-    if (cache_) cache_->Insert(key, buf);
+    if (cache_) buf = cache_->Insert(key, buf);
   }
   plan_->constant_storage.push_back(buf);
   int id = NewValue(name, DataType::kFloat32, shape, md);

@@ -150,9 +150,13 @@ std::vector<std::vector<int64_t>> CompiledModelImpl::InputShapes(int batch) cons
 CompiledModelImpl::ConstantBytes CompiledModelImpl::constant_bytes() const {
   ConstantBytes bytes;
   for (const auto& [name, t] : graph_.constants) bytes.graph += t.bytes.size();
-  absl::MutexLock lock(&mu_);
   bytes.compiled = constants_.Bytes();
   return bytes;
+}
+
+int CompiledModelImpl::compiles() const {
+  absl::MutexLock lock(&mu_);
+  return compiles_;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(int batch) const {
@@ -161,12 +165,34 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
     return absl::InvalidArgumentError(
         absl::StrCat("batch size ", batch, " outside [1, ", options_.max_batch_size, "]"));
   }
+  std::shared_ptr<PlanSlot> slot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) {
+      // Done, or another caller is compiling it: wait for that compile.
+      slot = it->second;
+      mu_.Await(absl::Condition(&slot->done));
+      return slot->plan;
+    }
+    slot = std::make_shared<PlanSlot>();
+    plans_[key] = slot;
+    ++compiles_;
+  }
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan = CompileNoThrow(batch);
   absl::MutexLock lock(&mu_);
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second;
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan;
+  slot->plan = plan;
+  slot->done = true;
+  // A failed compile is not kept: the next request tries again (its waiters
+  // still see this failure through their slot).
+  if (!plan.ok()) plans_.erase(key);
+  return plan;
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNoThrow(
+    int batch) const {
   try {
-    plan = Compile(batch);
+    return Compile(batch);
   } catch (const dnnl::error& e) {
     return DnnlError(e, absl::StrCat("compiling the plan for batch ", batch));
   } catch (const std::bad_alloc&) {
@@ -174,9 +200,6 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("plan compilation failed: ", e.what()));
   }
-  if (!plan.ok()) return plan.status();
-  plans_[key] = *plan;
-  return *plan;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(int batch) const {

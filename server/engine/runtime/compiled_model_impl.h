@@ -1,5 +1,5 @@
 // The concrete CompiledModel: the optimized graph, its I/O metadata, and a
-// lazily filled, mutex-protected cache of per-batch-size plans.
+// lazily filled cache of per-batch-size plans, compiled outside its lock.
 #ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 #define RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 
@@ -36,8 +36,13 @@ class CompiledModelImpl final : public CompiledModel {
   ActivationStatsAccumulator& activation_stats() const { return activation_stats_; }
 
   // The plan for `batch` (ignored for non-batchable models), compiled on
-  // first use. Thread-safe; plans are immutable and live as long as the model.
+  // first use. Thread-safe; plans are immutable and live as long as the
+  // model. A compile runs without the model's lock: plans already compiled
+  // are served meanwhile, and concurrent callers for the same new batch
+  // wait for that one compile instead of compiling it again.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const;
+  // Plans compiled so far (failed compiles included).
+  int compiles() const;
   const dnnl::engine& engine() const { return engine_; }
   // Shapes of the inputs for `batch`.
   std::vector<std::vector<int64_t>> InputShapes(int batch) const;
@@ -53,8 +58,15 @@ class CompiledModelImpl final : public CompiledModel {
 
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options);
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const;
+  // Compile() with every exception turned into a status.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(int batch) const;
+
+  // One batch size's plan: being compiled (`done` false) or done.
+  struct PlanSlot {
+    bool done = false;
+    absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan;
+  };
 
   Graph graph_;  // after batch-independent passes
   CompileOptions options_;
@@ -64,8 +76,9 @@ class CompiledModelImpl final : public CompiledModel {
   mutable ActivationStatsAccumulator activation_stats_;
   dnnl::engine engine_;
   mutable absl::Mutex mu_;
-  mutable std::map<int, std::shared_ptr<const CompiledPlan>> plans_ ABSL_GUARDED_BY(mu_);
-  mutable ConstantCache constants_ ABSL_GUARDED_BY(mu_);
+  mutable std::map<int, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
+  mutable int compiles_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable ConstantCache constants_;  // thread-safe itself
 };
 
 }  // namespace rectifier::engine
