@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/tensor.h"
 
 namespace rectifier::repository {
 namespace {
@@ -293,24 +294,16 @@ const char* KServeDataType(inference::DataType type) {
   }
 }
 
+// The data-type table (server/common/tensor.h) spells the config codes as
+// numbers; they must be the generated enum's.
+static_assert(inference::TYPE_BOOL == 1 && inference::TYPE_UINT8 == 2 &&
+                  inference::TYPE_INT8 == 6 && inference::TYPE_INT32 == 8 &&
+                  inference::TYPE_INT64 == 9 && inference::TYPE_FP32 == 11 &&
+                  inference::TYPE_FP64 == 12,
+              "model_config.proto DataType codes differ from server/common/tensor.cc");
+
 inference::DataType ConfigDataType(engine::DataType type) {
-  switch (type) {
-    case engine::DataType::kFloat32:
-      return inference::TYPE_FP32;
-    case engine::DataType::kInt64:
-      return inference::TYPE_INT64;
-    case engine::DataType::kInt32:
-      return inference::TYPE_INT32;
-    case engine::DataType::kUint8:
-      return inference::TYPE_UINT8;
-    case engine::DataType::kInt8:
-      return inference::TYPE_INT8;
-    case engine::DataType::kBool:
-      return inference::TYPE_BOOL;
-    case engine::DataType::kFloat64:
-      return inference::TYPE_FP64;
-  }
-  return inference::TYPE_INVALID;
+  return static_cast<inference::DataType>(common::Traits(type).config);
 }
 
 }  // namespace rectifier::repository

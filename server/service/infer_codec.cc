@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/shape_math.h"
+#include "server/common/tensor.h"
 #include "server/repository/model_config.h"
 
 namespace rectifier::service {
@@ -86,23 +87,10 @@ bool ConvertsToFloat(const std::string& datatype) {
   return kOk.count(datatype) > 0;
 }
 
+// The engine type of a config input type (the data-type table); types the
+// engine does not compute in (FP16, ...) arrive converted to float32.
 DataType EngineType(inference::DataType type) {
-  switch (type) {
-    case inference::TYPE_INT64:
-      return DataType::kInt64;
-    case inference::TYPE_INT32:
-      return DataType::kInt32;
-    case inference::TYPE_UINT8:
-      return DataType::kUint8;
-    case inference::TYPE_INT8:
-      return DataType::kInt8;
-    case inference::TYPE_BOOL:
-      return DataType::kBool;
-    case inference::TYPE_FP64:
-      return DataType::kFloat64;
-    default:
-      return DataType::kFloat32;
-  }
+  return common::DataTypeFromConfigCode(type).value_or(DataType::kFloat32);
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
