@@ -1,8 +1,10 @@
 // CompiledModel / ExecutionContext behaviour: batching, static models,
 // typed non-float outputs, run-time validation, concurrency, plans.
+#include <limits>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
@@ -306,6 +308,43 @@ TEST(RuntimeTest, StandaloneBatchNormMatchesFormula) {
   ASSERT_TRUE(plan.ok());
   EXPECT_TRUE(absl::StrContains(*plan, "BatchNormalization 'y_node'")) << *plan;
   EXPECT_FALSE(absl::StrContains(*plan, "reference")) << *plan;
+}
+
+}  // namespace
+}  // namespace rectifier::engine
+
+namespace rectifier::engine {
+namespace {
+
+// Integer arithmetic never overflows in C++ terms: Add/Sub/Mul wrap around
+// (two's complement, as ONNX Runtime computes them), Div and Mod of the
+// lowest value by -1 wrap, and an integer Pow out of range saturates.
+TEST(RuntimeTest, IntegerArithmeticWrapsAndPowSaturates) {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t kMin = std::numeric_limits<int64_t>::lowest();
+  const struct {
+    const char* op;
+    int64_t a, b, want;
+  } cases[] = {
+      {"Add", kMax, 1, kMin},  {"Sub", kMin, 1, kMax}, {"Mul", kMax, 2, -2},
+      {"Div", kMin, -1, kMin}, {"Mod", kMin, -1, 0},   {"Pow", 10, 30, kMax},
+      {"Pow", -10, 31, kMin},  {"Pow", 3, 4, 81},      {"Div", 7, 0, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(absl::StrCat(c.op, "(", c.a, ", ", c.b, ")"));
+    ModelBuilder b;
+    b.Input("a", {1}, onnx::TensorProto::INT64);
+    b.Input("b", {1}, onnx::TensorProto::INT64);
+    b.Node(c.op, {"a", "b"}, {"y"});
+    b.Output("y", onnx::TensorProto::INT64);
+    Tensor a = Tensor::Zeros(DataType::kInt64, {1});
+    Tensor bt = Tensor::Zeros(DataType::kInt64, {1});
+    a.data<int64_t>()[0] = c.a;
+    bt.data<int64_t>()[0] = c.b;
+    auto out = testing::CompileAndRun(b.Bytes(), {a, bt});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0].data<int64_t>()[0], c.want);
+  }
 }
 
 }  // namespace

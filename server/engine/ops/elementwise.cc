@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "onnx/onnx_pb.h"
@@ -207,23 +209,67 @@ absl::Status InferBinary(const Node& n, const std::vector<ValueInfo>& in,
   return absl::OkStatus();
 }
 
+// Integer arithmetic wraps around (two's complement), as the hardware and
+// ONNX Runtime do, instead of overflowing (undefined in C++).
+template <typename T>
+T WrapInt(T a, T b, char op) {
+  using U = std::make_unsigned_t<T>;
+  const U ua = static_cast<U>(a), ub = static_cast<U>(b);
+  const U r = op == '+'   ? static_cast<U>(ua + ub)
+              : op == '-' ? static_cast<U>(ua - ub)
+                          : static_cast<U>(ua * ub);
+  return static_cast<T>(r);
+}
+
+// A double result stored in integer type T: NaN -> 0, out of range ->
+// the nearest bound.
+template <typename T>
+T SaturateToInt(double v) {
+  if (std::isnan(v)) return 0;
+  if (v <= static_cast<double>(std::numeric_limits<T>::lowest())) {
+    return std::numeric_limits<T>::lowest();
+  }
+  if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  return static_cast<T>(v);
+}
+
 template <typename T>
 T ApplyBinary(const std::string& op, T a, T b) {
-  if (op == "Add" || op == "Sum" || op == "Mean") return static_cast<T>(a + b);
-  if (op == "Sub") return static_cast<T>(a - b);
-  if (op == "Mul") return static_cast<T>(a * b);
+  constexpr bool kInt = std::is_integral_v<T>;
+  if (op == "Add" || op == "Sum" || op == "Mean") {
+    if constexpr (kInt) return WrapInt(a, b, '+');
+    return static_cast<T>(a + b);
+  }
+  if (op == "Sub") {
+    if constexpr (kInt) return WrapInt(a, b, '-');
+    return static_cast<T>(a - b);
+  }
+  if (op == "Mul") {
+    if constexpr (kInt) return WrapInt(a, b, '*');
+    return static_cast<T>(a * b);
+  }
   if (op == "Div") {
-    if constexpr (std::is_integral_v<T>) {
+    if constexpr (kInt) {
       if (b == 0) return 0;
+      // lowest / -1 does not fit: it wraps to lowest.
+      if constexpr (std::is_signed_v<T>) {
+        if (b == -1) return WrapInt(T{0}, a, '-');
+      }
     }
     return static_cast<T>(a / b);
   }
   if (op == "Max") return a > b ? a : b;
   if (op == "Min") return a < b ? a : b;
-  if (op == "PRelu") return a >= 0 ? a : static_cast<T>(a * b);
+  if (op == "PRelu") {
+    if constexpr (kInt) return a >= 0 ? a : WrapInt(a, b, '*');
+    return a >= 0 ? a : static_cast<T>(a * b);
+  }
   if (op == "Mod") {
     if constexpr (std::is_integral_v<T>) {
       if (b == 0) return 0;
+      if constexpr (std::is_signed_v<T>) {
+        if (b == -1) return 0;  // lowest % -1 overflows
+      }
       T r = static_cast<T>(a % b);
       if (r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);
       return r;
@@ -231,7 +277,9 @@ T ApplyBinary(const std::string& op, T a, T b) {
       return static_cast<T>(std::fmod(a, b));
     }
   }
-  return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));  // Pow
+  const double p = std::pow(static_cast<double>(a), static_cast<double>(b));  // Pow
+  if constexpr (kInt) return SaturateToInt<T>(p);
+  return static_cast<T>(p);
 }
 
 template <typename T>
