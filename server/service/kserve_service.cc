@@ -188,14 +188,14 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   call->is_cancelled = std::move(is_cancelled);
   call->finish = std::move(finish);
   call->resolved = *std::move(served);
-  if (HasImageInput(*request)) return StartImageInfer(std::move(call));
+  if (HasImageInput(*request)) return StartImageInfer(call);
   // Tensors are decoded here, on the gRPC thread, for the resolved version.
   auto inputs = DecodeInferInputs(*request, call->resolved->config);
   if (!inputs.ok()) return Fail(call, inputs.status());
   SubmitInfer(std::move(call), *std::move(inputs));
 }
 
-void KServeService::StartImageInfer(std::shared_ptr<Call> call) {
+void KServeService::StartImageInfer(const std::shared_ptr<Call>& call) {
   // Image inputs need the model's imaging pipeline.
   const repository::ImagingView& imaging = call->resolved->imaging;
   if (!imaging.ok()) {

@@ -102,7 +102,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // One ModelInfer from its arrival to its answer (kserve_service.cc).
   struct Call;
   // BYTES image inputs: decoded and preprocessed on the image pool, then submitted.
-  void StartImageInfer(std::shared_ptr<Call> call);
+  void StartImageInfer(const std::shared_ptr<Call>& call);
   // Selects the outputs and hands `inputs` to the repository.
   void SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs);
   // On the image pool: encodes the response, accounts the request, answers.

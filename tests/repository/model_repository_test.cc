@@ -453,7 +453,8 @@ TEST_F(ModelRepositoryTest, CurrentVersionForFollowsReloadsThatKeepTheInterface)
   EXPECT_EQ(current.status().code(), absl::StatusCode::kUnavailable) << current.status();
   auto refused = std::make_unique<scheduling::InferenceRequest>();
   refused->inputs.push_back(Input(1.0f));
-  refused->done = [](absl::StatusOr<std::vector<engine::Tensor>>, const scheduling::RequestTimes&) {
+  refused->done = [](const absl::StatusOr<std::vector<engine::Tensor>>&,
+                     const scheduling::RequestTimes&) {
     ADD_FAILURE() << "done called for a refused request";
   };
   EXPECT_EQ(repo->Submit(*first, "", std::move(refused)).code(), absl::StatusCode::kUnavailable);
@@ -476,7 +477,7 @@ TEST_F(ModelRepositoryTest, ASchedulerRefusalIsAnsweredAfterTheLockIsReleased) {
   absl::Status unloaded = absl::UnknownError("not run");
   // Front-end code in `done` may call back into the repository: it would
   // deadlock if `done` ran under the repository lock.
-  request->done = [&](absl::StatusOr<std::vector<engine::Tensor>> result,
+  request->done = [&](const absl::StatusOr<std::vector<engine::Tensor>>& result,
                       const scheduling::RequestTimes&) {
     answered = result.status();
     unloaded = repo->Unload("m");
