@@ -1,11 +1,12 @@
 // The per-batch plan cache: compiles run outside the model's lock, one
 // compile per new batch size however many callers ask at once, and plans
 // of different batch sizes share their reordered weights.
-#include <atomic>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
@@ -38,6 +39,7 @@ TEST(PlanCacheTest, ConcurrentCallersForANewBatchShareOneCompile) {
   ASSERT_NE(model, nullptr);
   const int before = model->compiles();  // batch 1, compiled at load
   std::vector<std::thread> callers;
+  callers.reserve(8);
   std::vector<const CompiledPlan*> plans(8, nullptr);
   for (int i = 0; i < 8; ++i) {
     callers.emplace_back([&, i] {
@@ -52,27 +54,30 @@ TEST(PlanCacheTest, ConcurrentCallersForANewBatchShareOneCompile) {
 }
 
 TEST(PlanCacheTest, CompiledPlansAreServedWhileANewBatchCompiles) {
-  auto model = ConvChainModel(48);
+  auto model = std::const_pointer_cast<CompiledModelImpl>(ConvChainModel(2));
   ASSERT_NE(model, nullptr);
   ASSERT_TRUE(model->GetPlan(1).ok());
-  // Each round compiles a new batch size on another thread and asks for
-  // batch 1 while that compile runs. With the compile under the model's
-  // lock, batch 1 would only be answered once the compile finished.
-  bool served_during_compile = false;
-  for (int batch = 2; batch <= 6 && !served_during_compile; ++batch) {
-    const int before = model->compiles();
-    std::atomic<bool> compiled{false};
-    std::thread compiler([&] {
-      EXPECT_TRUE(model->GetPlan(batch).ok());
-      compiled = true;
-    });
-    while (model->compiles() == before) std::this_thread::yield();  // compile started
-    ASSERT_TRUE(model->GetPlan(1).ok());
-    served_during_compile = !compiled;
-    compiler.join();
-  }
-  EXPECT_TRUE(served_during_compile)
-      << "GetPlan(1) waited for every compile of a new batch size to finish";
+  // The compile of batch 2 stops at its start until released.
+  absl::Notification compiling, release;
+  model->set_compile_hook_for_test([&](int) {
+    compiling.Notify();
+    release.WaitForNotification();
+  });
+  std::thread compiler([&] { EXPECT_TRUE(model->GetPlan(2).ok()); });
+  compiling.WaitForNotification();
+  // Batch 1 is answered while batch 2 compiles; with the compile under the
+  // model's lock this call would wait for ever.
+  absl::Notification served;
+  std::thread reader([&] {
+    EXPECT_TRUE(model->GetPlan(1).ok());
+    served.Notify();
+  });
+  const bool in_time = served.WaitForNotificationWithTimeout(absl::Seconds(30));
+  EXPECT_TRUE(in_time) << "GetPlan(1) waited for the compile of batch 2";
+  release.Notify();
+  compiler.join();
+  reader.join();
+  model->set_compile_hook_for_test(nullptr);
 }
 
 TEST(PlanCacheTest, PlansOfEveryBatchShareReorderedWeights) {

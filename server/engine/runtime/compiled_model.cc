@@ -191,6 +191,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNoThrow(
     int batch) const {
+  if (compile_hook_) compile_hook_(batch);
   try {
     return Compile(batch);
   } catch (const dnnl::error& e) {

@@ -3,6 +3,7 @@
 #ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 #define RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,6 +44,11 @@ class CompiledModelImpl final : public CompiledModel {
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const;
   // Plans compiled so far (failed compiles included).
   int compiles() const;
+  // Tests only: runs at the start of every later compile, on the compiling
+  // thread, outside the model's lock. Set it before any concurrent use.
+  void set_compile_hook_for_test(std::function<void(int batch)> hook) {
+    compile_hook_ = std::move(hook);
+  }
   const dnnl::engine& engine() const { return engine_; }
   // Shapes of the inputs for `batch`.
   std::vector<std::vector<int64_t>> InputShapes(int batch) const;
@@ -79,6 +85,7 @@ class CompiledModelImpl final : public CompiledModel {
   mutable std::map<int, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
   mutable int compiles_ ABSL_GUARDED_BY(mu_) = 0;
   mutable ConstantCache constants_;  // thread-safe itself
+  std::function<void(int batch)> compile_hook_;
 };
 
 }  // namespace rectifier::engine
