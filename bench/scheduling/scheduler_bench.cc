@@ -25,8 +25,8 @@ std::atomic<int64_t> g_rows{0};
 
 class EchoExecutor final : public BatchExecutor {
  public:
-  absl::StatusOr<std::vector<engine::Tensor>> Execute(
-      const std::vector<engine::Tensor>& inputs) override {
+  absl::StatusOr<std::vector<common::Tensor>> Execute(
+      const std::vector<common::Tensor>& inputs) override {
     g_batches.fetch_add(1, std::memory_order_relaxed);
     g_rows.fetch_add(inputs.front().shape[0], std::memory_order_relaxed);
     return inputs;
@@ -37,9 +37,9 @@ class EchoExecutor final : public BatchExecutor {
 // loop and destroys it after (Google Benchmark puts a barrier at both ends).
 std::unique_ptr<Scheduler> g_scheduler;
 
-engine::Tensor SmallInput() {
-  engine::Tensor tensor;
-  tensor.type = engine::DataType::kFloat32;
+common::Tensor SmallInput() {
+  common::Tensor tensor;
+  tensor.type = common::DataType::kFloat32;
   tensor.shape = {1, 4};
   tensor.bytes.resize(4 * sizeof(float));
   return tensor;
@@ -73,11 +73,11 @@ void SchedulerOverhead(benchmark::State& state) {
   std::condition_variable cv;
   bool answered = false;
   bool ok = true;
-  const engine::Tensor input = SmallInput();
+  const common::Tensor input = SmallInput();
   for (auto _ : state) {
     auto request = std::make_unique<InferenceRequest>();
     request->inputs.push_back(input);
-    request->done = [&](const absl::StatusOr<std::vector<engine::Tensor>>& result,
+    request->done = [&](const absl::StatusOr<std::vector<common::Tensor>>& result,
                         const RequestTimes&) {
       {
         std::lock_guard<std::mutex> lock(mu);
