@@ -7,8 +7,9 @@ GRPC_ADDRESS ?= 0.0.0.0:8001
 METRICS_ADDRESS ?= 0.0.0.0:8002
 MODEL_REPOSITORY ?= models
 CTEST_ARGS ?=
+PREFIX ?= /usr/local
 
-.PHONY: all deps configure build run test lint check-thread-safety format bench clean
+.PHONY: all deps configure build install run test lint check-thread-safety format bench clean
 
 all: build
 
@@ -20,6 +21,11 @@ configure: deps
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# rectifier-server, -client, -perf, -engine in $(PREFIX)/bin and the protos in
+# $(PREFIX)/share/rectifier/proto (sudo for the default /usr/local).
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 run: build
 	$(BUILD_DIR)/server/rectifier-server --model-repository $(MODEL_REPOSITORY) \
