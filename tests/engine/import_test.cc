@@ -355,6 +355,7 @@ TEST(ImportTest, FuzzFoundModelsAreRefusedCleanly) {
   } cases[] = {
       {"fuzz/corpus/onnx/found_pool_window_overflow.onnx",
        "the pooling window or the spatial size is too large"},
+      {"fuzz/corpus/onnx/found_flatten_dims_overflow.onnx", "flattened dimensions overflow int64"},
   };
   for (const auto& c : cases) {
     std::ifstream file(c.file, std::ios::binary);

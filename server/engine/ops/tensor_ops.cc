@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -126,10 +127,21 @@ absl::Status InferFlatten(const Node& n, const std::vector<ValueInfo>& in,
   int64_t axis = n.GetInt("axis", 1);
   if (axis < 0) axis += static_cast<int64_t>(s.size());
   if (axis < 0 || axis > static_cast<int64_t>(s.size())) return Invalid(n, "axis out of range");
-  int64_t a = 1, b = 1;
-  for (int64_t i = 0; i < static_cast<int64_t>(s.size()); ++i) (i < axis ? a : b) *= s[i];
+  // Each side's product, checked: a 0 anywhere makes it 0 (an empty tensor
+  // may list huge dimensions), and a product beyond int64 is refused.
+  auto product = [&](int64_t from, int64_t to) -> std::optional<int64_t> {
+    for (int64_t i = from; i < to; ++i)
+      if (s[i] == 0) return 0;
+    int64_t p = 1;
+    for (int64_t i = from; i < to; ++i)
+      if (s[i] < 0 || __builtin_mul_overflow(p, s[i], &p)) return std::nullopt;
+    return p;
+  };
+  const std::optional<int64_t> a = product(0, axis);
+  const std::optional<int64_t> b = product(axis, static_cast<int64_t>(s.size()));
+  if (!a || !b) return Invalid(n, "flattened dimensions overflow int64");
   out[0].type = in[0].type;
-  out[0].shape = {a, b};
+  out[0].shape = {*a, *b};
   return absl::OkStatus();
 }
 
