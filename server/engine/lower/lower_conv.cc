@@ -109,8 +109,7 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
     const std::vector<int64_t> shape = b.values()[v].shape;
     dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, DnnlEltwise(ops[i].fn), md,
                                   ops[i].alpha, ops[i].beta);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::primitive_attr attr = UserScratchpad();
     dnnl::eltwise_forward::primitive_desc pd(d, attr, b.engine());
     const std::string out_name = i + 1 == ops.size() ? name : absl::StrCat(name, "#", i);
     int out = b.NewValue(out_name, DataType::kFloat32, shape, pd.dst_desc());
@@ -169,8 +168,7 @@ absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
 // post-ops `ops`. Throws dnnl::error when oneDNN has no implementation.
 dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
                                 const std::vector<PostOp>& ops) {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::primitive_attr attr = UserScratchpad();
   dnnl::post_ops po;
   for (const auto& op : ops) {
     if (op.kind == PostOp::Kind::kSum) {
@@ -339,8 +337,7 @@ absl::StatusOr<int> EmitUnfusedTail(PlanBuilder& b, const Node& node, const Conv
       ASSIGN_OR_RETURN(a, b.InLayout(a, b.values()[v].md));
       dnnl::binary::desc d(dnnl::algorithm::binary_add, b.values()[v].md, b.values()[a].md,
                            b.values()[v].md);
-      dnnl::primitive_attr attr;
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      dnnl::primitive_attr attr = UserScratchpad();
       dnnl::binary::primitive_desc bpd(d, attr, b.engine());
       int out = b.NewValue(name, DataType::kFloat32, c.geo.out_shape, bpd.dst_desc());
       b.AddPrimitive(bpd, dnnl::binary(bpd),
@@ -443,8 +440,7 @@ absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node) {
   const memory::desc dst_any(PlanBuilder::Dims(geo.out_shape), DT::f32, Tag::any);
   dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src_md, dst_any,
                                    strides, kernel, dil, pl, pr);
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::primitive_attr attr = UserScratchpad();
   dnnl::pooling_v2_forward::primitive_desc pd;
   try {
     pd = dnnl::pooling_v2_forward::primitive_desc(d, attr, b.engine());

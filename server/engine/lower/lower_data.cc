@@ -15,12 +15,6 @@ namespace {
 using dnnl::memory;
 using DT = memory::data_type;
 
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
 // Copies rows [offset, offset + extent) of `axis` from `x` into a new value
 // in the same layout family.
 absl::StatusOr<int> EmitSlice(PlanBuilder& b, int x, int axis, int64_t offset, int64_t extent,

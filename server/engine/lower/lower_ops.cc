@@ -19,12 +19,6 @@ namespace {
 using dnnl::memory;
 using DT = memory::data_type;
 
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
-
 std::vector<ValueInfo> InputInfos(PlanBuilder& b, const Node& node) {
   std::vector<ValueInfo> in(node.inputs.size());
   for (size_t i = 0; i < node.inputs.size(); ++i) {

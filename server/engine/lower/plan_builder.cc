@@ -17,6 +17,12 @@ namespace rectifier::engine {
 
 using dnnl::memory;
 
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 dnnl::algorithm DnnlEltwise(EltwiseFn fn) {
   using Alg = dnnl::algorithm;
   switch (fn) {
@@ -468,9 +474,7 @@ absl::StatusOr<int> EmitPrelu(PlanBuilder& b, int v, const std::string& slope,
   const memory::desc wei_any(PlanBuilder::Dims(dims), memory::data_type::f32,
                              memory::format_tag::any);
   dnnl::prelu_forward::desc d(dnnl::prop_kind::forward_inference, src_md, wei_any);
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::prelu_forward::primitive_desc pd(d, attr, b.engine());
+  dnnl::prelu_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
   const Tensor& t = b.graph().constants.at(slope);
   ASSIGN_OR_RETURN(int w, b.ConstantInLayout(
                               absl::StrCat(slope, "@", LayoutName(pd.weights_desc())),

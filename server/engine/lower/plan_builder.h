@@ -146,6 +146,10 @@ absl::StatusOr<int> PreluSlopeValue(PlanBuilder& b, const std::string& slope,
 absl::StatusOr<int> EmitPrelu(PlanBuilder& b, int v, const std::string& slope,
                               const std::string& name, const std::string& label);
 
+// Primitive attributes with the scratchpad supplied by the caller (every
+// plan step: the ExecutionContext owns one scratchpad).
+dnnl::primitive_attr UserScratchpad();
+
 // The oneDNN eltwise algorithm computing `fn`.
 dnnl::algorithm DnnlEltwise(EltwiseFn fn);
 
