@@ -53,6 +53,12 @@ struct CompileOptions {
   int64_t max_tensor_bytes = int64_t{4} << 30;
   // Kernel for tanh and GELU-tanh (config.pbtxt: activation { kernel }).
   ActivationKernel tanh_kernel = ActivationKernel::kOneDnn;
+  // Rectifier's own kernels where oneDNN 2.6 has only a reference or generic
+  // implementation: Softmax/LogSoftmax over an axis that is not the
+  // innermost (a detector's DFL head), and channel Concat/Slice/Split in
+  // blocked layouts as block copies. Off: oneDNN for all of them (to
+  // compare; rectifier-engine --onednn-only).
+  bool rectifier_kernels = true;
   // Rewrite exporter patterns (x*Sigmoid(x), the erf GELU, ...) into single
   // activations before fusion. Off only to compare against the raw graph.
   bool activation_patterns = true;

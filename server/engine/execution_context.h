@@ -5,6 +5,7 @@
 #define RECTIFIER_SERVER_ENGINE_EXECUTION_CONTEXT_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,6 +17,14 @@ namespace rectifier::engine {
 struct ContextOptions {
   // OpenMP threads used by this context's primitives; 0 = all available CPUs.
   int threads = 0;
+};
+
+// Wall time of each step of one plan, summed over the profiled executions.
+struct StepProfile {
+  int batch = 0;
+  int runs = 0;
+  std::vector<std::string> steps;  // the plan's steps, as DescribePlan prints them
+  std::vector<double> ms;          // per step, summed over `runs`
 };
 
 class ExecutionContext {
@@ -41,6 +50,13 @@ class ExecutionContext {
   // statistics: warmup feeds synthetic inputs (zeros by default) that would
   // report every channel dead. Not paused by default.
   virtual void PauseActivationStatistics(bool paused) = 0;
+
+  // While on, every step of every execution is timed (the stream is waited
+  // on after each step). For tools such as `rectifier-engine --profile`;
+  // off by default.
+  virtual void EnableStepProfile(bool on) = 0;
+  // One profile per plan executed while profiling was on, in batch order.
+  virtual std::vector<StepProfile> StepProfiles() const = 0;
 };
 
 }  // namespace rectifier::engine

@@ -9,10 +9,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -42,6 +46,69 @@ Tensor RandomInput(const rectifier::engine::TensorInfo& info, int batch, std::mt
   return t;
 }
 
+// "Conv '/b0/conv/Conv' [...] ...  [jit:avx2]" -> {"/b0/conv/Conv", "jit:avx2"}.
+std::pair<std::string, std::string> NodeAndImpl(const std::string& label) {
+  std::string node, impl;
+  const size_t q = label.find('\'');
+  if (q != std::string::npos) {
+    const size_t e = label.find('\'', q + 1);
+    if (e != std::string::npos) node = label.substr(q + 1, e - q - 1);
+  } else if (const size_t f = label.find("from "); f != std::string::npos) {
+    node = label.substr(f + 5, label.find_first_of(" )", f + 5) - f - 5);
+  }
+  const size_t b = label.rfind('[');
+  if (b != std::string::npos && label.back() == ']') impl = label.substr(b + 1, label.size() - b - 2);
+  return {node, impl};
+}
+
+// Prints each step's mean time in plan order, then the totals by op and
+// implementation; writes the same as JSON when `json_path` is set.
+bool ReportProfile(const std::vector<rectifier::engine::StepProfile>& profiles,
+                   const std::string& json_path) {
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& p : profiles) {
+    if (p.runs == 0) continue;
+    double total = 0;
+    for (double v : p.ms) total += v;
+    total /= p.runs;
+    std::printf("step profile, batch %d, %d runs: %.2f ms per run in steps\n", p.batch, p.runs,
+                total);
+    std::printf("  %4s %9s %6s  %s\n", "step", "ms", "%", "step");
+    std::map<std::string, std::pair<double, int>> groups;
+    nlohmann::json steps = nlohmann::json::array();
+    for (size_t s = 0; s < p.steps.size(); ++s) {
+      const double ms = p.ms[s] / p.runs;
+      std::string label = p.steps[s];
+      std::printf("  %4zu %9.3f %5.1f%%  %s\n", s, ms, total > 0 ? 100.0 * ms / total : 0.0,
+                  label.substr(0, 150).c_str());
+      const auto [node, impl] = NodeAndImpl(label);
+      const std::string op = label.substr(0, label.find(' '));
+      auto& g = groups[op + " " + impl];
+      g.first += ms;
+      ++g.second;
+      steps.push_back({{"step", s}, {"ms", ms}, {"op", op}, {"node", node}, {"impl", impl},
+                       {"label", label}});
+    }
+    std::vector<std::pair<double, std::string>> order;
+    for (const auto& [k, v] : groups) order.push_back({v.first, k});
+    std::sort(order.rbegin(), order.rend());
+    std::printf("  by op and implementation:\n");
+    for (const auto& [ms, k] : order) {
+      std::printf("  %9.3f ms %5.1f%% %4d x %s\n", ms, total > 0 ? 100.0 * ms / total : 0.0,
+                  groups[k].second, k.c_str());
+    }
+    all.push_back({{"batch", p.batch}, {"runs", p.runs}, {"total_ms", total}, {"steps", steps}});
+  }
+  if (json_path.empty()) return true;
+  std::ofstream out(json_path);
+  out << all.dump(1) << "\n";
+  if (!out) {
+    std::cerr << "cannot write " << json_path << "\n";
+    return false;
+  }
+  return true;
+}
+
 double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const size_t i =
@@ -68,6 +135,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-batch", max_batch, "CompileOptions::max_batch_size");
   app.add_flag("-p,--plan", print_plan, "print the compiled plan");
   app.add_flag("--no-fuse", no_fuse, "disable activation/residual fusion");
+  bool onednn_only = false;
+  app.add_flag("--onednn-only", onednn_only,
+               "no Rectifier kernels where oneDNN has only generic ones (strided softmax, "
+               "blocked concat/slice): to compare");
   app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
   app.add_option("-o,--output", output_file, "write output 0 as a TensorProto .pb");
   int stats_every = 0;
@@ -79,6 +150,11 @@ int main(int argc, char** argv) {
                  "replace an activation kind: FROM=TO[:ALPHA[:BETA]] (e.g. SiLU=Relu, "
                  "Relu=LeakyRelu:0.01); repeatable");
   app.add_option("--gelu", gelu, "GELU form: erf or tanh");
+  bool profile = false;
+  std::string profile_json;
+  app.add_flag("--profile", profile,
+               "time every step of the timed iterations; print them and the totals by op");
+  app.add_option("--profile-json", profile_json, "with --profile: also write the steps as JSON");
   CLI11_PARSE(app, argc, argv);
   // oneDNN fixes a primitive's thread decomposition when the plan compiles
   // (omp_get_max_threads of the compiling thread) and runs that many threads
@@ -88,6 +164,7 @@ int main(int argc, char** argv) {
 
   rectifier::engine::CompileOptions options;
   options.fuse = !no_fuse;
+  options.rectifier_kernels = !onednn_only;
   options.max_batch_size = std::max(max_batch, batch);
   options.activation_stats_sample_every = stats_every;
   options.gelu_approximation = gelu;
@@ -200,6 +277,7 @@ int main(int argc, char** argv) {
   out_ptrs.reserve(outputs.size());
   for (auto& t : outputs) out_ptrs.push_back(&t);
   std::vector<double> ms;
+  (*ctx)->EnableStepProfile(profile);
   for (int i = 0; i < iterations; ++i) {
     const auto s = std::chrono::steady_clock::now();
     auto st = (*ctx)->RunInto(in_ptrs, out_ptrs);
@@ -218,6 +296,7 @@ int main(int argc, char** argv) {
         batch, threads, iterations, p50, Percentile(ms, 90), Percentile(ms, 99),
         batch * 1000.0 / p50);
   }
+  if (profile && !ReportProfile((*ctx)->StepProfiles(), profile_json)) return 1;
   if (stats_every > 0) {
     const auto stats = (*model)->activation_statistics();
     std::printf("activation statistics (every %d-th run sampled):\n", stats_every);

@@ -9,6 +9,7 @@
 #include "server/common/status_macros.h"
 #include "server/engine/lower/plan_builder.h"
 #include "server/engine/ops/conv_pool.h"
+#include "server/engine/ops/nn_ops.h"
 
 namespace rectifier::engine {
 namespace {
@@ -454,6 +455,65 @@ absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node) {
       pd, dnnl::pooling_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}},
       absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(geo.out_shape, ","), "] ",
                    LayoutName(src_md), " -> ", LayoutName(pd.dst_desc())));
+  b.Define(node.outputs[0], out);
+  return true;
+}
+
+absl::StatusOr<bool> LowerSpatialReduce(PlanBuilder& b, const Node& node) {
+  auto vi = b.graph().value_info.find(node.inputs[0]);
+  if (vi == b.graph().value_info.end() || vi->second.type != DataType::kFloat32) return false;
+  const std::vector<int64_t> xs = vi->second.shape;
+  if (xs.size() < 3 || xs.size() > 5 || NumElements(xs) == 0) return false;
+  std::vector<ValueInfo> in(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    const std::string& name = node.inputs[i];
+    in[i].present = !name.empty();
+    if (name.empty() || !b.graph().value_info.count(name)) continue;
+    in[i].type = b.graph().value_info.at(name).type;
+    in[i].shape = b.graph().value_info.at(name).shape;
+    auto c = b.graph().constants.find(name);
+    if (c != b.graph().constants.end()) in[i].value = &c->second;
+  }
+  auto mask = ReduceMask(node, in);
+  if (!mask.ok()) return false;
+  for (size_t d = 0; d < xs.size(); ++d)
+    if ((*mask)[d] != (d >= 2)) return false;
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  const memory::dims kernel(xs.begin() + 2, xs.end());
+  const memory::dims zeros(kernel.size(), 0);
+  std::vector<int64_t> pooled_shape = {xs[0], xs[1]};
+  pooled_shape.resize(xs.size(), 1);
+  const auto alg = node.op_type == "ReduceMax" ? dnnl::algorithm::pooling_max
+                                               : dnnl::algorithm::pooling_avg_exclude_padding;
+  const memory::desc src_md = b.values()[x].md;
+  const memory::desc dst_any(PlanBuilder::Dims(pooled_shape), DT::f32, Tag::any);
+  dnnl::pooling_v2_forward::primitive_desc pd;
+  try {
+    dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src_md, dst_any,
+                                     kernel, kernel, zeros, zeros, zeros);
+    pd = dnnl::pooling_v2_forward::primitive_desc(d, UserScratchpad(), b.engine());
+  } catch (const dnnl::error& e) {
+    return false;  // the reference kernel computes it
+  }
+  ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
+  const bool keep = node.GetInt("keepdims", 1) != 0;
+  const std::string label = absl::StrCat(node.op_type, " '", node.name, "' [",
+                                         absl::StrJoin(pooled_shape, ","), "] as global pooling ",
+                                         LayoutName(src_md), " -> ", LayoutName(pd.dst_desc()));
+  const int pooled = b.NewValue(keep ? node.outputs[0] : node.outputs[0] + "~pooled",
+                                DataType::kFloat32, pooled_shape, pd.dst_desc());
+  b.AddPrimitive(pd, dnnl::pooling_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, pooled}},
+                 label);
+  if (keep) {
+    b.Define(node.outputs[0], pooled);
+    return true;
+  }
+  // keepdims = 0: [N, C] is the plain [N, C, 1, ...] under another shape.
+  ASSIGN_OR_RETURN(int plain, b.Plain(pooled));
+  const std::vector<int64_t> out_shape = {xs[0], xs[1]};
+  const int out =
+      b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, PlanBuilder::PlainMd(out_shape));
+  b.values()[out].alias_of = plain;
   b.Define(node.outputs[0], out);
   return true;
 }

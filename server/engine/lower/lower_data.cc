@@ -129,6 +129,8 @@ absl::StatusOr<bool> LowerSliceSplit(PlanBuilder& b, const Node& node) {
   if (axis < 0 || ranges.empty()) return false;
   for (const auto& [off, ext] : ranges)
     if (ext <= 0) return false;
+  ASSIGN_OR_RETURN(bool copied, LowerSliceAsCopies(b, node, x, axis, ranges));
+  if (copied) return true;
   // Blocked layouts need block-aligned channel offsets; otherwise go plain.
   if (!SameLayout(b.values()[x].md, PlanBuilder::Dims(xs)).ok()) return false;
   try {

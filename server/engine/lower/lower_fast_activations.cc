@@ -1,6 +1,8 @@
-// Plan steps for Rectifier's own activation kernels (fast_activations.h),
-// used instead of oneDNN eltwise for tanh and GELU-tanh when the model was
-// compiled with CompileOptions::tanh_kernel = kRectifier.
+// Plan steps for Rectifier's own kernels (fast_activations.h): tanh and
+// GELU-tanh instead of oneDNN eltwise when the model was compiled with
+// CompileOptions::tanh_kernel = kRectifier, and softmax over a middle axis
+// (CompileOptions::rectifier_kernels), which oneDNN 2.6 runs with its
+// reference kernel.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/engine/lower/plan_builder.h"
@@ -10,6 +12,25 @@ namespace rectifier::engine {
 namespace {
 
 constexpr char kFunctionAttr[] = "function";
+constexpr char kOuterAttr[] = "outer";
+constexpr char kAxisAttr[] = "axis_size";
+constexpr char kInnerAttr[] = "inner";
+constexpr char kLogAttr[] = "log";
+
+Attribute IntAttr(int64_t v) {
+  Attribute attr;
+  attr.kind = Attribute::Kind::kInt;
+  attr.i = v;
+  return attr;
+}
+
+absl::Status ComputeSoftmaxMiddleAxis(const Node& node, const std::vector<View>& in,
+                                      const std::vector<View>& out) {
+  SoftmaxMiddleAxis(in[0].as<float>(), out[0].as<float>(), node.GetInt(kOuterAttr, 1),
+                    node.GetInt(kAxisAttr, 1), node.GetInt(kInnerAttr, 1),
+                    node.GetInt(kLogAttr, 0) != 0);
+  return absl::OkStatus();
+}
 
 // The step's views are flat aliases covering the whole buffer; for blocked
 // layouts that includes the zero padding of the channel blocks, which stays
@@ -63,10 +84,7 @@ absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivatio
   step.kind = PlanStep::Kind::kReference;
   step.node.op_type = FastActivationName(f);
   step.node.name = name;
-  Attribute attr;
-  attr.kind = Attribute::Kind::kInt;
-  attr.i = static_cast<int64_t>(f);
-  step.node.attrs[kFunctionAttr] = attr;
+  step.node.attrs[kFunctionAttr] = IntAttr(static_cast<int64_t>(f));
   step.compute = ComputeFastActivation;
   step.inputs = {in_flat};
   step.outputs = {out_flat};
@@ -74,6 +92,33 @@ absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivatio
   step.writes = {out_flat};
   step.label = absl::StrCat(label, " ", FastActivationName(f), in_place ? " (in place) " : " ",
                             LayoutName(src.md), "  [rectifier:", FastActivationsIsa(), "]");
+  b.plan().steps.push_back(std::move(step));
+  return out;
+}
+
+absl::StatusOr<int> EmitRectifierSoftmax(PlanBuilder& b, int x, int64_t outer, int64_t axis,
+                                         int64_t inner, bool log, const std::string& name,
+                                         const std::string& label) {
+  const PlanValue src = b.values()[x];
+  if (src.type != DataType::kFloat32 || !src.plain || outer * axis * inner != NumElements(src.shape)) {
+    return absl::InternalError(absl::StrCat(label, ": softmax kernel needs a plain float value"));
+  }
+  const int out = b.NewValue(name, DataType::kFloat32, src.shape, PlanBuilder::PlainMd(src.shape));
+  PlanStep step;
+  step.kind = PlanStep::Kind::kReference;
+  step.node.op_type = log ? "LogSoftmax" : "Softmax";
+  step.node.name = name;
+  step.node.attrs[kOuterAttr] = IntAttr(outer);
+  step.node.attrs[kAxisAttr] = IntAttr(axis);
+  step.node.attrs[kInnerAttr] = IntAttr(inner);
+  step.node.attrs[kLogAttr] = IntAttr(log ? 1 : 0);
+  step.compute = ComputeSoftmaxMiddleAxis;
+  step.inputs = {x};
+  step.outputs = {out};
+  step.reads = {x};
+  step.writes = {out};
+  step.label = absl::StrCat(label, " [", outer, ",", axis, ",", inner, "] axis 1 of 3  [rectifier:",
+                            FastActivationsVectorized() ? "avx2" : "scalar", "]");
   b.plan().steps.push_back(std::move(step));
   return out;
 }

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
@@ -384,6 +385,11 @@ absl::Status PlanBuilder::FinishOutputs() {
   return absl::OkStatus();
 }
 
+bool RunsGenericKernel(const std::string& label) {
+  return absl::StrContains(label, "[ref:") || absl::StrContains(label, "[simple:") ||
+         absl::StrContains(label, "[reference");
+}
+
 std::string PlanBuilder::Describe() const {
   // Constants used by several steps (a shared weight) are counted once.
   std::set<const AlignedBuffer*> distinct;
@@ -394,8 +400,16 @@ std::string PlanBuilder::Describe() const {
       absl::StrCat("plan for batch ", plan_->batch, ": ", plan_->steps.size(), " steps, arena ",
                    plan_->arena_bytes, " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ",
                    distinct.size(), " constants (", constant_bytes, " bytes)\n");
-  for (size_t i = 0; i < plan_->steps.size(); ++i)
-    absl::StrAppend(&s, "  ", i, ": ", plan_->steps[i].label, "\n");
+  int generic = 0;
+  for (const auto& step : plan_->steps) generic += RunsGenericKernel(step.label) ? 1 : 0;
+  if (generic > 0) {
+    absl::StrAppend(&s, "  ", generic,
+                    " step(s) marked <- generic: a slow general-purpose implementation\n");
+  }
+  for (size_t i = 0; i < plan_->steps.size(); ++i) {
+    absl::StrAppend(&s, "  ", i, ": ", plan_->steps[i].label,
+                    RunsGenericKernel(plan_->steps[i].label) ? "  <- generic" : "", "\n");
+  }
   return s;
 }
 

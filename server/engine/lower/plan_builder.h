@@ -34,6 +34,8 @@ class PlanBuilder {
   CompiledPlan& plan() { return *plan_; }
   void set_tanh_kernel(ActivationKernel k) { tanh_kernel_ = k; }
   ActivationKernel tanh_kernel() const { return tanh_kernel_; }
+  void set_rectifier_kernels(bool on) { rectifier_kernels_ = on; }
+  bool rectifier_kernels() const { return rectifier_kernels_; }
 
   // Value id of a graph value (created for constants on first use).
   absl::StatusOr<int> Value(const std::string& name);
@@ -89,12 +91,16 @@ class PlanBuilder {
   // (value id) -> values holding the same data in other layouts.
   std::map<int, std::vector<int>> layouts_;
   ActivationKernel tanh_kernel_ = ActivationKernel::kOneDnn;
+  bool rectifier_kernels_ = true;
 };
 
 // Per-family lowerings: true when lowered to oneDNN, false when the node
 // should run as its reference kernel instead.
 absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node);
+// ReduceMean / ReduceMax over exactly the spatial dims (2...) of an N-C-...
+// tensor, as global average / max pooling in the producer's layout.
+absl::StatusOr<bool> LowerSpatialReduce(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node);
 absl::StatusOr<bool> LowerConcat(PlanBuilder& b, const Node& node);
@@ -108,6 +114,12 @@ absl::StatusOr<bool> LowerBatchNorm(PlanBuilder& b, const Node& node);
 // order, same channel blocking). FAILED_PRECONDITION for other layouts.
 absl::StatusOr<dnnl::memory::desc> SameLayout(const dnnl::memory::desc& ref,
                                               const dnnl::memory::dims& dims);
+
+// True when a step label names a generic implementation: oneDNN's `ref:`
+// or `simple:` kernels, or the engine's plain reference kernels. The plan
+// description marks such steps "<- generic"; the zoo models have none
+// beyond the listed exceptions (tests/engine/generic_kernels_test.py).
+bool RunsGenericKernel(const std::string& label);
 
 // Layout in oneDNN's letter notation ("abcd" plain NCHW, "aBcd8b" = nChw8c).
 std::string LayoutName(const dnnl::memory::desc& md);
@@ -129,6 +141,22 @@ bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation*
 absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivation f,
                                             const std::string& name, const std::string& label,
                                             bool in_place);
+
+// Adds a Rectifier softmax step (SoftmaxMiddleAxis) over plain value `x`
+// viewed as [outer, axis, inner]; returns the plain output value `name`.
+absl::StatusOr<int> EmitRectifierSoftmax(PlanBuilder& b, int x, int64_t outer, int64_t axis,
+                                         int64_t inner, bool log, const std::string& name,
+                                         const std::string& label);
+
+// Concat of `srcs` along `axis`, and Slice/Split of `x` along `axis` into
+// (offset, extent) `ranges` (one per node output), as Rectifier row-copy
+// steps (lower_copy.cc): false when the layouts are not plain or
+// channel-blocked with aligned offsets, or CompileOptions::rectifier_kernels
+// is off; oneDNN then lowers them.
+absl::StatusOr<bool> LowerConcatAsCopies(PlanBuilder& b, const Node& node,
+                                         const std::vector<int>& srcs, int axis);
+absl::StatusOr<bool> LowerSliceAsCopies(PlanBuilder& b, const Node& node, int x, int axis,
+                                        const std::vector<std::pair<int64_t, int64_t>>& ranges);
 
 // PRelu: the slope (graph constant `slope`) broadcast to `rank` dims
 // (leading 1s), or empty when it does not broadcast onto `shape`.

@@ -210,6 +210,78 @@ RECTIFIER_AVX2 void Loop(const float* x, float* y, int64_t n) {
   }
 }
 
+// Softmax over the axis of columns [j, j + 8 * kVecs) of one [axis, inner]
+// slab: max, then exp and sum (exp stored in y unless log), then the scale.
+template <int kVecs>
+RECTIFIER_AVX2 void SoftmaxColumns(const float* x, float* y, int64_t axis, int64_t inner,
+                                   bool log) {
+  __m256 m[kVecs], sum[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    m[v] = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    sum[v] = _mm256_setzero_ps();
+  }
+  for (int64_t a = 0; a < axis; ++a)
+    for (int v = 0; v < kVecs; ++v) m[v] = _mm256_max_ps(_mm256_loadu_ps(x + a * inner + 8 * v), m[v]);
+  const __m256 limit = _mm256_set1_ps(104.0f);
+  for (int64_t a = 0; a < axis; ++a) {
+    for (int v = 0; v < kVecs; ++v) {
+      // max - x in [0, inf]; clamped at 104 (exp(-104) is below every float
+      // that can matter next to the column's largest term, which is 1). A
+      // NaN stays NaN: min_ps returns its second operand when either is NaN.
+      const __m256 d = _mm256_min_ps(limit, _mm256_sub_ps(m[v], _mm256_loadu_ps(x + a * inner + 8 * v)));
+      const ExpParts e = ExpNeg(d, _mm256_setzero_ps());
+      const __m256 ev = Scale(e.p, e.n);
+      sum[v] = _mm256_add_ps(sum[v], ev);
+      if (!log) _mm256_storeu_ps(y + a * inner + 8 * v, ev);
+    }
+  }
+  if (!log) {
+    __m256 r[kVecs];
+    for (int v = 0; v < kVecs; ++v) r[v] = _mm256_div_ps(_mm256_set1_ps(1.0f), sum[v]);
+    for (int64_t a = 0; a < axis; ++a)
+      for (int v = 0; v < kVecs; ++v) {
+        float* p = y + a * inner + 8 * v;
+        _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), r[v]));
+      }
+    return;
+  }
+  __m256 shift[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, sum[v]);
+    for (float& l : lanes) l = std::log(l);
+    shift[v] = _mm256_add_ps(m[v], _mm256_load_ps(lanes));
+  }
+  for (int64_t a = 0; a < axis; ++a)
+    for (int v = 0; v < kVecs; ++v)
+      _mm256_storeu_ps(y + a * inner + 8 * v,
+                       _mm256_sub_ps(_mm256_loadu_ps(x + a * inner + 8 * v), shift[v]));
+}
+
+// One column of one slab, in float with std::exp.
+void SoftmaxColumnScalar(const float* x, float* y, int64_t axis, int64_t inner, bool log) {
+  float m = -std::numeric_limits<float>::infinity();
+  bool nan = false;
+  for (int64_t a = 0; a < axis; ++a) {
+    nan = nan || std::isnan(x[a * inner]);
+    m = std::max(m, x[a * inner]);
+  }
+  if (nan) m = std::numeric_limits<float>::quiet_NaN();
+  float sum = 0.0f;
+  for (int64_t a = 0; a < axis; ++a) {
+    const float e = std::exp(x[a * inner] - m);
+    sum += e;
+    if (!log) y[a * inner] = e;
+  }
+  if (!log) {
+    const float r = 1.0f / sum;
+    for (int64_t a = 0; a < axis; ++a) y[a * inner] *= r;
+    return;
+  }
+  const float shift = m + std::log(sum);
+  for (int64_t a = 0; a < axis; ++a) y[a * inner] = x[a * inner] - shift;
+}
+
 // ---- AVX-512 (same method, 16 floats per register, mask registers) ---------
 
 #define RECTIFIER_AVX512 __attribute__((target("avx512f,avx512dq")))
@@ -431,6 +503,42 @@ void ApplyFastActivationParallel(FastActivation f, const float* x, float* y, int
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk;
     ApplyFastActivation(f, x + begin, y + begin, std::min(kChunk, n - begin));
+  }
+}
+
+void SoftmaxMiddleAxisScalar(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner,
+                             bool log) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < inner; ++j)
+      SoftmaxColumnScalar(x + o * axis * inner + j, y + o * axis * inner + j, axis, inner, log);
+}
+
+void SoftmaxMiddleAxis(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner,
+                       bool log) {
+  if (!FastActivationsVectorized() || inner < 8) {
+    SoftmaxMiddleAxisScalar(x, y, outer, axis, inner, log);
+    return;
+  }
+  // Work units of 32 columns (4 vectors); a unit's slab (axis x 128 bytes)
+  // stays in L1 across its three passes.
+  constexpr int64_t kCols = 32;
+  const int64_t units_per_slab = (inner + kCols - 1) / kCols;
+  const int64_t units = outer * units_per_slab;
+  const int threads = units >= 8 ? omp_get_max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t o = u / units_per_slab;
+    const int64_t j0 = (u % units_per_slab) * kCols;
+    const float* xs = x + o * axis * inner;
+    float* ys = y + o * axis * inner;
+    int64_t j = j0;
+    const int64_t end = std::min(inner, j0 + kCols);
+    if (end - j == kCols) {
+      SoftmaxColumns<4>(xs + j, ys + j, axis, inner, log);
+      continue;
+    }
+    for (; j + 8 <= end; j += 8) SoftmaxColumns<1>(xs + j, ys + j, axis, inner, log);
+    for (; j < end; ++j) SoftmaxColumnScalar(xs + j, ys + j, axis, inner, log);
   }
 }
 

@@ -51,6 +51,21 @@ void ApplyFastActivationScalar(FastActivation f, const float* x, float* y, int64
 void ApplyFastActivationAvx2(FastActivation f, const float* x, float* y, int64_t n);
 void ApplyFastActivationAvx512(FastActivation f, const float* x, float* y, int64_t n);
 
+// Softmax over the middle axis of a dense row-major [outer, axis, inner]
+// tensor with inner > 1 (a channel softmax such as a detector's DFL head),
+// vectorised along `inner` and split over the OpenMP team:
+//   y = exp(x - max) / sum(exp(x - max))           (log = false)
+//   y = x - max - log(sum(exp(x - max)))           (log = true)
+// with max and sum over the axis. oneDNN 2.6 has only its reference kernel
+// for this case on AVX2. Same exp as the activations above (relative error
+// about 1e-7 per term); NaN in a column makes that column NaN. x == y is
+// allowed.
+void SoftmaxMiddleAxis(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner,
+                       bool log);
+// The scalar version (std::exp in float), for tests.
+void SoftmaxMiddleAxisScalar(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner,
+                             bool log);
+
 }  // namespace rectifier::engine
 
 #endif  // RECTIFIER_SERVER_ENGINE_OPS_FAST_ACTIVATIONS_H_

@@ -63,6 +63,8 @@ absl::Status ComputeSoftmax(const Node& n, const std::vector<View>& in,
 
 // ---- Reduce ---------------------------------------------------------------------
 
+}  // namespace
+
 absl::StatusOr<std::vector<bool>> ReduceMask(const Node& n, const std::vector<ValueInfo>& in) {
   const size_t rank = in[0].shape.size();
   std::vector<int64_t> axes;
@@ -84,6 +86,8 @@ absl::StatusOr<std::vector<bool>> ReduceMask(const Node& n, const std::vector<Va
   }
   return mask;
 }
+
+namespace {
 
 absl::Status InferReduce(const Node& n, const std::vector<ValueInfo>& in,
                          std::vector<ValueInfo>& out) {
@@ -614,6 +618,9 @@ void RegisterNnOps(OpTable& t) {
                          "ReduceL1", "ReduceL2", "ReduceSumSquare"}) {
     t[op].Kernels(InferReduce, ComputeReduce);
   }
+  // Over the spatial dims these are global pooling (lower_conv.cc).
+  t["ReduceMean"].Lower(LowerSpatialReduce);
+  t["ReduceMax"].Lower(LowerSpatialReduce);
   t["Gemm"].Kernels(InferGemm, ComputeGemm).Lower(LowerMatMul).Inputs(2).FusesActivation();
   t["MatMul"].Kernels(InferMatMul, ComputeMatMul).Lower(LowerMatMul).Inputs(2).FusesActivation();
   t["BatchNormalization"]

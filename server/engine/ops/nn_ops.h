@@ -11,6 +11,10 @@
 
 namespace rectifier::engine {
 
+// Which dims a Reduce* node reduces (axes from the attribute, or from a
+// constant input from opset 18 / ReduceSum 13).
+absl::StatusOr<std::vector<bool>> ReduceMask(const Node& n, const std::vector<ValueInfo>& in);
+
 // Softmax over [outer, axis, inner] (opset < 13 folds trailing dims into axis).
 struct SoftmaxGeometry {
   int64_t outer = 1, axis = 1, inner = 1;

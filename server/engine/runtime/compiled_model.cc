@@ -211,6 +211,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(i
   RETURN_IF_ERROR(RunPipeline(ShapePipeline(), g, ctx, "shape"));
   PlanBuilder builder(g, batchable_ ? batch : 0, engine_, &constants_);
   builder.set_tanh_kernel(options_.tanh_kernel);
+  builder.set_rectifier_kernels(options_.rectifier_kernels);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
 }

@@ -5,7 +5,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <map>
 #include <unordered_map>
 
 #include "absl/status/status.h"
@@ -79,6 +81,14 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
   void PauseActivationStatistics(bool paused) override { stats_paused_ = paused; }
+
+  void EnableStepProfile(bool on) override { profile_ = on; }
+
+  std::vector<StepProfile> StepProfiles() const override {
+    std::vector<StepProfile> out;
+    for (const auto& [batch, profile] : profiles_) out.push_back(profile);
+    return out;
+  }
 
   absl::Status RunInto(const std::vector<const Tensor*>& inputs,
                        const std::vector<Tensor*>& outputs) override {
@@ -219,22 +229,51 @@ class ExecutionContextImpl final : public ExecutionContext {
     }
     SetThreads();
     // Activation statistics: one branch per execution when not sampled.
-    if (sample_every_ > 0 && !stats_paused_ && executions_++ % sample_every_ == 0) {
-      return RunSteps<true>(p, st);
-    }
-    return RunSteps<false>(p, st);
+    const bool sample = sample_every_ > 0 && !stats_paused_ && executions_++ % sample_every_ == 0;
+    if (profile_) return sample ? RunSteps<true, true>(p, st) : RunSteps<false, true>(p, st);
+    return sample ? RunSteps<true, false>(p, st) : RunSteps<false, false>(p, st);
   }
 
-  template <bool kSample>
+  StepProfile& ProfileFor(const CompiledPlan& p) {
+    StepProfile& profile = profiles_[p.batch];
+    if (profile.steps.size() != p.steps.size()) {
+      profile = StepProfile{};
+      profile.batch = p.batch;
+      for (const auto& step : p.steps) profile.steps.push_back(step.label);
+      profile.ms.assign(p.steps.size(), 0.0);
+    }
+    return profile;
+  }
+
+  template <bool kSample, bool kProfile>
   absl::Status RunSteps(const CompiledPlan& p, PlanState* st) {
+    using Clock = std::chrono::steady_clock;
+    StepProfile* profile = nullptr;
+    if constexpr (kProfile) {
+      profile = &ProfileFor(p);
+      ++profile->runs;
+    }
+    Clock::time_point t0;
+    // Closes step `s`'s timing (after the stream has drained).
+    auto timed = [&](size_t s) {
+      if constexpr (kProfile) {
+        stream_.wait();
+        const auto t1 = Clock::now();
+        profile->ms[s] += std::chrono::duration<double, std::milli>(t1 - t0).count();
+        t0 = t1;
+      }
+    };
     try {
+      if constexpr (kProfile) t0 = Clock::now();
       for (size_t s = 0; s < p.steps.size(); ++s) {
         const PlanStep& step = p.steps[s];
         if (step.kind == PlanStep::Kind::kPrimitive) {
           step.primitive.execute(stream_, st->args[s]);
+          timed(s);
           if constexpr (kSample) {
             if (p.site_after_step[s] >= 0) RETURN_IF_ERROR(SampleSite(p, st, p.site_after_step[s]));
           }
+          if constexpr (kProfile) t0 = Clock::now();
           continue;
         }
         stream_.wait();
@@ -251,9 +290,11 @@ class ExecutionContextImpl final : public ExecutionContext {
         }
         absl::Status status = step.compute(step.node, in, out);
         if (!status.ok()) return status;
+        timed(s);
         if constexpr (kSample) {
           if (p.site_after_step[s] >= 0) RETURN_IF_ERROR(SampleSite(p, st, p.site_after_step[s]));
         }
+        if constexpr (kProfile) t0 = Clock::now();
       }
       stream_.wait();
     } catch (const dnnl::error& e) {
@@ -347,6 +388,8 @@ class ExecutionContextImpl final : public ExecutionContext {
   int sample_every_;
   uint64_t executions_ = 0;
   bool stats_paused_ = false;
+  bool profile_ = false;
+  std::map<int, StepProfile> profiles_;  // by batch
   AlignedBuffer stats_buffer_;
   dnnl::stream stream_;
   AlignedBuffer arena_;
