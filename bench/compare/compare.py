@@ -16,6 +16,17 @@ error of the last round's outputs (max|engine - ort| / max|ort|).
   bench/compare/compare.py --build build --models mobilenet_v2 --batches 1 \\
       --threads 2 --rounds 1 --iters 20                # a quick subset
 
+Per-layer comparison (one model, batch and thread count):
+
+  bench/compare/compare.py --build build --layers yolo_like --batches 1 --threads 2
+
+runs rectifier-engine --profile and ONNX Runtime with enableProfiling on the
+same input and prints the engine's steps next to the ORT nodes they cover,
+matched by ONNX node name (each engine step names its node and the nodes
+fused into it; ORT's renamed nodes, such as "<conv>_output_0_nchwc" or
+"<mul>/QuickGeluFusion/", are mapped back to theirs), losing steps first,
+then the ORT nodes no engine step names (layout reorders of its own, ...).
+
 Models: tools/parity/zoo.py names (exported on demand, cached in models/.cache/zoo).
 """
 import argparse
@@ -116,6 +127,93 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
     return engine_ms, ort_ms, variant_ms, parity
 
 
+def ort_base_name(event_name):
+    """ONNX node name behind an ORT profile event ("<node>_kernel_time")."""
+    n = event_name[:-len("_kernel_time")] if event_name.endswith("_kernel_time") else event_name
+    for suffix in ("_output_0_nchwc", "_nchwc"):
+        if n.endswith(suffix):
+            n = n[:-len(suffix)]
+    n = re.sub(r"/[A-Za-z]+Fusion/?$", "", n)
+    return n
+
+
+def layers(engine, model, batch, threads, a, tmp):
+    """Per-step engine profile next to ORT's per-node profile (see the module doc)."""
+    inputs = zoo.make_inputs(model, batch, a.seed)
+    if len(inputs) != 1 or inputs[0][1].dtype != np.float32:
+        raise zoo.ParityError(f"{model}: the comparison handles one float32 input only")
+    name, array = inputs[0]
+    inp_pb, inp_bin = os.path.join(tmp, "input.pb"), os.path.join(tmp, "input.bin")
+    zoo.write_pb(inp_pb, name, array)
+    array.tofile(inp_bin)
+    eng_json = os.path.join(tmp, "engine_profile.json")
+    proc = subprocess.run([engine, model, "-i", inp_pb, "-b", str(batch), "-t", str(threads),
+                           "-n", str(a.iters), "-w", str(a.warmup), "--profile",
+                           "--profile-json", eng_json],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise zoo.ParityError(f"rectifier-engine --profile failed on {model}:\n{proc.stdout}")
+    eng = json.load(open(eng_json))[0]
+    proc = subprocess.run(["node", os.path.join(zoo.peer_dir(), "ort_bench.js"), model,
+                           "--batch", str(batch), "--threads", str(threads), "--iters",
+                           str(a.iters), "--warmup", str(a.warmup), "--input", inp_bin,
+                           "--shape", ",".join(map(str, array.shape[1:])),
+                           "--profile", os.path.join(tmp, "ort_profile")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise zoo.ParityError(f"ort_bench.js --profile failed on {model}:\n{proc.stderr}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    events = json.load(open(info["profile"]))
+    runs = max(1, sum(1 for e in events if e.get("cat") == "Session" and e["name"] == "model_run"))
+    ort = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            key = (ort_base_name(e["name"]), e.get("args", {}).get("op_name", "?"))
+            ort[key] = ort.get(key, 0.0) + e["dur"] / 1000.0 / runs
+    # Engine step -> the ONNX nodes it names (its own and the fused ones).
+    owner = {}
+    for st in eng["steps"]:
+        for node in re.findall(r"'([^']*)'", st["label"]):
+            owner.setdefault(node, st["step"])
+        if st["node"]:
+            owner.setdefault(st["node"], st["step"])
+    covered = {st["step"]: [] for st in eng["steps"]}
+    unmatched = []
+    for (node, op), ms in ort.items():
+        if node in owner:
+            covered[owner[node]].append((node, op, ms))
+        else:
+            unmatched.append((node, op, ms))
+    rows = []
+    for st in eng["steps"]:
+        o_ms = sum(ms for _, _, ms in covered[st["step"]])
+        ops = sorted({op for _, op, _ in covered[st["step"]]})
+        rows.append((st["ms"] - o_ms, st, o_ms, ops))
+    eng_total = sum(st["ms"] for st in eng["steps"])
+    ort_total = sum(ort.values())
+    print(f"{os.path.basename(model)}, batch {batch}, {threads} thread(s): engine steps "
+          f"{eng_total:.2f} ms per run ({eng['runs']} timed runs), ORT nodes {ort_total:.2f} ms "
+          f"per run ({runs} runs, warm-up included; session median {info['median_ms']:.2f} ms)")
+    print(f"{'engine ms':>10} {'ORT ms':>8} {'diff':>8}  step (engine implementation) <- ORT ops")
+    for diff, st, o_ms, ops in sorted(rows, key=lambda r: -r[0])[:a.top]:
+        print(f"{st['ms']:10.3f} {o_ms:8.3f} {diff:+8.3f}  {st['step']}: {st['op']} "
+              f"'{st['node']}' [{st['impl']}] <- {','.join(ops) or '-'}")
+    if unmatched:
+        u_total = sum(ms for _, _, ms in unmatched)
+        print(f"ORT nodes no engine step names: {len(unmatched)}, {u_total:.3f} ms per run; "
+              f"largest:")
+        for node, op, ms in sorted(unmatched, key=lambda r: -r[2])[:10]:
+            print(f"{'':10} {ms:8.3f}           {op} '{node}'")
+    by_op = {}
+    for _, st, o_ms, _ in rows:
+        k = (st["op"], st["impl"])
+        e, o, n = by_op.get(k, (0.0, 0.0, 0))
+        by_op[k] = (e + st["ms"], o + o_ms, n + 1)
+    print("by engine op and implementation (ORT time of the nodes those steps cover):")
+    for (op, impl), (e, o, n) in sorted(by_op.items(), key=lambda kv: -(kv[1][0] - kv[1][1])):
+        print(f"{e:10.3f} {o:8.3f} {e - o:+8.3f}  {n:3d} x {op} [{impl}]")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--build", default="build", help="build directory with rectifier-engine")
@@ -132,6 +230,10 @@ def main():
     p.add_argument("--variant-env", nargs="*", default=[], metavar="NAME=VALUE",
                    help="experiment: environment of the third side (binary: --variant-build "
                    "or the engine's)")
+    p.add_argument("--layers", metavar="MODEL",
+                   help="per-layer comparison of MODEL at the first --batches and --threads "
+                   "value instead of the table")
+    p.add_argument("--top", type=int, default=40, help="--layers: steps to print")
     a = p.parse_args()
     if a.rounds < 1 or a.iters < 1 or a.warmup < 0:
         p.error("--rounds and --iters must be >= 1, --warmup >= 0")
@@ -141,6 +243,10 @@ def main():
         if not os.path.exists(engine):
             raise zoo.ParityError(f"{engine} not found: build it (make build, or --build DIR)")
         zoo.check_peer()
+        if a.layers:
+            with tempfile.TemporaryDirectory() as tmp:
+                layers(engine, zoo.zoo_model(a.layers), a.batches[0], a.threads[0], a, tmp)
+            return 0
         variant = None
         if a.variant_build or a.variant_env:
             binary = os.path.join(a.variant_build or a.build, "tools", "engine",

@@ -1,6 +1,9 @@
 // ONNX Runtime (CPU EP) timing and output dump, the peer for Rectifier's
 // engine. Usage:
 //   node ort_bench.js MODEL.onnx --batch B --threads T --iters N [--input X.bin] [--output-dir D]
+//        [--profile PREFIX]
+// --profile writes ONNX Runtime's per-node profile (enableProfiling) of the
+// warm-up and timed runs to PREFIX_<time>.json and names it in the JSON line.
 // Input: raw little-endian float32 for the first graph input (random with a
 // fixed seed when --input is absent); every other input dim must be static.
 // Prints one JSON line: {"model", "batch", "threads", "median_ms", "p90_ms", "outputs": {...}}.
@@ -10,7 +13,8 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 
 function parseArgs(argv) {
-  const args = {batch: 1, threads: 2, iters: 20, warmup: 3, input: null, outputDir: null, shape: null};
+  const args = {batch: 1, threads: 2, iters: 20, warmup: 3, input: null, outputDir: null, shape: null,
+                profile: null};
   args.model = argv[0];
   for (let i = 1; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
@@ -22,6 +26,7 @@ function parseArgs(argv) {
     else if (key === 'input') args.input = value;
     else if (key === 'output-dir') args.outputDir = value;
     else if (key === 'shape') args.shape = value.split(',').map(Number);
+    else if (key === 'profile') args.profile = value;
     else throw new Error(`unknown flag --${key}`);
   }
   return args;
@@ -38,6 +43,13 @@ function randomFloats(n, seed) {
   return out;
 }
 
+function newestProfile(dir, base) {
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith('.json'))
+      .map((f) => path.join(dir, f));
+  files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  return files[0];
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const session = await ort.InferenceSession.create(args.model, {
@@ -45,6 +57,7 @@ async function main() {
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    ...(args.profile ? {enableProfiling: true, profileFilePrefix: args.profile} : {}),
   });
   const name = session.inputNames[0];
   let shape = args.shape;
@@ -78,10 +91,17 @@ async function main() {
                        Buffer.from(t.buffer, t.byteOffset, t.byteLength));
     }
   }
+  let profileFile = null;
+  if (args.profile) {
+    // endProfiling returns the file's name.
+    profileFile = path.resolve(session.endProfiling() ||
+                               newestProfile(path.dirname(path.resolve(args.profile)),
+                                             path.basename(args.profile)));
+  }
   console.log(JSON.stringify({
     model: path.basename(args.model), batch: args.batch, threads: args.threads,
     median_ms: times[Math.floor(times.length / 2)], p90_ms: times[Math.floor(times.length * 0.9)],
-    outputs,
+    runs: args.warmup + args.iters, profile: profileFile, outputs,
   }));
 }
 
