@@ -85,6 +85,61 @@ TEST_F(ToolsTest, ClientHealthModelsMetadata) {
   EXPECT_NE(missing.stderr_text.find("NOT_FOUND"), std::string::npos) << missing.stderr_text;
   ExitResult usage = Client({"frobnicate"});
   EXPECT_EQ(usage.exit_code, 2);
+
+  // Nothing listens on port 1: the message says what to check.
+  ExitResult down = RunToExit(RECTIFIER_CLIENT_BINARY, {"--url", "127.0.0.1:1", "ready"},
+                              absl::Seconds(60));
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.stderr_text.find("cannot reach rectifier-server at 127.0.0.1:1: is it running?"),
+            std::string::npos)
+      << down.stderr_text;
+}
+
+TEST_F(ToolsTest, ClientReadyConfigStats) {
+  ExitResult server_ready = Client({"ready"});
+  EXPECT_EQ(server_ready.exit_code, 0) << server_ready.stderr_text;
+  EXPECT_NE(server_ready.stderr_text.find("READY"), std::string::npos);
+  ExitResult model_ready = Client({"ready", "scale", "--json"});
+  ASSERT_EQ(model_ready.exit_code, 0) << model_ready.stderr_text;
+  EXPECT_EQ(LastJsonLine(model_ready.stderr_text)["ready"], true);
+  // Known but not loaded (explicit mode): NOT_READY, exit 1.
+  ExitResult spare = Client({"ready", "spare"});
+  EXPECT_EQ(spare.exit_code, 1) << spare.stderr_text;
+  EXPECT_NE(spare.stderr_text.find("NOT_READY"), std::string::npos) << spare.stderr_text;
+
+  ExitResult config = Client({"config", "scale", "--json"});
+  ASSERT_EQ(config.exit_code, 0) << config.stderr_text;
+  const json cfg = LastJsonLine(config.stderr_text);
+  EXPECT_EQ(cfg["name"], "scale");
+  EXPECT_EQ(cfg["max_batch_size"], 4);
+  ExitResult no_config = Client({"config", "nope"});
+  EXPECT_EQ(no_config.exit_code, 1);
+  EXPECT_NE(no_config.stderr_text.find("NOT_FOUND"), std::string::npos) << no_config.stderr_text;
+
+  engine::Tensor x = engine::Tensor::Zeros(engine::DataType::kFloat32, {1, 3, 2, 2});
+  const std::string in = (*root_ / "stats_x.npy").string();
+  ASSERT_TRUE(tools::WriteNpy(in, x).ok());
+  ExitResult before = Client({"stats", "scale", "--json"});
+  ASSERT_EQ(before.exit_code, 0) << before.stderr_text;
+  auto successes = [](const json& j) -> int64_t {
+    const auto& s = j["model_stats"][0]["inference_stats"]["success"]["count"];
+    // The JSON mapping prints 64-bit integers as strings.
+    return s.is_string() ? std::stoll(s.get<std::string>()) : s.get<int64_t>();
+  };
+  const json b = LastJsonLine(before.stderr_text);
+  const int64_t count = b["model_stats"][0]["inference_stats"].contains("success") &&
+                                b["model_stats"][0]["inference_stats"]["success"].contains("count")
+                            ? successes(b)
+                            : 0;
+  ASSERT_EQ(Client({"infer", "scale", "--input", "x=" + in}).exit_code, 0);
+  ExitResult after = Client({"stats", "scale", "--json"});
+  ASSERT_EQ(after.exit_code, 0) << after.stderr_text;
+  const json a = LastJsonLine(after.stderr_text);
+  EXPECT_EQ(a["model_stats"][0]["name"], "scale");
+  EXPECT_EQ(successes(a), count + 1) << a.dump();
+  ExitResult all = Client({"stats"});
+  EXPECT_EQ(all.exit_code, 0) << all.stderr_text;
+  EXPECT_NE(all.stderr_text.find("\"scale\""), std::string::npos) << all.stderr_text;
 }
 
 TEST_F(ToolsTest, ClientInferWithNpyAndLoadUnload) {

@@ -1,6 +1,8 @@
 // rectifier-client: command-line client for a Rectifier (or any KServe v2 /
-// Triton gRPC) server: health, models, metadata, infer, load, unload, and
+// Triton gRPC) server: health, ready, models, metadata, config, stats,
+// infer, load, unload, and
 // the vision API's classify, detect and stream (tools/client/vision_commands.h).
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -80,6 +82,64 @@ class Client {
                   m.reason().c_str());
     }
     return 0;
+  }
+
+  // ServerReady, or ModelReady when `model` is given: prints READY or
+  // NOT_READY; exit 0 only when ready (a script's readiness probe).
+  int Ready(const std::string& model, const std::string& version) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    bool ready = false;
+    grpc::Status status;
+    if (model.empty()) {
+      inference::ServerReadyResponse response;
+      status = stub_->ServerReady(&context, {}, &response);
+      ready = response.ready();
+    } else {
+      inference::ModelReadyRequest request;
+      request.set_name(model);
+      request.set_version(version);
+      inference::ModelReadyResponse response;
+      status = stub_->ModelReady(&context, request, &response);
+      ready = response.ready();
+    }
+    if (!status.ok()) return CallError(connection_, status);
+    if (globals_.json) {
+      json out = {{"ready", ready}};
+      if (!model.empty()) out["model"] = model;
+      std::cout << out.dump() << "\n";
+    } else {
+      std::cout << (ready ? "READY" : "NOT_READY") << "\n";
+    }
+    return ready ? 0 : kExitRpcError;
+  }
+
+  // ModelConfig (Triton's extension): the effective configuration, printed as
+  // the protobuf JSON mapping, as Triton's clients print it.
+  int Config(const std::string& model, const std::string& version) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    inference::ModelConfigRequest request;
+    request.set_name(model);
+    request.set_version(version);
+    inference::ModelConfigResponse response;
+    const grpc::Status status = stub_->ModelConfig(&context, request, &response);
+    if (!status.ok()) return CallError(connection_, status);
+    return PrintMessage(response.config());
+  }
+
+  // ModelStatistics (Triton's extension) for one model, or every model when
+  // `model` is empty: counts and cumulative durations per model version.
+  int Stats(const std::string& model, const std::string& version) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    inference::ModelStatisticsRequest request;
+    request.set_name(model);
+    request.set_version(version);
+    inference::ModelStatisticsResponse response;
+    const grpc::Status status = stub_->ModelStatistics(&context, request, &response);
+    if (!status.ok()) return CallError(connection_, status);
+    return PrintMessage(response);
   }
 
   int Metadata(const std::string& model, const std::string& version) {
@@ -196,6 +256,21 @@ class Client {
   }
 
  private:
+  // A response as JSON (one line with --json, indented otherwise).
+  int PrintMessage(const google::protobuf::Message& message) const {
+    std::string text;
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    options.add_whitespace = !globals_.json;
+    if (!google::protobuf::util::MessageToJsonString(message, &text, options).ok()) {
+      std::cerr << "cannot print the server's answer as JSON\n";
+      return kExitRpcError;
+    }
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    std::cout << text << "\n";
+    return 0;
+  }
+
   Globals globals_;
   const Connection& connection_;
   std::unique_ptr<GRPCInferenceService::Stub> stub_;
@@ -221,6 +296,17 @@ int Main(int argc, char** argv) {
   auto* models = app.add_subcommand("models", "Repository index with model states");
   std::string model, version, output_dir;
   std::vector<std::string> inputs;
+  auto* ready = app.add_subcommand(
+      "ready", "ServerReady, or ModelReady of MODEL; exit 0 only when ready");
+  ready->add_option("model", model, "Model name ('' = the server)");
+  ready->add_option("--model-version", version, "Version ('' = newest)");
+  auto* config = app.add_subcommand("config", "Model configuration (Triton ModelConfig), as JSON");
+  config->add_option("model", model, "Model name")->required();
+  config->add_option("--model-version", version, "Version ('' = newest)");
+  auto* stats = app.add_subcommand(
+      "stats", "Inference statistics (Triton ModelStatistics) of MODEL or of every model");
+  stats->add_option("model", model, "Model name ('' = every model)");
+  stats->add_option("--model-version", version, "Version ('' = all)");
   auto* metadata = app.add_subcommand("metadata", "Model metadata (inputs, outputs, versions)");
   metadata->add_option("model", model, "Model name")->required();
   metadata->add_option("--model-version", version, "Version ('' = newest)");
@@ -250,6 +336,9 @@ int Main(int argc, char** argv) {
   Client client(globals, **connection);
   if (health->parsed()) return client.Health(service);
   if (models->parsed()) return client.Models();
+  if (ready->parsed()) return client.Ready(model, version);
+  if (config->parsed()) return client.Config(model, version);
+  if (stats->parsed()) return client.Stats(model, version);
   if (metadata->parsed()) return client.Metadata(model, version);
   if (infer->parsed()) return client.Infer(model, version, inputs, output_dir);
   if (load->parsed()) return client.LoadOrUnload(model, true);

@@ -247,6 +247,13 @@ std::optional<std::string> Connection::TransportHint(const grpc::Status& status)
   const TlsProbe probe = ProbeTls(flags_.url, kProbeTimeout);
   const bool asks_certificate = probe == TlsProbe::kTlsAsksCertificate;
   const std::string grpc_said = absl::StrCat(" (", Format(status), ")");
+  if (probe == TlsProbe::kUnreachable) {
+    return absl::StrCat("cannot reach rectifier-server at ", flags_.url, ": is it running?",
+                        absl::StrContains(flags_.url, "://")
+                            ? " (--url takes host:port, not a URL)"
+                            : "",
+                        grpc_said);
+  }
   if (!tls_) {
     if (probe != TlsProbe::kTls && !asks_certificate) return std::nullopt;
     return absl::StrCat(
