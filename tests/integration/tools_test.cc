@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "server/engine/tensor.h"
 #include "tests/integration/server_process.h"
@@ -192,6 +193,23 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
                 absl::Seconds(120));
   EXPECT_EQ(open.exit_code, 0) << open.stderr_text;
   EXPECT_NE(open.stderr_text.find("rate"), std::string::npos);
+
+  // --max-requests ends the level long before the 5 s window: throughput is
+  // 40 requests over the time they took, not over the window (8/s).
+  const std::string capped_csv = (*root_ / "capped.csv").string();
+  ExitResult capped = RunToExit(
+      RECTIFIER_PERF_BINARY,
+      {"-m", "scale", "--url", server_->grpc_target(), "--concurrency", "2", "--window-s", "5",
+       "--max-requests", "40", "--csv", capped_csv, "--fail-on-error"},
+      absl::Seconds(120));
+  EXPECT_EQ(capped.exit_code, 0) << capped.stderr_text;
+  std::ifstream capped_rows(capped_csv);
+  std::string capped_header, capped_row;
+  std::getline(capped_rows, capped_header);
+  std::getline(capped_rows, capped_row);
+  const std::vector<std::string> fields = absl::StrSplit(capped_row, ',');
+  ASSERT_GT(fields.size(), 3u) << capped_row;
+  EXPECT_GT(std::stod(fields[3]), 40.0) << capped_header << "\n" << capped_row;
 
   ExitResult unknown = RunToExit(
       RECTIFIER_PERF_BINARY, {"-m", "nope", "--url", server_->grpc_target()}, absl::Seconds(60));

@@ -14,13 +14,34 @@ double Percentile(const std::vector<double>& sorted, double p) {
 }
 
 void LoadStats::RecordOk(double latency_ms) {
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
   latencies_ms_.push_back(latency_ms);
+  ++answered_;
+  last_answer_ = std::max(last_answer_, now);
 }
 
 void LoadStats::RecordError(const std::string& code) {
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
   ++errors_[code];
+  ++answered_;
+  last_answer_ = std::max(last_answer_, now);
+}
+
+void LoadStats::RecordRejected(const std::string& code) {
+  absl::MutexLock lock(&mu_);
+  ++errors_[code];
+}
+
+int64_t LoadStats::Answered() {
+  absl::MutexLock lock(&mu_);
+  return answered_;
+}
+
+absl::Time LoadStats::LastAnswer() {
+  absl::MutexLock lock(&mu_);
+  return last_answer_;
 }
 
 WindowSummary LoadStats::TakeWindow(double seconds) {

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace rectifier::tools {
 
@@ -28,6 +30,13 @@ class LoadStats {
  public:
   void RecordOk(double latency_ms);
   void RecordError(const std::string& code);
+  // An error for a request that was never sent (the client's own overload):
+  // counted in the window's errors but not as an answered request.
+  void RecordRejected(const std::string& code);
+  // Requests answered (ok or error) since construction, and when the last
+  // answer came: a level that --max-requests ends is measured up to there.
+  int64_t Answered();
+  absl::Time LastAnswer();
   // Summarizes what was recorded over `seconds` and clears it.
   WindowSummary TakeWindow(double seconds);
 
@@ -35,6 +44,8 @@ class LoadStats {
   absl::Mutex mu_;
   std::vector<double> latencies_ms_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+  int64_t answered_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_answer_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 // True when the last `n` windows' throughputs lie within `tolerance`

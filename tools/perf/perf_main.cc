@@ -405,17 +405,27 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
     stats.TakeWindow(0);
     start = absl::Now();
   }
-  // At least one window; the load stops at --max-requests.
+  // Every request of the level answered: --max-requests ended it.
+  auto all_answered = [&] {
+    return sent.load() >= o.max_requests && stats.Answered() >= o.max_requests;
+  };
+  // At least one window; the load stops at --max-requests. A window that
+  // the last answer ends is measured up to that answer, not to its nominal
+  // end (the requests it holds are all there are).
   do {
-    absl::SleepFor(start + absl::Seconds(o.window_s) - absl::Now());
-    const absl::Time end = absl::Now();
+    const absl::Time nominal_end = start + absl::Seconds(o.window_s);
+    while (absl::Now() < nominal_end && !all_answered()) {
+      absl::SleepFor(std::min(absl::Milliseconds(5), nominal_end - absl::Now()));
+    }
+    absl::Time end = absl::Now();
+    if (all_answered()) end = std::min(end, std::max(stats.LastAnswer(), start + absl::Microseconds(1)));
     windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(end - start)));
     start = end;
     if (IsStable(windows, o.stable_windows, o.tolerance)) {
       result.stable = true;
       break;
     }
-  } while (static_cast<int>(windows.size()) < o.max_windows && sent.load() < o.max_requests);
+  } while (static_cast<int>(windows.size()) < o.max_windows && !all_answered());
   // Report the last `stable_windows` windows (or all when unstable).
   const size_t n = std::min<size_t>(windows.size(), o.stable_windows);
   WindowSummary merged;
@@ -488,7 +498,7 @@ LevelResult RunOpenLoop(const Options& o, Target& target, double rate, FirstErro
       const absl::Duration wait = next - absl::Now();
       if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
       if (outstanding.load() >= o.max_outstanding) {
-        stats.RecordError("CLIENT_OVERLOADED");  // the server cannot keep up with this rate
+        stats.RecordRejected("CLIENT_OVERLOADED");  // the server cannot keep up with this rate
         continue;
       }
       const int64_t i = sent++;
