@@ -62,9 +62,8 @@ TEST(SoftmaxMiddleAxisTest, MatchesDoubleReference) {
         // Probabilities: relative to the largest (1) of a column; log-probs:
         // relative to their own magnitude.
         const double tol = log ? 2e-6 * (1.0 + std::fabs(want[i])) : 2e-6;
-        ASSERT_NEAR(fast[i], want[i], tol) << "fast, log " << log << ", element " << i
-                                           << " of [" << c.outer << "," << c.axis << ","
-                                           << c.inner << "]";
+        ASSERT_NEAR(fast[i], want[i], tol) << "fast, log " << log << ", element " << i << " of ["
+                                           << c.outer << "," << c.axis << "," << c.inner << "]";
         ASSERT_NEAR(scalar[i], want[i], tol) << "scalar, log " << log << ", element " << i;
       }
     }
@@ -128,8 +127,7 @@ void ExpectKernelsMatchOneDnn(const std::string& bytes, const std::vector<int64_
     }
     if (batch == 1) {
       for (const auto& step : rectifier_steps) {
-        EXPECT_TRUE(absl::StrContains(plans[1], step)) << "missing '" << step << "':\n"
-                                                       << plans[1];
+        EXPECT_TRUE(absl::StrContains(plans[1], step)) << "missing '" << step << "':\n" << plans[1];
       }
     }
     EXPECT_FALSE(absl::StrContains(plans[0], "[rectifier:")) << plans[0];
@@ -171,7 +169,8 @@ std::string C2fBlock() {
 
 TEST(RectifierKernelsTest, C2fSplitAndConcatAsCopies) {
   ExpectKernelsMatchOneDnn(C2fBlock(), {1, 8, 12, 12},
-                           {"Split 'a_node' #0 [1,16,12,12] #1 [1,16,12,12] aBcd", "Concat 'cat_node' [1,48,12,12] 3 x aBcd"});
+                           {"Split 'a_node' #0 [1,16,12,12] #1 [1,16,12,12] aBcd",
+                            "Concat 'cat_node' [1,48,12,12] 3 x aBcd"});
 }
 
 // A DFL head: [N, 64, K] -> Reshape [N, 4, 16, K] -> Transpose [N, 16, 4, K]
@@ -194,7 +193,8 @@ std::string DflHead() {
 }
 
 TEST(RectifierKernelsTest, DflSoftmaxRunsOwnKernel) {
-  ExpectKernelsMatchOneDnn(DflHead(), {1, 64, 50}, {"Softmax 'p_node' [1,16,200] axis 1 of 3  [rectifier:"});
+  ExpectKernelsMatchOneDnn(DflHead(), {1, 64, 50},
+                           {"Softmax 'p_node' [1,16,200] axis 1 of 3  [rectifier:"});
 }
 
 // Plain layouts: a box decode's Slices along axis 1 of [N, 4, K] and the
@@ -242,9 +242,10 @@ TEST(RectifierKernelsTest, PaddedBlockedConcatCopiesPlainRows) {
 }
 
 TEST(RectifierKernelsTest, PlainSlicesConcatAndLogSoftmax) {
-  ExpectKernelsMatchOneDnn(PlainSlices(), {1, 4, 33},
-                           {"Slice 'xy_node' #0 [1,2,33] abc  [rectifier:copy]",
-                            "Concat 'c_node' [1,6,33] 3 x abc", "LogSoftmax 'y_node' [1,6,33] axis 1 of 3  [rectifier:"});
+  ExpectKernelsMatchOneDnn(
+      PlainSlices(), {1, 4, 33},
+      {"Slice 'xy_node' #0 [1,2,33] abc  [rectifier:copy]", "Concat 'c_node' [1,6,33] 3 x abc",
+       "LogSoftmax 'y_node' [1,6,33] axis 1 of 3  [rectifier:"});
 }
 
 // A channel slice inside a block (offset 4 of an 8-channel block) cannot be

@@ -88,8 +88,8 @@ TEST_F(ToolsTest, ClientHealthModelsMetadata) {
   EXPECT_EQ(usage.exit_code, 2);
 
   // Nothing listens on port 1: the message says what to check.
-  ExitResult down = RunToExit(RECTIFIER_CLIENT_BINARY, {"--url", "127.0.0.1:1", "ready"},
-                              absl::Seconds(60));
+  ExitResult down =
+      RunToExit(RECTIFIER_CLIENT_BINARY, {"--url", "127.0.0.1:1", "ready"}, absl::Seconds(60));
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.stderr_text.find("cannot reach rectifier-server at 127.0.0.1:1: is it running?"),
             std::string::npos)
@@ -197,11 +197,11 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   // --max-requests ends the level long before the 5 s window: throughput is
   // 40 requests over the time they took, not over the window (8/s).
   const std::string capped_csv = (*root_ / "capped.csv").string();
-  ExitResult capped = RunToExit(
-      RECTIFIER_PERF_BINARY,
-      {"-m", "scale", "--url", server_->grpc_target(), "--concurrency", "2", "--window-s", "5",
-       "--max-requests", "40", "--csv", capped_csv, "--fail-on-error"},
-      absl::Seconds(120));
+  ExitResult capped =
+      RunToExit(RECTIFIER_PERF_BINARY,
+                {"-m", "scale", "--url", server_->grpc_target(), "--concurrency", "2", "--window-s",
+                 "5", "--max-requests", "40", "--csv", capped_csv, "--fail-on-error"},
+                absl::Seconds(120));
   EXPECT_EQ(capped.exit_code, 0) << capped.stderr_text;
   std::ifstream capped_rows(capped_csv);
   std::string capped_header, capped_row;

@@ -296,8 +296,8 @@ int Main(int argc, char** argv) {
   auto* models = app.add_subcommand("models", "Repository index with model states");
   std::string model, version, output_dir;
   std::vector<std::string> inputs;
-  auto* ready = app.add_subcommand(
-      "ready", "ServerReady, or ModelReady of MODEL; exit 0 only when ready");
+  auto* ready =
+      app.add_subcommand("ready", "ServerReady, or ModelReady of MODEL; exit 0 only when ready");
   ready->add_option("model", model, "Model name ('' = the server)");
   ready->add_option("--model-version", version, "Version ('' = newest)");
   auto* config = app.add_subcommand("config", "Model configuration (Triton ModelConfig), as JSON");

@@ -248,11 +248,10 @@ std::optional<std::string> Connection::TransportHint(const grpc::Status& status)
   const bool asks_certificate = probe == TlsProbe::kTlsAsksCertificate;
   const std::string grpc_said = absl::StrCat(" (", Format(status), ")");
   if (probe == TlsProbe::kUnreachable) {
-    return absl::StrCat("cannot reach rectifier-server at ", flags_.url, ": is it running?",
-                        absl::StrContains(flags_.url, "://")
-                            ? " (--url takes host:port, not a URL)"
-                            : "",
-                        grpc_said);
+    return absl::StrCat(
+        "cannot reach rectifier-server at ", flags_.url, ": is it running?",
+        absl::StrContains(flags_.url, "://") ? " (--url takes host:port, not a URL)" : "",
+        grpc_said);
   }
   if (!tls_) {
     if (probe != TlsProbe::kTls && !asks_certificate) return std::nullopt;

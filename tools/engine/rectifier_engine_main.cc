@@ -12,14 +12,14 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "server/common/process_env.h"
@@ -57,7 +57,8 @@ std::pair<std::string, std::string> NodeAndImpl(const std::string& label) {
     node = label.substr(f + 5, label.find_first_of(" )", f + 5) - f - 5);
   }
   const size_t b = label.rfind('[');
-  if (b != std::string::npos && label.back() == ']') impl = label.substr(b + 1, label.size() - b - 2);
+  if (b != std::string::npos && label.back() == ']')
+    impl = label.substr(b + 1, label.size() - b - 2);
   return {node, impl};
 }
 
@@ -83,13 +84,14 @@ bool ReportProfile(const std::vector<rectifier::engine::StepProfile>& profiles,
                   label.substr(0, 150).c_str());
       const auto [node, impl] = NodeAndImpl(label);
       const std::string op = label.substr(0, label.find(' '));
-      auto& g = groups[op + " " + impl];
+      auto& g = groups[absl::StrCat(op, " ", impl)];
       g.first += ms;
       ++g.second;
-      steps.push_back({{"step", s}, {"ms", ms}, {"op", op}, {"node", node}, {"impl", impl},
-                       {"label", label}});
+      steps.push_back(
+          {{"step", s}, {"ms", ms}, {"op", op}, {"node", node}, {"impl", impl}, {"label", label}});
     }
     std::vector<std::pair<double, std::string>> order;
+    order.reserve(groups.size());
     for (const auto& [k, v] : groups) order.push_back({v.first, k});
     std::sort(order.rbegin(), order.rend());
     std::printf("  by op and implementation:\n");

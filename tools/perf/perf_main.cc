@@ -418,7 +418,8 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
       absl::SleepFor(std::min(absl::Milliseconds(5), nominal_end - absl::Now()));
     }
     absl::Time end = absl::Now();
-    if (all_answered()) end = std::min(end, std::max(stats.LastAnswer(), start + absl::Microseconds(1)));
+    if (all_answered())
+      end = std::min(end, std::max(stats.LastAnswer(), start + absl::Microseconds(1)));
     windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(end - start)));
     start = end;
     if (IsStable(windows, o.stable_windows, o.tolerance)) {

@@ -497,9 +497,9 @@ absl::StatusOr<bool> LowerSpatialReduce(PlanBuilder& b, const Node& node) {
   }
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   const bool keep = node.GetInt("keepdims", 1) != 0;
-  const std::string label = absl::StrCat(node.op_type, " '", node.name, "' [",
-                                         absl::StrJoin(pooled_shape, ","), "] as global pooling ",
-                                         LayoutName(src_md), " -> ", LayoutName(pd.dst_desc()));
+  const std::string label =
+      absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(pooled_shape, ","),
+                   "] as global pooling ", LayoutName(src_md), " -> ", LayoutName(pd.dst_desc()));
   const int pooled = b.NewValue(keep ? node.outputs[0] : node.outputs[0] + "~pooled",
                                 DataType::kFloat32, pooled_shape, pd.dst_desc());
   b.AddPrimitive(pd, dnnl::pooling_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, pooled}},

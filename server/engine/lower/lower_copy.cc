@@ -103,9 +103,9 @@ absl::Status ComputeRowCopy(const Node& node, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
-void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer,
-                const std::vector<int>& ins, const std::vector<int>& outs,
-                const std::vector<Piece>& pieces, const std::string& label) {
+void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer, const std::vector<int>& ins,
+                const std::vector<int>& outs, const std::vector<Piece>& pieces,
+                const std::string& label) {
   PlanStep step;
   step.kind = PlanStep::Kind::kReference;
   step.node.op_type = "RowCopy";
@@ -113,7 +113,8 @@ void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer,
   std::vector<int64_t> in_rows, out_rows, p;
   for (int v : ins) in_rows.push_back(NumElements(b.values()[v].shape) / outer);
   for (int v : outs) out_rows.push_back(NumElements(b.values()[v].shape) / outer);
-  for (const Piece& pc : pieces) p.insert(p.end(), {pc.src, pc.src_off, pc.dst, pc.dst_off, pc.len});
+  for (const Piece& pc : pieces)
+    p.insert(p.end(), {pc.src, pc.src_off, pc.dst, pc.dst_off, pc.len});
   step.node.attrs["outer"].i = outer;
   step.node.attrs["in_rows"] = IntsAttr(std::move(in_rows));
   step.node.attrs["out_rows"] = IntsAttr(std::move(out_rows));

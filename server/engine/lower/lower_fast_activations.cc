@@ -100,7 +100,8 @@ absl::StatusOr<int> EmitRectifierSoftmax(PlanBuilder& b, int x, int64_t outer, i
                                          int64_t inner, bool log, const std::string& name,
                                          const std::string& label) {
   const PlanValue src = b.values()[x];
-  if (src.type != DataType::kFloat32 || !src.plain || outer * axis * inner != NumElements(src.shape)) {
+  if (src.type != DataType::kFloat32 || !src.plain ||
+      outer * axis * inner != NumElements(src.shape)) {
     return absl::InternalError(absl::StrCat(label, ": softmax kernel needs a plain float value"));
   }
   const int out = b.NewValue(name, DataType::kFloat32, src.shape, PlanBuilder::PlainMd(src.shape));

@@ -258,9 +258,10 @@ absl::StatusOr<bool> LowerSoftmax(PlanBuilder& b, const Node& node) {
   if (geo.inner > 1 && b.rectifier_kernels()) {
     // oneDNN 2.6 runs a softmax whose axis is not innermost with its
     // reference kernel (70 ms of a 640x640 YOLOv8n frame on AVX2).
-    ASSIGN_OR_RETURN(int out, EmitRectifierSoftmax(b, x, geo.outer, geo.axis, geo.inner,
-                                                   node.op_type == "LogSoftmax", node.outputs[0],
-                                                   absl::StrCat(node.op_type, " '", node.name, "'")));
+    ASSIGN_OR_RETURN(
+        int out,
+        EmitRectifierSoftmax(b, x, geo.outer, geo.axis, geo.inner, node.op_type == "LogSoftmax",
+                             node.outputs[0], absl::StrCat(node.op_type, " '", node.name, "'")));
     b.Define(node.outputs[0], out);
     return true;
   }

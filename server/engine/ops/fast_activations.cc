@@ -221,14 +221,16 @@ RECTIFIER_AVX2 void SoftmaxColumns(const float* x, float* y, int64_t axis, int64
     sum[v] = _mm256_setzero_ps();
   }
   for (int64_t a = 0; a < axis; ++a)
-    for (int v = 0; v < kVecs; ++v) m[v] = _mm256_max_ps(_mm256_loadu_ps(x + a * inner + 8 * v), m[v]);
+    for (int v = 0; v < kVecs; ++v)
+      m[v] = _mm256_max_ps(_mm256_loadu_ps(x + a * inner + 8 * v), m[v]);
   const __m256 limit = _mm256_set1_ps(104.0f);
   for (int64_t a = 0; a < axis; ++a) {
     for (int v = 0; v < kVecs; ++v) {
       // max - x in [0, inf]; clamped at 104 (exp(-104) is below every float
       // that can matter next to the column's largest term, which is 1). A
       // NaN stays NaN: min_ps returns its second operand when either is NaN.
-      const __m256 d = _mm256_min_ps(limit, _mm256_sub_ps(m[v], _mm256_loadu_ps(x + a * inner + 8 * v)));
+      const __m256 d =
+          _mm256_min_ps(limit, _mm256_sub_ps(m[v], _mm256_loadu_ps(x + a * inner + 8 * v)));
       const ExpParts e = ExpNeg(d, _mm256_setzero_ps());
       const __m256 ev = Scale(e.p, e.n);
       sum[v] = _mm256_add_ps(sum[v], ev);
