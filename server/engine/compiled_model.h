@@ -43,6 +43,11 @@ struct CompileOptions {
   // Largest batch an execution may use; plans are built lazily per batch size
   // up to this bound and cached.
   int max_batch_size = 64;
+  // Plans kept per model (one per batch size): a new plan beyond this drops
+  // the least recently used one, which is compiled again if asked for later.
+  // 0: no bound. The default covers every batch size of the default
+  // max_batch_size, so only a smaller bound ever evicts.
+  int max_cached_plans = 64;
   // Graph inputs bound to fixed values at compile time: they become
   // initializers (weights) and disappear from inputs(). Used by the
   // conformance tests (ONNX node tests pass weights as graph inputs) and for
@@ -128,6 +133,15 @@ class CompiledModel {
   // seen by a sampled execution, in execution order; empty when
   // activation_stats_sample_every is 0. Thread-safe.
   virtual std::vector<ActivationLayerStats> activation_statistics() const = 0;
+
+  // The plan cache: plans compiled (failed compiles included), plans dropped
+  // by the max_cached_plans bound, and plans held now. Thread-safe.
+  struct PlanCacheStats {
+    int64_t compiles = 0;
+    int64_t evictions = 0;
+    int cached = 0;
+  };
+  virtual PlanCacheStats plan_cache_stats() const = 0;
 };
 
 }  // namespace rectifier::engine

@@ -52,7 +52,7 @@ std::vector<prometheus::MetricFamily> ScrapeTimeGauges::Collect() const {
   prometheus::MetricFamily family;
   family.name = name_;
   family.help = help_;
-  family.type = prometheus::MetricType::Gauge;
+  family.type = counter_ ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge;
   std::map<prometheus::Labels, double> values;
   {
     absl::MutexLock lock(&mu_);
@@ -61,7 +61,11 @@ std::vector<prometheus::MetricFamily> ScrapeTimeGauges::Collect() const {
   for (const auto& [labels, value] : values) {
     prometheus::ClientMetric metric;
     for (const auto& [name, label_value] : labels) metric.label.push_back({name, label_value});
-    metric.gauge.value = value;
+    if (counter_) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
     family.metric.push_back(std::move(metric));
   }
   return {family};
@@ -206,10 +210,23 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
       queue_depth_(std::make_shared<ScrapeTimeGauges>(
           "rectifier_queue_depth",
           "Requests waiting in a model version's queue (read at scrape time).")),
+      plan_compiles_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_plan_compiles_total",
+          "Execution plans a model version has compiled (one per batch size; failed compiles "
+          "included), read at scrape time.",
+          /*counter=*/true)),
+      plan_evictions_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_plan_evictions_total",
+          "Plans dropped from a model version's cache by its max_cached_plans bound, read at "
+          "scrape time.",
+          /*counter=*/true)),
+      cached_plans_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_cached_plans",
+          "Execution plans a model version holds now, read at scrape time.")),
       activation_stats_(std::make_shared<ActivationStatsCollector>()),
       scrape_time_(std::make_shared<ScrapeTimeFamilies>(
-          std::vector<std::shared_ptr<prometheus::Collectable>>{queue_depth_, activation_stats_})) {
-}
+          std::vector<std::shared_ptr<prometheus::Collectable>>{
+              queue_depth_, plan_compiles_, plan_evictions_, cached_plans_, activation_stats_})) {}
 
 std::shared_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
                                                       const std::string& version) {
@@ -345,6 +362,20 @@ void ModelMetrics::SetState(ModelState state) {
 
 ScrapeSourceHandle ModelMetrics::AddQueueDepthSource(std::function<double()> source) {
   return ScrapeTimeGauges::Add(server_->queue_depth_, labels_, std::move(source));
+}
+
+ScrapeSourceHandle ModelMetrics::AddPlanCacheSource(std::function<PlanCacheValues()> source) {
+  // Three series, one handle: std::function needs a copyable capture.
+  auto handles = std::make_shared<std::vector<ScrapeSourceHandle>>();
+  handles->push_back(ScrapeTimeGauges::Add(server_->plan_compiles_, labels_,
+                                           [source] { return source().compiles; }));
+  handles->push_back(ScrapeTimeGauges::Add(server_->plan_evictions_, labels_,
+                                           [source] { return source().evictions; }));
+  handles->push_back(
+      ScrapeTimeGauges::Add(server_->cached_plans_, labels_, [source] { return source().cached; }));
+  return ScrapeSourceHandle([handles] {
+    for (ScrapeSourceHandle& h : *handles) h.Reset();
+  });
 }
 
 ScrapeSourceHandle ModelMetrics::AddActivationSource(ActivationStatsCollector::Source source) {

@@ -92,8 +92,9 @@ class ScrapeTimeGauges : public prometheus::Collectable {
   using Source = std::function<double()>;
   using Handle = ScrapeSourceHandle;
 
-  ScrapeTimeGauges(std::string name, std::string help)
-      : name_(std::move(name)), help_(std::move(help)) {}
+  // `counter`: the sources return cumulative counts, exported as a counter.
+  ScrapeTimeGauges(std::string name, std::string help, bool counter = false)
+      : name_(std::move(name)), help_(std::move(help)), counter_(counter) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override;
   // Registers `source` for the series with `labels` until the handle goes.
@@ -105,6 +106,7 @@ class ScrapeTimeGauges : public prometheus::Collectable {
 
   const std::string name_;
   const std::string help_;
+  const bool counter_;
   mutable absl::Mutex mu_;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, std::pair<prometheus::Labels, Source>> sources_ ABSL_GUARDED_BY(mu_);
@@ -196,6 +198,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& inflight_;
   prometheus::Family<prometheus::Gauge>& state_;
   std::shared_ptr<ScrapeTimeGauges> queue_depth_;
+  std::shared_ptr<ScrapeTimeGauges> plan_compiles_, plan_evictions_, cached_plans_;
   std::shared_ptr<ActivationStatsCollector> activation_stats_;
   std::shared_ptr<ScrapeTimeFamilies> scrape_time_;
   absl::Mutex mu_;
@@ -236,6 +239,13 @@ class ModelMetrics {
   // Activation statistics per layer are read from `source` at scrape time
   // (only when the model samples them); same lifetime rule.
   [[nodiscard]] ScrapeSourceHandle AddActivationSource(ActivationStatsCollector::Source source);
+  // The engine's plan cache, read from `source` at scrape time:
+  // rectifier_plan_compiles_total, rectifier_plan_evictions_total and
+  // rectifier_cached_plans. Same lifetime rule.
+  struct PlanCacheValues {
+    double compiles = 0, evictions = 0, cached = 0;
+  };
+  [[nodiscard]] ScrapeSourceHandle AddPlanCacheSource(std::function<PlanCacheValues()> source);
 
  private:
   friend class ServerMetrics;

@@ -135,6 +135,9 @@ absl::StatusOr<inference::ModelConfig> ParseModelConfig(const std::string& text,
   return config;
 }
 
+// Plans are per batch size today; more than this many would only hold memory.
+constexpr uint32_t kMaxCachedPlans = 4096;
+
 absl::Status ValidateModelConfig(const inference::ModelConfig& config) {
   if (!IsOnnxPlatform(config.platform())) {
     return absl::InvalidArgumentError(
@@ -150,6 +153,11 @@ absl::Status ValidateModelConfig(const inference::ModelConfig& config) {
   if (config.max_batch_size() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch_size is ", config.max_batch_size(), "; it must be >= 0"));
+  }
+  if (config.engine().max_cached_plans() > kMaxCachedPlans) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine.max_cached_plans is ", config.engine().max_cached_plans(),
+                     "; it must be in [0, ", kMaxCachedPlans, "] (0: the default, 64)"));
   }
   for (const auto& input : config.input()) {
     if (input.name().empty()) return absl::InvalidArgumentError("an input has no name");

@@ -289,6 +289,9 @@ engine::CompileOptions CompileOptionsFromConfig(const inference::ModelConfig& co
                             : engine::ActivationKernel::kOneDnn;
   compile.max_batch_size =
       config.max_batch_size() > 0 ? config.max_batch_size() : default_max_batch_size;
+  if (config.engine().max_cached_plans() > 0) {
+    compile.max_cached_plans = static_cast<int>(config.engine().max_cached_plans());
+  }
   return compile;
 }
 
@@ -365,13 +368,19 @@ absl::StatusOr<std::vector<std::unique_ptr<EngineExecutor>>> CreateExecutors(
   return executors;
 }
 
-// Queue depth and (when the config samples them) activation statistics,
-// read at scrape time. REQUIRES: served.metrics and served.scheduler set.
+// Queue depth, the plan cache and (when the config samples them) activation
+// statistics, read at scrape time. REQUIRES: served.metrics and served.scheduler set.
 void AddScrapeSources(ServedModel& served, bool activation_statistics) {
   served.queue_depth_source =
       served.metrics->AddQueueDepthSource([scheduler = served.scheduler.get()] {
         return static_cast<double>(scheduler->queue_depth());
       });
+  served.plan_cache_source = served.metrics->AddPlanCacheSource([model = served.model] {
+    const engine::CompiledModel::PlanCacheStats stats = model->plan_cache_stats();
+    return metrics::ModelMetrics::PlanCacheValues{static_cast<double>(stats.compiles),
+                                                  static_cast<double>(stats.evictions),
+                                                  static_cast<double>(stats.cached)};
+  });
   if (!activation_statistics) return;
   served.activation_source = served.metrics->AddActivationSource([model = served.model] {
     const std::vector<engine::ActivationLayerStats> layers = model->activation_statistics();

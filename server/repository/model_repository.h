@@ -57,6 +57,8 @@ struct ServedModel {
   // the same version while one replaces the other (same series).
   std::shared_ptr<metrics::ModelMetrics> metrics;
   metrics::ScrapeSourceHandle queue_depth_source;
+  // The engine's plan cache counts, read at scrape time.
+  metrics::ScrapeSourceHandle plan_cache_source;
   // Activation statistics (when the config samples them) read at scrape time.
   metrics::ScrapeSourceHandle activation_source;
   // ModelStatistics counters; never null once published.

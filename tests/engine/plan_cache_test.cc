@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "server/engine/execution_context.h"
 #include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
 
@@ -18,7 +19,7 @@ using testing::ModelBuilder;
 
 // A chain of `layers` 3x3 convolutions with their own weights: compiling a
 // plan for a new batch size takes a noticeable time.
-std::shared_ptr<const CompiledModelImpl> ConvChainModel(int layers) {
+std::shared_ptr<const CompiledModelImpl> ConvChainModel(int layers, int max_cached_plans = 64) {
   ModelBuilder b;
   b.Input("x", {-1, 16, 32, 32});
   std::string prev = "x";
@@ -29,7 +30,9 @@ std::shared_ptr<const CompiledModelImpl> ConvChainModel(int layers) {
     prev = out;
   }
   b.Output(prev);
-  auto model = CompiledModel::FromBytes(b.Bytes());
+  CompileOptions options;
+  options.max_cached_plans = max_cached_plans;
+  auto model = CompiledModel::FromBytes(b.Bytes(), options);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::dynamic_pointer_cast<const CompiledModelImpl>(*model) : nullptr;
 }
@@ -96,6 +99,49 @@ TEST(PlanCacheTest, BatchOutsideTheBoundIsRefusedWithoutCompiling) {
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(model->compiles(), before);
+}
+
+// max_cached_plans bounds the plans held: the least recently used one goes,
+// and a batch size asked for again is compiled again and still right.
+TEST(PlanCacheTest, LeastRecentlyUsedPlanIsDroppedAtTheBound) {
+  auto model = ConvChainModel(2, /*max_cached_plans=*/2);
+  ASSERT_NE(model, nullptr);
+  auto ctx = ExecutionContext::Create(model, {1});
+  ASSERT_TRUE(ctx.ok());
+  auto run = [&](int batch) {
+    auto out = (*ctx)->Run({testing::RandomTensor({batch, 16, 32, 32}, 3)});
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? (*out)[0] : Tensor();
+  };
+  // Batch 1 compiled at load.
+  EXPECT_EQ(model->plan_cache_stats().compiles, 1);
+  const Tensor first = run(1);
+  run(2);
+  EXPECT_EQ(model->plan_cache_stats().cached, 2);
+  EXPECT_EQ(model->plan_cache_stats().evictions, 0);
+  run(2);  // batch 2 is now the most recently used
+  run(3);  // drops batch 1
+  auto stats = model->plan_cache_stats();
+  EXPECT_EQ(stats.compiles, 3);
+  EXPECT_EQ(stats.evictions, 1);
+  EXPECT_EQ(stats.cached, 2);
+  run(2);  // still cached: no compile
+  EXPECT_EQ(model->plan_cache_stats().compiles, 3);
+  const Tensor again = run(1);  // compiled again, drops batch 3
+  stats = model->plan_cache_stats();
+  EXPECT_EQ(stats.compiles, 4);
+  EXPECT_EQ(stats.evictions, 2);
+  EXPECT_EQ(stats.cached, 2);
+  ASSERT_EQ(first.bytes.size(), again.bytes.size());
+  EXPECT_EQ(first.bytes, again.bytes);
+}
+
+TEST(PlanCacheTest, NoBoundKeepsEveryPlan) {
+  auto model = ConvChainModel(1, /*max_cached_plans=*/0);
+  ASSERT_NE(model, nullptr);
+  for (int batch = 1; batch <= 5; ++batch) ASSERT_TRUE(model->GetPlan(batch).ok());
+  EXPECT_EQ(model->plan_cache_stats().cached, 5);
+  EXPECT_EQ(model->plan_cache_stats().evictions, 0);
 }
 
 }  // namespace

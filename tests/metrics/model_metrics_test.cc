@@ -93,6 +93,27 @@ TEST(ModelMetricsTest, ReasonsCoverTheStatusCodes) {
 namespace rectifier::metrics {
 namespace {
 
+TEST(ModelMetricsTest, PlanCacheCountsAreReadAtScrapeTime) {
+  prometheus::Registry registry;
+  ServerMetrics server(registry);
+  auto model = server.ForModel("m", "1");
+  ModelMetrics::PlanCacheValues values{3, 1, 2};
+  ScrapeSourceHandle handle = model->AddPlanCacheSource([&values] { return values; });
+  const auto scrape = [&] {
+    return prometheus::TextSerializer().Serialize(server.scrape_time_gauges()->Collect());
+  };
+  EXPECT_TRUE(Has(scrape(), "# TYPE rectifier_plan_compiles_total counter")) << scrape();
+  EXPECT_TRUE(Has(scrape(), "rectifier_plan_compiles_total{model=\"m\",version=\"1\"} 3"))
+      << scrape();
+  EXPECT_TRUE(Has(scrape(), "rectifier_plan_evictions_total{model=\"m\",version=\"1\"} 1"));
+  EXPECT_TRUE(Has(scrape(), "# TYPE rectifier_cached_plans gauge")) << scrape();
+  EXPECT_TRUE(Has(scrape(), "rectifier_cached_plans{model=\"m\",version=\"1\"} 2"));
+  values.compiles = 4;
+  EXPECT_TRUE(Has(scrape(), "rectifier_plan_compiles_total{model=\"m\",version=\"1\"} 4"));
+  handle.Reset();
+  EXPECT_EQ(scrape().find("model=\"m\""), std::string::npos) << scrape();
+}
+
 TEST(ModelMetricsTest, QueueDepthIsReadAtScrapeTimeUntilTheHandleGoes) {
   prometheus::Registry registry;
   ServerMetrics server(registry);

@@ -96,6 +96,7 @@ TEST(ModelConfigTest, ValidationNamesTheField) {
       {"max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }",
        "default_priority_level"},
       {"version_policy { latest { num_versions: 0 } }", "num_versions"},
+      {"engine { max_cached_plans: 5000 }", "engine.max_cached_plans is 5000"},
   };
   for (const Case& c : kCases) {
     auto config = ParseModelConfig(c.text, "c.pbtxt");

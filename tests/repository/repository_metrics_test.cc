@@ -279,6 +279,33 @@ TEST_F(RepositoryMetricsTest, InflightCountsRequestsUntilTheirCallbackHasRun) {
   EXPECT_EQ(Value("rectifier_inflight_requests", "m", "1"), 0.0);
 }
 
+// engine { max_cached_plans } reaches the engine, and its plan cache is
+// exported: with room for one plan, batch 2 after batch 1 drops one.
+TEST_F(RepositoryMetricsTest, PlanCacheIsBoundedByConfigAndExported) {
+  WriteFile(root_ / "capped" / "1" / "model.onnx", ReluModelBytes());
+  WriteFile(root_ / "capped" / "config.pbtxt",
+            "max_batch_size: 4\nengine { max_cached_plans: 1 }\n");
+  Open({"capped"});
+  ASSERT_NE(repo_, nullptr);
+  const prometheus::Labels labels{{"model", "capped"}, {"version", "1"}};
+  const double compiles_before = Scraped("rectifier_plan_compiles_total", labels).value_or(-1);
+  EXPECT_GE(compiles_before, 1.0);
+  for (int64_t batch : {1, 2}) {
+    auto request = std::make_unique<scheduling::InferenceRequest>();
+    request->inputs.push_back(engine::Tensor::Zeros(engine::DataType::kFloat32, {batch, 3, 2, 2}));
+    std::promise<absl::Status> done;
+    request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& r,
+                            const scheduling::RequestTimes&) { done.set_value(r.status()); };
+    SubmitRequest(*repo_, "capped", "", std::move(request));
+    ASSERT_TRUE(done.get_future().get().ok()) << "batch " << batch;
+  }
+  EXPECT_EQ(Scraped("rectifier_cached_plans", labels), 1.0);
+  EXPECT_GE(Scraped("rectifier_plan_evictions_total", labels).value_or(0), 1.0);
+  EXPECT_GT(Scraped("rectifier_plan_compiles_total", labels).value_or(0), compiles_before);
+  ASSERT_TRUE(repo_->Unload("capped").ok());
+  EXPECT_EQ(Scraped("rectifier_cached_plans", labels), std::nullopt);
+}
+
 TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
   // Channel 0 all negative (dead), channel 1 half negative, channel 2 positive:
   // 6 of 12 outputs are zero.

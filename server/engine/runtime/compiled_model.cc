@@ -159,6 +159,36 @@ int CompiledModelImpl::compiles() const {
   return compiles_;
 }
 
+CompiledModel::PlanCacheStats CompiledModelImpl::plan_cache_stats() const {
+  absl::MutexLock lock(&mu_);
+  PlanCacheStats stats;
+  stats.compiles = compiles_;
+  stats.evictions = evictions_;
+  for (const auto& [key, slot] : plans_) stats.cached += slot->done ? 1 : 0;
+  return stats;
+}
+
+void CompiledModelImpl::EvictLocked(int keep) const {
+  if (options_.max_cached_plans <= 0) return;
+  for (;;) {
+    int held = 0;
+    auto oldest = plans_.end();
+    for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+      if (!it->second->done) continue;  // being compiled: its waiters need the slot
+      ++held;
+      if (it->first != keep &&
+          (oldest == plans_.end() || it->second->last_used < oldest->second->last_used)) {
+        oldest = it;
+      }
+    }
+    if (held <= options_.max_cached_plans || oldest == plans_.end()) return;
+    // Executions that hold the plan keep it alive until they finish; the
+    // contexts drop their binding of it on their next new plan.
+    plans_.erase(oldest);
+    ++evictions_;
+  }
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(int batch) const {
   const int key = batchable_ ? batch : 0;
   if (batchable_ && (batch < 1 || batch > options_.max_batch_size)) {
@@ -173,6 +203,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
       // Done, or another caller is compiling it: wait for that compile.
       slot = it->second;
       mu_.Await(absl::Condition(&slot->done));
+      slot->last_used = ++tick_;
       return slot->plan;
     }
     slot = std::make_shared<PlanSlot>();
@@ -183,9 +214,14 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
   absl::MutexLock lock(&mu_);
   slot->plan = plan;
   slot->done = true;
+  slot->last_used = ++tick_;
   // A failed compile is not kept: the next request tries again (its waiters
   // still see this failure through their slot).
-  if (!plan.ok()) plans_.erase(key);
+  if (!plan.ok()) {
+    plans_.erase(key);
+  } else {
+    EvictLocked(key);
+  }
   return plan;
 }
 

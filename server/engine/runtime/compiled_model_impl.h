@@ -44,6 +44,7 @@ class CompiledModelImpl final : public CompiledModel {
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const;
   // Plans compiled so far (failed compiles included).
   int compiles() const;
+  PlanCacheStats plan_cache_stats() const override;
   // Tests only: runs at the start of every later compile, on the compiling
   // thread, outside the model's lock. Set it before any concurrent use.
   void set_compile_hook_for_test(std::function<void(int batch)> hook) {
@@ -72,7 +73,11 @@ class CompiledModelImpl final : public CompiledModel {
   struct PlanSlot {
     bool done = false;
     absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan;
+    uint64_t last_used = 0;  // tick_ of the last GetPlan that returned it
   };
+  // Drops least recently used finished plans, never `keep`, until at most
+  // max_cached_plans are held.
+  void EvictLocked(int keep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Graph graph_;  // after batch-independent passes
   CompileOptions options_;
@@ -84,6 +89,8 @@ class CompiledModelImpl final : public CompiledModel {
   mutable absl::Mutex mu_;
   mutable std::map<int, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
   mutable int compiles_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
   mutable ConstantCache constants_;  // thread-safe itself
   std::function<void(int batch)> compile_hook_;
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <unordered_map>
 
@@ -156,6 +157,12 @@ class ExecutionContextImpl final : public ExecutionContext {
   absl::StatusOr<PlanState*> StateFor(const std::shared_ptr<const CompiledPlan>& plan) {
     auto it = states_.find(plan.get());
     if (it != states_.end()) return it->second.get();
+    // Bindings of plans that only this context still holds: the model
+    // dropped them from its cache (max_cached_plans), so they will not be
+    // asked for again by that pointer.
+    for (auto st = states_.begin(); st != states_.end();) {
+      st = st->second->plan.use_count() == 1 ? states_.erase(st) : std::next(st);
+    }
     // One arena and one scratchpad per context, sized for the largest plan
     // run so far (plans run one at a time); growing them rebinds all plans.
     if (plan->arena_bytes > arena_.size() || plan->scratchpad_bytes > scratchpad_.size() ||
