@@ -21,22 +21,24 @@ void CopyField(const Field& field, Tensor& t) {
 }
 
 // Byte size of `shape` with elements of `elem` bytes. False for a negative
-// dimension or a product beyond int64 (a zero dimension makes the tensor
-// empty whatever the others are).
+// dimension, or when the product of the non-zero dimensions times `elem`
+// exceeds int64: a zero dimension makes the tensor empty, but its other
+// dimensions still size its strides and layouts ([4, 0, 2^53, 2^40] holds
+// nothing and has no representable strides).
 bool DeclaredBytes(const std::vector<int64_t>& shape, int64_t elem, int64_t* bytes) {
   int64_t n = 1;
-  bool overflow = false;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) return false;
-    overflow = overflow || __builtin_mul_overflow(n, d, &n);
-  }
-  for (int64_t d : shape) {
     if (d == 0) {
-      *bytes = 0;
-      return true;
+      empty = true;
+      continue;
     }
+    if (__builtin_mul_overflow(n, d, &n)) return false;
   }
-  return !overflow && !__builtin_mul_overflow(n, elem, bytes);
+  if (__builtin_mul_overflow(n, elem, bytes)) return false;
+  if (empty) *bytes = 0;
+  return true;
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -104,7 +106,8 @@ absl::StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto, int64_t m
   if (!DeclaredBytes(shape, elem, &declared)) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", proto.name(), "' declares shape ", ShapeString(shape),
-                     " with a negative dimension or more than 2^63 bytes"));
+                     " with a negative dimension or more than 2^63 bytes (zero dimensions left "
+                     "out)"));
   }
   int64_t present = 0;
   std::string field;
