@@ -51,6 +51,7 @@ class ShapeOnlyModel : public engine::CompiledModel {
   absl::StatusOr<std::string> DescribePlan(int) const override { return std::string(); }
   const engine::ActivationSummary& activation_summary() const override { return summary_; }
   std::vector<engine::ActivationLayerStats> activation_statistics() const override { return {}; }
+  PlanCacheStats plan_cache_stats() const override { return {}; }
 
  private:
   std::vector<engine::TensorInfo> inputs_;
