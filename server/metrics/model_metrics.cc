@@ -365,14 +365,16 @@ ScrapeSourceHandle ModelMetrics::AddQueueDepthSource(std::function<double()> sou
 }
 
 ScrapeSourceHandle ModelMetrics::AddPlanCacheSource(std::function<PlanCacheValues()> source) {
-  // Three series, one handle: std::function needs a copyable capture.
+  // Three series, one source and one handle (std::function needs a copyable
+  // capture, so both are shared).
+  auto read = std::make_shared<std::function<PlanCacheValues()>>(std::move(source));
   auto handles = std::make_shared<std::vector<ScrapeSourceHandle>>();
   handles->push_back(ScrapeTimeGauges::Add(server_->plan_compiles_, labels_,
-                                           [source] { return source().compiles; }));
+                                           [read] { return (*read)().compiles; }));
   handles->push_back(ScrapeTimeGauges::Add(server_->plan_evictions_, labels_,
-                                           [source] { return source().evictions; }));
+                                           [read] { return (*read)().evictions; }));
   handles->push_back(
-      ScrapeTimeGauges::Add(server_->cached_plans_, labels_, [source] { return source().cached; }));
+      ScrapeTimeGauges::Add(server_->cached_plans_, labels_, [read] { return (*read)().cached; }));
   return ScrapeSourceHandle([handles] {
     for (ScrapeSourceHandle& h : *handles) h.Reset();
   });
