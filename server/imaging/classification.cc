@@ -14,6 +14,15 @@ absl::Status ValidateClassificationOptions(const ClassificationOptions& options)
   if (!std::isfinite(options.threshold)) {
     return absl::InvalidArgumentError("postprocessing: threshold must be finite");
   }
+  // After softmax or sigmoid the scores are probabilities: a threshold
+  // outside [0, 1] would keep every class or none.
+  if (options.activation != ScoreActivation::kNone &&
+      (options.threshold < 0.0f || options.threshold > 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threshold ", options.threshold,
+                     " is outside [0, 1] (the model's scores are probabilities after its ",
+                     options.activation == ScoreActivation::kSoftmax ? "softmax" : "sigmoid", ")"));
+  }
   return absl::OkStatus();
 }
 

@@ -171,8 +171,12 @@ absl::StatusOr<std::map<std::string, int>> IndexRequestInputs(
     const bool known = std::any_of(config.input().begin(), config.input().end(),
                                    [&](const auto& in) { return in.name() == input.name(); });
     if (!known) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", input.name(), "' is not an input of model '", config.name(), "'"));
+      std::vector<std::string> names;
+      for (const auto& in : config.input()) names.push_back(absl::StrCat("'", in.name(), "'"));
+      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(),
+                                                     "' is not an input of model '", config.name(),
+                                                     "' (its inputs: ", absl::StrJoin(names, ", "),
+                                                     ")"));
     }
   }
   return by_name;

@@ -51,6 +51,28 @@ TEST(ClassificationTest, Errors) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClassificationTest, ProbabilityThresholdsOutsideZeroOneAreRefused) {
+  for (ScoreActivation activation : {ScoreActivation::kSoftmax, ScoreActivation::kSigmoid}) {
+    for (float threshold : {-0.1f, 1.5f}) {
+      ClassificationOptions o;
+      o.activation = activation;
+      o.threshold = threshold;
+      const absl::Status s = ValidateClassificationOptions(o);
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << threshold;
+      EXPECT_NE(s.message().find("is outside [0, 1]"), std::string::npos) << s.message();
+    }
+    ClassificationOptions edge;
+    edge.activation = activation;
+    edge.threshold = 1.0f;
+    EXPECT_TRUE(ValidateClassificationOptions(edge).ok());
+  }
+  // Raw scores (no activation) may be thresholded anywhere.
+  ClassificationOptions raw;
+  raw.activation = ScoreActivation::kNone;
+  raw.threshold = 2.5f;
+  EXPECT_TRUE(ValidateClassificationOptions(raw).ok());
+}
+
 TEST(ClassificationTest, NanRanksLast) {
   ClassificationOptions o;
   o.activation = ScoreActivation::kNone;

@@ -129,7 +129,7 @@ TEST(InferCodecTest, RejectsBadRequestsNamingTheProblem) {
          AddInput(r, "extra", "FP32", {1});
          r->add_raw_input_contents("abcd");
        },
-       "'extra' is not an input of model 'm'"},
+       "'extra' is not an input of model 'm' (its inputs: 'image', 'scale')"},
       {"missing input",
        [](auto* r) {
          r->mutable_inputs()->DeleteSubrange(0, 1);
