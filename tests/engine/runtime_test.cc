@@ -347,5 +347,32 @@ TEST(RuntimeTest, IntegerArithmeticWrapsAndPowSaturates) {
   }
 }
 
+// Pow with an integer base and a float exponent (the output keeps the
+// base's type): NaN gives 0, out of range saturates (was an undefined cast;
+// found by fuzzing).
+TEST(RuntimeTest, IntegerPowWithFloatExponentSaturates) {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  const struct {
+    int64_t a;
+    float b;
+    int64_t want;
+  } cases[] = {{-8, 0.5f, 0}, {10, 30.0f, kMax}, {2, 10.0f, 1024}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(absl::StrCat("Pow(", c.a, ", ", c.b, ")"));
+    ModelBuilder b;
+    b.Input("a", {1}, onnx::TensorProto::INT64);
+    b.Input("b", {1}, onnx::TensorProto::FLOAT);
+    b.Node("Pow", {"a", "b"}, {"y"});
+    b.Output("y", onnx::TensorProto::INT64);
+    Tensor a = Tensor::Zeros(DataType::kInt64, {1});
+    Tensor bt = Tensor::Zeros(DataType::kFloat32, {1});
+    a.data<int64_t>()[0] = c.a;
+    bt.data<float>()[0] = c.b;
+    auto out = testing::CompileAndRun(b.Bytes(), {a, bt});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ((*out)[0].data<int64_t>()[0], c.want);
+  }
+}
+
 }  // namespace
 }  // namespace rectifier::engine

@@ -357,11 +357,14 @@ void PowMixed(const View& a, const View& b, const View& y) {
                    case DataType::kFloat64:
                      y.as<double>()[out_off + i] = r;
                      break;
+                   // Saturating, NaN to 0, as the integer-only Pow: an
+                   // integer base with a float exponent can give NaN or
+                   // values beyond the type (undefined in a plain cast).
                    case DataType::kInt64:
-                     y.as<int64_t>()[out_off + i] = static_cast<int64_t>(r);
+                     y.as<int64_t>()[out_off + i] = SaturateToInt<int64_t>(r);
                      break;
                    case DataType::kInt32:
-                     y.as<int32_t>()[out_off + i] = static_cast<int32_t>(r);
+                     y.as<int32_t>()[out_off + i] = SaturateToInt<int32_t>(r);
                      break;
                    default:
                      break;
