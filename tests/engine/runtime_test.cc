@@ -347,6 +347,49 @@ TEST(RuntimeTest, IntegerArithmeticWrapsAndPowSaturates) {
   }
 }
 
+// Cast from float to integer types saturates, NaN to 0 (a plain cast of
+// NaN or of an out-of-range value is undefined behaviour).
+TEST(RuntimeTest, FloatToIntegerCastSaturates) {
+  const float kNan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> values = {kNan, 1e30f, -1e30f, 300.0f, -2.7f, 41.9f};
+  const struct {
+    int to;
+    std::vector<int64_t> want;
+  } cases[] = {
+      {onnx::TensorProto::INT64,
+       {0, std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::lowest(), 300, -2,
+        41}},
+      {onnx::TensorProto::INT32, {0, INT32_MAX, INT32_MIN, 300, -2, 41}},
+      {onnx::TensorProto::UINT8, {0, 255, 0, 255, 0, 41}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.to);
+    ModelBuilder b;
+    b.Input("x", {6});
+    ModelBuilder::IntAttr(b.Node("Cast", {"x"}, {"y"}), "to", c.to);
+    b.Output("y", c.to);
+    Tensor x = Tensor::Zeros(DataType::kFloat32, {6});
+    std::copy(values.begin(), values.end(), x.data<float>());
+    auto out = testing::CompileAndRun(b.Bytes(), {x});
+    ASSERT_TRUE(out.ok()) << out.status();
+    for (size_t i = 0; i < values.size(); ++i) {
+      int64_t got = 0;
+      switch (c.to) {
+        case onnx::TensorProto::INT64:
+          got = (*out)[0].data<int64_t>()[i];
+          break;
+        case onnx::TensorProto::INT32:
+          got = (*out)[0].data<int32_t>()[i];
+          break;
+        default:
+          got = (*out)[0].data<uint8_t>()[i];
+          break;
+      }
+      EXPECT_EQ(got, c.want[i]) << "element " << i << " (" << values[i] << ")";
+    }
+  }
+}
+
 // Pow with an integer base and a float exponent (the output keeps the
 // base's type): NaN gives 0, out of range saturates (was an undefined cast;
 // found by fuzzing).

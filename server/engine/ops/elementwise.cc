@@ -583,6 +583,18 @@ absl::Status InferCast(const Node& n, const std::vector<ValueInfo>& in,
   return absl::OkStatus();
 }
 
+// `v` as integer type T: floating values saturate (NaN to 0), as a plain
+// cast of NaN or an out-of-range value is undefined; integers convert as
+// C++ does (modulo for narrowing, as ONNX Runtime).
+template <typename T, typename Src>
+T ToInt(Src v) {
+  if constexpr (std::is_floating_point_v<Src>) {
+    return SaturateToInt<T>(static_cast<double>(v));
+  } else {
+    return static_cast<T>(v);
+  }
+}
+
 template <typename Src>
 void CastFrom(const Src* x, const View& y, int64_t count) {
   for (int64_t i = 0; i < count; ++i) {
@@ -594,16 +606,16 @@ void CastFrom(const Src* x, const View& y, int64_t count) {
         y.as<double>()[i] = static_cast<double>(x[i]);
         break;
       case DataType::kInt64:
-        y.as<int64_t>()[i] = static_cast<int64_t>(x[i]);
+        y.as<int64_t>()[i] = ToInt<int64_t>(x[i]);
         break;
       case DataType::kInt32:
-        y.as<int32_t>()[i] = static_cast<int32_t>(x[i]);
+        y.as<int32_t>()[i] = ToInt<int32_t>(x[i]);
         break;
       case DataType::kInt8:
-        y.as<int8_t>()[i] = static_cast<int8_t>(x[i]);
+        y.as<int8_t>()[i] = ToInt<int8_t>(x[i]);
         break;
       case DataType::kUint8:
-        y.as<uint8_t>()[i] = static_cast<uint8_t>(x[i]);
+        y.as<uint8_t>()[i] = ToInt<uint8_t>(x[i]);
         break;
       case DataType::kBool:
         y.as<uint8_t>()[i] = x[i] != 0 ? 1 : 0;

@@ -552,7 +552,10 @@ void RunResize(const ResizeSpec& spec, const std::vector<int64_t>& in_shape, con
         } else {
           r = xo == std::floor(xo) + 0.5f ? std::floor(xo) : std::round(xo);
         }
-        a = b = std::clamp<int64_t>(static_cast<int64_t>(r), 0, in_len - 1);
+        // Clamped in float first: a NaN or huge coordinate (extreme
+        // scales) must not reach the integer cast (undefined). NaN -> 0.
+        const float rc = r >= 0.0f ? std::min(r, static_cast<float>(in_len - 1)) : 0.0f;
+        a = b = std::clamp<int64_t>(static_cast<int64_t>(rc), 0, in_len - 1);
       } else {
         float xc = std::clamp(xo, 0.0f, static_cast<float>(in_len - 1));
         a = static_cast<int64_t>(std::floor(xc));
