@@ -173,10 +173,9 @@ absl::StatusOr<std::map<std::string, int>> IndexRequestInputs(
     if (!known) {
       std::vector<std::string> names;
       for (const auto& in : config.input()) names.push_back(absl::StrCat("'", in.name(), "'"));
-      return absl::InvalidArgumentError(absl::StrCat("input '", input.name(),
-                                                     "' is not an input of model '", config.name(),
-                                                     "' (its inputs: ", absl::StrJoin(names, ", "),
-                                                     ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(), "' is not an input of model '", config.name(),
+                       "' (its inputs: ", absl::StrJoin(names, ", "), ")"));
     }
   }
   return by_name;
