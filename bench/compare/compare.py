@@ -127,6 +127,13 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
     return engine_ms, ort_ms, variant_ms, parity
 
 
+def spread(round_medians):
+    """Slowest / fastest round median ("-" with one round)."""
+    if len(round_medians) < 2:
+        return "-"
+    return f"{max(round_medians) / min(round_medians):.2f}"
+
+
 def ort_base_name(event_name):
     """ONNX node name behind an ORT profile event ("<node>_kernel_time")."""
     n = event_name[:-len("_kernel_time")] if event_name.endswith("_kernel_time") else event_name
@@ -261,8 +268,10 @@ def main():
             variant = (binary, env)
         fma = build_fma_peak(a.build)
         ceilings = {}
+        isa = "?"
         for t in sorted(set(a.threads)):
             info, ceilings[t] = fma_ceiling(fma, t)
+            isa = "AVX-512" if info["avx512_gflops"] > 0 else "AVX2 only (no AVX-512)"
             print(f"FMA ceiling, {t} thread(s): AVX2 {info['avx2_gflops']:.1f} GFLOP/s, "
                   f"AVX-512 {info['avx512_gflops']:.1f} GFLOP/s -> {ceilings[t]:.1f}", flush=True)
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -270,10 +279,10 @@ def main():
         rows, records = [], []
         header = ("| model (GMAC/img) | batch | threads | engine ms | ORT ms | engine img/s | "
                   "ORT img/s | engine GF/s (% ceiling) | ORT GF/s (% ceiling) | "
-                  "engine/ORT img/s | parity rel err |")
+                  "engine/ORT img/s | parity rel err | engine spread | ORT spread |")
         if variant:
             header += " variant ms | variant/engine img/s | variant parity |"
-        print(header + "\n" + "| --- " * (14 if variant else 11) + "|", flush=True)
+        print(header + "\n" + "| --- " * (16 if variant else 13) + "|", flush=True)
         for name in a.models:
             model = zoo.zoo_model(name)
             macs = zoo.macs_per_image(model)
@@ -292,7 +301,8 @@ def main():
                            f"{o_ms:.2f} | {batch * 1000 / e_ms:.1f} | {batch * 1000 / o_ms:.1f} | "
                            f"{gf(e_ms):.1f} ({100 * gf(e_ms) / ceil:.0f}%) | "
                            f"{gf(o_ms):.1f} ({100 * gf(o_ms) / ceil:.0f}%) | "
-                           f"{o_ms / e_ms:.2f} | {parity['rel']:.2g} |")
+                           f"{o_ms / e_ms:.2f} | {parity['rel']:.2g} | "
+                           f"{spread(eng)} | {spread(ort)} |")
                     if variant:
                         v_ms = statistics.median(var)
                         row += (f" {v_ms:.2f} | {e_ms / v_ms:.2f} | "
@@ -308,7 +318,9 @@ def main():
                                     "parity_max_abs": parity["max_abs"],
                                     "load_after": os.getloadavg()[0]})
         end_load = os.getloadavg()
-        print(f"\n{started}, load average {load[0]:.1f} at start, {end_load[0]:.1f} at end; "
+        print(f"\nISA: {isa}. Spread = slowest / fastest round median of a side (run-to-run "
+              f"stability; needs --rounds >= 2).")
+        print(f"{started}, load average {load[0]:.1f} at start, {end_load[0]:.1f} at end; "
               f"{a.rounds} alternating "
               f"round(s) x {a.iters} timed runs ({a.warmup} warm-up) per side; ceiling = best "
               f"FMA loop ({', '.join(f'{t}T {c:.0f}' for t, c in ceilings.items())} GFLOP/s)")
