@@ -31,9 +31,6 @@ EXCEPTIONS = {
     ("yolo_like", "Transpose", "/Transpose"):
         "DFL head [N,4,16,A] -> [N,16,4,A]: 0.15 ms of 88 ms per 640x640 frame at batch 1, "
         "2.3 ms of 732 ms at batch 8 (0.2-0.3%)",
-    ("yolo_like", "Sub", "/Sub"):
-        "anchors [1,2,A] minus [N,2,A]: at batch > 1 oneDNN's binary cannot broadcast its "
-        "first input; 6.8 ms of 732 ms at batch 8 (0.9%), a jit step at batch 1",
 }
 
 STEP = re.compile(r"^\s+\d+: (\S+) '([^']*)'.*<- generic$")

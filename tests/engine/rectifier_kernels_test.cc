@@ -378,3 +378,39 @@ TEST(SpatialReduceTest, RunsAsGlobalPoolingAndMatchesLoops) {
 
 }  // namespace
 }  // namespace rectifier::engine
+
+namespace rectifier::engine {
+namespace {
+
+// Sub with its first operand broadcast (anchors [1,2,K] minus a batch of
+// distances [N,2,K]): oneDNN broadcasts only its second operand, so the plan
+// computes -(b - a) with a linear(-1) post-op instead of the reference kernel.
+TEST(BroadcastSubTest, FirstOperandBroadcastRunsSwappedAndNegated) {
+  ModelBuilder b;
+  b.Input("x", {-1, 2, 7});
+  std::vector<float> anchors(14);
+  for (int i = 0; i < 14; ++i) anchors[i] = 0.5f * static_cast<float>(i) - 3.0f;
+  b.Init("anchors", {1, 2, 7}, anchors);
+  b.Node("Sub", {"anchors", "x"}, {"y"});
+  b.Output("y");
+  auto model = CompiledModel::FromBytes(b.Bytes(), {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = (*model)->DescribePlan(3);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(absl::StrContains(*plan, "(operands swapped, negated)")) << *plan;
+  EXPECT_FALSE(absl::StrContains(*plan, "<- generic")) << *plan;
+  const Tensor x = RandomTensor({3, 2, 7}, 13);
+  auto ctx = ExecutionContext::Create(*model, {1});
+  ASSERT_TRUE(ctx.ok());
+  auto out = (*ctx)->Run({x});
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (int n = 0; n < 3; ++n) {
+    for (int i = 0; i < 14; ++i) {
+      EXPECT_FLOAT_EQ((*out)[0].data<float>()[n * 14 + i], anchors[i] - x.data<float>()[n * 14 + i])
+          << "n " << n << " i " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rectifier::engine

@@ -127,14 +127,27 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
   const auto& out_shape = b.graph().value_info.at(node.outputs[0]).shape;
   ASSIGN_OR_RETURN(int a, b.Value(node.inputs[0]));
   ASSIGN_OR_RETURN(int c, b.Value(node.inputs[1]));
+  // oneDNN broadcasts only its second operand. With the first one
+  // broadcast, commutative ops swap them, and Sub computes -(b - a): the
+  // swapped subtraction with a linear(-1) post-op (a detector's anchor
+  // points minus a batch of distances).
+  bool negate = false;
   if (b.values()[a].shape != out_shape) {
     const bool commutative =
         alg == dnnl::algorithm::binary_add || alg == dnnl::algorithm::binary_mul ||
         alg == dnnl::algorithm::binary_max || alg == dnnl::algorithm::binary_min;
-    if (!commutative || b.values()[c].shape != out_shape) return false;
+    negate = alg == dnnl::algorithm::binary_sub;
+    if ((!commutative && !negate) || b.values()[c].shape != out_shape) return false;
     std::swap(a, c);
   }
   if (out_shape.empty()) return false;
+  dnnl::primitive_attr attr = UserScratchpad();
+  if (negate) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, -1.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  const std::string swapped = negate ? " (operands swapped, negated)" : "";
   try {
     const memory::desc a_md = b.values()[a].md;
     int src1;
@@ -146,8 +159,8 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
         auto same = SameLayout(a_md, PlanBuilder::Dims(b.values()[c].shape));
         if (same.ok() && *same == b.values()[c].md) {
           try {
-            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md),
-                                               UserScratchpad(), b.engine());
+            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md), attr,
+                                               b.engine());
             if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
               int out =
                   b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, trial.dst_desc());
@@ -155,7 +168,7 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
                   trial, dnnl::binary(trial),
                   {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, c}, {DNNL_ARG_DST, out}},
                   absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(out_shape, ","),
-                               "] ", LayoutName(a_md), " , ", LayoutName(*same)));
+                               "] ", LayoutName(a_md), " , ", LayoutName(*same), swapped));
               b.Define(node.outputs[0], out);
               return true;
             }
@@ -175,8 +188,8 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
         auto same = SameLayout(a_md, PlanBuilder::Dims(padded));
         if (same.ok()) {
           try {
-            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md),
-                                               UserScratchpad(), b.engine());
+            dnnl::binary::primitive_desc trial(dnnl::binary::desc(alg, a_md, *same, a_md), attr,
+                                               b.engine());
             if (std::string(trial.impl_info_str()).find("ref") == std::string::npos) {
               ASSIGN_OR_RETURN(src1, b.InLayout(src1, *same));
             }
@@ -186,12 +199,12 @@ absl::StatusOr<bool> LowerBinary(PlanBuilder& b, const Node& node) {
       }
     }
     dnnl::binary::desc d(alg, a_md, b.values()[src1].md, a_md);
-    dnnl::binary::primitive_desc pd(d, UserScratchpad(), b.engine());
+    dnnl::binary::primitive_desc pd(d, attr, b.engine());
     int out = b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, pd.dst_desc());
-    b.AddPrimitive(pd, dnnl::binary(pd),
-                   {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, out}},
-                   absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(out_shape, ","),
-                                "] ", LayoutName(a_md), " , ", LayoutName(b.values()[src1].md)));
+    b.AddPrimitive(
+        pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, out}},
+        absl::StrCat(node.op_type, " '", node.name, "' [", absl::StrJoin(out_shape, ","), "] ",
+                     LayoutName(a_md), " , ", LayoutName(b.values()[src1].md), swapped));
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {
     return DnnlError(e, node.Describe());
