@@ -90,16 +90,23 @@ def ort_round(model, inp, out_dir, batch, threads, iters, warmup, chw):
     return info["median_ms"], info["outputs"]
 
 
-def measure(engine, model, batch, threads, a, tmp, variant=None):
-    """Alternating rounds; returns (engine, ort, variant) round medians and parity.
-    variant: (binary, environment) of a third side, an engine experiment."""
-    inputs = zoo.make_inputs(model, batch, a.seed)
+def write_input(model, batch, seed, tmp):
+    """The model's seeded input in `tmp`, for both runtimes: returns (array,
+    TensorProto path for rectifier-engine -i, raw float32 path for ORT)."""
+    inputs = zoo.make_inputs(model, batch, seed)
     if len(inputs) != 1 or inputs[0][1].dtype != np.float32:
         raise zoo.ParityError(f"{model}: the benchmark handles one float32 input only")
     name, array = inputs[0]
     inp_pb, inp_bin = os.path.join(tmp, "input.pb"), os.path.join(tmp, "input.bin")
     zoo.write_pb(inp_pb, name, array)
     array.tofile(inp_bin)
+    return array, inp_pb, inp_bin
+
+
+def measure(engine, model, batch, threads, a, tmp, variant=None):
+    """Alternating rounds; returns (engine, ort, variant) round medians and parity.
+    variant: (binary, environment) of a third side, an engine experiment."""
+    array, inp_pb, inp_bin = write_input(model, batch, a.seed, tmp)
     eng_out = os.path.join(tmp, "engine_output0.pb")
     var_out = os.path.join(tmp, "variant_output0.pb")
     engine_ms, ort_ms, variant_ms, ort_outputs = [], [], [], None
@@ -146,13 +153,7 @@ def ort_base_name(event_name):
 
 def layers(engine, model, batch, threads, a, tmp):
     """Per-step engine profile next to ORT's per-node profile (see the module doc)."""
-    inputs = zoo.make_inputs(model, batch, a.seed)
-    if len(inputs) != 1 or inputs[0][1].dtype != np.float32:
-        raise zoo.ParityError(f"{model}: the comparison handles one float32 input only")
-    name, array = inputs[0]
-    inp_pb, inp_bin = os.path.join(tmp, "input.pb"), os.path.join(tmp, "input.bin")
-    zoo.write_pb(inp_pb, name, array)
-    array.tofile(inp_bin)
+    array, inp_pb, inp_bin = write_input(model, batch, a.seed, tmp)
     eng_json = os.path.join(tmp, "engine_profile.json")
     proc = subprocess.run([engine, model, "-i", inp_pb, "-b", str(batch), "-t", str(threads),
                            "-n", str(a.iters), "-w", str(a.warmup), "--profile",
