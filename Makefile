@@ -4,6 +4,7 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= 2
 GRPC_ADDRESS ?= 0.0.0.0:8001
+HTTP_ADDRESS ?= 0.0.0.0:8000
 METRICS_ADDRESS ?= 0.0.0.0:8002
 MODEL_REPOSITORY ?= models
 CTEST_ARGS ?=
@@ -29,7 +30,8 @@ install: build
 
 run: build
 	$(BUILD_DIR)/server/rectifier-server --model-repository $(MODEL_REPOSITORY) \
-	  --grpc-address $(GRPC_ADDRESS) --metrics-address $(METRICS_ADDRESS)
+	  --grpc-address $(GRPC_ADDRESS) --http-address $(HTTP_ADDRESS) \
+	  --metrics-address $(METRICS_ADDRESS)
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) $(CTEST_ARGS)

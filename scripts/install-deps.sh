@@ -15,8 +15,8 @@ BUILD_PACKAGES=(
   libdnnl-dev ocl-icd-opencl-dev libonnx-dev
   # imaging
   libopencv-dev libdcmtk-dev dcmtk
-  # logging, metrics, CLI, JSON
-  libspdlog-dev prometheus-cpp-dev libcli11-dev nlohmann-json3-dev
+  # logging, metrics, HTTP/REST (civetweb), CLI, JSON
+  libspdlog-dev prometheus-cpp-dev libcivetweb-dev libcli11-dev nlohmann-json3-dev
   # TLS for /metrics, certificate and token checks (OpenSSL; gRPC brings its own TLS)
   libssl-dev
 )

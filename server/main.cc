@@ -150,6 +150,8 @@ int StartServing(const ServerOptions& options, rectifier::repository::ControlMod
 
   rectifier::service::GrpcServerOptions grpc_options;
   grpc_options.address = options.grpc_address;
+  grpc_options.http_address = options.http_address;
+  grpc_options.http_threads = options.http_threads;
   grpc_options.max_message_bytes = options.max_message_bytes;
   grpc_options.max_connection_age = options.max_connection_age;
   grpc_options.image_threads = options.image_threads;
@@ -169,11 +171,16 @@ int StartServing(const ServerOptions& options, rectifier::repository::ControlMod
 
 void LogStarted(const ServerOptions& options, const Server& server) {
   spdlog::info(
-      "rectifier-server {} serving gRPC on port {} ({}), metrics on port {}, "
+      "rectifier-server {} serving gRPC on port {} ({}), HTTP on port {}, metrics on port {}, "
       "model repository '{}', {} CPUs",
-      RECTIFIER_VERSION, server.grpc->port(), options.grpc_address,
+      RECTIFIER_VERSION, server.grpc->port(), options.grpc_address, server.grpc->http_port(),
       server.metrics ? server.metrics->port() : 0, options.model_repository,
       rectifier::common::AvailableCpus());
+  if (options.http_off_for_tls) {
+    spdlog::info(
+        "HTTP/REST is off: it has no TLS and --tls-cert is set (--http-address turns "
+        "it on for a TLS-terminating proxy in front)");
+  }
   const rectifier::security::TokenStore* tokens = server.tokens.get();
   spdlog::info("security: {}, {}",
                !options.tls.enabled()          ? "plaintext (no --tls-cert)"

@@ -22,7 +22,7 @@ run_config() {  # name, config.pbtxt text
   ln -s "$PWD/$onnx" "$repo/$model/1/model.onnx"
   printf '%s\n' "$config" > "$repo/$model/config.pbtxt"
   "$build/server/rectifier-server" --model-repository "$repo" --grpc-address 127.0.0.1:0 \
-    --metrics-address "" > "$work/$name.log" 2>&1 &
+    --metrics-address "" --http-address "" > "$work/$name.log" 2>&1 &
   local pid=$! port=""
   for _ in $(seq 600); do
     port=$(grep -o 'serving gRPC on port [0-9]*' "$work/$name.log" | grep -o '[0-9]*$' || true)

@@ -43,7 +43,7 @@ mkdir -p "$repo/$name/1"
 ln -s "$PWD/$onnx" "$repo/$name/1/model.onnx"
 printf '%s\n' "$config" > "$repo/$name/config.pbtxt"
 "$build/server/rectifier-server" --model-repository "$repo" --grpc-address 127.0.0.1:0 \
-  --metrics-address "" --intra-op-threads "$threads" > "$work/server.log" 2>&1 &
+  --metrics-address "" --http-address "" --intra-op-threads "$threads" > "$work/server.log" 2>&1 &
 pid=$!
 port=""
 for _ in $(seq 600); do

@@ -56,7 +56,7 @@ docker run -d --name "$name" --network host --read-only --tmpfs /tmp --cap-drop 
   -e RECTIFIER_HEALTH_URL="127.0.0.1:$GRPC_PORT" \
   -v "$tmp/models:/models:ro" "$IMAGE" \
   --model-repository=/models --grpc-address="127.0.0.1:$GRPC_PORT" \
-  --metrics-address="127.0.0.1:$METRICS_PORT" --exit-timeout=30 >/dev/null
+  --metrics-address="127.0.0.1:$METRICS_PORT" --http-address="" --exit-timeout=30 >/dev/null
 
 for _ in $(seq 1 60); do
   "$CLIENT" --url "127.0.0.1:$GRPC_PORT" --timeout 1 health >/dev/null 2>&1 && break

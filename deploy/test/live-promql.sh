@@ -121,7 +121,7 @@ CFG
 echo 'max_batch_size: -3' >"$tmp/models/broken/config.pbtxt"
 
 "$SERVER" --model-repository "$tmp/models" --grpc-address "127.0.0.1:$GRPC_PORT" \
-  --metrics-address "127.0.0.1:$METRICS_PORT" --exit-timeout 5 --intra-op-threads 1 \
+  --metrics-address "127.0.0.1:$METRICS_PORT" --http-address "" --exit-timeout 5 --intra-op-threads 1 \
   "${SERVER_TLS[@]}" >"$tmp/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 60); do

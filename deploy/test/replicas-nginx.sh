@@ -64,7 +64,7 @@ done
 
 start_server() {  # name, grpc port, metrics port
   "$SERVER" --model-repository "$tmp/$1" --grpc-address "127.0.0.1:$2" \
-    --metrics-address "127.0.0.1:$3" --exit-timeout 5 --intra-op-threads 1 \
+    --metrics-address "127.0.0.1:$3" --http-address "" --exit-timeout 5 --intra-op-threads 1 \
     >"$tmp/$1.log" 2>&1 &
   pids+=($!)
 }

@@ -40,7 +40,17 @@ const char* ReasonName(FailureReason reason) {
   return kNames[static_cast<int>(reason)];
 }
 
-const char* ApiName(Api api) { return api == Api::kKServe ? "kserve" : "vision"; }
+const char* ApiName(Api api) {
+  switch (api) {
+    case Api::kKServe:
+      return "kserve";
+    case Api::kVision:
+      return "vision";
+    case Api::kKServeHttp:
+      return "kserve_http";
+  }
+  return "unknown";
+}
 
 const char* ModelStateName(ModelState state) {
   static const char* const kNames[kNumModelStates] = {"loading", "ready", "unloading",

@@ -27,8 +27,8 @@
 namespace rectifier::metrics {
 
 // Which API a request came through (label `api`).
-enum class Api { kKServe = 0, kVision = 1 };
-inline constexpr int kNumApis = 2;
+enum class Api { kKServe = 0, kVision = 1, kKServeHttp = 2 };
+inline constexpr int kNumApis = 3;
 
 // Failure reasons (label `reason`): a fixed set keeps cardinality bounded.
 enum class FailureReason {

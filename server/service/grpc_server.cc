@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/service/http_endpoint.h"
 #include "server/service/image_budget.h"
 #include "server/service/kserve_service.h"
 #include "server/service/vision_service.h"
@@ -49,6 +51,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     const GrpcServerOptions& options, repository::ModelRepository* repository) {
+  if (options.tls.enabled() && !options.http_address.empty()) {
+    return absl::FailedPreconditionError(
+        "the HTTP/REST endpoint is plaintext only: with --tls-cert, pass --http-address '' "
+        "(gRPC and metrics use TLS) or put a TLS-terminating proxy in front of a plaintext server");
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, MakeCredentials(options));
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   const int image_threads =
@@ -87,6 +94,13 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     return absl::UnavailableError(
         absl::StrCat("cannot serve gRPC on '", options.address, "' (address in use or invalid)"));
   }
+  if (!options.http_address.empty()) {
+    HttpEndpointOptions http;
+    http.address = options.http_address;
+    http.threads = options.http_threads;
+    http.max_body_bytes = static_cast<size_t>(options.max_message_bytes);
+    ASSIGN_OR_RETURN(server->http_, HttpEndpoint::Create(http, server->kserve_.get()));
+  }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kKServeServiceName, true);
@@ -102,13 +116,21 @@ void GrpcServer::Drain(absl::Duration timeout) {
   // Health goes NOT_SERVING for every service (Check and open Watch streams)
   // and stays there whatever is set later.
   server_->GetHealthCheckService()->Shutdown();
+  // HTTP stops listening and waits for its requests while gRPC drains.
+  std::thread http_stop([this] {
+    if (http_ != nullptr) http_->Stop();
+  });
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
   server_->Shutdown(deadline);
   server_->Wait();
+  http_stop.join();
 }
+
+int GrpcServer::http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
 GrpcServer::~GrpcServer() {
   if (server_ != nullptr) Drain(absl::ZeroDuration());
+  http_.reset();
 }
 
 }  // namespace rectifier::service

@@ -1,5 +1,6 @@
 // The gRPC server: KServe v2 service, grpc.health.v1 and reflection on one
-// port, with a bounded graceful drain.
+// port, the same KServe service over HTTP/REST on another, with a bounded
+// graceful drain of both.
 #ifndef RECTIFIER_SERVER_SERVICE_GRPC_SERVER_H_
 #define RECTIFIER_SERVER_SERVICE_GRPC_SERVER_H_
 
@@ -23,6 +24,7 @@ class ModelRepository;
 
 namespace rectifier::service {
 
+class HttpEndpoint;
 class KServeService;
 class VisionService;
 class ImageMemoryBudget;
@@ -30,6 +32,10 @@ class WorkPool;
 
 struct GrpcServerOptions {
   std::string address = "0.0.0.0:8001";  // port 0 picks a free port
+  // The KServe v2 HTTP/REST endpoint (HttpEndpoint); empty: none. Plaintext
+  // only: Create refuses it together with `tls`.
+  std::string http_address;
+  int http_threads = 16;
   int max_message_bytes = 256 << 20;
   absl::Duration max_connection_age = absl::ZeroDuration();  // zero = never
   // Image workers (decode, preprocess, postprocess) for the vision API and
@@ -66,11 +72,15 @@ class GrpcServer {
   GrpcServer& operator=(const GrpcServer&) = delete;
 
   int port() const { return port_; }
+  // The HTTP/REST port, or 0 without one.
+  int http_port() const;
   const ServerState& state() const { return state_; }
 
   // Readiness false and health NOT_SERVING at once, then stops accepting new
-  // calls (they fail UNAVAILABLE) and lets in-flight calls finish until
-  // `timeout`, after which they are cancelled. Returns when the server has
+  // calls (they fail UNAVAILABLE; HTTP stops listening) and lets in-flight
+  // calls finish until `timeout`, after which gRPC calls are cancelled (HTTP
+  // requests end when their model answers them, at the latest when the
+  // repository's own drain answers what is queued). Returns when the server has
   // stopped (every call finished, so no image work is pending). Idempotent.
   void Drain(absl::Duration timeout);
 
@@ -84,6 +94,7 @@ class GrpcServer {
   std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<VisionService> vision_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpEndpoint> http_;
   int port_ = 0;
   bool drained_ = false;
 };

@@ -32,19 +32,6 @@ size_t WireSize(const std::string& datatype) {
   return it == kSizes.end() ? 0 : it->second;
 }
 
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-  float value;
-  if (exponent == 0) {
-    value = std::ldexp(static_cast<float>(mantissa), -24);
-  } else if (exponent == 31) {
-    value = mantissa ? std::nanf("") : INFINITY;
-  } else {
-    value = std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
-  }
-  return sign ? -value : value;
-}
-
 // Converts `count` wire elements at `src` of `datatype` into float32.
 // REQUIRES: the caller checked the datatype converts losslessly.
 void ToFloat(const std::string& datatype, const std::byte* src, int64_t count, float* dst) {
@@ -143,6 +130,19 @@ bool HasTypedContents(const inference::InferTensorContents& c) {
 }
 
 }  // namespace
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h >> 15) & 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  float value;
+  if (exponent == 0) {
+    value = std::ldexp(static_cast<float>(mantissa), -24);
+  } else if (exponent == 31) {
+    value = mantissa ? std::nanf("") : INFINITY;
+  } else {
+    value = std::ldexp(static_cast<float>(mantissa | 0x400), static_cast<int>(exponent) - 25);
+  }
+  return sign ? -value : value;
+}
 
 namespace {
 

@@ -4,6 +4,7 @@
 #ifndef RECTIFIER_SERVER_SERVICE_INFER_CODEC_H_
 #define RECTIFIER_SERVER_SERVICE_INFER_CODEC_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ void EncodeInferResponse(const inference::ModelInferRequest& request,
                          const inference::ModelConfig& config, const std::string& version,
                          const std::vector<int>& selected, std::vector<engine::Tensor> outputs,
                          inference::ModelInferResponse* response);
+
+// An IEEE binary16 value (FP16 on the wire) as float; exact.
+float HalfToFloat(uint16_t h);
 
 // Well-known request parameters.
 struct InferParameters {

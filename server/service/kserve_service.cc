@@ -67,12 +67,7 @@ grpc::ServerUnaryReactor* KServeService::ServerReady(
   return Finish(context, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* KServeService::ServerMetadata(
-    grpc::CallbackServerContext* context, const inference::ServerMetadataRequest* /*request*/,
-    inference::ServerMetadataResponse* response) {
-  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
-    return Finish(context, s);
-  }
+void KServeService::GetServerMetadata(inference::ServerMetadataResponse* response) const {
   response->set_name("rectifier");
   response->set_version(RECTIFIER_VERSION);
   // Only what is implemented end to end is listed.
@@ -81,7 +76,23 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
     response->add_extensions("model_repository");
     response->add_extensions("statistics");
   }
+}
+
+grpc::ServerUnaryReactor* KServeService::ServerMetadata(
+    grpc::CallbackServerContext* context, const inference::ServerMetadataRequest* /*request*/,
+    inference::ServerMetadataResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  GetServerMetadata(response);
   return Finish(context, grpc::Status::OK);
+}
+
+absl::StatusOr<bool> KServeService::IsModelReady(const std::string& name,
+                                                 const std::string& version) const {
+  if (name.empty()) return absl::InvalidArgumentError("model name is empty");
+  // Unknown or not-ready models are simply not ready (Triton's answer).
+  return repository_ != nullptr && state_->ready() && repository_->Get(name, version).ok();
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext* context,
@@ -90,24 +101,17 @@ grpc::ServerUnaryReactor* KServeService::ModelReady(grpc::CallbackServerContext*
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
     return Finish(context, s);
   }
-  if (request->name().empty()) {
-    return Finish(context, absl::InvalidArgumentError("model name is empty"));
-  }
-  // Unknown or not-ready models are simply not ready (Triton's answer).
-  response->set_ready(repository_ != nullptr && state_->ready() &&
-                      repository_->Get(request->name(), request->version()).ok());
+  const absl::StatusOr<bool> ready = IsModelReady(request->name(), request->version());
+  if (!ready.ok()) return Finish(context, ready.status());
+  response->set_ready(*ready);
   return Finish(context, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelMetadata(
-    grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
-    inference::ModelMetadataResponse* response) {
-  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
-    return Finish(context, s);
-  }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
-  auto served = repository_->Get(request->name(), request->version());
-  if (!served.ok()) return Finish(context, served.status());
+absl::Status KServeService::GetModelMetadata(const inference::ModelMetadataRequest& request,
+                                             inference::ModelMetadataResponse* response) const {
+  if (repository_ == nullptr) return kNoRepository;
+  auto served = repository_->Get(request.name(), request.version());
+  if (!served.ok()) return served.status();
   const inference::ModelConfig& config = (*served)->config;
   response->set_name(config.name());
   for (const int64_t v : repository_->ReadyVersions(config.name())) {
@@ -123,18 +127,23 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(
   };
   for (const auto& input : config.input()) describe(input, response->add_inputs());
   for (const auto& output : config.output()) describe(output, response->add_outputs());
-  return Finish(context, grpc::Status::OK);
+  return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
-                                                     const inference::ModelConfigRequest* request,
-                                                     inference::ModelConfigResponse* response) {
+grpc::ServerUnaryReactor* KServeService::ModelMetadata(
+    grpc::CallbackServerContext* context, const inference::ModelMetadataRequest* request,
+    inference::ModelMetadataResponse* response) {
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
     return Finish(context, s);
   }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
-  auto served = repository_->Get(request->name(), request->version());
-  if (!served.ok()) return Finish(context, served.status());
+  return Finish(context, GetModelMetadata(*request, response));
+}
+
+absl::Status KServeService::GetModelConfig(const inference::ModelConfigRequest& request,
+                                           inference::ModelConfigResponse* response) const {
+  if (repository_ == nullptr) return kNoRepository;
+  auto served = repository_->Get(request.name(), request.version());
+  if (!served.ok()) return served.status();
   *response->mutable_config() = (*served)->config;
   // The effective activations after pattern recognition and `replace`
   // (docs/ACTIVATIONS.md), so a client can see what actually runs.
@@ -144,7 +153,16 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext
   if (!activations.warning.empty()) {
     parameters["rectifier.activation_warning"].set_string_value(activations.warning);
   }
-  return Finish(context, grpc::Status::OK);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelConfig(grpc::CallbackServerContext* context,
+                                                     const inference::ModelConfigRequest* request,
+                                                     inference::ModelConfigResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  return Finish(context, GetModelConfig(*request, response));
 }
 
 struct KServeService::Call {
@@ -155,6 +173,7 @@ struct KServeService::Call {
   uint64_t priority = 0;
   std::function<bool()> is_cancelled;
   std::function<void(const absl::Status&)> finish;
+  metrics::Api api = metrics::Api::kKServe;  // the `api` label it is counted under
   // The version the inputs were decoded for, and the one they ran on (set
   // by Submit; a reload of `resolved` with the same interface).
   std::shared_ptr<const repository::ServedModel> resolved;
@@ -168,7 +187,7 @@ struct KServeService::Call {
 void KServeService::StartInfer(const inference::ModelInferRequest* request,
                                inference::ModelInferResponse* response, absl::Time call_deadline,
                                std::function<bool()> is_cancelled,
-                               std::function<void(const absl::Status&)> finish) {
+                               std::function<void(const absl::Status&)> finish, metrics::Api api) {
   const absl::Time start = clock_->Now();
   if (repository_ == nullptr) return finish(kNoRepository);
   const auto params = ParseInferParameters(*request);
@@ -187,6 +206,7 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   call->priority = params->priority;
   call->is_cancelled = std::move(is_cancelled);
   call->finish = std::move(finish);
+  call->api = api;
   call->resolved = *std::move(served);
   if (HasImageInput(*request)) return StartImageInfer(call);
   // Tensors are decoded here, on the gRPC thread, for the resolved version.
@@ -271,14 +291,14 @@ void KServeService::CompleteInfer(const std::shared_ptr<Call>& call) {
     phases.output = clock_->Now() - encode_start;
   }
   phases.total = clock_->Now() - call->start;
-  model.observer->Finished(metrics::Api::kKServe, status, phases);
+  model.observer->Finished(call->api, status, phases);
   call->finish(status);
 }
 
 void KServeService::Fail(const std::shared_ptr<Call>& call, const absl::Status& status) {
   repository::RequestPhases phases;
   phases.total = clock_->Now() - call->start;
-  call->resolved->observer->Finished(metrics::Api::kKServe, status, phases);
+  call->resolved->observer->Finished(call->api, status, phases);
   call->finish(status);
 }
 
@@ -305,20 +325,16 @@ KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
   return new InferStream(this, context);
 }
 
-grpc::ServerUnaryReactor* KServeService::ModelStatistics(
-    grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
-    inference::ModelStatisticsResponse* response) {
-  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
-    return Finish(context, s);
-  }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
+absl::Status KServeService::GetModelStatistics(const inference::ModelStatisticsRequest& request,
+                                               inference::ModelStatisticsResponse* response) const {
+  if (repository_ == nullptr) return kNoRepository;
   // A named model (and version) must exist; "" lists every served version.
-  if (!request->name().empty()) {
-    auto served = repository_->Get(request->name(), request->version());
-    if (!served.ok()) return Finish(context, served.status());
+  if (!request.name().empty()) {
+    auto served = repository_->Get(request.name(), request.version());
+    if (!served.ok()) return served.status();
   }
-  for (const auto& served : repository_->Served(request->name())) {
-    if (!request->version().empty() && std::to_string(served->version) != request->version()) {
+  for (const auto& served : repository_->Served(request.name())) {
+    if (!request.version().empty() && std::to_string(served->version) != request.version()) {
       continue;
     }
     auto* stats = response->add_model_stats();
@@ -326,7 +342,33 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(
     stats->set_version(std::to_string(served->version));
     served->stats->Fill(stats);
   }
-  return Finish(context, grpc::Status::OK);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelStatistics(
+    grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  return Finish(context, GetModelStatistics(*request, response));
+}
+
+absl::Status KServeService::GetRepositoryIndex(const inference::RepositoryIndexRequest& request,
+                                               inference::RepositoryIndexResponse* response) const {
+  if (repository_ == nullptr) return kNoRepository;
+  if (absl::Status s = CheckRepositoryName(request.repository_name()); !s.ok()) {
+    return s;
+  }
+  for (const repository::ModelIndexEntry& entry : repository_->Index()) {
+    if (request.ready() && entry.state != "READY") continue;
+    auto* model = response->add_models();
+    model->set_name(entry.name);
+    model->set_version(entry.version);
+    model->set_state(entry.state);
+    model->set_reason(entry.reason);
+  }
+  return absl::OkStatus();
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryIndex(
@@ -335,19 +377,25 @@ grpc::ServerUnaryReactor* KServeService::RepositoryIndex(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
     return Finish(context, s);
   }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
-  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
-    return Finish(context, s);
+  return Finish(context, GetRepositoryIndex(*request, response));
+}
+
+void KServeService::ChangeModel(bool load, const std::string& repository_name,
+                                const std::string& model_name, bool has_parameters,
+                                std::function<void(const absl::Status&)> done) {
+  const char* call = load ? "RepositoryModelLoad" : "RepositoryModelUnload";
+  if (repository_ == nullptr) return done(kNoRepository);
+  if (absl::Status s = CheckRepositoryName(repository_name); !s.ok()) return done(s);
+  if (absl::Status s = CheckExplicitMode(*repository_, call); !s.ok()) return done(s);
+  if (has_parameters) {
+    return done(absl::UnimplementedError(
+        absl::StrCat(call,
+                     " parameters (config or file overrides) are not supported; edit the "
+                     "repository and load again")));
   }
-  for (const repository::ModelIndexEntry& entry : repository_->Index()) {
-    if (request->ready() && entry.state != "READY") continue;
-    auto* model = response->add_models();
-    model->set_name(entry.name);
-    model->set_version(entry.version);
-    model->set_state(entry.state);
-    model->set_reason(entry.reason);
-  }
-  return Finish(context, grpc::Status::OK);
+  control_->Post([this, load, name = model_name, done = std::move(done)] {
+    done(load ? repository_->Load(name) : repository_->Unload(name));
+  });
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
@@ -356,22 +404,10 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
     return Finish(context, s);
   }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
-  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
-    return Finish(context, s);
-  }
-  if (absl::Status s = CheckExplicitMode(*repository_, "RepositoryModelLoad"); !s.ok()) {
-    return Finish(context, s);
-  }
-  if (!request->parameters().empty()) {
-    return Finish(context, absl::UnimplementedError(
-                               "RepositoryModelLoad parameters (config or file overrides) are not "
-                               "supported; edit the repository and load again"));
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  control_->Post([this, reactor, name = request->model_name()] {
-    reactor->Finish(ToGrpcStatus(repository_->Load(name)));
-  });
+  ChangeModel(/*load=*/true, request->repository_name(), request->model_name(),
+              !request->parameters().empty(),
+              [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
@@ -381,17 +417,12 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kAdmin); !s.ok()) {
     return Finish(context, s);
   }
-  if (repository_ == nullptr) return Finish(context, kNoRepository);
-  if (absl::Status s = CheckRepositoryName(request->repository_name()); !s.ok()) {
-    return Finish(context, s);
-  }
-  if (absl::Status s = CheckExplicitMode(*repository_, "RepositoryModelUnload"); !s.ok()) {
-    return Finish(context, s);
-  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  control_->Post([this, reactor, name = request->model_name()] {
-    reactor->Finish(ToGrpcStatus(repository_->Unload(name)));
-  });
+  // Unload takes no parameters that change what it does (Triton's
+  // unload_dependents is not a concept here).
+  ChangeModel(/*load=*/false, request->repository_name(), request->model_name(),
+              /*has_parameters=*/false,
+              [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 

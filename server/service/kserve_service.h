@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -12,6 +13,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "server/common/clock.h"
 #include "server/engine/tensor.h"
+#include "server/metrics/model_metrics.h"
 #include "server/security/tokens.h"
 #include "server/service/server_state.h"
 #include "server/service/work_pool.h"
@@ -88,15 +90,38 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // Server readiness: started, not draining, and (strict) every model ready.
   bool Ready() const;
 
+  // The calls above without their transport, shared with the HTTP endpoint
+  // (http_endpoint.cc). The caller has authorized the call: the repository
+  // calls need security::Role::kAdmin, the others kInfer (tokens()).
+  void GetServerMetadata(inference::ServerMetadataResponse* response) const;
+  // INVALID_ARGUMENT for an empty name; an unknown model is not ready.
+  absl::StatusOr<bool> IsModelReady(const std::string& name, const std::string& version) const;
+  absl::Status GetModelMetadata(const inference::ModelMetadataRequest& request,
+                                inference::ModelMetadataResponse* response) const;
+  absl::Status GetModelConfig(const inference::ModelConfigRequest& request,
+                              inference::ModelConfigResponse* response) const;
+  absl::Status GetModelStatistics(const inference::ModelStatisticsRequest& request,
+                                  inference::ModelStatisticsResponse* response) const;
+  absl::Status GetRepositoryIndex(const inference::RepositoryIndexRequest& request,
+                                  inference::RepositoryIndexResponse* response) const;
+  // Load (or unload) `model_name` on the control thread, then `done` there;
+  // `done` runs on this thread for a refusal (explicit mode only, one
+  // repository, no parameters).
+  void ChangeModel(bool load, const std::string& repository_name, const std::string& model_name,
+                   bool has_parameters, std::function<void(const absl::Status&)> done);
+  const security::TokenStore* tokens() const { return tokens_; }
+
   // Resolves the model version, decodes `request` against it (tensors on
   // this thread, images on the image pool), hands it to the repository, and
   // calls `finish` exactly once after filling `response`: from the image
   // pool, which encodes every response, or from this call on an early
-  // error. `request` and `response` must stay valid until then.
+  // error. `request` and `response` must stay valid until then. The request
+  // is counted in the metrics under `api`.
   void StartInfer(const inference::ModelInferRequest* request,
                   inference::ModelInferResponse* response, absl::Time call_deadline,
                   std::function<bool()> is_cancelled,
-                  std::function<void(const absl::Status&)> finish);
+                  std::function<void(const absl::Status&)> finish,
+                  metrics::Api api = metrics::Api::kKServe);
 
  private:
   // One ModelInfer from its arrival to its answer (kserve_service.cc).

@@ -71,6 +71,14 @@ void AddServingFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
   app.add_option("--grpc-address", o.grpc_address,
                  "host:port for the gRPC services (KServe v2, vision, health, reflection)")
       ->capture_default_str();
+  app.add_option("--http-address", o.http_address,
+                 "host:port for the KServe v2 HTTP/REST endpoint (plaintext); empty disables it; "
+                 "off by default with --tls-cert")
+      ->capture_default_str();
+  app.add_option("--http-threads", o.http_threads,
+                 "HTTP connections served at once (each inference holds one until answered)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--metrics-address", o.metrics_address,
                  "host:port for the Prometheus /metrics endpoint; empty disables it")
       ->capture_default_str();
@@ -193,6 +201,12 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(const std::vector<std::string>& arg
     return absl::InvalidArgumentError(absl::StrReplaceAll(e.what(), {{"\n", " "}}));
   }
   RETURN_IF_ERROR(FinishOptions(raw, o));
+  // The HTTP endpoint has no TLS: with --tls-cert it is off unless asked
+  // for, and then the server refuses to start (GrpcServer::Create).
+  if (o.tls.enabled() && app.count("--http-address") == 0) {
+    o.http_address.clear();
+    o.http_off_for_tls = true;
+  }
   return parsed;
 }
 

@@ -19,6 +19,10 @@ struct ServerOptions {
   absl::Duration repository_poll_interval = absl::Seconds(15);
   std::vector<std::string> load_models;  // explicit mode: loaded at start
   std::string grpc_address = "0.0.0.0:8001";
+  // KServe v2 HTTP/REST; empty: none. Cleared with TLS unless given.
+  std::string http_address = "0.0.0.0:8000";
+  bool http_off_for_tls = false;  // cleared for that reason (logged at start)
+  int http_threads = 16;
   std::string metrics_address = "0.0.0.0:8002";  // empty: no metrics endpoint
   common::LoggingOptions logging;
   // Bound on draining at shutdown: in-flight calls get this long to finish.

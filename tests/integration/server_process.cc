@@ -9,12 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <regex>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -40,9 +42,20 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Spawn(
   posix_spawn_file_actions_adddup2(&actions, fd, STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, fd, STDERR_FILENO);
   posix_spawn_file_actions_addclose(&actions, fd);
+  // A test server never takes the fixed HTTP port (8000) unless asked to:
+  // tests run in parallel. (With --tls-cert HTTP is off by default.)
+  const auto has_flag = [&args](const char* flag) {
+    return std::any_of(args.begin(), args.end(),
+                       [flag](const std::string& a) { return a.rfind(flag, 0) == 0; });
+  };
+  std::vector<std::string> all_args = args;
+  const bool is_server = absl::EndsWith(binary, "rectifier-server");
+  if (is_server && !has_flag("--http-address") && !has_flag("--tls-cert")) {
+    all_args.insert(all_args.end(), {"--http-address", "127.0.0.1:0"});
+  }
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : all_args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   const int rc =
       posix_spawn(&process->pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
@@ -66,14 +79,16 @@ std::string ServerProcess::ReadOutput() const {
 }
 
 absl::Status ServerProcess::WaitUntilServing(absl::Duration timeout) {
-  static const std::regex kLine("serving gRPC on port ([0-9]+).*metrics on port ([0-9]+)");
+  static const std::regex kLine(
+      "serving gRPC on port ([0-9]+).*HTTP on port ([0-9]+).*metrics on port ([0-9]+)");
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     std::smatch match;
     const std::string output = ReadOutput();
     if (std::regex_search(output, match, kLine)) {
       grpc_port_ = std::stoi(match[1]);
-      metrics_port_ = std::stoi(match[2]);
+      http_port_ = std::stoi(match[2]);
+      metrics_port_ = std::stoi(match[3]);
       return absl::OkStatus();
     }
     int status = 0;

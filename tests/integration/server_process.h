@@ -31,11 +31,12 @@ class ServerProcess {
   // Kills the process if it is still running.
   ~ServerProcess();
 
-  // Waits (bounded) until the server logged its ports; fills grpc_port() and
-  // metrics_port(). Fails if the process exits first or the time runs out.
+  // Waits (bounded) until the server logged its ports; fills grpc_port(),
+  // http_port() and metrics_port(). Fails if the process exits first or the time runs out.
   absl::Status WaitUntilServing(absl::Duration timeout);
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // 0 when HTTP is off
   pid_t pid() const { return pid_; }
   std::string grpc_target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
 
@@ -52,6 +53,7 @@ class ServerProcess {
   std::string output_path_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
 };
 
 // Resident set size of `pid` in bytes (VmRSS in /proc/PID/status); -1 when unreadable.

@@ -19,6 +19,8 @@ TEST(ServerOptionsTest, DefaultsMatchTheDocumentedPorts) {
   EXPECT_EQ(o.model_repository, "models");
   EXPECT_EQ(o.grpc_address, "0.0.0.0:8001");
   EXPECT_EQ(o.metrics_address, "0.0.0.0:8002");
+  EXPECT_EQ(o.http_address, "0.0.0.0:8000");
+  EXPECT_EQ(o.http_threads, 16);
   EXPECT_EQ(o.logging.level, "info");
   EXPECT_EQ(o.logging.format, common::LogFormat::kText);
   EXPECT_EQ(o.exit_timeout, absl::Seconds(30));
@@ -102,6 +104,24 @@ TEST(ServerOptionsTest, BadFlagsAreOneLineErrorsNamingTheFlag) {
         << parsed.status().message();
     EXPECT_EQ(parsed.status().message().find('\n'), std::string::npos);
   }
+}
+
+TEST(ServerOptionsTest, HttpIsOffWithTlsUnlessAskedFor) {
+  auto parsed = Parse({"--http-address", "127.0.0.1:9000", "--http-threads", "4"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.http_address, "127.0.0.1:9000");
+  EXPECT_EQ(parsed->options.http_threads, 4);
+  EXPECT_FALSE(parsed->options.http_off_for_tls);
+  parsed = Parse({"--tls-cert", "s.crt", "--tls-key", "s.key"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.http_address, "");
+  EXPECT_TRUE(parsed->options.http_off_for_tls);
+  // Asked for with TLS: kept, and the server refuses to start (GrpcServer).
+  parsed = Parse({"--tls-cert", "s.crt", "--tls-key", "s.key", "--http-address", ":8000"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->options.http_address, ":8000");
+  EXPECT_FALSE(parsed->options.http_off_for_tls);
+  EXPECT_FALSE(Parse({"--http-threads", "0"}).ok());
 }
 
 TEST(ServerOptionsTest, SecurityFlags) {

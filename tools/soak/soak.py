@@ -118,7 +118,7 @@ def start_server(binary, repo, workdir, extra_args):
     log = open(log_path, "w+")
     cmd = [binary, "--model-repository", repo, "--model-control-mode", "explicit",
            "--load-model", SCAN, "--load-model", ROAD, "--grpc-address", "127.0.0.1:0",
-           "--metrics-address", "127.0.0.1:0"] + extra_args
+           "--metrics-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"] + extra_args
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     port = None
