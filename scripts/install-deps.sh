@@ -27,6 +27,8 @@ DEV_PACKAGES=(
   python3-torch python3-torchvision python3-onnx
   # Python interoperability test: a second language's generated client
   python3-grpcio python3-protobuf python3-numpy
+  # HTTP/REST endpoint test (curl as users type it)
+  curl
   # lint
   clang-format clang-tidy
   # fuzzing (make fuzz; the fuzz replay in make test): clang with its ASan/UBSan and

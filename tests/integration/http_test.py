@@ -1,0 +1,449 @@
+#!/usr/bin/python3
+"""The KServe v2 HTTP/REST endpoint, driven as Triton users drive it.
+
+Starts rectifier-server (explicit control mode, a small repository written
+here) and calls every route with Python's http.client and with curl:
+health, server and model metadata, model readiness, config, statistics,
+inference with JSON tensors and with the binary tensor data extension
+(inputs and outputs, mixed), encoded images as BYTES, repository index,
+unload and load. Each answer is compared with what the gRPC endpoint of the
+same server returns for the same input. Then the error paths: malformed
+JSON, wrong shapes and types, unknown models, inputs and routes, a wrong
+method, a body over --max-message-mb, a deadline, and the request metrics
+(api="kserve_http"). A second server checks bearer tokens over HTTP, a
+third and fourth what --tls-cert does to the HTTP port.
+
+  /usr/bin/python3 tests/integration/http_test.py --server build/server/rectifier-server
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import python_client_test as interop  # noqa: E402  (stubs, models, images, certificates)
+
+shutil.rmtree(interop.WORK, ignore_errors=True)  # its scratch folder; this test has its own
+SERVER = None
+WORK = tempfile.mkdtemp(prefix="rectifier-httptest-")
+
+
+def start_server(args, log_path):
+    """Starts the server; returns (process, log, ports dict) once it logged its ports."""
+    log = open(log_path, "w+")
+    process = subprocess.Popen([SERVER] + args, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        log.seek(0)
+        match = re.search(r"serving gRPC on port (\d+).*HTTP on port (\d+).*metrics on port (\d+)",
+                          log.read())
+        if match:
+            ports = dict(zip(("grpc", "http", "metrics"), map(int, match.groups())))
+            return process, log, ports
+    log.seek(0)
+    raise RuntimeError("server did not start: " + log.read())
+
+
+def stop_server(process, log):
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=30)
+    log.close()
+    return code
+
+
+class HttpEndpointTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import grpc
+        interop.generate_stubs(os.path.join(WORK, "gen"))
+        repo = os.path.join(WORK, "repo")
+        interop.write_model(repo)
+        cls.server, cls.log, cls.ports = start_server(
+            ["--model-repository", repo, "--model-control-mode", "explicit",
+             "--load-model", "double", "--load-model", "brightness",
+             "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+             "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1"],
+            os.path.join(WORK, "server.log"))
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.ports['grpc']}")
+        import grpc_service_pb2_grpc
+        cls.stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = stop_server(cls.server, cls.log)
+        assert code == 0, f"server exited {code}"
+
+    def request(self, method, path, body=None, headers=None):
+        """(status, headers dict with lower-case names, body bytes) over a fresh connection."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.ports["http"], timeout=30)
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+    def get_json(self, path, expected=200):
+        status, headers, body = self.request("GET", path)
+        self.assertEqual(status, expected, body)
+        self.assertEqual(headers["content-type"], "application/json")
+        return json.loads(body)
+
+    def infer(self, model, payload, binary=b"", headers=None, expected=200):
+        body = json.dumps(payload).encode()
+        all_headers = dict(headers or {})
+        if binary:
+            all_headers["Inference-Header-Content-Length"] = str(len(body))
+        status, reply_headers, data = self.request("POST", f"/v2/models/{model}/infer",
+                                                   body + binary, all_headers)
+        self.assertEqual(status, expected, data)
+        if status != 200:
+            return json.loads(data)
+        length = int(reply_headers.get("inference-header-content-length", len(data)))
+        return json.loads(data[:length]), data[length:]
+
+    def error(self, method, path, body=b"", headers=None):
+        status, headers, data = self.request(method, path, body, headers)
+        self.assertEqual(headers.get("content-type"), "application/json")
+        return status, json.loads(data)["error"]
+
+    # --- health and metadata -------------------------------------------------
+
+    def test_health(self):
+        for path in ("/v2/health/live", "/v2/health/ready"):
+            status, _, body = self.request("GET", path)
+            self.assertEqual((status, body), (200, b""))
+            status, _, body = self.request("HEAD", path)
+            self.assertEqual(status, 200)
+        self.assertEqual(self.request("GET", "/v2/models/double/ready")[0], 200)
+        self.assertEqual(self.request("GET", "/v2/models/double/versions/1/ready")[0], 200)
+        self.assertEqual(self.request("GET", "/v2/models/double/versions/9/ready")[0], 400)
+        self.assertEqual(self.request("GET", "/v2/models/nothing/ready")[0], 400)
+
+    def test_server_metadata(self):
+        import grpc_service_pb2 as pb
+        metadata = self.get_json("/v2")
+        grpc_metadata = self.stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=10)
+        self.assertEqual(metadata["name"], grpc_metadata.name)
+        self.assertEqual(metadata["version"], grpc_metadata.version)
+        self.assertEqual(metadata["extensions"],
+                         list(grpc_metadata.extensions) + ["binary_tensor_data"])
+
+    def test_model_metadata_and_config_equal_grpc(self):
+        import grpc_service_pb2 as pb
+        for path in ("/v2/models/double", "/v2/models/double/versions/1"):
+            metadata = self.get_json(path)
+            reply = self.stub.ModelMetadata(pb.ModelMetadataRequest(name="double"), timeout=10)
+            self.assertEqual(metadata["name"], reply.name)
+            self.assertEqual(metadata["versions"], list(reply.versions))
+            self.assertEqual(metadata["platform"], reply.platform)
+            self.assertEqual(metadata["inputs"],
+                             [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                              for t in reply.inputs])
+            self.assertEqual(metadata["inputs"][0]["shape"], [-1, 3, 2, 2])  # numbers, not strings
+        config = self.get_json("/v2/models/brightness/config")
+        reply = self.stub.ModelConfig(pb.ModelConfigRequest(name="brightness"), timeout=10).config
+        self.assertEqual(config["name"], "brightness")
+        self.assertEqual(config["max_batch_size"], reply.max_batch_size)
+        self.assertEqual(config["input"][0]["dims"], list(reply.input[0].dims))
+        self.assertEqual(config["postprocessing"]["labels"], ["bright", "dark"])
+        self.assertIn("rectifier.activations", config["parameters"])
+        status, message = self.error("GET", "/v2/models/nothing")
+        self.assertEqual(status, 404)
+        self.assertIn("nothing", message)
+        self.assertEqual(self.error("GET", "/v2/models/double/versions/9/config")[0], 404)
+
+    # --- inference -------------------------------------------------------------
+
+    def grpc_double(self, x):
+        import numpy as np
+        import grpc_service_pb2 as pb
+        request = pb.ModelInferRequest(model_name="double")
+        request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+        request.raw_input_contents.append(x.tobytes())
+        reply = self.stub.ModelInfer(request, timeout=30)
+        return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(x.shape)
+
+    def test_infer_json_binary_and_mixed_equal_grpc(self):
+        import numpy as np
+        x = (np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) - 7.25) / 3
+        expected = self.grpc_double(x)
+        # JSON in, JSON out; nested data as well as flat.
+        for data in (x.flatten().tolist(), x.tolist()):
+            reply, tail = self.infer("double", {
+                "id": "h-1",
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2], "data": data}]})
+            self.assertEqual(tail, b"")
+            self.assertEqual(reply["id"], "h-1")
+            self.assertEqual((reply["model_name"], reply["model_version"]), ("double", "1"))
+            out = reply["outputs"][0]
+            self.assertEqual((out["name"], out["datatype"], out["shape"]),
+                             ("y", "FP32", [2, 3, 2, 2]))
+            np.testing.assert_array_equal(np.array(out["data"], np.float32).reshape(x.shape),
+                                          expected)
+        # Binary in, binary out.
+        raw = x.tobytes()
+        reply, tail = self.infer("double", {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
+                        "parameters": {"binary_data_size": len(raw)}}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}, binary=raw)
+        self.assertEqual(reply["outputs"][0]["parameters"]["binary_data_size"], len(raw))
+        self.assertNotIn("data", reply["outputs"][0])
+        np.testing.assert_array_equal(np.frombuffer(tail, np.float32).reshape(x.shape), expected)
+        # Binary in, JSON out; JSON in, binary out for every output.
+        reply, tail = self.infer("double", {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
+                        "parameters": {"binary_data_size": len(raw)}}]}, binary=raw)
+        np.testing.assert_array_equal(
+            np.array(reply["outputs"][0]["data"], np.float32).reshape(x.shape), expected)
+        reply, tail = self.infer("double", {
+            "parameters": {"binary_data_output": True},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
+                        "data": x.flatten().tolist()}]})
+        np.testing.assert_array_equal(np.frombuffer(tail, np.float32).reshape(x.shape), expected)
+
+    def test_datatype_rules_are_grpc_s(self):
+        # INT32 does not convert to FP32 losslessly: refused over both transports.
+        import grpc
+        import grpc_service_pb2 as pb
+        message = self.infer("double", {"inputs": [
+            {"name": "x", "datatype": "INT32", "shape": [1, 3, 2, 2], "data": list(range(12))}]},
+            expected=400)["error"]
+        request = pb.ModelInferRequest(model_name="double")
+        request.inputs.add(name="x", datatype="INT32", shape=[1, 3, 2, 2])
+        request.raw_input_contents.append(bytes(48))
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.ModelInfer(request, timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(message, caught.exception.details())
+
+    def test_encoded_images_as_bytes_equal_grpc(self):
+        import numpy as np
+        import grpc_service_pb2 as pb
+        images = [interop.pgm(12, 10, 204), interop.pgm(5, 5, 51)]
+        request = pb.ModelInferRequest(model_name="brightness")
+        request.inputs.add(name="image", datatype="BYTES", shape=[2]).contents.bytes_contents.extend(
+            images)
+        grpc_logits = np.frombuffer(self.stub.ModelInfer(request, timeout=30).raw_output_contents[0],
+                                    np.float32)
+        raw = b"".join(struct.pack("<I", len(i)) + i for i in images)
+        reply, tail = self.infer("brightness", {
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                        "parameters": {"binary_data_size": len(raw)}}],
+            "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}, binary=raw)
+        self.assertEqual(reply["outputs"][0]["shape"], [2, 2])
+        np.testing.assert_array_equal(np.frombuffer(tail, np.float32), grpc_logits)
+
+    def test_curl(self):
+        base = f"http://127.0.0.1:{self.ports['http']}"
+        out = subprocess.run(["curl", "-sS", "-f", f"{base}/v2/health/ready", "-o", "/dev/null",
+                              "-w", "%{http_code}"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.stdout, "200", out.stderr)
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2],
+                                       "data": [0.5] * 12}]})
+        out = subprocess.run(["curl", "-sS", "-f", "-X", "POST", "-H",
+                              "Content-Type: application/json", "-d", body,
+                              f"{base}/v2/models/double/infer"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["outputs"][0]["data"], [1.0] * 12)
+        out = subprocess.run(["curl", "-sS", f"{base}/v2/models/double/stats"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(json.loads(out.stdout)["model_stats"][0]["name"], "double")
+
+    def test_keep_alive_connection_serves_many_requests(self):
+        connection = http.client.HTTPConnection("127.0.0.1", self.ports["http"], timeout=30)
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2],
+                                       "data": [1.0] * 12}]})
+        for _ in range(20):
+            connection.request("POST", "/v2/models/double/infer", body)
+            response = connection.getresponse()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(json.loads(response.read())["outputs"][0]["data"], [2.0] * 12)
+        connection.close()
+
+    # --- errors ---------------------------------------------------------------------
+
+    def test_malformed_requests_get_400_naming_the_problem(self):
+        path = "/v2/models/double/infer"
+        good = {"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2], "data": [1.0] * 12}
+        cases = [
+            (b"{", "not valid JSON"),
+            (json.dumps({"inputs": [dict(good, shape=[1, 3, 2, 3], data=[1.0] * 18)]}),
+             "shape"),
+            (json.dumps({"inputs": [dict(good, data=[1.0] * 11)]}), "11 data elements"),
+            (json.dumps({"inputs": [dict(good, name="z")]}), "its inputs: 'x'"),
+            (json.dumps({"inputs": [dict(good, data=["a"] * 12)]}), "expected a number"),
+            (json.dumps({"inputs": [dict(good, datatype="FP16")]}), "binary data"),
+            (json.dumps({"inputs": [good], "outputs": [{"name": "nope"}]}), "nope"),
+            (json.dumps({"inputs": [good], "parameters": {"timeout": -1}}), "timeout"),
+        ]
+        for body, fragment in cases:
+            status, message = self.error("POST", path, body)
+            self.assertEqual(status, 400, message)
+            self.assertIn(fragment, message)
+        status, message = self.error("POST", path, json.dumps({"inputs": [good]}).encode(),
+                                     {"Inference-Header-Content-Length": "100000"})
+        self.assertEqual(status, 400)
+        self.assertIn("Inference-Header-Content-Length", message)
+
+    def test_unknown_routes_models_and_methods(self):
+        status, message = self.error("GET", "/v2/modelz")
+        self.assertEqual(status, 404)
+        self.assertIn("/v2/modelz", message)
+        status, message = self.error("POST", "/v2/models/nothing/infer", json.dumps({"inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}))
+        self.assertEqual(status, 404)
+        self.assertIn("nothing", message)
+        status, headers, data = self.request("GET", "/v2/models/double/infer")
+        self.assertEqual(status, 405)
+        self.assertEqual(headers["allow"], "POST")
+        self.assertIn("use POST", json.loads(data)["error"])
+        self.assertEqual(self.request("POST", "/v2/health/ready")[0], 405)
+
+    def test_body_over_the_limit_is_413(self):
+        # Only the headers: the server answers from Content-Length, before the body.
+        with socket.create_connection(("127.0.0.1", self.ports["http"]), timeout=30) as s:
+            s.sendall(b"POST /v2/models/double/infer HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 2097152\r\n\r\n")
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:100])
+
+    def test_deadline_header_and_parameter(self):
+        good = {"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2], "data": [1.0] * 12}
+        status, message = self.error("POST", "/v2/models/double/infer",
+                                     json.dumps({"inputs": [good]}), {"Request-Timeout-Ms": "0"})
+        self.assertEqual(status, 504, message)
+        status, message = self.error("POST", "/v2/models/double/infer",
+                                     json.dumps({"inputs": [good]}), {"Request-Timeout-Ms": "x"})
+        self.assertEqual(status, 400)
+        self.assertIn("Request-Timeout-Ms", message)
+        reply, _ = self.infer("double", {"inputs": [good], "parameters": {"timeout": 10000000}})
+        self.assertEqual(reply["outputs"][0]["data"], [2.0] * 12)
+
+    def test_statistics_and_metrics_count_http_requests(self):
+        import grpc_service_pb2 as pb
+        good = {"name": "x", "datatype": "FP32", "shape": [1, 3, 2, 2], "data": [1.0] * 12}
+        self.infer("double", {"inputs": [good]})
+        stats = self.get_json("/v2/models/double/stats")["model_stats"]
+        reply = self.stub.ModelStatistics(pb.ModelStatisticsRequest(name="double"), timeout=10)
+        self.assertEqual(len(stats), 1)
+        self.assertGreaterEqual(stats[0]["inference_count"], 1)
+        self.assertLessEqual(stats[0]["inference_count"], reply.model_stats[0].inference_count)
+        self.assertIn("count", stats[0]["inference_stats"]["fail"])
+        everything = self.get_json("/v2/models/stats")["model_stats"]
+        self.assertEqual(sorted(s["name"] for s in everything), ["brightness", "double"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics']}/metrics",
+                                    timeout=30) as response:
+            text = response.read().decode()
+        match = re.search(r'rectifier_requests_total\{api="kserve_http",model="double",'
+                          r'outcome="success",version="1"\} (\d+)', text)
+        self.assertIsNotNone(match, "no kserve_http series")
+        self.assertGreaterEqual(int(match.group(1)), 1)
+
+    # --- repository ----------------------------------------------------------
+
+    def test_repository_index_unload_load(self):
+        status, _, data = self.request("POST", "/v2/repository/index", b"")
+        self.assertEqual(status, 200)
+        index = json.loads(data)
+        self.assertEqual(sorted(m["name"] for m in index), ["brightness", "double"])
+        self.assertTrue(all(m["state"] == "READY" for m in index))
+        status, _, _ = self.request("POST", "/v2/repository/models/brightness/unload", b"")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 400)
+        status, _, data = self.request("POST", "/v2/repository/index", b'{"ready": true}')
+        self.assertEqual([m["name"] for m in json.loads(data)], ["double"])
+        status, _, _ = self.request("POST", "/v2/repository/models/brightness/load", b"{}")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 200)
+        status, message = self.error("POST", "/v2/repository/models/nothing/load")
+        self.assertEqual(status, 404, message)
+        status, message = self.error("POST", "/v2/repository/models/double/load",
+                                     b'{"parameters": {"config": "{}"}}')
+        self.assertEqual(status, 501, message)
+        status, message = self.error("POST", "/v2/repository/index", b'{"ready": 1}')
+        self.assertEqual(status, 400)
+
+
+class HttpTokensTest(unittest.TestCase):
+    """--auth-tokens applies to HTTP as to gRPC; probes stay open."""
+
+    def test_tokens_and_roles(self):
+        repo = os.path.join(WORK, "repo-tokens")
+        interop.write_model(repo)
+        tokens = os.path.join(WORK, "tokens")
+        with open(tokens, "w") as f:
+            f.write(f"admin {interop.ADMIN_TOKEN}\ninfer {interop.INFER_TOKEN}\n")
+        process, log, ports = start_server(
+            ["--model-repository", repo, "--grpc-address", "127.0.0.1:0",
+             "--http-address", "127.0.0.1:0", "--metrics-address", "", "--auth-tokens", tokens],
+            os.path.join(WORK, "server-tokens.log"))
+        try:
+            def status(method, path, token=None):
+                connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=30)
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                connection.request(method, path, body=b"" if method == "POST" else None,
+                                   headers=headers)
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                return response.status
+            self.assertEqual(status("GET", "/v2/health/ready"), 200)
+            self.assertEqual(status("GET", "/v2/health/live"), 200)
+            self.assertEqual(status("GET", "/v2/models/double"), 401)
+            self.assertEqual(status("GET", "/v2/models/double", "not-a-known-token-0123456789"), 401)
+            self.assertEqual(status("GET", "/v2/models/double", interop.INFER_TOKEN), 200)
+            self.assertEqual(status("POST", "/v2/repository/index", interop.INFER_TOKEN), 403)
+            self.assertEqual(status("POST", "/v2/repository/index", interop.ADMIN_TOKEN), 200)
+        finally:
+            self.assertEqual(stop_server(process, log), 0)
+
+
+class HttpWithTlsTest(unittest.TestCase):
+    """HTTP has no TLS: off by default with --tls-cert, refused when asked for."""
+
+    def test_off_by_default_and_refused_when_asked(self):
+        files = interop.make_certificates(os.path.join(WORK, "tls"))
+        repo = os.path.join(WORK, "repo-tls")
+        interop.write_model(repo)
+        base = [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
+                "--metrics-address", "", "--tls-cert", files["server.crt"], "--tls-key",
+                files["server.key"]]
+        process, log, ports = start_server(base[1:], os.path.join(WORK, "server-tls.log"))
+        self.assertEqual(ports["http"], 0)
+        log.seek(0)
+        self.assertIn("HTTP/REST is off", log.read())
+        self.assertEqual(stop_server(process, log), 0)
+        out = subprocess.run(base + ["--http-address", "127.0.0.1:0"], capture_output=True,
+                             text=True, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("HTTP/REST endpoint is plaintext only", out.stdout + out.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    args, rest = parser.parse_known_args()
+    SERVER = os.path.abspath(args.server)
+    try:
+        unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
