@@ -15,6 +15,7 @@ See docs/FUZZING.md.
 """
 
 import argparse
+import json
 import os
 import struct
 import sys
@@ -827,6 +828,55 @@ postprocessing { task: TASK_DETECTION score_threshold: 0.5 iou_threshold: 0.6 ma
 
 # ---------------------------------------------------------------- main
 
+def http_seeds():
+    """PATH, Inference-Header-Content-Length ("-": none) and body, one per line."""
+    def request(path, body, binary=b""):
+        header = str(len(body)).encode() if binary else b"-"
+        return path.encode() + b"\n" + header + b"\n" + body + binary
+    x = {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1.5, -2, 3e-3]}
+    raw = struct.pack("<3f", 1.0, 2.0, 3.0)
+    seeds = {
+        "json_fp32.txt": request("/v2/models/tensors/infer", json.dumps(
+            {"id": "a", "parameters": {"priority": 1, "timeout": 1000}, "inputs": [x],
+             "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()),
+        "json_every_type.txt": request("/v2/models/tensors/versions/1/infer", json.dumps(
+            {"inputs": [x,
+                        {"name": "ids", "datatype": "INT64", "shape": [1, 4],
+                         "data": [[-9223372036854775808, 0, 1, 9223372036854775807]]},
+                        {"name": "mask", "datatype": "BOOL", "shape": [1, 2], "data": [True, False]},
+                        {"name": "d", "datatype": "FP64", "shape": [1, 2], "data": [0.5, 1e300]},
+                        {"name": "u", "datatype": "UINT8", "shape": [1, 3], "data": [0, 128, 255]},
+                        {"name": "s", "datatype": "BYTES", "shape": [2], "data": ["ab", ""]}],
+             "parameters": {"binary_data_output": True}}).encode()),
+        "binary_mixed.txt": request("/v2/models/tensors/infer", json.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                         "parameters": {"binary_data_size": len(raw)}},
+                        {"name": "u", "datatype": "UINT8", "shape": [1, 3], "data": [1, 2, 3]}]}
+        ).encode(), raw),
+        "binary_fp16_bytes.txt": request("/v2/models/tensors/infer", json.dumps(
+            {"inputs": [{"name": "h", "datatype": "FP16", "shape": [2],
+                         "parameters": {"binary_data_size": 4}},
+                        {"name": "s", "datatype": "BYTES", "shape": [1],
+                         "parameters": {"binary_data_size": 7}}]}).encode(),
+            struct.pack("<2H", 0x3c00, 0x7e00) + struct.pack("<I", 3) + b"\xff\x00a"),
+        "nested.txt": request("/v2/models/tensors/infer",
+                              b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1,1],'
+                              b'"data":[[[[[[1]]]]]]}]}'),
+        "routes.txt": request("/v2/repository/models/m/unload", b"{}"),
+        "route_stats.txt": request("/v2/models/stats", b""),
+        "classify_query.txt": b"/v1/models/m/classify?top_k=2&threshold=0.5&id=a%20b&priority=1"
+                              b"\n-\nP5\n2 2\n255\n\x00\x01\x02\x03",
+        "detect_multipart.txt": b"/v1/models/m/versions/2/detect?classes=0,2&classes=5"
+                                b"&score_threshold=0.25&max_detections=9&timeout_us=100\n"
+                                b"multipart/form-data; boundary=\"b1\"\n"
+                                b"--b1\r\nContent-Disposition: form-data; name=\"i\"; "
+                                b"filename=\"a.pgm\"\r\n\r\nP5\n1 1\n255\n\x07\r\n"
+                                b"--b1\r\nContent-Disposition: form-data; name=\"j\"\r\n\r\n"
+                                b"xyz\r\n--b1--\r\n",
+    }
+    return seeds
+
+
 def write_corpus(name, files):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -888,6 +938,7 @@ def main():
         "http_other_path.txt": b"\x02GET /v2/health/ready HTTP/1.1\r\n\r\n",
         "http_partial.txt": b"\x02GET /metr",
     })
+    write_corpus("http_request", http_seeds())
     for name, data in {**hostile_images, **hostile_dicoms,
                        "hostile_initializer_4gib.onnx": hostile_onnx(),
                        "hostile_fp64_shape_2pow61plus1.pb": hostile_infer()}.items():

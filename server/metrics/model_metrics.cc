@@ -48,6 +48,8 @@ const char* ApiName(Api api) {
       return "vision";
     case Api::kKServeHttp:
       return "kserve_http";
+    case Api::kVisionHttp:
+      return "vision_http";
   }
   return "unknown";
 }

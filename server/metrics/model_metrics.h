@@ -26,9 +26,10 @@
 
 namespace rectifier::metrics {
 
-// Which API a request came through (label `api`).
-enum class Api { kKServe = 0, kVision = 1, kKServeHttp = 2 };
-inline constexpr int kNumApis = 3;
+// Which API and transport a request came through (label `api`): kserve,
+// vision (gRPC), kserve_http, vision_http.
+enum class Api { kKServe = 0, kVision = 1, kKServeHttp = 2, kVisionHttp = 3 };
+inline constexpr int kNumApis = 4;
 
 // Failure reasons (label `reason`): a fixed set keeps cardinality bounded.
 enum class FailureReason {

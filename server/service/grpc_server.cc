@@ -99,7 +99,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     http.address = options.http_address;
     http.threads = options.http_threads;
     http.max_body_bytes = static_cast<size_t>(options.max_message_bytes);
-    ASSIGN_OR_RETURN(server->http_, HttpEndpoint::Create(http, server->kserve_.get()));
+    ASSIGN_OR_RETURN(server->http_,
+                     HttpEndpoint::Create(http, server->kserve_.get(), server->vision_.get()));
   }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);

@@ -16,6 +16,8 @@
 #include "server/metrics/https_endpoint.h"
 #include "server/metrics/model_metrics.h"
 #include "server/service/kserve_service.h"
+#include "server/service/vision_json.h"
+#include "server/service/vision_service.h"
 #include "spdlog/spdlog.h"
 
 namespace rectifier::service {
@@ -111,6 +113,17 @@ absl::StatusOr<json> JsonObject(const std::string& body) {
   return parsed;
 }
 
+// The Request-Timeout-Ms header as a deadline (none: infinite).
+absl::StatusOr<absl::Time> HeaderDeadline(mg_connection* connection) {
+  const auto timeout = Header(connection, "Request-Timeout-Ms");
+  if (!timeout.has_value()) return absl::InfiniteFuture();
+  int64_t ms = 0;
+  if (!absl::SimpleAtoi(*timeout, &ms) || ms < 0) {
+    return absl::InvalidArgumentError("Request-Timeout-Ms must be a non-negative integer");
+  }
+  return absl::Now() + absl::Milliseconds(ms);
+}
+
 bool NeedsAdmin(Kind kind) {
   return kind == Kind::kRepositoryIndex || kind == Kind::kLoad || kind == Kind::kUnload;
 }
@@ -118,9 +131,9 @@ bool NeedsAdmin(Kind kind) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Create(
-    const HttpEndpointOptions& options, KServeService* kserve) {
+    const HttpEndpointOptions& options, KServeService* kserve, VisionService* vision) {
   if (absl::Status s = metrics::SplitHostPort(options.address).status(); !s.ok()) return s;
-  std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint(options, kserve));
+  std::unique_ptr<HttpEndpoint> endpoint(new HttpEndpoint(options, kserve, vision));
   mg_init_library(0);
   const std::string threads = std::to_string(std::max(options.threads, 1));
   const std::string io_timeout = std::to_string(std::max(options.io_timeout_ms, 1));
@@ -309,20 +322,13 @@ void HttpEndpoint::Serve(mg_connection* connection) {
       }
       body.clear();
       body.shrink_to_fit();  // the request holds its own copy of the tensors
-      absl::Time deadline = absl::InfiniteFuture();
-      if (const auto timeout = Header(connection, "Request-Timeout-Ms"); timeout.has_value()) {
-        int64_t ms = 0;
-        if (!absl::SimpleAtoi(*timeout, &ms) || ms < 0) {
-          return SendError(connection, absl::InvalidArgumentError(
-                                           "Request-Timeout-Ms must be a non-negative integer"));
-        }
-        deadline = absl::Now() + absl::Milliseconds(ms);
-      }
+      const absl::StatusOr<absl::Time> deadline = HeaderDeadline(connection);
+      if (!deadline.ok()) return SendError(connection, deadline.status());
       inference::ModelInferResponse response;
       absl::Notification done;
       absl::Status result;
       kserve_->StartInfer(
-          &request, &response, deadline, /*is_cancelled=*/nullptr,
+          &request, &response, *deadline, /*is_cancelled=*/nullptr,
           [&](const absl::Status& status) {
             result = status;
             done.Notify();
@@ -337,7 +343,71 @@ void HttpEndpoint::Serve(mg_connection* connection) {
       return Send(connection, 200, "application/octet-stream", encoded.body,
                   {{"Inference-Header-Content-Length", std::to_string(encoded.json_size)}});
     }
+    case Kind::kClassify:
+    case Kind::kDetect:
+      return ServeImages(connection, *route, std::move(body));
   }
+}
+
+void HttpEndpoint::ServeImages(mg_connection* connection, const HttpRoute& route,
+                               std::string body) {
+  const mg_request_info* info = mg_get_request_info(connection);
+  auto query = ParseQuery(info->query_string != nullptr ? info->query_string : "");
+  if (!query.ok()) return SendError(connection, query.status());
+  const absl::StatusOr<absl::Time> deadline = HeaderDeadline(connection);
+  if (!deadline.ok()) return SendError(connection, deadline.status());
+  const std::optional<absl::string_view> content_type = Header(connection, "Content-Type");
+  auto parts = ParseImageBody(content_type.value_or(""), body);
+  if (!parts.ok()) return SendError(connection, parts.status());
+  std::vector<std::string> files;
+  const auto add_images = [&](auto* request) {
+    request->set_model_name(route.model);
+    request->set_model_version(route.version);
+    if (parts->size() == 1 && parts->front().filename.empty()) {
+      request->add_images()->set_data(std::move(body));  // the whole body: no copy
+    } else {
+      for (const HttpImagePart& part : *parts) {
+        request->add_images()->set_data(std::string(part.data));
+      }
+      body.clear();
+      body.shrink_to_fit();
+    }
+    for (const HttpImagePart& part : *parts) files.push_back(part.filename);
+  };
+  absl::Notification done;
+  absl::Status result;
+  ImageCallContext context;
+  context.deadline = *deadline;
+  context.api = metrics::Api::kVisionHttp;
+  context.finish = [&](const absl::Status& status) {
+    result = status;
+    done.Notify();
+  };
+  json answer;
+  if (route.kind == Kind::kClassify) {
+    rectifier::v1::ClassifyRequest request;
+    if (absl::Status s = ApplyClassifyQuery(*query, &request); !s.ok()) {
+      return SendError(connection, s);
+    }
+    add_images(&request);
+    rectifier::v1::ClassifyResponse response;
+    vision_->StartClassify(&request, &response, context);
+    done.WaitForNotification();
+    if (!result.ok()) return SendError(connection, result);
+    answer = ClassifyResponseJson(response, files);
+  } else {
+    rectifier::v1::DetectRequest request;
+    if (absl::Status s = ApplyDetectQuery(*query, &request); !s.ok()) {
+      return SendError(connection, s);
+    }
+    add_images(&request);
+    rectifier::v1::DetectResponse response;
+    vision_->StartDetect(&request, &response, context);
+    done.WaitForNotification();
+    if (!result.ok()) return SendError(connection, result);
+    answer = DetectResponseJson(response, files);
+  }
+  Send(connection, 200, kJson, answer.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 }  // namespace rectifier::service

@@ -1,6 +1,8 @@
 // The KServe v2 HTTP/REST endpoint (Triton's port 8000) on civetweb: the
 // same KServeService as gRPC behind the routes of http_codec.h, with the
-// same tokens, limits, deadlines and metrics (api="kserve_http").
+// same tokens, limits, deadlines and metrics (api="kserve_http"), plus the
+// vision API's Classify and Detect for raw or multipart image bodies
+// (api="vision_http").
 #ifndef RECTIFIER_SERVER_SERVICE_HTTP_ENDPOINT_H_
 #define RECTIFIER_SERVER_SERVICE_HTTP_ENDPOINT_H_
 
@@ -17,6 +19,7 @@ struct mg_context;
 namespace rectifier::service {
 
 class KServeService;
+class VisionService;
 
 struct HttpEndpointOptions {
   std::string address = "0.0.0.0:8000";  // "host:port"; port 0 picks a free port
@@ -38,10 +41,11 @@ struct HttpEndpointOptions {
 // (the destructor) waits for the requests being served.
 class HttpEndpoint {
  public:
-  // REQUIRES: `kserve` outlives the endpoint. UNAVAILABLE when the address
-  // cannot be bound, INVALID_ARGUMENT for a malformed one.
+  // REQUIRES: `kserve` and `vision` outlive the endpoint. UNAVAILABLE when
+  // the address cannot be bound, INVALID_ARGUMENT for a malformed one.
   static absl::StatusOr<std::unique_ptr<HttpEndpoint>> Create(const HttpEndpointOptions& options,
-                                                              KServeService* kserve);
+                                                              KServeService* kserve,
+                                                              VisionService* vision);
   ~HttpEndpoint();
 
   HttpEndpoint(const HttpEndpoint&) = delete;
@@ -53,13 +57,16 @@ class HttpEndpoint {
   void Stop();
 
  private:
-  HttpEndpoint(const HttpEndpointOptions& options, KServeService* kserve)
-      : options_(options), kserve_(kserve) {}
+  HttpEndpoint(const HttpEndpointOptions& options, KServeService* kserve, VisionService* vision)
+      : options_(options), kserve_(kserve), vision_(vision) {}
   static int HandleRequest(mg_connection* connection, void* self);
   void Serve(mg_connection* connection);
+  // POST /v1/models/M/classify and /detect.
+  void ServeImages(mg_connection* connection, const HttpRoute& route, std::string body);
 
   const HttpEndpointOptions options_;
   KServeService* const kserve_;
+  VisionService* const vision_;
   mg_context* context_ = nullptr;
   int port_ = 0;
 };

@@ -41,11 +41,6 @@ const char* CallFor(ImageTask task) {
   return "ModelInfer with tensors";
 }
 
-absl::Time CallDeadline(const grpc::CallbackServerContext* context, absl::Time start,
-                        uint64_t timeout_us) {
-  return RequestDeadline(absl::FromChrono(context->deadline()), start, timeout_us);
-}
-
 absl::Status CheckImages(int count) {
   if (count == 0) return absl::InvalidArgumentError("the request has no images");
   if (count > kMaxImagesPerCall) {
@@ -60,8 +55,9 @@ absl::Status CheckImages(int count) {
 class UnaryCall {
  public:
   using Fill = std::function<void(const std::vector<ImageOutcome>&)>;
-  UnaryCall(grpc::ServerUnaryReactor* reactor, int images, Fill fill)
-      : reactor_(reactor), outcomes_(images), remaining_(images), fill_(std::move(fill)) {}
+  using Finish = std::function<void(const absl::Status&)>;
+  UnaryCall(Finish finish, int images, Fill fill)
+      : finish_(std::move(finish)), outcomes_(images), remaining_(images), fill_(std::move(fill)) {}
 
   void Done(int index, ImageOutcome outcome) {
     {
@@ -74,16 +70,15 @@ class UnaryCall {
     for (size_t i = 0; i < outcomes_.size(); ++i) {
       const absl::Status& s = outcomes_[i].status;
       if (s.ok()) continue;
-      reactor_->Finish(ToGrpcStatus(
-          single ? s : absl::Status(s.code(), absl::StrCat("image ", i, ": ", s.message()))));
+      finish_(single ? s : absl::Status(s.code(), absl::StrCat("image ", i, ": ", s.message())));
       return;
     }
     fill_(outcomes_);
-    reactor_->Finish(grpc::Status::OK);
+    finish_(absl::OkStatus());
   }
 
  private:
-  grpc::ServerUnaryReactor* const reactor_;
+  const Finish finish_;
   absl::Mutex mu_;
   std::vector<ImageOutcome> outcomes_;
   int remaining_ ABSL_GUARDED_BY(mu_);
@@ -127,7 +122,7 @@ void Complete(const std::shared_ptr<ImageRun>& run, absl::Status status,
   phases.output = postprocess;
   phases.stages =
       repository::ImageStages{run->prepared.decode, run->prepared.preprocess, postprocess};
-  model.observer->Finished(metrics::Api::kVision, outcome.status, phases);
+  model.observer->Finished(run->job->api, outcome.status, phases);
   auto done = std::move(run->done);
   ImageOutcome answer = std::move(run->outcome);
   // Drop the model references here, on a pool (or gRPC) thread: the last
@@ -257,30 +252,26 @@ void VisionService::RunImage(std::unique_ptr<ImageJob> job,
 namespace {
 
 // What Classify and Detect share: checks, model resolution, the call's
-// overrides (`apply`), then one RunImage per image; the call finishes when
-// its last image does.
+// overrides (`apply`), then one RunImage per image; `finish` runs when the
+// last image is done (or at once on an early error).
 template <typename Request, typename Response>
-grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServerContext* context,
-                                      const Request* request, Response* response, ImageTask task,
-                                      const std::function<absl::Status(ImageJob&)>& apply) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void StartImages(VisionService& service, const Request* request, Response* response, ImageTask task,
+                 const std::function<absl::Status(ImageJob&)>& apply,
+                 const ImageCallContext& context) {
   ImageJob base;
   base.start = service.clock()->Now();
-  absl::Status status = AuthorizeCall(service.tokens(), *context, security::Role::kInfer);
-  if (status.ok()) status = CheckImages(request->images_size());
+  absl::Status status = CheckImages(request->images_size());
   if (status.ok()) {
     status = service.Resolve(request->model_name(), request->model_version(), task, base);
   }
   if (status.ok()) status = apply(base);
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
+  if (!status.ok()) return context.finish(status);
   base.priority = request->priority();
-  base.deadline = CallDeadline(context, base.start, request->timeout_us());
-  base.is_cancelled = [context] { return context->IsCancelled(); };
+  base.deadline = RequestDeadline(context.deadline, base.start, request->timeout_us());
+  base.is_cancelled = context.is_cancelled;
+  base.api = context.api;
   auto call =
-      std::make_shared<UnaryCall>(reactor, request->images_size(),
+      std::make_shared<UnaryCall>(context.finish, request->images_size(),
                                   [request, response](const std::vector<ImageOutcome>& outcomes) {
                                     response->set_model_name(request->model_name());
                                     response->set_model_version(outcomes.front().version);
@@ -296,28 +287,40 @@ grpc::ServerUnaryReactor* StartImages(VisionService& service, grpc::CallbackServ
     service.RunImage(std::move(job),
                      [call, i](ImageOutcome outcome) { call->Done(i, std::move(outcome)); });
   }
-  return reactor;
+}
+
+// The gRPC side of a unary image call: token, deadline, cancellation.
+ImageCallContext GrpcCallContext(grpc::CallbackServerContext* context,
+                                 grpc::ServerUnaryReactor* reactor) {
+  ImageCallContext call;
+  call.deadline = absl::FromChrono(context->deadline());
+  call.is_cancelled = [context] { return context->IsCancelled(); };
+  call.finish = [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); };
+  return call;
 }
 
 }  // namespace
 
-grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
-                                                  const rectifier::v1::ClassifyRequest* request,
-                                                  rectifier::v1::ClassifyResponse* response) {
-  return StartImages(
-      *this, context, request, response, ImageTask::kClassification, [request](ImageJob& job) {
+void VisionService::StartClassify(const rectifier::v1::ClassifyRequest* request,
+                                  rectifier::v1::ClassifyResponse* response,
+                                  const ImageCallContext& context) {
+  StartImages(
+      *this, request, response, ImageTask::kClassification,
+      [request](ImageJob& job) {
         return ApplyClassifyOverrides(
             request->top_k(),
             request->has_threshold() ? std::optional<float>(request->threshold()) : std::nullopt,
             job.classification);
-      });
+      },
+      context);
 }
 
-grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* context,
-                                                const rectifier::v1::DetectRequest* request,
-                                                rectifier::v1::DetectResponse* response) {
-  return StartImages(
-      *this, context, request, response, ImageTask::kDetection, [request](ImageJob& job) {
+void VisionService::StartDetect(const rectifier::v1::DetectRequest* request,
+                                rectifier::v1::DetectResponse* response,
+                                const ImageCallContext& context) {
+  StartImages(
+      *this, request, response, ImageTask::kDetection,
+      [request](ImageJob& job) {
         return ApplyDetectOverrides(
             request->has_score_threshold() ? std::optional<float>(request->score_threshold())
                                            : std::nullopt,
@@ -325,7 +328,32 @@ grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* con
                                          : std::nullopt,
             request->max_detections(), request->class_filter(), job.imaging->num_classes,
             job.detection);
-      });
+      },
+      context);
+}
+
+grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
+                                                  const rectifier::v1::ClassifyRequest* request,
+                                                  rectifier::v1::ClassifyResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  StartClassify(request, response, GrpcCallContext(context, reactor));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* context,
+                                                const rectifier::v1::DetectRequest* request,
+                                                rectifier::v1::DetectResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  StartDetect(request, response, GrpcCallContext(context, reactor));
+  return reactor;
 }
 
 grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*

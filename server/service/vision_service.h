@@ -17,6 +17,7 @@
 #include "server/common/clock.h"
 #include "server/imaging/classification.h"
 #include "server/imaging/detection.h"
+#include "server/metrics/model_metrics.h"
 #include "server/security/tokens.h"
 #include "server/service/image_pipeline.h"
 #include "server/service/server_state.h"
@@ -52,6 +53,17 @@ struct ImageJob {
   absl::Time start;
   absl::Time deadline = absl::InfiniteFuture();
   std::function<bool()> is_cancelled;
+  metrics::Api api = metrics::Api::kVision;  // the `api` label it is counted under
+};
+
+// What a transport gives a unary image call: its deadline (the request's
+// timeout_us may make it earlier), whether its client went away (null:
+// never), the metrics label, and where the answer goes (called once).
+struct ImageCallContext {
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> is_cancelled;
+  metrics::Api api = metrics::Api::kVision;
+  std::function<void(const absl::Status&)> finish;
 };
 
 // What one image produced. `status` not OK: the rest is unset.
@@ -91,6 +103,16 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
                                    rectifier::v1::DetectResponse* response) override;
   grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
   DetectStream(grpc::CallbackServerContext* context) override;
+
+  // Classify and Detect without their transport, shared with the HTTP
+  // image routes (http_endpoint.cc). The caller has authorized the call
+  // (the infer role). `request` and `response` must stay valid until
+  // context.finish is called, from an image worker or, on an early error,
+  // from this call.
+  void StartClassify(const rectifier::v1::ClassifyRequest* request,
+                     rectifier::v1::ClassifyResponse* response, const ImageCallContext& context);
+  void StartDetect(const rectifier::v1::DetectRequest* request,
+                   rectifier::v1::DetectResponse* response, const ImageCallContext& context);
 
   // Resolves the model and checks it serves `task`: NOT_FOUND/UNAVAILABLE
   // from the repository, FAILED_PRECONDITION for the wrong task.

@@ -6,8 +6,9 @@ here) and calls every route with Python's http.client and with curl:
 health, server and model metadata, model readiness, config, statistics,
 inference with JSON tensors and with the binary tensor data extension
 (inputs and outputs, mixed), encoded images as BYTES, repository index,
-unload and load. Each answer is compared with what the gRPC endpoint of the
-same server returns for the same input. Then the error paths: malformed
+unload and load, and the image routes (/v1/models/M/classify and /detect,
+raw and multipart bodies). Each answer is compared with what the gRPC
+endpoint of the same server returns for the same input. Then the error paths: malformed
 JSON, wrong shapes and types, unknown models, inputs and routes, a wrong
 method, a body over --max-message-mb, a deadline, and the request metrics
 (api="kserve_http"). A second server checks bearer tokens over HTTP, a
@@ -70,9 +71,13 @@ class HttpEndpointTest(unittest.TestCase):
         interop.generate_stubs(os.path.join(WORK, "gen"))
         repo = os.path.join(WORK, "repo")
         interop.write_model(repo)
+        # A real detector for the /detect route: the default model, linked in.
+        os.symlink(os.path.join(interop.ROOT, "models", "road_detector"),
+                   os.path.join(repo, "road_detector"))
         cls.server, cls.log, cls.ports = start_server(
             ["--model-repository", repo, "--model-control-mode", "explicit",
              "--load-model", "double", "--load-model", "brightness",
+             "--load-model", "road_detector",
              "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
              "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1"],
             os.path.join(WORK, "server.log"))
@@ -274,6 +279,93 @@ class HttpEndpointTest(unittest.TestCase):
             self.assertEqual(json.loads(response.read())["outputs"][0]["data"], [2.0] * 12)
         connection.close()
 
+    # --- image routes (/v1) ---------------------------------------------------
+
+    @staticmethod
+    def without_timing(answer):
+        for result in answer["results"]:
+            result.pop("timing")
+        return answer
+
+    def post_images(self, route, images, query="", expected=200):
+        """Raw body for one unnamed image, multipart/form-data for (name, bytes) pairs."""
+        if isinstance(images, bytes):
+            body, headers = images, {"Content-Type": "application/octet-stream"}
+        else:
+            boundary = "rectifier-" + os.urandom(8).hex()
+            body = b"".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+                + data + b"\r\n" for name, data in images) + f"--{boundary}--\r\n".encode()
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        status, _, data = self.request("POST", route + query, body, headers)
+        self.assertEqual(status, expected, data)
+        return json.loads(data)
+
+    def test_classify_route_equals_grpc(self):
+        from rectifier.v1 import vision_pb2, vision_pb2_grpc
+        images = [("bright.pgm", interop.pgm(9, 9, 230)), ("dark.pgm", interop.pgm(6, 4, 20))]
+        answer = self.post_images("/v1/models/brightness/classify", images, "?top_k=2&id=c1")
+        self.assertEqual((answer["model_name"], answer["model_version"], answer["id"]),
+                         ("brightness", "1", "c1"))
+        self.assertEqual([r["file"] for r in answer["results"]], ["bright.pgm", "dark.pgm"])
+        self.assertEqual([r["classes"][0]["label"] for r in answer["results"]], ["bright", "dark"])
+        request = vision_pb2.ClassifyRequest(model_name="brightness", top_k=2, id="c1")
+        for _, data in images:
+            request.images.add(data=data)
+        reply = vision_pb2_grpc.VisionStub(self.channel).Classify(request, timeout=30)
+        for got, want in zip(answer["results"], reply.results):
+            self.assertEqual([(c["label"], c["class_id"]) for c in got["classes"]],
+                             [(c.label, c.class_id) for c in want.classes])
+            for c, w in zip(got["classes"], want.classes):
+                self.assertAlmostEqual(c["score"], w.score, places=6)
+            self.assertEqual((got["image"]["width"], got["image"]["format"]),
+                             (want.image.width, want.image.format))
+        # One image as the raw body; the model's top_k applies.
+        answer = self.post_images("/v1/models/brightness/versions/1/classify", images[0][1])
+        self.assertEqual(answer["results"][0]["file"], "")
+        self.assertEqual(answer["results"][0]["classes"][0]["label"], "bright")
+
+    def test_detect_route_equals_grpc(self):
+        from rectifier.v1 import vision_pb2, vision_pb2_grpc
+        # A small JPEG in which the detector finds cars (a flat image has none).
+        image = interop.read(os.path.join(interop.ROOT, "fuzz", "corpus", "image_decode",
+                                          "ycbcr420_32x16.jpg"))
+        answer = self.post_images("/v1/models/road_detector/detect", [("frame.jpg", image)],
+                                  "?score_threshold=0.05&max_detections=5")
+        request = vision_pb2.DetectRequest(model_name="road_detector", score_threshold=0.05,
+                                           max_detections=5)
+        request.images.add(data=image)
+        reply = vision_pb2_grpc.VisionStub(self.channel).Detect(request, timeout=30)
+        got = answer["results"][0]["detections"]
+        want = reply.results[0].detections
+        self.assertGreater(len(got), 0)
+        self.assertEqual(len(got), len(want))
+        for g, w in zip(got, want):
+            self.assertEqual((g["label"], g["class_id"]), (w.label, w.class_id))
+            self.assertAlmostEqual(g["score"], w.score, places=5)
+            for a, b in zip(g["box"], (w.box.x1, w.box.y1, w.box.x2, w.box.y2)):
+                self.assertAlmostEqual(a, b, places=3)
+
+    def test_image_route_errors(self):
+        image = interop.pgm(9, 9, 230)
+        route = "/v1/models/brightness/classify"
+        self.assertIn("unknown query parameter 'topk'",
+                      self.post_images(route, image, "?topk=1", expected=400)["error"])
+        self.assertIn("top_k", self.post_images(route, image, "?top_k=x", expected=400)["error"])
+        self.assertIn("empty", self.post_images(route, b"", expected=400)["error"])
+        self.assertIn("use Classify",
+                      self.post_images("/v1/models/brightness/detect", image,
+                                       expected=400)["error"])
+        self.assertIn("PNG", self.post_images(route, b"\x89PNG\r\n\x1a\nbroken",
+                                              expected=400)["error"])
+        self.assertEqual(self.post_images("/v1/models/nothing/classify", image,
+                                          expected=404)["error"], "unknown model 'nothing'")
+        status, _, data = self.request("POST", route, b"--x\r\n\r\nabc",
+                                       {"Content-Type": "multipart/form-data; boundary=x"})
+        self.assertEqual(status, 400)
+        self.assertIn("closing boundary", json.loads(data)["error"])
+
     # --- errors ---------------------------------------------------------------------
 
     def test_malformed_requests_get_400_naming_the_problem(self):
@@ -349,7 +441,8 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertLessEqual(stats[0]["inference_count"], reply.model_stats[0].inference_count)
         self.assertIn("count", stats[0]["inference_stats"]["fail"])
         everything = self.get_json("/v2/models/stats")["model_stats"]
-        self.assertEqual(sorted(s["name"] for s in everything), ["brightness", "double"])
+        self.assertEqual(sorted(s["name"] for s in everything),
+                         ["brightness", "double", "road_detector"])
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics']}/metrics",
                                     timeout=30) as response:
             text = response.read().decode()
@@ -357,6 +450,12 @@ class HttpEndpointTest(unittest.TestCase):
                           r'outcome="success",version="1"\} (\d+)', text)
         self.assertIsNotNone(match, "no kserve_http series")
         self.assertGreaterEqual(int(match.group(1)), 1)
+        self.post_images("/v1/models/brightness/classify", interop.pgm(4, 4, 9))
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics']}/metrics",
+                                    timeout=30) as response:
+            text = response.read().decode()
+        self.assertRegex(text, r'rectifier_requests_total\{api="vision_http",model="brightness",'
+                               r'outcome="success",version="1"\} [1-9]')
 
     # --- repository ----------------------------------------------------------
 
@@ -364,13 +463,14 @@ class HttpEndpointTest(unittest.TestCase):
         status, _, data = self.request("POST", "/v2/repository/index", b"")
         self.assertEqual(status, 200)
         index = json.loads(data)
-        self.assertEqual(sorted(m["name"] for m in index), ["brightness", "double"])
+        self.assertEqual(sorted(m["name"] for m in index), ["brightness", "double",
+                                                             "road_detector"])
         self.assertTrue(all(m["state"] == "READY" for m in index))
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/unload", b"")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 400)
         status, _, data = self.request("POST", "/v2/repository/index", b'{"ready": true}')
-        self.assertEqual([m["name"] for m in json.loads(data)], ["double"])
+        self.assertEqual([m["name"] for m in json.loads(data)], ["double", "road_detector"])
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/load", b"{}")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 200)

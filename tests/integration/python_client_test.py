@@ -123,7 +123,9 @@ class PythonClientTest(unittest.TestCase):
         write_model(repo)
         cls.log = open(os.path.join(WORK, "server.log"), "w+")
         command = [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
-                   "--metrics-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"]
+                   "--metrics-address", "127.0.0.1:0"]
+        if not TLS:  # (with --tls-cert the plaintext HTTP port stays closed)
+            command += ["--http-address", "127.0.0.1:0"]
         if TLS:
             cls.files = make_certificates(os.path.join(WORK, "tls"))
             command += ["--tls-cert", cls.files["server.crt"], "--tls-key",

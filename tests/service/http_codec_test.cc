@@ -40,6 +40,8 @@ TEST(HttpRouteTest, RoutesEveryKServePath) {
       {"/v2/repository/index", Kind::kRepositoryIndex, "", "", "POST"},
       {"/v2/repository/models/m/load", Kind::kLoad, "m", "", "POST"},
       {"/v2/repository/models/m/unload", Kind::kUnload, "m", "", "POST"},
+      {"/v1/models/m/classify", Kind::kClassify, "m", "", "POST"},
+      {"/v1/models/m/versions/4/detect", Kind::kDetect, "m", "4", "POST"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.path);
@@ -53,11 +55,27 @@ TEST(HttpRouteTest, RoutesEveryKServePath) {
 }
 
 TEST(HttpRouteTest, UnknownPathsAreNotFound) {
-  for (const char* path :
-       {"", "/", "/v1", "/v2x", "/v2/health", "/v2/health/dead", "/v2/models", "/v2/models//ready",
-        "/v2/models/m/versions", "/v2/models/m/versions//infer", "/v2/models/m/explain",
-        "/v2/models/m/infer/more", "/v2/repository", "/v2/repository/models/m",
-        "/v2/repository/models/m/reload", "/metrics"}) {
+  for (const char* path : {"",
+                           "/",
+                           "/v1",
+                           "/v2x",
+                           "/v2/health",
+                           "/v2/health/dead",
+                           "/v2/models",
+                           "/v2/models//ready",
+                           "/v2/models/m/versions",
+                           "/v2/models/m/versions//infer",
+                           "/v2/models/m/explain",
+                           "/v2/models/m/infer/more",
+                           "/v2/repository",
+                           "/v2/repository/models/m",
+                           "/v2/repository/models/m/reload",
+                           "/metrics",
+                           "/v1",
+                           "/v1/models/m",
+                           "/v1/models/m/segment",
+                           "/v1/models/m/versions/classify",
+                           "/v1/models//classify"}) {
     SCOPED_TRACE(path);
     const absl::StatusOr<HttpRoute> route = ParseHttpRoute(path);
     ASSERT_FALSE(route.ok());
@@ -360,6 +378,90 @@ TEST(HttpInferResponseTest, BinaryOutputsPerOutputOrForAll) {
     expected += response.raw_output_contents(i);
   }
   EXPECT_EQ(encoded.body.substr(encoded.json_size), expected);
+}
+
+TEST(HttpImageBodyTest, RawBodyIsOneImage) {
+  const auto parts = ParseImageBody("image/png", "abc");
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ASSERT_EQ(parts->size(), 1u);
+  EXPECT_EQ((*parts)[0].data, "abc");
+  EXPECT_EQ((*parts)[0].filename, "");
+  EXPECT_EQ(ParseImageBody("", "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(HttpImageBodyTest, MultipartPartsWithFilenames) {
+  const std::string body =
+      "preamble\r\n--B\r\nContent-Disposition: form-data; name=\"x\"; filename=\"a.png\"\r\n"
+      "Content-Type: image/png\r\n\r\nAAA\r\n--B\r\n"
+      "content-disposition: form-data; name=\"second\"\r\n\r\nB\r\nB\r\n"
+      "--B\r\nContent-Disposition: form-data; name=\"empty\"\r\n\r\n\r\n--B--\r\n";
+  const auto parts = ParseImageBody("multipart/form-data; boundary=\"B\"", body);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ASSERT_EQ(parts->size(), 2u);  // the empty part is skipped
+  EXPECT_EQ((*parts)[0].filename, "a.png");
+  EXPECT_EQ((*parts)[0].data, "AAA");
+  EXPECT_EQ((*parts)[1].filename, "second");
+  EXPECT_EQ((*parts)[1].data, "B\r\nB");
+}
+
+TEST(HttpImageBodyTest, MalformedMultipartIsInvalidArgument) {
+  const struct {
+    const char* type;
+    std::string body;
+    const char* message;
+  } cases[] = {
+      {"multipart/form-data", "x", "without a usable boundary"},
+      {"multipart/form-data; boundary=B", "no delimiter", "no '--B' line"},
+      {"multipart/form-data; boundary=B", "--B", "ends inside a boundary line"},
+      {"multipart/form-data; boundary=B", "--B\r\nheaders only", "no blank line"},
+      {"multipart/form-data; boundary=B", "--B\r\n\r\ndata", "no closing boundary"},
+      {"multipart/form-data; boundary=B", "--B--\r\n", "holds no images"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body);
+    const auto parts = ParseImageBody(c.type, c.body);
+    ASSERT_FALSE(parts.ok());
+    EXPECT_EQ(parts.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(parts.status().message().find(c.message), absl::string_view::npos) << parts.status();
+  }
+}
+
+TEST(HttpQueryTest, DecodesAndAppliesImageParameters) {
+  auto query = ParseQuery("top_k=3&threshold=0.25&id=a%20b+c&priority=2&timeout_us=500&&");
+  ASSERT_TRUE(query.ok()) << query.status();
+  ASSERT_EQ(query->size(), 5u);
+  EXPECT_EQ((*query)[2].second, "a b c");
+  rectifier::v1::ClassifyRequest classify;
+  ASSERT_TRUE(ApplyClassifyQuery(*query, &classify).ok());
+  EXPECT_EQ(classify.top_k(), 3u);
+  EXPECT_FLOAT_EQ(classify.threshold(), 0.25f);
+  EXPECT_EQ(classify.id(), "a b c");
+  EXPECT_EQ(classify.priority(), 2u);
+  EXPECT_EQ(classify.timeout_us(), 500u);
+
+  query =
+      ParseQuery("classes=1,2&classes=7&score_threshold=0.5&iou_threshold=0.6&max_detections=9");
+  ASSERT_TRUE(query.ok());
+  rectifier::v1::DetectRequest detect;
+  ASSERT_TRUE(ApplyDetectQuery(*query, &detect).ok());
+  EXPECT_EQ(std::vector<uint32_t>(detect.class_filter().begin(), detect.class_filter().end()),
+            (std::vector<uint32_t>{1, 2, 7}));
+  EXPECT_FLOAT_EQ(detect.score_threshold(), 0.5f);
+  EXPECT_FLOAT_EQ(detect.iou_threshold(), 0.6f);
+  EXPECT_EQ(detect.max_detections(), 9u);
+
+  EXPECT_FALSE(ParseQuery("a=%zz").ok());
+  EXPECT_FALSE(ParseQuery("a=%4").ok());
+  rectifier::v1::ClassifyRequest bad;
+  for (const char* q : {"top_k=-1", "top_k=4294967296", "threshold=nan", "threshold=x", "k=1",
+                        "score_threshold=0.5"}) {
+    SCOPED_TRACE(q);
+    const absl::Status s = ApplyClassifyQuery(*ParseQuery(q), &bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_NE(
+      ApplyClassifyQuery(*ParseQuery("k=1"), &bad).message().find("unknown query parameter 'k'"),
+      absl::string_view::npos);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "rectifier/v1/vision.grpc.pb.h"
+#include "server/service/vision_json.h"
 #include "tools/perf/load_stats.h"
 
 namespace rectifier::tools {
@@ -54,45 +55,6 @@ absl::StatusOr<std::vector<std::string>> ReadFiles(const std::vector<std::string
     contents.push_back(std::move(bytes).str());
   }
   return contents;
-}
-
-json TimingJson(const v1::Timing& t) {
-  return {{"decode_us", t.decode_us()},
-          {"preprocess_us", t.preprocess_us()},
-          {"queue_us", t.queue_us()},
-          {"inference_us", t.inference_us()},
-          {"postprocess_us", t.postprocess_us()},
-          {"total_us", t.total_us()}};
-}
-
-json ImageJson(const v1::ImageInfo& image) {
-  json out = {{"width", image.width()},
-              {"height", image.height()},
-              {"format", image.format()},
-              {"decode_reduction", image.decode_reduction()}};
-  if (image.has_dicom()) {
-    const v1::DicomInfo& d = image.dicom();
-    out["dicom"] = {{"rows", d.rows()},
-                    {"columns", d.columns()},
-                    {"modality", d.modality()},
-                    {"photometric_interpretation", d.photometric_interpretation()},
-                    {"transfer_syntax", d.transfer_syntax()},
-                    {"rescale_slope", d.rescale_slope()},
-                    {"rescale_intercept", d.rescale_intercept()},
-                    {"window_source", d.window_source()},
-                    {"window_center", d.window_center()},
-                    {"window_width", d.window_width()},
-                    {"frame", d.frame()},
-                    {"frame_count", d.frame_count()}};
-  }
-  return out;
-}
-
-json DetectionJson(const v1::Detection& d) {
-  return {{"label", d.label()},
-          {"class_id", d.class_id()},
-          {"score", d.score()},
-          {"box", {d.box().x1(), d.box().y1(), d.box().x2(), d.box().y2()}}};
 }
 
 std::string TimingText(const v1::Timing& t) {
@@ -267,24 +229,7 @@ int VisionCommands::Classify(const Globals& globals, const Connection& connectio
   }
 
   if (globals.json) {
-    json results = json::array();
-    for (int i = 0; i < response.results_size(); ++i) {
-      const v1::ClassifyResult& r = response.results(i);
-      json classes = json::array();
-      for (const v1::Classification& c : r.classes()) {
-        classes.push_back({{"label", c.label()}, {"class_id", c.class_id()}, {"score", c.score()}});
-      }
-      results.push_back({{"file", files_[i]},
-                         {"classes", classes},
-                         {"image", ImageJson(r.image())},
-                         {"timing", TimingJson(r.timing())}});
-    }
-    std::cout << json{{"model_name", response.model_name()},
-                      {"model_version", response.model_version()},
-                      {"id", response.id()},
-                      {"results", results}}
-                     .dump()
-              << "\n";
+    std::cout << service::ClassifyResponseJson(response, files_).dump() << "\n";
     return 0;
   }
   std::printf("model %s version %s\n", response.model_name().c_str(),
@@ -374,24 +319,11 @@ int VisionCommands::Detect(const Globals& globals, const Connection& connection)
   }
 
   if (globals.json) {
-    json results = json::array();
+    json out = service::DetectResponseJson(response, files_);
     for (int i = 0; i < response.results_size(); ++i) {
-      const v1::DetectResult& r = response.results(i);
-      json detections = json::array();
-      for (const v1::Detection& d : r.detections()) detections.push_back(DetectionJson(d));
-      json row = {{"file", files_[i]},
-                  {"detections", detections},
-                  {"image", ImageJson(r.image())},
-                  {"timing", TimingJson(r.timing())}};
-      if (!drawn[i].empty()) row["drawn"] = drawn[i];
-      results.push_back(row);
+      if (!drawn[i].empty()) out["results"][i]["drawn"] = drawn[i];
     }
-    std::cout << json{{"model_name", response.model_name()},
-                      {"model_version", response.model_version()},
-                      {"id", response.id()},
-                      {"results", results}}
-                     .dump()
-              << "\n";
+    std::cout << out.dump() << "\n";
     return exit_code;
   }
   std::printf("model %s version %s\n", response.model_name().c_str(),
@@ -511,11 +443,11 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
       } else {
         json detections = json::array();
         for (const v1::Detection& d : response.result().detections()) {
-          detections.push_back(DetectionJson(d));
+          detections.push_back(service::DetectionJson(d));
         }
         line["model_version"] = response.model_version();
         line["detections"] = detections;
-        line["timing"] = TimingJson(response.result().timing());
+        line["timing"] = service::TimingJson(response.result().timing());
       }
       std::cout << line.dump() << "\n";
     } else {
