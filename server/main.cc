@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "server/common/logging.h"
 #include "server/common/process_env.h"
 #include "server/imaging/decode.h"
+#include "server/metrics/https_endpoint.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/model_metrics.h"
 #include "server/repository/model_repository.h"
@@ -97,6 +99,15 @@ int CheckStartup(const ServerOptions& options, Server& server,
       return Fail(kExitUsage, std::string(s.message()));
     }
   }
+  // The ports bind after the models compile (minutes); a busy one fails now.
+  for (const auto& [address, flag] : {std::pair{options.grpc_address, "--grpc-address"},
+                                      std::pair{options.http_address, "--http-address"},
+                                      std::pair{options.metrics_address, "--metrics-address"}}) {
+    if (address.empty()) continue;
+    if (absl::Status s = rectifier::service::CheckAddressFree(address, flag); !s.ok()) {
+      return Fail(kExitRuntimeError, std::string(s.message()));
+    }
+  }
   if (!options.auth_tokens_file.empty()) {
     auto loaded = rectifier::security::TokenStore::Load(options.auth_tokens_file);
     if (!loaded.ok()) return Fail(kExitUsage, std::string(loaded.status().message()));
@@ -169,6 +180,16 @@ int StartServing(const ServerOptions& options, rectifier::repository::ControlMod
   return 0;
 }
 
+// The host of a listening address as a client would type it: a wildcard
+// address means this machine.
+std::string LocalHost(const std::string& address) {
+  const auto split = rectifier::metrics::SplitHostPort(address);
+  if (!split.ok() || split->host.empty() || split->host == "0.0.0.0" || split->host == "::") {
+    return "localhost";
+  }
+  return split->host.find(':') != std::string::npos ? "[" + split->host + "]" : split->host;
+}
+
 void LogStarted(const ServerOptions& options, const Server& server) {
   spdlog::info(
       "rectifier-server {} serving gRPC on port {} ({}), HTTP on port {}, metrics on port {}, "
@@ -176,6 +197,14 @@ void LogStarted(const ServerOptions& options, const Server& server) {
       RECTIFIER_VERSION, server.grpc->port(), options.grpc_address, server.grpc->http_port(),
       server.metrics ? server.metrics->port() : 0, options.model_repository,
       rectifier::common::AvailableCpus());
+  if (server.grpc->http_port() != 0) {
+    spdlog::info("KServe HTTP/REST at http://{}:{}/v2 (health: /v2/health/ready)",
+                 LocalHost(options.http_address), server.grpc->http_port());
+  }
+  if (server.metrics != nullptr && server.metrics->port() != 0) {
+    spdlog::info("metrics at {}://{}:{}/metrics", options.tls.enabled() ? "https" : "http",
+                 LocalHost(options.metrics_address), server.metrics->port());
+  }
   if (options.http_off_for_tls) {
     spdlog::info(
         "HTTP/REST is off: it has no TLS and --tls-cert is set (--http-address turns "

@@ -6,14 +6,20 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/metrics/https_endpoint.h"
 #include "server/service/http_endpoint.h"
 #include "server/service/image_budget.h"
 #include "server/service/kserve_service.h"
@@ -48,6 +54,35 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
 }
 
 }  // namespace
+
+absl::Status CheckAddressFree(const std::string& address, const char* what) {
+  const absl::StatusOr<metrics::HostPort> split = metrics::SplitHostPort(address);
+  if (!split.ok() || split->port == "0") return absl::OkStatus();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* results = nullptr;
+  if (getaddrinfo(split->host.empty() ? nullptr : split->host.c_str(), split->port.c_str(), &hints,
+                  &results) != 0) {
+    return absl::OkStatus();  // a name gRPC may still resolve; its bind decides
+  }
+  std::string error;
+  for (addrinfo* ai = results; ai != nullptr; ai = ai->ai_next) {
+    const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) error = std::strerror(errno);
+    close(fd);
+    if (!error.empty()) break;
+  }
+  freeaddrinfo(results);
+  if (error.empty()) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(what, " '", address, "' cannot be bound (", error,
+                   "); is another server running? Pick a free port or stop it"));
+}
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
     const GrpcServerOptions& options, repository::ModelRepository* repository) {

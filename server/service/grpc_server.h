@@ -57,6 +57,13 @@ struct GrpcServerOptions {
   const common::Clock* clock = common::Clock::Real();
 };
 
+// Fails fast, before minutes of model compilation, when `address`
+// ("host:port") cannot be bound: binds a socket to it and closes it again.
+// UNAVAILABLE naming `what` (e.g. "--http-address") and the address when it
+// is in use or not an address of this host; OK for port 0 and for an
+// address that is not host:port (the real bind reports those).
+absl::Status CheckAddressFree(const std::string& address, const char* what);
+
 class GrpcServer {
  public:
   // Builds, binds and starts serving; health reports SERVING when this

@@ -483,6 +483,25 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertEqual(status, 400)
 
 
+class BusyPortTest(unittest.TestCase):
+    """A port in use stops the start at once, before any model compiles."""
+
+    def test_busy_http_port_fails_before_loading(self):
+        repo = os.path.join(WORK, "repo-busy")
+        interop.write_model(repo)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            out = subprocess.run([SERVER, "--model-repository", repo, "--grpc-address",
+                                  "127.0.0.1:0", "--metrics-address", "", "--http-address",
+                                  f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        text = out.stdout + out.stderr
+        self.assertIn(f"--http-address '127.0.0.1:{port}' cannot be bound", text)
+        self.assertNotIn("loaded", text)
+
+
 class HttpTokensTest(unittest.TestCase):
     """--auth-tokens applies to HTTP as to gRPC; probes stay open."""
 
