@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
 
 namespace rectifier::imaging {
@@ -311,5 +312,25 @@ absl::StatusOr<ImageTransform> PreprocessImpl(cv::Mat& image, bool in_place,
 }
 
 }  // namespace
+
+std::string DescribePreprocessing(const PreprocessOptions& o) {
+  const char* color = o.color == ColorFormat::kRgb   ? "RGB"
+                      : o.color == ColorFormat::kBgr ? "BGR"
+                                                     : "gray";
+  const char* resize = o.resize == ResizeMode::kStretch     ? "stretch"
+                       : o.resize == ResizeMode::kLetterbox ? "letterbox"
+                                                            : "center crop";
+  const char* interpolation = o.interpolation == Interpolation::kNearest  ? "nearest"
+                              : o.interpolation == Interpolation::kLinear ? "linear"
+                              : o.interpolation == Interpolation::kCubic  ? "cubic"
+                                                                          : "area";
+  const char* sixteen = o.sixteen_bit == SixteenBitMode::kMinMax   ? "min-max"
+                        : o.sixteen_bit == SixteenBitMode::kWindow ? "window"
+                                                                   : "full range";
+  return absl::StrCat(color, " ", o.width, "x", o.height, " ",
+                      o.layout == Layout::kNchw ? "NCHW" : "NHWC", ", ", resize, " (",
+                      interpolation, "), x * ", o.scale, ", mean [", absl::StrJoin(o.mean, ", "),
+                      "], std [", absl::StrJoin(o.std, ", "), "], 16-bit ", sixteen);
+}
 
 }  // namespace rectifier::imaging

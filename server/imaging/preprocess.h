@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <opencv2/core.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -53,6 +54,10 @@ struct PreprocessOptions {
 
 // INVALID_ARGUMENT naming the offending option.
 absl::Status ValidatePreprocessOptions(const PreprocessOptions& options);
+
+// One line saying what happens to an image, e.g. "RGB 224x224 NCHW, stretch
+// (linear), x * 0.00392157, mean [0, 0, 0], std [1, 1, 1], 16-bit min-max".
+std::string DescribePreprocessing(const PreprocessOptions& options);
 
 // Floats one batch item needs: width * height * channels.
 int64_t PreprocessOutputSize(const PreprocessOptions& options);

@@ -20,6 +20,8 @@
 #include "server/common/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
+#include "server/imaging/preprocess.h"
+#include "server/imaging/preprocess.h"
 #include "server/repository/engine_executor.h"
 #include "server/repository/model_config.h"
 #include "server/repository/warmup.h"
@@ -444,6 +446,15 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   RETURN_IF_ERROR(CompleteConfigFromModel(*model, &config));
   ASSIGN_OR_RETURN(std::vector<std::string> labels, LoadLabels(dir, config));
   ASSIGN_OR_RETURN(ImagingView imaging, BuildModelImaging(name, config, *model, labels));
+  if (imaging.ok() && !config.has_preprocessing()) {
+    // Images (vision API, BYTES inputs) still work, with defaults that may
+    // not be the model's: say which, once, where the operator looks.
+    spdlog::warn(
+        "model={} version={} has no preprocessing block in config.pbtxt: images sent to it are "
+        "preprocessed with the defaults ({}); add a preprocessing block if the model expects "
+        "other scaling, mean/std or resizing",
+        name, version, imaging::DescribePreprocessing((*imaging)->preprocess));
+  }
   // Warmup runs when the scheduler starts, on each instance's own thread
   // (EngineExecutor::Prepare), before the version is published.
   ASSIGN_OR_RETURN(const std::vector<WarmupSample> warmup,

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
+#include "server/imaging/preprocess.h"
 #include "server/repository/model_config.h"
 #include "server/repository/model_repository.h"
 #include "server/service/call_auth.h"
@@ -152,6 +153,15 @@ absl::Status KServeService::GetModelConfig(const inference::ModelConfigRequest& 
   parameters["rectifier.activations"].set_string_value(activations.ToString());
   if (!activations.warning.empty()) {
     parameters["rectifier.activation_warning"].set_string_value(activations.warning);
+  }
+  // What images become before they reach the model, defaults included.
+  if ((*served)->imaging.ok()) {
+    const std::string described =
+        imaging::DescribePreprocessing((*served)->imaging.value()->preprocess);
+    parameters["rectifier.preprocessing"].set_string_value(
+        (*served)->config.has_preprocessing()
+            ? described
+            : absl::StrCat("defaults (no preprocessing block): ", described));
   }
   return absl::OkStatus();
 }

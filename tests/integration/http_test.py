@@ -165,6 +165,18 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertEqual(config["input"][0]["dims"], list(reply.input[0].dims))
         self.assertEqual(config["postprocessing"]["labels"], ["bright", "dark"])
         self.assertIn("rectifier.activations", config["parameters"])
+        self.assertEqual(config["parameters"]["rectifier.preprocessing"]["string_value"],
+                         "gray 8x8 NCHW, stretch (linear), x * 0.00392157, mean [0, 0, 0], "
+                         "std [1, 1, 1], 16-bit min-max")
+        # A model without a preprocessing block says that defaults apply, in
+        # its config and once in the load log.
+        defaults = self.get_json("/v2/models/double/config")["parameters"]
+        self.assertTrue(defaults["rectifier.preprocessing"]["string_value"].startswith(
+            "defaults (no preprocessing block): RGB 2x2 NCHW, stretch (linear), x * 0.00392157"))
+        self.log.seek(0)
+        log = self.log.read()
+        self.assertIn("model=double version=1 has no preprocessing block in config.pbtxt", log)
+        self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
         self.assertIn("nothing", message)
