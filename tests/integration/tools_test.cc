@@ -217,6 +217,44 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   EXPECT_NE(unknown.stderr_text.find("nope"), std::string::npos);
 }
 
+// -i http drives the HTTP/REST endpoint (binary tensor data) with
+// perf_analyzer's spellings; the answers are counted by the server.
+TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
+  ASSERT_GT(server_->http_port(), 0);
+  const std::string url = "127.0.0.1:" + std::to_string(server_->http_port());
+  const std::string csv = (*root_ / "perf-http.csv").string();
+  ExitResult closed =
+      RunToExit(RECTIFIER_PERF_BINARY,
+                {"-i", "http", "-u", url, "-m", "scale", "-b", "2", "--concurrency-range", "1:2",
+                 "-p", "300", "--max-windows", "3", "-f", csv, "--fail-on-error"},
+                absl::Seconds(120));
+  EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
+  std::ifstream rows(csv);
+  std::string header, first, second;
+  std::getline(rows, header);
+  std::getline(rows, first);
+  std::getline(rows, second);
+  EXPECT_EQ(first.rfind("concurrency,1,2,", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("concurrency,2,2,", 0), 0u) << second;
+  EXPECT_NE(first.find(",kserve-http"), std::string::npos) << first;
+  // Server-side statistics were read over HTTP too (queue and compute columns).
+  const std::vector<std::string> fields = absl::StrSplit(first, ',');
+  ASSERT_GT(fields.size(), 13u) << first;
+  EXPECT_GE(std::stod(fields[13]), 0.0) << header << "\n" << first;
+
+  ExitResult open = RunToExit(RECTIFIER_PERF_BINARY,
+                              {"-i", "http", "-u", url, "-m", "scale", "--request-rate", "100",
+                               "--window-s", "0.3", "--max-windows", "3", "--fail-on-error"},
+                              absl::Seconds(120));
+  EXPECT_EQ(open.exit_code, 0) << open.stderr_text;
+
+  ExitResult unknown =
+      RunToExit(RECTIFIER_PERF_BINARY, {"-i", "http", "-u", url, "-m", "nope"}, absl::Seconds(60));
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.stderr_text.find("unknown model 'nope'"), std::string::npos)
+      << unknown.stderr_text;
+}
+
 TEST(TensorFileTest, NpyRoundTripsAndBadFilesAreErrors) {
   const fs::path dir = fs::temp_directory_path();
   engine::Tensor t = engine::Tensor::Zeros(engine::DataType::kInt64, {5});

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -23,10 +24,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc_service.grpc.pb.h"
+#include "nlohmann/json.hpp"
 #include "rectifier/v1/vision.grpc.pb.h"
+#include "server/common/status_macros.h"
 #include "server/engine/tensor.h"
 #include "tools/client/connection.h"
 #include "tools/client/tensor_file.h"
+#include "tools/perf/http_client.h"
 #include "tools/perf/load_stats.h"
 
 namespace rectifier::tools {
@@ -55,6 +59,7 @@ struct Options {
   bool fail_on_error = false;
   std::string api = "kserve";       // kserve | classify | detect
   std::vector<std::string> images;  // encoded image files, rotated through
+  std::string protocol = "grpc";    // grpc | http (-i, as perf_analyzer)
 };
 
 std::string CodeName(grpc::StatusCode code) {
@@ -220,6 +225,231 @@ class RpcTarget final : public Target {
   AsyncCall async_;
 };
 
+// --- HTTP/REST (-i http) ------------------------------------------------------
+
+// The gRPC status an HTTP answer stands for (the server's mapping, inverted),
+// with the {"error": ...} message.
+grpc::Status HttpStatusToGrpc(const absl::StatusOr<HttpResponse>& response) {
+  if (!response.ok()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(response.status().code()),
+                        std::string(response.status().message()));
+  }
+  if (response->status == 200) return grpc::Status::OK;
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  switch (response->status) {
+    case 400:
+      code = grpc::StatusCode::INVALID_ARGUMENT;
+      break;
+    case 401:
+      code = grpc::StatusCode::UNAUTHENTICATED;
+      break;
+    case 403:
+      code = grpc::StatusCode::PERMISSION_DENIED;
+      break;
+    case 404:
+      code = grpc::StatusCode::NOT_FOUND;
+      break;
+    case 413:
+    case 429:
+      code = grpc::StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case 499:
+      code = grpc::StatusCode::CANCELLED;
+      break;
+    case 501:
+      code = grpc::StatusCode::UNIMPLEMENTED;
+      break;
+    case 503:
+      code = grpc::StatusCode::UNAVAILABLE;
+      break;
+    case 504:
+      code = grpc::StatusCode::DEADLINE_EXCEEDED;
+      break;
+    default:
+      code = response->status >= 500 ? grpc::StatusCode::INTERNAL : code;
+  }
+  std::string message = absl::StrCat("HTTP ", response->status);
+  const nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+    message = body["error"].get<std::string>();
+  }
+  return grpc::Status(code, message);
+}
+
+// One prepared HTTP request.
+struct HttpRequest {
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// Sends prepared requests round-robin over a pool of kept-alive
+// connections: a closed-loop worker takes one per call; the open loop's
+// calls run on up to kAsyncThreads threads (a rate beyond what they keep up
+// with shows as late sends, measured from their scheduled time).
+class HttpTarget final : public Target {
+ public:
+  static constexpr int kAsyncThreads = 64;
+  HttpTarget(std::string host, std::string port, std::vector<HttpRequest> requests)
+      : host_(std::move(host)), port_(std::move(port)), requests_(std::move(requests)) {}
+  ~HttpTarget() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  grpc::Status Call(int64_t i, grpc::ClientContext* context) override {
+    std::unique_ptr<HttpClient> client = Take();
+    const HttpRequest& r = requests_[static_cast<size_t>(i) % requests_.size()];
+    const absl::Duration timeout = absl::FromChrono(context->deadline()) - absl::Now();
+    const absl::StatusOr<HttpResponse> response =
+        client->Send("POST", r.path, r.headers, r.body, std::max(timeout, absl::Milliseconds(1)));
+    Give(std::move(client));
+    return HttpStatusToGrpc(response);
+  }
+
+  void CallAsync(int64_t i, grpc::ClientContext* context,
+                 std::function<void(const grpc::Status&)> done) override {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back({i, context, std::move(done)});
+    if (static_cast<int>(threads_.size()) < kAsyncThreads && queue_.size() > idle_threads_) {
+      threads_.emplace_back([this] { Worker(); });
+    }
+  }
+
+ private:
+  struct Job {
+    int64_t i;
+    grpc::ClientContext* context;
+    std::function<void(const grpc::Status&)> done;
+  };
+
+  void Worker() {
+    for (;;) {
+      Job job;
+      {
+        absl::MutexLock lock(&mu_);
+        ++idle_threads_;
+        mu_.Await(absl::Condition(
+            +[](HttpTarget* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->mu_) {
+              return t->stopping_ || !t->queue_.empty();
+            },
+            this));
+        --idle_threads_;
+        if (queue_.empty()) return;  // stopping
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job.done(Call(job.i, job.context));
+    }
+  }
+
+  std::unique_ptr<HttpClient> Take() {
+    absl::MutexLock lock(&mu_);
+    if (free_.empty()) return std::make_unique<HttpClient>(host_, port_);
+    std::unique_ptr<HttpClient> client = std::move(free_.back());
+    free_.pop_back();
+    return client;
+  }
+  void Give(std::unique_ptr<HttpClient> client) {
+    absl::MutexLock lock(&mu_);
+    free_.push_back(std::move(client));
+  }
+
+  const std::string host_;
+  const std::string port_;
+  const std::vector<HttpRequest> requests_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<HttpClient>> free_ ABSL_GUARDED_BY(mu_);
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  size_t idle_threads_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;  // started under mu_, joined in the destructor
+};
+
+// host and port of --url ("host:port").
+absl::StatusOr<std::pair<std::string, std::string>> SplitUrl(const std::string& url) {
+  const size_t colon = url.rfind(':');
+  if (colon == std::string::npos || colon + 1 == url.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("--url '", url, "' is not host:port"));
+  }
+  std::string host = url.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return std::make_pair(host, url.substr(colon + 1));
+}
+
+std::string ModelPath(const Options& o, const std::string& prefix) {
+  return absl::StrCat(prefix, "/models/", o.model,
+                      o.version.empty() ? "" : absl::StrCat("/versions/", o.version));
+}
+
+std::vector<std::pair<std::string, std::string>> TokenHeader(const Options& o) {
+  if (o.connection.token.empty()) return {};
+  return {{"Authorization", "Bearer " + o.connection.token}};
+}
+
+// GET /v2/models/M over HTTP, as the gRPC ModelMetadata message.
+absl::StatusOr<inference::ModelMetadataResponse> FetchHttpMetadata(HttpClient& client,
+                                                                   const Options& o) {
+  const absl::StatusOr<HttpResponse> response =
+      client.Send("GET", ModelPath(o, "/v2"), TokenHeader(o), "", absl::Seconds(30));
+  const grpc::Status status = HttpStatusToGrpc(response);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat("GET ", ModelPath(o, "/v2"), ": ", status.error_message()));
+  }
+  const nlohmann::json j = nlohmann::json::parse(response->body, nullptr, false);
+  inference::ModelMetadataResponse meta;
+  if (!j.is_object() || !j.contains("inputs") || !j["inputs"].is_array()) {
+    return absl::InternalError("the model metadata is not KServe v2 JSON");
+  }
+  for (const nlohmann::json& in : j["inputs"]) {
+    auto* tensor = meta.add_inputs();
+    tensor->set_name(in.value("name", ""));
+    tensor->set_datatype(in.value("datatype", ""));
+    for (const nlohmann::json& d : in.value("shape", nlohmann::json::array())) {
+      if (d.is_number_integer()) tensor->add_shape(d.get<int64_t>());
+    }
+  }
+  return meta;
+}
+
+// A ModelInferRequest (raw contents) as an HTTP body with the binary tensor
+// data extension; outputs come back binary too, as perf_analyzer asks.
+HttpRequest HttpInferRequest(const inference::ModelInferRequest& request, const Options& o) {
+  nlohmann::json inputs = nlohmann::json::array();
+  std::string binary;
+  for (int k = 0; k < request.inputs_size(); ++k) {
+    const auto& input = request.inputs(k);
+    std::string raw;
+    if (k < request.raw_input_contents_size()) {
+      raw = request.raw_input_contents(k);
+    } else {  // BYTES as bytes_contents: length-prefixed
+      for (const std::string& item : input.contents().bytes_contents()) {
+        const auto n = static_cast<uint32_t>(item.size());
+        raw.append(reinterpret_cast<const char*>(&n), 4);
+        raw += item;
+      }
+    }
+    inputs.push_back({{"name", input.name()},
+                      {"datatype", input.datatype()},
+                      {"shape", std::vector<int64_t>(input.shape().begin(), input.shape().end())},
+                      {"parameters", {{"binary_data_size", raw.size()}}}});
+    binary += raw;
+  }
+  const std::string header =
+      nlohmann::json{{"inputs", inputs}, {"parameters", {{"binary_data_output", true}}}}.dump();
+  HttpRequest out;
+  out.path = ModelPath(o, "/v2") + "/infer";
+  out.headers = TokenHeader(o);
+  out.headers.emplace_back("Inference-Header-Content-Length", std::to_string(header.size()));
+  out.headers.emplace_back("Content-Type", "application/octet-stream");
+  out.body = header + binary;
+  return out;
+}
+
 // Image files, read whole.
 absl::StatusOr<std::vector<std::string>> ReadImages(const std::vector<std::string>& paths) {
   std::vector<std::string> images;
@@ -265,6 +495,70 @@ std::vector<Request> VisionRequests(const Options& o,
   return requests;
 }
 
+// ModelInfer requests carrying the rotation's images as one BYTES input.
+absl::StatusOr<std::vector<inference::ModelInferRequest>> KServeImageRequests(
+    const inference::ModelMetadataResponse& meta, const Options& o,
+    const std::vector<std::vector<const std::string*>>& rotation) {
+  if (meta.inputs_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", o.model, "' has ", meta.inputs_size(),
+                                                   " inputs; --image needs exactly one"));
+  }
+  std::vector<inference::ModelInferRequest> requests;
+  for (const auto& files : rotation) {
+    inference::ModelInferRequest& request = requests.emplace_back();
+    request.set_model_name(o.model);
+    request.set_model_version(o.version);
+    auto* input = request.add_inputs();
+    input->set_name(meta.inputs(0).name());
+    input->set_datatype("BYTES");
+    input->add_shape(static_cast<int64_t>(files.size()));
+    for (const std::string* image : files) input->mutable_contents()->add_bytes_contents(*image);
+  }
+  return requests;
+}
+
+// -i http: the same load over the HTTP/REST endpoint. KServe requests use
+// the binary tensor data extension; classify/detect post the image (one)
+// or a multipart body (several) to /v1/models/M/classify|detect.
+absl::StatusOr<std::unique_ptr<Target>> BuildHttpTarget(const Options& o) {
+  ASSIGN_OR_RETURN(auto host_port, SplitUrl(o.connection.url));
+  HttpClient client(host_port.first, host_port.second);
+  ASSIGN_OR_RETURN(inference::ModelMetadataResponse meta, FetchHttpMetadata(client, o));
+  std::vector<HttpRequest> requests;
+  if (o.api == "kserve" && o.images.empty()) {
+    ASSIGN_OR_RETURN(inference::ModelInferRequest request, BuildRequest(meta, o));
+    requests.push_back(HttpInferRequest(request, o));
+  } else {
+    ASSIGN_OR_RETURN(std::vector<std::string> images, ReadImages(o.images));
+    const std::vector<std::vector<const std::string*>> rotation = RotateImages(images, o.batch);
+    if (o.api == "kserve") {
+      ASSIGN_OR_RETURN(auto infer_requests, KServeImageRequests(meta, o, rotation));
+      for (const auto& r : infer_requests) requests.push_back(HttpInferRequest(r, o));
+    } else {
+      for (const auto& files : rotation) {
+        HttpRequest& r = requests.emplace_back();
+        r.path = ModelPath(o, "/v1") + "/" + o.api;
+        r.headers = TokenHeader(o);
+        if (files.size() == 1) {
+          r.headers.emplace_back("Content-Type", "application/octet-stream");
+          r.body = *files[0];
+          continue;
+        }
+        const std::string boundary = "rectifier-perf-boundary-7f3a";
+        r.headers.emplace_back("Content-Type", "multipart/form-data; boundary=" + boundary);
+        for (size_t j = 0; j < files.size(); ++j) {
+          absl::StrAppend(&r.body, "--", boundary,
+                          "\r\nContent-Disposition: form-data; name=\"image\"; filename=\"", j,
+                          "\"\r\n\r\n", *files[j], "\r\n");
+        }
+        absl::StrAppend(&r.body, "--", boundary, "--\r\n");
+      }
+    }
+  }
+  return std::unique_ptr<Target>(
+      new HttpTarget(host_port.first, host_port.second, std::move(requests)));
+}
+
 // Builds what --api and --image ask for. Checks the model exists (metadata)
 // first, so a typo is reported once instead of as a table of errors.
 absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection,
@@ -293,24 +587,11 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection
   const std::vector<std::vector<const std::string*>> rotation = RotateImages(*images, o.batch);
 
   if (o.api == "kserve") {
-    if (meta->inputs_size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model '", o.model, "' has ", meta->inputs_size(), " inputs; --image needs exactly one"));
-    }
-    std::vector<inference::ModelInferRequest> requests;
-    for (const auto& files : rotation) {
-      inference::ModelInferRequest& request = requests.emplace_back();
-      request.set_model_name(o.model);
-      request.set_model_version(o.version);
-      auto* input = request.add_inputs();
-      input->set_name(meta->inputs(0).name());
-      input->set_datatype("BYTES");
-      input->add_shape(static_cast<int64_t>(files.size()));
-      for (const std::string* image : files) input->mutable_contents()->add_bytes_contents(*image);
-    }
+    auto requests = KServeImageRequests(*meta, o, rotation);
+    if (!requests.ok()) return requests.status();
     return std::unique_ptr<Target>(
         new RpcTarget<inference::ModelInferRequest, inference::ModelInferResponse>(
-            std::move(requests),
+            *std::move(requests),
             [kserve](grpc::ClientContext* c, const auto& r, auto* out) {
               return kserve->ModelInfer(c, r, out);
             },
@@ -381,6 +662,32 @@ ServerTotals ReadServerTotals(GRPCInferenceService::Stub& stub, const Options& o
     totals.compute_ns += s.inference_stats().compute_input().ns() +
                          s.inference_stats().compute_infer().ns() +
                          s.inference_stats().compute_output().ns();
+  }
+  return totals;
+}
+
+// Server-side totals over HTTP (GET .../stats); zeros if unavailable.
+ServerTotals ReadHttpServerTotals(const std::string& host, const std::string& port,
+                                  const Options& o) {
+  HttpClient client(host, port);
+  ServerTotals totals;
+  const absl::StatusOr<HttpResponse> response =
+      client.Send("GET", ModelPath(o, "/v2") + "/stats", TokenHeader(o), "", absl::Seconds(5));
+  if (!response.ok() || response->status != 200) return totals;
+  const nlohmann::json j = nlohmann::json::parse(response->body, nullptr, false);
+  if (!j.is_object() || !j.contains("model_stats") || !j["model_stats"].is_array()) return totals;
+  totals.available = true;
+  const auto ns = [](const nlohmann::json& stats, const char* name, const char* field) {
+    const auto it = stats.find(name);
+    if (it == stats.end() || !it->is_object()) return uint64_t{0};
+    return it->value(field, uint64_t{0});
+  };
+  for (const nlohmann::json& s : j["model_stats"]) {
+    const nlohmann::json stats = s.value("inference_stats", nlohmann::json::object());
+    totals.count += ns(stats, "success", "count");
+    totals.queue_ns += ns(stats, "queue", "ns");
+    totals.compute_ns += ns(stats, "compute_input", "ns") + ns(stats, "compute_infer", "ns") +
+                         ns(stats, "compute_output", "ns");
   }
   return totals;
 }
@@ -543,8 +850,14 @@ int Main(int argc, char** argv) {
   Options o;
   CLI::App app{"rectifier-perf: load generator for KServe v2 / Triton gRPC inference servers.",
                "rectifier-perf"};
-  app.add_option("--url", o.connection.url, "Server host:port (loopback by default)")
+  app.add_option("-u,--url", o.connection.url,
+                 "Server host:port (loopback by default; 127.0.0.1:8000 with -i http)")
       ->capture_default_str();
+  app.add_option("-i,--protocol", o.protocol,
+                 "grpc, or http for the KServe v2 HTTP/REST endpoint (binary tensor data) and "
+                 "the HTTP image routes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"grpc", "http"}));
   AddConnectionFlags(app, &o.connection);
   app.add_option("-m,--model", o.model, "Model name")->required();
   app.add_option("--model-version", o.version, "Version ('' = newest)");
@@ -553,6 +866,14 @@ int Main(int argc, char** argv) {
                  "Closed loop: outstanding requests, one level or a sweep a:b:xF / a:b:+S")
       ->capture_default_str();
   app.add_option("--request-rate", o.request_rate, "Open loop: requests/s, one level or a sweep");
+  std::string concurrency_range, rate_range;
+  app.add_option("--concurrency-range", concurrency_range,
+                 "perf_analyzer's START:END[:STEP] (step 1 by default): --concurrency a:b:+S");
+  app.add_option("--request-rate-range", rate_range,
+                 "perf_analyzer's START:END[:STEP]: --request-rate a:b:+S");
+  double measurement_ms = 0;
+  app.add_option("-p,--measurement-interval", measurement_ms,
+                 "perf_analyzer's window in milliseconds: --window-s / 1000");
   app.add_flag("--poisson", o.poisson, "Open loop with exponential gaps instead of constant");
   app.add_option("--window-s", o.window_s, "Measurement window seconds")->capture_default_str();
   app.add_option("--stable-windows", o.stable_windows, "Windows that must agree")
@@ -566,7 +887,7 @@ int Main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s, "Seconds per request")->capture_default_str();
   app.add_option("--input", o.inputs, "NAME=FILE.npy|FILE.pb instead of random data");
   app.add_option("--shape", o.shapes, "NAME=d1,d2,... for variable input dims (without batch)");
-  app.add_option("--csv", o.csv, "Write one row per level here");
+  app.add_option("-f,--csv", o.csv, "Write one row per level here");
   app.add_flag("--fail-on-error", o.fail_on_error, "Exit 1 if any request failed");
   app.add_option("--api", o.api,
                  "kserve: ModelInfer (tensors, or --image as a BYTES input); classify, detect: "
@@ -583,6 +904,20 @@ int Main(int argc, char** argv) {
     return 2;
   };
   if (o.batch < 1) return usage_error("--batch must be at least 1");
+  // perf_analyzer's spellings, translated.
+  const auto range = [](const std::string& text) {
+    std::vector<std::string> parts = absl::StrSplit(text, ':');
+    if (parts.size() == 2) parts.push_back("1");
+    return parts.size() == 3 ? absl::StrCat(parts[0], ":", parts[1], ":+", parts[2]) : text;
+  };
+  if (!concurrency_range.empty()) o.concurrency = range(concurrency_range);
+  if (!rate_range.empty()) o.request_rate = range(rate_range);
+  if (measurement_ms > 0) o.window_s = measurement_ms / 1000;
+  const bool http = o.protocol == "http";
+  if (http && app.count("--url") == 0) o.connection.url = "127.0.0.1:8000";
+  if (http && (!o.connection.tls_ca.empty() || !o.connection.tls_cert.empty())) {
+    return usage_error("-i http has no TLS (the server's HTTP port is plaintext); use -i grpc");
+  }
   if (o.api != "kserve" && o.images.empty()) {
     return usage_error(absl::StrCat("--api ", o.api, " needs --image FILE"));
   }
@@ -599,11 +934,19 @@ int Main(int argc, char** argv) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(INT32_MAX);
   args.SetMaxSendMessageSize(INT32_MAX);
-  auto connection = Connection::Create(o.connection, args);
+  // Over HTTP the gRPC channel is never connected (it only formats errors).
+  ConnectionFlags grpc_flags = o.connection;
+  if (http) grpc_flags.url = "127.0.0.1:8001";
+  auto connection = Connection::Create(grpc_flags, args);
   if (!connection.ok()) return usage_error(std::string(connection.status().message()));
   auto stub = GRPCInferenceService::NewStub((*connection)->channel());
-  auto target = BuildTarget(**connection, o);
+  auto target = http ? BuildHttpTarget(o) : BuildTarget(**connection, o);
   if (!target.ok()) return usage_error(std::string(target.status().message()));
+  const auto host_port = SplitUrl(o.connection.url);
+  const auto server_totals = [&]() {
+    return http && host_port.ok() ? ReadHttpServerTotals(host_port->first, host_port->second, o)
+                                  : ReadServerTotals(*stub, o);
+  };
   {
     // One request before measuring: one that can never succeed (unknown
     // model, wrong task or input, bad image, TLS or the token) stops here
@@ -612,7 +955,7 @@ int Main(int argc, char** argv) {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
     const grpc::Status status = (*target)->Call(0, &context);
-    const std::optional<std::string> hint = (*connection)->Hint(status);
+    const std::optional<std::string> hint = http ? std::nullopt : (*connection)->Hint(status);
     bool hopeless = hint.has_value();  // TLS or the token
     switch (status.error_code()) {
       case grpc::StatusCode::NOT_FOUND:
@@ -626,7 +969,9 @@ int Main(int argc, char** argv) {
     }
     if (hopeless) {
       return usage_error(
-          absl::StrCat("the first request failed: ", hint ? *hint : (*connection)->Format(status)));
+          absl::StrCat("the first request failed: ", hint   ? *hint
+                                                     : http ? status.error_message()
+                                                            : (*connection)->Format(status)));
     }
   }
 
@@ -642,11 +987,11 @@ int Main(int argc, char** argv) {
   int64_t total_errors = 0;
   FirstErrors first_errors;
   for (const double level : *levels) {
-    const ServerTotals before = ReadServerTotals(*stub, o);
+    const ServerTotals before = server_totals();
     LevelResult r = o.request_rate.empty()
                         ? RunClosedLoop(o, **target, static_cast<int>(level), first_errors)
                         : RunOpenLoop(o, **target, level, first_errors);
-    const ServerTotals after = ReadServerTotals(*stub, o);
+    const ServerTotals after = server_totals();
     const uint64_t served = after.count - before.count;
     const double queue_us =
         after.available && served ? (after.queue_ns - before.queue_ns) / 1e3 / served : -1;
@@ -669,11 +1014,11 @@ int Main(int argc, char** argv) {
           << r.summary.p99_ms << "," << r.summary.mean_ms << "," << r.summary.ok << ","
           << absl::StrJoin(errors, ";") << "," << (r.stable ? 1 : 0) << "," << queue_us << ","
           << compute_us << "," << (o.api == "kserve" && !o.images.empty() ? "kserve-bytes" : o.api)
-          << "\n";
+          << (http ? "-http" : "") << "\n";
     }
   }
   for (const grpc::Status& status : first_errors.Statuses()) {
-    if (std::optional<std::string> hint = (*connection)->Hint(status)) {
+    if (std::optional<std::string> hint = http ? std::nullopt : (*connection)->Hint(status)) {
       std::fprintf(stderr, "rectifier-perf: error: %s\n", hint->c_str());
     }
   }
