@@ -119,8 +119,16 @@ absl::StatusOr<ImagingView> BuildModelImaging(const std::string& name,
     if (has_blocks) return converted;
     if (unfit.ok()) unfit = Precondition(name, converted.message());
   }
-  if (!unfit.ok()) return ImagingView(unfit);
+  // A config that asks for images (a preprocessing block or a task) on a
+  // model that cannot take them, or whose output cannot be read for its
+  // task, fails the load with the reason; without blocks, the model loads
+  // and image requests are refused with it.
+  if (!unfit.ok()) {
+    if (has_blocks) return absl::InvalidArgumentError(unfit.message());
+    return ImagingView(unfit);
+  }
   if (absl::Status fit = FitOutput(name, outputs[0], labels, *imaging); !fit.ok()) {
+    if (has_blocks) return absl::InvalidArgumentError(fit.message());
     return ImagingView(fit);
   }
   return ImagingView(std::shared_ptr<const ModelImaging>(std::move(imaging)));

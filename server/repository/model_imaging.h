@@ -43,11 +43,12 @@ using ImagingView = absl::StatusOr<std::shared_ptr<const ModelImaging>>;
 // `model` and labels file lines) in one pass over the config's imaging blocks.
 // The outer status fails the load: the config has imaging blocks
 // (`preprocessing`, or a `postprocessing` task) and they are invalid or do not
-// fit the model's input (INVALID_ARGUMENT naming the field, or "image models
-// need exactly one 4-D input"). The inner one is FAILED_PRECONDITION when the
-// model cannot take images: its input is not a single FP32 image tensor of
-// fixed size, its output 0 does not fit the task, or the labels do not match
-// the classes.
+// fit the model (INVALID_ARGUMENT naming the field, "image models need
+// exactly one 4-D input", or the reason below). The inner one is
+// FAILED_PRECONDITION, for a config without imaging blocks, when the model
+// cannot take images: its input is not a single FP32 image tensor of fixed
+// size, its output 0 does not fit the task, or the labels do not match the
+// classes.
 absl::StatusOr<ImagingView> BuildModelImaging(const std::string& name,
                                               const inference::ModelConfig& config,
                                               const engine::CompiledModel& model,

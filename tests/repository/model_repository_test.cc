@@ -98,7 +98,9 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   AddModel("gpu", 1, 2.f, "instance_group [ { kind: KIND_GPU } ]");
   // Imaging blocks are checked at load against the model's input.
   AddModel("badimaging", 1, 2.f, "preprocessing { mean: [1, 2] }");
-  AddModel("imaging", 1, 2.f,
+  AddModel("imaging", 1, 2.f, "preprocessing { color_format: COLOR_GRAY }\n");
+  // A detection task on a model whose output is not a detection head.
+  AddModel("notdetector", 1, 2.f,
            "preprocessing { color_format: COLOR_GRAY }\n"
            "postprocessing { task: TASK_DETECTION score_threshold: 0.5 }");
   fs::create_directories(root_ / ".hidden" / "1");
@@ -115,7 +117,8 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   EXPECT_EQ(Find(index, "double")->state, "READY");
   EXPECT_EQ(Find(index, "double")->version, "1");
   EXPECT_EQ(Find(index, "imaging")->state, "READY") << Find(index, "imaging")->reason;
-  for (const char* broken : {"garbage", "badconfig", "nofile", "gpu", "badimaging"}) {
+  for (const char* broken :
+       {"garbage", "badconfig", "nofile", "gpu", "badimaging", "notdetector"}) {
     const ModelIndexEntry* e = Find(index, broken);
     ASSERT_NE(e, nullptr) << broken;
     EXPECT_EQ(e->state, "UNAVAILABLE") << broken;
@@ -126,6 +129,9 @@ TEST_F(ModelRepositoryTest, BrokenModelsAreReportedAndDoNotStopOthers) {
   EXPECT_NE(Find(index, "gpu")->reason.find("KIND_GPU"), std::string::npos);
   EXPECT_NE(Find(index, "badimaging")->reason.find("preprocessing.mean"), std::string::npos)
       << Find(index, "badimaging")->reason;
+  EXPECT_NE(Find(index, "notdetector")->reason.find("detection needs output 0 laid out"),
+            std::string::npos)
+      << Find(index, "notdetector")->reason;
   EXPECT_EQ(Find(index, ".hidden"), nullptr);
   EXPECT_EQ(Find(index, "tools"), nullptr);  // no config, no version folder: not a model
   EXPECT_FALSE(repo->AllReady());
