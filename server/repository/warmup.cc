@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -99,13 +100,20 @@ absl::StatusOr<std::vector<WarmupSample>> WarmupSamples(const inference::ModelCo
     }
     return samples;
   }
-  std::vector<int> sizes;
-  if (config.has_dynamic_batching()) {
-    sizes.assign(config.dynamic_batching().preferred_batch_size().begin(),
-                 config.dynamic_batching().preferred_batch_size().end());
+  // Every batch size the dynamic batcher may form has its plan compiled
+  // here, so no request waits for a compile: all of 1..max_batch_size up to
+  // kWarmEveryBatchUpTo (a batcher without queue delay forms any size),
+  // beyond that 1, the preferred sizes and the maximum.
+  std::set<int> sizes = {1};
+  const int max_batch = batched ? config.max_batch_size() : 1;
+  if (max_batch <= kWarmEveryBatchUpTo) {
+    for (int b = 1; b <= max_batch; ++b) sizes.insert(b);
+  } else {
+    sizes.insert(max_batch);
+    for (const int b : config.dynamic_batching().preferred_batch_size()) {
+      if (b >= 1 && b <= max_batch) sizes.insert(b);
+    }
   }
-  if (sizes.empty()) sizes = {1};
-  if (!batched) sizes = {1};
   for (const int batch : sizes) {
     WarmupSample sample;
     sample.name = absl::StrCat("default batch ", batch);

@@ -19,11 +19,16 @@ struct WarmupSample {
   int count = 1;
 };
 
+// Up to this max_batch_size the default warmup runs every batch size.
+inline constexpr int kWarmEveryBatchUpTo = 16;
+
 // The samples for `config`: its model_warmup entries (zero_data,
 // random_data, input_data_file relative to <model_dir>/warmup/), or, if none,
-// zeros at every preferred batch size (batch 1 and max_batch_size when there
-// are none). Inputs with variable non-batch dims are skipped by the default
-// rule (nothing sensible to invent) and are an error in an explicit entry.
+// zeros at every batch size 1..max_batch_size when that is at most
+// kWarmEveryBatchUpTo, else at 1, each preferred batch size and
+// max_batch_size. Inputs with variable non-batch dims are skipped by the
+// default rule (nothing sensible to invent) and are an error in an explicit
+// entry.
 absl::StatusOr<std::vector<WarmupSample>> WarmupSamples(const inference::ModelConfig& config,
                                                         const engine::CompiledModel& model,
                                                         const std::string& model_dir);

@@ -306,6 +306,35 @@ TEST_F(RepositoryMetricsTest, PlanCacheIsBoundedByConfigAndExported) {
   EXPECT_EQ(Scraped("rectifier_cached_plans", labels), std::nullopt);
 }
 
+// The default warmup compiles every batch size the batcher may form, so no
+// request compiles a plan: all of 1..max_batch_size up to 16, beyond that 1,
+// the preferred sizes and the maximum.
+TEST_F(RepositoryMetricsTest, DefaultWarmupCompilesTheBatchSizesTheBatcherForms) {
+  WriteFile(root_ / "small" / "1" / "model.onnx", ReluModelBytes());
+  WriteFile(root_ / "small" / "config.pbtxt",
+            "max_batch_size: 4\ndynamic_batching { preferred_batch_size: [ 4 ] }\n");
+  WriteFile(root_ / "large" / "1" / "model.onnx", ReluModelBytes());
+  WriteFile(root_ / "large" / "config.pbtxt",
+            "max_batch_size: 32\ndynamic_batching { preferred_batch_size: [ 8, 16 ] }\n");
+  Open({"small", "large"});
+  ASSERT_NE(repo_, nullptr);
+  const prometheus::Labels small{{"model", "small"}, {"version", "1"}};
+  const prometheus::Labels large{{"model", "large"}, {"version", "1"}};
+  EXPECT_EQ(Scraped("rectifier_cached_plans", small), 4.0);  // 1, 2, 3, 4
+  EXPECT_EQ(Scraped("rectifier_cached_plans", large), 4.0);  // 1, 8, 16, 32
+  const double compiles = Scraped("rectifier_plan_compiles_total", small).value_or(-1);
+  for (int64_t batch : {1, 2, 3, 4}) {
+    auto request = std::make_unique<scheduling::InferenceRequest>();
+    request->inputs.push_back(engine::Tensor::Zeros(engine::DataType::kFloat32, {batch, 3, 2, 2}));
+    std::promise<absl::Status> done;
+    request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& r,
+                            const scheduling::RequestTimes&) { done.set_value(r.status()); };
+    SubmitRequest(*repo_, "small", "", std::move(request));
+    ASSERT_TRUE(done.get_future().get().ok()) << "batch " << batch;
+  }
+  EXPECT_EQ(Scraped("rectifier_plan_compiles_total", small), compiles);  // none on requests
+}
+
 TEST_F(RepositoryMetricsTest, ActivationStatisticsAreExportedWhenSampled) {
   // Channel 0 all negative (dead), channel 1 half negative, channel 2 positive:
   // 6 of 12 outputs are zero.
