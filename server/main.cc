@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/logging.h"
@@ -209,6 +210,22 @@ void LogStarted(const ServerOptions& options, const Server& server) {
     spdlog::info(
         "HTTP/REST is off: it has no TLS and --tls-cert is set (--http-address turns "
         "it on for a TLS-terminating proxy in front)");
+  }
+  // One summary of what loaded, with the reason for each failure.
+  int ready = 0;
+  std::vector<std::string> failed;
+  for (const auto& entry : server.repository->Index()) {
+    if (entry.state == "READY") {
+      ++ready;
+    } else if (entry.state == "UNAVAILABLE" && !entry.reason.empty()) {
+      failed.push_back(absl::StrCat(entry.name, " (", entry.reason, ")"));
+    }
+  }
+  if (failed.empty()) {
+    spdlog::info("models: {} ready", ready);
+  } else {
+    spdlog::warn("models: {} ready, {} failed: {}", ready, failed.size(),
+                 absl::StrJoin(failed, "; "));
   }
   const rectifier::security::TokenStore* tokens = server.tokens.get();
   spdlog::info("security: {}, {}",

@@ -17,10 +17,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "server/common/clock.h"
 #include "server/common/cpu_info.h"
 #include "server/common/status_macros.h"
-#include "server/imaging/preprocess.h"
 #include "server/imaging/preprocess.h"
 #include "server/repository/engine_executor.h"
 #include "server/repository/model_config.h"
@@ -424,6 +425,7 @@ absl::StatusOr<int> ModelRepository::ThreadsPerInstance(const std::string& name,
 absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     const std::string& name, const inference::ModelConfig& base_config, int64_t version) const {
   const fs::path dir = fs::path(options_.root) / name;
+  const absl::Time load_start = absl::Now();
   inference::ModelConfig config = base_config;
   const engine::CompileOptions compile =
       CompileOptionsFromConfig(config, options_.default_max_batch_size);
@@ -439,6 +441,7 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   ASSIGN_OR_RETURN(const int threads, ThreadsPerInstance(name, version, config, instances));
   ASSIGN_OR_RETURN(std::shared_ptr<const engine::CompiledModel> model,
                    CompileOnItsOwnThread(file, compile, threads));
+  const absl::Duration compile_time = absl::Now() - load_start;
   spdlog::info("model={} version={} {}", name, version, model->activation_summary().ToString());
   if (!model->activation_summary().warning.empty()) {
     spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
@@ -459,6 +462,13 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   // (EngineExecutor::Prepare), before the version is published.
   ASSIGN_OR_RETURN(const std::vector<WarmupSample> warmup,
                    WarmupSamples(config, *model, dir.string()));
+  // The batch sizes warm-up compiles plans for, for the load line.
+  std::set<int64_t> warm_batches;
+  for (const WarmupSample& sample : warmup) {
+    if (!sample.inputs.empty() && !sample.inputs[0].shape.empty()) {
+      warm_batches.insert(config.max_batch_size() > 0 ? sample.inputs[0].shape[0] : 1);
+    }
+  }
   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<EngineExecutor>> executors,
                    CreateExecutors(model, instances, threads, warmup, options_.clock));
 
@@ -487,8 +497,15 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
     AddScrapeSources(*served, compile.activation_stats_sample_every > 0);
   }
   served->config = std::move(config);
-  spdlog::info("model={} version={} loaded: {} instance(s) x {} thread(s), max_batch_size {}", name,
-               version, instances, threads, served->config.max_batch_size());
+  const absl::Duration total = absl::Now() - load_start;
+  spdlog::info(
+      "model={} version={} loaded in {:.2f} s (import {:.2f} s, plans and warm-up {:.2f} s): {} "
+      "instance(s) "
+      "x {} thread(s), max_batch_size {}, {} plan(s) for batch {}",
+      name, version, absl::ToDoubleSeconds(total), absl::ToDoubleSeconds(compile_time),
+      absl::ToDoubleSeconds(total - compile_time), instances, threads,
+      served->config.max_batch_size(), model->plan_cache_stats().cached,
+      warm_batches.empty() ? std::string("(none warmed)") : absl::StrJoin(warm_batches, ","));
   return served;
 }
 

@@ -176,6 +176,11 @@ class HttpEndpointTest(unittest.TestCase):
         self.log.seek(0)
         log = self.log.read()
         self.assertIn("model=double version=1 has no preprocessing block in config.pbtxt", log)
+        # One line per model (times, the plans warm-up compiled), then a summary.
+        self.assertRegex(log, r"model=double version=1 loaded in [0-9.]+ s \(import [0-9.]+ s, "
+                              r"plans and warm-up [0-9.]+ s\): .*8 plan\(s\) for batch "
+                              r"1,2,3,4,5,6,7,8")
+        self.assertIn("models: 3 ready", log)
         self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
@@ -555,13 +560,20 @@ class HttpWithTlsTest(unittest.TestCase):
         files = interop.make_certificates(os.path.join(WORK, "tls"))
         repo = os.path.join(WORK, "repo-tls")
         interop.write_model(repo)
+        os.makedirs(os.path.join(repo, "broken", "1"))
+        with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
+            f.write(b"not an onnx model")
         base = [SERVER, "--model-repository", repo, "--grpc-address", "127.0.0.1:0",
                 "--metrics-address", "", "--tls-cert", files["server.crt"], "--tls-key",
                 files["server.key"]]
         process, log, ports = start_server(base[1:], os.path.join(WORK, "server-tls.log"))
         self.assertEqual(ports["http"], 0)
         log.seek(0)
-        self.assertIn("HTTP/REST is off", log.read())
+        text = log.read()
+        self.assertIn("HTTP/REST is off", text)
+        # The start-up summary names the model that failed and why.
+        self.assertRegex(text, r"models: 2 ready, 1 failed: broken \(version 1: .*not a valid "
+                               r"ONNX model")
         self.assertEqual(stop_server(process, log), 0)
         out = subprocess.run(base + ["--http-address", "127.0.0.1:0"], capture_output=True,
                              text=True, timeout=60)

@@ -12,6 +12,7 @@
 #include "tests/integration/server_process.h"
 #include "tests/repository/test_models.h"
 #include "tools/client/tensor_file.h"
+#include "tools/perf/load_stats.h"
 
 namespace rectifier::testing {
 namespace {
@@ -253,6 +254,28 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.stderr_text.find("unknown model 'nope'"), std::string::npos)
       << unknown.stderr_text;
+}
+
+TEST(LoadStatsTest, UnstableReasonSaysWhatVaried) {
+  const auto window = [](double throughput, double p99) {
+    tools::WindowSummary w;
+    w.throughput = throughput;
+    w.p99_ms = p99;
+    return w;
+  };
+  std::vector<tools::WindowSummary> windows = {window(100, 10), window(101, 10.5)};
+  EXPECT_EQ(tools::UnstableReason(windows, 3, 0.1), "only 2 window(s) measured, 3 must agree");
+  windows.push_back(window(99, 9.8));
+  EXPECT_EQ(tools::UnstableReason(windows, 3, 0.1), "");
+  EXPECT_TRUE(tools::IsStable(windows, 3, 0.1));
+  windows.push_back(window(150, 30));
+  const std::string reason = tools::UnstableReason(windows, 3, 0.1);
+  EXPECT_NE(reason.find("throughput varied 28%"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("p99 varied"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("(tolerance 10%)"), std::string::npos) << reason;
+  EXPECT_FALSE(tools::IsStable(windows, 3, 0.1));
+  EXPECT_EQ(tools::UnstableReason({window(0, 0), window(0, 0), window(0, 0)}, 3, 0.1),
+            "no request answered");
 }
 
 TEST(TensorFileTest, NpyRoundTripsAndBadFilesAreErrors) {

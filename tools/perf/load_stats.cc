@@ -4,6 +4,9 @@
 #include <cmath>
 #include <numeric>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
 namespace rectifier::tools {
 
 double Percentile(const std::vector<double>& sorted, double p) {
@@ -67,19 +70,40 @@ WindowSummary LoadStats::TakeWindow(double seconds) {
 }
 
 bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance) {
-  if (static_cast<int>(windows.size()) < n) return false;
-  const auto within = [&](auto get) {
+  return UnstableReason(windows, n, tolerance).empty();
+}
+
+std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance) {
+  if (static_cast<int>(windows.size()) < n) {
+    return absl::StrCat("only ", windows.size(), " window(s) measured, ", n, " must agree");
+  }
+  // The largest deviation from the mean over the last n windows, relative
+  // to the mean; infinite when the mean is not positive (nothing answered).
+  const auto deviation = [&](auto get) {
     double mean = 0;
     for (size_t i = windows.size() - n; i < windows.size(); ++i) mean += get(windows[i]);
     mean /= n;
-    if (mean <= 0) return false;
+    if (mean <= 0) return HUGE_VAL;
+    double worst = 0;
     for (size_t i = windows.size() - n; i < windows.size(); ++i) {
-      if (std::abs(get(windows[i]) - mean) > tolerance * mean) return false;
+      worst = std::max(worst, std::abs(get(windows[i]) - mean) / mean);
     }
-    return true;
+    return worst;
   };
-  return within([](const WindowSummary& w) { return w.throughput; }) &&
-         within([](const WindowSummary& w) { return w.p99_ms; });
+  const double throughput = deviation([](const WindowSummary& w) { return w.throughput; });
+  const double p99 = deviation([](const WindowSummary& w) { return w.p99_ms; });
+  if (throughput == HUGE_VAL) return "no request answered";
+  std::vector<std::string> reasons;
+  if (throughput > tolerance) {
+    reasons.push_back(absl::StrCat("throughput varied ", static_cast<int>(throughput * 100), "%"));
+  }
+  if (p99 > tolerance) {
+    reasons.push_back(
+        absl::StrCat("p99 varied ", static_cast<int>(std::min(p99, 99.99) * 100), "%"));
+  }
+  if (reasons.empty()) return "";
+  return absl::StrCat(absl::StrJoin(reasons, ", "), " across the last ", n, " windows (tolerance ",
+                      static_cast<int>(tolerance * 100), "%)");
 }
 
 }  // namespace rectifier::tools

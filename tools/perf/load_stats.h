@@ -53,6 +53,11 @@ class LoadStats {
 // stability rule.
 bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance);
 
+// Why the last `n` windows are not stable ("" when they are): too few
+// windows, or the largest deviation from the mean of throughput or p99, in
+// percent, against the tolerance.
+std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance);
+
 }  // namespace rectifier::tools
 
 #endif  // RECTIFIER_TOOLS_PERF_LOAD_STATS_H_

@@ -697,6 +697,7 @@ struct LevelResult {
   double level = 0;
   WindowSummary summary;  // merged over the stable windows
   bool stable = false;
+  std::string unstable_reason;  // UnstableReason when not stable
   ServerTotals before, after;
 };
 
@@ -734,6 +735,13 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
       break;
     }
   } while (static_cast<int>(windows.size()) < o.max_windows && !all_answered());
+  if (!result.stable) {
+    result.unstable_reason = UnstableReason(windows, o.stable_windows, o.tolerance);
+    if (all_answered()) {
+      result.unstable_reason +=
+          absl::StrCat("; --max-requests (", o.max_requests, ") ended the level");
+    }
+  }
   // Report the last `stable_windows` windows (or all when unstable).
   const size_t n = std::min<size_t>(windows.size(), o.stable_windows);
   WindowSummary merged;
@@ -1008,6 +1016,18 @@ int Main(int argc, char** argv) {
                 r.summary.p99_ms, queue_us, compute_us, absl::StrJoin(errors, " ").c_str(),
                 r.stable ? "" : " (unstable)");
     std::fflush(stdout);
+    if (!r.stable) {
+      std::fprintf(stderr, "rectifier-perf: level %g unstable: %s\n", level,
+                   r.unstable_reason.c_str());
+    }
+    // An open loop that could not send or get answers at the asked rate.
+    if (!o.request_rate.empty() && r.summary.throughput < 0.9 * level) {
+      std::fprintf(stderr,
+                   "rectifier-perf: warning: asked for %g requests/s, %.1f were answered: the "
+                   "server (or this client%s) cannot keep up at this rate\n",
+                   level, r.summary.throughput,
+                   r.summary.errors.count("CLIENT_OVERLOADED") ? ", which refused sends" : "");
+    }
     if (csv.is_open()) {
       csv << r.mode << "," << level << "," << o.batch << "," << infer_per_s << ","
           << r.summary.p50_ms << "," << r.summary.p90_ms << "," << r.summary.p95_ms << ","
