@@ -213,18 +213,23 @@ void LogStarted(const ServerOptions& options, const Server& server) {
   }
   // One summary of what loaded, with the reason for each failure.
   int ready = 0;
+  int not_loaded = 0;  // explicit mode: in the repository, not asked for
   std::vector<std::string> failed;
   for (const auto& entry : server.repository->Index()) {
     if (entry.state == "READY") {
       ++ready;
+    } else if (entry.reason == "not loaded") {
+      ++not_loaded;
     } else if (entry.state == "UNAVAILABLE" && !entry.reason.empty()) {
       failed.push_back(absl::StrCat(entry.name, " (", entry.reason, ")"));
     }
   }
+  const std::string unloaded =
+      not_loaded > 0 ? absl::StrCat(", ", not_loaded, " in the repository not loaded") : "";
   if (failed.empty()) {
-    spdlog::info("models: {} ready", ready);
+    spdlog::info("models: {} ready{}", ready, unloaded);
   } else {
-    spdlog::warn("models: {} ready, {} failed: {}", ready, failed.size(),
+    spdlog::warn("models: {} ready{}, {} failed: {}", ready, unloaded, failed.size(),
                  absl::StrJoin(failed, "; "));
   }
   const rectifier::security::TokenStore* tokens = server.tokens.get();

@@ -711,7 +711,20 @@ absl::StatusOr<std::shared_ptr<const ServedModel>> ModelRepository::GetLocked(
     const std::string& name, const std::string& version) const {
   if (shutting_down_) return absl::UnavailableError("server is shutting down");
   auto it = models_.find(name);
-  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  if (it == models_.end()) {
+    // In explicit mode a model of the repository is served only once
+    // loaded: say so, and how (a stat of a validated name, no scan).
+    std::error_code ec;
+    if (options_.mode == ControlMode::kExplicit && ValidateModelName(name).ok() &&
+        fs::is_directory(fs::path(options_.root) / name, ec)) {
+      return absl::NotFoundError(
+          absl::StrCat("model '", name,
+                       "' is in the repository but not loaded (--model-control-mode "
+                       "explicit); load it with RepositoryModelLoad, e.g. `rectifier-client load ",
+                       name, "`"));
+    }
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "'"));
+  }
   const ModelSlot& slot = it->second;
   if (slot.versions.empty()) {
     return absl::UnavailableError(absl::StrCat("model '", name, "' is not ready (", slot.state,

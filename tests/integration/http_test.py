@@ -493,6 +493,14 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 200)
         status, message = self.error("POST", "/v2/repository/models/nothing/load")
         self.assertEqual(status, 404, message)
+        # While unloaded, a call names the way back (explicit mode).
+        self.request("POST", "/v2/repository/models/brightness/unload", b"")
+        status, message = self.error("GET", "/v2/models/brightness")
+        self.assertEqual(status, 404)
+        self.assertIn("is in the repository but not loaded", message)
+        self.assertIn("rectifier-client load brightness", message)
+        self.assertEqual(self.request("POST", "/v2/repository/models/brightness/load", b"")[0],
+                         200)
         status, message = self.error("POST", "/v2/repository/models/double/load",
                                      b'{"parameters": {"config": "{}"}}')
         self.assertEqual(status, 501, message)
