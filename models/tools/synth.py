@@ -6,6 +6,8 @@ without torch. The same seed always gives the same images, bit for bit.
 
   # 60 held-out scans (PNG, 8-bit gray, 128x128) + ground_truth.json
   /usr/bin/python3 models/tools/synth.py scan --seed 9001 --count 60 --out /tmp/scans
+  # the same scans as 16-bit DICOM (CR, 12 bits stored, window in the header)
+  /usr/bin/python3 models/tools/synth.py scan --seed 9001 --count 60 --out /tmp/dcm --dicom
   # 40 road frames (PNG, RGB, 480x320) + ground_truth.json
   /usr/bin/python3 models/tools/synth.py road --seed 9002 --count 40 --out /tmp/road
 
@@ -379,6 +381,58 @@ def write_png(path, image):
         f.write(chunk(b"IEND", b""))
 
 
+def _dicom_element(group, element, vr, value):
+    """One explicit-VR little-endian data element, its value padded to even length."""
+    if len(value) % 2:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    head = struct.pack("<HH", group, element) + vr
+    if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+        return head + b"\0\0" + struct.pack("<I", len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def write_dicom(path, img, index, seed):
+    """A 16-bit (12 bits stored) MONOCHROME2 CR image, DICOM Part 10, explicit VR LE.
+
+    Stored values are the 8-bit scan x 16 (0..4080), with a window (centre
+    2048, width 4096) and an identity rescale in the header, the way a
+    digitised chest X-ray arrives. Not for clinical use: synthetic data.
+    """
+    h, w = img.shape[:2]
+    sop_class = b"1.2.840.10008.5.1.4.1.1.1"  # Computed Radiography Image Storage
+    sop_instance = f"2.25.{seed}{index:06d}".encode()
+    meta = b"".join([
+        _dicom_element(0x0002, 0x0001, b"OB", b"\0\1"),
+        _dicom_element(0x0002, 0x0002, b"UI", sop_class),
+        _dicom_element(0x0002, 0x0003, b"UI", sop_instance),
+        _dicom_element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1"),  # explicit VR LE
+        _dicom_element(0x0002, 0x0012, b"UI", b"2.25.1742"),
+    ])
+    pixels = (img.astype(np.uint16) * 16).astype("<u2").tobytes()
+    data = b"".join([
+        _dicom_element(0x0008, 0x0016, b"UI", sop_class),
+        _dicom_element(0x0008, 0x0018, b"UI", sop_instance),
+        _dicom_element(0x0008, 0x0060, b"CS", b"CR"),
+        _dicom_element(0x0010, 0x0010, b"PN", b"SYNTHETIC^SCAN"),
+        _dicom_element(0x0028, 0x0002, b"US", struct.pack("<H", 1)),
+        _dicom_element(0x0028, 0x0004, b"CS", b"MONOCHROME2"),
+        _dicom_element(0x0028, 0x0010, b"US", struct.pack("<H", h)),
+        _dicom_element(0x0028, 0x0011, b"US", struct.pack("<H", w)),
+        _dicom_element(0x0028, 0x0100, b"US", struct.pack("<H", 16)),
+        _dicom_element(0x0028, 0x0101, b"US", struct.pack("<H", 12)),
+        _dicom_element(0x0028, 0x0102, b"US", struct.pack("<H", 11)),
+        _dicom_element(0x0028, 0x0103, b"US", struct.pack("<H", 0)),
+        _dicom_element(0x0028, 0x1050, b"DS", b"2048"),
+        _dicom_element(0x0028, 0x1051, b"DS", b"4096"),
+        _dicom_element(0x0028, 0x1052, b"DS", b"0"),
+        _dicom_element(0x0028, 0x1053, b"DS", b"1"),
+        _dicom_element(0x7FE0, 0x0010, b"OW", pixels),
+    ])
+    group_length = _dicom_element(0x0002, 0x0000, b"UL", struct.pack("<I", len(meta)))
+    with open(path, "wb") as f:
+        f.write(b"\0" * 128 + b"DICM" + group_length + meta + data)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["scan", "road"])
@@ -388,7 +442,11 @@ def main():
     parser.add_argument("--width", type=int, default=0,
                         help="road frame width (default 480) / scan side (default 128)")
     parser.add_argument("--height", type=int, default=0, help="road frame height (default 320)")
+    parser.add_argument("--dicom", action="store_true",
+                        help="scan: write 16-bit DICOM files (scan_NNNN.dcm) instead of PNG")
     args = parser.parse_args()
+    if args.dicom and args.kind != "scan":
+        parser.error("--dicom applies to scan")
     if args.count < 1:
         parser.error("--count must be >= 1")
     os.makedirs(args.out, exist_ok=True)
@@ -396,8 +454,11 @@ def main():
     if args.kind == "scan":
         size = args.width or SCAN_SIZE
         for i, (img, label) in enumerate(scan_samples(args.seed, args.count, size)):
-            name = f"scan_{i:04d}.png"
-            write_png(os.path.join(args.out, name), img)
+            name = f"scan_{i:04d}.{'dcm' if args.dicom else 'png'}"
+            if args.dicom:
+                write_dicom(os.path.join(args.out, name), img, i, args.seed)
+            else:
+                write_png(os.path.join(args.out, name), img)
             samples.append({"file": name, "class_id": label, "label": SCAN_LABELS[label]})
         truth = {"task": "classification", "labels": SCAN_LABELS, "width": size, "height": size,
                  "seed": args.seed, "samples": samples}

@@ -72,12 +72,13 @@ class HttpEndpointTest(unittest.TestCase):
         repo = os.path.join(WORK, "repo")
         interop.write_model(repo)
         # A real detector for the /detect route: the default model, linked in.
-        os.symlink(os.path.join(interop.ROOT, "models", "road_detector"),
-                   os.path.join(repo, "road_detector"))
+        for default_model in ("road_detector", "scan_classifier"):
+            os.symlink(os.path.join(interop.ROOT, "models", default_model),
+                       os.path.join(repo, default_model))
         cls.server, cls.log, cls.ports = start_server(
             ["--model-repository", repo, "--model-control-mode", "explicit",
              "--load-model", "double", "--load-model", "brightness",
-             "--load-model", "road_detector",
+             "--load-model", "road_detector", "--load-model", "scan_classifier",
              "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
              "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1"],
             os.path.join(WORK, "server.log"))
@@ -180,7 +181,7 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertRegex(log, r"model=double version=1 loaded in [0-9.]+ s \(import [0-9.]+ s, "
                               r"plans and warm-up [0-9.]+ s\): .*8 plan\(s\) for batch "
                               r"1,2,3,4,5,6,7,8")
-        self.assertIn("models: 3 ready", log)
+        self.assertIn("models: 4 ready", log)
         self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
@@ -364,6 +365,28 @@ class HttpEndpointTest(unittest.TestCase):
             for a, b in zip(g["box"], (w.box.x1, w.box.y1, w.box.x2, w.box.y2)):
                 self.assertAlmostEqual(a, b, places=3)
 
+    def test_synthetic_dicom_scans_classify_as_their_png_twins(self):
+        # models/tools/synth.py --dicom writes the same scans as 16-bit DICOM.
+        synth = os.path.join(interop.ROOT, "models", "tools", "synth.py")
+        for kind, extra in (("png", []), ("dcm", ["--dicom"])):
+            subprocess.run(["/usr/bin/python3", synth, "scan", "--seed", "9001", "--count", "4",
+                            "--out", os.path.join(WORK, "synth-" + kind)] + extra,
+                           check=True, capture_output=True, timeout=120)
+        with open(os.path.join(WORK, "synth-dcm", "ground_truth.json")) as f:
+            truth = json.load(f)["samples"]
+        for i, sample in enumerate(truth):
+            labels = {}
+            for kind in ("png", "dcm"):
+                answer = self.post_images(
+                    "/v1/models/scan_classifier/classify",
+                    interop.read(os.path.join(WORK, "synth-" + kind, f"scan_{i:04d}.{kind}")))
+                result = answer["results"][0]
+                labels[kind] = result["classes"][0]["label"]
+                if kind == "dcm":
+                    self.assertEqual(result["image"]["format"], "dicom")
+                    self.assertEqual(result["image"]["dicom"]["modality"], "CR")
+            self.assertEqual(labels["dcm"], labels["png"], sample["file"])
+
     def test_image_route_errors(self):
         image = interop.pgm(9, 9, 230)
         route = "/v1/models/brightness/classify"
@@ -459,7 +482,7 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertIn("count", stats[0]["inference_stats"]["fail"])
         everything = self.get_json("/v2/models/stats")["model_stats"]
         self.assertEqual(sorted(s["name"] for s in everything),
-                         ["brightness", "double", "road_detector"])
+                         ["brightness", "double", "road_detector", "scan_classifier"])
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics']}/metrics",
                                     timeout=30) as response:
             text = response.read().decode()
@@ -480,14 +503,15 @@ class HttpEndpointTest(unittest.TestCase):
         status, _, data = self.request("POST", "/v2/repository/index", b"")
         self.assertEqual(status, 200)
         index = json.loads(data)
-        self.assertEqual(sorted(m["name"] for m in index), ["brightness", "double",
-                                                             "road_detector"])
+        self.assertEqual(sorted(m["name"] for m in index),
+                         ["brightness", "double", "road_detector", "scan_classifier"])
         self.assertTrue(all(m["state"] == "READY" for m in index))
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/unload", b"")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 400)
         status, _, data = self.request("POST", "/v2/repository/index", b'{"ready": true}')
-        self.assertEqual([m["name"] for m in json.loads(data)], ["double", "road_detector"])
+        self.assertEqual([m["name"] for m in json.loads(data)],
+                         ["double", "road_detector", "scan_classifier"])
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/load", b"{}")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 200)
