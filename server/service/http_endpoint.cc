@@ -65,42 +65,39 @@ void SendProto(mg_connection* connection, const google::protobuf::Message& messa
 }
 
 // Reads the request body, at most `limit` bytes. RESOURCE_EXHAUSTED (413)
-// past the limit; INVALID_ARGUMENT when the client sends less than it
-// announced.
+// past the limit, from Content-Length before reading; INVALID_ARGUMENT when
+// the client sends less than it announced. The body grows with what
+// arrives: a Content-Length alone (a client that then sends nothing) costs
+// no memory.
 absl::StatusOr<std::string> ReadBody(mg_connection* connection, size_t limit) {
   const mg_request_info* info = mg_get_request_info(connection);
-  std::string body;
-  if (info->content_length >= 0) {
-    if (static_cast<unsigned long long>(info->content_length) > limit) {
-      return absl::ResourceExhaustedError(absl::StrCat("the request body is ", info->content_length,
-                                                       " bytes, over the server's limit of ", limit,
-                                                       " (--max-message-bytes)"));
-    }
-    body.resize(static_cast<size_t>(info->content_length));
-    size_t read = 0;
-    while (read < body.size()) {
-      const int n = mg_read(connection, body.data() + read, body.size() - read);
-      if (n <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "the request body ended after ", read, " of its ", body.size(), " announced bytes"));
-      }
-      read += static_cast<size_t>(n);
-    }
-    return body;
+  const bool announced = info->content_length >= 0;
+  if (announced && static_cast<unsigned long long>(info->content_length) > limit) {
+    return absl::ResourceExhaustedError(absl::StrCat("the request body is ", info->content_length,
+                                                     " bytes, over the server's limit of ", limit,
+                                                     " (--max-message-mb)"));
   }
-  // Chunked: read until the end, refusing past the limit.
+  const size_t expected = announced ? static_cast<size_t>(info->content_length) : limit;
+  std::string body;
+  body.reserve(std::min<size_t>(expected, size_t{1} << 20));
   char buffer[64 << 10];
-  for (;;) {
-    const int n = mg_read(connection, buffer, sizeof(buffer));
+  while (body.size() < expected || !announced) {
+    const size_t want =
+        announced ? std::min(sizeof(buffer), expected - body.size()) : sizeof(buffer);
+    const int n = mg_read(connection, buffer, want);
     if (n < 0) return absl::InvalidArgumentError("the request body could not be read");
-    if (n == 0) return body;
+    if (n == 0) {
+      if (!announced) return body;  // chunked: the end
+      return absl::InvalidArgumentError(absl::StrCat("the request body ended after ", body.size(),
+                                                     " of its ", expected, " announced bytes"));
+    }
     if (body.size() + static_cast<size_t>(n) > limit) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the request body is over the server's limit of ", limit,
-                       " bytes (--max-message-bytes)"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the request body is over the server's limit of ", limit, " bytes (--max-message-mb)"));
     }
     body.append(buffer, static_cast<size_t>(n));
   }
+  return body;
 }
 
 // The body as a JSON object ({} when empty).

@@ -551,6 +551,43 @@ class BusyPortTest(unittest.TestCase):
         self.assertNotIn("loaded", text)
 
 
+def resident_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return -1
+
+
+class AnnouncedBodiesTest(unittest.TestCase):
+    """A Content-Length alone costs no memory: bodies grow with what arrives."""
+
+    def test_announced_but_unsent_bodies_do_not_allocate(self):
+        repo = os.path.join(WORK, "repo-bodies")
+        interop.write_model(repo)
+        process, log, ports = start_server(
+            ["--model-repository", repo, "--grpc-address", "127.0.0.1:0", "--http-address",
+             "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", "1024"],
+            os.path.join(WORK, "server-bodies.log"))
+        sockets = []
+        try:
+            before = resident_mb(process.pid)
+            for _ in range(12):  # fewer than --http-threads: each one is being read
+                s = socket.create_connection(("127.0.0.1", ports["http"]), timeout=30)
+                s.sendall(b"POST /v2/models/double/infer HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: 1000000000\r\n\r\n{\"inputs\"")
+                sockets.append(s)
+            time.sleep(1.5)
+            grown = resident_mb(process.pid) - before
+            # 12 x 1 GB announced; before the bodies grew with the data, each
+            # connection allocated (and zeroed) its whole announced size.
+            self.assertLess(grown, 200, f"RSS grew {grown:.0f} MB")
+        finally:
+            for s in sockets:
+                s.close()
+            self.assertEqual(stop_server(process, log), 0)
+
+
 class HttpTokensTest(unittest.TestCase):
     """--auth-tokens applies to HTTP as to gRPC; probes stay open."""
 
