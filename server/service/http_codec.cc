@@ -503,6 +503,95 @@ json ScalarValue(const google::protobuf::Message& message,
   return nullptr;
 }
 
+// Input `i` of the request ("inputs"[i]) into `request`: its tensor and its
+// raw contents, from "data" or from the front of `binary`.
+absl::Status ParseInput(const json& in, size_t i, const HttpInferLimits& limits,
+                        absl::string_view* binary, inference::ModelInferRequest* request) {
+  std::string where = absl::StrCat("inputs[", i, "]: ");
+  if (!in.is_object()) return absl::InvalidArgumentError(where + "must be an object");
+  auto* tensor = request->add_inputs();
+  absl::StatusOr<std::string> name = StringField(in, "name", where, /*required=*/true);
+  if (!name.ok()) return name.status();
+  tensor->set_name(*name);
+  where = absl::StrCat("input '", *name, "': ");
+  absl::StatusOr<std::string> datatype = StringField(in, "datatype", where, /*required=*/true);
+  if (!datatype.ok()) return datatype.status();
+  tensor->set_datatype(*datatype);
+  const auto shape = in.find("shape");
+  if (shape == in.end() || !shape->is_array()) {
+    return absl::InvalidArgumentError(where + "'shape' must be an array of integers");
+  }
+  for (const json& d : *shape) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      return absl::InvalidArgumentError(where + "'shape' must hold non-negative integers");
+    }
+    tensor->add_shape(d.get<int64_t>());
+  }
+  if (const auto it = in.find("parameters"); it != in.end()) {
+    if (absl::Status s = ParseParameters(*it, where, tensor->mutable_parameters()); !s.ok()) {
+      return s;
+    }
+  }
+  std::string* raw = request->add_raw_input_contents();
+  const auto size_param = tensor->parameters().find("binary_data_size");
+  const auto data = in.find("data");
+  if (size_param != tensor->parameters().end()) {
+    if (data != in.end()) {
+      return absl::InvalidArgumentError(where + "has both 'data' and binary_data_size");
+    }
+    const inference::InferParameter& p = size_param->second;
+    if (!p.has_int64_param() || p.int64_param() < 0) {
+      return absl::InvalidArgumentError(where + "binary_data_size must be a non-negative integer");
+    }
+    const auto n = static_cast<uint64_t>(p.int64_param());
+    if (n > binary->size()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "binary_data_size ", n,
+                                                     " is more than the ", binary->size(),
+                                                     " bytes of binary data left in the body"));
+    }
+    raw->assign(binary->data(), static_cast<size_t>(n));
+    binary->remove_prefix(static_cast<size_t>(n));
+    tensor->mutable_parameters()->erase("binary_data_size");
+    return absl::OkStatus();
+  }
+  if (data == in.end()) {
+    return absl::InvalidArgumentError(where + "has neither 'data' nor binary_data_size");
+  }
+  int64_t elements = 0;
+  if (absl::Status s = PackData(*data, *datatype, limits.max_data_depth, raw, &elements); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+  }
+  if (const std::optional<int64_t> expected = ElementCount(tensor->shape());
+      expected.has_value() && *expected != elements) {
+    return absl::InvalidArgumentError(absl::StrCat(where, elements, " data elements for shape [",
+                                                   absl::StrJoin(tensor->shape(), ","), "] (needs ",
+                                                   *expected, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// "outputs": the requested outputs and their parameters.
+absl::Status ParseOutputs(const json& root, inference::ModelInferRequest* request) {
+  const auto outputs = root.find("outputs");
+  if (outputs == root.end()) return absl::OkStatus();
+  if (!outputs->is_array()) return absl::InvalidArgumentError("'outputs' must be an array");
+  for (size_t i = 0; i < outputs->size(); ++i) {
+    const json& out = (*outputs)[i];
+    const std::string where = absl::StrCat("outputs[", i, "]: ");
+    if (!out.is_object()) return absl::InvalidArgumentError(where + "must be an object");
+    absl::StatusOr<std::string> name = StringField(out, "name", where, /*required=*/true);
+    if (!name.ok()) return name.status();
+    auto* requested = request->add_outputs();
+    requested->set_name(*name);
+    if (const auto it = out.find("parameters"); it != out.end()) {
+      if (absl::Status s = ParseParameters(*it, where, requested->mutable_parameters()); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<HttpRoute> ParseHttpRoute(absl::string_view path) {
@@ -665,69 +754,7 @@ absl::Status ParseHttpInferRequest(absl::string_view body,
   }
   absl::string_view binary = body.substr(json_size);
   for (size_t i = 0; i < inputs->size(); ++i) {
-    const json& in = (*inputs)[i];
-    std::string where = absl::StrCat("inputs[", i, "]: ");
-    if (!in.is_object()) return absl::InvalidArgumentError(where + "must be an object");
-    auto* tensor = request->add_inputs();
-    absl::StatusOr<std::string> name = StringField(in, "name", where, /*required=*/true);
-    if (!name.ok()) return name.status();
-    tensor->set_name(*name);
-    where = absl::StrCat("input '", *name, "': ");
-    absl::StatusOr<std::string> datatype = StringField(in, "datatype", where, /*required=*/true);
-    if (!datatype.ok()) return datatype.status();
-    tensor->set_datatype(*datatype);
-    const auto shape = in.find("shape");
-    if (shape == in.end() || !shape->is_array()) {
-      return absl::InvalidArgumentError(where + "'shape' must be an array of integers");
-    }
-    for (const json& d : *shape) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return absl::InvalidArgumentError(where + "'shape' must hold non-negative integers");
-      }
-      tensor->add_shape(d.get<int64_t>());
-    }
-    if (const auto it = in.find("parameters"); it != in.end()) {
-      if (absl::Status s = ParseParameters(*it, where, tensor->mutable_parameters()); !s.ok()) {
-        return s;
-      }
-    }
-    std::string* raw = request->add_raw_input_contents();
-    const auto size_param = tensor->parameters().find("binary_data_size");
-    const auto data = in.find("data");
-    if (size_param != tensor->parameters().end()) {
-      if (data != in.end()) {
-        return absl::InvalidArgumentError(where + "has both 'data' and binary_data_size");
-      }
-      const inference::InferParameter& p = size_param->second;
-      if (!p.has_int64_param() || p.int64_param() < 0) {
-        return absl::InvalidArgumentError(where +
-                                          "binary_data_size must be a non-negative integer");
-      }
-      const auto n = static_cast<uint64_t>(p.int64_param());
-      if (n > binary.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(where, "binary_data_size ", n,
-                                                       " is more than the ", binary.size(),
-                                                       " bytes of binary data left in the body"));
-      }
-      raw->assign(binary.data(), static_cast<size_t>(n));
-      binary.remove_prefix(static_cast<size_t>(n));
-      tensor->mutable_parameters()->erase("binary_data_size");
-      continue;
-    }
-    if (data == in.end()) {
-      return absl::InvalidArgumentError(where + "has neither 'data' nor binary_data_size");
-    }
-    int64_t elements = 0;
-    if (absl::Status s = PackData(*data, *datatype, limits.max_data_depth, raw, &elements);
-        !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
-    }
-    if (const std::optional<int64_t> expected = ElementCount(tensor->shape());
-        expected.has_value() && *expected != elements) {
-      return absl::InvalidArgumentError(absl::StrCat(where, elements, " data elements for shape [",
-                                                     absl::StrJoin(tensor->shape(), ","),
-                                                     "] (needs ", *expected, ")"));
-    }
+    if (absl::Status s = ParseInput((*inputs)[i], i, limits, &binary, request); !s.ok()) return s;
   }
   if (!binary.empty()) {
     return absl::InvalidArgumentError(
@@ -735,25 +762,7 @@ absl::Status ParseHttpInferRequest(absl::string_view body,
                      " bytes of binary data follow the last input's "
                      "binary_data_size (the sizes must add up to the binary part)"));
   }
-  if (const auto outputs = root.find("outputs"); outputs != root.end()) {
-    if (!outputs->is_array()) return absl::InvalidArgumentError("'outputs' must be an array");
-    for (size_t i = 0; i < outputs->size(); ++i) {
-      const json& out = (*outputs)[i];
-      const std::string where = absl::StrCat("outputs[", i, "]: ");
-      if (!out.is_object()) return absl::InvalidArgumentError(where + "must be an object");
-      absl::StatusOr<std::string> name = StringField(out, "name", where, /*required=*/true);
-      if (!name.ok()) return name.status();
-      auto* requested = request->add_outputs();
-      requested->set_name(*name);
-      if (const auto it = out.find("parameters"); it != out.end()) {
-        if (absl::Status s = ParseParameters(*it, where, requested->mutable_parameters());
-            !s.ok()) {
-          return s;
-        }
-      }
-    }
-  }
-  return absl::OkStatus();
+  return ParseOutputs(root, request);
 }
 
 absl::StatusOr<std::vector<HttpImagePart>> ParseImageBody(absl::string_view content_type,

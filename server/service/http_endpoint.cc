@@ -265,81 +265,89 @@ void HttpEndpoint::Serve(mg_connection* connection) {
       if (!out.contains("model_stats")) out["model_stats"] = json::array();
       return Send(connection, 200, kJson, out.dump(-1, ' ', false, json::error_handler_t::replace));
     }
-    case Kind::kRepositoryIndex: {
-      absl::StatusOr<json> options = JsonObject(body);
-      if (!options.ok()) return SendError(connection, options.status());
-      inference::RepositoryIndexRequest request;
-      if (const auto it = options->find("ready"); it != options->end()) {
-        if (!it->is_boolean()) {
-          return SendError(connection, absl::InvalidArgumentError("'ready' must be a boolean"));
-        }
-        request.set_ready(it->get<bool>());
-      }
-      inference::RepositoryIndexResponse response;
-      if (absl::Status s = kserve_->GetRepositoryIndex(request, &response); !s.ok()) {
-        return SendError(connection, s);
-      }
-      json models = json::array();  // a bare array, as Triton answers
-      for (const auto& model : response.models()) models.push_back(ProtoToJson(model));
-      return Send(connection, 200, kJson,
-                  models.dump(-1, ' ', false, json::error_handler_t::replace));
-    }
+    case Kind::kRepositoryIndex:
     case Kind::kLoad:
-    case Kind::kUnload: {
-      absl::StatusOr<json> options = JsonObject(body);
-      if (!options.ok()) return SendError(connection, options.status());
-      const auto parameters = options->find("parameters");
-      const bool has_parameters =
-          parameters != options->end() && !(parameters->is_object() && parameters->empty());
-      absl::Notification done;
-      absl::Status result;
-      kserve_->ChangeModel(route->kind == Kind::kLoad, /*repository_name=*/"", route->model,
-                           has_parameters && route->kind == Kind::kLoad,
-                           [&](const absl::Status& status) {
-                             result = status;
-                             done.Notify();
-                           });
-      done.WaitForNotification();
-      if (!result.ok()) return SendError(connection, result);
-      return Send(connection, 200, nullptr, "");
-    }
-    case Kind::kInfer: {
-      inference::ModelInferRequest request;
-      request.set_model_name(route->model);
-      request.set_model_version(route->version);
-      if (absl::Status s =
-              ParseHttpInferRequest(body, Header(connection, "Inference-Header-Content-Length"),
-                                    options_.infer_limits, &request);
-          !s.ok()) {
-        return SendError(connection, s);
-      }
-      body.clear();
-      body.shrink_to_fit();  // the request holds its own copy of the tensors
-      const absl::StatusOr<absl::Time> deadline = HeaderDeadline(connection);
-      if (!deadline.ok()) return SendError(connection, deadline.status());
-      inference::ModelInferResponse response;
-      absl::Notification done;
-      absl::Status result;
-      kserve_->StartInfer(
-          &request, &response, *deadline, /*is_cancelled=*/nullptr,
-          [&](const absl::Status& status) {
-            result = status;
-            done.Notify();
-          },
-          metrics::Api::kKServeHttp);
-      done.WaitForNotification();
-      if (!result.ok()) return SendError(connection, result);
-      const HttpInferBody encoded = EncodeHttpInferResponse(request, response);
-      if (encoded.json_size == encoded.body.size()) {
-        return Send(connection, 200, kJson, encoded.body);
-      }
-      return Send(connection, 200, "application/octet-stream", encoded.body,
-                  {{"Inference-Header-Content-Length", std::to_string(encoded.json_size)}});
-    }
+    case Kind::kUnload:
+      return ServeRepository(connection, *route, body);
+    case Kind::kInfer:
+      return ServeInfer(connection, *route, std::move(body));
     case Kind::kClassify:
     case Kind::kDetect:
       return ServeImages(connection, *route, std::move(body));
   }
+}
+
+// POST /v2/repository/index, .../models/M/load and .../unload.
+void HttpEndpoint::ServeRepository(mg_connection* connection, const HttpRoute& route,
+                                   const std::string& body) {
+  absl::StatusOr<json> options = JsonObject(body);
+  if (!options.ok()) return SendError(connection, options.status());
+  if (route.kind == Kind::kRepositoryIndex) {
+    inference::RepositoryIndexRequest request;
+    if (const auto it = options->find("ready"); it != options->end()) {
+      if (!it->is_boolean()) {
+        return SendError(connection, absl::InvalidArgumentError("'ready' must be a boolean"));
+      }
+      request.set_ready(it->get<bool>());
+    }
+    inference::RepositoryIndexResponse response;
+    if (absl::Status s = kserve_->GetRepositoryIndex(request, &response); !s.ok()) {
+      return SendError(connection, s);
+    }
+    json models = json::array();  // a bare array, as Triton answers
+    for (const auto& model : response.models()) models.push_back(ProtoToJson(model));
+    return Send(connection, 200, kJson,
+                models.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  const auto parameters = options->find("parameters");
+  const bool has_parameters =
+      parameters != options->end() && !(parameters->is_object() && parameters->empty());
+  absl::Notification done;
+  absl::Status result;
+  kserve_->ChangeModel(route.kind == Kind::kLoad, /*repository_name=*/"", route.model,
+                       has_parameters && route.kind == Kind::kLoad,
+                       [&](const absl::Status& status) {
+                         result = status;
+                         done.Notify();
+                       });
+  done.WaitForNotification();
+  if (!result.ok()) return SendError(connection, result);
+  Send(connection, 200, nullptr, "");
+}
+
+// POST /v2/models/M[/versions/V]/infer.
+void HttpEndpoint::ServeInfer(mg_connection* connection, const HttpRoute& route, std::string body) {
+  inference::ModelInferRequest request;
+  request.set_model_name(route.model);
+  request.set_model_version(route.version);
+  if (absl::Status s =
+          ParseHttpInferRequest(body, Header(connection, "Inference-Header-Content-Length"),
+                                options_.infer_limits, &request);
+      !s.ok()) {
+    return SendError(connection, s);
+  }
+  body.clear();
+  body.shrink_to_fit();  // the request holds its own copy of the tensors
+  const absl::StatusOr<absl::Time> deadline = HeaderDeadline(connection);
+  if (!deadline.ok()) return SendError(connection, deadline.status());
+  inference::ModelInferResponse response;
+  absl::Notification done;
+  absl::Status result;
+  kserve_->StartInfer(
+      &request, &response, *deadline, /*is_cancelled=*/nullptr,
+      [&](const absl::Status& status) {
+        result = status;
+        done.Notify();
+      },
+      metrics::Api::kKServeHttp);
+  done.WaitForNotification();
+  if (!result.ok()) return SendError(connection, result);
+  const HttpInferBody encoded = EncodeHttpInferResponse(request, response);
+  if (encoded.json_size == encoded.body.size()) {
+    return Send(connection, 200, kJson, encoded.body);
+  }
+  return Send(connection, 200, "application/octet-stream", encoded.body,
+              {{"Inference-Header-Content-Length", std::to_string(encoded.json_size)}});
 }
 
 void HttpEndpoint::ServeImages(mg_connection* connection, const HttpRoute& route,
