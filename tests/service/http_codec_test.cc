@@ -314,7 +314,7 @@ inference::ModelInferResponse Response() {
   response.set_model_name("m");
   response.set_model_version("1");
   response.set_id("q");
-  auto add = [&](const char* name, const char* datatype, std::vector<int64_t> shape,
+  auto add = [&](const char* name, const char* datatype, const std::vector<int64_t>& shape,
                  const std::string& raw) {
     auto* out = response.add_outputs();
     out->set_name(name);
