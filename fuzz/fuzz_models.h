@@ -30,6 +30,20 @@ namespace rectifier::fuzz {
     }                                                                                         \
   } while (0)
 
+// A tensor-only model config (infer_request and http_request): every wire
+// datatype the KServe codec converts, optional inputs, a dynamic dim.
+inline constexpr char kTensorsConfig[] = R"config(
+  name: "tensors"
+  max_batch_size: 8
+  input { name: "x" data_type: TYPE_FP32 dims: [ -1 ] }
+  input { name: "ids" data_type: TYPE_INT64 dims: [ 4 ] optional: true }
+  input { name: "mask" data_type: TYPE_BOOL dims: [ -1 ] optional: true }
+  input { name: "d" data_type: TYPE_FP64 dims: [ 2 ] optional: true }
+  input { name: "u" data_type: TYPE_UINT8 dims: [ 3 ] optional: true }
+  output { name: "y" data_type: TYPE_FP32 dims: [ -1 ] }
+  output { name: "z" data_type: TYPE_INT64 dims: [ 1 ] }
+)config";
+
 // With RECTIFIER_FUZZ_VERBOSE set, prints why an input was refused (what
 // replaying a corpus file says about it); silent otherwise.
 inline void Report(const char* step, const absl::Status& status) {

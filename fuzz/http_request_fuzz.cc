@@ -24,22 +24,9 @@
 
 namespace {
 
-// Every datatype the codec converts, optional inputs, a dynamic dim.
-constexpr char kConfig[] = R"config(
-  name: "tensors"
-  max_batch_size: 8
-  input { name: "x" data_type: TYPE_FP32 dims: [ -1 ] }
-  input { name: "ids" data_type: TYPE_INT64 dims: [ 4 ] optional: true }
-  input { name: "mask" data_type: TYPE_BOOL dims: [ -1 ] optional: true }
-  input { name: "d" data_type: TYPE_FP64 dims: [ 2 ] optional: true }
-  input { name: "u" data_type: TYPE_UINT8 dims: [ 3 ] optional: true }
-  output { name: "y" data_type: TYPE_FP32 dims: [ -1 ] }
-  output { name: "z" data_type: TYPE_INT64 dims: [ 1 ] }
-)config";
-
 const inference::ModelConfig& Config() {
   static const auto* config = [] {
-    auto parsed = rectifier::repository::ParseModelConfig(kConfig, "fuzz");
+    auto parsed = rectifier::repository::ParseModelConfig(rectifier::fuzz::kTensorsConfig, "fuzz");
     RECTIFIER_FUZZ_CHECK(parsed.ok());
     return new inference::ModelConfig(*parsed);
   }();

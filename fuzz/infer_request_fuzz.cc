@@ -21,18 +21,6 @@ namespace {
 
 using rectifier::fuzz::LoadModelConfig;
 
-// Every wire datatype the codec converts, optional inputs, a dynamic dim.
-constexpr char kTensorsConfig[] = R"config(
-  name: "tensors"
-  max_batch_size: 8
-  input { name: "x" data_type: TYPE_FP32 dims: [ -1 ] }
-  input { name: "ids" data_type: TYPE_INT64 dims: [ 4 ] optional: true }
-  input { name: "mask" data_type: TYPE_BOOL dims: [ -1 ] optional: true }
-  input { name: "d" data_type: TYPE_FP64 dims: [ 2 ] optional: true }
-  input { name: "u" data_type: TYPE_UINT8 dims: [ 3 ] optional: true }
-  output { name: "y" data_type: TYPE_FP32 dims: [ -1 ] }
-  output { name: "z" data_type: TYPE_INT64 dims: [ 1 ] }
-)config";
 // No batch dimension.
 constexpr char kUnbatchedConfig[] = R"config(
   name: "unbatched"
@@ -58,7 +46,7 @@ const std::map<std::string, Model>& Models() {
       model.imaging = *served->imaging;
       (*m)[name] = std::move(model);
     }
-    for (const char* text : {kTensorsConfig, kUnbatchedConfig}) {
+    for (const char* text : {rectifier::fuzz::kTensorsConfig, kUnbatchedConfig}) {
       auto config = rectifier::repository::ParseModelConfig(text, "fuzz");
       RECTIFIER_FUZZ_CHECK(config.ok());
       (*m)[config->name()] = Model{*config, nullptr};

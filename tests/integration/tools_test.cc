@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <tuple>
 
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
@@ -170,6 +172,16 @@ TEST_F(ToolsTest, ClientInferWithNpyAndLoadUnload) {
   EXPECT_EQ(Client({"unload", "spare"}).exit_code, 1);
 }
 
+// The header and the first two rows of a rectifier-perf CSV.
+std::tuple<std::string, std::string, std::string> FirstCsvLines(const std::string& path) {
+  std::ifstream rows(path);
+  std::string header, first, second;
+  std::getline(rows, header);
+  std::getline(rows, first);
+  std::getline(rows, second);
+  return {header, first, second};
+}
+
 TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   const std::string csv = (*root_ / "perf.csv").string();
   ExitResult closed =
@@ -178,11 +190,7 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
                  "--window-s", "0.3", "--max-windows", "3", "--csv", csv, "--fail-on-error"},
                 absl::Seconds(120));
   EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
-  std::ifstream rows(csv);
-  std::string header, first, second;
-  std::getline(rows, header);
-  std::getline(rows, first);
-  std::getline(rows, second);
+  const auto [header, first, second] = FirstCsvLines(csv);
   EXPECT_EQ(header.rfind("mode,level,batch,throughput", 0), 0u) << header;
   EXPECT_EQ(first.rfind("concurrency,1,1,", 0), 0u) << first;
   EXPECT_EQ(second.rfind("concurrency,2,1,", 0), 0u) << second;
@@ -230,11 +238,7 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
                  "-p", "300", "--max-windows", "3", "-f", csv, "--fail-on-error"},
                 absl::Seconds(120));
   EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
-  std::ifstream rows(csv);
-  std::string header, first, second;
-  std::getline(rows, header);
-  std::getline(rows, first);
-  std::getline(rows, second);
+  const auto [header, first, second] = FirstCsvLines(csv);
   EXPECT_EQ(first.rfind("concurrency,1,2,", 0), 0u) << first;
   EXPECT_EQ(second.rfind("concurrency,2,2,", 0), 0u) << second;
   EXPECT_NE(first.find(",kserve-http"), std::string::npos) << first;
