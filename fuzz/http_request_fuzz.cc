@@ -20,6 +20,7 @@
 #include "grpc_service.pb.h"
 #include "server/repository/model_config.h"
 #include "server/service/http_codec.h"
+#include "server/service/http_image_request.h"
 #include "server/service/infer_codec.h"
 
 namespace {

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "server/metrics/https_endpoint.h"
 #include "server/metrics/model_metrics.h"
+#include "server/service/http_image_request.h"
 #include "server/service/kserve_service.h"
 #include "server/service/vision_json.h"
 #include "server/service/vision_service.h"

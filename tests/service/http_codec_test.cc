@@ -8,6 +8,7 @@
 #include <string>
 
 #include "model_config.pb.h"
+#include "server/service/http_image_request.h"
 
 namespace rectifier::service {
 namespace {
