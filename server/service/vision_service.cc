@@ -289,7 +289,8 @@ void StartImages(VisionService& service, const Request* request, Response* respo
   }
 }
 
-// The gRPC side of a unary image call: token, deadline, cancellation.
+// The gRPC side of a unary image call: its deadline, cancellation, and the
+// reactor the answer goes to.
 ImageCallContext GrpcCallContext(grpc::CallbackServerContext* context,
                                  grpc::ServerUnaryReactor* reactor) {
   ImageCallContext call;
