@@ -62,7 +62,45 @@ class ShapeOnlyModel : public engine::CompiledModel {
   const std::vector<engine::TensorInfo>& outputs() const override { return outputs_; }
   bool batchable() const override { return max_batch_ > 0; }
   int max_batch_size() const override { return max_batch_ > 0 ? max_batch_ : 1; }
+  bool has_dynamic_dims() const override {
+    for (const auto& in : inputs_) {
+      for (size_t d = batchable() ? 1 : 0; d < in.shape.size(); ++d) {
+        if (in.shape[d] < 0) return true;
+      }
+    }
+    return false;
+  }
+  // Rank and static dimensions only; the batch against max_batch_size.
+  absl::Status CheckInputShapes(const engine::InputShapes& shapes) const override {
+    if (shapes.size() != inputs_.size()) return absl::InvalidArgumentError("input count");
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      if (shapes[i].size() != inputs_[i].shape.size()) return absl::InvalidArgumentError("rank");
+      for (size_t d = 0; d < shapes[i].size(); ++d) {
+        const int64_t want = inputs_[i].shape[d];
+        if (want >= 0 ? shapes[i][d] != want : shapes[i][d] < 1) {
+          return absl::InvalidArgumentError("shape");
+        }
+      }
+      if (batchable() && shapes[i][0] > max_batch_size()) return absl::InvalidArgumentError("batch");
+    }
+    return absl::OkStatus();
+  }
+  // outputs() with every dynamic dimension taken as the first input's batch.
+  absl::StatusOr<engine::InputShapes> OutputShapes(
+      const engine::InputShapes& shapes) const override {
+    if (absl::Status st = CheckInputShapes(shapes); !st.ok()) return st;
+    const int64_t batch = !shapes.empty() && !shapes[0].empty() ? shapes[0][0] : 1;
+    engine::InputShapes out;
+    for (const auto& o : outputs_) {
+      out.push_back(o.shape);
+      for (auto& d : out.back()) d = d < 0 ? batch : d;
+    }
+    return out;
+  }
   absl::StatusOr<std::string> DescribePlan(int) const override { return std::string(); }
+  absl::StatusOr<std::string> DescribePlanForShapes(const engine::InputShapes&) const override {
+    return std::string();
+  }
   const engine::ActivationSummary& activation_summary() const override { return summary_; }
   std::vector<engine::ActivationLayerStats> activation_statistics() const override { return {}; }
   PlanCacheStats plan_cache_stats() const override { return {}; }

@@ -40,14 +40,26 @@ struct CompileOptions {
   // Fuse activations / residual adds into producing primitives. Off keeps each
   // op a separate primitive (debugging, measuring).
   bool fuse = true;
-  // Largest batch an execution may use; plans are built lazily per batch size
-  // up to this bound and cached.
+  // Largest batch an execution may use; plans are built lazily per input-shape
+  // signature (batch included) and cached.
   int max_batch_size = 64;
-  // Plans kept per model (one per batch size): a new plan beyond this drops
-  // the least recently used one, which is compiled again if asked for later.
-  // 0: no bound. The default covers every batch size of the default
-  // max_batch_size, so only a smaller bound ever evicts.
+  // Plans kept per model (one per input-shape signature): a new plan beyond
+  // this drops the least recently used one, which is compiled again if asked
+  // for later. 0: no bound. The default covers every batch size of the
+  // default max_batch_size, so a model whose only dynamic dimension is the
+  // batch never evicts unless given a smaller bound.
   int max_cached_plans = 64;
+  // Upper bounds on dynamic input dimensions, by input name, one entry per
+  // dimension of the input (-1: no bound on that one; the batch is bounded by
+  // max_batch_size). An input over its bound is refused with
+  // INVALID_ARGUMENT before anything is compiled for it.
+  std::map<std::string, std::vector<int64_t>> max_input_dims;
+  // The input shapes compiled at load, by input name (full shapes), which
+  // checks the model and gives outputs() its types and shapes. Inputs not
+  // named get batch 1 and kDefaultProbeDim for every other dynamic
+  // dimension (lowered to its max_input_dims bound). Ignored for a model
+  // whose only dynamic dimension is the batch (its load plan is batch 1).
+  std::map<std::string, std::vector<int64_t>> load_shapes;
   // Graph inputs bound to fixed values at compile time: they become
   // initializers (weights) and disappear from inputs(). Used by the
   // conformance tests (ONNX node tests pass weights as graph inputs) and for
@@ -78,7 +90,14 @@ struct CompileOptions {
   int activation_stats_sample_every = 0;
 };
 
-struct CompiledPlan;  // per batch size; defined in the engine internals
+struct CompiledPlan;  // per input-shape signature; defined in the engine internals
+
+// One full shape per model input, in model order.
+using InputShapes = std::vector<std::vector<int64_t>>;
+
+// The size given to a dynamic non-batch dimension when a model is checked
+// at load without CompileOptions::load_shapes.
+inline constexpr int64_t kDefaultProbeDim = 64;
 
 // The activations a model runs after pattern recognition and replacement.
 struct ActivationSummary {
@@ -116,16 +135,33 @@ class CompiledModel {
 
   virtual ~CompiledModel() = default;
 
-  // Graph inputs/outputs in model order; the batch dimension (if dynamic) is -1.
+  // Graph inputs/outputs in model order; dynamic dimensions (the batch, and
+  // any other the model declares symbolic) are -1. An output dimension is -1
+  // when it follows a dynamic input dimension.
   virtual const std::vector<TensorInfo>& inputs() const = 0;
   virtual const std::vector<TensorInfo>& outputs() const = 0;
   // True when dim 0 of every input is dynamic, so requests can be batched.
   virtual bool batchable() const = 0;
   virtual int max_batch_size() const = 0;
+  // True when some input dimension other than the batch is dynamic: each new
+  // input-shape signature then compiles its own plan.
+  virtual bool has_dynamic_dims() const = 0;
+
+  // OK when `shapes` fit inputs(): one shape per input, each of its rank,
+  // static dimensions equal, dynamic ones >= 1, the batch equal across
+  // inputs and within max_batch_size(), and within max_input_dims.
+  // INVALID_ARGUMENT otherwise, naming the input and both shapes.
+  virtual absl::Status CheckInputShapes(const InputShapes& shapes) const = 0;
+  // The output shapes for these input shapes, in outputs() order. Compiles
+  // the plan for them if it is not cached.
+  virtual absl::StatusOr<InputShapes> OutputShapes(const InputShapes& shapes) const = 0;
 
   // Human-readable plan for `batch`: nodes after fusion, layouts, and the
   // oneDNN implementation of each primitive. Compiles the plan if needed.
+  // A model with other dynamic dimensions uses its load shapes for them.
   virtual absl::StatusOr<std::string> DescribePlan(int batch) const = 0;
+  // The same for explicit input shapes.
+  virtual absl::StatusOr<std::string> DescribePlanForShapes(const InputShapes& shapes) const = 0;
 
   // The effective activations (fixed at compile time).
   virtual const ActivationSummary& activation_summary() const = 0;
@@ -135,11 +171,15 @@ class CompiledModel {
   virtual std::vector<ActivationLayerStats> activation_statistics() const = 0;
 
   // The plan cache: plans compiled (failed compiles included), plans dropped
-  // by the max_cached_plans bound, and plans held now. Thread-safe.
+  // by the max_cached_plans bound, plans held now, and lookups that found a
+  // finished plan (hits) or had to compile or wait for one (misses).
+  // Thread-safe.
   struct PlanCacheStats {
     int64_t compiles = 0;
     int64_t evictions = 0;
     int cached = 0;
+    int64_t hits = 0;
+    int64_t misses = 0;
   };
   virtual PlanCacheStats plan_cache_stats() const = 0;
 };

@@ -22,6 +22,7 @@ struct ContextOptions {
 // Wall time of each step of one plan, summed over the profiled executions.
 struct StepProfile {
   int batch = 0;
+  std::string shapes;  // the input shapes, for a model with dynamic dims besides the batch
   int runs = 0;
   std::vector<std::string> steps;  // the plan's steps, as DescribePlan prints them
   std::vector<double> ms;          // per step, summed over `runs`
@@ -36,13 +37,16 @@ class ExecutionContext {
   // Runs the model. `inputs` in the order of model->inputs(), each dense
   // row-major in the model's own layout (NCHW for images); for a batchable
   // model dim 0 is the batch and must be equal across inputs and
-  // <= max_batch_size(). Returns outputs in the order of model->outputs().
-  // Errors: INVALID_ARGUMENT for a wrong count, type or shape (message names
-  // the input and both shapes).
+  // <= max_batch_size(). Other dynamic dimensions take any size >= 1 within
+  // max_input_dims; a new input-shape signature compiles its plan first.
+  // Returns outputs in the order of model->outputs(). Errors:
+  // INVALID_ARGUMENT for a wrong count, type or shape (message names the
+  // input and both shapes).
   virtual absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) = 0;
 
   // Same, writing into caller-owned output buffers (no allocation on the hot
-  // path). `outputs[i]` must already have the right type and shape for the batch.
+  // path). `outputs[i]` must already have the right type and shape for these
+  // inputs (CompiledModel::OutputShapes).
   virtual absl::Status RunInto(const std::vector<const Tensor*>& inputs,
                                const std::vector<Tensor*>& outputs) = 0;
 
@@ -55,7 +59,8 @@ class ExecutionContext {
   // on after each step). For tools such as `rectifier-engine --profile`;
   // off by default.
   virtual void EnableStepProfile(bool on) = 0;
-  // One profile per plan executed while profiling was on, in batch order.
+  // One profile per plan executed while profiling was on, in batch order
+  // (then by input shapes).
   virtual std::vector<StepProfile> StepProfiles() const = 0;
 };
 

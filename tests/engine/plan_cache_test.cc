@@ -62,7 +62,7 @@ TEST(PlanCacheTest, CompiledPlansAreServedWhileANewBatchCompiles) {
   ASSERT_TRUE(model->GetPlan(1).ok());
   // The compile of batch 2 stops at its start until released.
   absl::Notification compiling, release;
-  model->set_compile_hook_for_test([&](int) {
+  model->set_compile_hook_for_test([&](const InputShapes&) {
     compiling.Notify();
     release.WaitForNotification();
   });

@@ -34,10 +34,14 @@ using rectifier::engine::DataType;
 using rectifier::engine::ExecutionContext;
 using rectifier::engine::Tensor;
 
-Tensor RandomInput(const rectifier::engine::TensorInfo& info, int batch, std::mt19937& rng) {
+// `shape` (from --shape) when given, else the model's with the batch and 1
+// for every other dynamic dimension.
+Tensor RandomInput(const rectifier::engine::TensorInfo& info, int batch,
+                   const std::vector<int64_t>& given, std::mt19937& rng) {
   std::vector<int64_t> shape = info.shape;
   for (size_t d = 0; d < shape.size(); ++d)
     if (shape[d] < 0) shape[d] = d == 0 ? batch : 1;
+  if (!given.empty()) shape = given;
   Tensor t = Tensor::Zeros(info.type, shape);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   if (info.type == DataType::kFloat32) {
@@ -142,6 +146,10 @@ int main(int argc, char** argv) {
                "no Rectifier kernels where oneDNN has only generic ones (strided softmax, "
                "blocked concat/slice): to compare");
   app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
+  std::vector<std::string> shape_args;
+  app.add_option("--shape", shape_args,
+                 "random input shape, e.g. 1x3x320x480 (one per model input, in order; for "
+                 "models with dynamic dimensions)");
   app.add_option("-o,--output", output_file, "write output 0 as a TensorProto .pb");
   int stats_every = 0;
   std::vector<std::string> replace;
@@ -236,11 +244,24 @@ int main(int argc, char** argv) {
       if ((*model)->batchable() && !inputs.back().shape.empty())
         batch = static_cast<int>(inputs.back().shape[0]);
     } else {
-      inputs.push_back(RandomInput((*model)->inputs()[i], batch, rng));
+      std::vector<int64_t> given;
+      if (i < shape_args.size()) {
+        for (const auto part : absl::StrSplit(shape_args[i], 'x')) {
+          int64_t d = 0;
+          if (!absl::SimpleAtoi(part, &d) || d < 0) {
+            std::cerr << "--shape '" << shape_args[i] << "': expected dims like 1x3x320x480\n";
+            return 1;
+          }
+          given.push_back(d);
+        }
+      }
+      inputs.push_back(RandomInput((*model)->inputs()[i], batch, given, rng));
     }
   }
+  rectifier::engine::InputShapes shapes;
+  for (const auto& t : inputs) shapes.push_back(t.shape);
   const auto c0 = std::chrono::steady_clock::now();
-  auto plan = (*model)->DescribePlan(batch);
+  auto plan = (*model)->DescribePlanForShapes(shapes);
   if (!plan.ok()) {
     std::cerr << "compile failed: " << plan.status() << "\n";
     return 1;
@@ -248,7 +269,10 @@ int main(int argc, char** argv) {
   const double compile_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
   if (print_plan) std::printf("%s", plan->c_str());
-  std::printf("plan for batch %d ready in %.1f ms\n", batch, compile_ms);
+  std::vector<std::string> shape_strings;
+  for (const auto& shape : shapes) shape_strings.push_back(absl::StrJoin(shape, "x"));
+  std::printf("plan for input shapes %s ready in %.1f ms\n",
+              absl::StrJoin(shape_strings, " ").c_str(), compile_ms);
 
   auto ctx = ExecutionContext::Create(*model, {threads});
   if (!ctx.ok()) {

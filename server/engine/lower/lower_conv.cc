@@ -229,33 +229,46 @@ absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
     }
   }
   if (prefixes.back() != 0) prefixes.push_back(0);
-  auto optimized = [](const dnnl::primitive_desc& p) {
+  // 2: a direct JIT kernel; 1: oneDNN's GEMM-based one; 0: its reference.
+  auto rank = [](const dnnl::primitive_desc& p) {
     const std::string impl = p.impl_info_str();
-    return impl.find("ref") == std::string::npos && impl.find("gemm") == std::string::npos;
+    if (impl.find("ref") != std::string::npos) return 0;
+    return impl.find("gemm") == std::string::npos ? 2 : 1;
   };
-  bool have_fallback = false;
+  int have = -1;  // rank of choice.pd, -1 while there is none
   std::vector<memory::desc> srcs;
   if (!b.values()[x].plain) srcs.push_back(b.values()[x].md);
   srcs.push_back(c.any_src);
+  // Plain channels-last and channels-first last: where no direct kernel
+  // takes the shape (a dilated 3x3 whose dilated extent passes its
+  // padding, as in FCN's layer4), format_tag::any can fall to the
+  // reference kernel while the GEMM one accepts an explicit plain layout.
+  const memory::dims src_dims = c.any_src.dims();
+  if (src_dims.size() == 4) {
+    srcs.emplace_back(src_dims, memory::data_type::f32, Tag::nhwc);
+    srcs.emplace_back(src_dims, memory::data_type::f32, Tag::nchw);
+  }
   for (size_t prefix : prefixes) {
     const std::vector<PostOp> ops(fused.begin(), fused.begin() + static_cast<long>(prefix));
     for (const auto& s_md : srcs) {
       try {
         dnnl::primitive_desc tried = MakeConvPd(b, c, s_md, ops);
-        if (optimized(tried)) {
+        const int r = rank(tried);
+        if (r == 2) {
           choice.pd = tried;
           choice.fused_ops = prefix;
           return choice;
         }
-        if (!have_fallback) {
+        if (r > have) {
           choice.pd = tried;
           choice.fused_ops = prefix;
-          have_fallback = true;
+          have = r;
         }
       } catch (const dnnl::error&) {
       }
     }
   }
+  const bool have_fallback = have >= 0;
   if (!have_fallback) {
     try {
       MakeConvPd(b, c, c.any_src, {});

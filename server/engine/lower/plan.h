@@ -1,4 +1,4 @@
-// CompiledPlan: the lowered form of a model for one batch size: values with
+// CompiledPlan: the lowered form of a model for one input-shape signature: values with
 // their memory descriptors and storage, and an ordered list of steps (oneDNN
 // primitives or plain-layout reference kernels). Immutable once built.
 #ifndef RECTIFIER_SERVER_ENGINE_LOWER_PLAN_H_
@@ -78,6 +78,9 @@ struct ActivationSite {
 
 struct CompiledPlan {
   int batch = 0;
+  // The input shapes, "[1,3,320,480]" (several inputs space-separated), for
+  // a model with dynamic dimensions besides the batch; empty otherwise.
+  std::string shapes_label;
   std::vector<PlanValue> values;
   std::vector<PlanStep> steps;
   std::vector<int> input_values;   // per graph input

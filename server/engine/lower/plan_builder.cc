@@ -139,6 +139,11 @@ int PlanBuilder::NewValue(const std::string& name, DataType type, const std::vec
   return static_cast<int>(plan_->values.size()) - 1;
 }
 
+ConstantCache* PlanBuilder::CacheFor(const std::string& name) const {
+  if (cache_ == nullptr || shared_names_ == nullptr) return cache_;
+  return shared_names_->count(name.substr(0, name.find('@'))) > 0 ? cache_ : nullptr;
+}
+
 absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
   if (name.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -156,12 +161,13 @@ absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
   int id = NewValue(name, t.type, t.shape,
                     t.type == DataType::kFloat32 ? PlainMd(t.shape) : memory::desc());
   const std::string key = ConstantCache::Key(name, plan_->values[id].md);
-  std::shared_ptr<const AlignedBuffer> buf = cache_ ? cache_->Find(key) : nullptr;
+  ConstantCache* cache = CacheFor(name);
+  std::shared_ptr<const AlignedBuffer> buf = cache ? cache->Find(key) : nullptr;
   if (buf == nullptr) {
     auto fresh = std::make_shared<AlignedBuffer>(t.bytes.size());
     if (!t.bytes.empty()) std::memcpy(fresh->data(), t.bytes.data(), t.bytes.size());
     buf = fresh;
-    if (cache_) buf = cache_->Insert(key, buf);
+    if (cache) buf = cache->Insert(key, buf);
   }
   plan_->constant_storage.push_back(buf);
   plan_->values[id].storage = PlanValue::Storage::kConstant;
@@ -175,7 +181,8 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
                                                   const memory::desc& md,
                                                   const std::vector<int64_t>& shape) {
   const std::string key = ConstantCache::Key(name, md);
-  std::shared_ptr<const AlignedBuffer> buf = cache_ ? cache_->Find(key) : nullptr;
+  ConstantCache* cache = CacheFor(name);
+  std::shared_ptr<const AlignedBuffer> buf = cache ? cache->Find(key) : nullptr;
   if (buf == nullptr) {
     auto fresh = std::make_shared<AlignedBuffer>(md.get_size());
     try {
@@ -187,7 +194,7 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
       return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
     }
     buf = fresh;
-    if (cache_) buf = cache_->Insert(key, buf);
+    if (cache) buf = cache->Insert(key, buf);
   }
   plan_->constant_storage.push_back(buf);
   int id = NewValue(name, DataType::kFloat32, shape, md);
@@ -397,7 +404,10 @@ std::string PlanBuilder::Describe() const {
   for (const auto& c : plan_->constant_storage)
     if (distinct.insert(c.get()).second) constant_bytes += c->size();
   std::string s =
-      absl::StrCat("plan for batch ", plan_->batch, ": ", plan_->steps.size(), " steps, arena ",
+      absl::StrCat("plan for ",
+                   plan_->shapes_label.empty() ? absl::StrCat("batch ", plan_->batch)
+                                               : absl::StrCat("input shapes ", plan_->shapes_label),
+                   ": ", plan_->steps.size(), " steps, arena ",
                    plan_->arena_bytes, " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ",
                    distinct.size(), " constants (", constant_bytes, " bytes)\n");
   int generic = 0;

@@ -6,6 +6,7 @@
 #define RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ class PlanBuilder {
   void set_tanh_kernel(ActivationKernel k) { tanh_kernel_ = k; }
   ActivationKernel tanh_kernel() const { return tanh_kernel_; }
   void set_rectifier_kernels(bool on) { rectifier_kernels_ = on; }
+  // Only constants named here (or derived from one: "NAME@...") go through
+  // the shared cache; others, such as values folded from the input shape,
+  // differ between plans under the same name. Null: all are shared.
+  void set_shared_constants(const std::set<std::string>* names) { shared_names_ = names; }
+  // Names the plan by its input shapes instead of its batch (models with
+  // dynamic dimensions besides the batch).
+  void set_shapes_label(std::string label) { plan_->shapes_label = std::move(label); }
   bool rectifier_kernels() const { return rectifier_kernels_; }
 
   // Value id of a graph value (created for constants on first use).
@@ -84,6 +92,9 @@ class PlanBuilder {
   const Graph& graph_;
   dnnl::engine engine_;
   ConstantCache* cache_;
+  const std::set<std::string>* shared_names_ = nullptr;
+  // The cache, when constant `name` may be shared between plans.
+  ConstantCache* CacheFor(const std::string& name) const;
   dnnl::stream compile_stream_;
   std::unique_ptr<CompiledPlan> plan_;
   std::map<std::string, int> ids_;

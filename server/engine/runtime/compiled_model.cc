@@ -1,4 +1,6 @@
-// CompiledModel: import, batch-independent passes, per-batch plan cache.
+// CompiledModel: import, shape-independent passes, the plan cache per input-shape
+// signature.
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -89,60 +91,184 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   }
   summary.counts = CountActivations(model->graph_);
   model->activation_summary_ = std::move(summary);
-  model->inputs_ = model->graph_.inputs;
-  bool batchable = !model->inputs_.empty();
-  for (const auto& in : model->inputs_) {
-    if (in.shape.empty() || in.shape[0] != -1) batchable = false;
-    for (size_t d = 1; d < in.shape.size(); ++d) {
-      if (in.shape[d] < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("input '", in.name, "' has dynamic dimension ", d,
-                         "; only the batch dimension (0) may be dynamic"));
-      }
-    }
-  }
-  for (const auto& in : model->inputs_) {
-    if (!batchable && !in.shape.empty() && in.shape[0] < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", in.name,
-                       "' has a dynamic batch dimension but other inputs "
-                       "are static; either all or none must be batchable"));
-    }
-  }
-  model->batchable_ = batchable;
+  for (const auto& [name, t] : model->graph_.constants) model->shared_constant_names_.insert(name);
+  RETURN_IF_ERROR(model->SetInputs());
   // Compile eagerly once so that load fails on a broken model, and learn the
-  // output types/shapes; a second (shape-only) inference at batch 2 tells
-  // which output dims follow the batch.
-  ASSIGN_OR_RETURN(auto plan, model->GetPlan(1));
-  model->outputs_ = model->graph_.outputs;
-  for (size_t i = 0; i < plan->output_values.size(); ++i) {
-    const PlanValue& v = plan->values[plan->output_values[i]];
-    model->outputs_[i].type = v.type;
-    model->outputs_[i].shape = v.shape;
-  }
-  if (batchable) {
-    Graph g2 = model->graph_;
-    auto shapes = model->InputShapes(2);
-    for (size_t i = 0; i < g2.inputs.size(); ++i) g2.inputs[i].shape = shapes[i];
-    if (InferShapes(g2, options.max_tensor_bytes).ok()) {
-      for (auto& out : model->outputs_) {
-        auto it = g2.value_info.find(out.name);
-        if (it != g2.value_info.end() && !out.shape.empty() && !it->second.shape.empty() &&
-            it->second.shape[0] != out.shape[0]) {
-          out.shape[0] = -1;
-        }
-      }
-    }
-  }
+  // output types and shapes.
+  ASSIGN_OR_RETURN(auto plan, model->GetPlan(model->load_shapes_));
+  RETURN_IF_ERROR(model->SetOutputs(*plan));
   return model;
 }
 
-std::vector<std::vector<int64_t>> CompiledModelImpl::InputShapes(int batch) const {
-  std::vector<std::vector<int64_t>> shapes;
-  for (const auto& in : graph_.inputs) {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ","), "]");
+}
+
+std::string ShapesString(const InputShapes& shapes) {
+  std::vector<std::string> parts;
+  parts.reserve(shapes.size());
+  for (const auto& s : shapes) parts.push_back(ShapeString(s));
+  return absl::StrJoin(parts, " ");
+}
+
+}  // namespace
+
+absl::Status CompiledModelImpl::SetInputs() {
+  inputs_ = graph_.inputs;
+  bool batchable = !inputs_.empty();
+  for (const auto& in : inputs_) {
+    if (in.shape.empty() || in.shape[0] != -1) batchable = false;
+  }
+  // Dim 0 is the batch only when it is dynamic in every input; otherwise a
+  // dynamic dim 0 is one more dynamic dimension (the sequence of a model
+  // with a second, static input, say).
+  for (const auto& in : inputs_) {
+    for (size_t d = batchable ? 1 : 0; d < in.shape.size(); ++d) dynamic_dims_ |= in.shape[d] < 0;
+  }
+  batchable_ = batchable;
+  for (const auto& in : inputs_) {
+    auto given = options_.load_shapes.find(in.name);
+    if (dynamic_dims_ && given != options_.load_shapes.end()) {
+      load_shapes_.push_back(given->second);
+      continue;
+    }
     std::vector<int64_t> s = in.shape;
-    if (batchable_ && !s.empty()) s[0] = batch;
-    shapes.push_back(s);
+    for (size_t d = 0; d < s.size(); ++d) {
+      if (s[d] >= 0) continue;
+      s[d] = d == 0 && batchable_ ? 1 : kDefaultProbeDim;
+      auto bound = options_.max_input_dims.find(in.name);
+      if ((d > 0 || !batchable_) && bound != options_.max_input_dims.end() &&
+          d < bound->second.size() && bound->second[d] > 0) {
+        s[d] = std::min(s[d], bound->second[d]);
+      }
+    }
+    load_shapes_.push_back(std::move(s));
+  }
+  auto find_input = [&](const std::string& name) {
+    return std::find_if(inputs_.begin(), inputs_.end(),
+                        [&](const TensorInfo& t) { return t.name == name; });
+  };
+  for (const auto& [name, shape] : options_.load_shapes) {
+    if (find_input(name) == inputs_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("load shape for '", name,
+                                                     "', which is not an input of the model"));
+    }
+  }
+  for (const auto& [name, bound] : options_.max_input_dims) {
+    auto in = find_input(name);
+    if (in == inputs_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_input_dims for '", name, "', which is not an input of the model"));
+    }
+    if (bound.size() != in->shape.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_input_dims for '", name, "' has ", bound.size(), " dimension(s); the input ",
+          ShapeString(in->shape), " has ", in->shape.size(), " (with the batch)"));
+    }
+  }
+  if (absl::Status st = CheckInputShapes(load_shapes_); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("load shapes: ", st.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompiledModelImpl::SetOutputs(const CompiledPlan& load_plan) {
+  outputs_ = graph_.outputs;
+  for (size_t i = 0; i < load_plan.output_values.size(); ++i) {
+    const PlanValue& v = load_plan.values[load_plan.output_values[i]];
+    outputs_[i].type = v.type;
+    outputs_[i].shape = v.shape;
+  }
+  if (!batchable_ && !dynamic_dims_) return absl::OkStatus();
+  // A second, shape-only inference with every dynamic input dimension moved
+  // (batch 2, the others doubled, which keeps any stride multiple) tells which output dimensions follow them.
+  Graph g2 = graph_;
+  for (size_t i = 0; i < g2.inputs.size(); ++i) {
+    g2.inputs[i].shape = load_shapes_[i];
+    for (size_t d = 0; d < g2.inputs[i].shape.size(); ++d) {
+      if (inputs_[i].shape[d] < 0) {
+        g2.inputs[i].shape[d] = d == 0 && batchable_ ? 2 : load_shapes_[i][d] * 2;
+      }
+    }
+  }
+  const bool inferred = InferShapes(g2, options_.max_tensor_bytes).ok();
+  for (auto& out : outputs_) {
+    auto it = g2.value_info.find(out.name);
+    for (size_t d = 0; d < out.shape.size(); ++d) {
+      // Where the moved shapes do not infer (a model that needs, say, a
+      // multiple of 32), every dimension that is dynamic in the ONNX
+      // declaration stays dynamic.
+      const bool moved = inferred && it != g2.value_info.end() &&
+                         d < it->second.shape.size() && it->second.shape[d] != out.shape[d];
+      const auto declared = std::find_if(graph_.outputs.begin(), graph_.outputs.end(),
+                                         [&](const TensorInfo& t) { return t.name == out.name; });
+      const bool declared_dynamic = declared != graph_.outputs.end() &&
+                                    d < declared->shape.size() && declared->shape[d] < 0;
+      if (moved || (!inferred && declared_dynamic && dynamic_dims_)) out.shape[d] = -1;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CompiledModelImpl::CheckInputShapes(const InputShapes& shapes) const {
+  if (shapes.size() != inputs_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", inputs_.size(), " inputs, got ", shapes.size()));
+  }
+  int64_t batch = -1;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const TensorInfo& info = inputs_[i];
+    const std::vector<int64_t>& s = shapes[i];
+    bool fits = s.size() == info.shape.size();
+    for (size_t d = 0; fits && d < s.size(); ++d) {
+      fits = info.shape[d] < 0 ? s[d] >= 1 : s[d] == info.shape[d];
+    }
+    if (!fits) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", info.name, "' has shape ", ShapeString(s), ", model expects ",
+          ShapeString(info.shape), batchable_ || dynamic_dims_ ? " (-1: any size >= 1)" : ""));
+    }
+    if (batchable_) {
+      if (batch >= 0 && s[0] != batch) {
+        return absl::InvalidArgumentError(absl::StrCat("input '", info.name, "' has batch size ",
+                                                       s[0], " but input '", inputs_[0].name,
+                                                       "' has ", batch));
+      }
+      batch = s[0];
+      if (batch > options_.max_batch_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", info.name, "' has batch size ", batch, ", outside [1, ",
+                         options_.max_batch_size, "] (max_batch_size)"));
+      }
+    }
+    auto bound = options_.max_input_dims.find(info.name);
+    if (bound == options_.max_input_dims.end()) continue;
+    for (size_t d = batchable_ ? 1 : 0; d < s.size() && d < bound->second.size(); ++d) {
+      if (bound->second[d] > 0 && s[d] > bound->second[d]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("input '", info.name, "' has shape ", ShapeString(s), ": dimension ", d,
+                         " is ", s[d], ", over max_input_dims ", ShapeString(bound->second)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<InputShapes> CompiledModelImpl::OutputShapes(const InputShapes& shapes) const {
+  RETURN_IF_ERROR(CheckInputShapes(shapes));
+  ASSIGN_OR_RETURN(auto plan, GetPlan(shapes));
+  InputShapes out;
+  out.reserve(plan->output_values.size());
+  for (int v : plan->output_values) out.push_back(plan->values[v].shape);
+  return out;
+}
+
+InputShapes CompiledModelImpl::ShapesForBatch(int batch) const {
+  InputShapes shapes = load_shapes_;
+  if (batchable_) {
+    for (auto& s : shapes) s[0] = batch;
   }
   return shapes;
 }
@@ -164,11 +290,13 @@ CompiledModel::PlanCacheStats CompiledModelImpl::plan_cache_stats() const {
   PlanCacheStats stats;
   stats.compiles = compiles_;
   stats.evictions = evictions_;
+  stats.hits = hits_;
+  stats.misses = misses_;
   for (const auto& [key, slot] : plans_) stats.cached += slot->done ? 1 : 0;
   return stats;
 }
 
-void CompiledModelImpl::EvictLocked(int keep) const {
+void CompiledModelImpl::EvictLocked(const InputShapes& keep) const {
   if (options_.max_cached_plans <= 0) return;
   for (;;) {
     int held = 0;
@@ -189,28 +317,31 @@ void CompiledModelImpl::EvictLocked(int keep) const {
   }
 }
 
-absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(int batch) const {
-  const int key = batchable_ ? batch : 0;
-  if (batchable_ && (batch < 1 || batch > options_.max_batch_size)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch size ", batch, " outside [1, ", options_.max_batch_size, "]"));
-  }
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
+    const InputShapes& shapes) const {
+  RETURN_IF_ERROR(CheckInputShapes(shapes));
   std::shared_ptr<PlanSlot> slot;
   {
     absl::MutexLock lock(&mu_);
-    auto it = plans_.find(key);
+    auto it = plans_.find(shapes);
     if (it != plans_.end()) {
       // Done, or another caller is compiling it: wait for that compile.
       slot = it->second;
-      mu_.Await(absl::Condition(&slot->done));
+      if (slot->done) {
+        ++hits_;
+      } else {
+        ++misses_;
+        mu_.Await(absl::Condition(&slot->done));
+      }
       slot->last_used = ++tick_;
       return slot->plan;
     }
+    ++misses_;
     slot = std::make_shared<PlanSlot>();
-    plans_[key] = slot;
+    plans_[shapes] = slot;
     ++compiles_;
   }
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan = CompileNoThrow(batch);
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan = CompileNoThrow(shapes);
   absl::MutexLock lock(&mu_);
   slot->plan = plan;
   slot->done = true;
@@ -218,20 +349,20 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(i
   // A failed compile is not kept: the next request tries again (its waiters
   // still see this failure through their slot).
   if (!plan.ok()) {
-    plans_.erase(key);
+    plans_.erase(shapes);
   } else {
-    EvictLocked(key);
+    EvictLocked(shapes);
   }
   return plan;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNoThrow(
-    int batch) const {
-  if (compile_hook_) compile_hook_(batch);
+    const InputShapes& shapes) const {
+  if (compile_hook_) compile_hook_(shapes);
   try {
-    return Compile(batch);
+    return Compile(shapes);
   } catch (const dnnl::error& e) {
-    return DnnlError(e, absl::StrCat("compiling the plan for batch ", batch));
+    return DnnlError(e, absl::StrCat("compiling the plan for input shapes ", ShapesString(shapes)));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory while compiling a plan");
   } catch (const std::exception& e) {
@@ -239,13 +370,21 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNo
   }
 }
 
-absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(int batch) const {
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
+    const InputShapes& shapes) const {
   Graph g = graph_;
-  auto shapes = InputShapes(batch);
   for (size_t i = 0; i < g.inputs.size(); ++i) g.inputs[i].shape = shapes[i];
   PassContext ctx(options_);
-  RETURN_IF_ERROR(RunPipeline(ShapePipeline(), g, ctx, "shape"));
-  PlanBuilder builder(g, batchable_ ? batch : 0, engine_, &constants_);
+  absl::Status shaped = RunPipeline(ShapePipeline(), g, ctx, "shape");
+  if (!shaped.ok() && dynamic_dims_) {
+    return absl::Status(shaped.code(), absl::StrCat("at input shapes ", ShapesString(shapes), ": ",
+                                                    shaped.message()));
+  }
+  RETURN_IF_ERROR(shaped);
+  const int batch = batchable_ && !shapes.empty() ? static_cast<int>(shapes[0][0]) : 0;
+  PlanBuilder builder(g, batch, engine_, &constants_);
+  builder.set_shared_constants(&shared_constant_names_);
+  if (dynamic_dims_) builder.set_shapes_label(ShapesString(shapes));
   builder.set_tanh_kernel(options_.tanh_kernel);
   builder.set_rectifier_kernels(options_.rectifier_kernels);
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
@@ -266,7 +405,17 @@ std::string ActivationSummary::ToString() const {
 }
 
 absl::StatusOr<std::string> CompiledModelImpl::DescribePlan(int batch) const {
+  if (batchable_ && (batch < 1 || batch > options_.max_batch_size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch size ", batch, " outside [1, ", options_.max_batch_size, "]"));
+  }
   ASSIGN_OR_RETURN(auto plan, GetPlan(batch));
+  return plan->description;
+}
+
+absl::StatusOr<std::string> CompiledModelImpl::DescribePlanForShapes(
+    const InputShapes& shapes) const {
+  ASSIGN_OR_RETURN(auto plan, GetPlan(shapes));
   return plan->description;
 }
 

@@ -1,10 +1,12 @@
 // The concrete CompiledModel: the optimized graph, its I/O metadata, and a
-// lazily filled cache of per-batch-size plans, compiled outside its lock.
+// lazily filled cache of plans per input-shape signature, compiled outside
+// its lock.
 #ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 #define RECTIFIER_SERVER_ENGINE_RUNTIME_COMPILED_MODEL_IMPL_H_
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +30,11 @@ class CompiledModelImpl final : public CompiledModel {
   const std::vector<TensorInfo>& outputs() const override { return outputs_; }
   bool batchable() const override { return batchable_; }
   int max_batch_size() const override { return batchable_ ? options_.max_batch_size : 1; }
+  bool has_dynamic_dims() const override { return dynamic_dims_; }
+  absl::Status CheckInputShapes(const InputShapes& shapes) const override;
+  absl::StatusOr<InputShapes> OutputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<std::string> DescribePlan(int batch) const override;
+  absl::StatusOr<std::string> DescribePlanForShapes(const InputShapes& shapes) const override;
   const ActivationSummary& activation_summary() const override { return activation_summary_; }
   std::vector<ActivationLayerStats> activation_statistics() const override {
     return activation_stats_.Snapshot();
@@ -36,23 +42,29 @@ class CompiledModelImpl final : public CompiledModel {
   int activation_stats_sample_every() const { return options_.activation_stats_sample_every; }
   ActivationStatsAccumulator& activation_stats() const { return activation_stats_; }
 
-  // The plan for `batch` (ignored for non-batchable models), compiled on
-  // first use. Thread-safe; plans are immutable and live as long as the
-  // model. A compile runs without the model's lock: plans already compiled
-  // are served meanwhile, and concurrent callers for the same new batch
-  // wait for that one compile instead of compiling it again.
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const;
+  // The plan for these input shapes (which CheckInputShapes accepts),
+  // compiled on first use. Thread-safe; plans are immutable and live while
+  // the cache or an execution holds them. A compile runs without the
+  // model's lock: plans already compiled are served meanwhile, and
+  // concurrent callers for the same new signature wait for that one compile
+  // instead of compiling it again.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(const InputShapes& shapes) const;
+  // The same for `batch` (ignored for non-batchable models) and the load
+  // shapes' other dimensions.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const {
+    return GetPlan(ShapesForBatch(batch));
+  }
   // Plans compiled so far (failed compiles included).
   int compiles() const;
   PlanCacheStats plan_cache_stats() const override;
   // Tests only: runs at the start of every later compile, on the compiling
   // thread, outside the model's lock. Set it before any concurrent use.
-  void set_compile_hook_for_test(std::function<void(int batch)> hook) {
+  void set_compile_hook_for_test(std::function<void(const InputShapes& shapes)> hook) {
     compile_hook_ = std::move(hook);
   }
   const dnnl::engine& engine() const { return engine_; }
-  // Shapes of the inputs for `batch`.
-  std::vector<std::vector<int64_t>> InputShapes(int batch) const;
+  // Shapes of the inputs for `batch`: the load shapes with dim 0 replaced.
+  InputShapes ShapesForBatch(int batch) const;
 
   // Bytes held for constants: `graph` in the optimized graph (plain, as
   // imported or folded; plans are compiled from it), `compiled` in the
@@ -65,11 +77,18 @@ class CompiledModelImpl final : public CompiledModel {
 
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options);
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(int batch) const;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(const InputShapes& shapes) const;
   // Compile() with every exception turned into a status.
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(int batch) const;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(
+      const InputShapes& shapes) const;
+  // Checks the declared inputs, sets batchable_, dynamic_dims_ and
+  // load_shapes_ (from options_.load_shapes or the default probe).
+  absl::Status SetInputs();
+  // Learns outputs_ from the load plan, marking -1 every output dimension
+  // that changes when the dynamic input dimensions do.
+  absl::Status SetOutputs(const CompiledPlan& load_plan);
 
-  // One batch size's plan: being compiled (`done` false) or done.
+  // One signature's plan: being compiled (`done` false) or done.
   struct PlanSlot {
     bool done = false;
     absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan;
@@ -77,22 +96,29 @@ class CompiledModelImpl final : public CompiledModel {
   };
   // Drops least recently used finished plans, never `keep`, until at most
   // max_cached_plans are held.
-  void EvictLocked(int keep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked(const InputShapes& keep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Graph graph_;  // after batch-independent passes
   CompileOptions options_;
   std::vector<TensorInfo> inputs_, outputs_;
   bool batchable_ = false;
+  bool dynamic_dims_ = false;
+  InputShapes load_shapes_;  // concrete; what the model was checked with at load
   ActivationSummary activation_summary_;
   mutable ActivationStatsAccumulator activation_stats_;
   dnnl::engine engine_;
   mutable absl::Mutex mu_;
-  mutable std::map<int, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
+  mutable std::map<InputShapes, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
   mutable int compiles_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
   mutable ConstantCache constants_;  // thread-safe itself
-  std::function<void(int batch)> compile_hook_;
+  // graph_'s constants: the ones plans may share through constants_ (a
+  // value folded per input shape may differ between plans under one name).
+  std::set<std::string> shared_constant_names_;
+  std::function<void(const InputShapes& shapes)> compile_hook_;
 };
 
 }  // namespace rectifier::engine

@@ -59,13 +59,13 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
-    RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
-    const int batch = BatchOf(inputs.empty() ? nullptr : &inputs[0]);
+    ASSIGN_OR_RETURN(InputShapes shapes,
+                     CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
     // Before the plan is built: oneDNN fixes a primitive's thread count when
     // it is created, so a plan compiled under the default (all CPUs) would
     // run full-width teams whatever this context was given.
     SetThreads();
-    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
+    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(shapes));
     std::vector<Tensor> outputs;
     std::vector<Tensor*> out_ptrs;
     outputs.reserve(plan->output_values.size());
@@ -93,10 +93,10 @@ class ExecutionContextImpl final : public ExecutionContext {
 
   absl::Status RunInto(const std::vector<const Tensor*>& inputs,
                        const std::vector<Tensor*>& outputs) override {
-    RETURN_IF_ERROR(CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
-    const int batch = BatchOf(inputs.empty() ? nullptr : inputs[0]);
+    ASSIGN_OR_RETURN(InputShapes shapes,
+                     CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
     SetThreads();  // before the plan is built, as in Run
-    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(batch));
+    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(shapes));
     if (outputs.size() != plan->output_values.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("expected ", plan->output_values.size(), " outputs, got ", outputs.size()));
@@ -114,20 +114,17 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
  private:
+  // The inputs' shapes, once their count, types, shapes and byte sizes fit
+  // the model.
   template <typename Get>
-  absl::Status CheckInputs(size_t count, Get get) {
+  absl::StatusOr<InputShapes> CheckInputs(size_t count, Get get) {
     const auto& infos = model_->inputs();
     if (count != infos.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("expected ", infos.size(), " inputs, got ", count));
     }
-    const int batch = count ? BatchOf(get(0)) : 0;
-    if (model_->batchable() && (batch < 1 || batch > model_->max_batch_size())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", infos[0].name, "' has batch size ", batch, ", outside [1, ",
-                       model_->max_batch_size(), "] (max_batch_size)"));
-    }
-    auto shapes = model_->InputShapes(batch);
+    InputShapes shapes;
+    shapes.reserve(count);
     for (size_t i = 0; i < count; ++i) {
       const Tensor* t = get(i);
       if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("input ", i, " is null"));
@@ -136,22 +133,17 @@ class ExecutionContextImpl final : public ExecutionContext {
                                                        DataTypeName(infos[i].type), ", got ",
                                                        DataTypeName(t->type)));
       }
-      if (t->shape != shapes[i]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "input '", infos[i].name, "' has shape ", ShapeString(t->shape), ", model expects ",
-            ShapeString(infos[i].shape), model_->batchable() ? " (batch dim -1)" : ""));
-      }
+      shapes.push_back(t->shape);
+    }
+    RETURN_IF_ERROR(model_->CheckInputShapes(shapes));
+    for (size_t i = 0; i < count; ++i) {
+      const Tensor* t = get(i);
       if (t->bytes.size() != static_cast<size_t>(t->num_elements()) * DataTypeSize(t->type)) {
         return absl::InvalidArgumentError(
             absl::StrCat("input '", infos[i].name, "' byte size does not match its shape"));
       }
     }
-    return absl::OkStatus();
-  }
-
-  int BatchOf(const Tensor* t) const {
-    if (!model_->batchable() || t == nullptr || t->shape.empty()) return 1;
-    return static_cast<int>(t->shape[0]);
+    return shapes;
   }
 
   absl::StatusOr<PlanState*> StateFor(const std::shared_ptr<const CompiledPlan>& plan) {
@@ -242,10 +234,11 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
   StepProfile& ProfileFor(const CompiledPlan& p) {
-    StepProfile& profile = profiles_[p.batch];
+    StepProfile& profile = profiles_[{p.batch, p.shapes_label}];
     if (profile.steps.size() != p.steps.size()) {
       profile = StepProfile{};
       profile.batch = p.batch;
+      profile.shapes = p.shapes_label;
       for (const auto& step : p.steps) profile.steps.push_back(step.label);
       profile.ms.assign(p.steps.size(), 0.0);
     }
@@ -396,7 +389,7 @@ class ExecutionContextImpl final : public ExecutionContext {
   uint64_t executions_ = 0;
   bool stats_paused_ = false;
   bool profile_ = false;
-  std::map<int, StepProfile> profiles_;  // by batch
+  std::map<std::pair<int, std::string>, StepProfile> profiles_;  // by batch, shapes
   AlignedBuffer stats_buffer_;
   dnnl::stream stream_;
   AlignedBuffer arena_;
