@@ -9,8 +9,14 @@ ends like an Ultralytics export: `output0` is [b, 4 + nc, N] with cx, cy, w, h
 in input pixels and sigmoid class scores; N = 8400 at 640. ~3.16 M parameters
 and ~8.7 GFLOPs at 640 with nc = 80. Batch is dynamic, opset 17.
 
+With --dynamic, height and width are dynamic too (Ultralytics' `dynamic=True`):
+the anchor grid is computed in the graph from the feature maps' shapes
+(Shape -> Range -> meshgrid -> Expand/ConstantOfShape), so one file serves any
+input whose sides are multiples of 32, and N follows the input.
+
   /usr/bin/python3 models/tools/export_yolo.py                      # -> models/.cache/yolov8n.onnx
   /usr/bin/python3 models/tools/export_yolo.py --act relu --size 320 --out /tmp/y.onnx
+  /usr/bin/python3 models/tools/export_yolo.py --dynamic --size 320 --out /tmp/y_dyn.onnx
 
 Same arguments give byte-identical files.
 """
@@ -83,7 +89,8 @@ class SPPF(nn.Module):
 class YoloV8(nn.Module):
     STRIDES = (8, 16, 32)
 
-    def __init__(self, nc=80, size=640, width=0.25, depth=0.33, reg_max=16, act="silu"):
+    def __init__(self, nc=80, size=640, width=0.25, depth=0.33, reg_max=16, act="silu",
+                 dynamic=False):
         super().__init__()
         ch = [min(c, 1024) for c in (64, 128, 256, 512, 1024)]
         c = [max(8, int(math.ceil(x * width / 8) * 8)) for x in ch]  # 16 32 64 128 256
@@ -123,6 +130,19 @@ class YoloV8(nn.Module):
         self.register_buffer("anchors", torch.cat(anchors, 1).unsqueeze(0), persistent=False)
         self.register_buffer("strides", torch.cat(strides, 1).unsqueeze(0), persistent=False)
         self.num_anchors = self.anchors.shape[2]
+        self.dynamic = dynamic
+
+    def grid(self, feats):
+        """Anchor points and strides for the feature maps' own sizes, traced from their
+        shapes (what an Ultralytics export with dynamic=True computes in the graph)."""
+        anchors, strides = [], []
+        for f, s in zip(feats, self.STRIDES):
+            h, w = f.shape[2], f.shape[3]
+            sy, sx = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5,
+                                    torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij")
+            anchors.append(torch.stack((sx, sy), 0).view(2, -1))
+            strides.append(torch.full((1, h * w), float(s)))
+        return torch.cat(anchors, 1).unsqueeze(0), torch.cat(strides, 1).unsqueeze(0)
 
     def forward(self, x):
         x = self.b2(self.b1(self.b0(x)))
@@ -137,20 +157,24 @@ class YoloV8(nn.Module):
         y = torch.cat([torch.cat((self.cv2[i](f), self.cv3[i](f)), 1).flatten(2)
                        for i, f in enumerate((h15, h18, h21))], 2)  # [b, no, N]
         box, cls = y.split((4 * self.reg_max, self.nc), 1)
-        a = self.num_anchors
-        assert y.shape[1] == no and y.shape[2] == a, "input size differs from the export size"
+        if self.dynamic:
+            anchors, strides = self.grid((h15, h18, h21))
+            a = y.shape[2]
+        else:
+            anchors, strides, a = self.anchors, self.strides, self.num_anchors
+            assert y.shape[1] == no and y.shape[2] == a, "input size differs from the export size"
         # DFL: softmax over the 16 bins of each side, expectation via the arange conv.
         dist = self.dfl(box.reshape(-1, 4, self.reg_max, a).transpose(2, 1).softmax(1))
         lt, rb = dist.reshape(-1, 4, a).chunk(2, 1)
-        x1y1, x2y2 = self.anchors - lt, self.anchors + rb
-        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * self.strides
+        x1y1, x2y2 = anchors - lt, anchors + rb
+        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
         return torch.cat((xywh, cls.sigmoid()), 1)
 
 
-def build(act="silu", seed=0, nc=80, size=640):
+def build(act="silu", seed=0, nc=80, size=640, dynamic=False):
     """The eval-mode torch model export writes (also used by verify_export.py)."""
     torch.manual_seed(seed)
-    model = YoloV8(nc=nc, size=size, act=act or "silu").eval()
+    model = YoloV8(nc=nc, size=size, act=act or "silu", dynamic=dynamic).eval()
     export_zoo.randomize_bn_stats(model, seed)
     return model
 
@@ -164,16 +188,21 @@ def main():
     p.add_argument("--nc", type=int, default=80, help="number of classes")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic height and width (anchors computed in the graph)")
     a = p.parse_args()
     if a.size % 32:
         p.error("--size must be a multiple of 32")
     out = a.out
     if not out:
         name = "yolov8n" + (f"_{a.act}" if a.act else "") + (f"_{a.size}" if a.size != 640 else "")
+        name += "_dynamic" if a.dynamic else ""
         out = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                             ".cache", name + ".onnx"))
-    model = build(a.act, a.seed, a.nc, a.size)
-    export_zoo.export(model, out, a.size, a.opset, input_name="images", output_name="output0")
+    model = build(a.act, a.seed, a.nc, a.size, a.dynamic)
+    export_zoo.export(model, out, a.size, a.opset, input_name="images", output_name="output0",
+                      dynamic_hw=a.dynamic,
+                      output_dynamic={0: "batch", 2: "anchors"} if a.dynamic else None)
     params = sum(t.numel() for t in model.parameters())
     print(f"yolov8n{' --act ' + a.act if a.act else ''} at {a.size}: {params} parameters, "
           f"output [b, {4 + a.nc}, {model.num_anchors}]; wrote {out} "

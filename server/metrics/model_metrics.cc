@@ -224,8 +224,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
           "Requests waiting in a model version's queue (read at scrape time).")),
       plan_compiles_(std::make_shared<ScrapeTimeGauges>(
           "rectifier_plan_compiles_total",
-          "Execution plans a model version has compiled (one per batch size; failed compiles "
-          "included), read at scrape time.",
+          "Execution plans a model version has compiled (one per input-shape signature: each "
+          "batch size, each height/width of a dynamic model; failed compiles included), read at "
+          "scrape time.",
           /*counter=*/true)),
       plan_evictions_(std::make_shared<ScrapeTimeGauges>(
           "rectifier_plan_evictions_total",
@@ -235,10 +236,20 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry, const MetricsOption
       cached_plans_(std::make_shared<ScrapeTimeGauges>(
           "rectifier_cached_plans",
           "Execution plans a model version holds now, read at scrape time.")),
+      plan_cache_hits_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_plan_cache_hits_total",
+          "Executions whose input shapes found their plan compiled, read at scrape time.",
+          /*counter=*/true)),
+      plan_cache_misses_(std::make_shared<ScrapeTimeGauges>(
+          "rectifier_plan_cache_misses_total",
+          "Executions that compiled their plan or waited for its compile (a shape not seen "
+          "before, or dropped by max_cached_plans), read at scrape time.",
+          /*counter=*/true)),
       activation_stats_(std::make_shared<ActivationStatsCollector>()),
       scrape_time_(std::make_shared<ScrapeTimeFamilies>(
           std::vector<std::shared_ptr<prometheus::Collectable>>{
-              queue_depth_, plan_compiles_, plan_evictions_, cached_plans_, activation_stats_})) {}
+              queue_depth_, plan_compiles_, plan_evictions_, cached_plans_, plan_cache_hits_,
+              plan_cache_misses_, activation_stats_})) {}
 
 std::shared_ptr<ModelMetrics> ServerMetrics::ForModel(const std::string& model,
                                                       const std::string& version) {
@@ -377,7 +388,7 @@ ScrapeSourceHandle ModelMetrics::AddQueueDepthSource(std::function<double()> sou
 }
 
 ScrapeSourceHandle ModelMetrics::AddPlanCacheSource(std::function<PlanCacheValues()> source) {
-  // Three series, one source and one handle (std::function needs a copyable
+  // Five series, one source and one handle (std::function needs a copyable
   // capture, so both are shared).
   auto read = std::make_shared<std::function<PlanCacheValues()>>(std::move(source));
   auto handles = std::make_shared<std::vector<ScrapeSourceHandle>>();
@@ -387,6 +398,10 @@ ScrapeSourceHandle ModelMetrics::AddPlanCacheSource(std::function<PlanCacheValue
                                            [read] { return (*read)().evictions; }));
   handles->push_back(
       ScrapeTimeGauges::Add(server_->cached_plans_, labels_, [read] { return (*read)().cached; }));
+  handles->push_back(
+      ScrapeTimeGauges::Add(server_->plan_cache_hits_, labels_, [read] { return (*read)().hits; }));
+  handles->push_back(ScrapeTimeGauges::Add(server_->plan_cache_misses_, labels_,
+                                           [read] { return (*read)().misses; }));
   return ScrapeSourceHandle([handles] {
     for (ScrapeSourceHandle& h : *handles) h.Reset();
   });

@@ -200,6 +200,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& state_;
   std::shared_ptr<ScrapeTimeGauges> queue_depth_;
   std::shared_ptr<ScrapeTimeGauges> plan_compiles_, plan_evictions_, cached_plans_;
+  std::shared_ptr<ScrapeTimeGauges> plan_cache_hits_, plan_cache_misses_;
   std::shared_ptr<ActivationStatsCollector> activation_stats_;
   std::shared_ptr<ScrapeTimeFamilies> scrape_time_;
   absl::Mutex mu_;
@@ -241,10 +242,11 @@ class ModelMetrics {
   // (only when the model samples them); same lifetime rule.
   [[nodiscard]] ScrapeSourceHandle AddActivationSource(ActivationStatsCollector::Source source);
   // The engine's plan cache, read from `source` at scrape time:
-  // rectifier_plan_compiles_total, rectifier_plan_evictions_total and
-  // rectifier_cached_plans. Same lifetime rule.
+  // rectifier_plan_compiles_total, rectifier_plan_evictions_total,
+  // rectifier_cached_plans, rectifier_plan_cache_hits_total and
+  // rectifier_plan_cache_misses_total. Same lifetime rule.
   struct PlanCacheValues {
-    double compiles = 0, evictions = 0, cached = 0;
+    double compiles = 0, evictions = 0, cached = 0, hits = 0, misses = 0;
   };
   [[nodiscard]] ScrapeSourceHandle AddPlanCacheSource(std::function<PlanCacheValues()> source);
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -295,6 +296,29 @@ engine::CompileOptions CompileOptionsFromConfig(const inference::ModelConfig& co
   if (config.engine().max_cached_plans() > 0) {
     compile.max_cached_plans = static_cast<int>(config.engine().max_cached_plans());
   }
+  // Config dims leave out the batch of a batching model; the engine's bounds
+  // and shapes are full shapes.
+  const bool batched = config.max_batch_size() > 0;
+  for (const auto& bound : config.engine().max_input_dims()) {
+    std::vector<int64_t> dims(bound.dims().begin(), bound.dims().end());
+    if (batched) dims.insert(dims.begin(), -1);
+    compile.max_input_dims[bound.name()] = std::move(dims);
+  }
+  // The first model_warmup entry with dims for its inputs is the shape the
+  // model is checked with at load (a model with dynamic height and width).
+  for (const auto& warmup : config.model_warmup()) {
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [name, input] : warmup.inputs()) {
+      if (input.dims().empty()) continue;
+      std::vector<int64_t> shape(input.dims().begin(), input.dims().end());
+      if (batched) shape.insert(shape.begin(), std::max<int64_t>(1, warmup.batch_size()));
+      shapes[name] = std::move(shape);
+    }
+    if (!shapes.empty()) {
+      compile.load_shapes = std::move(shapes);
+      break;
+    }
+  }
   return compile;
 }
 
@@ -380,9 +404,10 @@ void AddScrapeSources(ServedModel& served, bool activation_statistics) {
       });
   served.plan_cache_source = served.metrics->AddPlanCacheSource([model = served.model] {
     const engine::CompiledModel::PlanCacheStats stats = model->plan_cache_stats();
-    return metrics::ModelMetrics::PlanCacheValues{static_cast<double>(stats.compiles),
-                                                  static_cast<double>(stats.evictions),
-                                                  static_cast<double>(stats.cached)};
+    return metrics::ModelMetrics::PlanCacheValues{
+        static_cast<double>(stats.compiles), static_cast<double>(stats.evictions),
+        static_cast<double>(stats.cached), static_cast<double>(stats.hits),
+        static_cast<double>(stats.misses)};
   });
   if (!activation_statistics) return;
   served.activation_source = served.metrics->AddActivationSource([model = served.model] {

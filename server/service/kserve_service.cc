@@ -222,6 +222,16 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   // Tensors are decoded here, on the gRPC thread, for the resolved version.
   auto inputs = DecodeInferInputs(*request, call->resolved->config);
   if (!inputs.ok()) return Fail(call, inputs.status());
+  // A model with dynamic dimensions besides the batch checks its own bounds
+  // (max_input_dims) here, before the request waits in the queue.
+  if (call->resolved->model->has_dynamic_dims()) {
+    engine::InputShapes shapes;
+    shapes.reserve(inputs->size());
+    for (const engine::Tensor& t : *inputs) shapes.push_back(t.shape);
+    if (absl::Status fits = call->resolved->model->CheckInputShapes(shapes); !fits.ok()) {
+      return Fail(call, fits);
+    }
+  }
   SubmitInfer(std::move(call), *std::move(inputs));
 }
 

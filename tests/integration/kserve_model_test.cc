@@ -330,6 +330,83 @@ TEST_F(KServeModelTest, ModelInferComputesAndValidates) {
             std::string::npos);
 }
 
+// A model with dynamic height and width: any size within the config's
+// max_input_dims, one plan per shape, and larger inputs refused before they
+// queue. The model_warmup shape is what the model is checked with at load.
+TEST_F(KServeModelTest, DynamicHeightAndWidthWithinMaxInputDims) {
+  WriteFile(root_ / "any_size" / "1" / "model.onnx",
+            ScaleModelBytes(3.f, 3, /*dynamic_batch=*/true, /*dynamic_hw=*/true));
+  WriteFile(root_ / "any_size" / "config.pbtxt", R"(
+    max_batch_size: 4
+    engine { max_input_dims { name: "x" dims: [ 3, 16, 24 ] } }
+    model_warmup {
+      name: "native" batch_size: 1
+      inputs { key: "x" value { data_type: TYPE_FP32 dims: [ 3, 8, 12 ] zero_data: true } }
+    })");
+  Start({});
+  {
+    grpc::ClientContext context;
+    inference::ModelMetadataRequest request;
+    request.set_name("any_size");
+    inference::ModelMetadataResponse metadata;
+    ASSERT_TRUE(stub_->ModelMetadata(&context, request, &metadata).ok());
+    ASSERT_EQ(metadata.inputs_size(), 1);
+    EXPECT_EQ(std::vector<int64_t>(metadata.inputs(0).shape().begin(),
+                                   metadata.inputs(0).shape().end()),
+              (std::vector<int64_t>{-1, 3, -1, -1}));
+    EXPECT_EQ(std::vector<int64_t>(metadata.outputs(0).shape().begin(),
+                                   metadata.outputs(0).shape().end()),
+              (std::vector<int64_t>{-1, 3, -1, -1}));
+  }
+  const auto infer = [&](std::vector<int64_t> shape, inference::ModelInferResponse* response) {
+    inference::ModelInferRequest request;
+    request.set_model_name("any_size");
+    auto* input = request.add_inputs();
+    input->set_name("x");
+    input->set_datatype("FP32");
+    int64_t n = 1;
+    for (int64_t d : shape) {
+      input->add_shape(d);
+      n *= d;
+    }
+    std::vector<float> values(static_cast<size_t>(n));
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 97);
+    request.add_raw_input_contents(reinterpret_cast<const char*>(values.data()),
+                                   values.size() * sizeof(float));
+    grpc::ClientContext context;
+    return stub_->ModelInfer(&context, request, response);
+  };
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{1, 3, 5, 7}, {2, 3, 16, 24}, {1, 3, 8, 12}, {1, 3, 5, 7}}) {
+    inference::ModelInferResponse response;
+    const grpc::Status status = infer(shape, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.outputs_size(), 1);
+    EXPECT_EQ(std::vector<int64_t>(response.outputs(0).shape().begin(),
+                                   response.outputs(0).shape().end()),
+              shape);
+    const std::string& raw = response.raw_output_contents(0);
+    ASSERT_EQ(raw.size(), static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * 4);
+    std::vector<float> y(raw.size() / 4);
+    std::memcpy(y.data(), raw.data(), raw.size());
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_FLOAT_EQ(y[i], 3.f * (i % 97)) << i;
+  }
+  for (const std::vector<int64_t>& shape :
+       {std::vector<int64_t>{1, 3, 17, 4}, std::vector<int64_t>{1, 3, 4, 25}}) {
+    inference::ModelInferResponse response;
+    const grpc::Status status = infer(shape, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("over max_input_dims [-1,3,16,24]"), std::string::npos)
+        << status.error_message();
+  }
+  // A wrong channel count is the config's error, as for any model.
+  inference::ModelInferResponse response;
+  const grpc::Status status = infer({1, 4, 8, 8}, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("does not match [-1,3,-1,-1]"), std::string::npos)
+      << status.error_message();
+}
+
 TEST_F(KServeModelTest, StreamInferAnswersEveryRequestOnceAndSurvivesCancel) {
   Start({});
   {

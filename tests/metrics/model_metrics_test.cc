@@ -97,7 +97,7 @@ TEST(ModelMetricsTest, PlanCacheCountsAreReadAtScrapeTime) {
   prometheus::Registry registry;
   ServerMetrics server(registry);
   auto model = server.ForModel("m", "1");
-  ModelMetrics::PlanCacheValues values{3, 1, 2};
+  ModelMetrics::PlanCacheValues values{3, 1, 2, 10, 4};
   ScrapeSourceHandle handle = model->AddPlanCacheSource([&values] { return values; });
   const auto scrape = [&] {
     return prometheus::TextSerializer().Serialize(server.scrape_time_gauges()->Collect());
@@ -108,6 +108,9 @@ TEST(ModelMetricsTest, PlanCacheCountsAreReadAtScrapeTime) {
   EXPECT_TRUE(Has(scrape(), "rectifier_plan_evictions_total{model=\"m\",version=\"1\"} 1"));
   EXPECT_TRUE(Has(scrape(), "# TYPE rectifier_cached_plans gauge")) << scrape();
   EXPECT_TRUE(Has(scrape(), "rectifier_cached_plans{model=\"m\",version=\"1\"} 2"));
+  EXPECT_TRUE(Has(scrape(), "# TYPE rectifier_plan_cache_hits_total counter")) << scrape();
+  EXPECT_TRUE(Has(scrape(), "rectifier_plan_cache_hits_total{model=\"m\",version=\"1\"} 10"));
+  EXPECT_TRUE(Has(scrape(), "rectifier_plan_cache_misses_total{model=\"m\",version=\"1\"} 4"));
   values.compiles = 4;
   EXPECT_TRUE(Has(scrape(), "rectifier_plan_compiles_total{model=\"m\",version=\"1\"} 4"));
   handle.Reset();

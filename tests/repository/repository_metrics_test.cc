@@ -306,6 +306,43 @@ TEST_F(RepositoryMetricsTest, PlanCacheIsBoundedByConfigAndExported) {
   EXPECT_EQ(Scraped("rectifier_cached_plans", labels), std::nullopt);
 }
 
+// A model with dynamic height and width is checked at load with its first
+// model_warmup shape, so that warmup compiles nothing more; each new shape
+// then compiles one plan, and the cache counts its hits and misses.
+TEST_F(RepositoryMetricsTest, DynamicModelCompilesItsWarmupShapeAtLoadAndOnePlanPerShape) {
+  WriteFile(root_ / "any_size" / "1" / "model.onnx",
+            testing::ScaleModelBytes(2.f, 3, /*dynamic_batch=*/true, /*dynamic_hw=*/true));
+  WriteFile(root_ / "any_size" / "config.pbtxt", R"(
+    max_batch_size: 4
+    model_warmup {
+      name: "native" batch_size: 1
+      inputs { key: "x" value { data_type: TYPE_FP32 dims: [ 3, 6, 10 ] zero_data: true } }
+    })");
+  Open({"any_size"});
+  ASSERT_NE(repo_, nullptr);
+  const prometheus::Labels labels{{"model", "any_size"}, {"version", "1"}};
+  EXPECT_EQ(Scraped("rectifier_plan_compiles_total", labels), 1.0);
+  const double hits = Scraped("rectifier_plan_cache_hits_total", labels).value_or(-1);
+  EXPECT_GE(hits, 1.0);  // the warmup run found the load plan
+  const auto run = [&](std::vector<int64_t> shape) {
+    auto request = std::make_unique<scheduling::InferenceRequest>();
+    request->inputs.push_back(engine::Tensor::Zeros(engine::DataType::kFloat32, shape));
+    std::promise<absl::Status> done;
+    request->done = [&done](const absl::StatusOr<std::vector<engine::Tensor>>& r,
+                            const scheduling::RequestTimes&) { done.set_value(r.status()); };
+    SubmitRequest(*repo_, "any_size", "", std::move(request));
+    EXPECT_TRUE(done.get_future().get().ok()) << shape[2] << "x" << shape[3];
+  };
+  run({1, 3, 6, 10});
+  EXPECT_EQ(Scraped("rectifier_plan_compiles_total", labels), 1.0);
+  run({1, 3, 7, 9});
+  run({1, 3, 7, 9});
+  EXPECT_EQ(Scraped("rectifier_plan_compiles_total", labels), 2.0);
+  EXPECT_EQ(Scraped("rectifier_cached_plans", labels), 2.0);
+  EXPECT_EQ(Scraped("rectifier_plan_cache_hits_total", labels), hits + 2);
+  EXPECT_GE(Scraped("rectifier_plan_cache_misses_total", labels).value_or(0), 2.0);
+}
+
 // The default warmup compiles every batch size the batcher may form, so no
 // request compiles a plan: all of 1..max_batch_size up to 16, beyond that 1,
 // the preferred sizes and the maximum.

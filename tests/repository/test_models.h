@@ -11,8 +11,10 @@
 namespace rectifier::testing {
 
 // y = x * factor, x and y FP32 [batch, channels, 2, 2] with a dynamic batch
-// dimension (or fixed at 1 when !dynamic_batch).
-inline std::string ScaleModelBytes(float factor, int channels = 3, bool dynamic_batch = true) {
+// dimension (or fixed at 1 when !dynamic_batch); with `dynamic_hw`, height and
+// width are dynamic too: [batch, channels, height, width].
+inline std::string ScaleModelBytes(float factor, int channels = 3, bool dynamic_batch = true,
+                                   bool dynamic_hw = false) {
   onnx::ModelProto model;
   model.set_ir_version(8);
   model.set_producer_name("rectifier-tests");
@@ -30,8 +32,13 @@ inline std::string ScaleModelBytes(float factor, int channels = 3, bool dynamic_
       shape->add_dim()->set_dim_value(1);
     }
     shape->add_dim()->set_dim_value(channels);
-    shape->add_dim()->set_dim_value(2);
-    shape->add_dim()->set_dim_value(2);
+    for (const char* side : {"height", "width"}) {
+      if (dynamic_hw) {
+        shape->add_dim()->set_dim_param(side);
+      } else {
+        shape->add_dim()->set_dim_value(2);
+      }
+    }
   };
   add_value(graph->add_input(), "x");
   add_value(graph->add_output(), "y");

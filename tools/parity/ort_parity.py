@@ -12,6 +12,8 @@ value is not finite.
       --zoo mobilenet_v3_small yolo_like_320 --batches 1 3
   tools/parity/ort_parity.py --engine ... --default-models   # models/*/1/model.onnx
   tools/parity/ort_parity.py --engine ... --model path/to/model.onnx
+  tools/parity/ort_parity.py --engine ... --zoo lraspp_mobilenet_v3_large \\
+      --shapes 1x3x160x224 2x3x96x128 1x3x224x160   # dynamic height and width
 
 Zoo models are exported on demand into models/.cache/zoo/ (content-cached);
 see tools/parity/zoo.py. Exit status: 0 all within tolerance, 1 a parity
@@ -29,28 +31,34 @@ import zoo  # noqa: E402
 SKIP = 77
 
 
-def check_model(engine, name, path, batches, threads, rtol, seed, perturb):
-    """Returns a list of (line, ok) for one model over the batch sizes."""
+def check_model(engine, name, path, batches, threads, rtol, seed, perturb, shapes=None):
+    """Returns a list of (line, ok) for one model over the batch sizes, or over `shapes`
+    (full input shapes, for a model with dynamic dimensions besides the batch)."""
     lines = []
     names = zoo.output_names(path)
     cases = []
     with tempfile.TemporaryDirectory(prefix="ort_parity_") as tmp:
-        for batch in batches:
-            if not zoo.supports_batch(path, batch):
+        for i, spec in enumerate(shapes or batches):
+            batch = spec[0] if shapes else spec
+            label = "x".join(map(str, spec)) if shapes else str(batch)
+            if not shapes and not zoo.supports_batch(path, batch):
                 lines.append((f"{name} batch {batch}: skipped, the model's batch is fixed", True))
                 continue
-            workdir = os.path.join(tmp, f"b{batch}")
+            workdir = os.path.join(tmp, f"case{i}")
             os.makedirs(workdir)
-            inputs = zoo.make_inputs(path, batch, seed + batch)
-            cases.append((batch, workdir, inputs))
+            inputs = zoo.make_inputs(path, batch, seed + batch + i * 1000 * bool(shapes),
+                                     spec if shapes else None)
+            extra = ("--shape", label) if shapes else ()
+            cases.append((label, workdir, inputs, extra))
         if not cases:
             return lines
         t0 = time.monotonic()
-        engine_out = [zoo.run_engine(engine, path, inputs, w, threads) for _, w, inputs in cases]
+        engine_out = [zoo.run_engine(engine, path, inputs, w, threads, extra)
+                      for _, w, inputs, extra in cases]
         t1 = time.monotonic()
-        ort_out = zoo.run_ort(path, [(w, inputs) for _, w, inputs in cases], threads)
+        ort_out = zoo.run_ort(path, [(w, inputs) for _, w, inputs, _ in cases], threads)
         t2 = time.monotonic()
-        for (batch, _, _), got, want in zip(cases, engine_out, ort_out):
+        for (batch, _, _, _), got, want in zip(cases, engine_out, ort_out):
             if perturb:
                 # Self-check of the comparison (tests/parity): one engine value moved by
                 # PERTURB x the output's scale must fail when PERTURB > rtol.
@@ -64,7 +72,7 @@ def check_model(engine, name, path, batches, threads, rtol, seed, perturb):
             unchecked = f" ({len(names) - 1} further outputs not written by the engine)" \
                 if len(names) > 1 else ""
             lines.append((
-                f"{name} batch {batch} {names[0]} {list(got.shape)}: max abs {r['max_abs']:.3g}, "
+                f"{name} {'input ' if shapes else 'batch '}{batch} {names[0]} {list(got.shape)}: max abs {r['max_abs']:.3g}, "
                 f"rel {r['rel']:.3g} (tol {rtol:g}){top1}{unchecked} {r['detail']}"
                 f"{'OK' if ok else 'FAIL'}", ok))
         lines.append((f"{name}: engine {t1 - t0:.1f} s, onnxruntime {t2 - t1:.1f} s", True))
@@ -78,6 +86,9 @@ def main():
     p.add_argument("--model", nargs="*", default=[], help="ONNX files")
     p.add_argument("--default-models", action="store_true", help="models/*/1/model.onnx")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 3])
+    p.add_argument("--shapes", nargs="+", default=None,
+                   help="full input shapes (1x3x160x224 ...) instead of --batches, for models "
+                        "with dynamic height/width; one case per shape")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=2026)
@@ -85,6 +96,12 @@ def main():
                    help="add PERTURB x max|output| to one engine value (proves a failure fails)")
     a = p.parse_args()
 
+    shapes = None
+    if a.shapes:
+        try:
+            shapes = [[int(d) for d in s.split("x")] for s in a.shapes]
+        except ValueError:
+            p.error(f"--shapes: expected dims like 1x3x160x224, got {a.shapes}")
     try:
         zoo.check_peer()
         models = [(n, zoo.zoo_model(n)) for n in a.zoo]
@@ -100,7 +117,7 @@ def main():
         failed = 0
         for name, path in models:
             for line, ok in check_model(a.engine, name, path, a.batches, a.threads, a.rtol,
-                                        a.seed, a.perturb):
+                                        a.seed, a.perturb, shapes):
                 print(line, flush=True)
                 failed += not ok
     except zoo.ParityError as e:

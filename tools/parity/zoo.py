@@ -54,22 +54,31 @@ def _zoo_exporter():
 # name -> (exporter path function, exporter arguments before --out, C,H,W)
 def zoo_spec(name):
     """Zoo model names: resnet50, mobilenet_v2, mobilenet_v3_small, efficientnet_b0
-    (224x224), yolo_like (640) and any of them with an _SIZE suffix (yolo_like_320)."""
+    (224x224), the segmentation nets lraspp_mobilenet_v3_large and fcn_resnet50, the
+    attention_net test model, yolo_like (640) and any of them with an _SIZE suffix
+    (yolo_like_320). A _dyn suffix before the size (lraspp_mobilenet_v3_large_dyn,
+    yolo_like_dyn_320) exports dynamic height and width; SIZE is then the export size."""
     base, size = name, None
     head, _, tail = name.rpartition("_")
     if head and tail.isdigit():
         base, size = head, int(tail)
-    classifiers = ("resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
+    dynamic = base.endswith("_dyn")
+    if dynamic:
+        base = base[:-len("_dyn")]
+    classifiers = ("resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+                   "lraspp_mobilenet_v3_large", "fcn_resnet50", "attention_net")
     if base in classifiers:
         size = size or 224
-        return _zoo_exporter(), [base, "--size", str(size)], (3, size, size)
+        return (_zoo_exporter(), [base, "--size", str(size)] + (["--dynamic-hw"] if dynamic else []),
+                (3, size, size))
     if base == "yolo_like":
         size = size or 640
         if size % 32:
             raise ParityError(f"{name}: detector input size must be a multiple of 32")
-        return _detector_exporter(), ["--size", str(size)], (3, size, size)
+        return (_detector_exporter(), ["--size", str(size)] + (["--dynamic"] if dynamic else []),
+                (3, size, size))
     raise ParityError(f"unknown zoo model '{name}' (known: {', '.join(classifiers)}, yolo_like"
-                      " and NAME_SIZE variants)")
+                      " and NAME_SIZE, NAME_dyn, NAME_dyn_SIZE variants)")
 
 
 def _torch_version():
@@ -143,24 +152,36 @@ def supports_batch(model_path, batch):
                for _, _, dims in graph_inputs(model))
 
 
-def make_inputs(model_path, batch, seed):
-    """Seeded random inputs: standard normal floats, small non-negative integers."""
+def make_inputs(model_path, batch, seed, shape=None):
+    """Seeded random inputs: standard normal floats, small non-negative integers.
+    `shape` (a list of dims) replaces the single input's shape, for models with dynamic
+    dimensions besides the batch; its first dim is then the batch."""
     model = onnx.load(model_path, load_external_data=False)
     rng = np.random.default_rng(seed)
     arrays = []
-    for name, dtype, dims in graph_inputs(model):
+    inputs = graph_inputs(model)
+    if shape is not None and len(inputs) != 1:
+        raise ParityError(f"--shapes needs a model with one input, this one has {len(inputs)}")
+    for name, dtype, dims in inputs:
         if not dims:
             raise ParityError(f"input {name} is a scalar; only batched tensors are supported")
-        if dims[0] is not None and dims[0] != batch:
-            raise ParityError(f"input {name} has a fixed batch of {dims[0]}, not {batch}")
-        shape = [batch] + dims[1:]
-        if any(d is None for d in shape):
-            raise ParityError(f"input {name} has a dynamic non-batch dim: {dims}")
-        if np.issubdtype(dtype, np.floating):
-            arrays.append(rng.standard_normal(shape).astype(dtype))
+        if shape is not None:
+            if len(shape) != len(dims) or any(d is not None and d != s
+                                               for d, s in zip(dims, shape)):
+                raise ParityError(f"input {name}: shape {shape} does not fit its dims {dims}")
+            full = list(shape)
         else:
-            arrays.append(rng.integers(0, 4, size=shape).astype(dtype))
-    return [(n, a) for (n, _, _), a in zip(graph_inputs(model), arrays)]
+            if dims[0] is not None and dims[0] != batch:
+                raise ParityError(f"input {name} has a fixed batch of {dims[0]}, not {batch}")
+            full = [batch] + dims[1:]
+            if any(d is None for d in full):
+                raise ParityError(f"input {name} has a dynamic non-batch dim: {dims} "
+                                  "(give --shapes)")
+        if np.issubdtype(dtype, np.floating):
+            arrays.append(rng.standard_normal(full).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, 4, size=full).astype(dtype))
+    return [(n, a) for (n, _, _), a in zip(inputs, arrays)]
 
 
 def write_pb(path, name, array):
