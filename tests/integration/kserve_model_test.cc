@@ -401,9 +401,22 @@ TEST_F(KServeModelTest, DynamicHeightAndWidthWithinMaxInputDims) {
   }
   // A wrong channel count is the config's error, as for any model.
   inference::ModelInferResponse response;
-  const grpc::Status status = infer({1, 4, 8, 8}, &response);
+  grpc::Status status = infer({1, 4, 8, 8}, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("does not match [-1,3,-1,-1]"), std::string::npos)
+      << status.error_message();
+  // Encoded images need a fixed input size: refused with the reason.
+  inference::ModelInferRequest image;
+  image.set_model_name("any_size");
+  auto* bytes = image.add_inputs();
+  bytes->set_name("x");
+  bytes->set_datatype("BYTES");
+  bytes->add_shape(1);
+  bytes->mutable_contents()->add_bytes_contents(std::string("P5\n2 2\n255\n\1\2\3\4"));
+  grpc::ClientContext context;
+  status = stub_->ModelInfer(&context, image, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("needs a fixed height and width"), std::string::npos)
       << status.error_message();
 }
 

@@ -1,6 +1,7 @@
 // oneDNN lowering of data-movement ops that would otherwise force plain
-// layouts: Slice/Split (as reorders from sub-memory views) and nearest
-// Resize with integer factors (resampling). Both keep the producer's layout.
+// layouts: Slice/Split (as reorders from sub-memory views) and Resize
+// (resampling: nearest with integer factors, linear with half-pixel
+// centres). Both keep the producer's layout.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -163,31 +164,48 @@ absl::StatusOr<bool> LowerResize(PlanBuilder& b, const Node& node) {
   }
   auto spec = ResolveResize(node, in);
   if (!spec.ok()) return spec.status();
-  // oneDNN's nearest resampling equals ONNX nearest for integer upscale
-  // factors in asymmetric/floor and half-pixel modes (no rounding ties).
   const auto& xs = in[0].shape;
-  if (spec->linear || xs.size() < 3 || xs.size() > 5) return false;
+  if (xs.size() < 3 || xs.size() > 5) return false;
   if (spec->out_shape[0] != xs[0] || spec->out_shape[1] != xs[1]) return false;
-  const bool asym = spec->coord == "asymmetric" && spec->nearest == "floor";
-  const bool half = (spec->coord == "half_pixel" || spec->coord == "pytorch_half_pixel") &&
-                    (spec->nearest == "round_prefer_floor" || spec->nearest == "round_prefer_ceil");
-  if (!asym && !half) return false;
-  for (size_t d = 2; d < xs.size(); ++d) {
-    if (spec->out_shape[d] % xs[d] != 0 || spec->out_shape[d] < xs[d]) return false;
-    const int64_t factor = spec->out_shape[d] / xs[d];  // exact: divisibility checked above
-    if (std::fabs(spec->scales[d] - static_cast<float>(factor)) > 1e-6f) return false;
+  if (spec->linear) {
+    // oneDNN's linear resampling samples at (o + 0.5) * in / out - 0.5,
+    // clamped to the edges: ONNX half_pixel (and pytorch_half_pixel where no
+    // output side is 1) when the scale is out / in, which it is when
+    // `sizes` was given or the scaled size is whole.
+    if (spec->coord != "half_pixel" && spec->coord != "pytorch_half_pixel") return false;
+    for (size_t d = 2; d < xs.size(); ++d) {
+      if (spec->out_shape[d] <= 1) return false;
+      const double exact = static_cast<double>(spec->out_shape[d]) / static_cast<double>(xs[d]);
+      if (std::fabs(spec->scales[d] - exact) > 1e-6 * exact) return false;
+    }
+  } else {
+    // oneDNN's nearest resampling equals ONNX nearest for integer upscale
+    // factors in asymmetric/floor and half-pixel modes (no rounding ties).
+    const bool asym = spec->coord == "asymmetric" && spec->nearest == "floor";
+    const bool half =
+        (spec->coord == "half_pixel" || spec->coord == "pytorch_half_pixel") &&
+        (spec->nearest == "round_prefer_floor" || spec->nearest == "round_prefer_ceil");
+    if (!asym && !half) return false;
+    for (size_t d = 2; d < xs.size(); ++d) {
+      if (spec->out_shape[d] % xs[d] != 0 || spec->out_shape[d] < xs[d]) return false;
+      const int64_t factor = spec->out_shape[d] / xs[d];  // exact: divisibility checked above
+      if (std::fabs(spec->scales[d] - static_cast<float>(factor)) > 1e-6f) return false;
+    }
   }
+  const auto algorithm =
+      spec->linear ? dnnl::algorithm::resampling_linear : dnnl::algorithm::resampling_nearest;
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   try {
     const memory::desc src_md = b.values()[x].md;
     const memory::desc dst_any(PlanBuilder::Dims(spec->out_shape), DT::f32,
                                memory::format_tag::any);
-    dnnl::resampling_forward::desc d(dnnl::prop_kind::forward_inference,
-                                     dnnl::algorithm::resampling_nearest, src_md, dst_any);
+    dnnl::resampling_forward::desc d(dnnl::prop_kind::forward_inference, algorithm, src_md,
+                                     dst_any);
     dnnl::resampling_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
     int out = b.NewValue(node.outputs[0], DataType::kFloat32, spec->out_shape, pd.dst_desc());
     b.AddPrimitive(pd, dnnl::resampling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}},
-                   absl::StrCat(node.op_type, " '", node.name, "' nearest [",
+                   absl::StrCat(node.op_type, " '", node.name, "' ",
+                                spec->linear ? "linear" : "nearest", " [",
                                 absl::StrJoin(spec->out_shape, ","), "] ", LayoutName(src_md),
                                 " -> ", LayoutName(pd.dst_desc())));
     b.Define(node.outputs[0], out);
