@@ -76,6 +76,10 @@ absl::Status SetSampling(const PreprocessingConfig& config, PreprocessOptions& o
     case PreprocessingConfig::RESIZE_CENTER_CROP:
       o.resize = ResizeMode::kCenterCrop;
       break;
+    case PreprocessingConfig::RESIZE_KEEP_SIZE:
+      o.resize = ResizeMode::kLetterbox;
+      o.keep_size.enabled = true;
+      break;
     default:
       return FieldError("preprocessing.resize_mode", "unknown value");
   }
@@ -134,15 +138,57 @@ absl::Status SetSixteenBitAndLayout(const PreprocessingConfig& config, Preproces
   return absl::OkStatus();
 }
 
+// Keep-size mode: the bounds (max_input_dims, else long_side rounded up to
+// the stride) and the options' own fields.
+absl::Status SetKeepSize(const PreprocessingConfig& config, int max_width, int max_height,
+                         PreprocessOptions& o) {
+  const bool dynamic = o.width <= 0 || o.height <= 0;
+  if (!o.keep_size.enabled) {
+    if (config.long_side() > 0 || config.pad_to_multiple() > 0) {
+      return FieldError("preprocessing.long_side",
+                        "long_side and pad_to_multiple apply to RESIZE_KEEP_SIZE only");
+    }
+    if (dynamic) {
+      return FieldError("input.dims",
+                        "the model input needs a fixed height and width, or preprocessing { "
+                        "resize_mode: RESIZE_KEEP_SIZE } to keep each image's own size");
+    }
+    return absl::OkStatus();
+  }
+  if (!dynamic) {
+    return FieldError("preprocessing.resize_mode",
+                      "RESIZE_KEEP_SIZE needs a model input with dynamic height and width");
+  }
+  if (config.long_side() > 16384) return FieldError("preprocessing.long_side", "must be <= 16384");
+  if (config.pad_to_multiple() > 1024) {
+    return FieldError("preprocessing.pad_to_multiple", "must be <= 1024");
+  }
+  o.keep_size.long_side = static_cast<int>(config.long_side());
+  if (config.pad_to_multiple() > 0) o.keep_size.pad_to_multiple = config.pad_to_multiple();
+  const int m = o.keep_size.pad_to_multiple;
+  const int from_long = (o.keep_size.long_side + m - 1) / m * m;
+  o.width = max_width > 0 ? max_width : from_long;
+  o.height = max_height > 0 ? max_height : from_long;
+  if (o.width <= 0 || o.height <= 0) {
+    return FieldError("preprocessing.long_side",
+                      "RESIZE_KEEP_SIZE needs long_side or engine.max_input_dims for the input's "
+                      "height and width, so that a large image cannot make a huge input");
+  }
+  if (o.width < m || o.height < m) {
+    return FieldError("preprocessing.pad_to_multiple",
+                      absl::StrCat("is ", m, ", over the input's largest height or width (",
+                                   o.width, "x", o.height, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const PreprocessingConfig& config,
                                                               int input_width, int input_height,
-                                                              int input_channels) {
+                                                              int input_channels, int max_width,
+                                                              int max_height) {
   PreprocessOptions o;
-  if (input_width <= 0 || input_height <= 0) {
-    return FieldError("input.dims", "the model input needs a fixed height and width");
-  }
   if (input_channels != 1 && input_channels != 3) {
     return FieldError("input.dims", absl::StrCat("the model input must have 1 or 3 channels, has ",
                                                  input_channels));
@@ -151,6 +197,7 @@ absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(const Preprocessin
   o.height = input_height;
   o.channels = input_channels;
   RETURN_IF_ERROR(SetSampling(config, o));
+  RETURN_IF_ERROR(SetKeepSize(config, max_width, max_height, o));
   if (config.has_pad_value()) {
     if (config.pad_value() > 255) return FieldError("preprocessing.pad_value", "must be 0..255");
     o.pad_value = static_cast<int>(config.pad_value());

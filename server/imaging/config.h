@@ -29,9 +29,11 @@ absl::StatusOr<ImageInputSize> ImageInputSizeFromShape(const inference::Preproce
 // Input size and channel count come from the model's input tensor; the
 // config supplies everything else. INVALID_ARGUMENT names the offending
 // field, e.g. "preprocessing.mean: expected 0, 1 or 3 values, got 2".
+// A dynamic height or width (<= 0) needs RESIZE_KEEP_SIZE; `max_width` and
+// `max_height` (0: none) are then the input's engine.max_input_dims bounds.
 absl::StatusOr<PreprocessOptions> PreprocessOptionsFromConfig(
     const inference::PreprocessingConfig& config, int input_width, int input_height,
-    int input_channels);
+    int input_channels, int max_width = 0, int max_height = 0);
 
 // DICOM window choice for the model (a request may override it later).
 absl::StatusOr<DicomOptions> DicomOptionsFromConfig(const inference::PreprocessingConfig& config);

@@ -90,6 +90,14 @@ absl::Status ValidatePreprocessOptions(const PreprocessOptions& options) {
   if (options.resize_shorter < 0) {
     return absl::InvalidArgumentError("preprocessing: resize_shorter must be >= 0");
   }
+  if (options.keep_size.enabled &&
+      (options.resize != ResizeMode::kLetterbox || options.keep_size.long_side < 0 ||
+       options.keep_size.long_side > 16384 || options.keep_size.pad_to_multiple < 1 ||
+       options.keep_size.pad_to_multiple > std::min(options.width, options.height))) {
+    return absl::InvalidArgumentError(
+        "preprocessing: keep size needs letterbox placement, long_side in 0..16384 and "
+        "pad_to_multiple between 1 and the smaller bound");
+  }
   // With the shorter side at >= max(width, height) the crop always fits,
   // whatever the image's aspect ratio.
   if (options.resize == ResizeMode::kCenterCrop && options.resize_shorter > 0 &&
@@ -109,6 +117,27 @@ absl::Status ValidatePreprocessOptions(const PreprocessOptions& options) {
     return absl::InvalidArgumentError("preprocessing: window_width must be > 0 for WINDOW");
   }
   return absl::OkStatus();
+}
+
+PreprocessOptions ForImage(const PreprocessOptions& options, int width, int height) {
+  if (!options.keep_size.enabled || width <= 0 || height <= 0) return options;
+  PreprocessOptions o = options;
+  const int m = std::max(1, options.keep_size.pad_to_multiple);
+  // The bounds rounded down to the stride, so that padding never passes them.
+  const int max_w = std::max(m, options.width / m * m);
+  const int max_h = std::max(m, options.height / m * m);
+  double s = options.keep_size.long_side > 0
+                 ? static_cast<double>(options.keep_size.long_side) / std::max(width, height)
+                 : 1.0;
+  s = std::min({s, static_cast<double>(max_w) / width, static_cast<double>(max_h) / height});
+  const auto side = [&](int length, int bound) {
+    const int scaled = std::clamp(static_cast<int>(std::lround(length * s)), 1, bound);
+    return std::min(bound, (scaled + m - 1) / m * m);
+  };
+  o.width = side(width, max_w);
+  o.height = side(height, max_h);
+  o.keep_size.scale = s;
+  return o;
 }
 
 int64_t PreprocessOutputSize(const PreprocessOptions& options) {
@@ -189,8 +218,13 @@ cv::Mat Letterbox(const cv::Mat& src, bool sixteen, const PreprocessOptions& opt
                   int interpolation, cv::Size original_size, ImageTransform& transform) {
   const int dst_w = options.width;
   const int dst_h = options.height;
-  const double r =
+  double r =
       std::min(static_cast<double>(dst_w) / src.cols, static_cast<double>(dst_h) / src.rows);
+  // Keep-size mode: the image's own scale (of the original; the decoder may
+  // have reduced it already); the padding up to the stride stays padding.
+  if (options.keep_size.enabled && options.keep_size.scale > 0) {
+    r = std::min(r, options.keep_size.scale * original_size.width / src.cols);
+  }
   // At least one pixel: a 1 x 10000 strip would otherwise round to 0.
   const int new_w = std::max(1, RoundHalfEven(src.cols * r));
   const int new_h = std::max(1, RoundHalfEven(src.rows * r));
@@ -327,8 +361,16 @@ std::string DescribePreprocessing(const PreprocessOptions& o) {
   const char* sixteen = o.sixteen_bit == SixteenBitMode::kMinMax   ? "min-max"
                         : o.sixteen_bit == SixteenBitMode::kWindow ? "window"
                                                                    : "full range";
-  return absl::StrCat(color, " ", o.width, "x", o.height, " ",
-                      o.layout == Layout::kNchw ? "NCHW" : "NHWC", ", ", resize, " (",
+  const std::string size =
+      o.keep_size.enabled
+          ? absl::StrCat("keep size (long side ",
+                         o.keep_size.long_side > 0 ? absl::StrCat(o.keep_size.long_side)
+                                                   : std::string("as is"),
+                         ", padded to x", o.keep_size.pad_to_multiple, ", at most ", o.width, "x",
+                         o.height, ")")
+          : absl::StrCat(o.width, "x", o.height);
+  return absl::StrCat(color, " ", size, " ", o.layout == Layout::kNchw ? "NCHW" : "NHWC", ", ",
+                      o.keep_size.enabled ? "centred" : resize, " (",
                       interpolation, "), x * ", o.scale, ", mean [", absl::StrJoin(o.mean, ", "),
                       "], std [", absl::StrJoin(o.std, ", "), "], 16-bit ", sixteen);
 }

@@ -50,7 +50,27 @@ struct PreprocessOptions {
   double window_center = 0.0;  // kWindow only, in stored 16-bit units.
   double window_width = 0.0;
   Layout layout = Layout::kNchw;
+  // Keep-size mode (RESIZE_KEEP_SIZE, models with dynamic height and
+  // width): `width` and `height` above are then the largest input allowed,
+  // `resize` is kLetterbox, and ForImage() gives each image its own size.
+  struct KeepSize {
+    bool enabled = false;
+    int long_side = 0;         // the image's longer side scaled to this; 0: its own size
+    int pad_to_multiple = 32;  // each side padded up to a multiple of this
+    // Set by ForImage: the image's scale (from its original size). The
+    // letterbox scales by this, not by what would fill the padded input.
+    double scale = 0.0;
+  };
+  KeepSize keep_size;
 };
+
+// The options for one image of `width` x `height` (after decoding): in
+// keep-size mode, width and height become the image's size scaled so that
+// its longer side is keep_size.long_side (or not scaled), lowered to fit
+// the bounds in `options.width` x `options.height`, each rounded up to a
+// multiple of pad_to_multiple; the letterbox then centres the image in
+// that. Otherwise `options` unchanged.
+PreprocessOptions ForImage(const PreprocessOptions& options, int width, int height);
 
 // INVALID_ARGUMENT naming the offending option.
 absl::Status ValidatePreprocessOptions(const PreprocessOptions& options);

@@ -29,17 +29,34 @@ int64_t ItemElements(const std::vector<int64_t>& shape) {
   return shape.empty() ? 0 : n;
 }
 
+// The engine.max_input_dims bounds of the image input's width and height
+// (0: none), read like ImageInputSizeFromShape reads the input's shape.
+std::pair<int, int> MaxImageSize(const inference::ModelConfig& config, const std::string& input,
+                                 const std::vector<int64_t>& input_shape) {
+  for (const auto& bound : config.engine().max_input_dims()) {
+    if (bound.name() != input) continue;
+    std::vector<int64_t> full(bound.dims().begin(), bound.dims().end());
+    if (config.max_batch_size() > 0) full.insert(full.begin(), -1);
+    if (full.size() != input_shape.size()) break;
+    auto size = imaging::ImageInputSizeFromShape(config.preprocessing(), full);
+    if (!size.ok()) break;
+    return {std::max(size->width, 0), std::max(size->height, 0)};
+  }
+  return {0, 0};
+}
+
 // The config's imaging blocks converted for a rank-4 `input_shape`: errors
 // name the field.
-absl::Status ConvertBlocks(const inference::ModelConfig& config,
+absl::Status ConvertBlocks(const inference::ModelConfig& config, const std::string& input,
                            const std::vector<int64_t>& input_shape, ModelImaging& imaging) {
   imaging.preprocessing = config.preprocessing();
   imaging.input_item_shape = {input_shape[1], input_shape[2], input_shape[3]};
   ASSIGN_OR_RETURN(const imaging::ImageInputSize size,
                    imaging::ImageInputSizeFromShape(config.preprocessing(), input_shape));
-  ASSIGN_OR_RETURN(imaging.preprocess,
-                   imaging::PreprocessOptionsFromConfig(config.preprocessing(), size.width,
-                                                        size.height, size.channels));
+  const auto [max_width, max_height] = MaxImageSize(config, input, input_shape);
+  ASSIGN_OR_RETURN(imaging.preprocess, imaging::PreprocessOptionsFromConfig(
+                                           config.preprocessing(), size.width, size.height,
+                                           size.channels, max_width, max_height));
   ASSIGN_OR_RETURN(imaging.dicom, imaging::DicomOptionsFromConfig(config.preprocessing()));
   const PostprocessingConfig& post = config.postprocessing();
   if (post.task() == PostprocessingConfig::TASK_CLASSIFICATION) {
@@ -73,7 +90,9 @@ absl::Status FitOutput(const std::string& name, const engine::TensorInfo& output
   }
   if (imaging.task == ImageTask::kDetection) {
     if (imaging.detection.labels.empty()) imaging.detection.labels = labels;
-    if (shape.size() != 3 || shape[1] <= 4 || shape[2] <= 0) {
+    // A model with dynamic height and width has a dynamic anchor count
+    // (-1): each output then says its own.
+    if (shape.size() != 3 || shape[1] <= 4 || shape[2] == 0 || shape[2] < -1) {
       return Precondition(name,
                           absl::StrCat("detection needs output 0 laid out [batch, 4 + classes, "
                                        "anchors] (Ultralytics YOLOv8), got rank ",
@@ -115,7 +134,8 @@ absl::StatusOr<ImagingView> BuildModelImaging(const std::string& name,
     unfit = Precondition(name, "output 0 must be FP32 for image postprocessing");
   }
   auto imaging = std::make_shared<ModelImaging>();
-  if (absl::Status converted = ConvertBlocks(config, inputs[0].shape, *imaging); !converted.ok()) {
+  if (absl::Status converted = ConvertBlocks(config, inputs[0].name, inputs[0].shape, *imaging);
+      !converted.ok()) {
     if (has_blocks) return converted;
     if (unfit.ok()) unfit = Precondition(name, converted.message());
   }

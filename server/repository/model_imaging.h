@@ -32,7 +32,8 @@ struct ModelImaging {
   imaging::ClassificationOptions classification;
   imaging::DetectionOptions detection;
   int num_classes = 0;  // Classification: output values per item; detection: rows - 4.
-  int num_anchors = 0;  // Detection: N of the [4 + nc, N] head.
+  int num_anchors = 0;  // Detection: N of the [4 + nc, N] head; -1: each output's own
+                        // (a model with dynamic height and width)
 };
 
 // What image requests get: the view, or FAILED_PRECONDITION naming the model

@@ -161,6 +161,11 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   cv::Mat image;
   cv::Size original;
   imaging::PreprocessOptions pre = imaging.preprocess;
+  // Keep-size mode: this image's own input size, from its header for the
+  // decode, then from its decoded, oriented size below.
+  pre = estimate.dicom.has_value()
+            ? imaging::ForImage(pre, estimate.dicom->columns, estimate.dicom->rows)
+            : imaging::ForImage(pre, estimate.header->width, estimate.header->height);
   if (estimate.dicom.has_value()) {
     imaging::DicomOptions options = imaging.dicom;
     if (dicom != nullptr) RETURN_IF_ERROR(ApplyDicomOverride(*dicom, options));
@@ -185,10 +190,26 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   }
   out.info.set_width(original.width);
   out.info.set_height(original.height);
+  if (pre.keep_size.enabled) {
+    const imaging::PreprocessOptions sized =
+        imaging::ForImage(imaging.preprocess, original.width, original.height);
+    pre.width = sized.width;
+    pre.height = sized.height;
+    pre.keep_size.scale = sized.keep_size.scale;
+  }
   const absl::Time decoded_at = clock->Now();
 
   std::vector<int64_t> shape = {1};
-  shape.insert(shape.end(), imaging.input_item_shape.begin(), imaging.input_item_shape.end());
+  if (pre.keep_size.enabled) {
+    const int64_t c = pre.channels, h = pre.height, w = pre.width;
+    if (pre.layout == imaging::Layout::kNchw) {
+      shape.insert(shape.end(), {c, h, w});
+    } else {
+      shape.insert(shape.end(), {h, w, c});
+    }
+  } else {
+    shape.insert(shape.end(), imaging.input_item_shape.begin(), imaging.input_item_shape.end());
+  }
   out.tensor.type = engine::DataType::kFloat32;
   out.tensor.shape = std::move(shape);
   out.tensor.bytes.resize(engine::NumElements(out.tensor.shape) * sizeof(float));
@@ -211,13 +232,17 @@ absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(
 absl::StatusOr<std::vector<imaging::Detection>> DetectOutput(
     const engine::Tensor& output, const ModelImaging& imaging,
     const imaging::DetectionOptions& options, const imaging::ImageTransform& transform) {
-  if (output.type != engine::DataType::kFloat32 ||
-      output.num_elements() != int64_t{4 + imaging.num_classes} * imaging.num_anchors) {
+  const int64_t anchors =
+      imaging.num_anchors >= 0 ? imaging.num_anchors
+      : output.shape.size() == 3 ? output.shape[2]
+                                 : -1;
+  if (output.type != engine::DataType::kFloat32 || anchors < 0 || anchors > (int64_t{1} << 30) ||
+      output.num_elements() != int64_t{4 + imaging.num_classes} * anchors) {
     return absl::InternalError("detection output does not match the model's head shape");
   }
   return imaging::DecodeYoloDetections(
       absl::MakeConstSpan(output.data<float>(), output.num_elements()), imaging.num_classes,
-      imaging.num_anchors, options, transform);
+      static_cast<int>(anchors), options, transform);
 }
 
 }  // namespace rectifier::service

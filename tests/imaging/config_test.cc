@@ -86,6 +86,66 @@ TEST(ImagingConfigTest, PreprocessingErrorsNameTheField) {
       HasSubstr("channels"));
 }
 
+// RESIZE_KEEP_SIZE: models with dynamic height and width keep each image's
+// aspect within a bound, padded to the stride.
+TEST(ImagingConfigTest, KeepSizeForDynamicHeightAndWidth) {
+  inference::PreprocessingConfig c;
+  c.set_resize_mode(inference::PreprocessingConfig::RESIZE_KEEP_SIZE);
+  c.set_long_side(640);
+  auto o = PreprocessOptionsFromConfig(c, -1, -1, 3);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->keep_size.enabled);
+  EXPECT_EQ(o->resize, ResizeMode::kLetterbox);
+  EXPECT_EQ(o->keep_size.pad_to_multiple, 32);
+  EXPECT_EQ(o->width, 640);  // no max_input_dims: long_side bounds both sides
+  EXPECT_EQ(o->height, 640);
+  EXPECT_THAT(DescribePreprocessing(*o), HasSubstr("keep size (long side 640, padded to x32"));
+  // 1280x720 -> 640x360 -> padded to 640x384; the portrait one the other way.
+  PreprocessOptions image = ForImage(*o, 1280, 720);
+  EXPECT_EQ(image.width, 640);
+  EXPECT_EQ(image.height, 384);
+  image = ForImage(*o, 720, 1280);
+  EXPECT_EQ(image.width, 384);
+  EXPECT_EQ(image.height, 640);
+  // Small images scale up to long_side too.
+  image = ForImage(*o, 100, 50);
+  EXPECT_EQ(image.width, 640);
+  EXPECT_EQ(image.height, 320);
+
+  // Without long_side, the image's own size within max_input_dims (rounded
+  // down to the stride first, so padding never passes it).
+  c.clear_long_side();
+  c.set_pad_to_multiple(16);
+  o = PreprocessOptionsFromConfig(c, -1, -1, 3, /*max_width=*/1000, /*max_height=*/500);
+  ASSERT_TRUE(o.ok()) << o.status();
+  image = ForImage(*o, 300, 201);
+  EXPECT_EQ(image.width, 304);
+  EXPECT_EQ(image.height, 208);
+  image = ForImage(*o, 4000, 1000);  // bounded by the width: x0.248
+  EXPECT_EQ(image.width, 992);
+  EXPECT_EQ(image.height, 256);
+  image = ForImage(*o, 1, 1);
+  EXPECT_EQ(image.width, 16);
+  EXPECT_EQ(image.height, 16);
+
+  // Refusals name the field.
+  EXPECT_THAT(PreprocessOptionsFromConfig(c, -1, -1, 3).status().message(),
+              HasSubstr("RESIZE_KEEP_SIZE needs long_side or engine.max_input_dims"));
+  EXPECT_THAT(PreprocessOptionsFromConfig(c, 224, 224, 3).status().message(),
+              HasSubstr("RESIZE_KEEP_SIZE needs a model input with dynamic height and width"));
+  c.set_pad_to_multiple(64);
+  EXPECT_THAT(PreprocessOptionsFromConfig(c, -1, -1, 3, 32, 32).status().message(),
+              HasSubstr("preprocessing.pad_to_multiple: is 64, over"));
+  inference::PreprocessingConfig letterbox;
+  letterbox.set_resize_mode(inference::PreprocessingConfig::RESIZE_LETTERBOX);
+  EXPECT_THAT(PreprocessOptionsFromConfig(letterbox, -1, -1, 3).status().message(),
+              HasSubstr("needs a fixed height and width, or preprocessing { resize_mode: "
+                        "RESIZE_KEEP_SIZE }"));
+  letterbox.set_long_side(320);
+  EXPECT_THAT(PreprocessOptionsFromConfig(letterbox, 320, 320, 3).status().message(),
+              HasSubstr("apply to RESIZE_KEEP_SIZE only"));
+}
+
 TEST(ImagingConfigTest, Postprocessing) {
   const auto config = Parse(R"pb(
     postprocessing {

@@ -101,9 +101,77 @@ inline std::string FixedBoxDetectorBytes() {
   return model.SerializeAsString();
 }
 
-// Writes the two vision models with their imaging configs into `root`:
+// "Size-box detector": x FP32 [batch, 3, height, width] with dynamic height
+// and width, y [batch, 5, 1] (one class, one anchor): the box centred in the
+// model's input, half its width and height (cx = W/2, cy = H/2, w = W/2,
+// h = H/2, from Shape(x)), score = the image's mean. Tests read the input
+// size the server chose from the box.
+inline std::string SizeBoxDetectorBytes() {
+  using namespace vision_models_internal;  // NOLINT(google-build-using-namespace)
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("size_box");
+  onnx::ValueInfoProto* in = graph->add_input();
+  in->set_name("images");
+  auto* tensor = in->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  tensor->mutable_shape()->add_dim()->set_dim_param("batch");
+  tensor->mutable_shape()->add_dim()->set_dim_value(3);
+  tensor->mutable_shape()->add_dim()->set_dim_param("height");
+  tensor->mutable_shape()->add_dim()->set_dim_param("width");
+  onnx::ValueInfoProto* out = graph->add_output();
+  out->set_name("output0");
+  out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  onnx::TensorProto* idx = graph->add_initializer();
+  idx->set_name("whwh");
+  idx->set_data_type(onnx::TensorProto::INT64);
+  idx->add_dims(4);
+  for (int64_t v : {3, 2, 3, 2}) idx->add_int64_data(v);
+  onnx::TensorProto* box_shape = graph->add_initializer();
+  box_shape->set_name("box_shape");
+  box_shape->set_data_type(onnx::TensorProto::INT64);
+  box_shape->add_dims(3);
+  for (int64_t v : {1, 4, 1}) box_shape->add_int64_data(v);
+  onnx::TensorProto* score_shape = graph->add_initializer();
+  score_shape->set_name("score_shape");
+  score_shape->set_data_type(onnx::TensorProto::INT64);
+  score_shape->add_dims(3);
+  for (int64_t v : {-1, 1, 1}) score_shape->add_int64_data(v);
+  AddInitializer(graph, "half", {4}, {0.5f, 0.5f, 0.5f, 0.5f});
+  AddInitializer(graph, "zeros", {1, 4, 1}, {0, 0, 0, 0});
+  AddNode(graph, "Shape", {"images"}, "shape");
+  AddNode(graph, "Gather", {"shape", "whwh"}, "sides");
+  onnx::NodeProto* cast = AddNode(graph, "Cast", {"sides"}, "sides_f");
+  onnx::AttributeProto* to = cast->add_attribute();
+  to->set_name("to");
+  to->set_type(onnx::AttributeProto::INT);
+  to->set_i(onnx::TensorProto::FLOAT);
+  AddNode(graph, "Mul", {"sides_f", "half"}, "box4");
+  AddNode(graph, "Reshape", {"box4", "box_shape"}, "box");
+  onnx::NodeProto* mean = AddNode(graph, "ReduceMean", {"images"}, "mean");
+  onnx::AttributeProto* axes = mean->add_attribute();
+  axes->set_name("axes");
+  axes->set_type(onnx::AttributeProto::INTS);
+  for (int a : {1, 2, 3}) axes->add_ints(a);
+  AddNode(graph, "Reshape", {"mean", "score_shape"}, "score");
+  AddNode(graph, "Mul", {"score", "zeros"}, "zero_box");  // [N, 4, 1]
+  AddNode(graph, "Add", {"zero_box", "box"}, "boxes");
+  onnx::NodeProto* concat = AddNode(graph, "Concat", {"boxes", "score"}, "output0");
+  onnx::AttributeProto* axis = concat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  return model.SerializeAsString();
+}
+
+// Writes the vision models with their imaging configs into `root`:
 // "brightness" (classification, max batch 8, labels bright/dark, top 2) and
-// "fixed_box" (detection, letterboxed, one box "thing").
+// "fixed_box" (detection, letterboxed, one box "thing"), and the size-box
+// detector with dynamic height and width twice: "size_box" (RESIZE_KEEP_SIZE,
+// long side 64, padded to x32) and "size_box_native" (each image's own size
+// within max_input_dims 128x128, padded to x32).
 inline void WriteVisionModels(const std::filesystem::path& root) {
   WriteFile(root / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
   WriteFile(root / "brightness" / "config.pbtxt",
@@ -118,6 +186,20 @@ inline void WriteVisionModels(const std::filesystem::path& root) {
             "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
             "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
             "}\n");
+  for (const char* name : {"size_box", "size_box_native"}) {
+    WriteFile(root / name / "1" / "model.onnx", SizeBoxDetectorBytes());
+  }
+  const std::string post =
+      "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] }\n";
+  WriteFile(root / "size_box" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "preprocessing { resize_mode: RESIZE_KEEP_SIZE long_side: 64 pad_to_multiple: 32 }\n" +
+                post);
+  WriteFile(root / "size_box_native" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "engine { max_input_dims { name: \"images\" dims: [ 3, 128, 128 ] } }\n"
+            "preprocessing { resize_mode: RESIZE_KEEP_SIZE }\n" +
+                post);
 }
 
 }  // namespace rectifier::testing

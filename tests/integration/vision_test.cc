@@ -219,6 +219,49 @@ TEST_F(VisionTest, DetectMapsBoxesBackThroughTheLetterbox) {
   EXPECT_NEAR(d.score(), (90.0 + 114.0) / 2 / 255.0, 1e-4);
 }
 
+// RESIZE_KEEP_SIZE on a model with dynamic height and width: the input is
+// the image's aspect (long side 64, or its own size within 128x128), padded
+// to x32 and centred; boxes come back in the original image's pixels.
+TEST_F(VisionTest, DetectKeepsEachImagesOwnSizeOnADynamicModel) {
+  struct Case {
+    std::string model;
+    int width, height;
+    // The input the server must have built, and the image's place in it.
+    int input_w, input_h;
+    double scale, left, top;
+  };
+  const std::vector<Case> cases = {
+      // 100x60 -> x0.64 = 64x38, padded to 64x64 (13 rows above).
+      {"size_box", 100, 60, 64, 64, 0.64, 0, 13},
+      // Portrait: 60x100 -> 38x64 in 64x64 (13 columns left).
+      {"size_box", 60, 100, 64, 64, 0.64, 13, 0},
+      // Own size: 100x60 -> padded to 128x64 (14 columns left, 2 rows above).
+      {"size_box_native", 100, 60, 128, 64, 1.0, 14, 2},
+      // Over the bound: 300x100 -> x0.4267 = 128x43, padded to 128x64.
+      {"size_box_native", 300, 100, 128, 64, 128.0 / 300, 0, 10},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.model + " " + std::to_string(c.width) + "x" + std::to_string(c.height));
+    v1::DetectResponse response;
+    const grpc::Status status = Detect(
+        {Png(cv::Mat(c.height, c.width, CV_8UC3, cv::Scalar(90, 90, 90)))}, &response, c.model);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.results_size(), 1);
+    ASSERT_EQ(response.results(0).detections_size(), 1);
+    const auto& box = response.results(0).detections(0).box();
+    // The model's box spans the middle half of its input.
+    const double x1 = (c.input_w / 4.0 - c.left) / c.scale;
+    const double x2 = (c.input_w * 3 / 4.0 - c.left) / c.scale;
+    const double y1 = (c.input_h / 4.0 - c.top) / c.scale;
+    const double y2 = (c.input_h * 3 / 4.0 - c.top) / c.scale;
+    const double tolerance = 1.0 / c.scale;  // one input pixel of rounding
+    EXPECT_NEAR(box.x1(), std::max(0.0, x1), tolerance);
+    EXPECT_NEAR(box.x2(), std::min<double>(c.width, x2), tolerance);
+    EXPECT_NEAR(box.y1(), std::max(0.0, y1), tolerance);
+    EXPECT_NEAR(box.y2(), std::min<double>(c.height, y2), tolerance);
+  }
+}
+
 // Frames of distinct brightness: the detection score says which frame a
 // response was computed from.
 std::string Frame(int index, int size = 32) {
