@@ -15,8 +15,15 @@ shapes, measured in one run:
    the plan cache's hit rate read from the server's Prometheus metrics
    (rectifier_plan_cache_hits_total / _misses_total).
 
+3. Batching across shapes (--batching-zoo, default MobileNetV3-small with
+   dynamic height and width, `dynamic_batching { max_queue_delay_microseconds:
+   2000 }`, max batch 8): --clients concurrent clients send requests whose
+   shapes are 70% 224x224, 20% 192x256 and 10% drawn from 8 others, then the
+   same number all at 224x224. The batcher batches identical shapes only;
+   ModelStatistics' batch_stats give the mean batch size of each load.
+
 The client is Python (grpcio): each call also carries the input and the
-[1, 21, H, W] output over loopback, which this measures too.
+output over loopback, which this measures too.
 
   bench/server/dynamic_shapes.py --server build/server/rectifier-server
 """
@@ -86,13 +93,63 @@ _INPUTS = {}
 
 
 def timed(stub, pb, shape):
+    return timed_model(stub, pb, "seg", shape)
+
+
+def timed_model(stub, pb, model, shape):
     key = tuple(shape)
     if key not in _INPUTS:
         _INPUTS[key] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     x = _INPUTS[key]
     t0 = time.perf_counter()
-    infer(stub, pb, "seg", "input", x)
+    infer(stub, pb, model, "input", x)
     return (time.perf_counter() - t0) * 1e3
+
+
+def write_batching_repo(repo, model_path):
+    os.makedirs(os.path.join(repo, "cls", "1"))
+    os.symlink(os.path.abspath(model_path), os.path.join(repo, "cls", "1", "model.onnx"))
+    with open(os.path.join(repo, "cls", "config.pbtxt"), "w") as f:
+        f.write("max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+                "engine { max_cached_plans: 256 }\n")
+
+
+def batch_counts(stub, pb):
+    """{batch size: executions} from ModelStatistics."""
+    stats = stub.ModelStatistics(pb.ModelStatisticsRequest(name="cls"), timeout=30)
+    return {b.batch_size: b.compute_infer.count for b in stats.model_stats[0].batch_stats}
+
+
+def batching(stub, pb, clients, requests):
+    """Mean batch size of a mixed-shape load and of a one-shape load, same clients."""
+    import concurrent.futures
+    rng = random.Random(7)
+    others = [[1, 3, h, w] for h, w in ((160, 160), (160, 224), (224, 160), (256, 256),
+                                        (192, 192), (256, 192), (224, 288), (288, 224))]
+
+    def mixed():
+        r = rng.random()
+        return [1, 3, 224, 224] if r < 0.7 else [1, 3, 192, 256] if r < 0.9 else rng.choice(others)
+
+    results = []
+    for name, picks in (("mixed shapes", [mixed() for _ in range(requests)]),
+                        ("one shape", [[1, 3, 224, 224]] * requests)):
+        for shape in {tuple(p) for p in picks}:  # compile first: this measures batching
+            timed_model(stub, pb, "cls", list(shape))
+        before = batch_counts(stub, pb)
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda shape: timed_model(stub, pb, "cls", shape), picks))
+        took = time.perf_counter() - t0
+        after = batch_counts(stub, pb)
+        runs = {b: after.get(b, 0) - before.get(b, 0) for b in after}
+        executions = sum(runs.values())
+        images = sum(b * n for b, n in runs.items())
+        histogram = ", ".join(f"{b}: {n}" for b, n in sorted(runs.items()) if n)
+        results.append(f"  {name}: {requests} requests from {clients} clients in {took:.2f} s "
+                       f"({requests / took:.1f} req/s), {executions} executions, mean batch "
+                       f"{images / max(executions, 1):.2f} (batch size: executions {histogram})")
+    return results
 
 
 def main():
@@ -102,6 +159,9 @@ def main():
     p.add_argument("--shapes", nargs="+", default=["1x3x224x224", "1x3x256x320", "1x3x320x256"])
     p.add_argument("--random-sides", nargs="+", type=int, default=[160, 192, 224, 256])
     p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--batching-zoo", default="mobilenet_v3_small_dyn")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--batching-requests", type=int, default=400)
     a = p.parse_args()
     shapes = [[int(d) for d in s.split("x")] for s in a.shapes]
     import grpc
@@ -157,6 +217,19 @@ def main():
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=60)
                 log.close()
+        repo = os.path.join(tmp, "repo-batching")
+        write_batching_repo(repo, zoo.zoo_model(a.batching_zoo))
+        server, port, _, _, log = start(a.server, repo, tmp, "batching")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                print(f"== batching across shapes ({a.batching_zoo})")
+                for line in batching(stub, pb, a.clients, a.batching_requests):
+                    print(line)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+            log.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

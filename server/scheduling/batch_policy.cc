@@ -27,42 +27,53 @@ BatchPolicyOptions BatchPolicyOptions::WithoutDelay() const {
   return policy;
 }
 
+size_t BatchLookahead(const BatchPolicyOptions& options) {
+  if (options.max_batch_size <= 1) return 2;
+  return static_cast<size_t>(std::min<int64_t>(4 * options.max_batch_size + 1, 1024));
+}
+
 BatchDecision DecideBatch(absl::Span<const PendingRequest> queue, absl::Time now,
                           const BatchPolicyOptions& options) {
   BatchDecision decision;
   if (queue.empty()) return decision;
 
   const BatchSignature* signature = queue.front().signature;
-  size_t count = 0;
+  std::vector<size_t> members;
   int64_t total = 0;
   absl::Time oldest = absl::InfiniteFuture();
-  size_t preferred_count = 0;  // prefix length reaching the largest preferred size so far
+  size_t preferred_count = 0;  // members reaching the largest preferred size so far
   int64_t preferred_total = 0;
   bool can_grow = true;
-  for (const PendingRequest& request : queue) {
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const PendingRequest& request = queue[i];
     const bool same_shape =
         request.signature == signature ||
         (request.signature != nullptr && signature != nullptr && *request.signature == *signature);
-    if (!same_shape || total + request.batch_size > options.max_batch_size) {
+    if (!same_shape) {
+      can_grow = false;  // others wait behind this batch: do not hold them back
+      continue;
+    }
+    if (total + request.batch_size > options.max_batch_size) {
       can_grow = false;
       break;
     }
-    ++count;
+    members.push_back(i);
     total += request.batch_size;
     oldest = std::min(oldest, request.enqueued);
     if (std::binary_search(options.preferred_batch_sizes.begin(),
                            options.preferred_batch_sizes.end(), total)) {
-      preferred_count = count;
+      preferred_count = members.size();
       preferred_total = total;
     }
     if (total == options.max_batch_size) break;
   }
 
-  if (count == 0) {
+  if (members.empty()) {
     // The head request alone exceeds max (Enqueue rejects those); run it alone
     // rather than stall the queue.
     decision.reason = BatchDecision::Reason::kCannotGrow;
     decision.count = 1;
+    decision.members = {0};
     decision.batch_size = queue.front().batch_size;
     return decision;
   }
@@ -72,7 +83,9 @@ BatchDecision DecideBatch(absl::Span<const PendingRequest> queue, absl::Time now
     decision.reason = BatchDecision::Reason::kCannotGrow;
   } else if (preferred_count > 0) {
     decision.reason = BatchDecision::Reason::kPreferredSize;
+    members.resize(preferred_count);
     decision.count = preferred_count;
+    decision.members = std::move(members);
     decision.batch_size = preferred_total;
     return decision;
   } else if (now - oldest >= options.max_queue_delay) {
@@ -82,7 +95,8 @@ BatchDecision DecideBatch(absl::Span<const PendingRequest> queue, absl::Time now
     decision.wait_until = oldest + options.max_queue_delay;
     return decision;
   }
-  decision.count = count;
+  decision.count = members.size();
+  decision.members = std::move(members);
   decision.batch_size = total;
   return decision;
 }

@@ -43,12 +43,15 @@ struct BatchDecision {
     kWaitForMore,    // wait until `wait_until` (oldest request + max delay)
     kPreferredSize,  // a preferred batch size was reached
     kMaxBatchSize,   // the batch is full
-    kCannotGrow,     // the next request has another shape or would overflow max
+    kCannotGrow,     // the next request of its shape would overflow max, or requests
+                     // of other shapes wait behind it
     kDelayExpired,   // the oldest request waited max_queue_delay
   };
   Reason reason = Reason::kEmpty;
-  // > 0: dispatch the first `count` requests of the snapshot now.
+  // > 0: dispatch `count` requests of the snapshot now: those at `members`
+  // (positions in the snapshot, ascending; the head is always one).
   size_t count = 0;
+  std::vector<size_t> members;
   int64_t batch_size = 0;  // sum of their batch sizes
   // When count == 0: re-decide no later than this (InfiniteFuture: only when
   // the queue changes).
@@ -58,11 +61,16 @@ struct BatchDecision {
 };
 
 // Decides the next batch from `queue` (requests in dispatch order: priority,
-// then arrival; it only needs the first max_batch_size + 1 entries):
-//  1. The candidate batch is the longest prefix whose requests share the
-//     first request's signature and whose batch sizes sum to <= max.
-//  2. It is dispatched at once when it is full (sum == max) or cannot grow
-//     (the request after it has another signature or would overflow max).
+// then arrival; a window of a few times max_batch_size is enough):
+//  1. The candidate batch is the first request and the requests after it
+//     that share its signature (shape and type), in order, while their
+//     batch sizes sum to <= max. Requests of other signatures are passed
+//     over, not waited for: a load of mixed image sizes still forms full
+//     batches of its common sizes (the order of answers is kept separately,
+//     by preserve_ordering).
+//  2. It is dispatched at once when it is full (sum == max) or cannot grow:
+//     the next request of its signature would overflow max, or requests of
+//     other signatures wait behind it (waiting longer would hold them back).
 //  3. Otherwise, when some prefix of it sums to a preferred batch size, the
 //     prefix for the largest such preferred size is dispatched.
 //  4. Otherwise it is dispatched when its oldest request has waited
@@ -71,6 +79,10 @@ struct BatchDecision {
 // Pure: the same arguments give the same answer.
 BatchDecision DecideBatch(absl::Span<const PendingRequest> queue, absl::Time now,
                           const BatchPolicyOptions& options);
+
+// How many queued requests DecideBatch should see for `options`: enough to
+// pass over requests of other shapes, bounded so a long queue costs little.
+size_t BatchLookahead(const BatchPolicyOptions& options);
 
 }  // namespace rectifier::scheduling
 

@@ -210,7 +210,7 @@ void DynamicBatchScheduler::WaitUntil(common::CondVar& cv, absl::Time until) {
 
 void DynamicBatchScheduler::WorkerLoop(BatchExecutor* executor) {
   std::vector<PendingRequest> snapshot;
-  const size_t peek = static_cast<size_t>(policy_.max_batch_size) + 1;
+  const size_t peek = BatchLookahead(policy_);
   for (;;) {
     std::vector<ExpiredRequest> expired;
     std::vector<QueuedRequest> batch;
@@ -231,7 +231,7 @@ void DynamicBatchScheduler::WorkerLoop(BatchExecutor* executor) {
         const BatchDecision decision =
             DecideBatch(snapshot, now, draining_ ? drain_policy_ : policy_);
         if (decision.dispatch()) {
-          batch = queue_.PopFront(decision.count);
+          batch = queue_.PopAt(decision.members);
           break;
         }
         WaitUntil(work_cv_, std::min(decision.wait_until, queue_.NextExpiry()));

@@ -146,6 +146,28 @@ std::vector<QueuedRequest> RequestQueue::PopFront(size_t count) {
   return popped;
 }
 
+std::vector<QueuedRequest> RequestQueue::PopAt(const std::vector<size_t>& positions) {
+  std::vector<QueuedRequest> popped;
+  popped.reserve(positions.size());
+  size_t position = 0;  // of the next element visited, in dispatch order
+  auto next = positions.begin();
+  for (Level& entry : levels_) {
+    for (std::deque<QueuedRequest>* part : {&entry.active, &entry.delayed}) {
+      for (auto it = part->begin(); it != part->end() && next != positions.end();) {
+        if (position++ == *next) {
+          popped.push_back(std::move(*it));
+          it = part->erase(it);
+          ++next;
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  size_ -= popped.size();
+  return popped;
+}
+
 std::vector<QueuedRequest> RequestQueue::PopAll() { return PopFront(size_); }
 
 }  // namespace rectifier::scheduling

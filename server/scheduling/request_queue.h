@@ -77,6 +77,9 @@ class RequestQueue {
 
   // Removes and returns the first `count` requests in dispatch order.
   std::vector<QueuedRequest> PopFront(size_t count);
+  // Removes and returns the requests at `positions` (in dispatch order, as
+  // Peek numbers them; ascending), in that order.
+  std::vector<QueuedRequest> PopAt(const std::vector<size_t>& positions);
   std::vector<QueuedRequest> PopAll();
 
   size_t size() const { return size_; }

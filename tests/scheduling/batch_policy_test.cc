@@ -122,6 +122,40 @@ TEST_F(BatchPolicyTest, DifferentShapeClosesTheBatch) {
   const BatchDecision decision = DecideBatch(queue, kT0, options_);
   EXPECT_EQ(decision.reason, Reason::kCannotGrow);
   EXPECT_EQ(decision.count, 2u);  // never mixes A and B
+  EXPECT_EQ(decision.members, (std::vector<size_t>{0, 1}));
+}
+
+// Mixed shapes: the head's shape collects its requests from behind the
+// others, so a common shape still batches; the others are not waited for.
+TEST_F(BatchPolicyTest, RequestsOfOtherShapesArePassedOver) {
+  auto queue = Queue({1, 1, 2, 1, 1, 1});
+  queue[1].signature = &shape_b_;
+  queue[4].signature = &shape_b_;
+  const BatchDecision decision = DecideBatch(queue, kT0, options_);
+  EXPECT_EQ(decision.reason, Reason::kCannotGrow);
+  EXPECT_EQ(decision.members, (std::vector<size_t>{0, 2, 3, 5}));
+  EXPECT_EQ(decision.count, 4u);
+  EXPECT_EQ(decision.batch_size, 5);
+  // Up to max: 5 + 4 > 8 stops at the request that would overflow.
+  auto full = Queue({4, 1, 3, 2});
+  full[1].signature = &shape_b_;
+  const BatchDecision capped = DecideBatch(full, kT0, options_);
+  EXPECT_EQ(capped.members, (std::vector<size_t>{0, 2}));
+  EXPECT_EQ(capped.batch_size, 7);
+  // A head of a rare shape runs at once rather than hold the others back.
+  auto rare = Queue({1, 1, 1});
+  rare[0].signature = &shape_b_;
+  const BatchDecision alone = DecideBatch(rare, kT0, options_);
+  EXPECT_EQ(alone.reason, Reason::kCannotGrow);
+  EXPECT_EQ(alone.members, (std::vector<size_t>{0}));
+}
+
+TEST_F(BatchPolicyTest, LookaheadCoversSeveralBatches) {
+  EXPECT_EQ(BatchLookahead(options_), 33u);
+  options_.max_batch_size = 1;
+  EXPECT_EQ(BatchLookahead(options_), 2u);
+  options_.max_batch_size = 4096;
+  EXPECT_EQ(BatchLookahead(options_), 1024u);
 }
 
 TEST_F(BatchPolicyTest, EqualSignaturesAtDifferentAddressesBatchTogether) {

@@ -195,6 +195,34 @@ TEST_F(DynamicBatchSchedulerTest, DifferentShapesNeverShareABatch) {
   for (int64_t v = 1; v <= 3; ++v) ExpectComputed(v);
 }
 
+// A queue of mixed shapes (images of two sizes) still forms full batches of
+// each: the head's shape is collected from behind the other one.
+TEST_F(DynamicBatchSchedulerTest, MixedShapesBatchEachShapeTogether) {
+  options_.max_batch_size = 4;
+  Start();
+  model_.BlockNext();  // the instance busy with 100 while the others queue
+  Enqueue(100);
+  clock_.Advance(absl::Milliseconds(100));
+  ASSERT_TRUE(model_.WaitBlocked());
+  Enqueue(1, {1, 2});
+  Enqueue(2, {1, 3});
+  Enqueue(3, {1, 2});
+  Enqueue(4, {1, 2});
+  Enqueue(5, {1, 3});
+  Enqueue(6, {1, 2});
+  model_.Release();
+  ASSERT_TRUE(collector_.WaitFor(5));  // 100, then 1, 3, 4, 6 at once
+  clock_.Advance(absl::Milliseconds(100));  // 2 and 5: nothing else waits, so the delay runs
+  ASSERT_TRUE(collector_.WaitFor(7));
+  const std::vector<testing::RecordedBatch> batches = model_.batches();
+  ASSERT_EQ(batches.size(), 3u);
+  EXPECT_EQ(batches[1].input_shape, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(batches[1].values, (std::vector<int64_t>{1, 3, 4, 6}));
+  EXPECT_EQ(batches[2].input_shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(batches[2].values, (std::vector<int64_t>{2, 5}));
+  for (int64_t v : {1, 2, 3, 4, 5, 6}) ExpectComputed(v);
+}
+
 TEST_F(DynamicBatchSchedulerTest, HigherPriorityRunsFirst) {
   options_.max_batch_size = 1;
   options_.priority_levels = 2;

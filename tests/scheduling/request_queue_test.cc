@@ -211,5 +211,23 @@ TEST_F(RequestQueueTest, PeekAndPopFrontFollowDispatchOrder) {
   EXPECT_EQ(queue.size(), 1u);
 }
 
+// PopAt takes the batch's members out of the middle of the queue (requests
+// of another shape passed over), across priority levels, and leaves the
+// others in order.
+TEST_F(RequestQueueTest, PopAtTakesChosenPositionsAndKeepsTheRestInOrder) {
+  options_.priority_levels = 2;
+  options_.default_priority_level = 2;
+  RequestQueue queue(options_);
+  Push(queue, "a", kT0, /*priority=*/1);
+  Push(queue, "b", kT0 + absl::Microseconds(1), 1);
+  Push(queue, "c", kT0 + absl::Microseconds(2), 1);
+  Push(queue, "d", kT0 + absl::Microseconds(3), 2);
+  Push(queue, "e", kT0 + absl::Microseconds(4), 2);
+  EXPECT_EQ(Ids(queue.PopAt({0, 2, 4})), (std::vector<std::string>{"a", "c", "e"}));
+  EXPECT_EQ(queue.size(), 2u);
+  EXPECT_EQ(Ids(queue.PopAll()), (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(queue.size(), 0u);
+}
+
 }  // namespace
 }  // namespace rectifier::scheduling
