@@ -232,12 +232,34 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
   ASSERT_GT(server_->http_port(), 0);
   const std::string url = "127.0.0.1:" + std::to_string(server_->http_port());
   const std::string csv = (*root_ / "perf-http.csv").string();
-  ExitResult closed =
-      RunToExit(RECTIFIER_PERF_BINARY,
-                {"-i", "http", "-u", url, "-m", "scale", "-b", "2", "--concurrency-range", "1:2",
-                 "-p", "300", "--max-windows", "3", "-f", csv, "--fail-on-error"},
-                absl::Seconds(120));
+  const std::string pa_csv = (*root_ / "perf-http-pa.csv").string();
+  ExitResult closed = RunToExit(
+      RECTIFIER_PERF_BINARY,
+      {"-i", "http", "-u", url, "-m", "scale", "-b", "2", "--concurrency-range", "1:2", "-p", "300",
+       "--max-windows", "3", "--csv", csv, "-f", pa_csv, "--percentile", "75", "-v",
+       "--fail-on-error"},
+      absl::Seconds(120));
   EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
+  // -v prints each window with the asked percentile.
+  EXPECT_NE(closed.stderr_text.find("window 1: "), std::string::npos) << closed.stderr_text;
+  EXPECT_NE(closed.stderr_text.find(" p75 "), std::string::npos) << closed.stderr_text;
+  // -f: perf_analyzer's columns (microseconds), its extra percentile column
+  // last, one row per level.
+  {
+    const auto [pa_header, pa_first, pa_second] = FirstCsvLines(pa_csv);
+    EXPECT_EQ(pa_header,
+              "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+              "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+              "p50 latency,p90 latency,p95 latency,p99 latency,p75 latency");
+    for (const std::string& row : {pa_first, pa_second}) {
+      const std::vector<std::string> cells = absl::StrSplit(row, ',');
+      ASSERT_EQ(cells.size(), 14u) << row;
+      EXPECT_TRUE(cells[0] == "1" || cells[0] == "2") << row;
+      EXPECT_GT(std::stod(cells[1]), 0.0) << row;      // inferences/s
+      EXPECT_GT(std::stod(cells[6]), 0.0) << row;      // the server's compute, us
+      EXPECT_GE(std::stod(cells[12]), std::stod(cells[9])) << row;  // p99 >= p50
+    }
+  }
   const auto [header, first, second] = FirstCsvLines(csv);
   EXPECT_EQ(first.rfind("concurrency,1,2,", 0), 0u) << first;
   EXPECT_EQ(second.rfind("concurrency,2,2,", 0), 0u) << second;
@@ -280,6 +302,22 @@ TEST(LoadStatsTest, UnstableReasonSaysWhatVaried) {
   EXPECT_FALSE(tools::IsStable(windows, 3, 0.1));
   EXPECT_EQ(tools::UnstableReason({window(0, 0), window(0, 0), window(0, 0)}, 3, 0.1),
             "no request answered");
+  // --percentile 95: that latency decides, not p99.
+  std::vector<tools::WindowSummary> p95 = {window(100, 10), window(100, 50), window(100, 90)};
+  for (auto& w : p95) w.percentile_ms = 5;
+  EXPECT_TRUE(tools::IsStable(p95, 3, 0.1, 95));
+  p95[2].percentile_ms = 9;
+  EXPECT_NE(tools::UnstableReason(p95, 3, 0.1, 95).find("p95 varied"), std::string::npos);
+}
+
+// A TakeWindow asked for another percentile computes it (nearest rank).
+TEST(LoadStatsTest, WindowReportsTheAskedPercentile) {
+  tools::LoadStats stats;
+  for (int i = 1; i <= 100; ++i) stats.RecordOk(i);
+  const tools::WindowSummary w = stats.TakeWindow(1.0, 75);
+  EXPECT_EQ(w.ok, 100);
+  EXPECT_DOUBLE_EQ(w.percentile_ms, 75);
+  EXPECT_DOUBLE_EQ(w.p99_ms, 99);
 }
 
 TEST(TensorFileTest, NpyRoundTripsAndBadFilesAreErrors) {

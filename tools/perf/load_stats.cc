@@ -47,7 +47,7 @@ absl::Time LoadStats::LastAnswer() {
   return last_answer_;
 }
 
-WindowSummary LoadStats::TakeWindow(double seconds) {
+WindowSummary LoadStats::TakeWindow(double seconds, double percentile) {
   std::vector<double> latencies;
   WindowSummary summary;
   {
@@ -63,17 +63,20 @@ WindowSummary LoadStats::TakeWindow(double seconds) {
   summary.p90_ms = Percentile(latencies, 90);
   summary.p95_ms = Percentile(latencies, 95);
   summary.p99_ms = Percentile(latencies, 99);
+  summary.percentile_ms = Percentile(latencies, percentile);
   summary.mean_ms = latencies.empty() ? 0
                                       : std::accumulate(latencies.begin(), latencies.end(), 0.0) /
                                             static_cast<double>(latencies.size());
   return summary;
 }
 
-bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance) {
-  return UnstableReason(windows, n, tolerance).empty();
+bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance,
+              double percentile) {
+  return UnstableReason(windows, n, tolerance, percentile).empty();
 }
 
-std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance) {
+std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance,
+                           double percentile) {
   if (static_cast<int>(windows.size()) < n) {
     return absl::StrCat("only ", windows.size(), " window(s) measured, ", n, " must agree");
   }
@@ -91,15 +94,18 @@ std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, dou
     return worst;
   };
   const double throughput = deviation([](const WindowSummary& w) { return w.throughput; });
-  const double p99 = deviation([](const WindowSummary& w) { return w.p99_ms; });
+  const bool p99_asked = percentile == 99;
+  const double latency = deviation([&](const WindowSummary& w) {
+    return p99_asked ? w.p99_ms : w.percentile_ms;
+  });
   if (throughput == HUGE_VAL) return "no request answered";
   std::vector<std::string> reasons;
   if (throughput > tolerance) {
     reasons.push_back(absl::StrCat("throughput varied ", static_cast<int>(throughput * 100), "%"));
   }
-  if (p99 > tolerance) {
-    reasons.push_back(
-        absl::StrCat("p99 varied ", static_cast<int>(std::min(p99, 99.99) * 100), "%"));
+  if (latency > tolerance) {
+    reasons.push_back(absl::StrCat("p", percentile, " varied ",
+                                   static_cast<int>(std::min(latency, 99.99) * 100), "%"));
   }
   if (reasons.empty()) return "";
   return absl::StrCat(absl::StrJoin(reasons, ", "), " across the last ", n, " windows (tolerance ",

@@ -20,6 +20,7 @@ struct WindowSummary {
   double seconds = 0;
   double throughput = 0;  // successful requests per second
   double p50_ms = 0, p90_ms = 0, p95_ms = 0, p99_ms = 0, mean_ms = 0;
+  double percentile_ms = 0;  // the percentile TakeWindow was asked for
 };
 
 // Nearest-rank percentile of sorted values (p in [0, 100]); 0 if empty.
@@ -38,7 +39,7 @@ class LoadStats {
   int64_t Answered();
   absl::Time LastAnswer();
   // Summarizes what was recorded over `seconds` and clears it.
-  WindowSummary TakeWindow(double seconds);
+  WindowSummary TakeWindow(double seconds, double percentile = 99);
 
  private:
   absl::Mutex mu_;
@@ -49,14 +50,17 @@ class LoadStats {
 };
 
 // True when the last `n` windows' throughputs lie within `tolerance`
-// (relative) of their mean, and so do their p99 latencies: perf_analyzer's
-// stability rule.
-bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance);
+// (relative) of their mean, and so do their latencies at `percentile` (p99,
+// or percentile_ms for another one, as TakeWindow was asked):
+// perf_analyzer's stability rule with --percentile.
+bool IsStable(const std::vector<WindowSummary>& windows, int n, double tolerance,
+              double percentile = 99);
 
 // Why the last `n` windows are not stable ("" when they are): too few
-// windows, or the largest deviation from the mean of throughput or p99, in
-// percent, against the tolerance.
-std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance);
+// windows, or the largest deviation from the mean of throughput or the
+// percentile's latency, in percent, against the tolerance.
+std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, double tolerance,
+                           double percentile = 99);
 
 }  // namespace rectifier::tools
 

@@ -54,8 +54,11 @@ struct Options {
   int max_outstanding = 1024;
   double timeout_s = 30;
   std::vector<std::string> inputs;  // NAME=FILE
-  std::vector<std::string> shapes;  // NAME=d1,d2,... (without batch)
-  std::string csv;
+  std::vector<std::string> shapes;  // NAME=d1,d2,... or NAME:d1,d2,... (without batch)
+  std::string csv;                  // --csv: Rectifier's columns
+  std::string pa_csv;               // -f: perf_analyzer's columns
+  double percentile = 0;            // --percentile: stabilise on (and report) this latency
+  bool verbose = false;             // -v: every window
   bool fail_on_error = false;
   std::string api = "kserve";       // kserve | classify | detect
   std::vector<std::string> images;  // encoded image files, rotated through
@@ -119,7 +122,9 @@ absl::StatusOr<inference::ModelInferRequest> BuildRequest(
   std::map<std::string, std::string> files, shapes;
   for (const auto* list : {&o.inputs, &o.shapes}) {
     for (const std::string& spec : *list) {
-      const size_t eq = spec.find('=');
+      // perf_analyzer writes --shape NAME:d1,d2; NAME=d1,d2 works too.
+      size_t eq = spec.find('=');
+      if (eq == std::string::npos && list == &o.shapes) eq = spec.rfind(':');
       if (eq == std::string::npos)
         return absl::InvalidArgumentError(absl::StrCat("'", spec, "' is not NAME=VALUE"));
       (list == &o.inputs ? files : shapes)[spec.substr(0, eq)] = spec.substr(eq + 1);
@@ -709,8 +714,9 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
   absl::SleepFor(absl::Seconds(std::min(o.window_s, 1.0)));
   // Discard the ramp-up, unless --max-requests was reached during it: then
   // those requests are all there is, and the first window measures them.
+  const double percentile = o.percentile > 0 ? o.percentile : 99;
   if (sent.load() < o.max_requests) {
-    stats.TakeWindow(0);
+    stats.TakeWindow(0, percentile);
     start = absl::Now();
   }
   // Every request of the level answered: --max-requests ended it.
@@ -728,15 +734,22 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
     absl::Time end = absl::Now();
     if (all_answered())
       end = std::min(end, std::max(stats.LastAnswer(), start + absl::Microseconds(1)));
-    windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(end - start)));
+    windows.push_back(stats.TakeWindow(absl::ToDoubleSeconds(end - start), percentile));
     start = end;
-    if (IsStable(windows, o.stable_windows, o.tolerance)) {
+    if (o.verbose) {
+      const WindowSummary& w = windows.back();
+      std::printf("  window %zu: %.2f s, %lld ok, %.1f infer/s, p50 %.2f ms, p%g %.2f ms\n",
+                  windows.size(), w.seconds, static_cast<long long>(w.ok),
+                  w.throughput * o.batch, w.p50_ms, percentile, w.percentile_ms);
+      std::fflush(stdout);
+    }
+    if (IsStable(windows, o.stable_windows, o.tolerance, percentile)) {
       result.stable = true;
       break;
     }
   } while (static_cast<int>(windows.size()) < o.max_windows && !all_answered());
   if (!result.stable) {
-    result.unstable_reason = UnstableReason(windows, o.stable_windows, o.tolerance);
+    result.unstable_reason = UnstableReason(windows, o.stable_windows, o.tolerance, percentile);
     if (all_answered()) {
       result.unstable_reason +=
           absl::StrCat("; --max-requests (", o.max_requests, ") ended the level");
@@ -754,6 +767,7 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
     merged.p90_ms += w.p90_ms / n;
     merged.p95_ms += w.p95_ms / n;
     merged.p99_ms += w.p99_ms / n;
+    merged.percentile_ms += w.percentile_ms / n;
     merged.mean_ms += w.mean_ms / n;
   }
   merged.throughput = merged.seconds > 0 ? merged.ok / merged.seconds : 0;
@@ -854,6 +868,45 @@ LevelResult RunOpenLoop(const Options& o, Target& target, double rate, FirstErro
   return result;
 }
 
+// A --percentile other than the four perf_analyzer always reports gets its
+// own column, as in perf_analyzer.
+bool ExtraPercentile(double percentile) {
+  return percentile > 0 && percentile != 50 && percentile != 90 && percentile != 95 &&
+         percentile != 99;
+}
+
+// One level as perf_analyzer's -f writes it (latencies in microseconds).
+// The client-side split (send, receive) is not measured here: 0; the
+// server's queue and compute come from its statistics, and the rest of
+// the average latency is "Network+Server Send/Recv".
+std::string PerfAnalyzerRow(double level, double infer_per_s, const WindowSummary& s,
+                            double queue_us, double compute_us, double percentile) {
+  const auto us = [](double ms) { return std::llround(ms * 1e3); };
+  const double queue = std::max(queue_us, 0.0), compute = std::max(compute_us, 0.0);
+  const double network = std::max(0.0, s.mean_ms * 1e3 - queue - compute);
+  std::string row = absl::StrCat(level, ",", infer_per_s, ",0,", std::llround(network), ",",
+                                 std::llround(queue), ",0,", std::llround(compute), ",0,0,",
+                                 us(s.p50_ms), ",", us(s.p90_ms), ",", us(s.p95_ms), ",",
+                                 us(s.p99_ms));
+  if (ExtraPercentile(percentile)) absl::StrAppend(&row, ",", us(s.percentile_ms));
+  return row;
+}
+
+bool WritePerfAnalyzerCsv(const std::string& path, bool request_rate, double percentile,
+                          std::vector<std::pair<double, std::string>> rows) {
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::ofstream out(path);
+  out << (request_rate ? "Request Rate" : "Concurrency")
+      << ",Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute "
+         "Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,"
+         "p95 latency,p99 latency";
+  if (ExtraPercentile(percentile)) out << ",p" << percentile << " latency";
+  out << "\n";
+  for (const auto& [throughput, row] : rows) out << row << "\n";
+  return static_cast<bool>(out);
+}
+
 int Main(int argc, char** argv) {
   Options o;
   CLI::App app{"rectifier-perf: load generator for KServe v2 / Triton gRPC inference servers.",
@@ -894,8 +947,16 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", o.timeout_s, "Seconds per request")->capture_default_str();
   app.add_option("--input", o.inputs, "NAME=FILE.npy|FILE.pb instead of random data");
-  app.add_option("--shape", o.shapes, "NAME=d1,d2,... for variable input dims (without batch)");
-  app.add_option("-f,--csv", o.csv, "Write one row per level here");
+  app.add_option("--shape", o.shapes,
+                 "NAME:d1,d2,... (or NAME=d1,d2,...) for variable input dims (without batch)");
+  app.add_option("--csv", o.csv,
+                 "Write one row per level here, Rectifier's columns (ms, errors, stability, api)");
+  app.add_option("-f,--latency-report-file", o.pa_csv,
+                 "Write one row per level here with perf_analyzer's -f columns (microseconds)");
+  app.add_option("--percentile", o.percentile,
+                 "Stabilise on this latency percentile (1-99) instead of p99, and report it")
+      ->check(CLI::Range(1.0, 99.9));
+  app.add_flag("-v,--verbose", o.verbose, "Print every measurement window");
   app.add_flag("--fail-on-error", o.fail_on_error, "Exit 1 if any request failed");
   app.add_option("--api", o.api,
                  "kserve: ModelInfer (tensors, or --image as a BYTES input); classify, detect: "
@@ -983,6 +1044,9 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // -f: perf_analyzer's rows, written at the end sorted by throughput as
+  // perf_analyzer does.
+  std::vector<std::pair<double, std::string>> pa_rows;
   std::ofstream csv;
   if (!o.csv.empty()) {
     csv.open(o.csv);
@@ -1028,6 +1092,11 @@ int Main(int argc, char** argv) {
                    level, r.summary.throughput,
                    r.summary.errors.count("CLIENT_OVERLOADED") ? ", which refused sends" : "");
     }
+    if (!o.pa_csv.empty()) {
+      pa_rows.emplace_back(infer_per_s,
+                           PerfAnalyzerRow(level, infer_per_s, r.summary, queue_us, compute_us,
+                                           o.percentile));
+    }
     if (csv.is_open()) {
       csv << r.mode << "," << level << "," << o.batch << "," << infer_per_s << ","
           << r.summary.p50_ms << "," << r.summary.p90_ms << "," << r.summary.p95_ms << ","
@@ -1036,6 +1105,10 @@ int Main(int argc, char** argv) {
           << compute_us << "," << (o.api == "kserve" && !o.images.empty() ? "kserve-bytes" : o.api)
           << (http ? "-http" : "") << "\n";
     }
+  }
+  if (!o.pa_csv.empty() &&
+      !WritePerfAnalyzerCsv(o.pa_csv, !o.request_rate.empty(), o.percentile, pa_rows)) {
+    return usage_error(absl::StrCat("cannot write ", o.pa_csv));
   }
   for (const grpc::Status& status : first_errors.Statuses()) {
     if (std::optional<std::string> hint = http ? std::nullopt : (*connection)->Hint(status)) {
