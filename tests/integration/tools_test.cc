@@ -2,6 +2,7 @@
 // server: exit codes, JSON output, tensor files, a short load run.
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include "tests/integration/server_process.h"
 #include "tests/repository/test_models.h"
 #include "tools/client/tensor_file.h"
+#include "tools/perf/input_data.h"
 #include "tools/perf/load_stats.h"
 
 namespace rectifier::testing {
@@ -220,6 +222,34 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   ASSERT_GT(fields.size(), 3u) << capped_row;
   EXPECT_GT(std::stod(fields[3]), 40.0) << capped_header << "\n" << capped_row;
 
+  // --input-data: real values from perf_analyzer's JSON (two batch items per
+  // request, rotating), and zeros; a bad file is a usage error naming it.
+  const std::string data = (*root_ / "input-data.json").string();
+  {
+    std::ofstream out(data);
+    out << R"({"data": [{"x": [[[1, 2], [3, 4]], [[5, 6], [7, 8]], [[9, 10], [11, 12]]]},)"
+        << R"( {"x": {"content": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "shape": [3, 2, 2]}}]})";
+  }
+  for (const std::string& source : {data, std::string("zero")}) {
+    ExitResult real = RunToExit(RECTIFIER_PERF_BINARY,
+                                {"-m", "scale", "--url", server_->grpc_target(), "-b", "2",
+                                 "--input-data", source, "--window-s", "0.3", "--max-windows", "2",
+                                 "--fail-on-error"},
+                                absl::Seconds(120));
+    EXPECT_EQ(real.exit_code, 0) << source << ": " << real.stderr_text;
+  }
+  {
+    std::ofstream(*root_ / "short.json") << R"({"data": [{"x": [1, 2]}]})";
+  }
+  ExitResult short_data = RunToExit(RECTIFIER_PERF_BINARY,
+                                    {"-m", "scale", "--url", server_->grpc_target(),
+                                     "--input-data", (*root_ / "short.json").string()},
+                                    absl::Seconds(60));
+  EXPECT_EQ(short_data.exit_code, 2);
+  EXPECT_NE(short_data.stderr_text.find("data[0] input 'x': 2 values for shape [3,2,2] (12)"),
+            std::string::npos)
+      << short_data.stderr_text;
+
   ExitResult unknown = RunToExit(
       RECTIFIER_PERF_BINARY, {"-m", "nope", "--url", server_->grpc_target()}, absl::Seconds(60));
   EXPECT_EQ(unknown.exit_code, 2);
@@ -318,6 +348,65 @@ TEST(LoadStatsTest, WindowReportsTheAskedPercentile) {
   EXPECT_EQ(w.ok, 100);
   EXPECT_DOUBLE_EQ(w.percentile_ms, 75);
   EXPECT_DOUBLE_EQ(w.p99_ms, 99);
+}
+
+// perf_analyzer's --input-data JSON: flat or nested values, content/shape,
+// b64; errors name the entry, the input and the problem.
+TEST(InputDataTest, ReadsPerfAnalyzersJsonAndNamesErrors) {
+  const fs::path dir = fs::temp_directory_path() / ("rectifier-input-data-" +
+                                                    std::to_string(getpid()));
+  fs::create_directories(dir);
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  };
+  const std::vector<tools::InputDataSpec> specs = {{"x", "FP32", {2, 2}},
+                                                   {"ids", "INT64", {-1}}};
+  // b64 of the int64 values 1 and 2 (little-endian).
+  const std::string good = write("good.json", R"({"data": [
+      {"x": [[1, 2], [3, 4]], "ids": {"content": [7, 8, 9], "shape": [3]}},
+      {"x": [5, 6, 7, 8], "ids": {"b64": "AQAAAAAAAAACAAAAAAAAAA==", "shape": [2]}}]})");
+  auto entries = tools::LoadInputData(good, specs);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  const tools::ItemData& x0 = (*entries)[0].at("x");
+  EXPECT_EQ(x0.shape, (std::vector<int64_t>{2, 2}));
+  ASSERT_EQ(x0.bytes.size(), 16u);
+  float f[4];
+  std::memcpy(f, x0.bytes.data(), 16);
+  EXPECT_EQ(f[3], 4.0f);
+  EXPECT_EQ((*entries)[0].at("ids").shape, (std::vector<int64_t>{3}));
+  const tools::ItemData& ids1 = (*entries)[1].at("ids");
+  ASSERT_EQ(ids1.bytes.size(), 16u);
+  int64_t second = 0;
+  std::memcpy(&second, ids1.bytes.data() + 8, 8);
+  EXPECT_EQ(second, 2);
+
+  struct Case {
+    std::string json;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {R"({"data": []})", "expected JSON {\"data\""},
+      {R"({"data": [{"x": [1, 2, 3, 4]}]})", "data[0] has no input 'ids'"},
+      {R"({"data": [{"x": [1, 2, 3], "ids": {"content": [1], "shape": [1]}}]})",
+       "data[0] input 'x': 3 values for shape [2,2] (4)"},
+      {R"({"data": [{"x": [1, 2, 3, 4], "ids": [1]}]})",
+       "data[0] input 'ids': the input has a dynamic dimension [-1]"},
+      {R"({"data": [{"x": [1, 2, 3, 4], "ids": {"content": [1.5], "shape": [1]}}]})",
+       "value 1.5 does not fit the datatype"},
+      {R"({"data": [{"x": [1, 2, "a", 4], "ids": {"content": [1], "shape": [1]}}]})",
+       "holds string, not a number"},
+      {"not json", "expected JSON"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto bad = tools::LoadInputData(write("bad" + std::to_string(i) + ".json", cases[i].json),
+                                    specs);
+    ASSERT_FALSE(bad.ok()) << cases[i].json;
+    EXPECT_NE(bad.status().message().find(cases[i].error), std::string::npos)
+        << bad.status().message();
+  }
+  fs::remove_all(dir);
 }
 
 TEST(TensorFileTest, NpyRoundTripsAndBadFilesAreErrors) {

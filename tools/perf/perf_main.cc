@@ -31,6 +31,7 @@
 #include "tools/client/connection.h"
 #include "tools/client/tensor_file.h"
 #include "tools/perf/http_client.h"
+#include "tools/perf/input_data.h"
 #include "tools/perf/load_stats.h"
 
 namespace rectifier::tools {
@@ -58,6 +59,7 @@ struct Options {
   std::string csv;                  // --csv: Rectifier's columns
   std::string pa_csv;               // -f: perf_analyzer's columns
   double percentile = 0;            // --percentile: stabilise on (and report) this latency
+  std::string input_data;           // --input-data: random | zero | JSON file | directory
   bool verbose = false;             // -v: every window
   bool fail_on_error = false;
   std::string api = "kserve";       // kserve | classify | detect
@@ -115,9 +117,75 @@ absl::StatusOr<inference::ModelMetadataResponse> FetchMetadata(const Connection&
   return meta;
 }
 
-// Builds the request from the model's metadata: random FP32/UINT8 data with a
-// fixed seed, or tensors from files.
-absl::StatusOr<inference::ModelInferRequest> BuildRequest(
+// One input's item shape (without the batch for a batching model) from
+// the metadata and --shape; -1 where neither says.
+absl::StatusOr<std::vector<int64_t>> ItemShapeFor(const inference::ModelMetadataResponse::TensorMetadata& input,
+                                                  const std::map<std::string, std::string>& shapes,
+                                                  bool* batched) {
+  std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
+  *batched = !shape.empty() && shape[0] == -1;
+  if (*batched) shape.erase(shape.begin());
+  const auto given = shapes.find(input.name());
+  if (given == shapes.end()) return shape;
+  std::vector<int64_t> dims;
+  for (absl::string_view d : absl::StrSplit(given->second, ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(d, &v) || v < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--shape ", input.name(), ": '", given->second, "' is not d1,d2,..."));
+    }
+    dims.push_back(v);
+  }
+  return dims;
+}
+
+// Fills `raw` with `count` values of `datatype`: random (seeded) or zeros.
+absl::Status SyntheticData(const std::string& name, const std::string& datatype, int64_t count,
+                           bool zero, std::mt19937& rng, std::string* raw) {
+  if (zero && ElementSize(datatype) > 0) {
+    raw->assign(static_cast<size_t>(count * ElementSize(datatype)), '\0');
+    return absl::OkStatus();
+  }
+  if (datatype == "FP32") {
+    std::uniform_real_distribution<float> dist(0.f, 1.f);
+    std::vector<float> values(count);
+    for (float& v : values) v = dist(rng);
+    raw->assign(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+  } else if (datatype == "UINT8") {
+    raw->resize(count);
+    for (char& c : *raw) c = static_cast<char>(rng() & 0xff);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", name, "' is ", datatype, "; give its data with --input or --input-data"));
+  }
+  return absl::OkStatus();
+}
+
+// Request `r`'s tensor for one input from --input-data entries: batch items
+// r * batch, r * batch + 1, ... (round robin), which must agree in shape.
+absl::Status EntryData(const InputDataEntries& entries, const std::string& name, size_t r,
+                       int batch, bool batched, inference::ModelInferRequest::InferInputTensor* tensor,
+                       std::string* raw) {
+  const std::vector<int64_t>* shape = nullptr;
+  for (int j = 0; j < batch; ++j) {
+    const ItemData& item = entries[(r * batch + j) % entries.size()].at(name);
+    if (shape != nullptr && item.shape != *shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--input-data: input '", name, "' has entries of different shapes in one batch of ",
+          batch, "; give entries of one shape or -b 1"));
+    }
+    shape = &item.shape;
+    raw->append(item.bytes);
+  }
+  if (batched) tensor->add_shape(batch);
+  for (const int64_t d : *shape) tensor->add_shape(d);
+  return absl::OkStatus();
+}
+
+// Builds the requests from the model's metadata: random FP32/UINT8 data with
+// a fixed seed (or zeros), tensors from files, or --input-data entries (one
+// request per entry, the load rotating through them).
+absl::StatusOr<std::vector<inference::ModelInferRequest>> BuildRequests(
     const inference::ModelMetadataResponse& meta, const Options& o) {
   std::map<std::string, std::string> files, shapes;
   for (const auto* list : {&o.inputs, &o.shapes}) {
@@ -130,61 +198,64 @@ absl::StatusOr<inference::ModelInferRequest> BuildRequest(
       (list == &o.inputs ? files : shapes)[spec.substr(0, eq)] = spec.substr(eq + 1);
     }
   }
-  inference::ModelInferRequest request;
-  request.set_model_name(o.model);
-  request.set_model_version(o.version);
-  std::mt19937 rng(42);
-  for (const auto& input : meta.inputs()) {
-    auto* tensor = request.add_inputs();
-    tensor->set_name(input.name());
-    tensor->set_datatype(input.datatype());
-    if (files.count(input.name())) {
-      auto data = ReadTensorFile(files[input.name()]);
-      if (!data.ok()) return data.status();
-      tensor->set_datatype(engine::DataTypeName(data->type));
-      for (const int64_t d : data->shape) tensor->add_shape(d);
-      request.add_raw_input_contents(reinterpret_cast<const char*>(data->bytes.data()),
-                                     data->bytes.size());
-      continue;
-    }
-    std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
-    if (shapes.count(input.name())) {
-      std::vector<int64_t> given;
-      for (absl::string_view d : absl::StrSplit(shapes[input.name()], ',')) {
-        int64_t v = 0;
-        if (!absl::SimpleAtoi(d, &v)) return absl::InvalidArgumentError("bad --shape");
-        given.push_back(v);
+  const bool zero = o.input_data == "zero";
+  const bool real = !o.input_data.empty() && o.input_data != "random" && !zero;
+  std::vector<InputDataSpec> specs;
+  std::vector<bool> batched(meta.inputs_size());
+  for (int i = 0; i < meta.inputs_size(); ++i) {
+    const auto& input = meta.inputs(i);
+    bool b = false;
+    ASSIGN_OR_RETURN(std::vector<int64_t> item, ItemShapeFor(input, shapes, &b));
+    batched[i] = b;
+    if (!files.count(input.name())) specs.push_back({input.name(), input.datatype(), item});
+  }
+  InputDataEntries entries;
+  if (real) {
+    ASSIGN_OR_RETURN(entries, LoadInputData(o.input_data, specs));
+  }
+  std::vector<inference::ModelInferRequest> requests(real ? entries.size() : 1);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    inference::ModelInferRequest& request = requests[r];
+    request.set_model_name(o.model);
+    request.set_model_version(o.version);
+    std::mt19937 rng(42);
+    size_t spec = 0;
+    for (int i = 0; i < meta.inputs_size(); ++i) {
+      const auto& input = meta.inputs(i);
+      auto* tensor = request.add_inputs();
+      tensor->set_name(input.name());
+      tensor->set_datatype(input.datatype());
+      if (files.count(input.name())) {
+        auto data = ReadTensorFile(files[input.name()]);
+        if (!data.ok()) return data.status();
+        tensor->set_datatype(engine::DataTypeName(data->type));
+        for (const int64_t d : data->shape) tensor->add_shape(d);
+        request.add_raw_input_contents(reinterpret_cast<const char*>(data->bytes.data()),
+                                       data->bytes.size());
+        continue;
       }
-      const bool batched = !shape.empty() && shape[0] == -1;
-      shape = given;
-      if (batched) shape.insert(shape.begin(), -1);
-    }
-    int64_t count = 1;
-    for (size_t i = 0; i < shape.size(); ++i) {
-      if (shape[i] == -1 && i == 0) shape[i] = o.batch;
-      if (shape[i] < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("input '", input.name(),
-                                                       "' has a variable dimension; give --shape ",
-                                                       input.name(), "=..."));
+      std::string* raw = request.add_raw_input_contents();
+      if (real) {
+        RETURN_IF_ERROR(EntryData(entries, input.name(), r, o.batch, batched[i], tensor, raw));
+        ++spec;
+        continue;
       }
-      count *= shape[i];
-      tensor->add_shape(shape[i]);
-    }
-    std::string* raw = request.add_raw_input_contents();
-    if (input.datatype() == "FP32") {
-      std::uniform_real_distribution<float> dist(0.f, 1.f);
-      std::vector<float> values(count);
-      for (float& v : values) v = dist(rng);
-      raw->assign(reinterpret_cast<const char*>(values.data()), values.size() * 4);
-    } else if (input.datatype() == "UINT8") {
-      raw->resize(count);
-      for (char& c : *raw) c = static_cast<char>(rng() & 0xff);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", input.name(), "' is ", input.datatype(), "; give its data with --input"));
+      int64_t count = batched[i] ? o.batch : 1;
+      if (batched[i]) tensor->add_shape(o.batch);
+      for (const int64_t d : specs[spec].item_shape) {
+        if (d < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("input '", input.name(), "' has a variable dimension; give --shape ",
+                           input.name(), ":d1,d2,... (without the batch)"));
+        }
+        count *= d;
+        tensor->add_shape(d);
+      }
+      ++spec;
+      RETURN_IF_ERROR(SyntheticData(input.name(), input.datatype(), count, zero, rng, raw));
     }
   }
-  return request;
+  return requests;
 }
 
 // What the load sends: request number i's call, synchronous (closed loop) or
@@ -531,8 +602,9 @@ absl::StatusOr<std::unique_ptr<Target>> BuildHttpTarget(const Options& o) {
   ASSIGN_OR_RETURN(inference::ModelMetadataResponse meta, FetchHttpMetadata(client, o));
   std::vector<HttpRequest> requests;
   if (o.api == "kserve" && o.images.empty()) {
-    ASSIGN_OR_RETURN(inference::ModelInferRequest request, BuildRequest(meta, o));
-    requests.push_back(HttpInferRequest(request, o));
+    ASSIGN_OR_RETURN(std::vector<inference::ModelInferRequest> infer_requests,
+                     BuildRequests(meta, o));
+    for (const auto& request : infer_requests) requests.push_back(HttpInferRequest(request, o));
   } else {
     ASSIGN_OR_RETURN(std::vector<std::string> images, ReadImages(o.images));
     const std::vector<std::vector<const std::string*>> rotation = RotateImages(images, o.batch);
@@ -573,9 +645,9 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection
   auto meta = FetchMetadata(connection, *kserve, o);
   if (!meta.ok()) return meta.status();
   if (o.api == "kserve" && o.images.empty()) {
-    auto request = BuildRequest(*meta, o);
-    if (!request.ok()) return request.status();
-    std::vector<inference::ModelInferRequest> requests = {*std::move(request)};
+    auto built = BuildRequests(*meta, o);
+    if (!built.ok()) return built.status();
+    std::vector<inference::ModelInferRequest> requests = *std::move(built);
     return std::unique_ptr<Target>(
         new RpcTarget<inference::ModelInferRequest, inference::ModelInferResponse>(
             std::move(requests),
@@ -947,6 +1019,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", o.timeout_s, "Seconds per request")->capture_default_str();
   app.add_option("--input", o.inputs, "NAME=FILE.npy|FILE.pb instead of random data");
+  app.add_option("--input-data", o.input_data,
+                 "perf_analyzer's: random (default), zero, a JSON file {\"data\": [{\"NAME\": "
+                 "[values]}, ...]} (one batch item per entry, requests rotate through them) or a "
+                 "directory with one raw file per input");
   app.add_option("--shape", o.shapes,
                  "NAME:d1,d2,... (or NAME=d1,d2,...) for variable input dims (without batch)");
   app.add_option("--csv", o.csv,
