@@ -7,6 +7,7 @@ python3-torchvision, python3-onnx). Same arguments give byte-identical files.
   /usr/bin/python3 models/tools/export_zoo.py resnet50 --out models/.cache/resnet50.onnx
   /usr/bin/python3 models/tools/export_zoo.py mobilenet_v2 --act gelu   # -> models/.cache/mobilenet_v2_gelu.onnx
   /usr/bin/python3 models/tools/export_zoo.py lraspp_mobilenet_v3_large --dynamic-hw --size 224
+  /usr/bin/python3 models/tools/export_zoo.py mobilenet_v3_small --out R/m/1/model.onnx --labels R/m/labels.txt
 
 The segmentation nets (lraspp_mobilenet_v3_large, fcn_resnet50; 21 classes, their
 `out` map only) are exported with their upsampling to the input size computed
@@ -159,6 +160,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dynamic-hw", action="store_true",
                         help="dynamic input height and width (and output spatial dims)")
+    parser.add_argument("--labels", help="also write the 1000 ImageNet class names, one per line "
+                        "(torchvision's list; the classifiers' output order) to this file")
     args = parser.parse_args()
 
     out = args.out or default_out(args.arch, args.act)
@@ -171,6 +174,11 @@ def main():
            output_dynamic=out_axes)
     print(f"{args.arch}{' --act ' + args.act if args.act else ''}: wrote {out} "
           f"({os.path.getsize(out)} bytes)", file=sys.stderr)
+    if args.labels:
+        from torchvision.models._meta import _IMAGENET_CATEGORIES
+        with open(args.labels, "w") as f:
+            f.write("".join(f"{name}\n" for name in _IMAGENET_CATEGORIES))
+        print(f"wrote {len(_IMAGENET_CATEGORIES)} labels to {args.labels}", file=sys.stderr)
 
 
 if __name__ == "__main__":
