@@ -81,7 +81,8 @@ class ShapeOnlyModel : public engine::CompiledModel {
           return absl::InvalidArgumentError("shape");
         }
       }
-      if (batchable() && shapes[i][0] > max_batch_size()) return absl::InvalidArgumentError("batch");
+      if (batchable() && shapes[i][0] > max_batch_size())
+        return absl::InvalidArgumentError("batch");
     }
     return absl::OkStatus();
   }

@@ -218,8 +218,7 @@ cv::Mat Letterbox(const cv::Mat& src, bool sixteen, const PreprocessOptions& opt
                   int interpolation, cv::Size original_size, ImageTransform& transform) {
   const int dst_w = options.width;
   const int dst_h = options.height;
-  double r =
-      std::min(static_cast<double>(dst_w) / src.cols, static_cast<double>(dst_h) / src.rows);
+  double r = std::min(static_cast<double>(dst_w) / src.cols, static_cast<double>(dst_h) / src.rows);
   // Keep-size mode: the image's own scale (of the original; the decoder may
   // have reduced it already); the padding up to the stride stays padding.
   if (options.keep_size.enabled && options.keep_size.scale > 0) {
@@ -370,9 +369,9 @@ std::string DescribePreprocessing(const PreprocessOptions& o) {
                          o.height, ")")
           : absl::StrCat(o.width, "x", o.height);
   return absl::StrCat(color, " ", size, " ", o.layout == Layout::kNchw ? "NCHW" : "NHWC", ", ",
-                      o.keep_size.enabled ? "centred" : resize, " (",
-                      interpolation, "), x * ", o.scale, ", mean [", absl::StrJoin(o.mean, ", "),
-                      "], std [", absl::StrJoin(o.std, ", "), "], 16-bit ", sixteen);
+                      o.keep_size.enabled ? "centred" : resize, " (", interpolation, "), x * ",
+                      o.scale, ", mean [", absl::StrJoin(o.mean, ", "), "], std [",
+                      absl::StrJoin(o.std, ", "), "], 16-bit ", sixteen);
 }
 
 }  // namespace rectifier::imaging

@@ -83,8 +83,8 @@ TEST(DynamicShapesTest, EverySignatureMatchesTheStaticGraph) {
   ASSERT_NE(model, nullptr);
   auto ctx = ExecutionContext::Create(model, {1});
   ASSERT_TRUE(ctx.ok()) << ctx.status();
-  const std::vector<std::vector<int64_t>> shapes = {
-      {1, 4, 8, 8}, {2, 4, 5, 11}, {1, 4, 16, 3}, {1, 4, 8, 8}, {3, 4, 1, 1}, {2, 4, 5, 11}};
+  const std::vector<std::vector<int64_t>> shapes = {{1, 4, 8, 8}, {2, 4, 5, 11}, {1, 4, 16, 3},
+                                                    {1, 4, 8, 8}, {3, 4, 1, 1},  {2, 4, 5, 11}};
   for (size_t i = 0; i < shapes.size(); ++i) {
     SCOPED_TRACE(absl::StrCat("shape ", i));
     const Tensor x = testing::RandomTensor(shapes[i], static_cast<uint32_t>(i + 1));

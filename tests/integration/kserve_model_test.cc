@@ -351,9 +351,9 @@ TEST_F(KServeModelTest, DynamicHeightAndWidthWithinMaxInputDims) {
     inference::ModelMetadataResponse metadata;
     ASSERT_TRUE(stub_->ModelMetadata(&context, request, &metadata).ok());
     ASSERT_EQ(metadata.inputs_size(), 1);
-    EXPECT_EQ(std::vector<int64_t>(metadata.inputs(0).shape().begin(),
-                                   metadata.inputs(0).shape().end()),
-              (std::vector<int64_t>{-1, 3, -1, -1}));
+    EXPECT_EQ(
+        std::vector<int64_t>(metadata.inputs(0).shape().begin(), metadata.inputs(0).shape().end()),
+        (std::vector<int64_t>{-1, 3, -1, -1}));
     EXPECT_EQ(std::vector<int64_t>(metadata.outputs(0).shape().begin(),
                                    metadata.outputs(0).shape().end()),
               (std::vector<int64_t>{-1, 3, -1, -1}));

@@ -231,19 +231,17 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
         << R"( {"x": {"content": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "shape": [3, 2, 2]}}]})";
   }
   for (const std::string& source : {data, std::string("zero")}) {
-    ExitResult real = RunToExit(RECTIFIER_PERF_BINARY,
-                                {"-m", "scale", "--url", server_->grpc_target(), "-b", "2",
-                                 "--input-data", source, "--window-s", "0.3", "--max-windows", "2",
-                                 "--fail-on-error"},
-                                absl::Seconds(120));
+    ExitResult real =
+        RunToExit(RECTIFIER_PERF_BINARY,
+                  {"-m", "scale", "--url", server_->grpc_target(), "-b", "2", "--input-data",
+                   source, "--window-s", "0.3", "--max-windows", "2", "--fail-on-error"},
+                  absl::Seconds(120));
     EXPECT_EQ(real.exit_code, 0) << source << ": " << real.stderr_text;
   }
-  {
-    std::ofstream(*root_ / "short.json") << R"({"data": [{"x": [1, 2]}]})";
-  }
+  { std::ofstream(*root_ / "short.json") << R"({"data": [{"x": [1, 2]}]})"; }
   ExitResult short_data = RunToExit(RECTIFIER_PERF_BINARY,
-                                    {"-m", "scale", "--url", server_->grpc_target(),
-                                     "--input-data", (*root_ / "short.json").string()},
+                                    {"-m", "scale", "--url", server_->grpc_target(), "--input-data",
+                                     (*root_ / "short.json").string()},
                                     absl::Seconds(60));
   EXPECT_EQ(short_data.exit_code, 2);
   EXPECT_NE(short_data.stderr_text.find("data[0] input 'x': 2 values for shape [3,2,2] (12)"),
@@ -263,12 +261,30 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
   const std::string url = "127.0.0.1:" + std::to_string(server_->http_port());
   const std::string csv = (*root_ / "perf-http.csv").string();
   const std::string pa_csv = (*root_ / "perf-http-pa.csv").string();
-  ExitResult closed = RunToExit(
-      RECTIFIER_PERF_BINARY,
-      {"-i", "http", "-u", url, "-m", "scale", "-b", "2", "--concurrency-range", "1:2", "-p", "300",
-       "--max-windows", "3", "--csv", csv, "-f", pa_csv, "--percentile", "75", "-v",
-       "--fail-on-error"},
-      absl::Seconds(120));
+  ExitResult closed = RunToExit(RECTIFIER_PERF_BINARY,
+                                {"-i",
+                                 "http",
+                                 "-u",
+                                 url,
+                                 "-m",
+                                 "scale",
+                                 "-b",
+                                 "2",
+                                 "--concurrency-range",
+                                 "1:2",
+                                 "-p",
+                                 "300",
+                                 "--max-windows",
+                                 "3",
+                                 "--csv",
+                                 csv,
+                                 "-f",
+                                 pa_csv,
+                                 "--percentile",
+                                 "75",
+                                 "-v",
+                                 "--fail-on-error"},
+                                absl::Seconds(120));
   EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
   // -v prints each window with the asked percentile.
   EXPECT_NE(closed.stderr_text.find("window 1: "), std::string::npos) << closed.stderr_text;
@@ -285,8 +301,8 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
       const std::vector<std::string> cells = absl::StrSplit(row, ',');
       ASSERT_EQ(cells.size(), 14u) << row;
       EXPECT_TRUE(cells[0] == "1" || cells[0] == "2") << row;
-      EXPECT_GT(std::stod(cells[1]), 0.0) << row;      // inferences/s
-      EXPECT_GT(std::stod(cells[6]), 0.0) << row;      // the server's compute, us
+      EXPECT_GT(std::stod(cells[1]), 0.0) << row;                   // inferences/s
+      EXPECT_GT(std::stod(cells[6]), 0.0) << row;                   // the server's compute, us
       EXPECT_GE(std::stod(cells[12]), std::stod(cells[9])) << row;  // p99 >= p50
     }
   }
@@ -353,15 +369,14 @@ TEST(LoadStatsTest, WindowReportsTheAskedPercentile) {
 // perf_analyzer's --input-data JSON: flat or nested values, content/shape,
 // b64; errors name the entry, the input and the problem.
 TEST(InputDataTest, ReadsPerfAnalyzersJsonAndNamesErrors) {
-  const fs::path dir = fs::temp_directory_path() / ("rectifier-input-data-" +
-                                                    std::to_string(getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("rectifier-input-data-" + std::to_string(getpid()));
   fs::create_directories(dir);
   const auto write = [&](const std::string& name, const std::string& text) {
     std::ofstream(dir / name) << text;
     return (dir / name).string();
   };
-  const std::vector<tools::InputDataSpec> specs = {{"x", "FP32", {2, 2}},
-                                                   {"ids", "INT64", {-1}}};
+  const std::vector<tools::InputDataSpec> specs = {{"x", "FP32", {2, 2}}, {"ids", "INT64", {-1}}};
   // b64 of the int64 values 1 and 2 (little-endian).
   const std::string good = write("good.json", R"({"data": [
       {"x": [[1, 2], [3, 4]], "ids": {"content": [7, 8, 9], "shape": [3]}},
@@ -400,8 +415,8 @@ TEST(InputDataTest, ReadsPerfAnalyzersJsonAndNamesErrors) {
       {"not json", "expected JSON"},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
-    auto bad = tools::LoadInputData(write("bad" + std::to_string(i) + ".json", cases[i].json),
-                                    specs);
+    auto bad =
+        tools::LoadInputData(write("bad" + std::to_string(i) + ".json", cases[i].json), specs);
     ASSERT_FALSE(bad.ok()) << cases[i].json;
     EXPECT_NE(bad.status().message().find(cases[i].error), std::string::npos)
         << bad.status().message();

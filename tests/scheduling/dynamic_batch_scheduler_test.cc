@@ -211,7 +211,7 @@ TEST_F(DynamicBatchSchedulerTest, MixedShapesBatchEachShapeTogether) {
   Enqueue(5, {1, 3});
   Enqueue(6, {1, 2});
   model_.Release();
-  ASSERT_TRUE(collector_.WaitFor(5));  // 100, then 1, 3, 4, 6 at once
+  ASSERT_TRUE(collector_.WaitFor(5));       // 100, then 1, 3, 4, 6 at once
   clock_.Advance(absl::Milliseconds(100));  // 2 and 5: nothing else waits, so the delay runs
   ASSERT_TRUE(collector_.WaitFor(7));
   const std::vector<testing::RecordedBatch> batches = model_.batches();

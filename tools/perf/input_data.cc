@@ -117,9 +117,9 @@ absl::StatusOr<std::vector<int64_t>> ItemShape(const InputDataSpec& spec, const 
   }
   for (const int64_t d : spec.item_shape) {
     if (d < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the input has a dynamic dimension ", ShapeString(spec.item_shape),
-          ": give {\"content\": [...], \"shape\": [...]} or --shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the input has a dynamic dimension ", ShapeString(spec.item_shape),
+                       ": give {\"content\": [...], \"shape\": [...]} or --shape"));
     }
   }
   return spec.item_shape;
@@ -165,10 +165,11 @@ absl::StatusOr<InputDataEntries> LoadJson(const std::string& path,
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   const Json doc = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("data") ||
-      !doc["data"].is_array() || doc["data"].empty()) {
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("data") || !doc["data"].is_array() ||
+      doc["data"].empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": expected JSON {\"data\": [{\"INPUT\": [values...]}, ...]} with one entry or more"));
+        path,
+        ": expected JSON {\"data\": [{\"INPUT\": [values...]}, ...]} with one entry or more"));
   }
   InputDataEntries entries;
   for (size_t e = 0; e < doc["data"].size(); ++e) {
@@ -207,9 +208,9 @@ absl::StatusOr<InputDataEntries> LoadDirectory(const std::string& dir,
     int64_t count = 1;
     for (const int64_t d : *shape) count *= d;
     if (static_cast<int64_t>(bytes->size()) != count * ElementSize(spec.datatype)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, " holds ", bytes->size(), " bytes; ",
-                                                     ShapeString(*shape), " of ", spec.datatype,
-                                                     " needs ", count * ElementSize(spec.datatype)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " holds ", bytes->size(), " bytes; ", ShapeString(*shape), " of ",
+                       spec.datatype, " needs ", count * ElementSize(spec.datatype)));
     }
     entries[0][spec.name] = ItemData{*std::move(shape), *std::move(bytes)};
   }

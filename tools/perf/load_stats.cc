@@ -95,9 +95,8 @@ std::string UnstableReason(const std::vector<WindowSummary>& windows, int n, dou
   };
   const double throughput = deviation([](const WindowSummary& w) { return w.throughput; });
   const bool p99_asked = percentile == 99;
-  const double latency = deviation([&](const WindowSummary& w) {
-    return p99_asked ? w.p99_ms : w.percentile_ms;
-  });
+  const double latency =
+      deviation([&](const WindowSummary& w) { return p99_asked ? w.p99_ms : w.percentile_ms; });
   if (throughput == HUGE_VAL) return "no request answered";
   std::vector<std::string> reasons;
   if (throughput > tolerance) {

@@ -119,9 +119,9 @@ absl::StatusOr<inference::ModelMetadataResponse> FetchMetadata(const Connection&
 
 // One input's item shape (without the batch for a batching model) from
 // the metadata and --shape; -1 where neither says.
-absl::StatusOr<std::vector<int64_t>> ItemShapeFor(const inference::ModelMetadataResponse::TensorMetadata& input,
-                                                  const std::map<std::string, std::string>& shapes,
-                                                  bool* batched) {
+absl::StatusOr<std::vector<int64_t>> ItemShapeFor(
+    const inference::ModelMetadataResponse::TensorMetadata& input,
+    const std::map<std::string, std::string>& shapes, bool* batched) {
   std::vector<int64_t> shape(input.shape().begin(), input.shape().end());
   *batched = !shape.empty() && shape[0] == -1;
   if (*batched) shape.erase(shape.begin());
@@ -155,8 +155,8 @@ absl::Status SyntheticData(const std::string& name, const std::string& datatype,
     raw->resize(count);
     for (char& c : *raw) c = static_cast<char>(rng() & 0xff);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "input '", name, "' is ", datatype, "; give its data with --input or --input-data"));
+    return absl::InvalidArgumentError(absl::StrCat("input '", name, "' is ", datatype,
+                                                   "; give its data with --input or --input-data"));
   }
   return absl::OkStatus();
 }
@@ -164,8 +164,8 @@ absl::Status SyntheticData(const std::string& name, const std::string& datatype,
 // Request `r`'s tensor for one input from --input-data entries: batch items
 // r * batch, r * batch + 1, ... (round robin), which must agree in shape.
 absl::Status EntryData(const InputDataEntries& entries, const std::string& name, size_t r,
-                       int batch, bool batched, inference::ModelInferRequest::InferInputTensor* tensor,
-                       std::string* raw) {
+                       int batch, bool batched,
+                       inference::ModelInferRequest::InferInputTensor* tensor, std::string* raw) {
   const std::vector<int64_t>* shape = nullptr;
   for (int j = 0; j < batch; ++j) {
     const ItemData& item = entries[(r * batch + j) % entries.size()].at(name);
@@ -811,8 +811,8 @@ LevelResult Measure(const Options& o, LoadStats& stats, std::atomic<int64_t>& se
     if (o.verbose) {
       const WindowSummary& w = windows.back();
       std::printf("  window %zu: %.2f s, %lld ok, %.1f infer/s, p50 %.2f ms, p%g %.2f ms\n",
-                  windows.size(), w.seconds, static_cast<long long>(w.ok),
-                  w.throughput * o.batch, w.p50_ms, percentile, w.percentile_ms);
+                  windows.size(), w.seconds, static_cast<long long>(w.ok), w.throughput * o.batch,
+                  w.p50_ms, percentile, w.percentile_ms);
       std::fflush(stdout);
     }
     if (IsStable(windows, o.stable_windows, o.tolerance, percentile)) {
@@ -956,10 +956,10 @@ std::string PerfAnalyzerRow(double level, double infer_per_s, const WindowSummar
   const auto us = [](double ms) { return std::llround(ms * 1e3); };
   const double queue = std::max(queue_us, 0.0), compute = std::max(compute_us, 0.0);
   const double network = std::max(0.0, s.mean_ms * 1e3 - queue - compute);
-  std::string row = absl::StrCat(level, ",", infer_per_s, ",0,", std::llround(network), ",",
-                                 std::llround(queue), ",0,", std::llround(compute), ",0,0,",
-                                 us(s.p50_ms), ",", us(s.p90_ms), ",", us(s.p95_ms), ",",
-                                 us(s.p99_ms));
+  std::string row =
+      absl::StrCat(level, ",", infer_per_s, ",0,", std::llround(network), ",", std::llround(queue),
+                   ",0,", std::llround(compute), ",0,0,", us(s.p50_ms), ",", us(s.p90_ms), ",",
+                   us(s.p95_ms), ",", us(s.p99_ms));
   if (ExtraPercentile(percentile)) absl::StrAppend(&row, ",", us(s.percentile_ms));
   return row;
 }
@@ -1169,9 +1169,8 @@ int Main(int argc, char** argv) {
                    r.summary.errors.count("CLIENT_OVERLOADED") ? ", which refused sends" : "");
     }
     if (!o.pa_csv.empty()) {
-      pa_rows.emplace_back(infer_per_s,
-                           PerfAnalyzerRow(level, infer_per_s, r.summary, queue_us, compute_us,
-                                           o.percentile));
+      pa_rows.emplace_back(infer_per_s, PerfAnalyzerRow(level, infer_per_s, r.summary, queue_us,
+                                                        compute_us, o.percentile));
     }
     if (csv.is_open()) {
       csv << r.mode << "," << level << "," << o.batch << "," << infer_per_s << ","

@@ -203,11 +203,11 @@ absl::StatusOr<bool> LowerResize(PlanBuilder& b, const Node& node) {
                                      dst_any);
     dnnl::resampling_forward::primitive_desc pd(d, UserScratchpad(), b.engine());
     int out = b.NewValue(node.outputs[0], DataType::kFloat32, spec->out_shape, pd.dst_desc());
-    b.AddPrimitive(pd, dnnl::resampling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}},
-                   absl::StrCat(node.op_type, " '", node.name, "' ",
-                                spec->linear ? "linear" : "nearest", " [",
-                                absl::StrJoin(spec->out_shape, ","), "] ", LayoutName(src_md),
-                                " -> ", LayoutName(pd.dst_desc())));
+    b.AddPrimitive(
+        pd, dnnl::resampling_forward(pd), {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}},
+        absl::StrCat(node.op_type, " '", node.name, "' ", spec->linear ? "linear" : "nearest", " [",
+                     absl::StrJoin(spec->out_shape, ","), "] ", LayoutName(src_md), " -> ",
+                     LayoutName(pd.dst_desc())));
     b.Define(node.outputs[0], out);
   } catch (const dnnl::error& e) {
     return false;

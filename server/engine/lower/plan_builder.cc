@@ -407,9 +407,9 @@ std::string PlanBuilder::Describe() const {
       absl::StrCat("plan for ",
                    plan_->shapes_label.empty() ? absl::StrCat("batch ", plan_->batch)
                                                : absl::StrCat("input shapes ", plan_->shapes_label),
-                   ": ", plan_->steps.size(), " steps, arena ",
-                   plan_->arena_bytes, " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ",
-                   distinct.size(), " constants (", constant_bytes, " bytes)\n");
+                   ": ", plan_->steps.size(), " steps, arena ", plan_->arena_bytes,
+                   " bytes, scratchpad ", plan_->scratchpad_bytes, " bytes, ", distinct.size(),
+                   " constants (", constant_bytes, " bytes)\n");
   int generic = 0;
   for (const auto& step : plan_->steps) generic += RunsGenericKernel(step.label) ? 1 : 0;
   if (generic > 0) {

@@ -6,8 +6,8 @@
 #define RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
 
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 

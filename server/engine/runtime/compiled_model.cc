@@ -152,8 +152,8 @@ absl::Status CompiledModelImpl::SetInputs() {
   };
   for (const auto& [name, shape] : options_.load_shapes) {
     if (find_input(name) == inputs_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("load shape for '", name,
-                                                     "', which is not an input of the model"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("load shape for '", name, "', which is not an input of the model"));
     }
   }
   for (const auto& [name, bound] : options_.max_input_dims) {
@@ -183,7 +183,8 @@ absl::Status CompiledModelImpl::SetOutputs(const CompiledPlan& load_plan) {
   }
   if (!batchable_ && !dynamic_dims_) return absl::OkStatus();
   // A second, shape-only inference with every dynamic input dimension moved
-  // (batch 2, the others doubled, which keeps any stride multiple) tells which output dimensions follow them.
+  // (batch 2, the others doubled, which keeps any stride multiple) tells which output dimensions
+  // follow them.
   Graph g2 = graph_;
   for (size_t i = 0; i < g2.inputs.size(); ++i) {
     g2.inputs[i].shape = load_shapes_[i];
@@ -200,12 +201,12 @@ absl::Status CompiledModelImpl::SetOutputs(const CompiledPlan& load_plan) {
       // Where the moved shapes do not infer (a model that needs, say, a
       // multiple of 32), every dimension that is dynamic in the ONNX
       // declaration stays dynamic.
-      const bool moved = inferred && it != g2.value_info.end() &&
-                         d < it->second.shape.size() && it->second.shape[d] != out.shape[d];
+      const bool moved = inferred && it != g2.value_info.end() && d < it->second.shape.size() &&
+                         it->second.shape[d] != out.shape[d];
       const auto declared = std::find_if(graph_.outputs.begin(), graph_.outputs.end(),
                                          [&](const TensorInfo& t) { return t.name == out.name; });
-      const bool declared_dynamic = declared != graph_.outputs.end() &&
-                                    d < declared->shape.size() && declared->shape[d] < 0;
+      const bool declared_dynamic =
+          declared != graph_.outputs.end() && d < declared->shape.size() && declared->shape[d] < 0;
       if (moved || (!inferred && declared_dynamic && dynamic_dims_)) out.shape[d] = -1;
     }
   }
