@@ -147,6 +147,12 @@ class CompiledModel {
   // input-shape signature then compiles its own plan.
   virtual bool has_dynamic_dims() const = 0;
 
+  // True when the plan depends on the values of some inputs (a weight, a
+  // Resize scale or a Reshape shape given as a graph input): each new value
+  // compiles its own plan, there is no load plan, and the model never
+  // batches. Default warm-up has nothing to run for such a model.
+  virtual bool has_value_inputs() const { return false; }
+
   // OK when `shapes` fit inputs(): one shape per input, each of its rank,
   // static dimensions equal, dynamic ones >= 1, the batch equal across
   // inputs and within max_batch_size(), and within max_input_dims.

@@ -104,6 +104,9 @@ absl::StatusOr<std::vector<WarmupSample>> WarmupSamples(const inference::ModelCo
   // here, so no request waits for a compile: all of 1..max_batch_size up to
   // kWarmEveryBatchUpTo (a batcher without queue delay forms any size),
   // beyond that 1, the preferred sizes and the maximum.
+  // Zeros are no sample for inputs whose values select the plan (a zero
+  // Resize scale is an error); such a model compiles per call.
+  if (model.has_value_inputs()) return samples;
   std::set<int> sizes = {1};
   const int max_batch = batched ? config.max_batch_size() : 1;
   if (max_batch <= kWarmEveryBatchUpTo) {

@@ -33,12 +33,19 @@ EXCEPTIONS = {
         "2.3 ms of 732 ms at batch 8 (0.2-0.3%)",
 }
 
+# Models with dynamic height and width: the input shape to plan, per batch.
+SHAPES = {
+    "scan_segmenter": "{batch}x1x192x192",
+}
+
 STEP = re.compile(r"^\s+\d+: (\S+) '([^']*)'.*<- generic$")
 
 
-def plan_lines(engine, model, batch):
-    proc = subprocess.run([engine, model, "-b", str(batch), "-t", "1", "-n", "0", "-w", "0", "-p"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def plan_lines(engine, model, batch, name=""):
+    args = [engine, model, "-b", str(batch), "-t", "1", "-n", "0", "-w", "0", "-p"]
+    if name in SHAPES:
+        args += ["--shape", SHAPES[name].format(batch=batch)]
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"rectifier-engine failed on {model} batch {batch}:\n{proc.stdout}")
     return proc.stdout.splitlines()
@@ -69,7 +76,7 @@ def main():
     for name, path in models:
         for batch in BATCHES:
             found = []
-            for line in plan_lines(engine, path, batch):
+            for line in plan_lines(engine, path, batch, name):
                 m = STEP.match(line)
                 if not m:
                     continue

@@ -127,9 +127,12 @@ namespace {
 struct ConvSetup {
   bool transpose = false;
   WindowGeometry geo;
-  const Tensor* weights = nullptr;
-  const Tensor* bias = nullptr;  // nullptr: no bias input
-  memory::desc w_src;            // the ONNX weights, in oneDNN dims
+  const Tensor* weights = nullptr;  // nullptr: given at run time (a graph input or computed)
+  std::vector<int64_t> weights_shape;
+  const Tensor* bias = nullptr;  // nullptr: no bias input, or one given at run time
+  bool runtime_bias = false;
+  bool has_bias() const { return bias != nullptr || runtime_bias; }
+  memory::desc w_src;  // the ONNX weights, in oneDNN dims
   memory::desc any_src, dst_any, w_any, b_md;
   memory::dims strides, dil, pl, pr;
 };
@@ -138,21 +141,31 @@ absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
                                            const std::vector<int64_t>& xs) {
   ConvSetup c;
   c.transpose = node.op_type == "ConvTranspose";
+  // Weights and bias from initializers are reordered once at compile time;
+  // given at run time, they are reordered on every execution.
   auto wc = g.constants.find(node.Input(1));
-  if (wc == g.constants.end()) {
-    return absl::UnimplementedError(
-        absl::StrCat(node.Describe(), ": weights must be constant (initializer)"));
+  if (wc != g.constants.end()) {
+    c.weights = &wc->second;
+    c.weights_shape = c.weights->shape;
+  } else {
+    const TensorInfo& info = g.value_info.at(node.Input(1));
+    if (info.type != DataType::kFloat32) {
+      return absl::UnimplementedError(absl::StrCat(node.Describe(), ": weights must be FP32"));
+    }
+    c.weights_shape = info.shape;
   }
-  c.weights = &wc->second;
-  ASSIGN_OR_RETURN(c.geo, c.transpose ? ResolveConvTranspose(node, xs, c.weights->shape)
-                                      : ResolveConv(node, xs, c.weights->shape));
-  c.w_src = OnnxWeightsMd(c.transpose, c.geo.groups, c.weights->shape);
+  ASSIGN_OR_RETURN(c.geo, c.transpose ? ResolveConvTranspose(node, xs, c.weights_shape)
+                                      : ResolveConv(node, xs, c.weights_shape));
+  c.w_src = OnnxWeightsMd(c.transpose, c.geo.groups, c.weights_shape);
   if (!node.Input(2).empty()) {
     auto bc = g.constants.find(node.Input(2));
-    if (bc == g.constants.end()) {
-      return absl::UnimplementedError(absl::StrCat(node.Describe(), ": bias must be constant"));
+    if (bc != g.constants.end()) {
+      c.bias = &bc->second;
+    } else if (g.value_info.at(node.Input(2)).type != DataType::kFloat32) {
+      return absl::UnimplementedError(absl::StrCat(node.Describe(), ": bias must be FP32"));
+    } else {
+      c.runtime_bias = true;
     }
-    c.bias = &bc->second;
   }
   c.strides.assign(c.geo.strides.begin(), c.geo.strides.end());
   for (int64_t d : c.geo.dilations) c.dil.push_back(d - 1);  // oneDNN counts skipped elements
@@ -184,14 +197,14 @@ dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory
   const auto kInference = dnnl::prop_kind::forward_inference;
   if (c.transpose) {
     const auto alg = dnnl::algorithm::deconvolution_direct;
-    auto d = c.bias ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+    auto d = c.has_bias() ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
                                                         c.dst_any, c.strides, c.dil, c.pl, c.pr)
                     : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
                                                         c.strides, c.dil, c.pl, c.pr);
     return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
   }
   const auto alg = dnnl::algorithm::convolution_direct;
-  auto d = c.bias ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+  auto d = c.has_bias() ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
                                                     c.dst_any, c.strides, c.dil, c.pl, c.pr)
                   : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
                                                     c.strides, c.dil, c.pl, c.pr);
@@ -381,15 +394,30 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   // Keyed by what determines the reordered bytes (the weight, how it is
   // read, the layout asked for), not by the node: convolutions sharing an
   // initializer share one reordered copy.
-  ASSIGN_OR_RETURN(
-      int wv, b.ConstantInLayout(
-                  absl::StrCat(node.Input(1), c.transpose ? "@deconv/g" : "@conv/g", c.geo.groups),
-                  c.weights->bytes.data(), c.w_src, pd.weights_desc(), c.weights->shape));
+  int wv = -1;
+  if (c.weights != nullptr) {
+    ASSIGN_OR_RETURN(wv, b.ConstantInLayout(absl::StrCat(node.Input(1),
+                                                         c.transpose ? "@deconv/g" : "@conv/g",
+                                                         c.geo.groups),
+                                            c.weights->bytes.data(), c.w_src, pd.weights_desc(),
+                                            c.weights->shape));
+  } else {
+    // The run-time weights read as oneDNN's dims (a view of their plain
+    // buffer), reordered into the primitive's layout by a step of the plan.
+    ASSIGN_OR_RETURN(int w, b.Value(node.Input(1)));
+    ASSIGN_OR_RETURN(w, b.Plain(w));
+    const int view = b.ViewAs(w, absl::StrCat(node.Input(1), "@weights"), c.w_src);
+    ASSIGN_OR_RETURN(wv, b.InLayout(view, pd.weights_desc()));
+  }
   int bv = -1;
-  if (c.bias) {
+  if (c.bias != nullptr) {
     ASSIGN_OR_RETURN(
         bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"), c.bias->bytes.data(), c.b_md,
                                c.b_md, {c.geo.out_shape[1]}));
+  } else if (c.runtime_bias) {
+    ASSIGN_OR_RETURN(int bias, b.Value(node.Input(2)));
+    ASSIGN_OR_RETURN(bias, b.Plain(bias));
+    bv = b.ViewAs(bias, absl::StrCat(node.Input(2), "@bias"), c.b_md);
   }
   const memory::desc dst_md = pd.dst_desc();
   bool has_sum = false;

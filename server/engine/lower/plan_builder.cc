@@ -316,6 +316,18 @@ absl::Status PlanBuilder::AddReference(const Node& node) {
   return absl::OkStatus();
 }
 
+int PlanBuilder::ViewAs(int v, const std::string& name, const memory::desc& md) {
+  const PlanValue& base = plan_->values[v];
+  const memory::dims dims = md.dims();
+  const std::vector<int64_t> shape(dims.begin(), dims.end());
+  const int id = NewValue(name, base.type, shape, md);
+  plan_->values[id].alias_of = v;
+  plan_->values[id].storage = plan_->values[v].storage;
+  plan_->values[id].constant = plan_->values[v].constant;
+  plan_->values[id].io_index = plan_->values[v].io_index;
+  return id;
+}
+
 absl::Status PlanBuilder::LowerAlias(const Node& node) {
   ASSIGN_OR_RETURN(int v, Value(node.inputs[0]));
   ASSIGN_OR_RETURN(v, Plain(v));
@@ -514,6 +526,8 @@ absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
   try {
     for (size_t i = 0; i < graph_.inputs.size(); ++i) {
       const auto& in = graph_.inputs[i];
+      // An input bound by value for this plan is one of its constants.
+      if (graph_.IsConstant(in.name)) continue;
       const TensorInfo& info = graph_.value_info.at(in.name);
       int v = NewValue(in.name, info.type, info.shape,
                        info.type == DataType::kFloat32 ? PlainMd(info.shape) : memory::desc());

@@ -56,6 +56,9 @@ class PlanBuilder {
   // constants are reordered once here at compile time.
   absl::StatusOr<int> InLayout(int v, const dnnl::memory::desc& md);
   absl::StatusOr<int> Plain(int v) { return InLayout(v, PlainMd(values()[v].shape)); }
+  // A new value over the same bytes as plain value `v`, read through `md`
+  // (same size: other dims or strides, e.g. grouped or transposed weights).
+  int ViewAs(int v, const std::string& name, const dnnl::memory::desc& md);
   // Drops `copy` from the layout cache of `v`, so that later readers of `v`
   // do not see it once it is overwritten (in-place sum).
   void ForgetLayout(int v, int copy);

@@ -789,7 +789,7 @@ void RegisterElementwiseOps(OpTable& t) {
   // A scalar slope is an eltwise op; a broadcast one oneDNN's prelu.
   t["PRelu"].Kernels(InferBinary, ComputeBinary).Lower(LowerEltwise).Inputs(2);
   t["Where"].Kernels(InferWhere, ComputeWhere).Inputs(3);
-  t["Clip"].Kernels(InferSame, ComputeClip).Lower(LowerEltwise);
+  t["Clip"].Kernels(InferSame, ComputeClip).Lower(LowerEltwise).ValueInputs({1, 2});
   t["Cast"].Kernels(InferCast, ComputeCast).View(CastIsView);
 }
 

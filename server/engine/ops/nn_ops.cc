@@ -619,7 +619,7 @@ void RegisterNnOps(OpTable& t) {
     t[op].Kernels(InferSoftmax, ComputeSoftmax).Lower(LowerSoftmax);
   for (const char* op : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
                          "ReduceL1", "ReduceL2", "ReduceSumSquare"}) {
-    t[op].Kernels(InferReduce, ComputeReduce);
+    t[op].Kernels(InferReduce, ComputeReduce).ValueInputs({1});
   }
   // Over the spatial dims these are global pooling (lower_conv.cc).
   t["ReduceMean"].Lower(LowerSpatialReduce);
@@ -635,10 +635,15 @@ void RegisterNnOps(OpTable& t) {
   // roi, scales and sizes (opset 11) may each be omitted.
   t["Resize"]
       .Kernels(InferResize, ComputeResize)
+      .ValueInputs({1, 2, 3})
       .Lower(LowerResize)
       .InputsSince(9, 2)
       .InputsSince(11, 2, 1);
-  t["Upsample"].Kernels(InferResize, ComputeResize).Lower(LowerResize).InputsSince(9, 2);
+  t["Upsample"]
+      .Kernels(InferResize, ComputeResize)
+      .Lower(LowerResize)
+      .InputsSince(9, 2)
+      .ValueInputs({1});
 }
 
 }  // namespace rectifier::engine

@@ -7,6 +7,7 @@
 #ifndef RECTIFIER_SERVER_ENGINE_OPS_OP_REGISTRY_H_
 #define RECTIFIER_SERVER_ENGINE_OPS_OP_REGISTRY_H_
 
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <utility>
@@ -77,6 +78,11 @@ struct OpDef {
   // Reads only its input's shape (Shape, Size): folded once shapes are
   // known, even when the input is not a constant.
   bool shape_only = false;
+  // Inputs whose values shape inference or the lowering needs (scales,
+  // sizes, axes, pads, a target shape): they must be compile-time
+  // constants. A graph input feeding one selects the plan by its value
+  // (FindValueInputs).
+  std::vector<int> value_inputs;
   Arity arity;
   // From opset `first` on, `second` replaces `arity` (ascending opsets).
   std::vector<std::pair<int, Arity>> arity_since;
@@ -125,6 +131,10 @@ struct OpDef {
   }
   OpDef& ShapeOnly() {
     shape_only = true;
+    return *this;
+  }
+  OpDef& ValueInputs(std::initializer_list<int> indices) {
+    value_inputs = indices;
     return *this;
   }
 };

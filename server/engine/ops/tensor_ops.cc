@@ -768,20 +768,28 @@ bool DropoutIsView(const Graph& /*graph*/, const Node& n) {
 void RegisterTensorOps(OpTable& t) {
   t["Shape"].Kernels(InferShape, ComputeShape).ShapeOnly();
   t["Size"].Kernels(InferSize, ComputeSize).ShapeOnly();
-  t["Reshape"].Kernels(InferReshape, CopyInput).View(AlwaysView).InputsSince(5, 2);
+  t["Reshape"].Kernels(InferReshape, CopyInput).View(AlwaysView).InputsSince(5, 2).ValueInputs({1});
   t["Flatten"].Kernels(InferFlatten, CopyInput).View(AlwaysView);
-  t["Squeeze"].Kernels(InferSqueeze, CopyInput).View(AlwaysView);
-  t["Unsqueeze"].Kernels(InferUnsqueeze, CopyInput).View(AlwaysView);
+  t["Squeeze"].Kernels(InferSqueeze, CopyInput).View(AlwaysView).ValueInputs({1});
+  t["Unsqueeze"].Kernels(InferUnsqueeze, CopyInput).View(AlwaysView).ValueInputs({1});
   t["Transpose"].Kernels(InferTranspose, ComputeTranspose);
   t["Concat"].Kernels(InferConcat, ComputeConcat).Lower(LowerConcat).Inputs(1, Arity::kAll);
-  t["Split"].Kernels(InferSplit, ComputeSplitOp).Lower(LowerSliceSplit).Outputs(Arity::kAll);
-  t["Slice"].Kernels(InferSlice, ComputeSlice).Lower(LowerSliceSplit).InputsSince(10, 3);
+  t["Split"]
+      .Kernels(InferSplit, ComputeSplitOp)
+      .Lower(LowerSliceSplit)
+      .Outputs(Arity::kAll)
+      .ValueInputs({1});
+  t["Slice"]
+      .Kernels(InferSlice, ComputeSlice)
+      .Lower(LowerSliceSplit)
+      .InputsSince(10, 3)
+      .ValueInputs({1, 2, 3, 4});
   t["Gather"].Kernels(InferGather, ComputeGather).Inputs(2);
-  t["Expand"].Kernels(InferExpand, ComputeExpand).Inputs(2);
-  t["Tile"].Kernels(InferTile, ComputeTile).Inputs(2);
-  t["Pad"].Kernels(InferPad, ComputePad).InputsSince(11, 2);
-  t["ConstantOfShape"].Kernels(InferConstantOfShape, ComputeConstantOfShape);
-  t["Range"].Kernels(InferRange, ComputeRange).Inputs(3);
+  t["Expand"].Kernels(InferExpand, ComputeExpand).Inputs(2).ValueInputs({1});
+  t["Tile"].Kernels(InferTile, ComputeTile).Inputs(2).ValueInputs({1});
+  t["Pad"].Kernels(InferPad, ComputePad).InputsSince(11, 2).ValueInputs({1, 2, 3});
+  t["ConstantOfShape"].Kernels(InferConstantOfShape, ComputeConstantOfShape).ValueInputs({0});
+  t["Range"].Kernels(InferRange, ComputeRange).Inputs(3).ValueInputs({0, 1, 2});
   // Without its mask output, inference-mode Dropout is its input.
   t["Dropout"].Kernels(InferDropout, ComputeDropout).View(DropoutIsView).Outputs(2);
 }

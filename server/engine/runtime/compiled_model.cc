@@ -11,6 +11,7 @@
 #include "server/common/status_macros.h"
 #include "server/engine/ir/onnx_import.h"
 #include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/op_registry.h"
 #include "server/engine/passes/activations.h"
 #include "server/engine/passes/pipeline.h"
 #include "server/engine/passes/shape_inference.h"
@@ -93,11 +94,52 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   model->activation_summary_ = std::move(summary);
   for (const auto& [name, t] : model->graph_.constants) model->shared_constant_names_.insert(name);
   RETURN_IF_ERROR(model->SetInputs());
+  model->value_inputs_ = FindValueInputs(model->graph_);
+  if (!model->value_inputs_.empty()) {
+    // No plan without the values: the load checks the graph, outputs are as
+    // the model declares them, and every call compiles (or finds) the plan
+    // for its values. Never batched: requests with other values would mix.
+    model->batchable_ = false;
+    model->outputs_ = model->graph_.outputs;
+    return model;
+  }
   // Compile eagerly once so that load fails on a broken model, and learn the
   // output types and shapes.
   ASSIGN_OR_RETURN(auto plan, model->GetPlan(model->load_shapes_));
   RETURN_IF_ERROR(model->SetOutputs(*plan));
   return model;
+}
+
+std::vector<size_t> FindValueInputs(const Graph& graph) {
+  std::set<std::string> marked;
+  std::set<std::string> seen;
+  // Walks back from `value` to the graph inputs its values come from.
+  std::vector<std::string> stack;
+  for (const Node& n : graph.nodes) {
+    const OpDef* def = FindOp(n.op_type);
+    if (def == nullptr) continue;
+    for (const int i : def->value_inputs) stack.push_back(n.Input(static_cast<size_t>(i)));
+  }
+  while (!stack.empty()) {
+    const std::string value = std::move(stack.back());
+    stack.pop_back();
+    if (value.empty() || graph.IsConstant(value) || !seen.insert(value).second) continue;
+    if (graph.IsGraphInput(value)) {
+      marked.insert(value);
+      continue;
+    }
+    const int p = graph.ProducerIndex(value);
+    if (p < 0) continue;
+    const Node& producer = graph.nodes[static_cast<size_t>(p)];
+    const OpDef* def = FindOp(producer.op_type);
+    if (def != nullptr && def->shape_only) continue;  // reads only a shape
+    for (const std::string& in : producer.inputs) stack.push_back(in);
+  }
+  std::vector<size_t> indices;
+  for (size_t i = 0; i < graph.inputs.size(); ++i) {
+    if (marked.count(graph.inputs[i].name) != 0) indices.push_back(i);
+  }
+  return indices;
 }
 
 namespace {
@@ -297,7 +339,7 @@ CompiledModel::PlanCacheStats CompiledModelImpl::plan_cache_stats() const {
   return stats;
 }
 
-void CompiledModelImpl::EvictLocked(const InputShapes& keep) const {
+void CompiledModelImpl::EvictLocked(const PlanKey& keep) const {
   if (options_.max_cached_plans <= 0) return;
   for (;;) {
     int held = 0;
@@ -319,12 +361,30 @@ void CompiledModelImpl::EvictLocked(const InputShapes& keep) const {
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
-    const InputShapes& shapes) const {
+    const InputShapes& shapes, const std::vector<std::string>& values) const {
   RETURN_IF_ERROR(CheckInputShapes(shapes));
+  if (values.size() != value_inputs_.size()) {
+    std::vector<std::string> names;
+    for (const size_t i : value_inputs_) names.push_back(inputs_[i].name);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the plan depends on the values of input(s) ", absl::StrJoin(names, ", "),
+        "; it is compiled when the model runs with them"));
+  }
+  PlanKey key{shapes, values};
+  for (size_t k = 0; k < value_inputs_.size(); ++k) {
+    const TensorInfo& info = inputs_[value_inputs_[k]];
+    const size_t expected = static_cast<size_t>(NumElements(shapes[value_inputs_[k]])) *
+                            DataTypeSize(info.type);
+    if (values[k].size() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat("input '", info.name, "' has ",
+                                                     values[k].size(), " bytes; expected ",
+                                                     expected));
+    }
+  }
   std::shared_ptr<PlanSlot> slot;
   {
     absl::MutexLock lock(&mu_);
-    auto it = plans_.find(shapes);
+    auto it = plans_.find(key);
     if (it != plans_.end()) {
       // Done, or another caller is compiling it: wait for that compile.
       slot = it->second;
@@ -339,10 +399,10 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
     }
     ++misses_;
     slot = std::make_shared<PlanSlot>();
-    plans_[shapes] = slot;
+    plans_[key] = slot;
     ++compiles_;
   }
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan = CompileNoThrow(shapes);
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> plan = CompileNoThrow(key);
   absl::MutexLock lock(&mu_);
   slot->plan = plan;
   slot->done = true;
@@ -350,20 +410,21 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
   // A failed compile is not kept: the next request tries again (its waiters
   // still see this failure through their slot).
   if (!plan.ok()) {
-    plans_.erase(shapes);
+    plans_.erase(key);
   } else {
-    EvictLocked(shapes);
+    EvictLocked(key);
   }
   return plan;
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNoThrow(
-    const InputShapes& shapes) const {
-  if (compile_hook_) compile_hook_(shapes);
+    const PlanKey& key) const {
+  if (compile_hook_) compile_hook_(key.shapes);
   try {
-    return Compile(shapes);
+    return Compile(key);
   } catch (const dnnl::error& e) {
-    return DnnlError(e, absl::StrCat("compiling the plan for input shapes ", ShapesString(shapes)));
+    return DnnlError(e,
+                     absl::StrCat("compiling the plan for input shapes ", ShapesString(key.shapes)));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory while compiling a plan");
   } catch (const std::exception& e) {
@@ -372,9 +433,19 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNo
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
-    const InputShapes& shapes) const {
+    const PlanKey& key) const {
+  const InputShapes& shapes = key.shapes;
   Graph g = graph_;
   for (size_t i = 0; i < g.inputs.size(); ++i) g.inputs[i].shape = shapes[i];
+  // Inputs that select the plan by value are constants of this plan (the
+  // plan binds no buffer for them; shape inference folds what they feed).
+  for (size_t k = 0; k < value_inputs_.size(); ++k) {
+    const TensorInfo& in = g.inputs[value_inputs_[k]];
+    Tensor t = Tensor::Zeros(in.type, in.shape);
+    std::copy(key.values[k].begin(), key.values[k].end(),
+              reinterpret_cast<char*>(t.bytes.data()));
+    g.constants[in.name] = std::move(t);
+  }
   PassContext ctx(options_);
   absl::Status shaped = RunPipeline(ShapePipeline(), g, ctx, "shape");
   if (!shaped.ok() && dynamic_dims_) {

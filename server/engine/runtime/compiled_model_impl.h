@@ -21,6 +21,24 @@
 
 namespace rectifier::engine {
 
+// What selects a plan: the input shapes, and the bytes of the inputs whose
+// values the plan depends on (CompiledModelImpl::value_inputs()), in order.
+struct PlanKey {
+  InputShapes shapes;
+  std::vector<std::string> values;
+  bool operator<(const PlanKey& o) const {
+    return shapes != o.shapes ? shapes < o.shapes : values < o.values;
+  }
+  bool operator==(const PlanKey& o) const { return shapes == o.shapes && values == o.values; }
+  bool operator!=(const PlanKey& o) const { return !(*this == o); }
+};
+
+// Graph inputs whose values a plan depends on: those that reach an input an
+// op needs at compile time (OpDef::value_inputs: Resize scales, a Reshape's
+// shape, Pad's pads, ...) through anything but a shape-only op. Their
+// values are bound as constants per plan.
+std::vector<size_t> FindValueInputs(const Graph& graph);
+
 class CompiledModelImpl final : public CompiledModel {
  public:
   static absl::StatusOr<std::shared_ptr<CompiledModelImpl>> Create(Graph graph,
@@ -31,6 +49,7 @@ class CompiledModelImpl final : public CompiledModel {
   bool batchable() const override { return batchable_; }
   int max_batch_size() const override { return batchable_ ? options_.max_batch_size : 1; }
   bool has_dynamic_dims() const override { return dynamic_dims_; }
+  bool has_value_inputs() const override { return !value_inputs_.empty(); }
   absl::Status CheckInputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<InputShapes> OutputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<std::string> DescribePlan(int batch) const override;
@@ -48,7 +67,12 @@ class CompiledModelImpl final : public CompiledModel {
   // model's lock: plans already compiled are served meanwhile, and
   // concurrent callers for the same new signature wait for that one compile
   // instead of compiling it again.
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(const InputShapes& shapes) const;
+  // `values`: the bytes of value_inputs(), in order (empty when it is).
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(
+      const InputShapes& shapes, const std::vector<std::string>& values = {}) const;
+  // Indices of the inputs whose values select the plan (FindValueInputs):
+  // a new value compiles a new plan, as a new shape does.
+  const std::vector<size_t>& value_inputs() const { return value_inputs_; }
   // The same for `batch` (ignored for non-batchable models) and the load
   // shapes' other dimensions.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(int batch) const {
@@ -77,10 +101,9 @@ class CompiledModelImpl final : public CompiledModel {
 
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options);
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(const InputShapes& shapes) const;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(const PlanKey& key) const;
   // Compile() with every exception turned into a status.
-  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(
-      const InputShapes& shapes) const;
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(const PlanKey& key) const;
   // Checks the declared inputs, sets batchable_, dynamic_dims_ and
   // load_shapes_ (from options_.load_shapes or the default probe).
   absl::Status SetInputs();
@@ -96,7 +119,7 @@ class CompiledModelImpl final : public CompiledModel {
   };
   // Drops least recently used finished plans, never `keep`, until at most
   // max_cached_plans are held.
-  void EvictLocked(const InputShapes& keep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked(const PlanKey& keep) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Graph graph_;  // after batch-independent passes
   CompileOptions options_;
@@ -108,7 +131,8 @@ class CompiledModelImpl final : public CompiledModel {
   mutable ActivationStatsAccumulator activation_stats_;
   dnnl::engine engine_;
   mutable absl::Mutex mu_;
-  mutable std::map<InputShapes, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> value_inputs_;
+  mutable std::map<PlanKey, std::shared_ptr<PlanSlot>> plans_ ABSL_GUARDED_BY(mu_);
   mutable int compiles_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
   mutable int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;

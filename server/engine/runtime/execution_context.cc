@@ -65,7 +65,8 @@ class ExecutionContextImpl final : public ExecutionContext {
     // it is created, so a plan compiled under the default (all CPUs) would
     // run full-width teams whatever this context was given.
     SetThreads();
-    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(shapes));
+    ASSIGN_OR_RETURN(auto plan,
+                     model_->GetPlan(shapes, ValuesOf([&](size_t i) { return &inputs[i]; })));
     std::vector<Tensor> outputs;
     std::vector<Tensor*> out_ptrs;
     outputs.reserve(plan->output_values.size());
@@ -96,7 +97,8 @@ class ExecutionContextImpl final : public ExecutionContext {
     ASSIGN_OR_RETURN(InputShapes shapes,
                      CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
     SetThreads();  // before the plan is built, as in Run
-    ASSIGN_OR_RETURN(auto plan, model_->GetPlan(shapes));
+    ASSIGN_OR_RETURN(auto plan,
+                     model_->GetPlan(shapes, ValuesOf([&](size_t i) { return inputs[i]; })));
     if (outputs.size() != plan->output_values.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("expected ", plan->output_values.size(), " outputs, got ", outputs.size()));
@@ -114,6 +116,17 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
  private:
+  // The bytes of the inputs that select the plan by value (usually none).
+  template <typename Get>
+  std::vector<std::string> ValuesOf(Get get) const {
+    std::vector<std::string> values;
+    for (const size_t i : model_->value_inputs()) {
+      const Tensor* t = get(i);
+      values.emplace_back(reinterpret_cast<const char*>(t->bytes.data()), t->bytes.size());
+    }
+    return values;
+  }
+
   // The inputs' shapes, once their count, types, shapes and byte sizes fit
   // the model.
   template <typename Get>

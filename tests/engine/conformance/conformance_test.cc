@@ -25,7 +25,9 @@
 //
 // Environment: RECTIFIER_ONNX_TESTDATA overrides the data root;
 // RECTIFIER_CONFORMANCE_FILTER=substr runs only tests whose name contains it;
-// RECTIFIER_CONFORMANCE_VERBOSE=1 prints every test's outcome.
+// RECTIFIER_CONFORMANCE_VERBOSE=1 prints every test's outcome;
+// RECTIFIER_CONFORMANCE_RUNTIME_INPUTS=1 keeps every FLOAT input a runtime
+// input (RuntimeInputsMode).
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +111,14 @@ std::string DataRoot() {
 bool Verbose() {
   const char* verbose = std::getenv("RECTIFIER_CONFORMANCE_VERBOSE");
   return verbose != nullptr && std::strcmp(verbose, "0") != 0 && *verbose != '\0';
+}
+
+// RECTIFIER_CONFORMANCE_RUNTIME_INPUTS=1: every FLOAT test input stays a
+// runtime input (weights, scales, ... as a server's client would send
+// them); only the others are bound at compile time.
+bool RuntimeInputsMode() {
+  const char* on = std::getenv("RECTIFIER_CONFORMANCE_RUNTIME_INPUTS");
+  return on != nullptr && std::strcmp(on, "0") != 0 && *on != '\0';
 }
 
 // The case being run, printed if the engine crashes the process, so a crash
@@ -225,7 +235,7 @@ CaseResult RunDataSet(CaseResult result, const std::string& model_bytes,
       return Fail(result,
                   absl::StrCat("harness: input '", name, "': ", tensor.status().ToString()));
     }
-    if (k == 0 && tensor->type == DataType::kFloat32) {
+    if ((k == 0 || RuntimeInputsMode()) && tensor->type == DataType::kFloat32) {
       runtime_inputs.emplace(name, *std::move(tensor));
     } else {
       options.constant_inputs.emplace(name, *std::move(tensor));
