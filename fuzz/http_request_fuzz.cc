@@ -1,7 +1,7 @@
 // libFuzzer target: an untrusted KServe v2 HTTP/REST request as the HTTP
 // endpoint reads it. The input is "PATH[?QUERY]\nHEADER\nBODY": PATH goes
 // to the router (ParseHttpRoute), QUERY to the image routes' parameters
-// (ParseQuery, ApplyClassifyQuery, ApplyDetectQuery), HEADER is both the
+// (ParseQuery, ApplyClassifyQuery, ApplyDetectQuery, ApplySegmentQuery), HEADER is both the
 // Content-Type of an image body (ParseImageBody: raw or multipart) and the
 // Inference-Header-Content-Length header ("-" for none), and BODY is parsed
 // as an inference request (ParseHttpInferRequest, JSON plus binary tensor
@@ -60,6 +60,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       rectifier::v1::DetectRequest detect;
       rectifier::fuzz::Report("ApplyDetectQuery",
                               rectifier::service::ApplyDetectQuery(*query, &detect));
+      rectifier::v1::SegmentRequest segment;
+      rectifier::fuzz::Report("ApplySegmentQuery",
+                              rectifier::service::ApplySegmentQuery(*query, &segment));
       RECTIFIER_FUZZ_CHECK(detect.class_filter_size() <= 4096);
     }
   }

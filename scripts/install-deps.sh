@@ -26,7 +26,7 @@ DEV_PACKAGES=(
   # reference models and engine parity checks (torchvision export, PyTorch as the peer)
   python3-torch python3-torchvision python3-onnx
   # Python interoperability test: a second language's generated client
-  python3-grpcio python3-protobuf python3-numpy
+  python3-grpcio python3-protobuf python3-numpy python3-pil
   # HTTP/REST endpoint test (curl as users type it)
   curl
   # lint

@@ -1,25 +1,34 @@
 #!/usr/bin/python3
 """Synthetic data for the default models: grayscale chest-like scans and road scenes.
 
-Pure numpy (plus zlib for PNG), so it runs with /usr/bin/python3 at test time
+Pure numpy (plus zlib for PNG; Pillow for --video's JPEG frames), so it runs with /usr/bin/python3 at test time
 without torch. The same seed always gives the same images, bit for bit.
 
   # 60 held-out scans (PNG, 8-bit gray, 128x128) + ground_truth.json
   /usr/bin/python3 models/tools/synth.py scan --seed 9001 --count 60 --out /tmp/scans
   # the same scans as 16-bit DICOM (CR, 12 bits stored, window in the header)
   /usr/bin/python3 models/tools/synth.py scan --seed 9001 --count 60 --out /tmp/dcm --dicom
+  # 60 scans at 192x192, each with its segmentation mask (scan_0000_mask.png:
+  # 8-bit gray, pixel = SEGMENT_LABELS index: 0 background, 1 nodule, 2 effusion)
+  /usr/bin/python3 models/tools/synth.py scan --seed 9001 --count 60 --out /tmp/seg \
+      --width 192 --masks
   # 40 road frames (PNG, RGB, 480x320) + ground_truth.json
   /usr/bin/python3 models/tools/synth.py road --seed 9002 --count 40 --out /tmp/road
+  # the same frames also as an MJPEG AVI clip for rectifier-client stream (Pillow JPEG)
+  /usr/bin/python3 models/tools/synth.py road --seed 9002 --count 40 --out /tmp/road --video drive.avi
 
 ground_truth.json:
   scan: {"task": "classification", "labels": [...], "samples":
          [{"file": "scan_0000.png", "class_id": 1, "label": "nodule"}, ...]}
+        (--masks: each sample also has "mask": "scan_0000_mask.png", and the
+        top level "segment_labels": ["background", "nodule", "effusion"])
   road: {"task": "detection", "labels": [...], "width": 480, "height": 320, "samples":
          [{"file": "road_0000.png", "objects": [{"class_id": 0, "label": "car",
            "box": [x1, y1, x2, y2]}, ...]}, ...]}   (boxes in image pixels,
            x2/y2 exclusive, i.e. the box covers x1 <= x < x2)
 
-Training scripts import this module (render_scan, render_road) and draw
+Training scripts import this module (render_scan, render_scan_with_mask,
+render_road) and draw
 training samples from other seeds; tests draw held-out ones from theirs.
 """
 import argparse
@@ -32,6 +41,7 @@ import zlib
 import numpy as np
 
 SCAN_LABELS = ["normal", "nodule", "effusion"]
+SEGMENT_LABELS = ["background", "nodule", "effusion"]  # mask pixel values
 ROAD_LABELS = ["car", "pedestrian", "traffic_sign"]
 SCAN_SIZE = 128
 ROAD_WIDTH, ROAD_HEIGHT = 480, 320
@@ -74,6 +84,17 @@ def render_scan(rng, label, size=SCAN_SIZE):
     2 effusion: plus fluid-dense region filling the base of one lung,
       with a meniscus rising towards the lateral wall.
     """
+    return render_scan_with_mask(rng, label, size)[0]
+
+
+def render_scan_with_mask(rng, label, size=SCAN_SIZE):
+    """render_scan's image and its mask: (img, mask), both uint8 size x size.
+
+    mask holds SEGMENT_LABELS indices: 0 background, 1 nodule (where the
+    drawn blob > 0.5), 2 effusion (where the fluid > 0.5). Consumes `rng`
+    exactly as render_scan does, so the image is the same bytes.
+    """
+    seg = np.zeros((size, size), dtype=np.uint8)  # the mask
     s = size / 128.0
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     img = np.full((size, size), rng.uniform(0.02, 0.08))
@@ -120,6 +141,7 @@ def render_scan(rng, label, size=SCAN_SIZE):
         amp = rng.uniform(0.3, 0.5)
         blob = np.exp(-(((yy - py) ** 2 + (xx - px) ** 2) / (r * r)) ** 2)
         img += amp * blob
+        seg[blob > 0.5] = 1
     elif label == 2:  # effusion
         lcy, lcx, lry, lrx, side = lungs[rng.integers(2)]
         depth = rng.uniform(0.25, 0.55) * 2 * lry  # fluid height at the lateral wall
@@ -129,19 +151,33 @@ def render_scan(rng, label, size=SCAN_SIZE):
         fluid = np.clip((yy - level) / (2.0 * s), 0, 1) * _soft(
             _ellipse(yy, xx, lcy, lcx, lry, lrx), 0.12)
         img += fluid * (rng.uniform(0.42, 0.55) - img)
+        seg[fluid > 0.5] = 2
 
     img += 0.03 * _smooth_noise(rng, size, size, 32)
     img += rng.normal(0, rng.uniform(0.015, 0.035), img.shape)
-    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8), seg
+
+
+def _scan_classes(rng, count):
+    labels = np.arange(count) % len(SCAN_LABELS)
+    rng.shuffle(labels)
+    return [int(label) for label in labels]
 
 
 def scan_samples(seed, count, size=SCAN_SIZE):
     """Yields (image, class_id), classes in a balanced shuffled order."""
     rng = np.random.default_rng(seed)
-    labels = np.arange(count) % len(SCAN_LABELS)
-    rng.shuffle(labels)
-    for label in labels:
-        yield render_scan(rng, int(label), size), int(label)
+    for label in _scan_classes(rng, count):
+        yield render_scan(rng, label, size), label
+
+
+def segment_samples(seed, count, size=SCAN_SIZE):
+    """Yields (image, mask, class_id): scan_samples' images (same seed, same
+    bytes) with their SEGMENT_LABELS masks."""
+    rng = np.random.default_rng(seed)
+    for label in _scan_classes(rng, count):
+        img, mask = render_scan_with_mask(rng, label, size)
+        yield img, mask, label
 
 
 # ---------------------------------------------------------------- road scenes
@@ -381,6 +417,46 @@ def write_png(path, image):
         f.write(chunk(b"IEND", b""))
 
 
+def write_mjpeg_avi(path, frames, fps):
+    """An MJPEG AVI (RIFF 'AVI ' with one 'MJPG' video stream and an idx1
+    index) of RGB uint8 frames [h, w, 3], each JPEG-encoded by Pillow: what
+    OpenCV's own AVI reader (rectifier-client stream) plays without FFmpeg."""
+    import io
+
+    from PIL import Image
+
+    h, w = frames[0].shape[:2]
+    jpegs = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame, "RGB").save(buffer, "JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+
+    def chunk(tag, data):
+        return tag + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+    def riff_list(kind, data):
+        return b"LIST" + struct.pack("<I", len(data) + 4) + kind + data
+
+    largest = max(len(j) for j in jpegs)
+    avih = struct.pack("<14I", int(1e6 / fps), largest * int(fps), 0, 0x10, len(jpegs), 0, 1,
+                       largest, w, h, 0, 0, 0, 0)
+    strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 1, int(fps), 0, len(jpegs),
+                                     largest, 0xFFFFFFFF, 0, 0, 0, w, h)
+    strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
+    header = riff_list(b"hdrl", chunk(b"avih", avih) +
+                       riff_list(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))
+    movi, index, offset = b"", b"", 4  # idx1 offsets count from the 'movi' tag
+    for jpeg in jpegs:
+        index += b"00dc" + struct.pack("<III", 0x10, offset, len(jpeg))
+        data = chunk(b"00dc", jpeg)
+        movi += data
+        offset += len(data)
+    body = b"AVI " + header + riff_list(b"movi", movi) + chunk(b"idx1", index)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
 def _dicom_element(group, element, vr, value):
     """One explicit-VR little-endian data element, its value padded to even length."""
     if len(value) % 2:
@@ -442,35 +518,58 @@ def main():
     parser.add_argument("--width", type=int, default=0,
                         help="road frame width (default 480) / scan side (default 128)")
     parser.add_argument("--height", type=int, default=0, help="road frame height (default 320)")
+    parser.add_argument("--video", metavar="NAME.avi",
+                        help="road: also write the frames, in order, as an MJPEG AVI in --out "
+                             "(for rectifier-client stream)")
+    parser.add_argument("--fps", type=float, default=10, help="--video frame rate")
     parser.add_argument("--dicom", action="store_true",
                         help="scan: write 16-bit DICOM files (scan_NNNN.dcm) instead of PNG")
+    parser.add_argument("--masks", action="store_true",
+                        help="scan: also write each scan's segmentation mask as scan_NNNN_mask.png "
+                             "(8-bit gray, pixel = class id: 0 background, 1 nodule, 2 effusion)")
     args = parser.parse_args()
+    if args.video and args.kind != "road":
+        parser.error("--video is for road frames")
     if args.dicom and args.kind != "scan":
         parser.error("--dicom applies to scan")
+    if args.masks and args.kind != "scan":
+        parser.error("--masks applies to scan")
     if args.count < 1:
         parser.error("--count must be >= 1")
     os.makedirs(args.out, exist_ok=True)
     samples = []
     if args.kind == "scan":
         size = args.width or SCAN_SIZE
-        for i, (img, label) in enumerate(scan_samples(args.seed, args.count, size)):
+        for i, (img, mask, label) in enumerate(segment_samples(args.seed, args.count, size)):
             name = f"scan_{i:04d}.{'dcm' if args.dicom else 'png'}"
             if args.dicom:
                 write_dicom(os.path.join(args.out, name), img, i, args.seed)
             else:
                 write_png(os.path.join(args.out, name), img)
             samples.append({"file": name, "class_id": label, "label": SCAN_LABELS[label]})
+            if args.masks:
+                mask_name = f"scan_{i:04d}_mask.png"
+                write_png(os.path.join(args.out, mask_name), mask)
+                samples[-1]["mask"] = mask_name
         truth = {"task": "classification", "labels": SCAN_LABELS, "width": size, "height": size,
                  "seed": args.seed, "samples": samples}
+        if args.masks:
+            truth["segment_labels"] = SEGMENT_LABELS
     else:
         w, h = args.width or ROAD_WIDTH, args.height or ROAD_HEIGHT
+        frames = []
         for i, (img, objects) in enumerate(road_samples(args.seed, args.count, w, h)):
             name = f"road_{i:04d}.png"
             write_png(os.path.join(args.out, name), img)
+            if args.video:
+                frames.append(img)
             samples.append({"file": name, "objects": [
                 {"class_id": c, "label": ROAD_LABELS[c], "box": list(b)} for c, b in objects]})
         truth = {"task": "detection", "labels": ROAD_LABELS, "width": w, "height": h,
                  "seed": args.seed, "samples": samples}
+        if args.video:
+            write_mjpeg_avi(os.path.join(args.out, args.video), frames, args.fps)
+            truth["video"] = {"file": args.video, "fps": args.fps, "frames": len(frames)}
     with open(os.path.join(args.out, "ground_truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     print(f"{args.kind}: wrote {len(samples)} samples and ground_truth.json to {args.out}",

@@ -262,26 +262,31 @@ DecodeOptions DecodeOptionsFor(const PreprocessingConfig& config,
   return o;
 }
 
+namespace {
+
+absl::StatusOr<ScoreActivation> ScoreActivationFromConfig(const PostprocessingConfig& config) {
+  switch (config.score_activation()) {
+    case PostprocessingConfig::SCORE_ACTIVATION_DEFAULT:
+    case PostprocessingConfig::SCORE_ACTIVATION_SOFTMAX:
+      return ScoreActivation::kSoftmax;
+    case PostprocessingConfig::SCORE_ACTIVATION_SIGMOID:
+      return ScoreActivation::kSigmoid;
+    case PostprocessingConfig::SCORE_ACTIVATION_NONE:
+      return ScoreActivation::kNone;
+    default:
+      return FieldError("postprocessing.score_activation", "unknown value");
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<ClassificationOptions> ClassificationOptionsFromConfig(
     const PostprocessingConfig& config) {
   if (config.task() != PostprocessingConfig::TASK_CLASSIFICATION) {
     return FieldError("postprocessing.task", "is not TASK_CLASSIFICATION");
   }
   ClassificationOptions o;
-  switch (config.score_activation()) {
-    case PostprocessingConfig::SCORE_ACTIVATION_DEFAULT:
-    case PostprocessingConfig::SCORE_ACTIVATION_SOFTMAX:
-      o.activation = ScoreActivation::kSoftmax;
-      break;
-    case PostprocessingConfig::SCORE_ACTIVATION_SIGMOID:
-      o.activation = ScoreActivation::kSigmoid;
-      break;
-    case PostprocessingConfig::SCORE_ACTIVATION_NONE:
-      o.activation = ScoreActivation::kNone;
-      break;
-    default:
-      return FieldError("postprocessing.score_activation", "unknown value");
-  }
+  ASSIGN_OR_RETURN(o.activation, ScoreActivationFromConfig(config));
   if (config.top_k() > 0) o.top_k = static_cast<int>(std::min<uint32_t>(config.top_k(), 1 << 20));
   if (!std::isfinite(config.threshold())) {
     return FieldError("postprocessing.threshold", "must be finite");
@@ -316,6 +321,32 @@ absl::StatusOr<DetectionOptions> DetectionOptionsFromConfig(const Postprocessing
     if (c > (1u << 20)) return FieldError("postprocessing.class_filter", "class id out of range");
     o.class_filter.push_back(static_cast<int>(c));
   }
+  o.labels.assign(config.labels().begin(), config.labels().end());
+  return o;
+}
+
+absl::StatusOr<SegmentationOptions> SegmentationOptionsFromConfig(
+    const PostprocessingConfig& config) {
+  const bool implied =
+      config.task() == PostprocessingConfig::TASK_NONE && config.has_segmentation();
+  if (config.task() != PostprocessingConfig::TASK_SEGMENTATION && !implied) {
+    return FieldError("postprocessing.task", "is not TASK_SEGMENTATION");
+  }
+  SegmentationOptions o;
+  ASSIGN_OR_RETURN(o.activation, ScoreActivationFromConfig(config));
+  const inference::SegmentationConfig& seg = config.segmentation();
+  if (!(seg.min_score() >= 0.0f && seg.min_score() <= 1.0f)) {
+    return FieldError("postprocessing.segmentation.min_score", "must be in [0, 1]");
+  }
+  if (seg.min_score() > 0.0f && o.activation == ScoreActivation::kNone) {
+    return FieldError("postprocessing.segmentation.min_score",
+                      "needs probabilities: score_activation SOFTMAX or SIGMOID");
+  }
+  if (seg.background_class() > 65535) {
+    return FieldError("postprocessing.segmentation.background_class", "must be below 65536");
+  }
+  o.min_score = seg.min_score();
+  o.background_class = static_cast<int>(seg.background_class());
   o.labels.assign(config.labels().begin(), config.labels().end());
   return o;
 }

@@ -12,6 +12,7 @@
 #include "server/imaging/detection.h"
 #include "server/imaging/dicom.h"
 #include "server/imaging/preprocess.h"
+#include "server/imaging/segmentation.h"
 
 namespace rectifier::imaging {
 
@@ -47,6 +48,11 @@ absl::StatusOr<ClassificationOptions> ClassificationOptionsFromConfig(
     const inference::PostprocessingConfig& config);
 
 absl::StatusOr<DetectionOptions> DetectionOptionsFromConfig(
+    const inference::PostprocessingConfig& config);
+
+// TASK_SEGMENTATION (or a `segmentation` block with TASK_NONE). The class
+// count is checked against background_class when the model's output is known.
+absl::StatusOr<SegmentationOptions> SegmentationOptionsFromConfig(
     const inference::PostprocessingConfig& config);
 
 }  // namespace rectifier::imaging

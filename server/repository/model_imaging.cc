@@ -65,6 +65,14 @@ absl::Status ConvertBlocks(const inference::ModelConfig& config, const std::stri
   } else if (post.task() == PostprocessingConfig::TASK_DETECTION) {
     imaging.task = ImageTask::kDetection;
     ASSIGN_OR_RETURN(imaging.detection, imaging::DetectionOptionsFromConfig(post));
+  } else if (post.task() == PostprocessingConfig::TASK_SEGMENTATION || post.has_segmentation()) {
+    if (post.task() != PostprocessingConfig::TASK_SEGMENTATION &&
+        post.task() != PostprocessingConfig::TASK_NONE) {
+      return absl::InvalidArgumentError(
+          "postprocessing.segmentation is only for task TASK_SEGMENTATION");
+    }
+    imaging.task = ImageTask::kSegmentation;
+    ASSIGN_OR_RETURN(imaging.segmentation, imaging::SegmentationOptionsFromConfig(post));
   }
   return absl::OkStatus();
 }
@@ -102,6 +110,21 @@ absl::Status FitOutput(const std::string& name, const engine::TensorInfo& output
     imaging.num_anchors = static_cast<int>(shape[2]);
     return CheckLabels(name, imaging.detection.labels, imaging.num_classes);
   }
+  if (imaging.task == ImageTask::kSegmentation) {
+    if (imaging.segmentation.labels.empty()) imaging.segmentation.labels = labels;
+    // Height and width may be dynamic (-1); the classes may not.
+    if (shape.size() != 4 || shape[1] < 2 || shape[1] > 65536 || shape[2] == 0 ||
+        shape[2] < -1 || shape[3] == 0 || shape[3] < -1) {
+      return Precondition(name, absl::StrCat("segmentation needs output '", output.name,
+                                             "' laid out [batch, classes >= 2, height, width] "
+                                             "(class scores per pixel), got rank ",
+                                             shape.size()));
+    }
+    imaging.num_classes = static_cast<int>(shape[1]);
+    RETURN_IF_ERROR(
+        imaging::ValidateSegmentationOptions(imaging.segmentation, imaging.num_classes));
+    return CheckLabels(name, imaging.segmentation.labels, imaging.num_classes);
+  }
   return absl::OkStatus();
 }
 
@@ -115,7 +138,8 @@ absl::StatusOr<ImagingView> BuildModelImaging(const std::string& name,
   // typo fails the load (reported by RepositoryIndex) instead of every image
   // request later.
   const bool has_blocks = config.has_preprocessing() ||
-                          config.postprocessing().task() != PostprocessingConfig::TASK_NONE;
+                          config.postprocessing().task() != PostprocessingConfig::TASK_NONE ||
+                          config.postprocessing().has_segmentation();
   const auto& inputs = model.inputs();
   const auto& outputs = model.outputs();
   if (inputs.size() != 1 || inputs[0].shape.size() != 4) {

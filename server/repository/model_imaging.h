@@ -16,10 +16,11 @@
 #include "server/imaging/detection.h"
 #include "server/imaging/dicom.h"
 #include "server/imaging/preprocess.h"
+#include "server/imaging/segmentation.h"
 
 namespace rectifier::repository {
 
-enum class ImageTask { kNone, kClassification, kDetection };
+enum class ImageTask { kNone, kClassification, kDetection, kSegmentation };
 
 // Immutable once built; shared by every request to one served version.
 struct ModelImaging {
@@ -31,7 +32,10 @@ struct ModelImaging {
   bool batched = true;                    // Input dim 0 is the batch.
   imaging::ClassificationOptions classification;
   imaging::DetectionOptions detection;
-  int num_classes = 0;  // Classification: output values per item; detection: rows - 4.
+  imaging::SegmentationOptions segmentation;
+  // Classification: output values per item; detection: rows - 4;
+  // segmentation: channels of the [batch, classes, h, w] output.
+  int num_classes = 0;
   int num_anchors = 0;  // Detection: N of the [4 + nc, N] head; -1: each output's own
                         // (a model with dynamic height and width)
 };

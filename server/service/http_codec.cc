@@ -68,7 +68,7 @@ absl::StatusOr<HttpRoute> ParseModelRoute(absl::string_view path,
   return route;
 }
 
-// /v1/models/{m}[/versions/{v}]/classify|detect
+// /v1/models/{m}[/versions/{v}]/classify|detect|segment
 absl::StatusOr<HttpRoute> ParseImageRoute(absl::string_view path,
                                           const std::vector<absl::string_view>& parts) {
   HttpRoute route;
@@ -86,6 +86,8 @@ absl::StatusOr<HttpRoute> ParseImageRoute(absl::string_view path,
     route.kind = Kind::kClassify;
   } else if (parts[next] == "detect") {
     route.kind = Kind::kDetect;
+  } else if (parts[next] == "segment") {
+    route.kind = Kind::kSegment;
   } else {
     return NoRoute(path);
   }

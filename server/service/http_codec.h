@@ -40,6 +40,7 @@ struct HttpRoute {
     kUnload,           // POST /v2/repository/models/{m}/unload
     kClassify,         // POST /v1/models/{m}[/versions/{v}]/classify
     kDetect,           // POST /v1/models/{m}[/versions/{v}]/detect
+    kSegment,          // POST /v1/models/{m}[/versions/{v}]/segment
   };
   Kind kind = Kind::kServerMetadata;
   std::string model;

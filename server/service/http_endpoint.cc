@@ -274,6 +274,7 @@ void HttpEndpoint::Serve(mg_connection* connection) {
       return ServeInfer(connection, *route, std::move(body));
     case Kind::kClassify:
     case Kind::kDetect:
+    case Kind::kSegment:
       return ServeImages(connection, *route, std::move(body));
   }
 }
@@ -397,6 +398,17 @@ void HttpEndpoint::ServeImages(mg_connection* connection, const HttpRoute& route
     done.WaitForNotification();
     if (!result.ok()) return SendError(connection, result);
     answer = ClassifyResponseJson(response, files);
+  } else if (route.kind == Kind::kSegment) {
+    rectifier::v1::SegmentRequest request;
+    if (absl::Status s = ApplySegmentQuery(*query, &request); !s.ok()) {
+      return SendError(connection, s);
+    }
+    add_images(&request);
+    rectifier::v1::SegmentResponse response;
+    vision_->StartSegment(&request, &response, context);
+    done.WaitForNotification();
+    if (!result.ok()) return SendError(connection, result);
+    answer = SegmentResponseJson(response, files, /*with_png=*/true);
   } else {
     rectifier::v1::DetectRequest request;
     if (absl::Status s = ApplyDetectQuery(*query, &request); !s.ok()) {

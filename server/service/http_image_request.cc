@@ -228,4 +228,35 @@ absl::Status ApplyDetectQuery(const std::vector<std::pair<std::string, std::stri
   return absl::OkStatus();
 }
 
+absl::Status ApplySegmentQuery(const std::vector<std::pair<std::string, std::string>>& query,
+                               rectifier::v1::SegmentRequest* request) {
+  for (const auto& [name, value] : query) {
+    absl::StatusOr<bool> common = ApplyCommonQuery(name, value, request);
+    if (!common.ok()) return common.status();
+    if (*common) continue;
+    if (name == "min_score") {
+      float v = 0;
+      if (absl::Status s = ParseNumber(name, value, &v); !s.ok()) return s;
+      request->set_min_score(v);
+    } else if (name == "probabilities") {
+      if (value == "all") {
+        request->set_all_probabilities(true);
+        continue;
+      }
+      for (absl::string_view id : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        uint32_t v = 0;
+        if (absl::Status s = ParseNumber(name, std::string(id), &v); !s.ok()) return s;
+        if (request->probability_classes_size() >= 4096) {
+          return absl::InvalidArgumentError(
+              "query parameter probabilities lists more than 4096 ids");
+        }
+        request->add_probability_classes(v);
+      }
+    } else {
+      return UnknownQuery(name, "probabilities, min_score, priority, timeout_us, id");
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace rectifier::service

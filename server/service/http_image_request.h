@@ -1,4 +1,4 @@
-// The HTTP image routes' requests (POST /v1/models/M/classify and /detect)
+// The HTTP image routes' requests (POST /v1/models/M/classify, /detect and /segment)
 // as pure functions: a raw or multipart/form-data body into images, and the
 // query string into a ClassifyRequest or DetectRequest. http_endpoint.cc
 // serves them; routes and status codes are in http_codec.h.
@@ -46,6 +46,10 @@ absl::Status ApplyClassifyQuery(const std::vector<std::pair<std::string, std::st
 // (comma-separated class ids, or repeated), priority, timeout_us, id.
 absl::Status ApplyDetectQuery(const std::vector<std::pair<std::string, std::string>>& query,
                               rectifier::v1::DetectRequest* request);
+// ... of /segment: probabilities (comma-separated class ids, or repeated,
+// or "all"), min_score, priority, timeout_us, id.
+absl::Status ApplySegmentQuery(const std::vector<std::pair<std::string, std::string>>& query,
+                               rectifier::v1::SegmentRequest* request);
 
 }  // namespace rectifier::service
 

@@ -5,6 +5,8 @@
 #include <optional>
 #include <utility>
 
+#include <opencv2/imgcodecs.hpp>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
@@ -215,6 +217,8 @@ absl::StatusOr<PreparedImage> PrepareImage(std::string_view bytes, const ModelIm
   out.tensor.bytes.resize(engine::NumElements(out.tensor.shape) * sizeof(float));
   absl::Span<float> span(out.tensor.data<float>(), out.tensor.num_elements());
   ASSIGN_OR_RETURN(out.transform, imaging::Preprocess(std::move(image), pre, span, original));
+  out.input_width = pre.width;
+  out.input_height = pre.height;
   out.decode = decoded_at - start;
   out.preprocess = clock->Now() - decoded_at;
   return out;
@@ -232,10 +236,9 @@ absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(
 absl::StatusOr<std::vector<imaging::Detection>> DetectOutput(
     const engine::Tensor& output, const ModelImaging& imaging,
     const imaging::DetectionOptions& options, const imaging::ImageTransform& transform) {
-  const int64_t anchors =
-      imaging.num_anchors >= 0 ? imaging.num_anchors
-      : output.shape.size() == 3 ? output.shape[2]
-                                 : -1;
+  const int64_t anchors = imaging.num_anchors >= 0   ? imaging.num_anchors
+                          : output.shape.size() == 3 ? output.shape[2]
+                                                     : -1;
   if (output.type != engine::DataType::kFloat32 || anchors < 0 || anchors > (int64_t{1} << 30) ||
       output.num_elements() != int64_t{4 + imaging.num_classes} * anchors) {
     return absl::InternalError("detection output does not match the model's head shape");
@@ -243,6 +246,83 @@ absl::StatusOr<std::vector<imaging::Detection>> DetectOutput(
   return imaging::DecodeYoloDetections(
       absl::MakeConstSpan(output.data<float>(), output.num_elements()), imaging.num_classes,
       static_cast<int>(anchors), options, transform);
+}
+
+namespace {
+
+std::string EncodePng(const cv::Mat& image) {
+  std::vector<uchar> png;
+  // Lossless either way; level 1 is OpenCV's fastest and the masks are
+  // mostly runs, so they stay small.
+  cv::imencode(".png", image, png, {cv::IMWRITE_PNG_COMPRESSION, 1});
+  return std::string(png.begin(), png.end());
+}
+
+const std::string& LabelOf(const std::vector<std::string>& labels, int id) {
+  static const std::string kNone;
+  return id >= 0 && id < static_cast<int>(labels.size()) ? labels[static_cast<size_t>(id)]
+                                                         : kNone;
+}
+
+}  // namespace
+
+absl::Status SegmentOutput(const engine::Tensor& output, const ModelImaging& imaging,
+                           const imaging::SegmentationOptions& options,
+                           const std::vector<int>& probability_classes,
+                           const PreparedImage& prepared, rectifier::v1::SegmentResult* out) {
+  const std::vector<int64_t>& shape = output.shape;
+  if (output.type != engine::DataType::kFloat32 || shape.size() != 4 || shape[0] != 1 ||
+      shape[1] != imaging.num_classes || shape[2] < 1 || shape[3] < 1 ||
+      shape[2] > (int64_t{1} << 20) || shape[3] > (int64_t{1} << 20)) {
+    return absl::InternalError("segmentation output does not match the model's head shape");
+  }
+  const int64_t pixels = int64_t{prepared.transform.original_width} *
+                         prepared.transform.original_height;
+  if (static_cast<int64_t>(probability_classes.size()) * pixels > kMaxProbabilityPixels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        probability_classes.size(), " probability maps of a ", prepared.transform.original_width,
+        "x", prepared.transform.original_height, " image exceed ", kMaxProbabilityPixels,
+        " map pixels per image; ask for fewer probability_classes"));
+  }
+  imaging::ScoreMap map;
+  map.scores = absl::MakeConstSpan(output.data<float>(), output.num_elements());
+  map.classes = imaging.num_classes;
+  map.height = static_cast<int>(shape[2]);
+  map.width = static_cast<int>(shape[3]);
+  map.input_width = prepared.input_width;
+  map.input_height = prepared.input_height;
+  ASSIGN_OR_RETURN(
+      imaging::SegmentationResult result,
+      imaging::SegmentScores(map, prepared.transform, options, probability_classes));
+  out->set_width(static_cast<uint32_t>(result.mask.cols));
+  out->set_height(static_cast<uint32_t>(result.mask.rows));
+  out->set_mask_png(EncodePng(result.mask));
+  const double total = static_cast<double>(result.mask.total());
+  std::vector<int> present;
+  for (int c = 0; c < static_cast<int>(result.pixels_per_class.size()); ++c) {
+    if (result.pixels_per_class[static_cast<size_t>(c)] > 0) present.push_back(c);
+  }
+  std::stable_sort(present.begin(), present.end(), [&](int a, int b) {
+    return result.pixels_per_class[static_cast<size_t>(a)] >
+           result.pixels_per_class[static_cast<size_t>(b)];
+  });
+  for (const int c : present) {
+    auto* area = out->add_classes();
+    area->set_class_id(c);
+    area->set_label(LabelOf(options.labels, c));
+    const int64_t pixels = result.pixels_per_class[static_cast<size_t>(c)];
+    area->set_pixels(static_cast<uint64_t>(pixels));
+    area->set_fraction(static_cast<float>(static_cast<double>(pixels) / total));
+  }
+  for (size_t k = 0; k < probability_classes.size(); ++k) {
+    cv::Mat sixteen;
+    result.probabilities[k].convertTo(sixteen, CV_16U, 65535.0);
+    auto* map_out = out->add_probabilities();
+    map_out->set_class_id(probability_classes[k]);
+    map_out->set_label(LabelOf(options.labels, probability_classes[k]));
+    map_out->set_png(EncodePng(sixteen));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace rectifier::service

@@ -16,6 +16,7 @@
 #include "server/imaging/detection.h"
 #include "server/imaging/dicom.h"
 #include "server/imaging/preprocess.h"
+#include "server/imaging/segmentation.h"
 #include "server/imaging/transform.h"
 #include "server/repository/model_imaging.h"
 #include "server/service/image_budget.h"
@@ -29,6 +30,8 @@ using repository::ModelImaging;
 struct PreparedImage {
   engine::Tensor tensor;
   imaging::ImageTransform transform;
+  int input_width = 0;  // The model input's width and height for this image.
+  int input_height = 0;
   rectifier::v1::ImageInfo info;
   absl::Duration decode;
   absl::Duration preprocess;
@@ -57,6 +60,20 @@ absl::StatusOr<std::vector<imaging::Classification>> ClassifyOutput(
 absl::StatusOr<std::vector<imaging::Detection>> DetectOutput(
     const engine::Tensor& output, const ModelImaging& imaging,
     const imaging::DetectionOptions& options, const imaging::ImageTransform& transform);
+
+// Probability-map pixels (maps x image pixels) one Segment image may ask
+// for: 64 Mi floats, 256 MiB while they are encoded.
+inline constexpr int64_t kMaxProbabilityPixels = int64_t{1} << 26;
+
+// One batch item of a [1, classes, h, w] segmentation output -> a label
+// mask (and the asked probability maps) over the original image, encoded
+// into `out` as PNGs with per-class pixel counts (labels from `options`).
+// INTERNAL when the output does not fit the model's head; INVALID_ARGUMENT
+// for a probability class the model does not have.
+absl::Status SegmentOutput(const engine::Tensor& output, const ModelImaging& imaging,
+                           const imaging::SegmentationOptions& options,
+                           const std::vector<int>& probability_classes,
+                           const PreparedImage& prepared, rectifier::v1::SegmentResult* out);
 
 }  // namespace rectifier::service
 

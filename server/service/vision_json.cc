@@ -1,5 +1,7 @@
 #include "server/service/vision_json.h"
 
+#include "absl/strings/escaping.h"
+
 namespace rectifier::service {
 namespace {
 
@@ -87,6 +89,39 @@ json DetectResponseJson(const v1::DetectResponse& response, const std::vector<st
                        {"detections", std::move(detections)},
                        {"image", ImageJson(r.image())},
                        {"timing", TimingJson(r.timing())}});
+  }
+  return ResponseJson(response, std::move(results));
+}
+
+json SegmentResponseJson(const v1::SegmentResponse& response, const std::vector<std::string>& files,
+                         bool with_png) {
+  json results = json::array();
+  for (int i = 0; i < response.results_size(); ++i) {
+    const v1::SegmentResult& r = response.results(i);
+    json classes = json::array();
+    for (const v1::ClassArea& a : r.classes()) {
+      classes.push_back({{"label", a.label()},
+                         {"class_id", a.class_id()},
+                         {"pixels", a.pixels()},
+                         {"fraction", a.fraction()}});
+    }
+    json result = {{"file", FileName(files, i)},
+                   {"width", r.width()},
+                   {"height", r.height()},
+                   {"classes", std::move(classes)},
+                   {"image", ImageJson(r.image())},
+                   {"timing", TimingJson(r.timing())}};
+    if (with_png) {
+      result["mask_png"] = absl::Base64Escape(r.mask_png());
+      json maps = json::array();
+      for (const v1::ProbabilityMap& m : r.probabilities()) {
+        maps.push_back({{"label", m.label()},
+                        {"class_id", m.class_id()},
+                        {"png", absl::Base64Escape(m.png())}});
+      }
+      result["probabilities"] = std::move(maps);
+    }
+    results.push_back(std::move(result));
   }
   return ResponseJson(response, std::move(results));
 }

@@ -1,5 +1,5 @@
 // The vision API's answers as JSON: one format for `rectifier-client
-// --json` and the HTTP image routes (/v1/models/M/classify, /detect), so a
+// --json` and the HTTP image routes (/v1/models/M/classify, /detect, /segment), so a
 // curl user and a client user read the same fields.
 #ifndef RECTIFIER_SERVER_SERVICE_VISION_JSON_H_
 #define RECTIFIER_SERVER_SERVICE_VISION_JSON_H_
@@ -24,6 +24,11 @@ nlohmann::json ClassifyResponseJson(const rectifier::v1::ClassifyResponse& respo
                                     const std::vector<std::string>& files);
 nlohmann::json DetectResponseJson(const rectifier::v1::DetectResponse& response,
                                   const std::vector<std::string>& files);
+// results: [{file, width, height, classes: [{label, class_id, pixels,
+// fraction}], image, timing}], plus, with `with_png`, "mask_png" and
+// "probabilities": [{label, class_id, png}] (PNG bytes in base64).
+nlohmann::json SegmentResponseJson(const rectifier::v1::SegmentResponse& response,
+                                   const std::vector<std::string>& files, bool with_png);
 
 }  // namespace rectifier::service
 

@@ -23,6 +23,8 @@ const char* TaskName(ImageTask task) {
       return "a classification";
     case ImageTask::kDetection:
       return "a detection";
+    case ImageTask::kSegmentation:
+      return "a segmentation";
     case ImageTask::kNone:
       break;
   }
@@ -35,6 +37,8 @@ const char* CallFor(ImageTask task) {
       return "Classify";
     case ImageTask::kDetection:
       return "Detect or DetectStream";
+    case ImageTask::kSegmentation:
+      return "Segment";
     case ImageTask::kNone:
       break;
   }
@@ -54,7 +58,7 @@ absl::Status CheckImages(int count) {
 // call when the last one arrives.
 class UnaryCall {
  public:
-  using Fill = std::function<void(const std::vector<ImageOutcome>&)>;
+  using Fill = std::function<void(std::vector<ImageOutcome>&)>;
   using Finish = std::function<void(const absl::Status&)>;
   UnaryCall(Finish finish, int images, Fill fill)
       : finish_(std::move(finish)), outcomes_(images), remaining_(images), fill_(std::move(fill)) {}
@@ -142,6 +146,9 @@ void Postprocess(const std::shared_ptr<ImageRun>& run, const common::Clock& cloc
     auto classes = ClassifyOutput(output, job.classification);
     status = classes.status();
     if (classes.ok()) run->outcome.classes = *std::move(classes);
+  } else if (job.imaging->task == ImageTask::kSegmentation) {
+    status = SegmentOutput(output, *job.imaging, job.segmentation, job.probability_classes,
+                           run->prepared, &run->outcome.segmentation);
   } else {
     auto boxes = DetectOutput(output, *job.imaging, job.detection, run->prepared.transform);
     status = boxes.status();
@@ -177,6 +184,11 @@ void ToProto(const ImageOutcome& outcome, rectifier::v1::DetectResult* out) {
   FillInfoAndTiming(outcome, out->mutable_image(), out->mutable_timing());
 }
 
+void ToProto(ImageOutcome& outcome, rectifier::v1::SegmentResult* out) {
+  out->Swap(&outcome.segmentation);
+  FillInfoAndTiming(outcome, out->mutable_image(), out->mutable_timing());
+}
+
 absl::Status VisionService::Resolve(const std::string& name, const std::string& version,
                                     ImageTask task, ImageJob& job) {
   if (repository_ == nullptr) return absl::UnavailableError("this server has no model repository");
@@ -199,6 +211,7 @@ absl::Status VisionService::Resolve(const std::string& name, const std::string& 
   job.requested_version = version;
   job.classification = job.imaging->classification;
   job.detection = job.imaging->detection;
+  job.segmentation = job.imaging->segmentation;
   return absl::OkStatus();
 }
 
@@ -272,11 +285,11 @@ void StartImages(VisionService& service, const Request* request, Response* respo
   base.api = context.api;
   auto call =
       std::make_shared<UnaryCall>(context.finish, request->images_size(),
-                                  [request, response](const std::vector<ImageOutcome>& outcomes) {
+                                  [request, response](std::vector<ImageOutcome>& outcomes) {
                                     response->set_model_name(request->model_name());
                                     response->set_model_version(outcomes.front().version);
                                     response->set_id(request->id());
-                                    for (const ImageOutcome& o : outcomes) {
+                                    for (ImageOutcome& o : outcomes) {
                                       ToProto(o, response->add_results());
                                     }
                                   });
@@ -333,6 +346,20 @@ void VisionService::StartDetect(const rectifier::v1::DetectRequest* request,
       context);
 }
 
+void VisionService::StartSegment(const rectifier::v1::SegmentRequest* request,
+                                 rectifier::v1::SegmentResponse* response,
+                                 const ImageCallContext& context) {
+  StartImages(
+      *this, request, response, ImageTask::kSegmentation,
+      [request](ImageJob& job) {
+        return ApplySegmentOverrides(
+            request->probability_classes(), request->all_probabilities(),
+            request->has_min_score() ? std::optional<float>(request->min_score()) : std::nullopt,
+            job.imaging->num_classes, job.segmentation, job.probability_classes);
+      },
+      context);
+}
+
 grpc::ServerUnaryReactor* VisionService::Classify(grpc::CallbackServerContext* context,
                                                   const rectifier::v1::ClassifyRequest* request,
                                                   rectifier::v1::ClassifyResponse* response) {
@@ -354,6 +381,18 @@ grpc::ServerUnaryReactor* VisionService::Detect(grpc::CallbackServerContext* con
     return reactor;
   }
   StartDetect(request, response, GrpcCallContext(context, reactor));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* VisionService::Segment(grpc::CallbackServerContext* context,
+                                                 const rectifier::v1::SegmentRequest* request,
+                                                 rectifier::v1::SegmentResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  StartSegment(request, response, GrpcCallContext(context, reactor));
   return reactor;
 }
 
@@ -403,6 +442,42 @@ absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
   if (max_detections > 0) options.max_detections = static_cast<int>(max_detections);
   if (!class_filter.empty()) options.class_filter.assign(class_filter.begin(), class_filter.end());
   return imaging::ValidateDetectionOptions(options);
+}
+
+absl::Status ApplySegmentOverrides(const google::protobuf::RepeatedField<uint32_t>& classes,
+                                   bool all_probabilities, std::optional<float> min_score,
+                                   int num_classes, imaging::SegmentationOptions& options,
+                                   std::vector<int>& probability_classes) {
+  probability_classes.clear();
+  if (all_probabilities) {
+    if (!classes.empty()) {
+      return absl::InvalidArgumentError(
+          "probability_classes and all_probabilities: set one or the other");
+    }
+    for (int c = 0; c < num_classes; ++c) probability_classes.push_back(c);
+  }
+  std::vector<bool> seen(static_cast<size_t>(num_classes), false);
+  for (const uint32_t id : classes) {
+    if (id >= static_cast<uint32_t>(num_classes)) {
+      return absl::InvalidArgumentError(absl::StrCat("probability_classes: class ", id,
+                                                     " does not exist (the model has ",
+                                                     num_classes, " classes)"));
+    }
+    if (seen[id]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("probability_classes: class ", id, " is listed twice"));
+    }
+    seen[id] = true;
+    probability_classes.push_back(static_cast<int>(id));
+  }
+  if (min_score.has_value()) {
+    if (!(*min_score >= 0.0f && *min_score <= 1.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("min_score is ", *min_score, "; it must be in [0, 1]"));
+    }
+    options.min_score = *min_score;
+  }
+  return imaging::ValidateSegmentationOptions(options, num_classes);
 }
 
 }  // namespace rectifier::service

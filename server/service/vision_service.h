@@ -1,5 +1,5 @@
-// rectifier.v1.Vision: encoded images in, labels or boxes out (Classify,
-// Detect, DetectStream). Image work runs on a WorkPool, inference on the
+// rectifier.v1.Vision: encoded images in, labels, boxes or masks out
+// (Classify, Detect, DetectStream, Segment). Image work runs on a WorkPool, inference on the
 // model's scheduler; gRPC handlers only validate and hand off.
 #ifndef RECTIFIER_SERVER_SERVICE_VISION_SERVICE_H_
 #define RECTIFIER_SERVER_SERVICE_VISION_SERVICE_H_
@@ -17,6 +17,7 @@
 #include "server/common/clock.h"
 #include "server/imaging/classification.h"
 #include "server/imaging/detection.h"
+#include "server/imaging/segmentation.h"
 #include "server/metrics/model_metrics.h"
 #include "server/security/tokens.h"
 #include "server/service/image_pipeline.h"
@@ -30,7 +31,7 @@ struct ServedModel;
 
 namespace rectifier::service {
 
-// Largest number of images in one Classify/Detect call.
+// Largest number of images in one Classify/Detect/Segment call.
 inline constexpr int kMaxImagesPerCall = 256;
 // The largest top_k and max_detections a call may ask for (the ceiling a
 // model's config.pbtxt is clamped to). Checked as the unsigned values the
@@ -49,6 +50,8 @@ struct ImageJob {
   const rectifier::v1::DicomOptions* dicom = nullptr;  // null: the model's
   imaging::ClassificationOptions classification;       // after per-call overrides
   imaging::DetectionOptions detection;
+  imaging::SegmentationOptions segmentation;
+  std::vector<int> probability_classes;  // Segment: the maps asked for
   uint64_t priority = 0;
   absl::Time start;
   absl::Time deadline = absl::InfiniteFuture();
@@ -74,6 +77,7 @@ struct ImageOutcome {
   rectifier::v1::Timing timing;
   std::vector<imaging::Classification> classes;
   std::vector<imaging::Detection> detections;
+  rectifier::v1::SegmentResult segmentation;  // Segment: mask, areas, maps
 };
 
 class VisionService final : public rectifier::v1::Vision::CallbackService {
@@ -103,6 +107,9 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
                                    rectifier::v1::DetectResponse* response) override;
   grpc::ServerBidiReactor<rectifier::v1::DetectStreamRequest, rectifier::v1::DetectStreamResponse>*
   DetectStream(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Segment(grpc::CallbackServerContext* context,
+                                    const rectifier::v1::SegmentRequest* request,
+                                    rectifier::v1::SegmentResponse* response) override;
 
   // Classify and Detect without their transport, shared with the HTTP
   // image routes (http_endpoint.cc). The caller has authorized the call
@@ -113,6 +120,8 @@ class VisionService final : public rectifier::v1::Vision::CallbackService {
                      rectifier::v1::ClassifyResponse* response, const ImageCallContext& context);
   void StartDetect(const rectifier::v1::DetectRequest* request,
                    rectifier::v1::DetectResponse* response, const ImageCallContext& context);
+  void StartSegment(const rectifier::v1::SegmentRequest* request,
+                    rectifier::v1::SegmentResponse* response, const ImageCallContext& context);
 
   // Resolves the model and checks it serves `task`: NOT_FOUND/UNAVAILABLE
   // from the repository, FAILED_PRECONDITION for the wrong task.
@@ -144,6 +153,14 @@ absl::Status ApplyDetectOverrides(std::optional<float> score_threshold,
                                   const google::protobuf::RepeatedField<uint32_t>& class_filter,
                                   int num_classes, imaging::DetectionOptions& options);
 
+// Per-call segmentation overrides: the probability maps asked for (ids
+// below num_classes, each once; all_probabilities: every class) and
+// min_score in [0, 1]. INVALID_ARGUMENT naming the field.
+absl::Status ApplySegmentOverrides(const google::protobuf::RepeatedField<uint32_t>& classes,
+                                   bool all_probabilities, std::optional<float> min_score,
+                                   int num_classes, imaging::SegmentationOptions& options,
+                                   std::vector<int>& probability_classes);
+
 // The earlier of `context_deadline` and start + timeout_us (0: none). A
 // timeout beyond what absl::Duration's int64 microseconds hold means none,
 // never a negative (already expired) timeout.
@@ -152,6 +169,8 @@ absl::Time RequestDeadline(absl::Time context_deadline, absl::Time start, uint64
 // Fills a result message from an outcome.
 void ToProto(const ImageOutcome& outcome, rectifier::v1::ClassifyResult* out);
 void ToProto(const ImageOutcome& outcome, rectifier::v1::DetectResult* out);
+// Moves the outcome's mask and maps into `out`.
+void ToProto(ImageOutcome& outcome, rectifier::v1::SegmentResult* out);
 
 }  // namespace rectifier::service
 

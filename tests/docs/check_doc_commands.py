@@ -176,7 +176,9 @@ def parse_help(text):
         if not m:
             continue
         if section == "options":
-            names = [n for n in m.group(1).split(",") if n.startswith("-")]
+            # A negated flag reads `--realtime,--no-realtime{false}`.
+            names = [re.sub(r"\{[^}]*\}$", "", n) for n in m.group(1).split(",")
+                     if n.startswith("-")]
             value = bool(m.group(2)) and re.match(r"^[A-Z]+\b", m.group(2)) is not None
             for n in names:
                 flags[n] = value

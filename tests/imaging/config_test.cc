@@ -146,6 +146,34 @@ TEST(ImagingConfigTest, KeepSizeForDynamicHeightAndWidth) {
               HasSubstr("apply to RESIZE_KEEP_SIZE only"));
 }
 
+TEST(ImagingConfigTest, SegmentationPostprocessing) {
+  const auto config = Parse(R"pb(
+    postprocessing {
+      task: TASK_SEGMENTATION
+      score_activation: SCORE_ACTIVATION_SIGMOID
+      labels: [ "background", "lesion" ]
+      segmentation { min_score: 0.4 background_class: 0 }
+    })pb");
+  auto s = SegmentationOptionsFromConfig(config.postprocessing());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->activation, ScoreActivation::kSigmoid);
+  EXPECT_FLOAT_EQ(s->min_score, 0.4f);
+  EXPECT_EQ(s->labels.size(), 2u);
+  // A segmentation block alone means the task.
+  const auto implied = Parse(R"pb(postprocessing { segmentation {} })pb");
+  EXPECT_TRUE(SegmentationOptionsFromConfig(implied.postprocessing()).ok());
+  EXPECT_THAT(SegmentationOptionsFromConfig(Parse("").postprocessing()).status().message(),
+              HasSubstr("postprocessing.task"));
+  inference::PostprocessingConfig bad = config.postprocessing();
+  bad.mutable_segmentation()->set_min_score(2);
+  EXPECT_THAT(SegmentationOptionsFromConfig(bad).status().message(),
+              HasSubstr("postprocessing.segmentation.min_score"));
+  bad.mutable_segmentation()->set_min_score(0.5f);
+  bad.set_score_activation(inference::PostprocessingConfig::SCORE_ACTIVATION_NONE);
+  EXPECT_THAT(SegmentationOptionsFromConfig(bad).status().message(),
+              HasSubstr("needs probabilities"));
+}
+
 TEST(ImagingConfigTest, Postprocessing) {
   const auto config = Parse(R"pb(
     postprocessing {

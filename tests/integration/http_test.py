@@ -6,7 +6,7 @@ here) and calls every route with Python's http.client and with curl:
 health, server and model metadata, model readiness, config, statistics,
 inference with JSON tensors and with the binary tensor data extension
 (inputs and outputs, mixed), encoded images as BYTES, repository index,
-unload and load, and the image routes (/v1/models/M/classify and /detect,
+unload and load, and the image routes (/v1/models/M/classify, /detect and /segment,
 raw and multipart bodies). Each answer is compared with what the gRPC
 endpoint of the same server returns for the same input. Then the error paths: malformed
 JSON, wrong shapes and types, unknown models, inputs and routes, a wrong
@@ -72,13 +72,14 @@ class HttpEndpointTest(unittest.TestCase):
         repo = os.path.join(WORK, "repo")
         interop.write_model(repo)
         # A real detector for the /detect route: the default model, linked in.
-        for default_model in ("road_detector", "scan_classifier"):
+        for default_model in ("road_detector", "scan_classifier", "scan_segmenter"):
             os.symlink(os.path.join(interop.ROOT, "models", default_model),
                        os.path.join(repo, default_model))
         cls.server, cls.log, cls.ports = start_server(
             ["--model-repository", repo, "--model-control-mode", "explicit",
              "--load-model", "double", "--load-model", "brightness",
              "--load-model", "road_detector", "--load-model", "scan_classifier",
+             "--load-model", "scan_segmenter",
              "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
              "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1"],
             os.path.join(WORK, "server.log"))
@@ -181,7 +182,7 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertRegex(log, r"model=double version=1 loaded in [0-9.]+ s \(import [0-9.]+ s, "
                               r"plans and warm-up [0-9.]+ s\): .*8 plan\(s\) for batch "
                               r"1,2,3,4,5,6,7,8")
-        self.assertIn("models: 4 ready", log)
+        self.assertIn("models: 5 ready", log)
         self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
@@ -365,6 +366,38 @@ class HttpEndpointTest(unittest.TestCase):
             for a, b in zip(g["box"], (w.box.x1, w.box.y1, w.box.x2, w.box.y2)):
                 self.assertAlmostEqual(a, b, places=3)
 
+    def test_segment_route_equals_grpc(self):
+        import base64
+        from rectifier.v1 import vision_pb2, vision_pb2_grpc
+        synth = os.path.join(interop.ROOT, "models", "tools", "synth.py")
+        out = os.path.join(WORK, "synth-seg")
+        subprocess.run(["/usr/bin/python3", synth, "scan", "--seed", "77", "--count", "3",
+                        "--width", "160", "--out", out], check=True, capture_output=True,
+                       timeout=120)
+        images = [(f"scan_{i:04d}.png", interop.read(os.path.join(out, f"scan_{i:04d}.png")))
+                  for i in range(3)]
+        answer = self.post_images("/v1/models/scan_segmenter/segment", images,
+                                  "?probabilities=1&id=s1")
+        self.assertEqual(answer["id"], "s1")
+        request = vision_pb2.SegmentRequest(model_name="scan_segmenter", probability_classes=[1])
+        for _, data in images:
+            request.images.add(data=data)
+        reply = vision_pb2_grpc.VisionStub(self.channel).Segment(request, timeout=60)
+        for (name, _), got, want in zip(images, answer["results"], reply.results):
+            self.assertEqual(got["file"], name)
+            self.assertEqual((got["width"], got["height"]), (160, 160))
+            self.assertEqual(base64.b64decode(got["mask_png"]), want.mask_png)
+            self.assertEqual(base64.b64decode(got["probabilities"][0]["png"]),
+                             want.probabilities[0].png)
+            self.assertEqual([(c["label"], c["pixels"]) for c in got["classes"]],
+                             [(c.label, c.pixels) for c in want.classes])
+        self.assertIn("probability_classes: class 7 does not exist",
+                      self.post_images("/v1/models/scan_segmenter/segment", images[0][1],
+                                       "?probabilities=7", expected=400)["error"])
+        self.assertIn("unknown query parameter 'top_k'",
+                      self.post_images("/v1/models/scan_segmenter/segment", images[0][1],
+                                       "?top_k=1", expected=400)["error"])
+
     def test_synthetic_dicom_scans_classify_as_their_png_twins(self):
         # models/tools/synth.py --dicom writes the same scans as 16-bit DICOM.
         synth = os.path.join(interop.ROOT, "models", "tools", "synth.py")
@@ -482,7 +515,7 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertIn("count", stats[0]["inference_stats"]["fail"])
         everything = self.get_json("/v2/models/stats")["model_stats"]
         self.assertEqual(sorted(s["name"] for s in everything),
-                         ["brightness", "double", "road_detector", "scan_classifier"])
+                         ["brightness", "double", "road_detector", "scan_classifier", "scan_segmenter"])
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['metrics']}/metrics",
                                     timeout=30) as response:
             text = response.read().decode()
@@ -504,14 +537,14 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertEqual(status, 200)
         index = json.loads(data)
         self.assertEqual(sorted(m["name"] for m in index),
-                         ["brightness", "double", "road_detector", "scan_classifier"])
+                         ["brightness", "double", "road_detector", "scan_classifier", "scan_segmenter"])
         self.assertTrue(all(m["state"] == "READY" for m in index))
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/unload", b"")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 400)
         status, _, data = self.request("POST", "/v2/repository/index", b'{"ready": true}')
         self.assertEqual([m["name"] for m in json.loads(data)],
-                         ["double", "road_detector", "scan_classifier"])
+                         ["double", "road_detector", "scan_classifier", "scan_segmenter"])
         status, _, _ = self.request("POST", "/v2/repository/models/brightness/load", b"{}")
         self.assertEqual(status, 200)
         self.assertEqual(self.request("GET", "/v2/models/brightness/ready")[0], 200)

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/integration/server_process.h"
@@ -305,6 +306,60 @@ TEST_F(ToolsVisionTest, StreamSendsEveryFrameAndSummarizes) {
             std::string::npos)
       << text.stderr_text;
   EXPECT_NE(text.stderr_text.find("fps"), std::string::npos);
+}
+
+// stream paces frames at the video's rate unless --no-realtime, and --draw
+// writes every answered frame with its boxes.
+TEST_F(ToolsVisionTest, StreamPacesAtTheVideoRateAndDrawsFrames) {
+  const fs::path drawn = *root_ / "stream-drawn";
+  ExitResult paced =
+      Client({"stream", "fixed_box", Path("clip.avi"), "--json", "--draw", drawn.string()});
+  ASSERT_EQ(paced.exit_code, 0) << paced.stderr_text;
+  const json summary = JsonLines(paced.stderr_text).back();
+  ASSERT_EQ(summary["answered"], kVideoFrames);
+  // Frame i is sent no earlier than i / 10 s after frame 0 (sleep_until), so
+  // the answers span at least (frames - 1) / fps.
+  const double seconds = kVideoFrames / summary["fps"].get<double>();
+  EXPECT_GE(seconds, (kVideoFrames - 1) / 10.0 * 0.95) << summary.dump();
+  for (int i = 0; i < kVideoFrames; ++i) {
+    const fs::path file = drawn / absl::StrFormat("frame_%06d.png", i);
+    const cv::Mat frame = cv::imread(file.string(), cv::IMREAD_COLOR);
+    ASSERT_FALSE(frame.empty()) << file;
+    EXPECT_EQ(frame.size(), cv::Size(64, 48));
+    // The fixed box (cx 16, cy 16, w 8 in the 32x32 input; x2 = 40 here)
+    // has its right edge drawn in the class colour, not the frame's grey.
+    const cv::Vec3b edge = frame.at<cv::Vec3b>(32, 40);
+    EXPECT_FALSE(edge[0] == edge[1] && edge[1] == edge[2]) << file << " " << edge;
+  }
+  ExitResult fast = Client({"stream", "fixed_box", Path("clip.avi"), "--json", "--no-realtime"});
+  ASSERT_EQ(fast.exit_code, 0) << fast.stderr_text;
+  EXPECT_EQ(JsonLines(fast.stderr_text).back()["answered"], kVideoFrames);
+
+  ExitResult bad_dir =
+      Client({"stream", "fixed_box", Path("clip.avi"), "--draw", Path("bright.png") + "/sub"});
+  EXPECT_EQ(bad_dir.exit_code, 2);
+  EXPECT_NE(bad_dir.stderr_text.find("cannot create --draw directory"), std::string::npos)
+      << bad_dir.stderr_text;
+}
+
+// models/tools/synth.py --video writes an MJPEG AVI that the client plays
+// (OpenCV's own AVI reader, no FFmpeg).
+TEST_F(ToolsVisionTest, SynthVideoPlaysThroughStream) {
+  const fs::path out = *root_ / "synth-video";
+  ExitResult made = RunToExit("/usr/bin/python3",
+                              {std::string(RECTIFIER_SOURCE_DIR) + "/models/tools/synth.py", "road",
+                               "--seed", "5", "--count", "4", "--width", "160", "--height", "96",
+                               "--out", out.string(), "--video", "road.avi", "--fps", "25"},
+                              absl::Seconds(120));
+  ASSERT_EQ(made.exit_code, 0) << made.stderr_text;
+  ExitResult run =
+      Client({"stream", "fixed_box", (out / "road.avi").string(), "--json", "--no-realtime"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  const json summary = JsonLines(run.stderr_text).back();
+  EXPECT_EQ(summary["frames_sent"], 4);
+  EXPECT_EQ(summary["answered"], 4);
+  EXPECT_EQ(summary["video"]["width"], 160);
+  EXPECT_EQ(summary["video"]["fps"], 25);
 }
 
 TEST_F(ToolsVisionTest, ClientErrorsExitNonZero) {

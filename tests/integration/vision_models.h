@@ -166,12 +166,60 @@ inline std::string SizeBoxDetectorBytes() {
   return model.SerializeAsString();
 }
 
+// "Threshold segmenter": x FP32 [batch, 1, height, width] (gray, scaled to
+// [0, 1]) with dynamic height and width, y [batch, 2, height / 2, width / 2]:
+// the 2x2 average p of x, scores [0.5 - p, p - 0.5], so class 1 ("bright")
+// where the image is brighter than half scale. The half-size output tests
+// the mapping back to original pixels: a bright rectangle on even input
+// pixels comes back exact.
+inline std::string ThresholdSegmenterBytes() {
+  using namespace vision_models_internal;  // NOLINT(google-build-using-namespace)
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(13);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("threshold_segmenter");
+  onnx::ValueInfoProto* in = graph->add_input();
+  in->set_name("x");
+  auto* tensor = in->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  tensor->mutable_shape()->add_dim()->set_dim_param("batch");
+  tensor->mutable_shape()->add_dim()->set_dim_value(1);
+  tensor->mutable_shape()->add_dim()->set_dim_param("height");
+  tensor->mutable_shape()->add_dim()->set_dim_param("width");
+  onnx::ValueInfoProto* out = graph->add_output();
+  out->set_name("y");
+  out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  AddInitializer(graph, "half", {1}, {0.5f});
+  onnx::NodeProto* pool = AddNode(graph, "AveragePool", {"x"}, "p");
+  onnx::AttributeProto* kernel = pool->add_attribute();
+  kernel->set_name("kernel_shape");
+  kernel->set_type(onnx::AttributeProto::INTS);
+  kernel->add_ints(2);
+  kernel->add_ints(2);
+  onnx::AttributeProto* strides = pool->add_attribute();
+  strides->set_name("strides");
+  strides->set_type(onnx::AttributeProto::INTS);
+  strides->add_ints(2);
+  strides->add_ints(2);
+  AddNode(graph, "Sub", {"half", "p"}, "dark");
+  AddNode(graph, "Sub", {"p", "half"}, "bright");
+  onnx::NodeProto* concat = AddNode(graph, "Concat", {"dark", "bright"}, "y");
+  onnx::AttributeProto* axis = concat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  return model.SerializeAsString();
+}
+
 // Writes the vision models with their imaging configs into `root`:
 // "brightness" (classification, max batch 8, labels bright/dark, top 2) and
 // "fixed_box" (detection, letterboxed, one box "thing"), and the size-box
 // detector with dynamic height and width twice: "size_box" (RESIZE_KEEP_SIZE,
 // long side 64, padded to x32) and "size_box_native" (each image's own size
-// within max_input_dims 128x128, padded to x32).
+// within max_input_dims 128x128, padded to x32), and the threshold segmenter
+// twice: "threshold_seg" (each image's own size, gray, padded to x32) and
+// "threshold_seg_x2" (long side 80, padded to x16).
 inline void WriteVisionModels(const std::filesystem::path& root) {
   WriteFile(root / "brightness" / "1" / "model.onnx", BrightnessClassifierBytes());
   WriteFile(root / "brightness" / "config.pbtxt",
@@ -200,6 +248,22 @@ inline void WriteVisionModels(const std::filesystem::path& root) {
             "engine { max_input_dims { name: \"images\" dims: [ 3, 128, 128 ] } }\n"
             "preprocessing { resize_mode: RESIZE_KEEP_SIZE }\n" +
                 post);
+  for (const char* name : {"threshold_seg", "threshold_seg_x2"}) {
+    WriteFile(root / name / "1" / "model.onnx", ThresholdSegmenterBytes());
+  }
+  const std::string seg_post =
+      "postprocessing { task: TASK_SEGMENTATION labels: [\"dark\", \"bright\"] }\n";
+  WriteFile(root / "threshold_seg" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "engine { max_input_dims { name: \"x\" dims: [ 1, 128, 128 ] } }\n"
+            "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_KEEP_SIZE "
+            "scale: 0.003921569 }\n" +
+                seg_post);
+  WriteFile(root / "threshold_seg_x2" / "config.pbtxt",
+            "max_batch_size: 4\n"
+            "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_KEEP_SIZE "
+            "long_side: 80 pad_to_multiple: 16 scale: 0.003921569 }\n" +
+                seg_post);
 }
 
 }  // namespace rectifier::testing

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -84,6 +85,12 @@ class VisionTest : public ::testing::Test {
     request.set_model_name(model);
     for (const std::string& image : images) request.add_images()->set_data(image);
     return vision_->Detect(&context, request, response);
+  }
+
+  grpc::Status Segment(v1::SegmentRequest request, v1::SegmentResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return vision_->Segment(&context, request, response);
   }
 
   static fs::path* root_;
@@ -260,6 +267,139 @@ TEST_F(VisionTest, DetectKeepsEachImagesOwnSizeOnADynamicModel) {
     EXPECT_NEAR(box.y1(), std::max(0.0, y1), tolerance);
     EXPECT_NEAR(box.y2(), std::min<double>(c.height, y2), tolerance);
   }
+}
+
+// A 40x24 gray image, dark (30) with a bright (230) rectangle at x 8..23,
+// y 4..11 (even edges, so the threshold segmenter's half-size output maps
+// back to it exactly).
+cv::Mat RectangleImage() {
+  cv::Mat image(24, 40, CV_8UC1, cv::Scalar(30));
+  image(cv::Rect(8, 4, 16, 8)).setTo(cv::Scalar(230));
+  return image;
+}
+
+cv::Mat DecodePng(const std::string& bytes) {
+  const std::vector<unsigned char> data(bytes.begin(), bytes.end());
+  return cv::imdecode(data, cv::IMREAD_UNCHANGED);
+}
+
+TEST_F(VisionTest, SegmentReturnsTheMaskInOriginalPixels) {
+  const cv::Mat image = RectangleImage();
+  cv::Mat expected(image.size(), CV_8UC1, cv::Scalar(0));
+  expected(cv::Rect(8, 4, 16, 8)).setTo(cv::Scalar(1));
+  // Own size (padded 40x24 -> 64x32, centred) and scaled up x2 (80x48): the
+  // mask comes back at 40x24 either way.
+  for (const char* model : {"threshold_seg", "threshold_seg_x2"}) {
+    SCOPED_TRACE(model);
+    v1::SegmentRequest request;
+    request.set_model_name(model);
+    request.set_id("seg-1");
+    request.add_images()->set_data(Png(image));
+    request.add_images()->set_data(Gray(10, 14, 250));
+    v1::SegmentResponse response;
+    const grpc::Status status = Segment(request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.id(), "seg-1");
+    ASSERT_EQ(response.results_size(), 2);
+    const v1::SegmentResult& r = response.results(0);
+    EXPECT_EQ(r.width(), 40u);
+    EXPECT_EQ(r.height(), 24u);
+    EXPECT_EQ(r.image().width(), 40u);
+    const cv::Mat mask = DecodePng(r.mask_png());
+    ASSERT_EQ(mask.type(), CV_8UC1);
+    ASSERT_EQ(mask.size(), image.size());
+    EXPECT_EQ(cv::countNonZero(mask != expected), 0);
+    ASSERT_EQ(r.classes_size(), 2);
+    EXPECT_EQ(r.classes(0).label(), "dark");  // most pixels first
+    EXPECT_EQ(r.classes(0).pixels(), 40u * 24 - 16 * 8);
+    EXPECT_EQ(r.classes(1).label(), "bright");
+    EXPECT_EQ(r.classes(1).class_id(), 1);
+    EXPECT_EQ(r.classes(1).pixels(), 16u * 8);
+    EXPECT_NEAR(r.classes(1).fraction(), 128.0 / 960, 1e-6);
+    EXPECT_GT(r.timing().postprocess_us(), 0u);
+    EXPECT_EQ(r.probabilities_size(), 0);
+    // An all-bright image is one class, at its own size.
+    const v1::SegmentResult& bright = response.results(1);
+    EXPECT_EQ(bright.width(), 14u);
+    ASSERT_EQ(bright.classes_size(), 1);
+    EXPECT_EQ(bright.classes(0).pixels(), 140u);
+  }
+}
+
+TEST_F(VisionTest, SegmentProbabilityMapsAndMinScore) {
+  v1::SegmentRequest request;
+  request.set_model_name("threshold_seg");
+  request.add_images()->set_data(Png(RectangleImage()));
+  request.set_all_probabilities(true);
+  v1::SegmentResponse response;
+  grpc::Status status = Segment(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const v1::SegmentResult& r = response.results(0);
+  ASSERT_EQ(r.probabilities_size(), 2);
+  EXPECT_EQ(r.probabilities(1).label(), "bright");
+  const cv::Mat dark = DecodePng(r.probabilities(0).png());
+  const cv::Mat bright = DecodePng(r.probabilities(1).png());
+  ASSERT_EQ(bright.type(), CV_16UC1);
+  ASSERT_EQ(bright.size(), cv::Size(40, 24));
+  // softmax of [0.5 - p, p - 0.5] inside the rectangle, p = 230 / 255.
+  const double p = 230.0 / 255 - 0.5;
+  const double inside = 1.0 / (1.0 + std::exp(-2 * p));
+  EXPECT_NEAR(bright.at<uint16_t>(8, 16) / 65535.0, inside, 1e-4);
+  for (int y = 0; y < 24; ++y) {
+    for (int x = 0; x < 40; ++x) {
+      ASSERT_NEAR(dark.at<uint16_t>(y, x) + bright.at<uint16_t>(y, x), 65535, 1) << x << "," << y;
+    }
+  }
+  // Only class 1's map; then a min_score no pixel reaches: all background.
+  request.set_all_probabilities(false);
+  request.add_probability_classes(1);
+  request.set_min_score(0.95f);
+  status = Segment(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results(0).probabilities_size(), 1);
+  EXPECT_EQ(response.results(0).probabilities(0).class_id(), 1);
+  ASSERT_EQ(response.results(0).classes_size(), 1);
+  EXPECT_EQ(response.results(0).classes(0).label(), "dark");
+}
+
+TEST_F(VisionTest, SegmentRefusesBadRequestsByName) {
+  const auto refused = [&](v1::SegmentRequest request) {
+    v1::SegmentResponse response;
+    return Segment(std::move(request), &response);
+  };
+  v1::SegmentRequest base;
+  base.set_model_name("threshold_seg");
+  base.add_images()->set_data(Png(RectangleImage()));
+
+  v1::SegmentRequest request = base;
+  request.add_probability_classes(2);
+  grpc::Status status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("probability_classes: class 2 does not exist"),
+            std::string::npos)
+      << status.error_message();
+  request = base;
+  request.set_min_score(1.5f);
+  status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("min_score"), std::string::npos) << status.error_message();
+  request = base;
+  request.set_model_name("brightness");
+  status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("use Classify"), std::string::npos)
+      << status.error_message();
+  request = base;
+  request.clear_images();
+  request.add_images()->set_data("not an image");
+  status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Classify on the segmenter names the call to use.
+  v1::ClassifyResponse classify;
+  status = Classify({Png(RectangleImage())}, &classify, "threshold_seg");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("use Segment"), std::string::npos)
+      << status.error_message();
 }
 
 // Frames of distinct brightness: the detection score says which frame a

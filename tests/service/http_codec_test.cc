@@ -43,6 +43,7 @@ TEST(HttpRouteTest, RoutesEveryKServePath) {
       {"/v2/repository/models/m/unload", Kind::kUnload, "m", "", "POST"},
       {"/v1/models/m/classify", Kind::kClassify, "m", "", "POST"},
       {"/v1/models/m/versions/4/detect", Kind::kDetect, "m", "4", "POST"},
+      {"/v1/models/m/segment", Kind::kSegment, "m", "", "POST"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.path);
@@ -74,7 +75,7 @@ TEST(HttpRouteTest, UnknownPathsAreNotFound) {
                            "/metrics",
                            "/v1",
                            "/v1/models/m",
-                           "/v1/models/m/segment",
+                           "/v1/models/m/segmentation",
                            "/v1/models/m/versions/classify",
                            "/v1/models//classify"}) {
     SCOPED_TRACE(path);

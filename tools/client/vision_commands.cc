@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -157,6 +158,56 @@ std::string DrawPath(const std::string& out_dir, const std::string& file,
   return (fs::path(out_dir) / (name + ".png")).string();
 }
 
+// stream --draw: the frames sent, kept until their answer comes, then
+// written as OUT_DIR/frame_NNNNNN.png with the boxes drawn. Frames the
+// server skipped (drop-stale) or failed are dropped. Thread-safe.
+class FrameDrawer {
+ public:
+  explicit FrameDrawer(std::string out_dir) : out_dir_(std::move(out_dir)) {}
+  bool enabled() const { return !out_dir_.empty(); }
+  void Keep(uint64_t id, const cv::Mat& frame) {
+    if (!enabled()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    frames_[id] = frame.clone();
+  }
+  void Forget(const std::vector<uint64_t>& ids) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const uint64_t id : ids) frames_.erase(id);
+  }
+  // Draws and writes the frame of `id`; false when it cannot be written.
+  bool Answered(uint64_t id, const v1::DetectResult& result) {
+    cv::Mat frame;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = frames_.find(id);
+      if (it == frames_.end()) return true;
+      frame = std::move(it->second);
+      frames_.erase(it);
+    }
+    DrawDetections(result, frame);
+    const std::string path =
+        (fs::path(out_dir_) / absl::StrFormat("frame_%06d.png", static_cast<int>(id))).string();
+    try {
+      return cv::imwrite(path, frame);
+    } catch (const cv::Exception&) {
+      return false;
+    }
+  }
+
+ private:
+  const std::string out_dir_;
+  std::mutex mu_;
+  std::map<uint64_t, cv::Mat> frames_;
+};
+
+// stream --realtime: waits until frame `id` is due at `fps` from `start`.
+void PaceFrame(SteadyClock::time_point start, uint64_t id, double fps) {
+  if (fps <= 0) return;
+  std::this_thread::sleep_until(start +
+                                std::chrono::duration_cast<SteadyClock::duration>(
+                                    std::chrono::duration<double>(static_cast<double>(id) / fps)));
+}
+
 }  // namespace
 
 VisionCommands::VisionCommands(CLI::App& app) {
@@ -182,9 +233,26 @@ VisionCommands::VisionCommands(CLI::App& app) {
   stream_->add_option("--max-in-flight", max_in_flight_, "Frames in flight (0 = server's 4)");
   stream_->add_flag("--drop-stale", drop_stale_, "Let the server skip frames that would be late");
   stream_->add_option("--max-frames", max_frames_, "Stop after N frames (0 = whole video)");
+  stream_->add_flag("--realtime,!--no-realtime", realtime_,
+                    "Send at the video's own frame rate (default), or as fast as the server "
+                    "takes them (--no-realtime)");
+  stream_->add_option("--draw", draw_dir_,
+                      "Write OUT_DIR/frame_NNNNNN.png for every answered frame, boxes drawn");
   stream_->add_option("--jpeg-quality", jpeg_quality_, "JPEG quality of the frames sent")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+
+  segment_ = app.add_subcommand("segment", "Vision Segment: a class mask for each image file");
+  segment_->add_option("model", model_, "Model name")->required();
+  segment_->add_option("files", files_, "Image files (JPEG, PNG, TIFF, DICOM, ...)")->required();
+  segment_->add_option("--model-version", version_, "Version ('' = newest)");
+  segment_->add_option("--draw", draw_dir_,
+                       "Write OUT_DIR/<stem>.png (the classes overlaid) and <stem>_mask.png");
+  segment_->add_option("--probabilities", probabilities_,
+                       "Also ask for probability maps: 'all' or class ids '1,2' (with --draw: "
+                       "<stem>_prob_<class>.png)");
+  min_score_option_ = segment_->add_option(
+      "--min-score", min_score_, "Pixels whose best class scores lower get the background class");
 
   for (CLI::App* command : {detect_, stream_}) {
     score_options_.push_back(command->add_option("--score-threshold", score_threshold_,
@@ -198,6 +266,7 @@ std::optional<int> VisionCommands::Run(const Globals& globals, const Connection&
   if (classify_->parsed()) return Classify(globals, connection);
   if (detect_->parsed()) return Detect(globals, connection);
   if (stream_->parsed()) return Stream(globals, connection);
+  if (segment_->parsed()) return Segment(globals, connection);
   return std::nullopt;
 }
 
@@ -351,6 +420,16 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
   const int video_width = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_WIDTH));
   const int video_height = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_HEIGHT));
   const double video_fps = capture.get(cv::CAP_PROP_FPS);
+  FrameDrawer drawer(draw_dir_);
+  if (drawer.enabled()) {
+    fs::create_directories(draw_dir_, error);
+    if (error || !fs::is_directory(draw_dir_)) {
+      return UsageError(
+          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
+    }
+  }
+  // A frame rate OpenCV cannot tell (0) or a nonsense one is not paced.
+  const double pace_fps = realtime_ && video_fps > 0 && video_fps <= 1000 ? video_fps : 0;
 
   auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
@@ -368,8 +447,11 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
     cv::Mat frame;
     std::vector<unsigned char> jpeg;
     const std::vector<int> params = {cv::IMWRITE_JPEG_QUALITY, jpeg_quality_};
+    const SteadyClock::time_point start = SteadyClock::now();
     for (uint64_t id = 0; max_frames_ == 0 || id < max_frames_; ++id) {
       if (!capture.read(frame) || frame.empty()) break;
+      PaceFrame(start, id, pace_fps);
+      drawer.Keep(id, frame);
       if (!cv::imencode(".jpg", frame, jpeg, params)) {
         std::lock_guard<std::mutex> lock(mu);
         local_error = absl::StrCat("cannot JPEG-encode frame ", id);
@@ -421,6 +503,16 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
     const std::vector<uint64_t> skipped_ids(response.skipped_frame_ids().begin(),
                                             response.skipped_frame_ids().end());
     const bool failed = response.error_code() != 0;
+    drawer.Forget(skipped_ids);
+    if (failed) {
+      drawer.Forget({response.frame_id()});
+    } else if (drawer.enabled() && !drawer.Answered(response.frame_id(), response.result())) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (local_error.empty()) {
+        local_error =
+            absl::StrCat("cannot write frame ", response.frame_id(), " to --draw ", draw_dir_);
+      }
+    }
     if (failed) {
       if (errors++ == 0) {
         first_frame_error = grpc::Status(
@@ -528,6 +620,152 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
   // Failed frames make the run fail too; the first one names the problem.
   if (errors > 0) return RpcError(first_frame_error);
   return 0;
+}
+
+
+namespace {
+
+// Blends each non-zero class of `mask` over `image` in its class colour
+// (class 0, by convention the background, is left as it is).
+void DrawSegmentation(const cv::Mat& mask, cv::Mat& image) {
+  for (int y = 0; y < image.rows; ++y) {
+    auto* row = image.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < image.cols; ++x) {
+      const int id = mask.depth() == CV_16U ? mask.at<uint16_t>(y, x) : mask.at<uint8_t>(y, x);
+      if (id == 0) continue;
+      const cv::Scalar colour = ClassColour(id);
+      for (int c = 0; c < 3; ++c) {
+        row[x][c] = cv::saturate_cast<uint8_t>(0.45 * row[x][c] + 0.55 * colour[c]);
+      }
+    }
+  }
+}
+
+bool WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return static_cast<bool>(out);
+}
+
+// --probabilities into the request: "all" or class ids.
+absl::Status ApplyProbabilities(const std::string& text, v1::SegmentRequest& request) {
+  if (text.empty()) return absl::OkStatus();
+  if (text == "all") {
+    request.set_all_probabilities(true);
+    return absl::OkStatus();
+  }
+  std::stringstream in(text);
+  std::string id;
+  while (std::getline(in, id, ',')) {
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(id.c_str(), &end, 10);
+    if (id.empty() || *end != '\0' || value > UINT32_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--probabilities takes 'all' or class ids like 1,2; '", id, "' is not a class id"));
+    }
+    request.add_probability_classes(static_cast<uint32_t>(value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool VisionCommands::WriteSegmentFiles(const std::string& file, const std::string& out,
+                                       const v1::SegmentResult& result) {
+  const std::string stem = (fs::path(out).parent_path() / fs::path(out).stem()).string();
+  bool ok = WriteBytes(stem + "_mask.png", result.mask_png());
+  for (const v1::ProbabilityMap& map : result.probabilities()) {
+    const std::string name = map.label().empty() ? absl::StrCat(map.class_id()) : map.label();
+    ok = WriteBytes(absl::StrCat(stem, "_prob_", name, ".png"), map.png()) && ok;
+  }
+  const std::vector<uchar> png(result.mask_png().begin(), result.mask_png().end());
+  const cv::Mat mask = cv::imdecode(png, cv::IMREAD_UNCHANGED);
+  cv::Mat image = ReadForDrawing(file);
+  if (image.empty() || mask.empty() || image.size() != mask.size()) {
+    std::fprintf(stderr, "rectifier-client: not drawing '%s': %s\n", file.c_str(),
+                 image.empty() ? "OpenCV cannot read it" : "it reads at another size here");
+    return ok;
+  }
+  DrawSegmentation(mask, image);
+  try {
+    ok = cv::imwrite(out, image) && ok;
+  } catch (const cv::Exception& e) {
+    std::fprintf(stderr, "rectifier-client: error: writing '%s': %s\n", out.c_str(), e.what());
+    ok = false;
+  }
+  return ok;
+}
+
+int VisionCommands::Segment(const Globals& globals, const Connection& connection) {
+  if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
+    return UsageError(
+        absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
+  }
+  auto images = ReadFiles(files_);
+  if (!images.ok()) return UsageError(std::string(images.status().message()));
+  v1::SegmentRequest request;
+  if (absl::Status s = ApplyProbabilities(probabilities_, request); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  if (!draw_dir_.empty()) {
+    std::error_code error;
+    fs::create_directories(draw_dir_, error);
+    if (error || !fs::is_directory(draw_dir_)) {
+      return UsageError(
+          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
+    }
+  }
+  request.set_model_name(model_);
+  request.set_model_version(version_);
+  request.set_id("rectifier-client");
+  if (min_score_option_->count() > 0) request.set_min_score(min_score_);
+  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
+
+  auto stub = v1::Vision::NewStub(connection.channel());
+  grpc::ClientContext context;
+  SetDeadline(globals, &context);
+  v1::SegmentResponse response;
+  const grpc::Status status = stub->Segment(&context, request, &response);
+  if (!status.ok()) return CallError(connection, status);
+  if (response.results_size() != static_cast<int>(files_.size())) {
+    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
+                                 absl::StrCat("the server answered ", response.results_size(),
+                                              " results for ", files_.size(), " images")));
+  }
+  std::vector<std::string> drawn(files_.size());
+  int exit_code = 0;
+  if (!draw_dir_.empty()) {
+    std::set<std::string> used;
+    for (size_t i = 0; i < files_.size(); ++i) {
+      drawn[i] = DrawPath(draw_dir_, files_[i], used);
+      if (!WriteSegmentFiles(files_[i], drawn[i], response.results(static_cast<int>(i)))) {
+        std::fprintf(stderr, "rectifier-client: error: cannot write all of '%s'\n",
+                     drawn[i].c_str());
+        exit_code = kExitUsage;
+      }
+    }
+  }
+  if (globals.json) {
+    json out = service::SegmentResponseJson(response, files_, /*with_png=*/false);
+    for (int i = 0; i < response.results_size(); ++i) {
+      if (!drawn[i].empty()) out["results"][i]["drawn"] = drawn[i];
+    }
+    std::cout << out.dump() << "\n";
+    return exit_code;
+  }
+  std::printf("model %s version %s\n", response.model_name().c_str(),
+              response.model_version().c_str());
+  for (int i = 0; i < response.results_size(); ++i) {
+    const v1::SegmentResult& r = response.results(i);
+    std::printf("%s: %s, %s\n", files_[i].c_str(), ImageText(r.image()).c_str(),
+                TimingText(r.timing()).c_str());
+    for (const v1::ClassArea& a : r.classes()) {
+      std::printf("  %-16s %3d  %9llu px  %6.2f%%\n", a.label().c_str(), a.class_id(),
+                  static_cast<unsigned long long>(a.pixels()), 100.0 * a.fraction());
+    }
+    if (!drawn[i].empty()) std::printf("  drawn: %s\n", drawn[i].c_str());
+  }
+  return exit_code;
 }
 
 }  // namespace rectifier::tools

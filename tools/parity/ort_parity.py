@@ -31,6 +31,13 @@ import zoo  # noqa: E402
 SKIP = 77
 
 
+# Default models with dynamic height and width: the shapes --default-models
+# checks them at (each a full input shape).
+DEFAULT_MODEL_SHAPES = {
+    "scan_segmenter": [[1, 1, 128, 128], [3, 1, 96, 160], [1, 1, 192, 144]],
+}
+
+
 def check_model(engine, name, path, batches, threads, rtol, seed, perturb, shapes=None):
     """Returns a list of (line, ok) for one model over the batch sizes, or over `shapes`
     (full input shapes, for a model with dynamic dimensions besides the batch)."""
@@ -116,8 +123,9 @@ def main():
             p.error("nothing to check: give --zoo, --model or --default-models")
         failed = 0
         for name, path in models:
+            model_shapes = shapes or DEFAULT_MODEL_SHAPES.get(path.split(os.sep)[-3])
             for line, ok in check_model(a.engine, name, path, a.batches, a.threads, a.rtol,
-                                        a.seed, a.perturb, shapes):
+                                        a.seed, a.perturb, model_shapes):
                 print(line, flush=True)
                 failed += not ok
     except zoo.ParityError as e:
