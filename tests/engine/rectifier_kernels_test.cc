@@ -172,6 +172,20 @@ TEST(RectifierKernelsTest, C2fSplitAndConcatAsCopies) {
   ExpectKernelsMatchOneDnn(
       C2fBlock(), {1, 8, 12, 12},
       {"Split 'a_node' #0 [1,16,12,12] #1 [1,16,12,12] ", "Concat 'cat_node' [1,48,12,12] 3 x "});
+  // Where the convolutions run channels last (AVX-512), the copies stay in
+  // that layout: no reorders to plain and back around them.
+  auto model = CompiledModel::FromBytes(C2fBlock(), {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plan = (*model)->DescribePlan(1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  if (absl::StrContains(*plan, "dst:acdb")) {
+    EXPECT_TRUE(absl::StrContains(
+        *plan, "Split 'a_node' #0 [1,16,12,12] #1 [1,16,12,12] acdb  [rectifier:copy]"))
+        << *plan;
+    EXPECT_TRUE(
+        absl::StrContains(*plan, "Concat 'cat_node' [1,48,12,12] 3 x acdb  [rectifier:copy]"))
+        << *plan;
+  }
 }
 
 // A DFL head: [N, 64, K] -> Reshape [N, 4, 16, K] -> Transpose [N, 16, 4, K]
@@ -237,9 +251,19 @@ std::string PaddedConcat() {
   return b.Bytes();
 }
 
+// True when oneDNN runs the model's convolutions channels last (acdb, as
+// its AVX-512 brgconv does): channel copies then need no plain copy.
+bool ChannelsLast(const std::string& bytes) {
+  auto model = CompiledModel::FromBytes(bytes, {});
+  if (!model.ok()) return false;
+  auto plan = (*model)->DescribePlan(1);
+  return plan.ok() && absl::StrContains(*plan, "dst:acdb");
+}
+
 TEST(RectifierKernelsTest, PaddedBlockedConcatCopiesPlainRows) {
+  const std::string layout = ChannelsLast(PaddedConcat()) ? "acdb" : "abcd";
   ExpectKernelsMatchOneDnn(PaddedConcat(), {1, 4, 6, 6},
-                           {"Concat 'cat_node' [1,8,6,6] 2 x abcd  [rectifier:copy]"});
+                           {"Concat 'cat_node' [1,8,6,6] 2 x " + layout + "  [rectifier:copy]"});
 }
 
 TEST(RectifierKernelsTest, PlainSlicesConcatAndLogSoftmax) {
@@ -250,7 +274,8 @@ TEST(RectifierKernelsTest, PlainSlicesConcatAndLogSoftmax) {
 }
 
 // A channel slice inside a block (offset 4 of an 8-channel block) cannot be
-// a block copy: the slice copies rows of a plain copy instead.
+// a block copy: the slice copies rows of a plain copy instead (channels
+// last, any channel range is a row copy).
 TEST(RectifierKernelsTest, UnalignedChannelSliceCopiesPlainRows) {
   ModelBuilder b(13);
   b.Input("x", {-1, 8, 6, 6});
@@ -268,7 +293,9 @@ TEST(RectifierKernelsTest, UnalignedChannelSliceCopiesPlainRows) {
   ASSERT_TRUE(model.ok()) << model.status();
   auto plan = (*model)->DescribePlan(1);
   ASSERT_TRUE(plan.ok());
-  EXPECT_TRUE(absl::StrContains(*plan, "Slice 'y_node' #0 [1,8,6,6] abcd  [rectifier:copy]"))
+  const std::string layout = ChannelsLast(bytes) ? "acdb" : "abcd";
+  EXPECT_TRUE(
+      absl::StrContains(*plan, "Slice 'y_node' #0 [1,8,6,6] " + layout + "  [rectifier:copy]"))
       << *plan;
   const Tensor x = RandomTensor({2, 8, 6, 6}, 5);
   auto got = testing::CompileAndRun(bytes, {x});

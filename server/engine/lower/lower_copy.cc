@@ -1,6 +1,7 @@
 // Concat, Slice and Split as Rectifier row-copy steps. In a plain row-major
-// layout, and along the channels of a channel-blocked layout (aBcd8b,
-// aBcd16b, ...) at block-aligned offsets, every one of these ops is the
+// layout, along the channels of a channel-blocked layout (aBcd8b,
+// aBcd16b, ...) at block-aligned offsets, and along the channels of a
+// channels-last one (acdb: a row per pixel), every one of these ops is the
 // same thing: the tensor is `outer` rows, an index of the axis is `unit`
 // contiguous floats of a row, and the op copies contiguous pieces of rows.
 // oneDNN 2.6 runs them with its generic `simple:any` concat and reorder
@@ -40,9 +41,18 @@ std::optional<Rows> RowsOf(const PlanValue& v, int axis) {
     for (size_t d = axis + 1; d < s.size(); ++d) r.unit *= s[d];
     return r;
   }
+  const std::string layout = LayoutName(v.md);
+  // Channels last (acb, acdb, acdeb: what oneDNN's AVX-512 convolutions
+  // pick): one row per pixel, its channels contiguous.
+  if (axis == 1 && s.size() >= 3 && s.size() <= 5 &&
+      layout == std::string("ac") + std::string("de").substr(0, s.size() - 3) + "b" &&
+      v.md.get_size() == static_cast<size_t>(NumElements(s)) * sizeof(float)) {
+    r.outer = s[0];
+    for (size_t d = 2; d < s.size(); ++d) r.outer *= s[d];
+    return r;
+  }
   // Channel-blocked (a, B, c, ...) with no padding: channels [c0, c0 + e)
   // of one image, c0 and e multiples of the block, are contiguous.
-  const std::string layout = LayoutName(v.md);
   for (int64_t block : {8, 16}) {
     const std::string want = std::string("aB") + std::string("cde").substr(0, s.size() - 2) +
                              std::to_string(block) + "b";
