@@ -63,8 +63,8 @@ absl::Status CheckMap(const ScoreMap& map, const ImageTransform& transform) {
                                                    " values for ", map.classes, "x", map.height,
                                                    "x", map.width));
   }
-  if (transform.original_width < 1 || transform.original_height < 1 ||
-      !(transform.scale_x > 0) || !(transform.scale_y > 0)) {
+  if (transform.original_width < 1 || transform.original_height < 1 || !(transform.scale_x > 0) ||
+      !(transform.scale_y > 0)) {
     return absl::InvalidArgumentError("segmentation needs the image's size and transform");
   }
   return absl::OkStatus();
@@ -151,8 +151,7 @@ absl::StatusOr<SegmentationResult> SegmentScores(const ScoreMap& map,
           label = options.background_class;
         }
         for (size_t k = 0; k < probability_classes.size(); ++k) {
-          out.probabilities[k].at<float>(y, x) =
-              pixel[static_cast<size_t>(probability_classes[k])];
+          out.probabilities[k].at<float>(y, x) = pixel[static_cast<size_t>(probability_classes[k])];
         }
       }
       if (wide) {

@@ -4,10 +4,9 @@
 #define RECTIFIER_SERVER_IMAGING_SEGMENTATION_H_
 
 #include <cstdint>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -113,8 +113,8 @@ absl::Status FitOutput(const std::string& name, const engine::TensorInfo& output
   if (imaging.task == ImageTask::kSegmentation) {
     if (imaging.segmentation.labels.empty()) imaging.segmentation.labels = labels;
     // Height and width may be dynamic (-1); the classes may not.
-    if (shape.size() != 4 || shape[1] < 2 || shape[1] > 65536 || shape[2] == 0 ||
-        shape[2] < -1 || shape[3] == 0 || shape[3] < -1) {
+    if (shape.size() != 4 || shape[1] < 2 || shape[1] > 65536 || shape[2] == 0 || shape[2] < -1 ||
+        shape[3] == 0 || shape[3] < -1) {
       return Precondition(name, absl::StrCat("segmentation needs output '", output.name,
                                              "' laid out [batch, classes >= 2, height, width] "
                                              "(class scores per pixel), got rank ",

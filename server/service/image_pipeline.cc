@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <opencv2/imgcodecs.hpp>
 #include <optional>
 #include <utility>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -260,8 +259,7 @@ std::string EncodePng(const cv::Mat& image) {
 
 const std::string& LabelOf(const std::vector<std::string>& labels, int id) {
   static const std::string kNone;
-  return id >= 0 && id < static_cast<int>(labels.size()) ? labels[static_cast<size_t>(id)]
-                                                         : kNone;
+  return id >= 0 && id < static_cast<int>(labels.size()) ? labels[static_cast<size_t>(id)] : kNone;
 }
 
 }  // namespace
@@ -276,8 +274,8 @@ absl::Status SegmentOutput(const engine::Tensor& output, const ModelImaging& ima
       shape[2] > (int64_t{1} << 20) || shape[3] > (int64_t{1} << 20)) {
     return absl::InternalError("segmentation output does not match the model's head shape");
   }
-  const int64_t pixels = int64_t{prepared.transform.original_width} *
-                         prepared.transform.original_height;
+  const int64_t pixels =
+      int64_t{prepared.transform.original_width} * prepared.transform.original_height;
   if (static_cast<int64_t>(probability_classes.size()) * pixels > kMaxProbabilityPixels) {
     return absl::InvalidArgumentError(absl::StrCat(
         probability_classes.size(), " probability maps of a ", prepared.transform.original_width,
@@ -291,9 +289,8 @@ absl::Status SegmentOutput(const engine::Tensor& output, const ModelImaging& ima
   map.width = static_cast<int>(shape[3]);
   map.input_width = prepared.input_width;
   map.input_height = prepared.input_height;
-  ASSIGN_OR_RETURN(
-      imaging::SegmentationResult result,
-      imaging::SegmentScores(map, prepared.transform, options, probability_classes));
+  ASSIGN_OR_RETURN(imaging::SegmentationResult result,
+                   imaging::SegmentScores(map, prepared.transform, options, probability_classes));
   out->set_width(static_cast<uint32_t>(result.mask.cols));
   out->set_height(static_cast<uint32_t>(result.mask.rows));
   out->set_mask_png(EncodePng(result.mask));

@@ -105,12 +105,9 @@ json SegmentResponseJson(const v1::SegmentResponse& response, const std::vector<
                          {"pixels", a.pixels()},
                          {"fraction", a.fraction()}});
     }
-    json result = {{"file", FileName(files, i)},
-                   {"width", r.width()},
-                   {"height", r.height()},
-                   {"classes", std::move(classes)},
-                   {"image", ImageJson(r.image())},
-                   {"timing", TimingJson(r.timing())}};
+    json result = {{"file", FileName(files, i)},    {"width", r.width()},
+                   {"height", r.height()},          {"classes", std::move(classes)},
+                   {"image", ImageJson(r.image())}, {"timing", TimingJson(r.timing())}};
     if (with_png) {
       result["mask_png"] = absl::Base64Escape(r.mask_png());
       json maps = json::array();

@@ -283,16 +283,15 @@ void StartImages(VisionService& service, const Request* request, Response* respo
   base.deadline = RequestDeadline(context.deadline, base.start, request->timeout_us());
   base.is_cancelled = context.is_cancelled;
   base.api = context.api;
-  auto call =
-      std::make_shared<UnaryCall>(context.finish, request->images_size(),
-                                  [request, response](std::vector<ImageOutcome>& outcomes) {
-                                    response->set_model_name(request->model_name());
-                                    response->set_model_version(outcomes.front().version);
-                                    response->set_id(request->id());
-                                    for (ImageOutcome& o : outcomes) {
-                                      ToProto(o, response->add_results());
-                                    }
-                                  });
+  auto call = std::make_shared<UnaryCall>(context.finish, request->images_size(),
+                                          [request, response](std::vector<ImageOutcome>& outcomes) {
+                                            response->set_model_name(request->model_name());
+                                            response->set_model_version(outcomes.front().version);
+                                            response->set_id(request->id());
+                                            for (ImageOutcome& o : outcomes) {
+                                              ToProto(o, response->add_results());
+                                            }
+                                          });
   for (int i = 0; i < request->images_size(); ++i) {
     auto job = std::make_unique<ImageJob>(base);
     job->image_bytes = request->images(i).data();
@@ -460,8 +459,8 @@ absl::Status ApplySegmentOverrides(const google::protobuf::RepeatedField<uint32_
   for (const uint32_t id : classes) {
     if (id >= static_cast<uint32_t>(num_classes)) {
       return absl::InvalidArgumentError(absl::StrCat("probability_classes: class ", id,
-                                                     " does not exist (the model has ",
-                                                     num_classes, " classes)"));
+                                                     " does not exist (the model has ", num_classes,
+                                                     " classes)"));
     }
     if (seen[id]) {
       return absl::InvalidArgumentError(

@@ -31,10 +31,9 @@ ScoreMap Map(const std::vector<float>& scores, int classes, int height, int widt
 
 TEST(SegmentationTest, EachPixelTakesItsBestClass) {
   // 3 classes over a 4x2 output; ties go to the lower id.
-  const std::vector<float> scores = {
-      1, 0, 0, 0, 0, 0, 0, 0,   // class 0
-      0, 1, 0, 0, 0, 2, 0, 0,   // class 1
-      0, 0, 1, 0, 0, 0, 3, 0};  // class 2
+  const std::vector<float> scores = {1, 0, 0, 0, 0, 0, 0, 0,   // class 0
+                                     0, 1, 0, 0, 0, 2, 0, 0,   // class 1
+                                     0, 0, 1, 0, 0, 0, 3, 0};  // class 2
   auto r = SegmentScores(Map(scores, 3, 2, 4, 4, 2), Identity(4, 2), {}, {});
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->mask.type(), CV_8UC1);

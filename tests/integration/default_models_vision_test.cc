@@ -9,12 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "gtest/gtest.h"
 #include "rectifier/v1/vision.grpc.pb.h"
@@ -165,8 +164,7 @@ TEST_F(DefaultModelsVisionTest, ScanSegmenterMasksOverlapTheTruth) {
   constexpr int kClasses = 3;  // background, nodule, effusion
   for (const int side : {128, 192}) {
     SCOPED_TRACE(side);
-    const json truth = Generate("scan", 6100 + side, 18,
-                                "--masks --width " + std::to_string(side));
+    const json truth = Generate("scan", 6100 + side, 18, "--masks --width " + std::to_string(side));
     v1::SegmentRequest request;
     request.set_model_name("scan_segmenter");
     for (const json& sample : truth["samples"]) {
@@ -181,8 +179,8 @@ TEST_F(DefaultModelsVisionTest, ScanSegmenterMasksOverlapTheTruth) {
     std::vector<int64_t> inter(kClasses, 0), uni(kClasses, 0);
     for (int i = 0; i < response.results_size(); ++i) {
       const std::string png = response.results(i).mask_png();
-      const cv::Mat got = cv::imdecode(std::vector<unsigned char>(png.begin(), png.end()),
-                                       cv::IMREAD_UNCHANGED);
+      const cv::Mat got =
+          cv::imdecode(std::vector<unsigned char>(png.begin(), png.end()), cv::IMREAD_UNCHANGED);
       const cv::Mat want = cv::imread(
           (dir_ / truth["samples"][i]["mask"].get<std::string>()).string(), cv::IMREAD_UNCHANGED);
       ASSERT_EQ(got.size(), cv::Size(side, side));
@@ -196,9 +194,10 @@ TEST_F(DefaultModelsVisionTest, ScanSegmenterMasksOverlapTheTruth) {
     std::vector<double> iou(kClasses);
     for (int c = 0; c < kClasses; ++c) iou[c] = uni[c] > 0 ? double(inter[c]) / uni[c] : 1.0;
     const double mean = (iou[1] + iou[2]) / 2;
-    std::printf("scan_segmenter at %dx%d: IoU background %.3f nodule %.3f effusion %.3f, "
-                "mean of the two findings %.3f\n",
-                side, side, iou[0], iou[1], iou[2], mean);
+    std::printf(
+        "scan_segmenter at %dx%d: IoU background %.3f nodule %.3f effusion %.3f, "
+        "mean of the two findings %.3f\n",
+        side, side, iou[0], iou[1], iou[2], mean);
     // MODEL_CARD.md reports the held-out IoU; leave a little slack.
     EXPECT_GE(mean, kMinFindingIoU) << "nodule " << iou[1] << " effusion " << iou[2];
     EXPECT_GE(iou[0], 0.97);

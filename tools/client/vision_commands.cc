@@ -622,7 +622,6 @@ int VisionCommands::Stream(const Globals& globals, const Connection& connection)
   return 0;
 }
 
-
 namespace {
 
 // Blends each non-zero class of `mask` over `image` in its class colour

@@ -197,17 +197,18 @@ dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory
   const auto kInference = dnnl::prop_kind::forward_inference;
   if (c.transpose) {
     const auto alg = dnnl::algorithm::deconvolution_direct;
-    auto d = c.has_bias() ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
-                                                        c.dst_any, c.strides, c.dil, c.pl, c.pr)
-                    : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
-                                                        c.strides, c.dil, c.pl, c.pr);
+    auto d = c.has_bias()
+                 ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+                                                     c.dst_any, c.strides, c.dil, c.pl, c.pr)
+                 : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
+                                                     c.strides, c.dil, c.pl, c.pr);
     return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
   }
   const auto alg = dnnl::algorithm::convolution_direct;
   auto d = c.has_bias() ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
-                                                    c.dst_any, c.strides, c.dil, c.pl, c.pr)
-                  : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
-                                                    c.strides, c.dil, c.pl, c.pr);
+                                                          c.dst_any, c.strides, c.dil, c.pl, c.pr)
+                        : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
+                                                          c.strides, c.dil, c.pl, c.pr);
   return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
 }
 
@@ -396,11 +397,10 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   // initializer share one reordered copy.
   int wv = -1;
   if (c.weights != nullptr) {
-    ASSIGN_OR_RETURN(wv, b.ConstantInLayout(absl::StrCat(node.Input(1),
-                                                         c.transpose ? "@deconv/g" : "@conv/g",
-                                                         c.geo.groups),
-                                            c.weights->bytes.data(), c.w_src, pd.weights_desc(),
-                                            c.weights->shape));
+    ASSIGN_OR_RETURN(
+        wv, b.ConstantInLayout(
+                absl::StrCat(node.Input(1), c.transpose ? "@deconv/g" : "@conv/g", c.geo.groups),
+                c.weights->bytes.data(), c.w_src, pd.weights_desc(), c.weights->shape));
   } else {
     // The run-time weights read as oneDNN's dims (a view of their plain
     // buffer), reordered into the primitive's layout by a step of the plan.

@@ -366,19 +366,18 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
   if (values.size() != value_inputs_.size()) {
     std::vector<std::string> names;
     for (const size_t i : value_inputs_) names.push_back(inputs_[i].name);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the plan depends on the values of input(s) ", absl::StrJoin(names, ", "),
-        "; it is compiled when the model runs with them"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the plan depends on the values of input(s) ", absl::StrJoin(names, ", "),
+                     "; it is compiled when the model runs with them"));
   }
   PlanKey key{shapes, values};
   for (size_t k = 0; k < value_inputs_.size(); ++k) {
     const TensorInfo& info = inputs_[value_inputs_[k]];
-    const size_t expected = static_cast<size_t>(NumElements(shapes[value_inputs_[k]])) *
-                            DataTypeSize(info.type);
+    const size_t expected =
+        static_cast<size_t>(NumElements(shapes[value_inputs_[k]])) * DataTypeSize(info.type);
     if (values[k].size() != expected) {
-      return absl::InvalidArgumentError(absl::StrCat("input '", info.name, "' has ",
-                                                     values[k].size(), " bytes; expected ",
-                                                     expected));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", info.name, "' has ", values[k].size(), " bytes; expected ", expected));
     }
   }
   std::shared_ptr<PlanSlot> slot;
@@ -423,8 +422,8 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNo
   try {
     return Compile(key);
   } catch (const dnnl::error& e) {
-    return DnnlError(e,
-                     absl::StrCat("compiling the plan for input shapes ", ShapesString(key.shapes)));
+    return DnnlError(
+        e, absl::StrCat("compiling the plan for input shapes ", ShapesString(key.shapes)));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory while compiling a plan");
   } catch (const std::exception& e) {
@@ -442,8 +441,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
   for (size_t k = 0; k < value_inputs_.size(); ++k) {
     const TensorInfo& in = g.inputs[value_inputs_[k]];
     Tensor t = Tensor::Zeros(in.type, in.shape);
-    std::copy(key.values[k].begin(), key.values[k].end(),
-              reinterpret_cast<char*>(t.bytes.data()));
+    std::copy(key.values[k].begin(), key.values[k].end(), reinterpret_cast<char*>(t.bytes.data()));
     g.constants[in.name] = std::move(t);
   }
   PassContext ctx(options_);
