@@ -358,7 +358,8 @@ TEST_F(KServeModelTest, DynamicHeightAndWidthWithinMaxInputDims) {
                                    metadata.outputs(0).shape().end()),
               (std::vector<int64_t>{-1, 3, -1, -1}));
   }
-  const auto infer = [&](std::vector<int64_t> shape, inference::ModelInferResponse* response) {
+  const auto infer = [&](const std::vector<int64_t>& shape,
+                         inference::ModelInferResponse* response) {
     inference::ModelInferRequest request;
     request.set_model_name("any_size");
     auto* input = request.add_inputs();

@@ -87,7 +87,7 @@ class VisionTest : public ::testing::Test {
     return vision_->Detect(&context, request, response);
   }
 
-  grpc::Status Segment(v1::SegmentRequest request, v1::SegmentResponse* response) {
+  grpc::Status Segment(const v1::SegmentRequest& request, v1::SegmentResponse* response) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     return vision_->Segment(&context, request, response);
@@ -363,9 +363,9 @@ TEST_F(VisionTest, SegmentProbabilityMapsAndMinScore) {
 }
 
 TEST_F(VisionTest, SegmentRefusesBadRequestsByName) {
-  const auto refused = [&](v1::SegmentRequest request) {
+  const auto refused = [&](const v1::SegmentRequest& request) {
     v1::SegmentResponse response;
-    return Segment(std::move(request), &response);
+    return Segment(request, &response);
   };
   v1::SegmentRequest base;
   base.set_model_name("threshold_seg");
