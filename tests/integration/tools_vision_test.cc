@@ -78,6 +78,16 @@ class ToolsVisionTest : public ::testing::Test {
               "preprocessing { resize_mode: RESIZE_LETTERBOX }\n"
               "postprocessing { task: TASK_DETECTION score_threshold: 0.001 labels: [\"thing\"] "
               "}\n");
+    WriteFile(repo / "threshold_seg" / "1" / "model.onnx", ThresholdSegmenterBytes());
+    WriteFile(repo / "threshold_seg" / "config.pbtxt",
+              "max_batch_size: 4\n"
+              "engine { max_input_dims { name: \"x\" dims: [ 1, 128, 128 ] } }\n"
+              "preprocessing { color_format: COLOR_GRAY resize_mode: RESIZE_KEEP_SIZE "
+              "scale: 0.003921569 }\n"
+              "postprocessing { task: TASK_SEGMENTATION labels: [\"dark\", \"bright\"] }\n");
+    cv::Mat rectangle(24, 40, CV_8UC1, cv::Scalar(30));
+    rectangle(cv::Rect(8, 4, 16, 8)).setTo(cv::Scalar(230));
+    ASSERT_TRUE(cv::imwrite(Path("rectangle.png"), rectangle));
     ASSERT_TRUE(cv::imwrite(Path("bright.png"), cv::Mat(40, 30, CV_8UC1, cv::Scalar(230))));
     ASSERT_TRUE(cv::imwrite(Path("dark.png"), cv::Mat(16, 16, CV_8UC1, cv::Scalar(20))));
     ASSERT_TRUE(cv::imwrite(Path("road.png"), cv::Mat(128, 256, CV_8UC3, cv::Scalar::all(90))));
@@ -183,6 +193,50 @@ TEST_F(ToolsVisionTest, ClassifyPrintsTopClassesPerFile) {
   EXPECT_NE(top1.stderr_text.find("dark.png: 16x16 png"), std::string::npos) << top1.stderr_text;
   EXPECT_NE(top1.stderr_text.find("  dark "), std::string::npos) << top1.stderr_text;
   EXPECT_EQ(top1.stderr_text.find("  bright "), std::string::npos) << top1.stderr_text;
+}
+
+// segment: class areas per file; --draw writes the overlay, the mask as
+// received and the probability maps asked for.
+TEST_F(ToolsVisionTest, SegmentPrintsAreasAndDrawsMasks) {
+  const fs::path out_dir = *root_ / "segmented";
+  ExitResult run = Client({"--json", "segment", "threshold_seg", Path("rectangle.png"), "--draw",
+                           out_dir.string(), "--probabilities", "1"});
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  const std::vector<json> lines = JsonLines(run.stderr_text);
+  ASSERT_EQ(lines.size(), 1u) << run.stderr_text;
+  const json& result = lines[0]["results"][0];
+  EXPECT_EQ(result["width"], 40);
+  ASSERT_EQ(result["classes"].size(), 2u);
+  EXPECT_EQ(result["classes"][1]["label"], "bright");
+  EXPECT_EQ(result["classes"][1]["pixels"], 16 * 8);
+  EXPECT_FALSE(result.contains("mask_png"));  // the PNGs go to --draw, not the terminal
+  EXPECT_EQ(result["drawn"], (out_dir / "rectangle.png").string());
+  const cv::Mat mask = cv::imread((out_dir / "rectangle_mask.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(mask.size(), cv::Size(40, 24));
+  EXPECT_EQ(cv::countNonZero(mask), 16 * 8);
+  EXPECT_EQ(mask.at<uint8_t>(4, 8), 1);
+  const cv::Mat map =
+      cv::imread((out_dir / "rectangle_prob_bright.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(map.type(), CV_16UC1);
+  EXPECT_GT(map.at<uint16_t>(8, 16), 32768);  // inside: bright is likelier
+  EXPECT_LT(map.at<uint16_t>(0, 0), 32768);
+  const cv::Mat overlay = cv::imread((out_dir / "rectangle.png").string(), cv::IMREAD_COLOR);
+  ASSERT_EQ(overlay.size(), cv::Size(40, 24));
+  EXPECT_EQ(overlay.at<cv::Vec3b>(0, 0), cv::Vec3b(30, 30, 30));  // class 0: untouched
+  const cv::Vec3b inside = overlay.at<cv::Vec3b>(8, 16);          // class 1: blended red
+  EXPECT_GT(inside[2], inside[0]) << inside;
+
+  ExitResult text = Client({"segment", "threshold_seg", Path("rectangle.png")});
+  ASSERT_EQ(text.exit_code, 0) << text.stderr_text;
+  EXPECT_NE(text.stderr_text.find("bright"), std::string::npos) << text.stderr_text;
+  ExitResult bad =
+      Client({"segment", "threshold_seg", Path("rectangle.png"), "--probabilities", "one"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.stderr_text.find("--probabilities takes 'all' or class ids"), std::string::npos)
+      << bad.stderr_text;
+  ExitResult wrong = Client({"segment", "brightness", Path("rectangle.png")});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.stderr_text.find("FAILED_PRECONDITION"), std::string::npos) << wrong.stderr_text;
 }
 
 TEST_F(ToolsVisionTest, DetectPrintsAndDrawsBoxes) {

@@ -270,20 +270,46 @@ std::optional<int> VisionCommands::Run(const Globals& globals, const Connection&
   return std::nullopt;
 }
 
-int VisionCommands::Classify(const Globals& globals, const Connection& connection) {
+// What Classify, Detect and Segment share before their call: the file
+// count, the files read into `request`'s images, the --draw folder made,
+// model, version and id. 0, or the exit code of a usage error.
+template <typename Request>
+int VisionCommands::FillImageRequest(Request& request) {
   if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
     return UsageError(
         absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
   }
   auto images = ReadFiles(files_);
   if (!images.ok()) return UsageError(std::string(images.status().message()));
-  v1::ClassifyRequest request;
+  if (!draw_dir_.empty()) {
+    std::error_code error;
+    fs::create_directories(draw_dir_, error);
+    if (error || !fs::is_directory(draw_dir_)) {
+      return UsageError(
+          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
+    }
+  }
   request.set_model_name(model_);
   request.set_model_version(version_);
   request.set_id("rectifier-client");
+  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
+  return 0;
+}
+
+// 0 when the server answered one result per file, else the exit code of
+// that (INTERNAL) error.
+int VisionCommands::CheckResultCount(int results) const {
+  if (results == static_cast<int>(files_.size())) return 0;
+  return RpcError(grpc::Status(
+      grpc::StatusCode::INTERNAL,
+      absl::StrCat("the server answered ", results, " results for ", files_.size(), " images")));
+}
+
+int VisionCommands::Classify(const Globals& globals, const Connection& connection) {
+  v1::ClassifyRequest request;
+  if (int code = FillImageRequest(request); code != 0) return code;
   request.set_top_k(top_k_);
   if (threshold_option_->count() > 0) request.set_threshold(threshold_);
-  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
 
   auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
@@ -291,11 +317,7 @@ int VisionCommands::Classify(const Globals& globals, const Connection& connectio
   v1::ClassifyResponse response;
   const grpc::Status status = stub->Classify(&context, request, &response);
   if (!status.ok()) return CallError(connection, status);
-  if (response.results_size() != static_cast<int>(files_.size())) {
-    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
-                                 absl::StrCat("the server answered ", response.results_size(),
-                                              " results for ", files_.size(), " images")));
-  }
+  if (int code = CheckResultCount(response.results_size()); code != 0) return code;
 
   if (globals.json) {
     std::cout << service::ClassifyResponseJson(response, files_).dump() << "\n";
@@ -316,27 +338,10 @@ int VisionCommands::Classify(const Globals& globals, const Connection& connectio
 }
 
 int VisionCommands::Detect(const Globals& globals, const Connection& connection) {
-  if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
-    return UsageError(
-        absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
-  }
-  auto images = ReadFiles(files_);
-  if (!images.ok()) return UsageError(std::string(images.status().message()));
-  if (!draw_dir_.empty()) {
-    std::error_code error;
-    fs::create_directories(draw_dir_, error);
-    if (error || !fs::is_directory(draw_dir_)) {
-      return UsageError(
-          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
-    }
-  }
   v1::DetectRequest request;
-  request.set_model_name(model_);
-  request.set_model_version(version_);
-  request.set_id("rectifier-client");
+  if (int code = FillImageRequest(request); code != 0) return code;
   if (score_options_[0]->count() > 0) request.set_score_threshold(score_threshold_);
   if (iou_options_[0]->count() > 0) request.set_iou_threshold(iou_threshold_);
-  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
 
   auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
@@ -344,11 +349,7 @@ int VisionCommands::Detect(const Globals& globals, const Connection& connection)
   v1::DetectResponse response;
   const grpc::Status status = stub->Detect(&context, request, &response);
   if (!status.ok()) return CallError(connection, status);
-  if (response.results_size() != static_cast<int>(files_.size())) {
-    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
-                                 absl::StrCat("the server answered ", response.results_size(),
-                                              " results for ", files_.size(), " images")));
-  }
+  if (int code = CheckResultCount(response.results_size()); code != 0) return code;
 
   // Drawn files, by input index ("" when not drawn).
   std::vector<std::string> drawn(files_.size());
@@ -696,29 +697,12 @@ bool VisionCommands::WriteSegmentFiles(const std::string& file, const std::strin
 }
 
 int VisionCommands::Segment(const Globals& globals, const Connection& connection) {
-  if (files_.size() > static_cast<size_t>(kMaxFilesPerCall)) {
-    return UsageError(
-        absl::StrCat("at most ", kMaxFilesPerCall, " files per call (got ", files_.size(), ")"));
-  }
-  auto images = ReadFiles(files_);
-  if (!images.ok()) return UsageError(std::string(images.status().message()));
   v1::SegmentRequest request;
   if (absl::Status s = ApplyProbabilities(probabilities_, request); !s.ok()) {
     return UsageError(std::string(s.message()));
   }
-  if (!draw_dir_.empty()) {
-    std::error_code error;
-    fs::create_directories(draw_dir_, error);
-    if (error || !fs::is_directory(draw_dir_)) {
-      return UsageError(
-          absl::StrCat("cannot create --draw directory '", draw_dir_, "': ", error.message()));
-    }
-  }
-  request.set_model_name(model_);
-  request.set_model_version(version_);
-  request.set_id("rectifier-client");
+  if (int code = FillImageRequest(request); code != 0) return code;
   if (min_score_option_->count() > 0) request.set_min_score(min_score_);
-  for (std::string& image : *images) request.add_images()->set_data(std::move(image));
 
   auto stub = v1::Vision::NewStub(connection.channel());
   grpc::ClientContext context;
@@ -726,11 +710,7 @@ int VisionCommands::Segment(const Globals& globals, const Connection& connection
   v1::SegmentResponse response;
   const grpc::Status status = stub->Segment(&context, request, &response);
   if (!status.ok()) return CallError(connection, status);
-  if (response.results_size() != static_cast<int>(files_.size())) {
-    return RpcError(grpc::Status(grpc::StatusCode::INTERNAL,
-                                 absl::StrCat("the server answered ", response.results_size(),
-                                              " results for ", files_.size(), " images")));
-  }
+  if (int code = CheckResultCount(response.results_size()); code != 0) return code;
   std::vector<std::string> drawn(files_.size());
   int exit_code = 0;
   if (!draw_dir_.empty()) {

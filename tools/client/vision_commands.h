@@ -37,6 +37,10 @@ class VisionCommands {
   int Detect(const Globals& globals, const Connection& connection);
   int Stream(const Globals& globals, const Connection& connection);
   int Segment(const Globals& globals, const Connection& connection);
+  // The preamble the three image calls share (see the .cc).
+  template <typename Request>
+  int FillImageRequest(Request& request);
+  int CheckResultCount(int results) const;
   // segment --draw: writes file i's overlay, mask and probability maps.
   bool WriteSegmentFiles(const std::string& file, const std::string& out,
                          const rectifier::v1::SegmentResult& result);
