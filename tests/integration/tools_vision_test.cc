@@ -460,7 +460,7 @@ TEST_F(ToolsVisionTest, ClientErrorsExitNonZero) {
   EXPECT_EQ(lines.back()["answered"], 0);
 }
 
-TEST_F(ToolsVisionTest, PerfDrivesClassifyDetectAndKServeImages) {
+TEST_F(ToolsVisionTest, PerfDrivesClassifyDetectSegmentAndKServeImages) {
   struct Case {
     std::vector<std::string> args;
     std::string api_column;
@@ -480,6 +480,10 @@ TEST_F(ToolsVisionTest, PerfDrivesClassifyDetectAndKServeImages) {
       {{"-m", "brightness", "--api", "kserve", "--image", Path("bright.png"), "-b", "3",
         "--concurrency", "2", "--window-s", "0.3"},
        "kserve-bytes",
+       100000},
+      {{"-m", "threshold_seg", "--api", "segment", "--image", Path("rectangle.png"),
+        "--concurrency", "2", "--window-s", "0.3"},
+       "segment",
        100000},
   };
   for (const Case& c : cases) {

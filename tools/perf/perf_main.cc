@@ -687,6 +687,16 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection
           vision->async()->Classify(c, r, out, std::move(done));
         }));
   }
+  if (o.api == "segment") {
+    return std::unique_ptr<Target>(new RpcTarget<v1::SegmentRequest, v1::SegmentResponse>(
+        VisionRequests<v1::SegmentRequest>(o, rotation),
+        [vision](grpc::ClientContext* c, const auto& r, auto* out) {
+          return vision->Segment(c, r, out);
+        },
+        [vision](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
+          vision->async()->Segment(c, r, out, std::move(done));
+        }));
+  }
   return std::unique_ptr<Target>(new RpcTarget<v1::DetectRequest, v1::DetectResponse>(
       VisionRequests<v1::DetectRequest>(o, rotation),
       [vision](grpc::ClientContext* c, const auto& r, auto* out) {
@@ -1035,10 +1045,10 @@ int Main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "Print every measurement window");
   app.add_flag("--fail-on-error", o.fail_on_error, "Exit 1 if any request failed");
   app.add_option("--api", o.api,
-                 "kserve: ModelInfer (tensors, or --image as a BYTES input); classify, detect: "
-                 "the vision API (needs --image)")
+                 "kserve: ModelInfer (tensors, or --image as a BYTES input); classify, detect, "
+                 "segment: the vision API (needs --image)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kserve", "classify", "detect"}));
+      ->check(CLI::IsMember({"kserve", "classify", "detect", "segment"}));
   app.add_option("--image", o.images,
                  "Encoded image file (repeatable); requests rotate through them, --batch per "
                  "request");
