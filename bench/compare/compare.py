@@ -67,7 +67,8 @@ def fma_ceiling(exe, threads):
     return info, max(info["avx2_gflops"], info["avx512_gflops"])
 
 
-def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None):
+def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None, tails=None):
+    """p50 ms of one rectifier-engine process; its p99/p50 is appended to `tails`."""
     proc = subprocess.run([engine, model, "-i", inp, "-o", out, "-b", str(batch), "-t",
                            str(threads), "-n", str(iters), "-w", str(warmup)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -75,6 +76,9 @@ def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=Non
     m = re.search(r"p50 ([0-9.]+) ms", proc.stdout)
     if proc.returncode != 0 or not m:
         raise zoo.ParityError(f"rectifier-engine failed on {model}:\n{proc.stdout}")
+    p99 = re.search(r"p99 ([0-9.]+) ms", proc.stdout)
+    if tails is not None and p99:
+        tails.append(float(p99.group(1)) / float(m.group(1)))
     return float(m.group(1))
 
 
@@ -110,13 +114,14 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
     eng_out = os.path.join(tmp, "engine_output0.pb")
     var_out = os.path.join(tmp, "variant_output0.pb")
     engine_ms, ort_ms, variant_ms, ort_outputs = [], [], [], None
+    tails = []
     base = ["engine", "ort"] + (["variant"] if variant else [])
     for r in range(a.rounds):
         sides = base[r % len(base):] + base[:r % len(base)]  # rotate the order
         for side in sides:
             if side == "engine":
                 engine_ms.append(engine_round(engine, model, inp_pb, eng_out, batch, threads,
-                                              a.iters, a.warmup))
+                                              a.iters, a.warmup, tails=tails))
             elif side == "variant":
                 variant_ms.append(engine_round(variant[0], model, inp_pb, var_out, batch,
                                                threads, a.iters, a.warmup, variant[1]))
@@ -131,6 +136,7 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
     parity = zoo.compare(zoo.read_pb(eng_out), want)
     if variant:
         parity["variant_rel"] = zoo.compare(zoo.read_pb(var_out), want)["rel"]
+    parity["engine_tail"] = statistics.median(tails) if tails else float("nan")
     return engine_ms, ort_ms, variant_ms, parity
 
 
@@ -280,10 +286,11 @@ def main():
         rows, records = [], []
         header = ("| model (GMAC/img) | batch | threads | engine ms | ORT ms | engine img/s | "
                   "ORT img/s | engine GF/s (% ceiling) | ORT GF/s (% ceiling) | "
-                  "engine/ORT img/s | parity rel err | engine spread | ORT spread |")
+                  "engine/ORT img/s | parity rel err | engine spread | ORT spread | "
+                  "engine p99/p50 |")
         if variant:
             header += " variant ms | variant/engine img/s | variant parity |"
-        print(header + "\n" + "| --- " * (16 if variant else 13) + "|", flush=True)
+        print(header + "\n" + "| --- " * (17 if variant else 14) + "|", flush=True)
         for name in a.models:
             model = zoo.zoo_model(name)
             macs = zoo.macs_per_image(model)
@@ -303,7 +310,7 @@ def main():
                            f"{gf(e_ms):.1f} ({100 * gf(e_ms) / ceil:.0f}%) | "
                            f"{gf(o_ms):.1f} ({100 * gf(o_ms) / ceil:.0f}%) | "
                            f"{o_ms / e_ms:.2f} | {parity['rel']:.2g} | "
-                           f"{spread(eng)} | {spread(ort)} |")
+                           f"{spread(eng)} | {spread(ort)} | {parity['engine_tail']:.2f} |")
                     if variant:
                         v_ms = statistics.median(var)
                         row += (f" {v_ms:.2f} | {e_ms / v_ms:.2f} | "
@@ -320,7 +327,8 @@ def main():
                                     "load_after": os.getloadavg()[0]})
         end_load = os.getloadavg()
         print(f"\nISA: {isa}. Spread = slowest / fastest round median of a side (run-to-run "
-              f"stability; needs --rounds >= 2).")
+              f"stability; needs --rounds >= 2). Engine p99/p50: the median over its rounds "
+              f"(ORT's bench reports no p99).")
         print(f"{started}, load average {load[0]:.1f} at start, {end_load[0]:.1f} at end; "
               f"{a.rounds} alternating "
               f"round(s) x {a.iters} timed runs ({a.warmup} warm-up) per side; ceiling = best "
