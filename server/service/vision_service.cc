@@ -469,13 +469,8 @@ absl::Status ApplySegmentOverrides(const google::protobuf::RepeatedField<uint32_
     seen[id] = true;
     probability_classes.push_back(static_cast<int>(id));
   }
-  if (min_score.has_value()) {
-    if (!(*min_score >= 0.0f && *min_score <= 1.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("min_score is ", *min_score, "; it must be in [0, 1]"));
-    }
-    options.min_score = *min_score;
-  }
+  if (min_score.has_value()) options.min_score = *min_score;
+  // Names min_score and its range when the override is out of it.
   return imaging::ValidateSegmentationOptions(options, num_classes);
 }
 
