@@ -155,6 +155,8 @@ int StartServing(const ServerOptions& options, rectifier::repository::ControlMod
   repository_options.poll_interval = options.repository_poll_interval;
   repository_options.startup_models = options.load_models;
   repository_options.intra_op_threads = options.intra_op_threads;
+  rectifier::engine::ParseConvLayout(options.conv_layout, &repository_options.conv_layout);
+  repository_options.tuning_cache_dir = options.tuning_cache_dir;
   repository_options.drain_timeout = options.exit_timeout;
   auto repository = rectifier::repository::ModelRepository::Create(repository_options);
   if (!repository.ok()) return Fail(kExitRuntimeError, std::string(repository.status().message()));

@@ -67,10 +67,12 @@ def fma_ceiling(exe, threads):
     return info, max(info["avx2_gflops"], info["avx512_gflops"])
 
 
-def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None, tails=None):
-    """p50 ms of one rectifier-engine process; its p99/p50 is appended to `tails`."""
+def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None, tails=None,
+                 extra=()):
+    """p50 ms of one rectifier-engine process; its p99/p50 is appended to `tails`.
+    `extra`: more rectifier-engine arguments."""
     proc = subprocess.run([engine, model, "-i", inp, "-o", out, "-b", str(batch), "-t",
-                           str(threads), "-n", str(iters), "-w", str(warmup)],
+                           str(threads), "-n", str(iters), "-w", str(warmup), *extra],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env)
     m = re.search(r"p50 ([0-9.]+) ms", proc.stdout)
@@ -109,7 +111,7 @@ def write_input(model, batch, seed, tmp):
 
 def measure(engine, model, batch, threads, a, tmp, variant=None):
     """Alternating rounds; returns (engine, ort, variant) round medians and parity.
-    variant: (binary, environment) of a third side, an engine experiment."""
+    variant: (binary, environment, arguments) of a third side, an engine experiment."""
     array, inp_pb, inp_bin = write_input(model, batch, a.seed, tmp)
     eng_out = os.path.join(tmp, "engine_output0.pb")
     var_out = os.path.join(tmp, "variant_output0.pb")
@@ -124,7 +126,8 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
                                               a.iters, a.warmup, tails=tails))
             elif side == "variant":
                 variant_ms.append(engine_round(variant[0], model, inp_pb, var_out, batch,
-                                               threads, a.iters, a.warmup, variant[1]))
+                                               threads, a.iters, a.warmup, variant[1],
+                                               extra=variant[2]))
             else:
                 ms, ort_outputs = ort_round(model, inp_bin, tmp, batch, threads, a.iters,
                                             a.warmup, array.shape[1:])
@@ -244,6 +247,9 @@ def main():
     p.add_argument("--variant-env", nargs="*", default=[], metavar="NAME=VALUE",
                    help="experiment: environment of the third side (binary: --variant-build "
                    "or the engine's)")
+    p.add_argument("--variant-args", default="", metavar="ARGS",
+                   help="experiment: more rectifier-engine arguments for the third side, "
+                   "e.g. '--conv-layout any'")
     p.add_argument("--layers", metavar="MODEL",
                    help="per-layer comparison of MODEL at the first --batches and --threads "
                    "value instead of the table")
@@ -262,7 +268,7 @@ def main():
                 layers(engine, zoo.zoo_model(a.layers), a.batches[0], a.threads[0], a, tmp)
             return 0
         variant = None
-        if a.variant_build or a.variant_env:
+        if a.variant_build or a.variant_env or a.variant_args:
             binary = os.path.join(a.variant_build or a.build, "tools", "engine",
                                   "rectifier-engine")
             if not os.path.exists(binary):
@@ -272,7 +278,7 @@ def main():
                 if "=" not in kv:
                     raise zoo.ParityError(f"--variant-env wants NAME=VALUE, got '{kv}'")
                 env[kv.split("=", 1)[0]] = kv.split("=", 1)[1]
-            variant = (binary, env)
+            variant = (binary, env, a.variant_args.split())
         fma = build_fma_peak(a.build)
         ceilings = {}
         isa = "?"

@@ -36,6 +36,23 @@ enum class ActivationKernel {
                // runs as a separate in-place pass instead of a post-op
 };
 
+// The activation layout convolutions ask oneDNN for. Which is fastest
+// depends on the CPU, the model and the batch: on AVX-512 oneDNN's own
+// choice is NHWC with its brgemm kernels, which lose to the direct blocked
+// kernels on MobileNet-style networks at batch 8.
+enum class ConvLayout {
+  kAny,           // format_tag::any: oneDNN's choice
+  kBlocked8,      // nChw8c where the channels allow (the direct AVX2 kernels)
+  kBlocked16,     // nChw16c where the channels allow (the direct AVX-512 kernels)
+  kChannelsLast,  // NHWC
+  kTuned,         // per plan, the fastest of the candidates this CPU runs
+                  // (timed when the plan compiles; CompileOptions::tuning_cache_dir)
+};
+// "any", "blocked8", "blocked16", "nhwc", "tuned".
+const char* ConvLayoutName(ConvLayout layout);
+// The layout named so; false for other names.
+bool ParseConvLayout(std::string_view name, ConvLayout* layout);
+
 struct CompileOptions {
   // Fuse activations / residual adds into producing primitives. Off keeps each
   // op a separate primitive (debugging, measuring).
@@ -76,6 +93,13 @@ struct CompileOptions {
   // blocked layouts as block copies. Off: oneDNN for all of them (to
   // compare; rectifier-engine --onednn-only).
   bool rectifier_kernels = true;
+  // Activation layout of convolutions (rectifier-engine --conv-layout,
+  // config.pbtxt parameters { key: "conv_layout" }).
+  ConvLayout conv_layout = ConvLayout::kAny;
+  // kTuned: a directory where each choice is kept (a file per model, CPU
+  // and thread count), so a later load of the same model skips the
+  // timing. Empty: choices live as long as the model.
+  std::string tuning_cache_dir;
   // Rewrite exporter patterns (x*Sigmoid(x), the erf GELU, ...) into single
   // activations before fusion. Off only to compare against the raw graph.
   bool activation_patterns = true;

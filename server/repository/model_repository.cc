@@ -452,8 +452,17 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
   const fs::path dir = fs::path(options_.root) / name;
   const absl::Time load_start = absl::Now();
   inference::ModelConfig config = base_config;
-  const engine::CompileOptions compile =
+  engine::CompileOptions compile =
       CompileOptionsFromConfig(config, options_.default_max_batch_size);
+  compile.conv_layout = options_.conv_layout;
+  compile.tuning_cache_dir = options_.tuning_cache_dir;
+  if (const auto it = config.parameters().find("conv_layout"); it != config.parameters().end()) {
+    if (!engine::ParseConvLayout(it->second.string_value(), &compile.conv_layout)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameters.conv_layout '", it->second.string_value(),
+                       "' is not one of tuned, any, blocked8, blocked16, nhwc"));
+    }
+  }
   const fs::path file = dir / std::to_string(version) / ModelFileName(config);
   // Series of a version not served yet start in state loading (compile and
   // warm-up); a version already served keeps its state (and series) until

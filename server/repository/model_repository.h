@@ -95,6 +95,10 @@ struct RepositoryOptions {
   // oversubscribe the CPUs by default. A model's config parameter
   // "intra_op_threads" overrides both.
   int intra_op_threads = 0;
+  // Convolution activation layout (a config's parameters { key:
+  // "conv_layout" } wins) and where tuned choices are kept ("": in memory).
+  engine::ConvLayout conv_layout = engine::ConvLayout::kTuned;
+  std::string tuning_cache_dir;
   // max_batch_size for batchable models whose config does not set one.
   int default_max_batch_size = 32;
   // Bound on draining a replaced or unloaded version.

@@ -95,6 +95,15 @@ void AddServingFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
                               common::AvailableCpus(), " here) / instances"))
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--conv-layout", o.conv_layout,
+                 "Convolution activation layout: tuned (time the candidates per plan when it "
+                 "compiles), any (oneDNN's choice), blocked8, blocked16 or nhwc; a model's "
+                 "parameters { key: \"conv_layout\" } wins")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tuned", "any", "blocked8", "blocked16", "nhwc"}));
+  app.add_option("--tuning-cache-dir", o.tuning_cache_dir,
+                 "Directory keeping tuned conv layouts (a file per model, CPU and thread "
+                 "count) so a restart skips the timing; empty: tuned at every load");
   app.add_option("--grpc-max-connection-age-secs", raw.max_connection_age_s,
                  "Close client connections after this many seconds (0 = never), so clients "
                  "spread over replicas behind an L4 balancer")

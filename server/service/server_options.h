@@ -29,6 +29,11 @@ struct ServerOptions {
   absl::Duration exit_timeout = absl::Seconds(30);
   // OpenMP threads per model instance; 0 = available CPUs / instances.
   int intra_op_threads = 0;
+  // Convolution activation layout for every model ("tuned": each plan times
+  // the candidates when it compiles); a config's parameters { key:
+  // "conv_layout" } wins. Tuned choices are kept in tuning_cache_dir when set.
+  std::string conv_layout = "tuned";
+  std::string tuning_cache_dir;
   // Connections older than this get a GOAWAY (clients reconnect, so a load
   // balancer over several replicas sees new connections); zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();

@@ -357,6 +357,35 @@ TEST_F(ModelRepositoryTest, ActivationKernelSelectsRectifierTanh) {
   EXPECT_NE(ours_plan.find("[rectifier:"), std::string::npos) << ours_plan;
 }
 
+// The repository tunes convolution layouts by default; a config's
+// parameters { key: "conv_layout" } picks one, and an unknown value fails
+// the load naming it.
+TEST_F(ModelRepositoryTest, ConvLayoutFromOptionsAndConfig) {
+  WriteFile(root_ / "tuned" / "1" / "model.onnx", testing::ConvReluModelBytes());
+  WriteFile(root_ / "fixed" / "1" / "model.onnx", testing::ConvReluModelBytes());
+  WriteFile(root_ / "fixed" / "config.pbtxt",
+            "parameters { key: \"conv_layout\" value { string_value: \"blocked8\" } }");
+  AddModel("bad", 1, 2.f);
+  WriteFile(root_ / "bad" / "config.pbtxt",
+            "parameters { key: \"conv_layout\" value { string_value: \"diagonal\" } }");
+  auto repo = Open(ControlMode::kExplicit, {"tuned", "fixed"});
+  ASSERT_NE(repo, nullptr);
+  auto tuned = repo->Get("tuned", "");
+  auto fixed = repo->Get("fixed", "");
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  const std::string tuned_plan = (*tuned)->model->DescribePlan(1).value();
+  const std::string fixed_plan = (*fixed)->model->DescribePlan(1).value();
+  EXPECT_EQ(tuned_plan.rfind("conv layout: ", 0), 0u) << tuned_plan;
+  EXPECT_NE(tuned_plan.find("tuned"), std::string::npos) << tuned_plan;
+  // A fixed layout is not timed (its 2 channels are no block multiple, so
+  // the plan itself is oneDNN's choice).
+  EXPECT_EQ(fixed_plan.find("conv layout: "), std::string::npos) << fixed_plan;
+  const absl::Status bad = repo->Load("bad");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("parameters.conv_layout 'diagonal'"), std::string::npos) << bad;
+}
+
 TEST_F(ModelRepositoryTest, ActivationReplaceAndStatisticsFromConfig) {
   WriteFile(root_ / "leaky" / "1" / "model.onnx", testing::ConvReluModelBytes());
   WriteFile(root_ / "leaky" / "config.pbtxt",

@@ -145,6 +145,16 @@ int main(int argc, char** argv) {
   app.add_flag("--onednn-only", onednn_only,
                "no Rectifier kernels where oneDNN has only generic ones (strided softmax, "
                "blocked concat/slice): to compare");
+  std::string conv_layout = "tuned", tuning_cache;
+  app.add_option("--conv-layout", conv_layout,
+                 "activation layout convolutions ask for: any (oneDNN's choice), blocked8 "
+                 "(nChw8c), blocked16 (nChw16c), nhwc, or tuned (each candidate timed when "
+                 "the plan compiles, the fastest kept)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"any", "blocked8", "blocked16", "nhwc", "tuned"}));
+  app.add_option("--tuning-cache", tuning_cache,
+                 "with --conv-layout tuned: directory keeping the choices (a file per model, "
+                 "CPU and thread count)");
   app.add_option("-i,--input", input_files, "input TensorProto .pb (one per model input)");
   std::vector<std::string> shape_args;
   app.add_option("--shape", shape_args,
@@ -175,6 +185,8 @@ int main(int argc, char** argv) {
   rectifier::engine::CompileOptions options;
   options.fuse = !no_fuse;
   options.rectifier_kernels = !onednn_only;
+  rectifier::engine::ParseConvLayout(conv_layout, &options.conv_layout);
+  options.tuning_cache_dir = tuning_cache;
   options.max_batch_size = std::max(max_batch, batch);
   options.activation_stats_sample_every = stats_every;
   options.gelu_approximation = gelu;

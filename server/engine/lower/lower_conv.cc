@@ -181,7 +181,7 @@ absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
 // The (de)convolution primitive descriptor for source layout `src` with
 // post-ops `ops`. Throws dnnl::error when oneDNN has no implementation.
 dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
-                                const std::vector<PostOp>& ops) {
+                                const memory::desc& dst, const std::vector<PostOp>& ops) {
   dnnl::primitive_attr attr = UserScratchpad();
   dnnl::post_ops po;
   for (const auto& op : ops) {
@@ -197,17 +197,16 @@ dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory
   const auto kInference = dnnl::prop_kind::forward_inference;
   if (c.transpose) {
     const auto alg = dnnl::algorithm::deconvolution_direct;
-    auto d = c.has_bias()
-                 ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
-                                                     c.dst_any, c.strides, c.dil, c.pl, c.pr)
-                 : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
-                                                     c.strides, c.dil, c.pl, c.pr);
+    auto d = c.has_bias() ? dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
+                                                              dst, c.strides, c.dil, c.pl, c.pr)
+                          : dnnl::deconvolution_forward::desc(kInference, alg, src, c.w_any, dst,
+                                                              c.strides, c.dil, c.pl, c.pr);
     return dnnl::deconvolution_forward::primitive_desc(d, attr, b.engine());
   }
   const auto alg = dnnl::algorithm::convolution_direct;
   auto d = c.has_bias() ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
-                                                          c.dst_any, c.strides, c.dil, c.pl, c.pr)
-                        : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.dst_any,
+                                                          dst, c.strides, c.dil, c.pl, c.pr)
+                        : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, dst,
                                                           c.strides, c.dil, c.pl, c.pr);
   return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
 }
@@ -250,23 +249,38 @@ absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
     return impl.find("gemm") == std::string::npos ? 2 : 1;
   };
   int have = -1;  // rank of choice.pd, -1 while there is none
-  std::vector<memory::desc> srcs;
-  if (!b.values()[x].plain) srcs.push_back(b.values()[x].md);
-  srcs.push_back(c.any_src);
+  // (source, destination) layouts to try, in order.
+  std::vector<std::pair<memory::desc, memory::desc>> layouts;
+  const memory::dims src_dims = c.any_src.dims();
+  // CompileOptions::conv_layout asks for one activation layout explicitly:
+  // channel-blocked nChw8c / nChw16c (oneDNN's direct jit, jit_1x1 and
+  // jit_dw kernels) where the channels are a multiple of the block, or
+  // NHWC. A source whose channels are not a block multiple (an image's 3)
+  // stays plain NCHW, which the direct kernels read for a first layer.
+  if (src_dims.size() == 4 && b.conv_layout() != ConvLayout::kAny) {
+    const int64_t block = b.conv_layout() == ConvLayout::kBlocked8    ? 8
+                          : b.conv_layout() == ConvLayout::kBlocked16 ? 16
+                                                                      : 1;
+    const Tag tag = block == 8 ? Tag::nChw8c : block == 16 ? Tag::nChw16c : Tag::nhwc;
+    const memory::dims dst_dims = c.dst_any.dims();
+    const memory::desc s(src_dims, DT::f32, src_dims[1] % block == 0 ? tag : Tag::nchw);
+    if (dst_dims[1] % block == 0) layouts.emplace_back(s, memory::desc(dst_dims, DT::f32, tag));
+  }
+  if (!b.values()[x].plain) layouts.emplace_back(b.values()[x].md, c.dst_any);
+  layouts.emplace_back(c.any_src, c.dst_any);
   // Plain channels-last and channels-first last: where no direct kernel
   // takes the shape (a dilated 3x3 whose dilated extent passes its
   // padding, as in FCN's layer4), format_tag::any can fall to the
   // reference kernel while the GEMM one accepts an explicit plain layout.
-  const memory::dims src_dims = c.any_src.dims();
   if (src_dims.size() == 4) {
-    srcs.emplace_back(src_dims, memory::data_type::f32, Tag::nhwc);
-    srcs.emplace_back(src_dims, memory::data_type::f32, Tag::nchw);
+    layouts.emplace_back(memory::desc(src_dims, DT::f32, Tag::nhwc), c.dst_any);
+    layouts.emplace_back(memory::desc(src_dims, DT::f32, Tag::nchw), c.dst_any);
   }
   for (size_t prefix : prefixes) {
     const std::vector<PostOp> ops(fused.begin(), fused.begin() + static_cast<long>(prefix));
-    for (const auto& s_md : srcs) {
+    for (const auto& [s_md, d_md] : layouts) {
       try {
-        dnnl::primitive_desc tried = MakeConvPd(b, c, s_md, ops);
+        dnnl::primitive_desc tried = MakeConvPd(b, c, s_md, d_md, ops);
         const int r = rank(tried);
         if (r == 2) {
           choice.pd = tried;
@@ -285,7 +299,7 @@ absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
   const bool have_fallback = have >= 0;
   if (!have_fallback) {
     try {
-      MakeConvPd(b, c, c.any_src, {});
+      MakeConvPd(b, c, c.any_src, c.dst_any, {});
     } catch (const dnnl::error& e) {
       return DnnlError(e, node.Describe());
     }

@@ -44,6 +44,10 @@ class PlanBuilder {
   // dynamic dimensions besides the batch).
   void set_shapes_label(std::string label) { plan_->shapes_label = std::move(label); }
   bool rectifier_kernels() const { return rectifier_kernels_; }
+  // The activation layout convolutions ask for (CompileOptions::conv_layout;
+  // never kTuned here: the model picks a concrete one per plan).
+  void set_conv_layout(ConvLayout layout) { conv_layout_ = layout; }
+  ConvLayout conv_layout() const { return conv_layout_; }
 
   // Value id of a graph value (created for constants on first use).
   absl::StatusOr<int> Value(const std::string& name);
@@ -106,6 +110,7 @@ class PlanBuilder {
   std::map<int, std::vector<int>> layouts_;
   ActivationKernel tanh_kernel_ = ActivationKernel::kOneDnn;
   bool rectifier_kernels_ = true;
+  ConvLayout conv_layout_ = ConvLayout::kAny;
 };
 
 // Per-family lowerings: true when lowered to oneDNN, false when the node

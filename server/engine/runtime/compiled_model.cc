@@ -1,12 +1,16 @@
 // CompiledModel: import, shape-independent passes, the plan cache per input-shape
 // signature.
+#include <omp.h>
+
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status_macros.h"
 #include "server/engine/ir/onnx_import.h"
@@ -16,6 +20,7 @@
 #include "server/engine/passes/pipeline.h"
 #include "server/engine/passes/shape_inference.h"
 #include "server/engine/runtime/compiled_model_impl.h"
+#include "server/engine/runtime/conv_tuning.h"
 
 namespace rectifier::engine {
 
@@ -34,11 +39,30 @@ absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromFile(
 
 namespace {
 
+// What the tuned layouts of a model depend on besides the CPU: the model's
+// bytes and the options that change its graph.
+uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
+  std::string text =
+      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " ap=", o.activation_patterns,
+                   " tanh=", static_cast<int>(o.tanh_kernel), " gelu=", o.gelu_approximation);
+  for (const auto& r : o.replace) {
+    absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
+                    r.beta.value_or(0));
+  }
+  for (const auto& [name, t] : o.constant_inputs) {
+    absl::StrAppend(&text, " ", name, "#",
+                    Fingerprint64(std::string_view(reinterpret_cast<const char*>(t.bytes.data()),
+                                                   t.bytes.size())));
+  }
+  return Fingerprint64(text, Fingerprint64(onnx_bytes));
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledModel>> FromBytesImpl(std::string_view onnx_bytes,
                                                                    const CompileOptions& options) {
   ASSIGN_OR_RETURN(Graph graph,
                    ImportOnnx(onnx_bytes, options.constant_inputs, options.max_tensor_bytes));
-  ASSIGN_OR_RETURN(auto model, CompiledModelImpl::Create(std::move(graph), options));
+  ASSIGN_OR_RETURN(auto model, CompiledModelImpl::Create(std::move(graph), options,
+                                                         ModelFingerprint(onnx_bytes, options)));
   return std::shared_ptr<const CompiledModel>(std::move(model));
 }
 
@@ -59,13 +83,19 @@ absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromBytes(
   }
 }
 
-CompiledModelImpl::CompiledModelImpl(Graph graph, const CompileOptions& options)
-    : graph_(std::move(graph)), options_(options), engine_(dnnl::engine::kind::cpu, 0) {
+CompiledModelImpl::CompiledModelImpl(Graph graph, const CompileOptions& options,
+                                     uint64_t fingerprint)
+    : graph_(std::move(graph)),
+      options_(options),
+      engine_(dnnl::engine::kind::cpu, 0),
+      tuning_(std::make_unique<TuningCache>(options.tuning_cache_dir, fingerprint)) {
   options_.constant_inputs.clear();  // already bound into the graph
 }
 
+CompiledModelImpl::~CompiledModelImpl() = default;
+
 absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
-    Graph graph, const CompileOptions& options) {
+    Graph graph, const CompileOptions& options, uint64_t fingerprint) {
   if (options.max_batch_size < 1) {
     return absl::InvalidArgumentError("max_batch_size must be at least 1");
   }
@@ -86,7 +116,7 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   }
   std::shared_ptr<CompiledModelImpl> model;
   try {
-    model.reset(new CompiledModelImpl(std::move(graph), options));
+    model.reset(new CompiledModelImpl(std::move(graph), options, fingerprint));
   } catch (const dnnl::error& e) {
     return DnnlError(e, "creating the CPU engine");
   }
@@ -452,12 +482,110 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
   }
   RETURN_IF_ERROR(shaped);
   const int batch = batchable_ && !shapes.empty() ? static_cast<int>(shapes[0][0]) : 0;
-  PlanBuilder builder(g, batch, engine_, &constants_);
-  builder.set_shared_constants(&shared_constant_names_);
-  if (dynamic_dims_) builder.set_shapes_label(ShapesString(shapes));
-  builder.set_tanh_kernel(options_.tanh_kernel);
-  builder.set_rectifier_kernels(options_.rectifier_kernels);
-  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
+  auto build = [&](ConvLayout layout,
+                   ConstantCache* cache) -> absl::StatusOr<std::unique_ptr<CompiledPlan>> {
+    PlanBuilder builder(g, batch, engine_, cache);
+    builder.set_shared_constants(&shared_constant_names_);
+    if (dynamic_dims_) builder.set_shapes_label(ShapesString(shapes));
+    builder.set_tanh_kernel(options_.tanh_kernel);
+    builder.set_rectifier_kernels(options_.rectifier_kernels);
+    builder.set_conv_layout(layout);
+    return builder.Build();
+  };
+  // Plans that depend on input values compile per value: not timed.
+  if (options_.conv_layout != ConvLayout::kTuned || !value_inputs_.empty()) {
+    const ConvLayout layout =
+        options_.conv_layout == ConvLayout::kTuned ? ConvLayout::kAny : options_.conv_layout;
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+    plan->conv_layout = layout;
+    return std::shared_ptr<const CompiledPlan>(std::move(plan));
+  }
+  return CompileTuned(key, build);
+}
+
+namespace {
+
+// Steps that differ between two plans (by label), and generic steps.
+bool SameSteps(const CompiledPlan& a, const CompiledPlan& b) {
+  if (a.steps.size() != b.steps.size()) return false;
+  for (size_t i = 0; i < a.steps.size(); ++i)
+    if (a.steps[i].label != b.steps[i].label) return false;
+  return true;
+}
+
+int GenericSteps(const CompiledPlan& p) {
+  int n = 0;
+  for (const auto& step : p.steps) n += RunsGenericKernel(step.label) ? 1 : 0;
+  return n;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTuned(
+    const PlanKey& key, const PlanBuildFn& build) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string plan_key = ShapesString(key.shapes);
+  const int threads = omp_get_max_threads();
+  std::string note;
+  if (std::optional<ConvLayout> known = tuning_->Find(plan_key, threads)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(*known, &constants_));
+    note = absl::StrCat(
+        "conv layout: ", ConvLayoutName(*known), " (tuned; from ",
+        options_.tuning_cache_dir.empty() ? "an earlier plan" : tuning_->PathFor(threads), ")\n");
+    plan->conv_layout = *known;
+    plan->description = note + plan->description;
+    return std::shared_ptr<const CompiledPlan>(std::move(plan));
+  }
+  // The baseline shares the model's constants; the other candidates reorder
+  // their weights privately, so a loser leaves nothing behind.
+  std::vector<std::shared_ptr<CompiledPlan>> plans;
+  std::vector<ConvLayout> layouts;
+  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> base, build(ConvLayout::kAny, &constants_));
+  plans.push_back(std::move(base));
+  layouts.push_back(ConvLayout::kAny);
+  ConstantCache scratch_constants;
+  std::vector<std::string> skipped;
+  for (const ConvLayout layout : TuningCandidates()) {
+    if (layout == ConvLayout::kAny) continue;
+    absl::StatusOr<std::unique_ptr<CompiledPlan>> p = build(layout, &scratch_constants);
+    if (!p.ok()) {
+      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (does not compile)"));
+    } else if (SameSteps(**p, *plans[0])) {
+      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (same plan)"));
+    } else if (GenericSteps(**p) > GenericSteps(*plans[0])) {
+      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (generic kernels)"));
+    } else {
+      (*p)->conv_layout = layout;
+      plans.push_back(std::move(*p));
+      layouts.push_back(layout);
+    }
+  }
+  TuningChoice choice;
+  if (plans.size() > 1) {
+    ASSIGN_OR_RETURN(std::vector<double> ms,
+                     TimePlans(*this, {plans.begin(), plans.end()}, threads, kTuningBudgetMs));
+    for (size_t i = 0; i < plans.size(); ++i) choice.timings.push_back({layouts[i], ms[i]});
+    choice.layout = PickFastest(choice.timings);
+  }
+  std::shared_ptr<CompiledPlan> plan = plans[0];
+  plans.clear();
+  if (choice.layout != ConvLayout::kAny) {
+    // Again with the model's constants, which plans of other shapes share.
+    ASSIGN_OR_RETURN(plan, build(choice.layout, &constants_));
+  }
+  plan->conv_layout = choice.layout;
+  const std::string store_error = tuning_->Store(plan_key, threads, choice);
+  std::vector<std::string> timed;
+  for (const auto& t : choice.timings)
+    timed.push_back(absl::StrFormat("%s %.3f ms", ConvLayoutName(t.layout), t.ms));
+  const double took =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  note = absl::StrCat("conv layout: ", ConvLayoutName(choice.layout), " (tuned in ",
+                      absl::StrFormat("%.0f", took), " ms at ", threads, " thread(s)",
+                      timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
+                      skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
+  if (!store_error.empty()) absl::StrAppend(&note, "  tuning not kept: ", store_error, "\n");
+  plan->description = note + plan->description;
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
 }
 

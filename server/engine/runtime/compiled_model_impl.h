@@ -21,6 +21,8 @@
 
 namespace rectifier::engine {
 
+class TuningCache;
+
 // What selects a plan: the input shapes, and the bytes of the inputs whose
 // values the plan depends on (CompiledModelImpl::value_inputs()), in order.
 struct PlanKey {
@@ -41,8 +43,11 @@ std::vector<size_t> FindValueInputs(const Graph& graph);
 
 class CompiledModelImpl final : public CompiledModel {
  public:
+  // `fingerprint` names the model in the tuning cache (0: no model bytes).
   static absl::StatusOr<std::shared_ptr<CompiledModelImpl>> Create(Graph graph,
-                                                                   const CompileOptions& options);
+                                                                   const CompileOptions& options,
+                                                                   uint64_t fingerprint = 0);
+  ~CompiledModelImpl() override;
 
   const std::vector<TensorInfo>& inputs() const override { return inputs_; }
   const std::vector<TensorInfo>& outputs() const override { return outputs_; }
@@ -100,8 +105,15 @@ class CompiledModelImpl final : public CompiledModel {
   ConstantBytes constant_bytes() const;
 
  private:
-  CompiledModelImpl(Graph graph, const CompileOptions& options);
+  CompiledModelImpl(Graph graph, const CompileOptions& options, uint64_t fingerprint);
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(const PlanKey& key) const;
+  // Builds the plan of one key with a conv layout and constant cache.
+  using PlanBuildFn = std::function<absl::StatusOr<std::unique_ptr<CompiledPlan>>(
+      ConvLayout layout, ConstantCache* cache)>;
+  // CompileOptions::conv_layout = kTuned: the layout remembered for `key`,
+  // or each candidate built and timed (conv_tuning.h).
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileTuned(const PlanKey& key,
+                                                                   const PlanBuildFn& build) const;
   // Compile() with every exception turned into a status.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(const PlanKey& key) const;
   // Checks the declared inputs, sets batchable_, dynamic_dims_ and
@@ -143,7 +155,20 @@ class CompiledModelImpl final : public CompiledModel {
   // value folded per input shape may differ between plans under one name).
   std::set<std::string> shared_constant_names_;
   std::function<void(const InputShapes& shapes)> compile_hook_;
+  std::unique_ptr<TuningCache> tuning_;  // thread-safe itself
 };
+
+// Time spent running candidates when a tuned plan compiles: after one
+// warm-up run each, rounds of one run per candidate until 3 rounds or this
+// budget (at least one round).
+inline constexpr double kTuningBudgetMs = 1500;
+
+// Runs `plans` (of `model`, same inputs) alternately on the calling thread
+// with `threads` OpenMP threads: one warm-up each, then rounds; the best
+// time of each, in ms. Inputs are filled with 0.1 (integers with 0).
+absl::StatusOr<std::vector<double>> TimePlans(
+    const CompiledModelImpl& model, const std::vector<std::shared_ptr<const CompiledPlan>>& plans,
+    int threads, double budget_ms);
 
 }  // namespace rectifier::engine
 

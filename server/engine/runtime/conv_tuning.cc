@@ -1,0 +1,194 @@
+#include "server/engine/runtime/conv_tuning.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace rectifier::engine {
+
+const char* ConvLayoutName(ConvLayout layout) {
+  switch (layout) {
+    case ConvLayout::kAny:
+      return "any";
+    case ConvLayout::kBlocked8:
+      return "blocked8";
+    case ConvLayout::kBlocked16:
+      return "blocked16";
+    case ConvLayout::kChannelsLast:
+      return "nhwc";
+    case ConvLayout::kTuned:
+      return "tuned";
+  }
+  return "any";
+}
+
+bool ParseConvLayout(std::string_view name, ConvLayout* layout) {
+  for (ConvLayout l : {ConvLayout::kAny, ConvLayout::kBlocked8, ConvLayout::kBlocked16,
+                       ConvLayout::kChannelsLast, ConvLayout::kTuned}) {
+    if (name == ConvLayoutName(l)) {
+      *layout = l;
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+bool HasAvx512Kernels() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core || isa == dnnl::cpu_isa::avx512_core_vnni ||
+         isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx ||
+         isa == dnnl::cpu_isa::avx512_mic || isa == dnnl::cpu_isa::avx512_mic_4ops;
+}
+
+std::string IsaName() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return absl::StrCat("isa", static_cast<int>(dnnl::get_effective_cpu_isa()));
+  }
+}
+
+std::string CpuModelName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 1);
+    }
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+std::vector<ConvLayout> TuningCandidates() {
+  std::vector<ConvLayout> out = {ConvLayout::kAny};
+  if (HasAvx512Kernels()) out.push_back(ConvLayout::kBlocked16);
+  out.push_back(ConvLayout::kBlocked8);
+  return out;
+}
+
+uint64_t Fingerprint64(std::string_view bytes, uint64_t seed) {
+  uint64_t h = seed;
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::string TuningCpuTag(int threads) {
+  static const std::string model_hash =
+      absl::StrFormat("%08x", static_cast<uint32_t>(Fingerprint64(CpuModelName())));
+  return absl::StrCat(IsaName(), "-t", threads, "-", model_hash);
+}
+
+ConvLayout PickFastest(const std::vector<TunedTiming>& timings, double margin) {
+  if (timings.empty()) return ConvLayout::kAny;
+  const TunedTiming* best = &timings[0];
+  for (const auto& t : timings) {
+    if (t.ms > 0 && t.ms < best->ms) best = &t;
+  }
+  if (best != &timings[0] && best->ms > timings[0].ms * (1.0 - margin)) return timings[0].layout;
+  return best->layout;
+}
+
+TuningCache::TuningCache(std::string dir, uint64_t model_fingerprint)
+    : dir_(std::move(dir)), fingerprint_(model_fingerprint) {}
+
+std::string TuningCache::PathFor(int threads) const {
+  if (dir_.empty()) return "";
+  return absl::StrFormat("%s/%016x-%s.tuning", dir_, fingerprint_, TuningCpuTag(threads));
+}
+
+bool TuningCache::ParseLine(const std::string& line, std::string* plan_key, ConvLayout* layout) {
+  const std::vector<std::string> fields = absl::StrSplit(line, '\t');
+  if (fields.size() < 2 || fields[0].empty() || fields[0].size() > 4096) return false;
+  ConvLayout l;
+  if (!ParseConvLayout(fields[1], &l) || l == ConvLayout::kTuned) return false;
+  *plan_key = fields[0];
+  *layout = l;
+  return true;
+}
+
+TuningCache::Entries& TuningCache::LoadLocked(int threads) {
+  auto it = by_threads_.find(threads);
+  if (it != by_threads_.end()) return it->second;
+  Entries& entries = by_threads_[threads];
+  if (dir_.empty()) return entries;
+  std::ifstream in(PathFor(threads));
+  std::string line;
+  // A tuning file is small (a line per plan); a larger one is not ours.
+  for (int n = 0; n < 100000 && std::getline(in, line); ++n) {
+    std::string key;
+    ConvLayout layout;
+    if (ParseLine(line, &key, &layout)) entries[key] = Entry{layout, line};
+  }
+  return entries;
+}
+
+std::optional<ConvLayout> TuningCache::Find(const std::string& plan_key, int threads) {
+  absl::MutexLock lock(&mu_);
+  Entries& entries = LoadLocked(threads);
+  auto it = entries.find(plan_key);
+  if (it == entries.end()) return std::nullopt;
+  return it->second.layout;
+}
+
+std::string TuningCache::Store(const std::string& plan_key, int threads,
+                               const TuningChoice& choice) {
+  absl::MutexLock lock(&mu_);
+  Entries& entries = LoadLocked(threads);
+  std::string line = absl::StrCat(plan_key, "\t", ConvLayoutName(choice.layout));
+  for (const auto& t : choice.timings)
+    absl::StrAppend(&line, "\t", ConvLayoutName(t.layout), "=", absl::StrFormat("%.3f", t.ms));
+  entries[plan_key] = Entry{choice.layout, line};
+  if (dir_.empty()) return "";
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  const std::string path = PathFor(threads);
+  const std::string tmp = absl::StrCat(path, ".", getpid(), ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& [key, entry] : entries) out << entry.line << "\n";
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return absl::StrCat("cannot write the tuning file ", tmp);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::StrCat("cannot replace the tuning file ", path);
+  }
+  return "";
+}
+
+}  // namespace rectifier::engine
