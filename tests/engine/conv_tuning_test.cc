@@ -10,8 +10,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/engine/execution_context.h"
+#include "server/engine/runtime/compiled_model_impl.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {
@@ -23,9 +25,9 @@ using testing::ModelBuilder;
 // An inverted-residual block as in MobileNetV2: a 3x3 stem (3 -> 32,
 // stride 2), a 1x1 expansion with ReLU6, a depthwise 3x3, a 1x1 projection
 // with the residual add, and a 7-channel head (not a block multiple).
-std::string BlockModel() {
+std::string BlockModel(bool dynamic_hw = false) {
   ModelBuilder b;
-  b.Input("x", {-1, 3, 32, 32});
+  b.Input("x", {-1, 3, dynamic_hw ? -1 : 32, dynamic_hw ? -1 : 32});
   b.RandomInit("w0", {32, 3, 3, 3}, -0.3f, 0.3f).RandomInit("b0", {32});
   auto& c0 = b.Node("Conv", {"x", "w0", "b0"}, {"c0"});
   ModelBuilder::IntsAttr(c0, "pads", {1, 1, 1, 1});
@@ -236,6 +238,39 @@ TEST(ConvTuningTest, InMemoryChoice) {
   ASSERT_FALSE(c.y.bytes.empty());
   EXPECT_NE(c.plan.find("(tuned in "), std::string::npos) << c.plan;
   EXPECT_EQ(c.plan.find("tuning not kept"), std::string::npos) << c.plan;
+}
+
+// Only the load shapes at batch <= kMaxTunedBatch are timed; a larger
+// batch takes the choice of the nearest tuned batch, another height and
+// width that of the load shapes.
+TEST(ConvTuningTest, LargeBatchesAndOtherShapesInheritTheChoice) {
+  CompileOptions options;
+  options.conv_layout = ConvLayout::kTuned;
+  auto model = CompiledModel::FromBytes(BlockModel(), options);
+  ASSERT_TRUE(model.ok()) << model.status();
+  // Before batch 8 is tuned, batch 12 takes the load plan's (batch 1) choice.
+  auto early = (*model)->DescribePlan(12);
+  ASSERT_TRUE(early.ok()) << early.status();
+  EXPECT_NE(early->find("(as tuned for [1,3,32,32])"), std::string::npos) << *early;
+  auto b8 = (*model)->DescribePlan(kMaxTunedBatch);
+  ASSERT_TRUE(b8.ok()) << b8.status();
+  EXPECT_NE(b8->find("(tuned in "), std::string::npos) << *b8;
+  auto late = (*model)->DescribePlan(16);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_NE(late->find("(as tuned for [8,3,32,32])"), std::string::npos) << *late;
+  // The same layout as batch 8's.
+  EXPECT_EQ(late->substr(0, late->find(" (")), b8->substr(0, b8->find(" (")));
+
+  auto dynamic = CompiledModel::FromBytes(BlockModel(/*dynamic_hw=*/true), options);
+  ASSERT_TRUE(dynamic.ok()) << dynamic.status();
+  auto other = (*dynamic)->DescribePlanForShapes({{2, 3, 24, 40}});
+  ASSERT_TRUE(other.ok()) << other.status();
+  const std::string load = absl::StrCat("[1,3,", kDefaultProbeDim, ",", kDefaultProbeDim, "]");
+  EXPECT_NE(other->find("(as tuned for " + load + ")"), std::string::npos) << *other;
+  auto ctx = ExecutionContext::Create(*dynamic, {1});
+  ASSERT_TRUE(ctx.ok());
+  auto out = (*ctx)->Run({testing::RandomTensor({2, 3, 24, 40}, 5)});
+  ASSERT_TRUE(out.ok()) << out.status();
 }
 
 TEST(ConvTuningTest, CpuTagNamesIsaAndThreads) {

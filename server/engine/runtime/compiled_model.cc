@@ -536,6 +536,39 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
     plan->description = note + plan->description;
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
+  // Timing is bounded where it may land on a request: only the load shapes
+  // at a batch up to kMaxTunedBatch are timed. Any other plan (a larger
+  // batch, another height and width) takes the choice of the nearest such
+  // plan tuned so far (batch min(b, kMaxTunedBatch) down to 1), else
+  // oneDNN's own.
+  const int batch = batchable_ ? static_cast<int>(key.shapes[0][0]) : 1;
+  InputShapes at_load = key.shapes;
+  if (batchable_) {
+    for (auto& shape : at_load) shape[0] = load_shapes_[0][0];
+  }
+  if (at_load != load_shapes_ || batch > kMaxTunedBatch) {
+    ConvLayout layout = ConvLayout::kAny;
+    std::string from;
+    for (int b = std::min(batch, kMaxTunedBatch); b >= 1 && from.empty(); --b) {
+      InputShapes shapes = load_shapes_;
+      if (batchable_) {
+        for (auto& shape : shapes) shape[0] = b;
+      }
+      if (std::optional<ConvLayout> found = tuning_->Find(ShapesString(shapes), threads)) {
+        layout = *found;
+        from = ShapesString(shapes);
+      }
+      if (!batchable_) break;
+    }
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+    plan->conv_layout = layout;
+    plan->description =
+        absl::StrCat("conv layout: ", ConvLayoutName(layout),
+                     from.empty() ? " (not timed: no plan of the load shapes tuned yet)"
+                                  : absl::StrCat(" (as tuned for ", from, ")"),
+                     "\n", plan->description);
+    return std::shared_ptr<const CompiledPlan>(std::move(plan));
+  }
   // The baseline shares the model's constants; the other candidates reorder
   // their weights privately, so a loser leaves nothing behind.
   std::vector<std::shared_ptr<CompiledPlan>> plans;
@@ -561,11 +594,18 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
     }
   }
   TuningChoice choice;
+  std::string timing_error;
   if (plans.size() > 1) {
-    ASSIGN_OR_RETURN(std::vector<double> ms,
-                     TimePlans(*this, {plans.begin(), plans.end()}, threads, kTuningBudgetMs));
-    for (size_t i = 0; i < plans.size(); ++i) choice.timings.push_back({layouts[i], ms[i]});
-    choice.layout = PickFastest(choice.timings);
+    // A candidate that cannot run (its arena cannot be allocated, say)
+    // leaves oneDNN's own choice in place.
+    absl::StatusOr<std::vector<double>> ms =
+        TimePlans(*this, {plans.begin(), plans.end()}, threads, kTuningBudgetMs);
+    if (ms.ok()) {
+      for (size_t i = 0; i < plans.size(); ++i) choice.timings.push_back({layouts[i], (*ms)[i]});
+      choice.layout = PickFastest(choice.timings);
+    } else {
+      timing_error = std::string(ms.status().message());
+    }
   }
   std::shared_ptr<CompiledPlan> plan = plans[0];
   plans.clear();
@@ -574,7 +614,8 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
     ASSIGN_OR_RETURN(plan, build(choice.layout, &constants_));
   }
   plan->conv_layout = choice.layout;
-  const std::string store_error = tuning_->Store(plan_key, threads, choice);
+  const std::string store_error =
+      timing_error.empty() ? tuning_->Store(plan_key, threads, choice) : "";
   std::vector<std::string> timed;
   for (const auto& t : choice.timings)
     timed.push_back(absl::StrFormat("%s %.3f ms", ConvLayoutName(t.layout), t.ms));
@@ -585,6 +626,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
                       timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
                       skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
   if (!store_error.empty()) absl::StrAppend(&note, "  tuning not kept: ", store_error, "\n");
+  if (!timing_error.empty()) absl::StrAppend(&note, "  timing failed: ", timing_error, "\n");
   plan->description = note + plan->description;
   return std::shared_ptr<const CompiledPlan>(std::move(plan));
 }

@@ -162,6 +162,9 @@ class CompiledModelImpl final : public CompiledModel {
 // warm-up run each, rounds of one run per candidate until 3 rounds or this
 // budget (at least one round).
 inline constexpr double kTuningBudgetMs = 1500;
+// Largest batch whose plans are timed; larger ones take the choice made at
+// this batch (their timing would stall the first request of that size).
+inline constexpr int kMaxTunedBatch = 8;
 
 // Runs `plans` (of `model`, same inputs) alternately on the calling thread
 // with `threads` OpenMP threads: one warm-up each, then rounds; the best
