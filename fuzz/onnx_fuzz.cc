@@ -26,8 +26,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto model = rectifier::engine::CompiledModel::FromBytes(bytes, options);
   rectifier::fuzz::Report("CompiledModel::FromBytes", model.status());
   if (!model.ok()) return 0;
+  // A dimension past the batch is known (>= 0) or dynamic (-1, and the
+  // model says it has dynamic dimensions).
   for (const auto& in : (*model)->inputs()) {
-    for (size_t d = 1; d < in.shape.size(); ++d) RECTIFIER_FUZZ_CHECK(in.shape[d] >= 0);
+    for (size_t d = 1; d < in.shape.size(); ++d) {
+      RECTIFIER_FUZZ_CHECK(in.shape[d] >= 0 || (in.shape[d] == -1 && (*model)->has_dynamic_dims()));
+    }
   }
   RECTIFIER_FUZZ_CHECK((*model)->max_batch_size() >= 1);
   return 0;
