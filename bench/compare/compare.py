@@ -122,8 +122,12 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
         sides = base[r % len(base):] + base[:r % len(base)]  # rotate the order
         for side in sides:
             if side == "engine":
+                # One tuning per measurement (the server's --tuning-cache-dir):
+                # the first round times the conv layouts, later rounds reuse.
                 engine_ms.append(engine_round(engine, model, inp_pb, eng_out, batch, threads,
-                                              a.iters, a.warmup, tails=tails))
+                                              a.iters, a.warmup, tails=tails,
+                                              extra=("--tuning-cache",
+                                                     os.path.join(tmp, "tuning"))))
             elif side == "variant":
                 variant_ms.append(engine_round(variant[0], model, inp_pb, var_out, batch,
                                                threads, a.iters, a.warmup, variant[1],

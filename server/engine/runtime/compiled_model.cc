@@ -505,7 +505,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
 
 namespace {
 
-// Steps that differ between two plans (by label), and generic steps.
+// True when two plans run the same steps (labels name layouts and kernels).
 bool SameSteps(const CompiledPlan& a, const CompiledPlan& b) {
   if (a.steps.size() != b.steps.size()) return false;
   for (size_t i = 0; i < a.steps.size(); ++i)
@@ -513,6 +513,7 @@ bool SameSteps(const CompiledPlan& a, const CompiledPlan& b) {
   return true;
 }
 
+// Steps on oneDNN's generic (ref:/simple:) or the engine's reference kernels.
 int GenericSteps(const CompiledPlan& p) {
   int n = 0;
   for (const auto& step : p.steps) n += RunsGenericKernel(step.label) ? 1 : 0;

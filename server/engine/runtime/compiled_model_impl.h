@@ -159,16 +159,18 @@ class CompiledModelImpl final : public CompiledModel {
 };
 
 // Time spent running candidates when a tuned plan compiles: after one
-// warm-up run each, rounds of one run per candidate until 3 rounds or this
-// budget (at least one round).
+// warm-up run each, rounds of one run per candidate until kTuningMaxRounds
+// rounds or this budget (at least one round). Small models get many
+// rounds, whose best times are what they are compared by.
 inline constexpr double kTuningBudgetMs = 1500;
+inline constexpr int kTuningMaxRounds = 10;
 // Largest batch whose plans are timed; larger ones take the choice made at
 // this batch (their timing would stall the first request of that size).
 inline constexpr int kMaxTunedBatch = 8;
 
 // Runs `plans` (of `model`, same inputs) alternately on the calling thread
-// with `threads` OpenMP threads: one warm-up each, then rounds; the best
-// time of each, in ms. Inputs are filled with 0.1 (integers with 0).
+// with `threads` OpenMP threads: one warm-up each, then rounds (above); the
+// best time of each, in ms. Inputs are filled with 0.1 (integers with 0).
 absl::StatusOr<std::vector<double>> TimePlans(
     const CompiledModelImpl& model, const std::vector<std::shared_ptr<const CompiledPlan>>& plans,
     int threads, double budget_ms);

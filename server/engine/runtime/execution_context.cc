@@ -453,7 +453,7 @@ absl::StatusOr<std::vector<double>> TimePlans(
   }
   std::vector<double> best(plans.size(), 0);
   const auto start = Clock::now();
-  for (int round = -1; round < 3; ++round) {  // round -1: warm-up
+  for (int round = -1; round < kTuningMaxRounds; ++round) {  // round -1: warm-up
     for (size_t i = 0; i < plans.size(); ++i) {
       const auto t0 = Clock::now();
       RETURN_IF_ERROR(context.RunPlan(plans[i], io[i].in_ptrs, io[i].out_ptrs));
