@@ -158,10 +158,11 @@ class CompiledModelImpl final : public CompiledModel {
   std::unique_ptr<TuningCache> tuning_;  // thread-safe itself
 };
 
-// Time spent running candidates when a tuned plan compiles: after one
-// warm-up run each, rounds of one run per candidate until kTuningMaxRounds
-// rounds or this budget (at least one round). Small models get many
-// rounds, whose best times are what they are compared by.
+// Time spent running candidates when a tuned plan compiles: rounds of two
+// runs per candidate (an untimed one, so that the timed one finds the
+// plan's weights in the caches), until kTuningMaxRounds rounds or this
+// budget (at least one round). Small models get many rounds; candidates
+// are compared by their best time.
 inline constexpr double kTuningBudgetMs = 1500;
 inline constexpr int kTuningMaxRounds = 10;
 // Largest batch whose plans are timed; larger ones take the choice made at
@@ -169,8 +170,8 @@ inline constexpr int kTuningMaxRounds = 10;
 inline constexpr int kMaxTunedBatch = 8;
 
 // Runs `plans` (of `model`, same inputs) alternately on the calling thread
-// with `threads` OpenMP threads: one warm-up each, then rounds (above); the
-// best time of each, in ms. Inputs are filled with 0.1 (integers with 0).
+// with `threads` OpenMP threads, in rounds (above); the best time of each,
+// in ms. Inputs are filled with 0.1 (integers with 0).
 absl::StatusOr<std::vector<double>> TimePlans(
     const CompiledModelImpl& model, const std::vector<std::shared_ptr<const CompiledPlan>>& plans,
     int threads, double budget_ms);
