@@ -336,6 +336,19 @@ def main():
                                     "parity_max_abs": parity["max_abs"],
                                     "load_after": os.getloadavg()[0]})
         end_load = os.getloadavg()
+        if a.rounds >= 2:
+            # Each round runs the sides back to back, so their ratio within a
+            # round cancels the machine's drift between rounds.
+            print("\nper-round ratios (median over rounds of the ratio within a round):")
+            for r in records:
+                e, o, v = r["engine_round_ms"], r["ort_round_ms"], r["variant_round_ms"]
+                line = (f"  {r['model']} batch {r['batch']} threads {r['threads']}: engine/ORT "
+                        f"{statistics.median(y / x for x, y in zip(e, o)):.2f}")
+                if v:
+                    line += (f", variant/engine "
+                             f"{statistics.median(x / y for x, y in zip(e, v)):.2f}, "
+                             f"variant/ORT {statistics.median(y / x for x, y in zip(v, o)):.2f}")
+                print(line)
         print(f"\nISA: {isa}. Spread = slowest / fastest round median of a side (run-to-run "
               f"stability; needs --rounds >= 2). Engine p99/p50: the median over its rounds "
               f"(ORT's bench reports no p99).")
