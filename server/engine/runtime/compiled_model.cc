@@ -524,52 +524,60 @@ int GenericSteps(const CompiledPlan& p) {
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTuned(
     const PlanKey& key, const PlanBuildFn& build) const {
-  const auto t0 = std::chrono::steady_clock::now();
   const std::string plan_key = ShapesString(key.shapes);
   const int threads = omp_get_max_threads();
-  std::string note;
   if (std::optional<ConvLayout> known = tuning_->Find(plan_key, threads)) {
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(*known, &constants_));
-    note = absl::StrCat(
-        "conv layout: ", ConvLayoutName(*known), " (tuned; from ",
-        options_.tuning_cache_dir.empty() ? "an earlier plan" : tuning_->PathFor(threads), ")\n");
     plan->conv_layout = *known;
-    plan->description = note + plan->description;
+    plan->description = absl::StrCat(
+        "conv layout: ", ConvLayoutName(*known), " (tuned; from ",
+        options_.tuning_cache_dir.empty() ? "an earlier plan" : tuning_->PathFor(threads), ")\n",
+        plan->description);
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
   // Timing is bounded where it may land on a request: only the load shapes
-  // at a batch up to kMaxTunedBatch are timed. Any other plan (a larger
-  // batch, another height and width) takes the choice of the nearest such
-  // plan tuned so far (batch min(b, kMaxTunedBatch) down to 1), else
-  // oneDNN's own.
+  // at a batch up to kMaxTunedBatch are timed.
   const int batch = batchable_ ? static_cast<int>(key.shapes[0][0]) : 1;
   InputShapes at_load = key.shapes;
   if (batchable_) {
     for (auto& shape : at_load) shape[0] = load_shapes_[0][0];
   }
   if (at_load != load_shapes_ || batch > kMaxTunedBatch) {
-    ConvLayout layout = ConvLayout::kAny;
-    std::string from;
-    for (int b = std::min(batch, kMaxTunedBatch); b >= 1 && from.empty(); --b) {
-      InputShapes shapes = load_shapes_;
-      if (batchable_) {
-        for (auto& shape : shapes) shape[0] = b;
-      }
-      if (std::optional<ConvLayout> found = tuning_->Find(ShapesString(shapes), threads)) {
-        layout = *found;
-        from = ShapesString(shapes);
-      }
-      if (!batchable_) break;
-    }
-    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
-    plan->conv_layout = layout;
-    plan->description =
-        absl::StrCat("conv layout: ", ConvLayoutName(layout),
-                     from.empty() ? " (not timed: no plan of the load shapes tuned yet)"
-                                  : absl::StrCat(" (as tuned for ", from, ")"),
-                     "\n", plan->description);
-    return std::shared_ptr<const CompiledPlan>(std::move(plan));
+    return CompileInherited(batch, build, threads);
   }
+  return TuneAndCompile(plan_key, build, threads);
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileInherited(
+    int batch, const PlanBuildFn& build, int threads) const {
+  // The choice of the nearest plan of the load shapes tuned so far (batch
+  // min(b, kMaxTunedBatch) down to 1), else oneDNN's own.
+  ConvLayout layout = ConvLayout::kAny;
+  std::string from;
+  for (int b = std::min(batch, kMaxTunedBatch); b >= 1 && from.empty(); --b) {
+    InputShapes shapes = load_shapes_;
+    if (batchable_) {
+      for (auto& shape : shapes) shape[0] = b;
+    }
+    if (std::optional<ConvLayout> found = tuning_->Find(ShapesString(shapes), threads)) {
+      layout = *found;
+      from = ShapesString(shapes);
+    }
+    if (!batchable_) break;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+  plan->conv_layout = layout;
+  plan->description =
+      absl::StrCat("conv layout: ", ConvLayoutName(layout),
+                   from.empty() ? " (not timed: no plan of the load shapes tuned yet)"
+                                : absl::StrCat(" (as tuned for ", from, ")"),
+                   "\n", plan->description);
+  return std::shared_ptr<const CompiledPlan>(std::move(plan));
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCompile(
+    const std::string& plan_key, const PlanBuildFn& build, int threads) const {
+  const auto t0 = std::chrono::steady_clock::now();
   // The baseline shares the model's constants; the other candidates reorder
   // their weights privately, so a loser leaves nothing behind.
   std::vector<std::shared_ptr<CompiledPlan>> plans;
@@ -582,17 +590,16 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
   for (const ConvLayout layout : TuningCandidates()) {
     if (layout == ConvLayout::kAny) continue;
     absl::StatusOr<std::unique_ptr<CompiledPlan>> p = build(layout, &scratch_constants);
-    if (!p.ok()) {
-      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (does not compile)"));
-    } else if (SameSteps(**p, *plans[0])) {
-      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (same plan)"));
-    } else if (GenericSteps(**p) > GenericSteps(*plans[0])) {
-      skipped.push_back(absl::StrCat(ConvLayoutName(layout), " (generic kernels)"));
-    } else {
-      (*p)->conv_layout = layout;
-      plans.push_back(std::move(*p));
-      layouts.push_back(layout);
+    const char* why = !p.ok()                                       ? " (does not compile)"
+                      : SameSteps(**p, *plans[0])                   ? " (same plan)"
+                      : GenericSteps(**p) > GenericSteps(*plans[0]) ? " (generic kernels)"
+                                                                    : nullptr;
+    if (why != nullptr) {
+      skipped.push_back(absl::StrCat(ConvLayoutName(layout), why));
+      continue;
     }
+    plans.push_back(std::move(*p));
+    layouts.push_back(layout);
   }
   TuningChoice choice;
   std::string timing_error;
@@ -622,10 +629,10 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
     timed.push_back(absl::StrFormat("%s %.3f ms", ConvLayoutName(t.layout), t.ms));
   const double took =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  note = absl::StrCat("conv layout: ", ConvLayoutName(choice.layout), " (tuned in ",
-                      absl::StrFormat("%.0f", took), " ms at ", threads, " thread(s)",
-                      timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
-                      skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
+  std::string note = absl::StrCat(
+      "conv layout: ", ConvLayoutName(choice.layout), " (tuned in ", absl::StrFormat("%.0f", took),
+      " ms at ", threads, " thread(s)", timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
+      skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
   if (!store_error.empty()) absl::StrAppend(&note, "  tuning not kept: ", store_error, "\n");
   if (!timing_error.empty()) absl::StrAppend(&note, "  timing failed: ", timing_error, "\n");
   plan->description = note + plan->description;

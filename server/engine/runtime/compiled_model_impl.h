@@ -114,6 +114,16 @@ class CompiledModelImpl final : public CompiledModel {
   // or each candidate built and timed (conv_tuning.h).
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileTuned(const PlanKey& key,
                                                                    const PlanBuildFn& build) const;
+  // A plan that is not timed: the layout of the nearest tuned plan of the
+  // load shapes at a batch up to min(batch, kMaxTunedBatch), else kAny.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileInherited(int batch,
+                                                                       const PlanBuildFn& build,
+                                                                       int threads) const;
+  // Builds every candidate, times them (TimePlans), keeps and stores the
+  // fastest.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> TuneAndCompile(const std::string& plan_key,
+                                                                     const PlanBuildFn& build,
+                                                                     int threads) const;
   // Compile() with every exception turned into a status.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(const PlanKey& key) const;
   // Checks the declared inputs, sets batchable_, dynamic_dims_ and
