@@ -223,6 +223,30 @@ TEST(ConvTuningTest, DamagedFileIsTunedAgain) {
   EXPECT_NE(text.find("[1,3,32,32]\t"), std::string::npos) << text;
 }
 
+// Two model objects of the same bytes (two names or versions, or two
+// processes) share one file: each write keeps the other's choices.
+TEST(ConvTuningTest, WritersSharingAFileKeepEachOthersChoices) {
+  TempDir dir;
+  TuningCache a(dir.str(), 7), b(dir.str(), 7);
+  ASSERT_FALSE(a.Find("[1,3,8,8]", 2).has_value());
+  ASSERT_FALSE(b.Find("[2,3,8,8]", 2).has_value());
+  TuningChoice blocked;
+  blocked.layout = ConvLayout::kBlocked8;
+  TuningChoice any;
+  EXPECT_EQ(a.Store("[1,3,8,8]", 2, blocked), "");
+  EXPECT_EQ(b.Store("[2,3,8,8]", 2, any), "");  // b read the file before a wrote
+  TuningCache c(dir.str(), 7);
+  EXPECT_EQ(c.Find("[1,3,8,8]", 2), std::optional<ConvLayout>(ConvLayout::kBlocked8));
+  EXPECT_EQ(c.Find("[2,3,8,8]", 2), std::optional<ConvLayout>(ConvLayout::kAny));
+  EXPECT_FALSE(c.Find("[1,3,8,8]", 1).has_value());  // another thread count, another file
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir.str())) {
+    EXPECT_EQ(e.path().extension(), ".tuning") << e.path();  // no temporary left
+    ++files;
+  }
+  EXPECT_EQ(files, 1u);
+}
+
 // A directory that cannot be written costs only the timing: the model
 // loads, runs, and says the choice was not kept.
 TEST(ConvTuningTest, UnwritableDirectoryIsReported) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -174,7 +175,21 @@ std::string TuningCache::Store(const std::string& plan_key, int threads,
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   const std::string path = PathFor(threads);
-  const std::string tmp = absl::StrCat(path, ".", getpid(), ".tmp");
+  // Another model object (the same bytes under another name or version) or
+  // process may have written the file since it was read: keep its choices.
+  {
+    std::ifstream in(path);
+    std::string existing;
+    for (int n = 0; n < 100000 && std::getline(in, existing); ++n) {
+      std::string key;
+      ConvLayout layout;
+      if (ParseLine(existing, &key, &layout)) entries.emplace(key, Entry{layout, existing});
+    }
+  }
+  // A name of its own per write: model objects of one process may write at
+  // the same time.
+  static std::atomic<uint64_t> writes{0};
+  const std::string tmp = absl::StrCat(path, ".", getpid(), ".", writes.fetch_add(1), ".tmp");
   {
     std::ofstream out(tmp, std::ios::trunc);
     for (const auto& [key, entry] : entries) out << entry.line << "\n";

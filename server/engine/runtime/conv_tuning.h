@@ -54,9 +54,11 @@ ConvLayout PickFastest(const std::vector<TunedTiming>& timings, double margin = 
 // shapes as text). With a directory, kept in the text file
 // "DIR/<fingerprint>-<cpu tag>.tuning", one line per plan:
 // "<shapes>\t<layout>[\t<layout>=<ms> ...]". The file is read on first use
-// and rewritten whole (write, then rename) on every new choice; lines that
-// do not parse are dropped (their plans are timed again), an unreadable or
-// unwritable file only costs the timing. Thread-safe.
+// and rewritten whole (read again and merged, written to a temporary file,
+// renamed) on every new choice, so model objects and processes sharing it
+// keep each other's choices; lines that do not parse are dropped (their
+// plans are timed again), an unreadable or unwritable file only costs the
+// timing. Thread-safe.
 class TuningCache {
  public:
   // `dir` empty: choices kept in memory only.
