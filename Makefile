@@ -65,6 +65,13 @@ COMPARE_ARGS ?=
 bench-compare: build
 	/usr/bin/python3 bench/compare/compare.py --build $(BUILD_DIR) $(COMPARE_ARGS)
 
+# The whole server (KServe ModelInfer at batch 8, transfer included) vs ONNX
+# Runtime in process (bench/server/server_vs_ort.py --help).
+SERVER_ORT_ARGS ?=
+.PHONY: bench-server-ort
+bench-server-ort: build
+	/usr/bin/python3 bench/server/server_vs_ort.py --build $(BUILD_DIR) $(SERVER_ORT_ARGS)
+
 clean:
 	rm -rf $(BUILD_DIR)
 
