@@ -14,7 +14,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
-#include "server/engine/compiled_model.h"
 #include "server/engine/ir/ir.h"
 #include "server/engine/ops/op_registry.h"
 
@@ -94,8 +93,6 @@ struct CompiledPlan {
   std::vector<ActivationSite> activation_sites;
   std::vector<int> site_after_step;  // per step: index into activation_sites or -1
   std::string description;
-  // The conv layout it was built with (a concrete one, never kTuned).
-  ConvLayout conv_layout = ConvLayout::kAny;
 
   // Root value whose storage `v` uses.
   int Root(int v) const {

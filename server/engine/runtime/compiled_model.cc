@@ -497,7 +497,6 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     const ConvLayout layout =
         options_.conv_layout == ConvLayout::kTuned ? ConvLayout::kAny : options_.conv_layout;
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
-    plan->conv_layout = layout;
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
   return CompileTuned(key, build);
@@ -528,7 +527,6 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTu
   const int threads = omp_get_max_threads();
   if (std::optional<ConvLayout> known = tuning_->Find(plan_key, threads)) {
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(*known, &constants_));
-    plan->conv_layout = *known;
     plan->description = absl::StrCat(
         "conv layout: ", ConvLayoutName(*known), " (tuned; from ",
         options_.tuning_cache_dir.empty() ? "an earlier plan" : tuning_->PathFor(threads), ")\n",
@@ -566,7 +564,6 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileIn
     if (!batchable_) break;
   }
   ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
-  plan->conv_layout = layout;
   plan->description =
       absl::StrCat("conv layout: ", ConvLayoutName(layout),
                    from.empty() ? " (not timed: no plan of the load shapes tuned yet)"
@@ -621,7 +618,6 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCo
     // Again with the model's constants, which plans of other shapes share.
     ASSIGN_OR_RETURN(plan, build(choice.layout, &constants_));
   }
-  plan->conv_layout = choice.layout;
   const std::string store_error =
       timing_error.empty() ? tuning_->Store(plan_key, threads, choice) : "";
   std::vector<std::string> timed;
