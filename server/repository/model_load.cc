@@ -249,6 +249,15 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::LoadVersion(
                    CompileOnItsOwnThread(file, compile, threads));
   const absl::Duration compile_time = absl::Now() - load_start;
   spdlog::info("model={} version={} {}", name, version, model->activation_summary().ToString());
+  if (compile.conv_layout == engine::ConvLayout::kTuned && !model->has_value_inputs()) {
+    // The load plan's choice and its timings (the first line of its plan).
+    if (absl::StatusOr<std::string> plan = model->DescribePlan(1); plan.ok()) {
+      const std::string first = plan->substr(0, plan->find('\n'));
+      if (first.rfind("conv layout:", 0) == 0) {
+        spdlog::info("model={} version={} load plan {}", name, version, first);
+      }
+    }
+  }
   if (!model->activation_summary().warning.empty()) {
     spdlog::warn("model={} version={}: {}", name, version, model->activation_summary().warning);
   }

@@ -174,7 +174,7 @@ class CompiledModelImpl final : public CompiledModel {
 // budget (at least one round). Small models get many rounds; candidates
 // are compared by their best time.
 inline constexpr double kTuningBudgetMs = 1500;
-inline constexpr int kTuningMaxRounds = 10;
+inline constexpr int kTuningMaxRounds = 5;
 // Largest batch whose plans are timed; larger ones take the choice made at
 // this batch (their timing would stall the first request of that size).
 inline constexpr int kMaxTunedBatch = 8;
