@@ -264,7 +264,27 @@ absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
     const Tag tag = block == 8 ? Tag::nChw8c : block == 16 ? Tag::nChw16c : Tag::nhwc;
     const memory::dims dst_dims = c.dst_any.dims();
     const memory::desc s(src_dims, DT::f32, src_dims[1] % block == 0 ? tag : Tag::nchw);
-    if (dst_dims[1] % block == 0) layouts.emplace_back(s, memory::desc(dst_dims, DT::f32, tag));
+    if (dst_dims[1] % block == 0) {
+      const memory::desc d(dst_dims, DT::f32, tag);
+      // The asked-for layout first with fewer fused post-ops (a residual
+      // sum after an activation, which the direct kernels do not fuse, then
+      // runs as a binary add in that layout), before any other layout: two
+      // reorders and an addend copy per residual block cost more than the
+      // unfused add.
+      for (size_t prefix : prefixes) {
+        const std::vector<PostOp> ops(fused.begin(), fused.begin() + static_cast<long>(prefix));
+        try {
+          dnnl::primitive_desc tried = MakeConvPd(b, c, s, d, ops);
+          if (rank(tried) == 2) {
+            choice.pd = tried;
+            choice.fused_ops = prefix;
+            return choice;
+          }
+        } catch (const dnnl::error&) {
+        }
+      }
+      layouts.emplace_back(s, d);
+    }
   }
   if (!b.values()[x].plain) layouts.emplace_back(b.values()[x].md, c.dst_any);
   layouts.emplace_back(c.any_src, c.dst_any);
