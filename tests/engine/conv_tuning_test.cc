@@ -44,7 +44,10 @@ std::string BlockModel(bool dynamic_hw = false) {
   b.Node("Clip", {"c2", "lo", "hi"}, {"r2"});
   b.RandomInit("w3", {32, 64, 1, 1}, -0.2f, 0.2f).RandomInit("b3", {32});
   b.Node("Conv", {"r2", "w3", "b3"}, {"c3"});
-  b.Node("Add", {"c3", "r0"}, {"a3"});
+  // As in a YOLO C2f bottleneck: SiLU, then the residual add.
+  b.Node("Sigmoid", {"c3"}, {"s3"});
+  b.Node("Mul", {"c3", "s3"}, {"m3"});
+  b.Node("Add", {"m3", "r0"}, {"a3"});
   b.RandomInit("w4", {7, 32, 1, 1}, -0.2f, 0.2f).RandomInit("b4", {7});
   b.Node("Conv", {"a3", "w4", "b4"}, {"y"});
   b.Output("y");
@@ -142,6 +145,17 @@ TEST(ConvLayoutTest, ExplicitLayoutsMatchTheDefault) {
       ASSERT_FALSE(got.y.bytes.empty());
       testing::ExpectNear(got.y, base.y, 1e-5f);
       EXPECT_NE(got.plan.find(std::string("dst:") + c.tag), std::string::npos) << got.plan;
+      // The residual add after SiLU stays in the asked-for layout (fused,
+      // or an add of its own where the direct kernels do not fuse a sum
+      // after an activation): no addend copy, and no reorder but the
+      // image's into NHWC.
+      EXPECT_EQ(got.plan.find("Copy addend"), std::string::npos) << got.plan;
+      size_t reorders = 0;
+      for (size_t at = got.plan.find("Reorder '"); at != std::string::npos;
+           at = got.plan.find("Reorder '", at + 1)) {
+        ++reorders;
+      }
+      EXPECT_LE(reorders, 1u) << got.plan;
     }
   }
 }
