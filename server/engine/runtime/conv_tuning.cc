@@ -139,19 +139,28 @@ bool TuningCache::ParseLine(const std::string& line, std::string* plan_key, Conv
   return true;
 }
 
-TuningCache::Entries& TuningCache::LoadLocked(int threads) {
-  auto it = by_threads_.find(threads);
-  if (it != by_threads_.end()) return it->second;
-  Entries& entries = by_threads_[threads];
-  if (dir_.empty()) return entries;
-  std::ifstream in(PathFor(threads));
+void TuningCache::ReadFileInto(const std::string& path, bool overwrite, Entries& entries) {
+  std::ifstream in(path);
   std::string line;
   // A tuning file is small (a line per plan); a larger one is not ours.
   for (int n = 0; n < 100000 && std::getline(in, line); ++n) {
     std::string key;
     ConvLayout layout;
-    if (ParseLine(line, &key, &layout)) entries[key] = Entry{layout, line};
+    if (!ParseLine(line, &key, &layout)) continue;
+    if (overwrite) {
+      entries[key] = Entry{layout, line};
+    } else {
+      entries.emplace(key, Entry{layout, line});
+    }
   }
+}
+
+TuningCache::Entries& TuningCache::LoadLocked(int threads) {
+  auto it = by_threads_.find(threads);
+  if (it != by_threads_.end()) return it->second;
+  Entries& entries = by_threads_[threads];
+  if (dir_.empty()) return entries;
+  ReadFileInto(PathFor(threads), /*overwrite=*/true, entries);
   return entries;
 }
 
@@ -177,15 +186,7 @@ std::string TuningCache::Store(const std::string& plan_key, int threads,
   const std::string path = PathFor(threads);
   // Another model object (the same bytes under another name or version) or
   // process may have written the file since it was read: keep its choices.
-  {
-    std::ifstream in(path);
-    std::string existing;
-    for (int n = 0; n < 100000 && std::getline(in, existing); ++n) {
-      std::string key;
-      ConvLayout layout;
-      if (ParseLine(existing, &key, &layout)) entries.emplace(key, Entry{layout, existing});
-    }
-  }
+  ReadFileInto(path, /*overwrite=*/false, entries);
   // A name of its own per write: model objects of one process may write at
   // the same time.
   static std::atomic<uint64_t> writes{0};

@@ -81,6 +81,10 @@ class TuningCache {
   };
   using Entries = std::map<std::string, Entry>;
   Entries& LoadLocked(int threads) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the well-formed lines of the file at `path` (a missing file adds
+  // none); `overwrite`: a line replaces an entry of the same plan, else the
+  // entry already held wins.
+  static void ReadFileInto(const std::string& path, bool overwrite, Entries& entries);
 
   const std::string dir_;
   const uint64_t fingerprint_;
