@@ -93,6 +93,14 @@ struct CompileOptions {
   // blocked layouts as block copies. Off: oneDNN for all of them (to
   // compare; rectifier-engine --onednn-only).
   bool rectifier_kernels = true;
+  // Zero-copy views: a Slice/Split that takes one contiguous range of its
+  // source (channels at block-aligned offsets of a batch-1 tensor, or any
+  // range of an axis with only 1s before it) reads its source's bytes in
+  // place, and a Concat of such ranges has its inputs' producers write
+  // straight into their part of its output, instead of copy steps. Off: the
+  // copies (to compare; rectifier-engine --no-zero-copy). Needs
+  // rectifier_kernels.
+  bool zero_copy = true;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
   app.add_flag("--onednn-only", onednn_only,
                "no Rectifier kernels where oneDNN has only generic ones (strided softmax, "
                "blocked concat/slice): to compare");
+  bool no_zero_copy = false;
+  app.add_flag("--no-zero-copy", no_zero_copy,
+               "copy contiguous slices and concats instead of viewing one buffer: to compare");
   std::string conv_layout = "tuned", tuning_cache;
   app.add_option("--conv-layout", conv_layout,
                  "activation layout convolutions ask for: any (oneDNN's choice), blocked8 "
@@ -185,6 +188,7 @@ int main(int argc, char** argv) {
   rectifier::engine::CompileOptions options;
   options.fuse = !no_fuse;
   options.rectifier_kernels = !onednn_only;
+  options.zero_copy = !no_zero_copy;
   rectifier::engine::ParseConvLayout(conv_layout, &options.conv_layout);
   options.tuning_cache_dir = tuning_cache;
   options.max_batch_size = std::max(max_batch, batch);

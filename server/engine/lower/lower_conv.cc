@@ -338,15 +338,17 @@ absl::StatusOr<int> BindSumAddend(PlanBuilder& b, const Node& node, const ConvSe
   const std::string& addend_name = node.inputs[node.sum_input];
   ASSIGN_OR_RETURN(int a, b.Value(addend_name));
   ASSIGN_OR_RETURN(int a_in, b.InLayout(a, dst_md));
-  const PlanValue& av = b.values()[a_in];
   // Accumulating in place overwrites the addend: allowed for a layout copy
   // (dropped from the cache so nobody reads it later) or for the value
-  // itself when this is its last reader, never when it is also our source.
+  // itself when this is its last reader, never when it is also our source
+  // or its buffer holds other values read later (views).
   const bool layout_copy = a_in != a;
   const bool last_reader = b.IsLastRead(addend_name);
   const bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
+  const bool shared = b.StorageReadLater(a_in, layout_copy ? a_in : -1);
   int dst;
-  if (av.storage == PlanValue::Storage::kArena && !is_src && (layout_copy || last_reader)) {
+  if (b.values()[b.plan().Root(a_in)].storage == PlanValue::Storage::kArena && !is_src && !shared &&
+      (layout_copy || last_reader)) {
     if (layout_copy) b.ForgetLayout(a, a_in);
     dst = b.NewValue(node.outputs[0], DataType::kFloat32, c.geo.out_shape, dst_md);
     b.values()[dst].alias_of = a_in;

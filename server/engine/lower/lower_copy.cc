@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -21,6 +22,10 @@
 
 namespace rectifier::engine {
 namespace {
+
+// Views need 64-byte aligned starts (oneDNN's preferred alignment; every
+// channel block of a blocked layout is a multiple of it).
+constexpr size_t kViewAlign = 64;
 
 // Row geometry of `axis` in a value's layout; offsets and extents along the
 // axis must be multiples of `align` (the channel block).
@@ -138,6 +143,36 @@ void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer, const st
   b.plan().steps.push_back(std::move(step));
 }
 
+// Slice/Split of one row (outer == 1): each range of `axis` is contiguous
+// bytes of `x`, so each output is a view of them. False (nothing defined)
+// when a range would start off the view alignment.
+absl::StatusOr<bool> SliceAsViews(PlanBuilder& b, const Node& node, int x, int axis,
+                                  const Rows& rows,
+                                  const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  const PlanValue src = b.values()[x];
+  const size_t base = b.plan().ByteOffset(x);
+  auto at = [&](int64_t off) { return static_cast<size_t>(off * rows.unit) * sizeof(float); };
+  for (size_t k = 0; k < ranges.size(); ++k)
+    if (!node.outputs[k].empty() && (base + at(ranges[k].first)) % kViewAlign != 0) return false;
+  std::vector<std::string> parts;
+  for (size_t k = 0; k < ranges.size(); ++k) {
+    if (node.outputs[k].empty()) continue;
+    const auto [off, ext] = ranges[k];
+    std::vector<int64_t> shape = src.shape;
+    shape[axis] = ext;
+    ASSIGN_OR_RETURN(auto md, SameLayout(src.md, PlanBuilder::Dims(shape)));
+    const int view = b.NewValue(node.outputs[k], DataType::kFloat32, shape, md);
+    b.values()[view].alias_of = x;
+    b.values()[view].alias_offset = at(off);
+    b.Define(node.outputs[k], view);
+    parts.push_back(absl::StrCat("#", k, " [", absl::StrJoin(shape, ","), "] at ", off));
+  }
+  b.plan().views.push_back(absl::StrCat(node.op_type, " '", node.name, "' ",
+                                        absl::StrJoin(parts, " "), " ", LayoutName(src.md),
+                                        ": views of '", src.name, "'"));
+  return true;
+}
+
 // True when every input has row geometry along `axis` in one layout with the
 // same rows and unit (so that the concat is a row copy).
 bool ConcatRows(PlanBuilder& b, const std::vector<int>& ins, int axis) {
@@ -151,6 +186,44 @@ bool ConcatRows(PlanBuilder& b, const std::vector<int>& ins, int axis) {
         LayoutName(b.values()[v].md) != layout) {
       return false;
     }
+  }
+  return true;
+}
+
+// Concat in place: the output is one row (outer == 1), so input i is bytes
+// [k_i, k_i + size_i) of it, and each input's buffer (its root value) can
+// move there: its producer then writes straight into the output. A root
+// moves whole, so it must be exactly the bytes its inputs bring: one input
+// that is its whole buffer, or consecutive inputs that are consecutive views
+// of one buffer (C2f's halves of a Split, concatenated back in order).
+// Buffers outside the arena (graph inputs, constants) are copied. True when
+// every input moved; nothing changes otherwise.
+bool ConcatInPlace(PlanBuilder& b, const std::vector<int>& ins, const std::vector<Piece>& pieces,
+                   int out) {
+  CompiledPlan& p = b.plan();
+  struct Span {
+    size_t end = 0;     // bytes of the root covered so far
+    int64_t delta = 0;  // offset in the output minus offset in the root
+  };
+  std::map<int, Span> roots;
+  for (size_t i = 0; i < ins.size(); ++i) {
+    const int v = ins[i];
+    const int r = p.Root(v);
+    if (r == out || p.values[r].storage != PlanValue::Storage::kArena) return false;
+    const size_t begin = p.ByteOffset(v);
+    const size_t size = p.values[v].md.get_size();
+    const int64_t delta =
+        pieces[i].dst_off * static_cast<int64_t>(sizeof(float)) - static_cast<int64_t>(begin);
+    if (delta < 0 || delta % kViewAlign != 0) return false;
+    auto [it, fresh] = roots.try_emplace(r, Span{0, delta});
+    if (it->second.delta != delta || it->second.end != begin) return false;
+    it->second.end = begin + size;
+  }
+  for (const auto& [r, span] : roots)
+    if (span.end != p.values[r].md.get_size() || p.values[r].alias_of >= 0) return false;
+  for (const auto& [r, span] : roots) {
+    p.values[r].alias_of = out;
+    p.values[r].alias_offset = static_cast<size_t>(span.delta);
   }
   return true;
 }
@@ -186,9 +259,14 @@ absl::StatusOr<bool> LowerConcatAsCopies(PlanBuilder& b, const Node& node,
   auto md = SameLayout(first.md, PlanBuilder::Dims(out_shape));
   if (!md.ok()) return false;
   const int out = b.NewValue(node.outputs[0], DataType::kFloat32, out_shape, *md);
-  AddRowCopy(b, node.outputs[0], rows->outer, ins, {out}, pieces,
-             absl::StrCat("Concat '", node.name, "' [", absl::StrJoin(out_shape, ","), "] ",
-                          ins.size(), " x ", layout));
+  const std::string label = absl::StrCat(
+      "Concat '", node.name, "' [", absl::StrJoin(out_shape, ","), "] ", ins.size(), " x ", layout);
+  if (b.zero_copy() && rows->outer == 1 && ConcatInPlace(b, ins, pieces, out)) {
+    b.plan().views.push_back(
+        absl::StrCat(label, ": in place, each input's producer writes its part"));
+  } else {
+    AddRowCopy(b, node.outputs[0], rows->outer, ins, {out}, pieces, label);
+  }
   b.Define(node.outputs[0], out);
   return true;
 }
@@ -211,6 +289,11 @@ absl::StatusOr<bool> LowerSliceAsCopies(PlanBuilder& b, const Node& node, int x,
   }
   const PlanValue src = b.values()[x];
   const auto rows = RowsOf(src, axis);
+  if (b.zero_copy() && rows->outer == 1 &&
+      b.values()[b.plan().Root(x)].storage == PlanValue::Storage::kArena) {
+    ASSIGN_OR_RETURN(bool viewed, SliceAsViews(b, node, x, axis, *rows, ranges));
+    if (viewed) return true;
+  }
   std::vector<Piece> pieces;
   std::vector<int> outs;
   std::vector<std::string> parts;

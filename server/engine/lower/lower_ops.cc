@@ -110,7 +110,8 @@ absl::StatusOr<bool> LowerEltwise(PlanBuilder& b, const Node& node) {
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   try {
     // In place when this node is the last reader of a buffer of its own.
-    const bool x_private = b.values()[x].alias_of < 0 && b.IsLastRead(node.inputs[0]);
+    const bool x_private =
+        b.values()[x].alias_of < 0 && b.IsLastRead(node.inputs[0]) && !b.StorageReadLater(x);
     ASSIGN_OR_RETURN(int out,
                      EmitEltwiseChain(b, x, ops, node.outputs[0],
                                       absl::StrCat(node.op_type, " '", node.name, "'"), x_private));

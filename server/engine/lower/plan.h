@@ -47,6 +47,7 @@ struct PlanValue {
   int io_index = -1;                    // graph input/output index
   const std::byte* constant = nullptr;  // kConstant: owned by the plan
   int alias_of = -1;                    // shares the bytes of this value
+  size_t alias_offset = 0;              // at this byte offset into them (a view)
   size_t offset = 0;                    // arena offset of a root kArena value
   bool plain = true;                    // dense row-major
 };
@@ -92,12 +93,23 @@ struct CompiledPlan {
   size_t scratchpad_bytes = 0;
   std::vector<ActivationSite> activation_sites;
   std::vector<int> site_after_step;  // per step: index into activation_sites or -1
+  // Ops lowered to views of another value's bytes, with no step (a concat
+  // whose inputs' producers write into their part of its output): one
+  // description line each.
+  std::vector<std::string> views;
   std::string description;
 
   // Root value whose storage `v` uses.
   int Root(int v) const {
     while (values[v].alias_of >= 0) v = values[v].alias_of;
     return v;
+  }
+  // Byte offset of `v`'s first byte in its root's storage (views: a slice
+  // of a buffer, a concat input inside its output).
+  size_t ByteOffset(int v) const {
+    size_t offset = 0;
+    for (; values[v].alias_of >= 0; v = values[v].alias_of) offset += values[v].alias_offset;
+    return offset;
   }
 };
 

@@ -432,6 +432,10 @@ std::string PlanBuilder::Describe() const {
     absl::StrAppend(&s, "  ", i, ": ", plan_->steps[i].label,
                     RunsGenericKernel(plan_->steps[i].label) ? "  <- generic" : "", "\n");
   }
+  if (!plan_->views.empty()) {
+    absl::StrAppend(&s, "  views (no step, no copy):\n");
+    for (const auto& view : plan_->views) absl::StrAppend(&s, "    ", view, "\n");
+  }
   return s;
 }
 
@@ -456,6 +460,27 @@ void PlanBuilder::RecordActivationSite(const Node& node, size_t steps_before) {
   site.value = it->second;
   site.step = static_cast<int>(plan_->steps.size()) - 1;
   plan_->activation_sites.push_back(std::move(site));
+}
+
+bool PlanBuilder::StorageReadLater(int v, int skip) const {
+  const int root = plan_->Root(v);
+  auto shares = [&](const std::string& name) {
+    auto it = ids_.find(name);
+    if (it == ids_.end()) return false;
+    if (plan_->Root(it->second) == root) return true;
+    auto copies = layouts_.find(it->second);
+    if (copies == layouts_.end()) return false;
+    for (int c : copies->second)
+      if (c != skip && plan_->Root(c) == root) return true;
+    return false;
+  };
+  for (size_t i = current_node_ + 1; i < graph_.nodes.size(); ++i) {
+    for (const auto& in : graph_.nodes[i].inputs)
+      if (!in.empty() && shares(in)) return true;
+  }
+  for (const auto& out : graph_.outputs)
+    if (shares(out.name)) return true;
+  return false;
 }
 
 bool PlanBuilder::IsLastRead(const std::string& name) const {

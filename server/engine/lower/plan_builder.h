@@ -44,6 +44,11 @@ class PlanBuilder {
   // dynamic dimensions besides the batch).
   void set_shapes_label(std::string label) { plan_->shapes_label = std::move(label); }
   bool rectifier_kernels() const { return rectifier_kernels_; }
+  // Zero-copy views (CompileOptions::zero_copy): slices that are one
+  // contiguous range of their source, and concats whose inputs are, become
+  // views of one buffer instead of copy steps.
+  void set_zero_copy(bool on) { zero_copy_ = on; }
+  bool zero_copy() const { return zero_copy_; }
   // The activation layout convolutions ask for (CompileOptions::conv_layout;
   // never kTuned here: the model picks a concrete one per plan).
   void set_conv_layout(ConvLayout layout) { conv_layout_ = layout; }
@@ -83,6 +88,12 @@ class PlanBuilder {
   // no earlier node viewed it through an alias (Reshape...), and it is not a
   // graph output: its buffer may then be overwritten in place.
   bool IsLastRead(const std::string& name) const;
+  // True when a node after the one being lowered, or a graph output, reads
+  // a value stored in the same buffer as `v` (its root): another view of it
+  // (a slice, a concat's other input or its output) or a layout copy kept
+  // for a later reader (except `skip`). Writing `v` in place is then unsafe
+  // even where IsLastRead(v's name) holds.
+  bool StorageReadLater(int v, int skip = -1) const;
 
   std::vector<PlanValue>& values() { return plan_->values; }
   static dnnl::memory::desc PlainMd(const std::vector<int64_t>& shape);
@@ -111,6 +122,7 @@ class PlanBuilder {
   ActivationKernel tanh_kernel_ = ActivationKernel::kOneDnn;
   bool rectifier_kernels_ = true;
   ConvLayout conv_layout_ = ConvLayout::kAny;
+  bool zero_copy_ = true;
 };
 
 // Per-family lowerings: true when lowered to oneDNN, false when the node

@@ -43,7 +43,7 @@ namespace {
 // bytes and the options that change its graph.
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
   std::string text =
-      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " ap=", o.activation_patterns,
+      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy, " ap=", o.activation_patterns,
                    " tanh=", static_cast<int>(o.tanh_kernel), " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
@@ -489,6 +489,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     if (dynamic_dims_) builder.set_shapes_label(ShapesString(shapes));
     builder.set_tanh_kernel(options_.tanh_kernel);
     builder.set_rectifier_kernels(options_.rectifier_kernels);
+    builder.set_zero_copy(options_.zero_copy);
     builder.set_conv_layout(layout);
     return builder.Build();
   };

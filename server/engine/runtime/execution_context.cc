@@ -198,10 +198,11 @@ class ExecutionContextImpl final : public ExecutionContext {
       const PlanValue& root = plan->values[r];
       switch (root.storage) {
         case PlanValue::Storage::kArena:
-          st->ptrs[v] = arena_.data() + root.offset;
+          st->ptrs[v] = arena_.data() + root.offset + plan->ByteOffset(static_cast<int>(v));
           break;
         case PlanValue::Storage::kConstant:
-          st->ptrs[v] = const_cast<std::byte*>(root.constant);
+          st->ptrs[v] =
+              const_cast<std::byte*>(root.constant) + plan->ByteOffset(static_cast<int>(v));
           break;
         default:
           st->io_values.push_back(static_cast<int>(v));
@@ -243,6 +244,7 @@ class ExecutionContextImpl final : public ExecutionContext {
       std::byte* ptr = root.storage == PlanValue::Storage::kInput
                            ? const_cast<std::byte*>(inputs[root.io_index]->bytes.data())
                            : outputs[root.io_index]->bytes.data();
+      ptr += p.ByteOffset(v);
       st->ptrs[v] = ptr;
       if (st->mems[v]) st->mems[v].set_data_handle(ptr);
     }
