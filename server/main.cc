@@ -171,6 +171,7 @@ int StartServing(const ServerOptions& options, rectifier::repository::ControlMod
   grpc_options.image_threads = options.image_threads;
   grpc_options.image_queue = options.image_queue;
   grpc_options.image_memory_bytes = options.image_memory_mb << 20;
+  grpc_options.allow_client_shm = options.allow_client_shm;
   grpc_options.tls = options.tls;
   grpc_options.tls_reload_interval = options.tls_reload_interval;
   grpc_options.tokens = server.tokens.get();

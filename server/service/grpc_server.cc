@@ -101,6 +101,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   server->kserve_ =
       std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get(),
                                       server->image_budget_.get(), options.tokens, options.clock);
+  if (options.allow_client_shm) {
+    server->shared_memory_ = std::make_unique<SharedMemoryRegistry>();
+    server->kserve_->set_shared_memory(server->shared_memory_.get());
+  }
   server->vision_ =
       std::make_unique<VisionService>(&server->state_, repository, server->image_pool_.get(),
                                       server->image_budget_.get(), options.tokens, options.clock);

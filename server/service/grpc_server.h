@@ -13,6 +13,7 @@
 #include "server/security/tls_files.h"
 #include "server/security/tokens.h"
 #include "server/service/server_state.h"
+#include "server/service/shared_memory.h"
 
 namespace grpc {
 class Server;
@@ -55,6 +56,10 @@ struct GrpcServerOptions {
   const security::TokenStore* tokens = nullptr;
   // Times requests and their deadlines in the services; must outlive the server.
   const common::Clock* clock = common::Clock::Real();
+  // Triton's system shared memory extension (SharedMemoryRegistry): clients
+  // on this host may register shm_open objects and pass tensors through
+  // them. Off by default, as in Triton (--allow-client-shm).
+  bool allow_client_shm = false;
 };
 
 // Fails fast, before minutes of model compilation, when `address`
@@ -98,6 +103,7 @@ class GrpcServer {
   // Declared before the services that use it, so it is destroyed after them.
   std::unique_ptr<WorkPool> image_pool_;
   std::unique_ptr<ImageMemoryBudget> image_budget_;
+  std::unique_ptr<SharedMemoryRegistry> shared_memory_;  // null: client shm off
   std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<VisionService> vision_;
   std::unique_ptr<grpc::Server> server_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -247,11 +248,46 @@ absl::StatusOr<const std::string*> InputBytes(const inference::ModelInferRequest
   return bytes;
 }
 
+// Input `index`'s `size` bytes from the shared memory `ref` names, into
+// `dst`. The input must carry no contents of its own.
+absl::Status ReadSharedInput(const inference::ModelInferRequest& request, int index, bool raw,
+                             const SharedMemoryRef& ref, int64_t size,
+                             const SharedMemoryRegistry* shm, void* dst) {
+  const auto& input = request.inputs(index);
+  if (shm == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(), "' names shared memory region '", ref.region,
+        "', but client shared memory is off on this server (rectifier-server --allow-client-shm)"));
+  }
+  if (HasTypedContents(input.contents()) || (raw && !request.raw_input_contents(index).empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", input.name(),
+                     "' has contents and a shared_memory_region; send one or the other"));
+  }
+  if (ref.byte_size != static_cast<uint64_t>(size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", input.name(), "': shared_memory_byte_size ", ref.byte_size, " for ",
+                     input.datatype(), " shape ",
+                     ShapeString(std::vector<int64_t>(input.shape().begin(), input.shape().end())),
+                     " (needs ", size, ")"));
+  }
+  auto region = shm->Find(ref.region);
+  if (!region.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", input.name(), "': ", region.status().message()));
+  }
+  if (absl::Status s = (*region)->Read(ref.offset, ref.byte_size, dst); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("input '", input.name(), "': ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 // Request input `index` as the model input `expected`: datatype, shape,
 // size, then the tensor in the config's data type.
 absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, int index, bool raw,
                                    const inference::ModelInput& expected,
-                                   const inference::ModelConfig& config, int64_t* batch) {
+                                   const inference::ModelConfig& config,
+                                   const SharedMemoryRegistry* shm, int64_t* batch) {
   const auto& input = request.inputs(index);
   const std::string want = repository::KServeDataType(expected.data_type());
   const size_t wire_size = WireSize(input.datatype());
@@ -278,6 +314,25 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
   }
   const int64_t count = *shape_bytes / static_cast<int64_t>(wire_size);
   std::string typed;
+  const std::string what = absl::StrCat("input '", input.name(), "'");
+  auto ref = ParseSharedMemoryParameters(input.parameters(), what);
+  if (!ref.ok()) return ref.status();
+  if (ref->has_value()) {
+    // Read straight into the tensor when no conversion is needed.
+    Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
+    void* dst = to_float ? nullptr : tensor.bytes.data();
+    if (to_float) typed.resize(static_cast<size_t>(*shape_bytes));
+    if (absl::Status s = ReadSharedInput(request, index, raw, **ref, *shape_bytes, shm,
+                                         to_float ? typed.data() : dst);
+        !s.ok()) {
+      return s;
+    }
+    if (to_float) {
+      ToFloat(input.datatype(), reinterpret_cast<const std::byte*>(typed.data()), count,
+              tensor.data<float>());
+    }
+    return tensor;
+  }
   const auto bytes = InputBytes(request, index, raw, shape, count, wire_size, &typed);
   if (!bytes.ok()) return bytes.status();
   Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
@@ -293,7 +348,8 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
 }  // namespace
 
 absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInferRequest& request,
-                                                      const inference::ModelConfig& config) {
+                                                      const inference::ModelConfig& config,
+                                                      const SharedMemoryRegistry* shm) {
   const bool raw = request.raw_input_contents_size() > 0;
   auto by_name = IndexRequestInputs(request, config, raw);
   if (!by_name.ok()) return by_name.status();
@@ -307,7 +363,7 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
     }
     const int index = it->second;
     by_name->erase(it);
-    auto tensor = DecodeInput(request, index, raw, expected, config, &batch);
+    auto tensor = DecodeInput(request, index, raw, expected, config, shm, &batch);
     if (!tensor.ok()) return tensor.status();
     tensors.push_back(*std::move(tensor));
   }
@@ -340,22 +396,83 @@ absl::StatusOr<std::vector<int>> SelectOutputs(const inference::ModelInferReques
   return selected;
 }
 
-void EncodeInferResponse(const inference::ModelInferRequest& request,
-                         const inference::ModelConfig& config, const std::string& version,
-                         const std::vector<int>& selected, std::vector<Tensor> outputs,
-                         inference::ModelInferResponse* response) {
+absl::Status CheckOutputSharedMemory(const inference::ModelInferRequest& request,
+                                     const SharedMemoryRegistry* shm) {
+  for (const auto& wanted : request.outputs()) {
+    const std::string what = absl::StrCat("requested output '", wanted.name(), "'");
+    auto ref = ParseSharedMemoryParameters(wanted.parameters(), what);
+    if (!ref.ok()) return ref.status();
+    if (!ref->has_value()) continue;
+    if (shm == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " names shared memory region '", (*ref)->region,
+                       "', but client shared memory is off on this server (rectifier-server "
+                       "--allow-client-shm)"));
+    }
+    auto region = shm->Find((*ref)->region);
+    if (!region.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", region.status().message()));
+    }
+    if ((*ref)->offset > (*region)->byte_size() ||
+        (*ref)->byte_size > (*region)->byte_size() - (*ref)->offset) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": bytes [", (*ref)->offset, ", ", (*ref)->offset, " + ",
+                       (*ref)->byte_size, ") leave shared memory region '", (*ref)->region, "' of ",
+                       (*region)->byte_size(), " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EncodeInferResponse(const inference::ModelInferRequest& request,
+                                 const inference::ModelConfig& config, const std::string& version,
+                                 const std::vector<int>& selected, std::vector<Tensor> outputs,
+                                 inference::ModelInferResponse* response,
+                                 const SharedMemoryRegistry* shm) {
   response->set_model_name(config.name());
   response->set_model_version(version);
   response->set_id(request.id());
-  for (const int index : selected) {
+  for (size_t k = 0; k < selected.size(); ++k) {
+    const int index = selected[k];
     Tensor& tensor = outputs[index];
     auto* out = response->add_outputs();
     out->set_name(config.output(index).name());
     out->set_datatype(engine::DataTypeName(tensor.type));
     for (const int64_t d : tensor.shape) out->add_shape(d);
-    response->add_raw_output_contents()->assign(reinterpret_cast<const char*>(tensor.bytes.data()),
-                                                tensor.bytes.size());
+    std::optional<SharedMemoryRef> ref;
+    if (shm != nullptr && k < static_cast<size_t>(request.outputs_size())) {
+      auto parsed =
+          ParseSharedMemoryParameters(request.outputs(static_cast<int>(k)).parameters(), "output");
+      if (parsed.ok()) ref = *parsed;
+    }
+    if (!ref.has_value()) {
+      response->add_raw_output_contents()->assign(
+          reinterpret_cast<const char*>(tensor.bytes.data()), tensor.bytes.size());
+      continue;
+    }
+    // Into the client's region; the raw entry stays empty so that entries
+    // keep lining up with outputs.
+    const std::string what = absl::StrCat("output '", out->name(), "'");
+    if (ref->byte_size < tensor.bytes.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " has ", tensor.bytes.size(), " bytes (shape ", ShapeString(tensor.shape),
+          "), more than its shared_memory_byte_size ", ref->byte_size));
+    }
+    auto region = shm->Find(ref->region);
+    if (!region.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", region.status().message()));
+    }
+    if (absl::Status s = (*region)->Write(ref->offset, tensor.bytes.size(), tensor.bytes.data());
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    }
+    auto& params = *out->mutable_parameters();
+    params["shared_memory_region"].set_string_param(ref->region);
+    params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(ref->offset));
+    params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(tensor.bytes.size()));
+    response->add_raw_output_contents();
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<InferParameters> ParseInferParameters(const inference::ModelInferRequest& request) {

@@ -48,6 +48,11 @@ absl::Status CheckRepositoryName(const std::string& name) {
                                           "' (this server has one; leave repository_name empty)"));
 }
 
+absl::Status SharedMemoryOff() {
+  return absl::FailedPreconditionError(
+      "client shared memory is off on this server; start it with --allow-client-shm");
+}
+
 }  // namespace
 
 bool KServeService::Ready() const {
@@ -77,6 +82,7 @@ void KServeService::GetServerMetadata(inference::ServerMetadataResponse* respons
     response->add_extensions("model_repository");
     response->add_extensions("statistics");
   }
+  if (shared_memory_ != nullptr) response->add_extensions("system_shared_memory");
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(
@@ -220,7 +226,7 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   call->resolved = *std::move(served);
   if (HasImageInput(*request)) return StartImageInfer(call);
   // Tensors are decoded here, on the gRPC thread, for the resolved version.
-  auto inputs = DecodeInferInputs(*request, call->resolved->config);
+  auto inputs = DecodeInferInputs(*request, call->resolved->config, shared_memory_);
   if (!inputs.ok()) return Fail(call, inputs.status());
   // A model with dynamic dimensions besides the batch checks its own bounds
   // (max_input_dims) here, before the request waits in the queue.
@@ -273,6 +279,9 @@ void KServeService::StartImageInfer(const std::shared_ptr<Call>& call) {
 void KServeService::SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs) {
   auto selected = SelectOutputs(*call->request, call->resolved->config);
   if (!selected.ok()) return Fail(call, selected.status());
+  if (absl::Status s = CheckOutputSharedMemory(*call->request, shared_memory_); !s.ok()) {
+    return Fail(call, s);
+  }
   call->selected = *std::move(selected);
   call->input_time = clock_->Now() - call->start;
   auto job = std::make_unique<scheduling::InferenceRequest>();
@@ -298,13 +307,14 @@ void KServeService::SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::
 }
 
 void KServeService::CompleteInfer(const std::shared_ptr<Call>& call) {
-  const absl::Status status = call->result.status();
+  absl::Status status = call->result.status();
   const repository::ServedModel& model = *call->ran;
   repository::RequestPhases phases;
   if (status.ok()) {
     const absl::Time encode_start = clock_->Now();
-    EncodeInferResponse(*call->request, model.config, std::to_string(model.version), call->selected,
-                        *std::move(call->result), call->response);
+    status = EncodeInferResponse(*call->request, model.config, std::to_string(model.version),
+                                 call->selected, *std::move(call->result), call->response,
+                                 shared_memory_);
     phases.input = call->input_time;
     phases.queue = call->times.batch_start - call->times.enqueued;
     phases.infer = call->times.compute_end - call->times.batch_start;
@@ -444,6 +454,40 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
               /*has_parameters=*/false,
               [reactor](const absl::Status& status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryStatus(
+    grpc::CallbackServerContext* context, const inference::SystemSharedMemoryStatusRequest* request,
+    inference::SystemSharedMemoryStatusResponse* response) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  return Finish(context, shared_memory_->Status(request->name(), response));
+}
+
+grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryRegister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryRegisterRequest* request,
+    inference::SystemSharedMemoryRegisterResponse* /*response*/) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  return Finish(context, shared_memory_->Register(request->name(), request->key(),
+                                                  request->offset(), request->byte_size()));
+}
+
+grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryUnregister(
+    grpc::CallbackServerContext* context,
+    const inference::SystemSharedMemoryUnregisterRequest* request,
+    inference::SystemSharedMemoryUnregisterResponse* /*response*/) {
+  if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
+    return Finish(context, s);
+  }
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  shared_memory_->Unregister(request->name());
+  return Finish(context, grpc::Status::OK);
 }
 
 }  // namespace rectifier::service

@@ -16,6 +16,7 @@
 #include "server/metrics/model_metrics.h"
 #include "server/security/tokens.h"
 #include "server/service/server_state.h"
+#include "server/service/shared_memory.h"
 #include "server/service/work_pool.h"
 
 namespace rectifier::repository {
@@ -86,6 +87,25 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   grpc::ServerUnaryReactor* RepositoryModelUnload(
       grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
       inference::RepositoryModelUnloadResponse* response) override;
+  // Triton's system shared memory extension; FAILED_PRECONDITION while
+  // client shared memory is off (no registry set).
+  grpc::ServerUnaryReactor* SystemSharedMemoryStatus(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryStatusRequest* request,
+      inference::SystemSharedMemoryStatusResponse* response) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryRegister(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryRegisterRequest* request,
+      inference::SystemSharedMemoryRegisterResponse* response) override;
+  grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(
+      grpc::CallbackServerContext* context,
+      const inference::SystemSharedMemoryUnregisterRequest* request,
+      inference::SystemSharedMemoryUnregisterResponse* response) override;
+
+  // Client shared memory: inputs and outputs may name regions of
+  // `registry` (null: off). Set before the service takes calls; `registry`
+  // must outlive it.
+  void set_shared_memory(SharedMemoryRegistry* registry) { shared_memory_ = registry; }
 
   // Server readiness: started, not draining, and (strict) every model ready.
   bool Ready() const;
@@ -136,6 +156,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   void Fail(const std::shared_ptr<Call>& call, const absl::Status& status);
 
   const ServerState* state_;
+  SharedMemoryRegistry* shared_memory_ = nullptr;
   repository::ModelRepository* repository_;
   WorkPool* image_pool_;
   ImageMemoryBudget* image_budget_;

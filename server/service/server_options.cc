@@ -101,6 +101,11 @@ void AddServingFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
                  "parameters { key: \"conv_layout\" } wins")
       ->capture_default_str()
       ->check(CLI::IsMember({"tuned", "any", "blocked8", "blocked16", "nhwc"}));
+  app.add_flag("--allow-client-shm", o.allow_client_shm,
+               "Let clients on this host pass tensors through POSIX shared memory (Triton's "
+               "system shared memory extension: SystemSharedMemoryRegister, then "
+               "shared_memory_region parameters); any client may then make the server open "
+               "shm objects its user can read and write");
   app.add_option("--tuning-cache-dir", o.tuning_cache_dir,
                  "Directory keeping tuned conv layouts (a file per model, CPU and thread "
                  "count) so a restart skips the timing; empty: tuned at every load");

@@ -34,6 +34,9 @@ struct ServerOptions {
   // "conv_layout" } wins. Tuned choices are kept in tuning_cache_dir when set.
   std::string conv_layout = "tuned";
   std::string tuning_cache_dir;
+  // Triton's system shared memory extension for clients on this host
+  // (SystemSharedMemoryRegister ...); off unless asked for.
+  bool allow_client_shm = false;
   // Connections older than this get a GOAWAY (clients reconnect, so a load
   // balancer over several replicas sees new connections); zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();

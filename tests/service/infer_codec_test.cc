@@ -175,7 +175,8 @@ TEST(InferCodecTest, SelectsAndEncodesOutputs) {
   outputs.push_back(engine::Tensor::Zeros(engine::DataType::kFloat32, {2, 3}));
   outputs[1].data<float>()[5] = 42.f;
   inference::ModelInferResponse response;
-  EncodeInferResponse(ValidRaw(), Config(), "3", {1}, std::move(outputs), &response);
+  ASSERT_TRUE(
+      EncodeInferResponse(ValidRaw(), Config(), "3", {1}, std::move(outputs), &response).ok());
   EXPECT_EQ(response.model_name(), "m");
   EXPECT_EQ(response.model_version(), "3");
   EXPECT_EQ(response.id(), "req-1");
