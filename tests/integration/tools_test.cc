@@ -33,11 +33,11 @@ class ToolsTest : public ::testing::Test {
     WriteFile(*root_ / "repo" / "scale" / "1" / "model.onnx", ScaleModelBytes(2.f));
     WriteFile(*root_ / "repo" / "scale" / "config.pbtxt", "max_batch_size: 4\n");
     WriteFile(*root_ / "repo" / "spare" / "1" / "model.onnx", ScaleModelBytes(3.f));
-    auto server =
-        ServerProcess::Spawn(RECTIFIER_SERVER_BINARY,
-                             {"--model-repository", (*root_ / "repo").string(), "--grpc-address",
-                              "127.0.0.1:0", "--metrics-address", "127.0.0.1:0",
-                              "--model-control-mode", "explicit", "--load-model", "scale"});
+    auto server = ServerProcess::Spawn(
+        RECTIFIER_SERVER_BINARY,
+        {"--model-repository", (*root_ / "repo").string(), "--grpc-address", "127.0.0.1:0",
+         "--metrics-address", "127.0.0.1:0", "--model-control-mode", "explicit", "--load-model",
+         "scale", "--allow-client-shm"});
     ASSERT_TRUE(server.ok());
     server_ = server->release();
     ASSERT_TRUE(server_->WaitUntilServing(absl::Seconds(60)).ok()) << server_->ReadOutput();
@@ -252,6 +252,27 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
       RECTIFIER_PERF_BINARY, {"-m", "nope", "--url", server_->grpc_target()}, absl::Seconds(60));
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.stderr_text.find("nope"), std::string::npos);
+}
+
+// --shared-memory system: the inputs go through a POSIX shared memory
+// region registered with the server, which the run removes when it ends.
+TEST_F(ToolsTest, PerfPassesInputsThroughSharedMemory) {
+  ExitResult run = RunToExit(
+      RECTIFIER_PERF_BINARY,
+      {"-m", "scale", "--url", server_->grpc_target(), "-b", "2", "--concurrency", "2",
+       "--shared-memory", "system", "--window-s", "0.3", "--max-windows", "2", "--fail-on-error"},
+      absl::Seconds(120));
+  EXPECT_EQ(run.exit_code, 0) << run.stderr_text;
+  for (const auto& entry : fs::directory_iterator("/dev/shm")) {
+    EXPECT_EQ(entry.path().filename().string().rfind("rectifier_perf_", 0), std::string::npos)
+        << entry.path() << " left behind";
+  }
+  ExitResult http =
+      RunToExit(RECTIFIER_PERF_BINARY, {"-m", "scale", "-i", "http", "--shared-memory", "system"},
+                absl::Seconds(60));
+  EXPECT_EQ(http.exit_code, 2);
+  EXPECT_NE(http.stderr_text.find("--shared-memory needs -i grpc"), std::string::npos)
+      << http.stderr_text;
 }
 
 // -i http drives the HTTP/REST endpoint (binary tensor data) with

@@ -6,8 +6,11 @@
 // read back from ModelStatistics and the Prometheus registry.
 #include "server/service/kserve_service.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +20,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
@@ -271,6 +276,67 @@ TEST_F(KServeServiceTest, ImagesCancelledWhileWaitingAreNotDecodedAndAreCounted)
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
   EXPECT_EQ(Failures("cancelled"), 1.0);
   EXPECT_EQ(Statistics().inference_stats().fail().count(), 1u);
+}
+
+// Triton's system shared memory: a [1, 3, 2, 2] FP32 input read from one
+// region, the output written to another; the response carries no bytes.
+TEST_F(KServeServiceTest, ModelInferThroughClientSharedMemory) {
+  StartService(/*threads=*/1, /*queue=*/4);
+  const std::string key = absl::StrCat("/rectifier_kserve_test_", getpid());
+  const int fd = shm_open(key.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 4096), 0);
+  std::vector<float> x(12);
+  for (int i = 0; i < 12; ++i) x[i] = static_cast<float>(i) - 5.5f;
+  ASSERT_EQ(pwrite(fd, x.data(), 48, 0), 48);
+  inference::ModelInferRequest request;
+  request.set_model_name("scale");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int d : {1, 3, 2, 2}) input->add_shape(d);
+  auto shm = [](auto* params, const std::string& region, int64_t size) {
+    (*params)["shared_memory_region"].set_string_param(region);
+    (*params)["shared_memory_byte_size"].set_int64_param(size);
+  };
+  shm(input->mutable_parameters(), "in", 48);
+  auto* output = request.add_outputs();
+  output->set_name("y");
+  shm(output->mutable_parameters(), "out", 48);
+
+  // Off until the server has a registry: the error names the flag.
+  inference::ModelInferResponse refused;
+  const absl::Status off = Infer(request, &refused);
+  EXPECT_EQ(off.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(off.message(), "--allow-client-shm")) << off;
+
+  SharedMemoryRegistry registry;
+  service_->set_shared_memory(&registry);
+  ASSERT_TRUE(registry.Register("in", key, 0, 1024).ok());
+  ASSERT_TRUE(registry.Register("out", key, 1024, 1024).ok());
+  inference::ServerMetadataResponse metadata;
+  service_->GetServerMetadata(&metadata);
+  EXPECT_NE(
+      std::find(metadata.extensions().begin(), metadata.extensions().end(), "system_shared_memory"),
+      metadata.extensions().end());
+  inference::ModelInferResponse response;
+  const absl::Status status = Infer(request, &response);
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(response.raw_output_contents_size(), 1);
+  EXPECT_TRUE(response.raw_output_contents(0).empty());
+  std::vector<float> y(12);
+  ASSERT_EQ(pread(fd, y.data(), 48, 1024), 48);
+  for (int i = 0; i < 12; ++i) EXPECT_FLOAT_EQ(y[i], 2.0f * x[i]) << i;
+
+  // An unknown output region is refused before the model runs.
+  shm(output->mutable_parameters(), "missing", 48);
+  inference::ModelInferResponse unknown;
+  const absl::Status missing = Infer(request, &unknown);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(missing.message(), "'missing'")) << missing;
+  service_->set_shared_memory(nullptr);
+  close(fd);
+  shm_unlink(key.c_str());
 }
 
 TEST_F(KServeServiceTest, AReloadWithTheSameInputRunsOnTheNewCopy) {

@@ -365,6 +365,12 @@ int Main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"grpc", "http"}));
   AddConnectionFlags(app, &o.connection);
+  app.add_option("--shared-memory", o.shared_memory,
+                 "system: pass the input tensors through POSIX shared memory registered with "
+                 "the server (rectifier-server --allow-client-shm; same host only), as "
+                 "perf_analyzer's --shared-memory system; outputs stay in the response")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "system"}));
   app.add_option("-m,--model", o.model, "Model name")->required();
   app.add_option("--model-version", o.version, "Version ('' = newest)");
   app.add_option("-b,--batch", o.batch, "Batch size per request")->capture_default_str();
@@ -435,6 +441,9 @@ int Main(int argc, char** argv) {
   if (http && app.count("--url") == 0) o.connection.url = "127.0.0.1:8000";
   if (http && (!o.connection.tls_ca.empty() || !o.connection.tls_cert.empty())) {
     return usage_error("-i http has no TLS (the server's HTTP port is plaintext); use -i grpc");
+  }
+  if (o.shared_memory != "none" && (http || o.api != "kserve" || !o.images.empty())) {
+    return usage_error("--shared-memory needs -i grpc and --api kserve with tensor inputs");
   }
   if (o.api != "kserve" && o.images.empty()) {
     return usage_error(absl::StrCat("--api ", o.api, " needs --image FILE"));

@@ -2,8 +2,14 @@
 // that send them, over gRPC (KServe ModelInfer, the vision API) or HTTP/REST.
 #include "tools/perf/perf_targets.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -12,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -193,14 +200,99 @@ absl::StatusOr<std::vector<inference::ModelInferRequest>> BuildRequests(
   return requests;
 }
 
+// The requests' inputs in one POSIX shared memory object, registered with
+// the server as one region; each input then names its bytes in it instead
+// of carrying them. Unregistered and removed when destroyed.
+class SharedInputs {
+ public:
+  static absl::StatusOr<std::unique_ptr<SharedInputs>> Create(
+      std::shared_ptr<GRPCInferenceService::Stub> kserve, const Connection& connection,
+      std::vector<inference::ModelInferRequest>* requests) {
+    size_t total = 0;
+    for (const auto& r : *requests)
+      for (const auto& raw : r.raw_input_contents()) total += (raw.size() + 63) / 64 * 64;
+    if (total == 0) return absl::InvalidArgumentError("--shared-memory: the inputs are empty");
+    std::unique_ptr<SharedInputs> shm(new SharedInputs(std::move(kserve)));
+    shm->key_ = absl::StrCat("/rectifier_perf_", ::getpid());
+    shm->region_ = absl::StrCat("rectifier_perf_", ::getpid(), "_inputs");
+    const int fd = ::shm_open(shm->key_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("--shared-memory: shm_open ", shm->key_, ": ", std::strerror(errno)));
+    }
+    shm->created_ = true;
+    const auto close_fd = absl::MakeCleanup([fd] { ::close(fd); });
+    if (::ftruncate(fd, static_cast<off_t>(total)) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("--shared-memory: ftruncate ", shm->key_, ": ", std::strerror(errno)));
+    }
+    size_t offset = 0;
+    for (auto& r : *requests) {
+      for (int k = 0; k < r.raw_input_contents_size(); ++k) {
+        const std::string& raw = r.raw_input_contents(k);
+        if (::pwrite(fd, raw.data(), raw.size(), static_cast<off_t>(offset)) !=
+            static_cast<ssize_t>(raw.size())) {
+          return absl::UnavailableError(
+              absl::StrCat("--shared-memory: writing ", shm->key_, ": ", std::strerror(errno)));
+        }
+        auto& params = *r.mutable_inputs(k)->mutable_parameters();
+        params["shared_memory_region"].set_string_param(shm->region_);
+        params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(offset));
+        params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(raw.size()));
+        offset += (raw.size() + 63) / 64 * 64;
+      }
+      r.clear_raw_input_contents();
+    }
+    inference::SystemSharedMemoryRegisterRequest reg;
+    reg.set_name(shm->region_);
+    reg.set_key(shm->key_);
+    reg.set_byte_size(total);
+    inference::SystemSharedMemoryRegisterResponse unused;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    const grpc::Status status = shm->kserve_->SystemSharedMemoryRegister(&context, reg, &unused);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          absl::StrCat("--shared-memory: registering ", shm->key_, ": ",
+                                       connection.Describe(status)));
+    }
+    shm->registered_ = true;
+    return shm;
+  }
+
+  ~SharedInputs() {
+    if (registered_) {
+      inference::SystemSharedMemoryUnregisterRequest request;
+      request.set_name(region_);
+      inference::SystemSharedMemoryUnregisterResponse unused;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      (void)kserve_->SystemSharedMemoryUnregister(&context, request, &unused);
+    }
+    if (created_) ::shm_unlink(key_.c_str());
+  }
+
+ private:
+  explicit SharedInputs(std::shared_ptr<GRPCInferenceService::Stub> kserve)
+      : kserve_(std::move(kserve)) {}
+
+  std::shared_ptr<GRPCInferenceService::Stub> kserve_;
+  std::string key_, region_;
+  bool created_ = false, registered_ = false;
+};
+
 template <typename Request, typename Response>
 class RpcTarget final : public Target {
  public:
   using SyncCall = std::function<grpc::Status(grpc::ClientContext*, const Request&, Response*)>;
   using AsyncCall = std::function<void(grpc::ClientContext*, const Request*, Response*,
                                        std::function<void(grpc::Status)>)>;
-  RpcTarget(std::vector<Request> requests, SyncCall sync, AsyncCall async)
-      : requests_(std::move(requests)), sync_(std::move(sync)), async_(std::move(async)) {}
+  RpcTarget(std::vector<Request> requests, SyncCall sync, AsyncCall async,
+            std::unique_ptr<SharedInputs> shared = nullptr)
+      : requests_(std::move(requests)),
+        sync_(std::move(sync)),
+        async_(std::move(async)),
+        shared_(std::move(shared)) {}
 
   grpc::Status Call(int64_t i, grpc::ClientContext* context) override {
     Response response;
@@ -223,6 +315,7 @@ class RpcTarget final : public Target {
   std::vector<Request> requests_;
   SyncCall sync_;
   AsyncCall async_;
+  std::unique_ptr<SharedInputs> shared_;  // --shared-memory: where the inputs are
 };
 
 // --- HTTP/REST (-i http) ------------------------------------------------------
@@ -578,6 +671,10 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection
     auto built = BuildRequests(*meta, o);
     if (!built.ok()) return built.status();
     std::vector<inference::ModelInferRequest> requests = *std::move(built);
+    std::unique_ptr<SharedInputs> shared;
+    if (o.shared_memory == "system") {
+      ASSIGN_OR_RETURN(shared, SharedInputs::Create(kserve, connection, &requests));
+    }
     return std::unique_ptr<Target>(
         new RpcTarget<inference::ModelInferRequest, inference::ModelInferResponse>(
             std::move(requests),
@@ -586,7 +683,8 @@ absl::StatusOr<std::unique_ptr<Target>> BuildTarget(const Connection& connection
             },
             [kserve](grpc::ClientContext* c, const auto* r, auto* out, auto done) {
               kserve->async()->ModelInfer(c, r, out, std::move(done));
-            }));
+            },
+            std::move(shared)));
   }
   auto images = ReadImages(o.images);
   if (!images.ok()) return images.status();

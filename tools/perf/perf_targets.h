@@ -44,6 +44,10 @@ struct Options {
   std::string api = "kserve";       // kserve | classify | detect
   std::vector<std::string> images;  // encoded image files, rotated through
   std::string protocol = "grpc";    // grpc | http (-i, as perf_analyzer)
+  // --shared-memory system: the inputs travel in one POSIX shared memory
+  // object registered with the server (Triton's system shared memory
+  // extension) instead of the request; outputs still come back in it.
+  std::string shared_memory = "none";
 };
 
 // What the load sends: request number i's call, synchronous (closed loop) or
