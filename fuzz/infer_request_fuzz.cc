@@ -1,21 +1,31 @@
 // libFuzzer target: an untrusted serialized KServe ModelInferRequest, decoded
 // as KServeService::ModelInfer does: parameters, then either the tensor
-// codec (DecodeInferInputs, SelectOutputs) or, for BYTES inputs, the encoded
-// images (SplitImageInput, PrepareImageBatch). model_name picks the model:
-// the two default models or two tensor-only configs defined here.
+// codec (DecodeInferInputs, SelectOutputs, CheckOutputSharedMemory, and
+// EncodeInferResponse over stand-in outputs) or, for BYTES inputs, the
+// encoded images (SplitImageInput, PrepareImageBatch). model_name picks the
+// model: the two default models or two tensor-only configs defined here.
+// Client shared memory is on, with two regions of one real shared memory
+// object: "fuzz" (4096 bytes) and "fuzz_tail" (its last 96 bytes).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fuzz/fuzz_models.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpc_service.pb.h"
+#include "server/common/tensor.h"
 #include "server/service/image_input.h"
 #include "server/service/image_pipeline.h"
 #include "server/service/infer_codec.h"
 #include "server/service/server_options.h"
+#include "server/service/shared_memory.h"
 
 namespace {
 
@@ -56,6 +66,39 @@ const std::map<std::string, Model>& Models() {
   return *models;
 }
 
+// The registry the server would have with --allow-client-shm. The object is
+// unlinked at once: the registry holds its own descriptor.
+const rectifier::service::SharedMemoryRegistry* SharedMemory() {
+  static const auto* registry = [] {
+    auto* r = new rectifier::service::SharedMemoryRegistry();
+    const std::string key = "/rectifier_fuzz_" + std::to_string(::getpid());
+    const int fd = ::shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
+    RECTIFIER_FUZZ_CHECK(fd >= 0 && ::ftruncate(fd, 4096) == 0);
+    std::string pattern(4096, '\0');
+    for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 37);
+    RECTIFIER_FUZZ_CHECK(::pwrite(fd, pattern.data(), pattern.size(), 0) == 4096);
+    RECTIFIER_FUZZ_CHECK(r->Register("fuzz", key, 0, 4096).ok());
+    RECTIFIER_FUZZ_CHECK(r->Register("fuzz_tail", key, 4000, 96).ok());
+    ::shm_unlink(key.c_str());
+    ::close(fd);
+    return r;
+  }();
+  return registry;
+}
+
+// Each output of `config` as a small tensor of its type (what the engine
+// would return), for the encoder.
+std::vector<rectifier::engine::Tensor> StandInOutputs(const inference::ModelConfig& config) {
+  std::vector<rectifier::engine::Tensor> outputs;
+  for (const auto& output : config.output()) {
+    outputs.push_back(rectifier::engine::Tensor::Zeros(
+        rectifier::common::DataTypeFromConfigCode(output.data_type())
+            .value_or(rectifier::engine::DataType::kFloat32),
+        {1, 5}));
+  }
+  return outputs;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -94,7 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
-  auto inputs = rectifier::service::DecodeInferInputs(request, model.config);
+  auto inputs = rectifier::service::DecodeInferInputs(request, model.config, SharedMemory());
   rectifier::fuzz::Report("DecodeInferInputs", inputs.status());
   if (inputs.ok()) {
     for (const auto& t : *inputs) {
@@ -102,7 +145,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                  rectifier::engine::DataTypeSize(t.type));
     }
   }
-  rectifier::fuzz::Report("SelectOutputs",
-                          rectifier::service::SelectOutputs(request, model.config).status());
+  auto selected = rectifier::service::SelectOutputs(request, model.config);
+  rectifier::fuzz::Report("SelectOutputs", selected.status());
+  if (!selected.ok()) return 0;
+  const absl::Status shm = rectifier::service::CheckOutputSharedMemory(request, SharedMemory());
+  rectifier::fuzz::Report("CheckOutputSharedMemory", shm);
+  if (!shm.ok()) return 0;
+  inference::ModelInferResponse response;
+  rectifier::fuzz::Report("EncodeInferResponse",
+                          rectifier::service::EncodeInferResponse(
+                              request, model.config, "1", *selected, StandInOutputs(model.config),
+                              &response, SharedMemory()));
+  RECTIFIER_FUZZ_CHECK(response.outputs_size() == response.raw_output_contents_size());
   return 0;
 }

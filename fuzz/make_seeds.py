@@ -715,11 +715,22 @@ def infer_param(key, value_field):
     return field_bytes(1, key) + field_bytes(2, value_field)
 
 
+def shm_params(region, offset, byte_size):
+    """A tensor's shared memory parameters (map entries, field 4 of an input,
+    field 2 of a requested output)."""
+    return [infer_param("shared_memory_region", field_bytes(3, region)),
+            infer_param("shared_memory_offset", field_varint(2, offset)),
+            infer_param("shared_memory_byte_size", field_varint(2, byte_size))]
+
+
 def infer_request(model, inputs, raw=(), outputs=(), params=(), request_id="seed"):
+    """`outputs`: names, or (name, [parameter entries]) pairs."""
     out = field_bytes(1, model) + field_bytes(3, request_id)
     out += b"".join(field_bytes(4, p) for p in params)
     out += b"".join(field_bytes(5, i) for i in inputs)
-    out += b"".join(field_bytes(6, field_bytes(1, o)) for o in outputs)
+    for o in outputs:
+        name, o_params = (o, []) if isinstance(o, str) else o
+        out += field_bytes(6, field_bytes(1, name) + b"".join(field_bytes(2, p) for p in o_params))
     return out + b"".join(field_bytes(7, r) for r in raw)
 
 
@@ -757,6 +768,17 @@ def infer_seeds(images):
             infer_input("a", "INT32", [2, 3]),
             infer_input("b", "INT8", [2, 4]),
         ], raw=[struct.pack("<6i", 1, 2, 3, -4, 5, -6), bytes(range(8))]),
+        # Client shared memory: the fuzz target registers region "fuzz"
+        # (4096 bytes) and "fuzz_tail" (96 bytes at its end).
+        "tensors_shm_in_out.pb": infer_request(
+            "tensors",
+            [infer_input("x", "FP32", [1, 6]) + b"".join(
+                field_bytes(4, p) for p in shm_params("fuzz", 64, 24))],
+            outputs=[("y", shm_params("fuzz_tail", 0, 96)), "z"]),
+        "tensors_shm_out_of_range.pb": infer_request(
+            "tensors",
+            [infer_input("x", "FP32", [1, 6]) + b"".join(
+                field_bytes(4, p) for p in shm_params("fuzz_tail", 80, 24))]),
         "unbatched_typed_int32.pb": infer_request("unbatched", [
             infer_input("a", "INT32", [2, 3], packed_varints(2, [1, 2, 3, -4, 5, -6])),
             infer_input("b", "INT8", [1, 4], packed_varints(2, [-128, 0, 1, 127])),
