@@ -6,7 +6,11 @@ alternated round by round with ONNX Runtime 1.30 in-process
 (bench/peer/ort_bench.js) at the same batch and thread count.
 
   bench/server/server_vs_ort.py [--build build] [--models resnet50 ...]
-      [--batch 8] [--threads 2] [--rounds 3] [--window-s 3]
+      [--batch 8] [--threads 2] [--rounds 3] [--window-s 3] [--shared-memory]
+
+--shared-memory adds a third side each round: the same server with the
+inputs passed through client shared memory (rectifier-server
+--allow-client-shm, rectifier-perf --shared-memory system).
 
 The server gets a one-model repository per model: max_batch_size B, no
 dynamic batching (each request is one batch), intra_op_threads T, a warm-up
@@ -49,13 +53,14 @@ def repository(tmp, name, model, batch, threads):
     return root
 
 
-def start_server(build, root, tmp):
+def start_server(build, root, tmp, shm=False):
     log_path = os.path.join(tmp, "server.log")
     log = open(log_path, "w")
     proc = subprocess.Popen([os.path.join(build, "server", "rectifier-server"),
                              "--model-repository", root, "--grpc-address", "127.0.0.1:0",
                              "--http-address", "", "--metrics-address", "",
-                             "--tuning-cache-dir", os.path.join(tmp, "tuning")],
+                             "--tuning-cache-dir", os.path.join(tmp, "tuning")] +
+                            (["--allow-client-shm"] if shm else []),
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -67,12 +72,14 @@ def start_server(build, root, tmp):
     raise zoo.ParityError("server did not start:\n" + open(log_path).read())
 
 
-def server_round(build, port, name, batch, window_s, tmp):
-    """Images/s and p50 ms of one rectifier-perf level (concurrency 1)."""
+def server_round(build, port, name, batch, window_s, tmp, shm=False):
+    """Images/s and p50 ms of one rectifier-perf level (concurrency 1);
+    `shm`: the inputs through client shared memory."""
     out = os.path.join(tmp, "perf.csv")
     proc = subprocess.run([os.path.join(build, "tools", "perf", "rectifier-perf"), "-m", name,
                            "-u", f"127.0.0.1:{port}", "-b", str(batch), "--concurrency", "1",
-                           "--window-s", str(window_s), "--max-windows", "4", "--csv", out],
+                           "--window-s", str(window_s), "--max-windows", "4", "--csv", out] +
+                          (["--shared-memory", "system"] if shm else []),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0 or not os.path.exists(out):
         raise zoo.ParityError(f"rectifier-perf failed on {name}:\n{proc.stdout}")
@@ -91,24 +98,31 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--window-s", type=float, default=3.0)
     p.add_argument("--iters", type=int, default=6, help="ONNX Runtime timed runs per round")
+    p.add_argument("--shared-memory", action="store_true",
+                   help="also a round with the inputs through client shared memory "
+                        "(rectifier-perf --shared-memory system) per round")
     a = p.parse_args()
     try:
         zoo.check_peer()
+        shm_cols = " shm img/s (median) | shm/ORT (per-round median) |" if a.shared_memory else ""
         print("| model | batch | threads | server img/s (median) | server p50 ms | ORT img/s "
-              "(median) | server/ORT (per-round median) |")
-        print("| --- " * 7 + "|", flush=True)
+              "(median) | server/ORT (per-round median) |" + shm_cols)
+        print("| --- " * (9 if a.shared_memory else 7) + "|", flush=True)
         for name in a.models:
             model = zoo.zoo_model(name)
             with tempfile.TemporaryDirectory(prefix="server_vs_ort_") as tmp:
                 root = repository(tmp, name, model, a.batch, a.threads)
-                server, port = start_server(a.build, root, tmp)
+                server, port = start_server(a.build, root, tmp, a.shared_memory)
                 try:
                     array, _, inp_bin = compare.write_input(model, a.batch, 2026, tmp)
-                    srv, ort, p50s = [], [], []
+                    srv, ort, p50s, shm = [], [], [], []
                     for _ in range(a.rounds):
                         ips, p50 = server_round(a.build, port, name, a.batch, a.window_s, tmp)
                         srv.append(ips)
                         p50s.append(p50)
+                        if a.shared_memory:
+                            shm.append(server_round(a.build, port, name, a.batch, a.window_s,
+                                                    tmp, shm=True)[0])
                         ms, _ = compare.ort_round(model, inp_bin, tmp, a.batch, a.threads,
                                                   a.iters, 2, array.shape[1:])
                         ort.append(a.batch * 1000.0 / ms)
@@ -116,9 +130,13 @@ def main():
                     server.terminate()
                     server.wait(timeout=60)
             ratio = statistics.median(s / o for s, o in zip(srv, ort))
+            extra = ""
+            if a.shared_memory:
+                extra = (f" {statistics.median(shm):.1f} | "
+                         f"{statistics.median(s / o for s, o in zip(shm, ort)):.2f} |")
             print(f"| {name} | {a.batch} | {a.threads} | {statistics.median(srv):.1f} | "
                   f"{statistics.median(p50s):.1f} | {statistics.median(ort):.1f} | "
-                  f"{ratio:.2f} |", flush=True)
+                  f"{ratio:.2f} |" + extra, flush=True)
         print(f"\n{a.rounds} alternating round(s); server: rectifier-perf windows of "
               f"{a.window_s:g} s at concurrency 1 (ModelInfer, random FP32, loopback); "
               f"ORT: {a.iters} timed runs in process. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
