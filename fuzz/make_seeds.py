@@ -875,6 +875,17 @@ def http_seeds():
                          "parameters": {"binary_data_size": len(raw)}},
                         {"name": "u", "datatype": "UINT8", "shape": [1, 3], "data": [1, 2, 3]}]}
         ).encode(), raw),
+        "shared_memory_in_out.txt": request("/v2/models/tensors/infer", json.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                         "parameters": {"shared_memory_region": "in",
+                                        "shared_memory_offset": 64,
+                                        "shared_memory_byte_size": 12}}],
+             "outputs": [{"name": "y", "parameters": {"shared_memory_region": "out",
+                                                      "shared_memory_byte_size": 64}}]}
+        ).encode()),
+        "shared_memory_register_route.txt": request(
+            "/v2/systemsharedmemory/region/in/register",
+            json.dumps({"key": "/in", "offset": 0, "byte_size": 64}).encode()),
         "binary_fp16_bytes.txt": request("/v2/models/tensors/infer", json.dumps(
             {"inputs": [{"name": "h", "datatype": "FP16", "shape": [2],
                          "parameters": {"binary_data_size": 4}},

@@ -445,6 +445,15 @@ absl::Status ParseInput(const json& in, size_t i, const HttpInferLimits& limits,
   std::string* raw = request->add_raw_input_contents();
   const auto size_param = tensor->parameters().find("binary_data_size");
   const auto data = in.find("data");
+  if (tensor->parameters().count("shared_memory_region")) {
+    // Client shared memory: the bytes are in the region (infer_codec.h
+    // checks it); the raw entry stays empty.
+    if (data != in.end() || size_param != tensor->parameters().end()) {
+      return absl::InvalidArgumentError(
+          where + "has a shared_memory_region and also 'data' or binary_data_size");
+    }
+    return absl::OkStatus();
+  }
   if (size_param != tensor->parameters().end()) {
     if (data != in.end()) {
       return absl::InvalidArgumentError(where + "has both 'data' and binary_data_size");
@@ -531,6 +540,29 @@ absl::StatusOr<HttpRoute> ParseHttpRoute(absl::string_view path) {
     }
     if (parts.size() < 3 || !ValidSegment(parts[2])) return NoRoute(path);
     return ParseModelRoute(path, parts);
+  }
+  if (parts[1] == "systemsharedmemory") {
+    // [/region/{r}]/status|register|unregister; register needs the region.
+    if (parts.size() == 5 && parts[2] == "region" && ValidSegment(parts[3])) {
+      route.region = std::string(parts[3]);
+    } else if (parts.size() != 3) {
+      return NoRoute(path);
+    }
+    const absl::string_view action = parts.back();
+    if (action == "status") {
+      route.kind = Kind::kShmStatus;
+      return route;
+    }
+    route.method = "POST";
+    if (action == "unregister") {
+      route.kind = Kind::kShmUnregister;
+      return route;
+    }
+    if (action == "register" && !route.region.empty()) {
+      route.kind = Kind::kShmRegister;
+      return route;
+    }
+    return NoRoute(path);
   }
   if (parts[1] == "repository") {
     route.method = "POST";
@@ -696,6 +728,12 @@ HttpInferBody EncodeHttpInferResponse(const inference::ModelInferRequest& reques
       if (it != requested.parameters().end() && it->second.has_bool_param()) {
         as_binary = it->second.bool_param();
       }
+    }
+    if (tensor.parameters().count("shared_memory_region")) {
+      // Written to the client's region: where and how many bytes, no data.
+      out["parameters"] = ParametersToJson(tensor.parameters());
+      outputs.push_back(std::move(out));
+      continue;
     }
     static const std::string kEmpty;
     const std::string& raw =

@@ -41,10 +41,14 @@ struct HttpRoute {
     kClassify,         // POST /v1/models/{m}[/versions/{v}]/classify
     kDetect,           // POST /v1/models/{m}[/versions/{v}]/detect
     kSegment,          // POST /v1/models/{m}[/versions/{v}]/segment
+    kShmStatus,        // GET  /v2/systemsharedmemory[/region/{r}]/status
+    kShmRegister,      // POST /v2/systemsharedmemory/region/{r}/register
+    kShmUnregister,    // POST /v2/systemsharedmemory[/region/{r}]/unregister
   };
   Kind kind = Kind::kServerMetadata;
   std::string model;
   std::string version;
+  std::string region;  // the shared memory routes' {r}; empty: every region
   // The one method the route takes ("GET" routes take HEAD too).
   const char* method = "GET";
 };

@@ -276,7 +276,59 @@ void HttpEndpoint::Serve(mg_connection* connection) {
     case Kind::kDetect:
     case Kind::kSegment:
       return ServeImages(connection, *route, std::move(body));
+    case Kind::kShmStatus:
+    case Kind::kShmRegister:
+    case Kind::kShmUnregister:
+      return ServeSharedMemory(connection, *route, body);
   }
+}
+
+// GET /v2/systemsharedmemory[/region/R]/status, POST .../region/R/register
+// ({"key", "offset", "byte_size"}) and POST [.../region/R]/unregister.
+void HttpEndpoint::ServeSharedMemory(mg_connection* connection, const HttpRoute& route,
+                                     const std::string& body) {
+  SharedMemoryRegistry* shm = kserve_->shared_memory();
+  if (shm == nullptr) {
+    return SendError(connection,
+                     absl::FailedPreconditionError("client shared memory is off on this server; "
+                                                   "start it with --allow-client-shm"));
+  }
+  if (route.kind == Kind::kShmStatus) {
+    inference::SystemSharedMemoryStatusResponse response;
+    if (absl::Status s = shm->Status(route.region, &response); !s.ok()) {
+      return SendError(connection, s);
+    }
+    json regions = json::array();  // a bare array, as Triton answers
+    for (const auto& [name, region] : response.regions()) regions.push_back(ProtoToJson(region));
+    return Send(connection, 200, kJson,
+                regions.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  if (route.kind == Kind::kShmUnregister) {
+    shm->Unregister(route.region);
+    return Send(connection, 200, nullptr, "");
+  }
+  absl::StatusOr<json> request = JsonObject(body);
+  if (!request.ok()) return SendError(connection, request.status());
+  const auto key = request->find("key");
+  if (key == request->end() || !key->is_string()) {
+    return SendError(connection, absl::InvalidArgumentError("'key' must be a string"));
+  }
+  uint64_t numbers[2] = {0, 0};
+  const char* names[2] = {"offset", "byte_size"};
+  for (int i = 0; i < 2; ++i) {
+    const auto it = request->find(names[i]);
+    if (it == request->end() && i == 0) continue;  // the offset defaults to 0
+    if (it == request->end() || !it->is_number_unsigned()) {
+      return SendError(connection, absl::InvalidArgumentError(absl::StrCat(
+                                       "'", names[i], "' must be a non-negative integer")));
+    }
+    numbers[i] = it->get<uint64_t>();
+  }
+  if (absl::Status s = shm->Register(route.region, key->get<std::string>(), numbers[0], numbers[1]);
+      !s.ok()) {
+    return SendError(connection, s);
+  }
+  Send(connection, 200, nullptr, "");
 }
 
 // POST /v2/repository/index, .../models/M/load and .../unload.

@@ -61,6 +61,9 @@ class HttpEndpoint {
       : options_(options), kserve_(kserve), vision_(vision) {}
   static int HandleRequest(mg_connection* connection, void* self);
   void Serve(mg_connection* connection);
+  // The system shared memory routes (KServeService::shared_memory()).
+  void ServeSharedMemory(mg_connection* connection, const HttpRoute& route,
+                         const std::string& body);
   void ServeRepository(mg_connection* connection, const HttpRoute& route, const std::string& body);
   void ServeInfer(mg_connection* connection, const HttpRoute& route, std::string body);
   // POST /v1/models/M/classify and /detect.

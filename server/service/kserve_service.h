@@ -106,6 +106,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // `registry` (null: off). Set before the service takes calls; `registry`
   // must outlive it.
   void set_shared_memory(SharedMemoryRegistry* registry) { shared_memory_ = registry; }
+  SharedMemoryRegistry* shared_memory() const { return shared_memory_; }
 
   // Server readiness: started, not draining, and (strict) every model ready.
   bool Ready() const;

@@ -81,7 +81,8 @@ class HttpEndpointTest(unittest.TestCase):
              "--load-model", "road_detector", "--load-model", "scan_classifier",
              "--load-model", "scan_segmenter",
              "--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-             "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1"],
+             "--metrics-address", "127.0.0.1:0", "--max-message-mb", "1",
+             "--allow-client-shm"],
             os.path.join(WORK, "server.log"))
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.ports['grpc']}")
         import grpc_service_pb2_grpc
@@ -147,6 +148,7 @@ class HttpEndpointTest(unittest.TestCase):
         self.assertEqual(metadata["version"], grpc_metadata.version)
         self.assertEqual(metadata["extensions"],
                          list(grpc_metadata.extensions) + ["binary_tensor_data"])
+        self.assertIn("system_shared_memory", metadata["extensions"])  # --allow-client-shm
 
     def test_model_metadata_and_config_equal_grpc(self):
         import grpc_service_pb2 as pb
@@ -237,6 +239,67 @@ class HttpEndpointTest(unittest.TestCase):
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
                         "data": x.flatten().tolist()}]})
         np.testing.assert_array_equal(np.frombuffer(tail, np.float32).reshape(x.shape), expected)
+
+    def test_system_shared_memory_over_http_and_grpc(self):
+        """Triton's system shared memory, from Python's shared_memory module:
+        regions registered over one transport serve the other; the input is
+        read from one region and the output written to another."""
+        import numpy as np
+        import grpc_service_pb2 as pb
+        from multiprocessing import shared_memory
+        x = (np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) - 3) / 4
+        expected = self.grpc_double(x)
+        block = shared_memory.SharedMemory(create=True, size=4096)
+        try:
+            block.buf[256:256 + x.nbytes] = x.tobytes()
+            key = "/" + block.name.lstrip("/")
+            status, _, body = self.request("POST", "/v2/systemsharedmemory/region/in/register",
+                                           json.dumps({"key": key, "offset": 256,
+                                                       "byte_size": 1024}).encode())
+            self.assertEqual(status, 200, body)
+            self.stub.SystemSharedMemoryRegister(pb.SystemSharedMemoryRegisterRequest(
+                name="out", key=key, offset=2048, byte_size=1024), timeout=10)
+            listed = self.get_json("/v2/systemsharedmemory/status")
+            self.assertEqual(sorted(r["name"] for r in listed), ["in", "out"])
+            self.assertEqual(self.get_json("/v2/systemsharedmemory/region/in/status"),
+                             [{"name": "in", "key": key, "offset": 256, "byte_size": 1024}])
+            shm = {"shared_memory_region": "in", "shared_memory_byte_size": x.nbytes}
+            out_shm = {"shared_memory_region": "out", "shared_memory_byte_size": 1024}
+            reply, tail = self.infer("double", {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
+                            "parameters": shm}],
+                "outputs": [{"name": "y", "parameters": out_shm}]})
+            self.assertEqual(tail, b"")
+            self.assertNotIn("data", reply["outputs"][0])
+            self.assertEqual(reply["outputs"][0]["parameters"]["shared_memory_byte_size"],
+                             x.nbytes)
+            got = np.frombuffer(bytes(block.buf[2048:2048 + x.nbytes]), np.float32)
+            np.testing.assert_array_equal(got.reshape(x.shape), expected)
+            # The same over gRPC, the output back in the response.
+            request = pb.ModelInferRequest(model_name="double")
+            tensor = request.inputs.add(name="x", datatype="FP32", shape=[2, 3, 2, 2])
+            tensor.parameters["shared_memory_region"].string_param = "in"
+            tensor.parameters["shared_memory_byte_size"].int64_param = x.nbytes
+            reply = self.stub.ModelInfer(request, timeout=30)
+            np.testing.assert_array_equal(
+                np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(x.shape), expected)
+            # Errors name the problem: a path as key, an unknown region.
+            status, message = self.error("POST", "/v2/systemsharedmemory/region/bad/register",
+                                         json.dumps({"key": "/../etc/passwd",
+                                                     "byte_size": 8}).encode())
+            self.assertEqual(status, 400)
+            self.assertIn("is not '/' followed by", message)
+            message = self.infer("double", {
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3, 2, 2],
+                            "parameters": {**shm, "shared_memory_region": "nope"}}]},
+                expected=400)["error"]
+            self.assertIn("no shared memory region 'nope'", message)
+            status, _, body = self.request("POST", "/v2/systemsharedmemory/unregister")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(self.get_json("/v2/systemsharedmemory/status"), [])
+        finally:
+            block.close()
+            block.unlink()
 
     def test_datatype_rules_are_grpc_s(self):
         # INT32 does not convert to FP32 losslessly: refused over both transports.

@@ -56,6 +56,37 @@ TEST(HttpRouteTest, RoutesEveryKServePath) {
   }
 }
 
+TEST(HttpRouteTest, RoutesSystemSharedMemory) {
+  struct Case {
+    const char* path;
+    Kind kind;
+    const char* region;
+    const char* method;
+  };
+  const Case cases[] = {
+      {"/v2/systemsharedmemory/status", Kind::kShmStatus, "", "GET"},
+      {"/v2/systemsharedmemory/region/in0/status", Kind::kShmStatus, "in0", "GET"},
+      {"/v2/systemsharedmemory/region/in0/register", Kind::kShmRegister, "in0", "POST"},
+      {"/v2/systemsharedmemory/unregister", Kind::kShmUnregister, "", "POST"},
+      {"/v2/systemsharedmemory/region/in0/unregister", Kind::kShmUnregister, "in0", "POST"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path);
+    const absl::StatusOr<HttpRoute> route = ParseHttpRoute(c.path);
+    ASSERT_TRUE(route.ok()) << route.status();
+    EXPECT_EQ(route->kind, c.kind);
+    EXPECT_EQ(route->region, c.region);
+    EXPECT_STREQ(route->method, c.method);
+  }
+  for (const char* path :
+       {"/v2/systemsharedmemory", "/v2/systemsharedmemory/register",
+        "/v2/systemsharedmemory/region//status", "/v2/systemsharedmemory/region/r",
+        "/v2/systemsharedmemory/region/r/delete", "/v2/systemsharedmemory/x/r/status"}) {
+    SCOPED_TRACE(path);
+    EXPECT_EQ(ParseHttpRoute(path).status().code(), absl::StatusCode::kNotFound);
+  }
+}
+
 TEST(HttpRouteTest, UnknownPathsAreNotFound) {
   for (const char* path : {"",
                            "/",
@@ -380,6 +411,48 @@ TEST(HttpInferResponseTest, BinaryOutputsPerOutputOrForAll) {
     expected += response.raw_output_contents(i);
   }
   EXPECT_EQ(encoded.body.substr(encoded.json_size), expected);
+}
+
+// Client shared memory over HTTP: an input naming a region has no data (an
+// empty raw entry, read by the tensor codec), and an output written to a
+// region answers with its parameters instead of data.
+TEST(HttpInferRequestTest, SharedMemoryInputsCarryNoData) {
+  const inference::ModelInferRequest r = Parse(R"({
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2],
+                "parameters": {"shared_memory_region": "in", "shared_memory_byte_size": 8}}],
+    "outputs": [{"name": "y", "parameters": {"shared_memory_region": "out",
+                                             "shared_memory_byte_size": 64}}]})");
+  ASSERT_EQ(r.raw_input_contents_size(), 1);
+  EXPECT_TRUE(r.raw_input_contents(0).empty());
+  EXPECT_EQ(r.inputs(0).parameters().at("shared_memory_region").string_param(), "in");
+  EXPECT_EQ(r.outputs(0).parameters().at("shared_memory_byte_size").int64_param(), 64);
+  inference::ModelInferRequest refused;
+  const absl::Status both = ParseHttpInferRequest(
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1],
+                      "parameters": {"shared_memory_region": "in",
+                                     "shared_memory_byte_size": 4}}]})",
+      std::nullopt, HttpInferLimits{}, &refused);
+  EXPECT_EQ(both.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(both.message().find("has a shared_memory_region and also 'data'"), std::string::npos)
+      << both;
+}
+
+TEST(HttpInferResponseTest, SharedMemoryOutputsAnswerWithWhereNotData) {
+  inference::ModelInferResponse response;
+  response.set_model_name("m");
+  auto* out = response.add_outputs();
+  out->set_name("y");
+  out->set_datatype("FP32");
+  out->add_shape(2);
+  (*out->mutable_parameters())["shared_memory_region"].set_string_param("out");
+  (*out->mutable_parameters())["shared_memory_byte_size"].set_int64_param(8);
+  response.add_raw_output_contents();
+  const HttpInferBody encoded = EncodeHttpInferResponse(inference::ModelInferRequest(), response);
+  EXPECT_EQ(encoded.json_size, encoded.body.size());
+  const json j = json::parse(encoded.body);
+  EXPECT_FALSE(j["outputs"][0].contains("data"));
+  EXPECT_EQ(j["outputs"][0]["parameters"]["shared_memory_region"], "out");
+  EXPECT_EQ(j["outputs"][0]["parameters"]["shared_memory_byte_size"], 8);
 }
 
 TEST(HttpImageBodyTest, RawBodyIsOneImage) {
