@@ -43,8 +43,9 @@ namespace {
 // bytes and the options that change its graph.
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
   std::string text =
-      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy, " ap=", o.activation_patterns,
-                   " tanh=", static_cast<int>(o.tanh_kernel), " gelu=", o.gelu_approximation);
+      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy,
+                   " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
+                   " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
                     r.beta.value_or(0));
