@@ -179,6 +179,16 @@ int HttpEndpoint::HandleRequest(mg_connection* connection, void* self) {
   return 1;  // answered
 }
 
+absl::Status HttpEndpoint::Authorize(mg_connection* connection, HttpRoute::Kind kind) const {
+  // Liveness and readiness stay open, as on gRPC, so probes need no token.
+  if (kind == Kind::kLive || kind == Kind::kReady || kserve_->tokens() == nullptr) {
+    return absl::OkStatus();
+  }
+  return kserve_->tokens()->Authorize(
+      Header(connection, "Authorization"),
+      NeedsAdmin(kind) ? security::Role::kAdmin : security::Role::kInfer);
+}
+
 void HttpEndpoint::Serve(mg_connection* connection) {
   const mg_request_info* info = mg_get_request_info(connection);
   const absl::string_view method = info->request_method;
@@ -191,16 +201,10 @@ void HttpEndpoint::Serve(mg_connection* connection) {
         absl::StrCat(method, " is not allowed on ", path, "; use ", route->method)));
     return Send(connection, 405, kJson, body, {{"Allow", is_get ? "GET, HEAD" : "POST"}});
   }
-  // Liveness and readiness stay open, as on gRPC, so probes need no token.
-  if (route->kind != Kind::kLive && route->kind != Kind::kReady && kserve_->tokens() != nullptr) {
-    const absl::Status allowed = kserve_->tokens()->Authorize(
-        Header(connection, "Authorization"),
-        NeedsAdmin(route->kind) ? security::Role::kAdmin : security::Role::kInfer);
-    if (!allowed.ok()) {
-      spdlog::debug("refused an HTTP request from {}: {}", info->remote_addr,
-                    std::string(allowed.message()));
-      return SendError(connection, allowed, {{"WWW-Authenticate", "Bearer"}});
-    }
+  if (absl::Status allowed = Authorize(connection, route->kind); !allowed.ok()) {
+    spdlog::debug("refused an HTTP request from {}: {}", info->remote_addr,
+                  std::string(allowed.message()));
+    return SendError(connection, allowed, {{"WWW-Authenticate", "Bearer"}});
   }
   std::string body;
   if (!is_get) {

@@ -61,6 +61,8 @@ class HttpEndpoint {
       : options_(options), kserve_(kserve), vision_(vision) {}
   static int HandleRequest(mg_connection* connection, void* self);
   void Serve(mg_connection* connection);
+  // The token the route needs, when the server has tokens (OK otherwise).
+  absl::Status Authorize(mg_connection* connection, HttpRoute::Kind kind) const;
   // The system shared memory routes (KServeService::shared_memory()).
   void ServeSharedMemory(mg_connection* connection, const HttpRoute& route,
                          const std::string& body);
