@@ -143,29 +143,51 @@ void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer, const st
   b.plan().steps.push_back(std::move(step));
 }
 
+// One Slice/Split output: its index among the node's outputs, shape and
+// layout (the source's layout family).
+struct SliceOutput {
+  size_t k;
+  std::vector<int64_t> shape;
+  dnnl::memory::desc md;
+};
+
+// The outputs `node` names (unnamed ones are skipped); nullopt when one has
+// no layout in the source's family.
+std::optional<std::vector<SliceOutput>> SliceOutputs(
+    const PlanValue& src, const Node& node, int axis,
+    const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  std::vector<SliceOutput> outs;
+  for (size_t k = 0; k < ranges.size(); ++k) {
+    if (node.outputs[k].empty()) continue;
+    std::vector<int64_t> shape = src.shape;
+    shape[axis] = ranges[k].second;
+    auto md = SameLayout(src.md, PlanBuilder::Dims(shape));
+    if (!md.ok()) return std::nullopt;
+    outs.push_back({k, std::move(shape), *md});
+  }
+  return outs;
+}
+
 // Slice/Split of one row (outer == 1): each range of `axis` is contiguous
 // bytes of `x`, so each output is a view of them. False (nothing defined)
 // when a range would start off the view alignment.
-absl::StatusOr<bool> SliceAsViews(PlanBuilder& b, const Node& node, int x, int axis,
-                                  const Rows& rows,
-                                  const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+bool SliceAsViews(PlanBuilder& b, const Node& node, int x, int axis, const Rows& rows,
+                  const std::vector<std::pair<int64_t, int64_t>>& ranges) {
   const PlanValue src = b.values()[x];
   const size_t base = b.plan().ByteOffset(x);
   auto at = [&](int64_t off) { return static_cast<size_t>(off * rows.unit) * sizeof(float); };
-  for (size_t k = 0; k < ranges.size(); ++k)
-    if (!node.outputs[k].empty() && (base + at(ranges[k].first)) % kViewAlign != 0) return false;
+  const auto outs = SliceOutputs(src, node, axis, ranges);
+  if (!outs.has_value() || outs->empty()) return false;
+  for (const SliceOutput& out : *outs)
+    if ((base + at(ranges[out.k].first)) % kViewAlign != 0) return false;
   std::vector<std::string> parts;
-  for (size_t k = 0; k < ranges.size(); ++k) {
-    if (node.outputs[k].empty()) continue;
-    const auto [off, ext] = ranges[k];
-    std::vector<int64_t> shape = src.shape;
-    shape[axis] = ext;
-    ASSIGN_OR_RETURN(auto md, SameLayout(src.md, PlanBuilder::Dims(shape)));
-    const int view = b.NewValue(node.outputs[k], DataType::kFloat32, shape, md);
+  for (const SliceOutput& out : *outs) {
+    const int view = b.NewValue(node.outputs[out.k], DataType::kFloat32, out.shape, out.md);
     b.values()[view].alias_of = x;
-    b.values()[view].alias_offset = at(off);
-    b.Define(node.outputs[k], view);
-    parts.push_back(absl::StrCat("#", k, " [", absl::StrJoin(shape, ","), "] at ", off));
+    b.values()[view].alias_offset = at(ranges[out.k].first);
+    b.Define(node.outputs[out.k], view);
+    parts.push_back(absl::StrCat("#", out.k, " [", absl::StrJoin(out.shape, ","), "] at ",
+                                 ranges[out.k].first));
   }
   b.plan().views.push_back(absl::StrCat(node.op_type, " '", node.name, "' ",
                                         absl::StrJoin(parts, " "), " ", LayoutName(src.md),
@@ -291,23 +313,19 @@ absl::StatusOr<bool> LowerSliceAsCopies(PlanBuilder& b, const Node& node, int x,
   const auto rows = RowsOf(src, axis);
   if (b.zero_copy() && rows->outer == 1 &&
       b.values()[b.plan().Root(x)].storage == PlanValue::Storage::kArena) {
-    ASSIGN_OR_RETURN(bool viewed, SliceAsViews(b, node, x, axis, *rows, ranges));
-    if (viewed) return true;
+    if (SliceAsViews(b, node, x, axis, *rows, ranges)) return true;
   }
+  const auto slices = SliceOutputs(src, node, axis, ranges);
+  if (!slices.has_value()) return false;
   std::vector<Piece> pieces;
   std::vector<int> outs;
   std::vector<std::string> parts;
-  for (size_t k = 0; k < ranges.size(); ++k) {
-    if (node.outputs[k].empty()) continue;
-    const auto [off, ext] = ranges[k];
-    std::vector<int64_t> shape = src.shape;
-    shape[axis] = ext;
-    auto md = SameLayout(src.md, PlanBuilder::Dims(shape));
-    if (!md.ok()) return false;
-    const int out = b.NewValue(node.outputs[k], DataType::kFloat32, shape, *md);
+  for (const SliceOutput& slice : *slices) {
+    const auto [off, ext] = ranges[slice.k];
+    const int out = b.NewValue(node.outputs[slice.k], DataType::kFloat32, slice.shape, slice.md);
     pieces.push_back({0, off * rows->unit, static_cast<int64_t>(outs.size()), 0, ext * rows->unit});
     outs.push_back(out);
-    parts.push_back(absl::StrCat("#", k, " [", absl::StrJoin(shape, ","), "]"));
+    parts.push_back(absl::StrCat("#", slice.k, " [", absl::StrJoin(slice.shape, ","), "]"));
   }
   if (outs.empty()) return false;
   AddRowCopy(b, node.outputs[0], rows->outer, {x}, outs, pieces,
