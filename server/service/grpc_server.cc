@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
       std::make_unique<KServeService>(&server->state_, repository, server->image_pool_.get(),
                                       server->image_budget_.get(), options.tokens, options.clock);
   if (options.allow_client_shm) {
-    server->shared_memory_ = std::make_unique<SharedMemoryRegistry>();
+    server->shared_memory_ = std::make_unique<SharedMemoryRegistry>(
+        SharedMemoryRegistry::kDefaultMaxRegions, static_cast<uint64_t>(options.max_message_bytes));
     server->kserve_->set_shared_memory(server->shared_memory_.get());
   }
   server->vision_ =

@@ -41,6 +41,11 @@ absl::StatusOr<std::vector<std::string_view>> SplitImageInput(
     return InputError(name, absl::StrCat("a BYTES image input has shape [N] or [N, 1], got [",
                                          absl::StrJoin(shape, ", "), "]"));
   }
+  if (input.parameters().count("shared_memory_region")) {
+    return InputError(name,
+                      "encoded images cannot come through shared memory; send them in "
+                      "bytes_contents or raw_input_contents (tensors can)");
+  }
   const int64_t n = shape[0];
   const int64_t max_batch = std::max(1, config.max_batch_size());
   if (n < 1 || n > max_batch) {

@@ -147,16 +147,40 @@ float HalfToFloat(uint16_t h) {
 
 namespace {
 
+bool InSharedMemory(const inference::ModelInferRequest::InferInputTensor& input) {
+  return input.parameters().count("shared_memory_region") > 0;
+}
+
+// The raw_input_contents entry of each input (-1: none). One entry per
+// input, or, as Triton's clients send them, one per input not in shared
+// memory, in order.
+absl::StatusOr<std::vector<int>> RawEntries(const inference::ModelInferRequest& request) {
+  std::vector<int> entries(static_cast<size_t>(request.inputs_size()), -1);
+  const int raw = request.raw_input_contents_size();
+  if (raw == 0) return entries;
+  int shared = 0;
+  for (const auto& input : request.inputs()) shared += InSharedMemory(input) ? 1 : 0;
+  if (raw == request.inputs_size()) {
+    for (int i = 0; i < raw; ++i) entries[i] = i;
+    return entries;
+  }
+  if (raw != request.inputs_size() - shared) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request has ", raw, " raw_input_contents for ", request.inputs_size(), " inputs (", shared,
+        " in shared memory); raw contents need one entry per input, or one per input "
+        "not in shared memory"));
+  }
+  for (int i = 0, next = 0; i < request.inputs_size(); ++i) {
+    if (!InSharedMemory(request.inputs(i))) entries[i] = next++;
+  }
+  return entries;
+}
+
 // Request inputs by name (index into request.inputs()), after the checks
-// that need no model input: raw contents one per input and never mixed with
-// typed contents, no name twice, every name an input of the model.
+// that need no model input: raw contents never mixed with typed contents, no
+// name twice, every name an input of the model.
 absl::StatusOr<std::map<std::string, int>> IndexRequestInputs(
     const inference::ModelInferRequest& request, const inference::ModelConfig& config, bool raw) {
-  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request has ", request.raw_input_contents_size(), " raw_input_contents for ",
-                     request.inputs_size(), " inputs; raw contents need one entry per input"));
-  }
   std::map<std::string, int> by_name;
   for (int i = 0; i < request.inputs_size(); ++i) {
     const auto& input = request.inputs(i);
@@ -218,13 +242,12 @@ absl::Status CheckInputShape(const inference::ModelInferRequest::InferInputTenso
 // The input's contents as wire bytes: its raw entry, or its typed contents
 // serialized into `*typed`; `count` elements of `wire_size` bytes each.
 absl::StatusOr<const std::string*> InputBytes(const inference::ModelInferRequest& request,
-                                              int index, bool raw,
-                                              const std::vector<int64_t>& shape, int64_t count,
-                                              size_t wire_size, std::string* typed) {
+                                              int index, int raw, const std::vector<int64_t>& shape,
+                                              int64_t count, size_t wire_size, std::string* typed) {
   const auto& input = request.inputs(index);
   const std::string* bytes = nullptr;
-  if (raw) {
-    bytes = &request.raw_input_contents(index);
+  if (raw >= 0) {
+    bytes = &request.raw_input_contents(raw);
   } else {
     int64_t typed_count = 0;
     auto typed_bytes = TypedBytes(input.contents(), input.datatype(), &typed_count);
@@ -248,43 +271,53 @@ absl::StatusOr<const std::string*> InputBytes(const inference::ModelInferRequest
   return bytes;
 }
 
-// Input `index`'s `size` bytes from the shared memory `ref` names, into
-// `dst`. The input must carry no contents of its own.
-absl::Status ReadSharedInput(const inference::ModelInferRequest& request, int index, bool raw,
-                             const SharedMemoryRef& ref, int64_t size,
-                             const SharedMemoryRegistry* shm, void* dst) {
+// The region input `index` names in `ref`, after every check that needs no
+// bytes read: shared memory on, no contents of its own, `size` bytes (the
+// shape's) within the server's limit, a registered region holding them.
+absl::StatusOr<std::shared_ptr<const SharedMemoryRegion>> SharedInputRegion(
+    const inference::ModelInferRequest& request, int index, int raw, const SharedMemoryRef& ref,
+    int64_t size, const SharedMemoryRegistry* shm) {
   const auto& input = request.inputs(index);
+  const std::string what = absl::StrCat("input '", input.name(), "'");
   if (shm == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "input '", input.name(), "' names shared memory region '", ref.region,
+        what, " names shared memory region '", ref.region,
         "', but client shared memory is off on this server (rectifier-server --allow-client-shm)"));
   }
-  if (HasTypedContents(input.contents()) || (raw && !request.raw_input_contents(index).empty())) {
+  if (HasTypedContents(input.contents()) ||
+      (raw >= 0 && !request.raw_input_contents(raw).empty())) {
     return absl::InvalidArgumentError(
-        absl::StrCat("input '", input.name(),
-                     "' has contents and a shared_memory_region; send one or the other"));
+        absl::StrCat(what, " has contents and a shared_memory_region; send one or the other"));
   }
   if (ref.byte_size != static_cast<uint64_t>(size)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": shared_memory_byte_size ", ref.byte_size, " for ", input.datatype(), " shape ",
+        ShapeString(std::vector<int64_t>(input.shape().begin(), input.shape().end())), " (needs ",
+        size, ")"));
+  }
+  // The bound a request's own bytes have (its message size): a few bytes of
+  // request must not make the server allocate and read more.
+  if (ref.byte_size > shm->max_input_bytes()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("input '", input.name(), "': shared_memory_byte_size ", ref.byte_size, " for ",
-                     input.datatype(), " shape ",
-                     ShapeString(std::vector<int64_t>(input.shape().begin(), input.shape().end())),
-                     " (needs ", size, ")"));
+        absl::StrCat(what, ": ", ref.byte_size,
+                     " bytes in shared memory, over the server's limit "
+                     "of ",
+                     shm->max_input_bytes(), " per input (--max-message-mb)"));
   }
   auto region = shm->Find(ref.region);
-  if (!region.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input '", input.name(), "': ", region.status().message()));
+  if (!region.ok())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", region.status().message()));
+  if (ref.offset > (*region)->byte_size() || ref.byte_size > (*region)->byte_size() - ref.offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": bytes [", ref.offset, ", ", ref.offset, " + ", ref.byte_size,
+        ") leave shared memory region '", ref.region, "' of ", (*region)->byte_size(), " bytes"));
   }
-  if (absl::Status s = (*region)->Read(ref.offset, ref.byte_size, dst); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("input '", input.name(), "': ", s.message()));
-  }
-  return absl::OkStatus();
+  return region;
 }
 
 // Request input `index` as the model input `expected`: datatype, shape,
 // size, then the tensor in the config's data type.
-absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, int index, bool raw,
+absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, int index, int raw,
                                    const inference::ModelInput& expected,
                                    const inference::ModelConfig& config,
                                    const SharedMemoryRegistry* shm, int64_t* batch) {
@@ -318,14 +351,14 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
   auto ref = ParseSharedMemoryParameters(input.parameters(), what);
   if (!ref.ok()) return ref.status();
   if (ref->has_value()) {
+    auto region = SharedInputRegion(request, index, raw, **ref, *shape_bytes, shm);
+    if (!region.ok()) return region.status();
     // Read straight into the tensor when no conversion is needed.
     Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
-    void* dst = to_float ? nullptr : tensor.bytes.data();
     if (to_float) typed.resize(static_cast<size_t>(*shape_bytes));
-    if (absl::Status s = ReadSharedInput(request, index, raw, **ref, *shape_bytes, shm,
-                                         to_float ? typed.data() : dst);
-        !s.ok()) {
-      return s;
+    void* dst = to_float ? static_cast<void*>(typed.data()) : tensor.bytes.data();
+    if (absl::Status s = (*region)->Read((*ref)->offset, (*ref)->byte_size, dst); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
     }
     if (to_float) {
       ToFloat(input.datatype(), reinterpret_cast<const std::byte*>(typed.data()), count,
@@ -351,6 +384,8 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
                                                       const inference::ModelConfig& config,
                                                       const SharedMemoryRegistry* shm) {
   const bool raw = request.raw_input_contents_size() > 0;
+  auto raw_entries = RawEntries(request);
+  if (!raw_entries.ok()) return raw_entries.status();
   auto by_name = IndexRequestInputs(request, config, raw);
   if (!by_name.ok()) return by_name.status();
   std::vector<Tensor> tensors;
@@ -363,7 +398,7 @@ absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInfe
     }
     const int index = it->second;
     by_name->erase(it);
-    auto tensor = DecodeInput(request, index, raw, expected, config, shm, &batch);
+    auto tensor = DecodeInput(request, index, (*raw_entries)[index], expected, config, shm, &batch);
     if (!tensor.ok()) return tensor.status();
     tensors.push_back(*std::move(tensor));
   }

@@ -134,15 +134,16 @@ absl::Status SharedMemoryRegion::Write(uint64_t offset, uint64_t size, const voi
   return absl::OkStatus();
 }
 
-absl::Status SharedMemoryRegistry::Register(const std::string& name, const std::string& key,
+absl::Status SharedMemoryRegistry::Register(const std::string& name, const std::string& given_key,
                                             uint64_t offset, uint64_t byte_size) {
+  const std::string key = !given_key.empty() && given_key[0] != '/' ? "/" + given_key : given_key;
   if (name.empty() || name.size() > kMaxNameLength) {
     return absl::InvalidArgumentError(
         absl::StrCat("shared memory region name must have 1 to ", kMaxNameLength, " characters"));
   }
   if (!ValidKey(key)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("shared memory key '", key.substr(0, kMaxKeyLength),
+        absl::StrCat("shared memory key '", given_key.substr(0, kMaxKeyLength),
                      "' is not '/' followed by 1 to 250 of [A-Za-z0-9._-]"));
   }
   if (byte_size == 0) {
@@ -173,6 +174,10 @@ absl::Status SharedMemoryRegistry::Register(const std::string& name, const std::
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     return ErrnoStatus(errno, absl::StrCat("shared memory key '", key, "'"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shared memory key '", key, "' is not a shared memory object"));
   }
   if (static_cast<uint64_t>(st.st_size) < offset + byte_size) {
     return absl::InvalidArgumentError(

@@ -58,12 +58,19 @@ class SharedMemoryRegion {
 class SharedMemoryRegistry {
  public:
   static constexpr size_t kDefaultMaxRegions = 64;
-  explicit SharedMemoryRegistry(size_t max_regions = kDefaultMaxRegions)
-      : max_regions_(max_regions) {}
+  static constexpr uint64_t kDefaultMaxInputBytes = uint64_t{256} << 20;
+  // `max_input_bytes` bounds what one input may take from a region (the
+  // server passes its message size limit).
+  explicit SharedMemoryRegistry(size_t max_regions = kDefaultMaxRegions,
+                                uint64_t max_input_bytes = kDefaultMaxInputBytes)
+      : max_regions_(max_regions), max_input_bytes_(max_input_bytes) {}
+  uint64_t max_input_bytes() const { return max_input_bytes_; }
 
-  // INVALID_ARGUMENT: an empty or over-long name, a key that is not "/"
-  // followed by 1-250 of [A-Za-z0-9._-], a zero size, a range past the
-  // object's end. ALREADY_EXISTS: the name is taken. NOT_FOUND / PERMISSION_DENIED:
+  // INVALID_ARGUMENT: an empty or over-long name, a key that is not 1-250 of
+  // [A-Za-z0-9._-] after an optional leading "/" (shm_open's name; "/" is
+  // added when missing, as Python's shared_memory names come without it),
+  // an object that is not a regular shared memory file, a zero size, a range
+  // past the object's end. ALREADY_EXISTS: the name is taken. NOT_FOUND / PERMISSION_DENIED:
   // shm_open's answer for the key. RESOURCE_EXHAUSTED: max_regions reached.
   absl::Status Register(const std::string& name, const std::string& key, uint64_t offset,
                         uint64_t byte_size);
@@ -78,6 +85,7 @@ class SharedMemoryRegistry {
 
  private:
   const size_t max_regions_;
+  const uint64_t max_input_bytes_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const SharedMemoryRegion>> regions_ ABSL_GUARDED_BY(mu_);
 };

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/service/image_input.h"
 #include "server/service/infer_codec.h"
 
 namespace rectifier::service {
@@ -82,7 +83,7 @@ TEST(SharedMemoryRegistryTest, RefusesBadRegistrationsNamingTheProblem) {
     EXPECT_TRUE(absl::StrContains(s.message(), says)) << s;
   };
   expect("", object.key(), 0, 8, absl::StatusCode::kInvalidArgument, "name");
-  expect("r", "no_slash", 0, 8, absl::StatusCode::kInvalidArgument, "is not '/'");
+  expect("r", "dir/file", 0, 8, absl::StatusCode::kInvalidArgument, "is not '/'");
   expect("r", "/../etc/passwd", 0, 8, absl::StatusCode::kInvalidArgument, "is not '/'");
   expect("r", "/..", 0, 8, absl::StatusCode::kInvalidArgument, "is not '/'");
   expect("r", "/rectifier_test_missing_object", 0, 8, absl::StatusCode::kNotFound,
@@ -246,6 +247,92 @@ TEST(SharedMemoryInferTest, BadInputReferencesAreInvalidArgumentNamingTheInput) 
   SetShm(both.mutable_inputs(0)->mutable_parameters(), "r", 0, 48);
   for (int i = 0; i < 12; ++i) both.mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
   expect(both, &registry, "has contents and a shared_memory_region");
+}
+
+// Triton's clients send raw entries only for the inputs not in shared
+// memory; one entry per input (empty for the shared one) works too.
+TEST(SharedMemoryInferTest, RawEntriesPairWithTheInputsNotInSharedMemory) {
+  ShmObject object(1024);
+  std::vector<float> values(12, 1.5f);
+  object.Write(64, values.data(), 48);
+  SharedMemoryRegistry registry;
+  ASSERT_TRUE(registry.Register("r", object.key(), 0, 1024).ok());
+  inference::ModelConfig config = OneInputConfig();
+  auto* z = config.add_input();
+  z->set_name("z");
+  z->set_data_type(inference::TYPE_FP32);
+  z->add_dims(1);
+  inference::ModelInferRequest request = ShmRequest();
+  auto* second = request.add_inputs();
+  second->set_name("z");
+  second->set_datatype("FP32");
+  second->add_shape(2);
+  second->add_shape(1);
+  const std::vector<float> zs = {7.f, 8.f};
+  request.add_raw_input_contents(reinterpret_cast<const char*>(zs.data()), 8);
+  auto tensors = DecodeInferInputs(request, config, &registry);
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  EXPECT_FLOAT_EQ((*tensors)[0].data<float>()[11], 1.5f);
+  EXPECT_FLOAT_EQ((*tensors)[1].data<float>()[1], 8.f);
+  // One entry per input, the shared one empty.
+  inference::ModelInferRequest padded = request;
+  padded.clear_raw_input_contents();
+  padded.add_raw_input_contents();
+  padded.add_raw_input_contents(reinterpret_cast<const char*>(zs.data()), 8);
+  tensors = DecodeInferInputs(padded, config, &registry);
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  EXPECT_FLOAT_EQ((*tensors)[1].data<float>()[0], 7.f);
+  // Three entries for two inputs: the counts are named.
+  inference::ModelInferRequest extra = padded;
+  extra.add_raw_input_contents("x");
+  const auto refused = DecodeInferInputs(extra, config, &registry);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(),
+                                "3 raw_input_contents for 2 inputs (1 in shared memory)"))
+      << refused.status();
+}
+
+// A request of a few bytes may not make the server read more from shared
+// memory than a request could carry itself.
+TEST(SharedMemoryInferTest, InputsAreBoundedLikeRequestBytes) {
+  ShmObject object(1024);
+  SharedMemoryRegistry registry(SharedMemoryRegistry::kDefaultMaxRegions, /*max_input_bytes=*/40);
+  ASSERT_TRUE(registry.Register("r", object.key(), 0, 1024).ok());
+  const auto refused = DecodeInferInputs(ShmRequest(), OneInputConfig(), &registry);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(),
+                                "48 bytes in shared memory, over the server's limit of 40"))
+      << refused.status();
+}
+
+TEST(SharedMemoryRegistryTest, KeysWithoutTheLeadingSlashAreTaken) {
+  ShmObject object(64);
+  SharedMemoryRegistry registry;
+  ASSERT_TRUE(registry.Register("r", object.key().substr(1), 0, 64).ok());
+  inference::SystemSharedMemoryStatusResponse status;
+  ASSERT_TRUE(registry.Status("r", &status).ok());
+  EXPECT_EQ(status.regions().at("r").key(), object.key());
+}
+
+TEST(SharedMemoryInferTest, EncodedImagesCannotComeThroughSharedMemory) {
+  inference::ModelConfig config;
+  config.set_name("m");
+  config.set_max_batch_size(2);
+  auto* image = config.add_input();
+  image->set_name("image");
+  image->set_data_type(inference::TYPE_FP32);
+  for (int d : {3, 8, 8}) image->add_dims(d);
+  inference::ModelInferRequest request;
+  auto* input = request.add_inputs();
+  input->set_name("image");
+  input->set_datatype("BYTES");
+  input->add_shape(1);
+  SetShm(input->mutable_parameters(), "r", 0, 100);
+  const auto images = SplitImageInput(request, config);
+  ASSERT_FALSE(images.ok());
+  EXPECT_TRUE(absl::StrContains(images.status().message(),
+                                "encoded images cannot come through shared memory"))
+      << images.status();
 }
 
 TEST(SharedMemoryInferTest, OutputsGoToTheRegion) {

@@ -202,7 +202,8 @@ absl::StatusOr<std::vector<inference::ModelInferRequest>> BuildRequests(
 
 // The requests' inputs in one POSIX shared memory object, registered with
 // the server as one region; each input then names its bytes in it instead
-// of carrying them. Unregistered and removed when destroyed.
+// of carrying them. Its name leaves /dev/shm once the server has it open;
+// the region is unregistered when this is destroyed.
 class SharedInputs {
  public:
   static absl::StatusOr<std::unique_ptr<SharedInputs>> Create(
@@ -213,8 +214,11 @@ class SharedInputs {
       for (const auto& raw : r.raw_input_contents()) total += (raw.size() + 63) / 64 * 64;
     if (total == 0) return absl::InvalidArgumentError("--shared-memory: the inputs are empty");
     std::unique_ptr<SharedInputs> shm(new SharedInputs(std::move(kserve)));
-    shm->key_ = absl::StrCat("/rectifier_perf_", ::getpid());
-    shm->region_ = absl::StrCat("rectifier_perf_", ::getpid(), "_inputs");
+    // A random suffix: a stale object of an earlier run with the same pid
+    // (containers) must not be in the way.
+    const std::string id = absl::StrCat(::getpid(), "_", std::random_device()() % 1000000);
+    shm->key_ = absl::StrCat("/rectifier_perf_", id);
+    shm->region_ = absl::StrCat("rectifier_perf_", id, "_inputs");
     const int fd = ::shm_open(shm->key_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd < 0) {
       return absl::UnavailableError(
@@ -257,6 +261,10 @@ class SharedInputs {
                                        connection.Describe(status)));
     }
     shm->registered_ = true;
+    // The server reads through its own descriptor: the name can go now, so
+    // that nothing stays in /dev/shm even if this process is killed.
+    ::shm_unlink(shm->key_.c_str());
+    shm->created_ = false;
     return shm;
   }
 
