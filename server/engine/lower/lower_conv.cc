@@ -344,7 +344,17 @@ absl::StatusOr<int> BindSumAddend(PlanBuilder& b, const Node& node, const ConvSe
   // or its buffer holds other values read later (views).
   const bool layout_copy = a_in != a;
   const bool last_reader = b.IsLastRead(addend_name);
-  const bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
+  // Our source, or any other input of ours (weights or bias computed at
+  // run time), in the addend's buffer.
+  bool is_src = b.plan().Root(a_in) == b.plan().Root(src);
+  for (size_t i = 0; i < node.inputs.size() && !is_src; ++i) {
+    if (static_cast<int>(i) == node.sum_input || node.inputs[i].empty() ||
+        b.graph().constants.count(node.inputs[i]) > 0) {
+      continue;  // constants never share the arena
+    }
+    auto v = b.Value(node.inputs[i]);
+    is_src = v.ok() && b.plan().Root(*v) == b.plan().Root(a_in);
+  }
   const bool shared = b.StorageReadLater(a_in, layout_copy ? a_in : -1);
   int dst;
   if (b.values()[b.plan().Root(a_in)].storage == PlanValue::Storage::kArena && !is_src && !shared &&
