@@ -155,18 +155,15 @@ absl::Status SharedMemoryRegistry::Register(const std::string& name, const std::
     return absl::InvalidArgumentError(
         absl::StrCat("shared memory region '", name, "': offset + byte_size overflows"));
   }
+  absl::Status taken = absl::AlreadyExistsError(
+      absl::StrCat("shared memory region '", name, "' is already registered"));
+  absl::Status full = absl::ResourceExhaustedError(absl::StrCat(
+      "already ", max_regions_, " shared memory regions registered; unregister one first"));
   {
+    // Checked before opening anything, and again when the region goes in.
     absl::MutexLock lock(&mu_);
-    if (regions_.count(name)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("shared memory region '", name, "' is already registered"));
-    }
-    if (regions_.size() >= max_regions_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("already ", max_regions_,
-                       " shared memory regions registered; unregister "
-                       "one first"));
-    }
+    if (regions_.count(name)) return taken;
+    if (regions_.size() >= max_regions_) return full;
   }
   const int fd = ::shm_open(key.c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("shared memory key '", key, "'"));
@@ -185,14 +182,8 @@ absl::Status SharedMemoryRegistry::Register(const std::string& name, const std::
                      ") leave object '", key, "' of ", st.st_size, " bytes"));
   }
   absl::MutexLock lock(&mu_);
-  if (regions_.size() >= max_regions_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "already ", max_regions_, " shared memory regions registered; unregister one first"));
-  }
-  if (!regions_.emplace(name, std::move(region)).second) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("shared memory region '", name, "' is already registered"));
-  }
+  if (regions_.size() >= max_regions_) return full;
+  if (!regions_.emplace(name, std::move(region)).second) return taken;
   return absl::OkStatus();
 }
 
