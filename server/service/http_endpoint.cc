@@ -293,9 +293,7 @@ void HttpEndpoint::ServeSharedMemory(mg_connection* connection, const HttpRoute&
                                      const std::string& body) {
   SharedMemoryRegistry* shm = kserve_->shared_memory();
   if (shm == nullptr) {
-    return SendError(connection,
-                     absl::FailedPreconditionError("client shared memory is off on this server; "
-                                                   "start it with --allow-client-shm"));
+    return SendError(connection, SharedMemoryOffError());
   }
   if (route.kind == Kind::kShmStatus) {
     inference::SystemSharedMemoryStatusResponse response;

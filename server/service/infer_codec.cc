@@ -307,10 +307,8 @@ absl::StatusOr<std::shared_ptr<const SharedMemoryRegion>> SharedInputRegion(
   auto region = shm->Find(ref.region);
   if (!region.ok())
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", region.status().message()));
-  if (ref.offset > (*region)->byte_size() || ref.byte_size > (*region)->byte_size() - ref.offset) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": bytes [", ref.offset, ", ", ref.offset, " + ", ref.byte_size,
-        ") leave shared memory region '", ref.region, "' of ", (*region)->byte_size(), " bytes"));
+  if (absl::Status s = (*region)->CheckRange(ref.offset, ref.byte_size); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
   }
   return region;
 }
@@ -448,12 +446,8 @@ absl::Status CheckOutputSharedMemory(const inference::ModelInferRequest& request
     if (!region.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": ", region.status().message()));
     }
-    if ((*ref)->offset > (*region)->byte_size() ||
-        (*ref)->byte_size > (*region)->byte_size() - (*ref)->offset) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": bytes [", (*ref)->offset, ", ", (*ref)->offset, " + ",
-                       (*ref)->byte_size, ") leave shared memory region '", (*ref)->region, "' of ",
-                       (*region)->byte_size(), " bytes"));
+    if (absl::Status s = (*region)->CheckRange((*ref)->offset, (*ref)->byte_size); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.message()));
     }
   }
   return absl::OkStatus();

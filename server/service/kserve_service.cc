@@ -48,11 +48,6 @@ absl::Status CheckRepositoryName(const std::string& name) {
                                           "' (this server has one; leave repository_name empty)"));
 }
 
-absl::Status SharedMemoryOff() {
-  return absl::FailedPreconditionError(
-      "client shared memory is off on this server; start it with --allow-client-shm");
-}
-
 }  // namespace
 
 bool KServeService::Ready() const {
@@ -462,7 +457,7 @@ grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryStatus(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
     return Finish(context, s);
   }
-  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOffError());
   return Finish(context, shared_memory_->Status(request->name(), response));
 }
 
@@ -473,7 +468,7 @@ grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryRegister(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
     return Finish(context, s);
   }
-  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOffError());
   return Finish(context, shared_memory_->Register(request->name(), request->key(),
                                                   request->offset(), request->byte_size()));
 }
@@ -485,7 +480,7 @@ grpc::ServerUnaryReactor* KServeService::SystemSharedMemoryUnregister(
   if (absl::Status s = AuthorizeCall(tokens_, *context, security::Role::kInfer); !s.ok()) {
     return Finish(context, s);
   }
-  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOff());
+  if (shared_memory_ == nullptr) return Finish(context, SharedMemoryOffError());
   shared_memory_->Unregister(request->name());
   return Finish(context, grpc::Status::OK);
 }

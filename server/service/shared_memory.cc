@@ -233,6 +233,11 @@ absl::StatusOr<std::shared_ptr<const SharedMemoryRegion>> SharedMemoryRegistry::
   return it->second;
 }
 
+absl::Status SharedMemoryOffError() {
+  return absl::FailedPreconditionError(
+      "client shared memory is off on this server; start it with --allow-client-shm");
+}
+
 absl::StatusOr<std::optional<SharedMemoryRef>> ParseSharedMemoryParameters(
     const google::protobuf::Map<std::string, inference::InferParameter>& params,
     const std::string& what) {

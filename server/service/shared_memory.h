@@ -45,10 +45,10 @@ class SharedMemoryRegion {
   // shrank it).
   absl::Status Read(uint64_t offset, uint64_t size, void* dst) const;
   absl::Status Write(uint64_t offset, uint64_t size, const void* src) const;
-
- private:
+  // INVALID_ARGUMENT naming the region when [offset, offset + size) leaves it.
   absl::Status CheckRange(uint64_t offset, uint64_t size) const;
 
+ private:
   const std::string name_, key_;
   const uint64_t offset_, byte_size_;
   const int fd_;
@@ -89,6 +89,10 @@ class SharedMemoryRegistry {
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const SharedMemoryRegion>> regions_ ABSL_GUARDED_BY(mu_);
 };
+
+// FAILED_PRECONDITION for the shared memory calls of a server started
+// without --allow-client-shm.
+absl::Status SharedMemoryOffError();
 
 // A tensor's shared memory parameters ("shared_memory_region",
 // "shared_memory_byte_size", optional "shared_memory_offset").
