@@ -70,7 +70,8 @@ def wait_dead(pid, timeout=10.0):
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
+            # Gone between the open and the read: the kernel answers ESRCH.
             return
         time.sleep(0.001)
     raise RuntimeError(f"process {pid} still runs {timeout} s after SIGKILL")
