@@ -101,6 +101,14 @@ struct CompileOptions {
   // copies (to compare; rectifier-engine --no-zero-copy). Needs
   // rectifier_kernels.
   bool zero_copy = true;
+  // Depthwise fusion: a 1x1 convolution whose output only a depthwise 3x3
+  // or 5x5 convolution reads computes both in one step (oneDNN's depthwise
+  // post-op), where that pays: ReLU/clip activations, an expanded tensor
+  // of at least 1 MiB per image, a channel-blocked layout and oneDNN's JIT
+  // fused kernel. Off: two steps (to compare; rectifier-engine
+  // --no-dw-fusion). Also off while activation_stats_sample_every > 0, so
+  // that the statistics see the 1x1's activation.
+  bool fuse_depthwise = true;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

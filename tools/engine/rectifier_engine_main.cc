@@ -148,6 +148,10 @@ int main(int argc, char** argv) {
   bool no_zero_copy = false;
   app.add_flag("--no-zero-copy", no_zero_copy,
                "copy contiguous slices and concats instead of viewing one buffer: to compare");
+  bool no_dw_fusion = false;
+  app.add_flag("--no-dw-fusion", no_dw_fusion,
+               "run a 1x1 convolution and the depthwise one reading its output as two steps "
+               "instead of one: to compare");
   std::string conv_layout = "tuned", tuning_cache;
   app.add_option("--conv-layout", conv_layout,
                  "activation layout convolutions ask for: any (oneDNN's choice), blocked8 "
@@ -189,6 +193,7 @@ int main(int argc, char** argv) {
   options.fuse = !no_fuse;
   options.rectifier_kernels = !onednn_only;
   options.zero_copy = !no_zero_copy;
+  options.fuse_depthwise = !no_dw_fusion;
   rectifier::engine::ParseConvLayout(conv_layout, &options.conv_layout);
   options.tuning_cache_dir = tuning_cache;
   options.max_batch_size = std::max(max_batch, batch);

@@ -562,10 +562,13 @@ absl::StatusOr<std::unique_ptr<CompiledPlan>> PlanBuilder::Build() {
       Define(in.name, v);
     }
     for (current_node_ = 0; current_node_ < graph_.nodes.size(); ++current_node_) {
+      if (absorbed_.count(current_node_) != 0) continue;
       const Node& node = graph_.nodes[current_node_];
       const size_t steps_before = plan_->steps.size();
+      just_absorbed_.clear();
       RETURN_IF_ERROR(LowerNode(node));
       RecordActivationSite(node, steps_before);
+      for (size_t i : just_absorbed_) RecordActivationSite(graph_.nodes[i], steps_before);
     }
     RETURN_IF_ERROR(FinishOutputs());
   } catch (const dnnl::error& e) {

@@ -53,6 +53,21 @@ class PlanBuilder {
   // never kTuned here: the model picks a concrete one per plan).
   void set_conv_layout(ConvLayout layout) { conv_layout_ = layout; }
   ConvLayout conv_layout() const { return conv_layout_; }
+  // Depthwise fusion (CompileOptions::fuse_depthwise): a 1x1 convolution
+  // computes the depthwise convolution that alone reads its output, as
+  // oneDNN's depthwise post-op.
+  void set_fuse_depthwise(bool on) { fuse_depthwise_ = on; }
+  bool fuse_depthwise() const { return fuse_depthwise_; }
+
+  // Index in graph().nodes of the node being lowered.
+  size_t current_node() const { return current_node_; }
+  // Node `index` (after the current one) was lowered together with the
+  // current node: Build skips it and records its activation site (if any)
+  // at the current node's last step.
+  void Absorb(size_t index) {
+    absorbed_.insert(index);
+    just_absorbed_.push_back(index);
+  }
 
   // Value id of a graph value (created for constants on first use).
   absl::StatusOr<int> Value(const std::string& name);
@@ -123,6 +138,9 @@ class PlanBuilder {
   bool rectifier_kernels_ = true;
   ConvLayout conv_layout_ = ConvLayout::kAny;
   bool zero_copy_ = true;
+  bool fuse_depthwise_ = true;
+  std::set<size_t> absorbed_;
+  std::vector<size_t> just_absorbed_;  // by the node being lowered
 };
 
 // Per-family lowerings: true when lowered to oneDNN, false when the node

@@ -44,8 +44,8 @@ namespace {
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
   std::string text =
       absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy,
-                   " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
-                   " gelu=", o.gelu_approximation);
+                   " dw=", o.fuse_depthwise, " ap=", o.activation_patterns,
+                   " tanh=", static_cast<int>(o.tanh_kernel), " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
                     r.beta.value_or(0));
@@ -491,6 +491,10 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     builder.set_tanh_kernel(options_.tanh_kernel);
     builder.set_rectifier_kernels(options_.rectifier_kernels);
     builder.set_zero_copy(options_.zero_copy);
+    // Activation statistics observe every activation's output; a fused
+    // 1x1 convolution's would never exist.
+    builder.set_fuse_depthwise(options_.fuse_depthwise &&
+                               options_.activation_stats_sample_every <= 0);
     builder.set_conv_layout(layout);
     return builder.Build();
   };
