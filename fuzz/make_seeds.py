@@ -692,7 +692,38 @@ def onnx_seeds():
         node("HardSwish", ["t"], ["Y"]),
     ]
     shapes = onnx_model(shapes_nodes, [value_info("X", [1, 2, 3, 4])], [value_info("Y", [48, 1])])
-    return {"relu.onnx": relu, "cnn_bn_residual_silu.onnx": cnn, "reshape_concat.onnx": shapes}
+    seeds = {"relu.onnx": relu, "cnn_bn_residual_silu.onnx": cnn, "reshape_concat.onnx": shapes}
+    # A MobileNetV2 inverted residual whose 1x1 expansion (16 -> 96 channels
+    # at 112 x 112, 4.8 MB) feeds a depthwise 3x3 alone: depthwise fusion.
+    # onnx_fuzz picks the conv layout from the input's size modulo 3; one
+    # seed per blocked layout (padded by a doc string).
+    dw_nodes = [
+        node("Conv", ["X", "We", "Be"], ["e"], [attr_ints("kernel_shape", [1, 1])]),
+        node("Clip", ["e", "lo", "hi"], ["ea"]),
+        node("Conv", ["ea", "Wd", "Bd"], ["d"], [attr_ints("kernel_shape", [3, 3]),
+                                                attr_ints("pads", [1, 1, 1, 1]),
+                                                attr_ints("strides", [2, 2]),
+                                                attr_int("group", 96)]),
+        node("Clip", ["d", "lo", "hi"], ["da"]),
+        node("Conv", ["da", "Wp"], ["Y"], [attr_ints("kernel_shape", [1, 1])]),
+    ]
+    dw_init = [
+        onnx_tensor("We", [96, 16, 1, 1], values=weights(96 * 16)),
+        onnx_tensor("Be", [96], values=weights(96)),
+        onnx_tensor("Wd", [96, 1, 3, 3], values=weights(96 * 9)),
+        onnx_tensor("Bd", [96], values=weights(96)),
+        onnx_tensor("Wp", [16, 96, 1, 1], values=weights(16 * 96)),
+        onnx_tensor("lo", [], values=[0.0]),
+        onnx_tensor("hi", [], values=[6.0]),
+    ]
+    dw = onnx_model(dw_nodes, [value_info("X", ["N", 16, 112, 112])],
+                    [value_info("Y", ["N", 16, 56, 56])], dw_init)
+    for layout, name in ((1, "inverted_residual_blocked8.onnx"),
+                         (2, "inverted_residual_blocked16.onnx")):
+        # ModelProto.doc_string of 1-3 characters: one of them fits.
+        seeds[name] = next(p for p in (dw + field_bytes(6, "x" * k) for k in (1, 2, 3))
+                           if len(p) % 3 == layout)
+    return seeds
 
 
 def hostile_onnx():

@@ -23,6 +23,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Small enough that compiling stays cheap; any allocation the fuzzer sees
   // above this (-malloc_limit_mb) means a size check was skipped.
   options.max_tensor_bytes = int64_t{16} << 20;
+  // The conv layout from the input's size (0: oneDNN's choice, 1: nChw8c,
+  // 2: nChw16c), so that the lowerings only blocked layouts take (depthwise
+  // fusion, blocked concat and slice copies) are reached too.
+  constexpr rectifier::engine::ConvLayout kLayouts[] = {rectifier::engine::ConvLayout::kAny,
+                                                        rectifier::engine::ConvLayout::kBlocked8,
+                                                        rectifier::engine::ConvLayout::kBlocked16};
+  options.conv_layout = kLayouts[size % 3];
   auto model = rectifier::engine::CompiledModel::FromBytes(bytes, options);
   rectifier::fuzz::Report("CompiledModel::FromBytes", model.status());
   if (!model.ok()) return 0;
