@@ -19,11 +19,6 @@ namespace {
 using testing::ModelBuilder;
 using testing::RandomTensor;
 
-struct Run {
-  std::string plan;
-  std::vector<Tensor> outputs;
-};
-
 // The blocked layout of this CPU's direct kernels, where oneDNN has its
 // JIT fused kernel: nChw16c with AVX-512 (ONEDNN_MAX_CPU_ISA counts), else
 // nChw8c.
@@ -33,26 +28,13 @@ ConvLayout NativeBlocked() {
   return isa != 0 && (isa & avx512) == avx512 ? ConvLayout::kBlocked16 : ConvLayout::kBlocked8;
 }
 
-Run Compile(const std::string& bytes, const Tensor& x, bool fuse_depthwise, ConvLayout layout,
-            int stats_every = 0) {
+testing::PlanRun Compile(const std::string& bytes, const Tensor& x, bool fuse_depthwise,
+                         ConvLayout layout, int stats_every = 0) {
   CompileOptions options;
   options.activation_stats_sample_every = stats_every;
   options.conv_layout = layout;
   options.fuse_depthwise = fuse_depthwise;
-  auto model = CompiledModel::FromBytes(bytes, options);
-  EXPECT_TRUE(model.ok()) << model.status();
-  if (!model.ok()) return {};
-  Run run;
-  auto plan = (*model)->DescribePlan(static_cast<int>(x.shape[0]));
-  EXPECT_TRUE(plan.ok()) << plan.status();
-  if (plan.ok()) run.plan = *plan;
-  auto ctx = ExecutionContext::Create(*model, {2});
-  EXPECT_TRUE(ctx.ok());
-  if (!ctx.ok()) return run;
-  auto out = (*ctx)->Run({x});
-  EXPECT_TRUE(out.ok()) << out.status();
-  if (out.ok()) run.outputs = *std::move(out);
-  return run;
+  return testing::CompileDescribeRun(bytes, x, options);
 }
 
 struct Block {
@@ -105,8 +87,8 @@ std::string ExpectFusedMatchesUnfused(const Block& p, int64_t batch,
                                       ConvLayout layout = NativeBlocked()) {
   const std::string bytes = InvertedResidual(p);
   const Tensor x = RandomTensor({batch, p.in, p.size, p.size}, 5);
-  const Run on = Compile(bytes, x, true, layout);
-  const Run off = Compile(bytes, x, false, layout);
+  const testing::PlanRun on = Compile(bytes, x, true, layout);
+  const testing::PlanRun off = Compile(bytes, x, false, layout);
   EXPECT_FALSE(absl::StrContains(off.plan, "+dw")) << off.plan;
   EXPECT_EQ(on.outputs.size(), off.outputs.size());
   for (size_t i = 0; i < on.outputs.size() && i < off.outputs.size(); ++i) {

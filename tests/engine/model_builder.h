@@ -147,6 +147,35 @@ inline absl::StatusOr<std::vector<Tensor>> CompileAndRun(const std::string& byte
   return (*ctx)->Run(inputs);
 }
 
+// A compiled plan's description and the outputs of running it.
+struct PlanRun {
+  std::string plan;
+  std::vector<Tensor> outputs;
+};
+
+// Compiles `bytes` with `options`, describes the plan for x's batch and
+// runs it `runs` times on 2 threads (the later runs reuse the memory the
+// first bound); the outputs are the last run's. Failures are test failures.
+inline PlanRun CompileDescribeRun(const std::string& bytes, const Tensor& x,
+                                  const CompileOptions& options, int runs = 1) {
+  auto model = CompiledModel::FromBytes(bytes, options);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return {};
+  PlanRun run;
+  auto plan = (*model)->DescribePlan(static_cast<int>(x.shape[0]));
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  if (plan.ok()) run.plan = *plan;
+  auto ctx = ExecutionContext::Create(*model, {2});
+  EXPECT_TRUE(ctx.ok());
+  if (!ctx.ok()) return run;
+  for (int i = 0; i < runs; ++i) {
+    auto out = (*ctx)->Run({x});
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (out.ok()) run.outputs = *std::move(out);
+  }
+  return run;
+}
+
 inline void ExpectNear(const Tensor& got, const Tensor& want, float tol = 1e-4f) {
   ASSERT_EQ(got.shape, want.shape);
   ASSERT_EQ(got.type, want.type);

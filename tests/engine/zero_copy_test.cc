@@ -20,36 +20,18 @@ namespace {
 using testing::ModelBuilder;
 using testing::RandomTensor;
 
-struct Run {
-  std::string plan;
-  std::vector<Tensor> outputs;
-};
+using Run = testing::PlanRun;
 
 // Blocked8 convolutions on every CPU: channel ranges at multiples of 8 of a
 // batch-1 tensor are then contiguous (channels last would not be). Tanh on
-// Rectifier's kernel, which runs in place where it may.
+// Rectifier's kernel, which runs in place where it may. Run twice: the
+// second run reuses the bound memory of the first.
 Run Compile(const std::string& bytes, const Tensor& x, bool zero_copy) {
   CompileOptions options;
   options.conv_layout = ConvLayout::kBlocked8;
   options.tanh_kernel = ActivationKernel::kRectifier;
   options.zero_copy = zero_copy;
-  auto model = CompiledModel::FromBytes(bytes, options);
-  EXPECT_TRUE(model.ok()) << model.status();
-  if (!model.ok()) return {};
-  Run run;
-  auto plan = (*model)->DescribePlan(static_cast<int>(x.shape[0]));
-  EXPECT_TRUE(plan.ok()) << plan.status();
-  if (plan.ok()) run.plan = *plan;
-  auto ctx = ExecutionContext::Create(*model, {2});
-  EXPECT_TRUE(ctx.ok());
-  if (!ctx.ok()) return run;
-  // Twice: the second run reuses the bound memory of the first.
-  for (int i = 0; i < 2; ++i) {
-    auto out = (*ctx)->Run({x});
-    EXPECT_TRUE(out.ok()) << out.status();
-    if (out.ok()) run.outputs = *std::move(out);
-  }
-  return run;
+  return testing::CompileDescribeRun(bytes, x, options, /*runs=*/2);
 }
 
 // Runs `bytes` with the views on and off at batch 1 and 3; at batch 1 the
