@@ -6,6 +6,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,6 +32,9 @@ namespace {
 
 constexpr char kKServeServiceName[] = "inference.GRPCInferenceService";
 constexpr char kVisionServiceName[] = "rectifier.v1.Vision";
+// How long a drain keeps the connections open after the last unary call in
+// flight at its start has ended, for its response to be read.
+constexpr absl::Duration kDrainLinger = absl::Milliseconds(500);
 
 // Plaintext, or TLS from files that gRPC's watcher re-reads (it checks that
 // a new key matches its certificate before switching).
@@ -52,6 +56,41 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
   }
   return grpc::experimental::TlsServerCredentials(tls);
 }
+
+// Lives as long as its unary call: gRPC destroys a call's interceptors with
+// its context, after the final status went to the transport. Counts the
+// call for the drain (DrainTracker).
+class DrainCountingInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit DrainCountingInterceptor(DrainTracker* tracker)
+      : tracker_(tracker), counted_(tracker->Started()) {}
+  ~DrainCountingInterceptor() override { tracker_->Ended(counted_); }
+  DrainCountingInterceptor(const DrainCountingInterceptor&) = delete;
+  DrainCountingInterceptor& operator=(const DrainCountingInterceptor&) = delete;
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  DrainTracker* const tracker_;
+  const bool counted_;
+};
+
+class DrainCountingFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit DrainCountingFactory(DrainTracker* tracker) : tracker_(tracker) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    // Streams end when their client ends them or at the drain's deadline,
+    // as before; only unary calls are waited for.
+    if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
+    return new DrainCountingInterceptor(tracker_);
+  }
+
+ private:
+  DrainTracker* const tracker_;
+};
 
 }  // namespace
 
@@ -129,6 +168,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(server->kserve_.get());
   builder.RegisterService(server->vision_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<DrainCountingFactory>(&server->drain_tracker_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -161,8 +203,14 @@ void GrpcServer::Drain(absl::Duration timeout) {
   std::thread http_stop([this] {
     if (http_ != nullptr) http_->Stop();
   });
-  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
-  server_->Shutdown(deadline);
+  // The unary calls in flight finish over open connections, and their
+  // responses get kDrainLinger to be read, before gRPC sends GOAWAY and
+  // closes each connection as its last call ends (DrainTracker). Calls
+  // arriving meanwhile are answered (inference: UNAVAILABLE, the models
+  // are draining too).
+  const absl::Time deadline = absl::Now() + timeout;
+  drain_tracker_.BeginAndWait(kDrainLinger, deadline);
+  server_->Shutdown(absl::ToChronoTime(deadline));
   server_->Wait();
   http_stop.join();
 }

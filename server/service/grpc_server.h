@@ -12,6 +12,7 @@
 #include "server/common/clock.h"
 #include "server/security/tls_files.h"
 #include "server/security/tokens.h"
+#include "server/service/drain_tracker.h"
 #include "server/service/server_state.h"
 #include "server/service/shared_memory.h"
 
@@ -88,18 +89,23 @@ class GrpcServer {
   int http_port() const;
   const ServerState& state() const { return state_; }
 
-  // Readiness false and health NOT_SERVING at once, then stops accepting new
-  // calls (they fail UNAVAILABLE; HTTP stops listening) and lets in-flight
-  // calls finish until `timeout`, after which gRPC calls are cancelled (HTTP
-  // requests end when their model answers them, at the latest when the
-  // repository's own drain answers what is queued). Returns when the server has
-  // stopped (every call finished, so no image work is pending). Idempotent.
+  // Readiness false and health NOT_SERVING at once; HTTP stops listening.
+  // The unary gRPC calls in flight finish over open connections (new calls
+  // are still answered meanwhile), and half a second after the last of them
+  // ended gRPC stops accepting calls (GOAWAY; new connections are refused)
+  // and lets what is left finish until `timeout`, after which gRPC calls
+  // are cancelled (HTTP requests end when their model answers them, at the
+  // latest when the repository's own drain answers what is queued). Returns
+  // when the server has stopped (every call finished, so no image work is
+  // pending). Idempotent.
   void Drain(absl::Duration timeout);
 
  private:
   GrpcServer() = default;
 
   ServerState state_;
+  // Outlives the gRPC server, whose interceptors report to it.
+  DrainTracker drain_tracker_;
   // Declared before the services that use it, so it is destroyed after them.
   std::unique_ptr<WorkPool> image_pool_;
   std::unique_ptr<ImageMemoryBudget> image_budget_;

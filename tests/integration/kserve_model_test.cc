@@ -533,6 +533,66 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
 }
 
+// While a unary call is in flight at SIGTERM, the drain keeps the
+// connections open (no GOAWAY yet): a call made meanwhile on the same
+// channel reaches the server and gets its answer (readiness false; an
+// inference UNAVAILABLE naming the shutdown), instead of a transport
+// failure; the call in flight completes and the process exits 0. gRPC's
+// shutdown, which closes each connection as its last call ends, comes only
+// after the calls in flight ended (DrainTracker).
+TEST_F(KServeModelTest, SigtermAnswersOnOpenConnectionsUntilCallsInFlightEnd) {
+  WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(1));
+  ScopedEnv delay("RECTIFIER_TEST_EXECUTE_DELAY_MS", "3000");
+  Start({"--exit-timeout", "20"});
+  inference::ModelInferRequest request;
+  request.set_model_name("slow");
+  auto* input = request.add_inputs();
+  input->set_name("x");
+  input->set_datatype("FP32");
+  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
+  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+  grpc::ClientContext slow_context;
+  inference::ModelInferResponse slow_response;
+  std::promise<grpc::Status> slow_done;
+  stub_->async()->ModelInfer(&slow_context, &request, &slow_response,
+                             [&slow_done](const grpc::Status& s) { slow_done.set_value(s); });
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < limit) {
+    auto page = HttpGet(server_->metrics_port(), "/metrics");
+    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 1)") !=
+                         std::string::npos) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  server_->Signal(SIGTERM);
+  // Readiness turns false once the drain has begun; until the slow call
+  // ends, every call here is answered by the server itself.
+  bool ready = true;
+  while (ready && absl::Now() < limit) {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse response;
+    const grpc::Status status = stub_->ServerReady(&context, {}, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ready = response.ready();
+  }
+  EXPECT_FALSE(ready);
+  {
+    grpc::ClientContext context;
+    inference::ModelInferResponse response;
+    const grpc::Status status = stub_->ModelInfer(&context, ScaleRequest(1, 1.f), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_NE(status.error_message().find("shutting down"), std::string::npos)
+        << status.error_message();
+  }
+  const grpc::Status slow = slow_done.get_future().get();
+  EXPECT_TRUE(slow.ok()) << slow.error_message();
+  EXPECT_EQ(slow_response.raw_output_contents_size(), 1);
+  const auto exit = server_->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
 // A computation that outlives --exit-timeout must not hold the process:
 // past the timeout plus a 5 s grace the server exits (code 1, saying so).
 // The batch takes 60 s (the test hook RECTIFIER_TEST_EXECUTE_DELAY_MS), on
