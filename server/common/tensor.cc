@@ -63,4 +63,14 @@ Tensor Tensor::Zeros(DataType type, std::vector<int64_t> shape) {
   return t;
 }
 
+Tensor Tensor::CopyOf(DataType type, std::vector<int64_t> shape, const void* data) {
+  Tensor t;
+  t.type = type;
+  const size_t n = static_cast<size_t>(NumElements(shape)) * DataTypeSize(type);
+  const auto* first = static_cast<const std::byte*>(data);
+  if (n > 0) t.bytes.assign(first, first + n);
+  t.shape = std::move(shape);
+  return t;
+}
+
 }  // namespace rectifier::common

@@ -51,6 +51,9 @@ struct Tensor {
   std::vector<std::byte> bytes;  // NumElements(shape) * DataTypeSize(type)
 
   static Tensor Zeros(DataType type, std::vector<int64_t> shape);
+  // A copy of `data`, which must hold NumElements(shape) elements of `type`:
+  // one pass over the bytes (Zeros then a copy would write them twice).
+  static Tensor CopyOf(DataType type, std::vector<int64_t> shape, const void* data);
   template <typename T>
   T* data() {
     return reinterpret_cast<T*>(bytes.data());

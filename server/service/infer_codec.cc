@@ -366,13 +366,13 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
   }
   const auto bytes = InputBytes(request, index, raw, shape, count, wire_size, &typed);
   if (!bytes.ok()) return bytes.status();
-  Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
-  if (to_float) {
-    ToFloat(input.datatype(), reinterpret_cast<const std::byte*>((*bytes)->data()), count,
-            tensor.data<float>());
-  } else if (!(*bytes)->empty()) {  // an empty tensor's data may be null
-    std::memcpy(tensor.bytes.data(), (*bytes)->data(), (*bytes)->size());
+  if (!to_float) {
+    // The request's bytes, checked above to be exactly the shape's.
+    return Tensor::CopyOf(EngineType(expected.data_type()), shape, (*bytes)->data());
   }
+  Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
+  ToFloat(input.datatype(), reinterpret_cast<const std::byte*>((*bytes)->data()), count,
+          tensor.data<float>());
   return tensor;
 }
 

@@ -66,5 +66,17 @@ TEST(TensorTest, NumElementsAndZeros) {
   EXPECT_EQ(t.data<int64_t>()[5], 0);
 }
 
+TEST(TensorTest, CopyOfTakesTheShapesBytes) {
+  const std::vector<float> values = {1.5f, -2.f, 3.f, 4.f, 5.f, 6.f, 99.f};  // one extra
+  Tensor t = Tensor::CopyOf(DataType::kFloat32, {2, 3}, values.data());
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{2, 3}));
+  ASSERT_EQ(t.bytes.size(), 24u);
+  EXPECT_EQ(t.data<float>()[0], 1.5f);
+  EXPECT_EQ(t.data<float>()[5], 6.f);
+  // Nothing to read for an empty shape (its data may be null).
+  Tensor empty = Tensor::CopyOf(DataType::kFloat32, {0, 3}, nullptr);
+  EXPECT_TRUE(empty.bytes.empty());
+}
+
 }  // namespace
 }  // namespace rectifier::common
