@@ -1,0 +1,50 @@
+// What the convolution lowerings share (lower_conv.cc, lower_dw_fusion.cc):
+// a Conv/ConvTranspose node resolved before any primitive is chosen, and
+// depthwise fusion's entry point.
+#ifndef RECTIFIER_SERVER_ENGINE_LOWER_CONV_SETUP_H_
+#define RECTIFIER_SERVER_ENGINE_LOWER_CONV_SETUP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/ir/ir.h"
+#include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/conv_pool.h"
+
+namespace rectifier::engine {
+
+// What a convolution node resolves to before any primitive is chosen.
+struct ConvSetup {
+  bool transpose = false;
+  WindowGeometry geo;
+  const Tensor* weights = nullptr;  // nullptr: given at run time (a graph input or computed)
+  std::vector<int64_t> weights_shape;
+  const Tensor* bias = nullptr;  // nullptr: no bias input, or one given at run time
+  bool runtime_bias = false;
+  bool has_bias() const { return bias != nullptr || runtime_bias; }
+  dnnl::memory::desc w_src;  // the ONNX weights, in oneDNN dims
+  dnnl::memory::desc any_src, dst_any, w_any, b_md;
+  dnnl::memory::dims strides, dil, pl, pr;
+};
+
+// Resolves `node` (Conv or ConvTranspose) for input shape `xs`: weights and
+// bias (constant or given at run time), geometry, oneDNN descriptors.
+absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
+                                           const std::vector<int64_t>& xs);
+
+// A post-op's name in plan labels ("relu", "clip", "sum", ...).
+std::string PostOpName(const PostOp& op);
+
+// Depthwise fusion (CompileOptions::fuse_depthwise): when `node` is a 1x1
+// convolution (setup `c`, input value `x`) whose output only a depthwise
+// convolution reads, and the conditions of lower_dw_fusion.cc hold, lowers
+// both as one step and returns true; else false with nothing added.
+absl::StatusOr<bool> TryLowerDepthwiseFused(PlanBuilder& b, const Node& node, const ConvSetup& c,
+                                            int x);
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_LOWER_CONV_SETUP_H_
