@@ -105,6 +105,32 @@ class KServeModelTest : public ::testing::Test {
     return stub_->RepositoryModelUnload(&context, request, &response);
   }
 
+  // A request for the test model "slow" (SlowModelBytes): `batch` images of
+  // 32 x 96 x 96 zeros.
+  static inference::ModelInferRequest SlowRequest(int64_t batch) {
+    inference::ModelInferRequest request;
+    request.set_model_name("slow");
+    auto* input = request.add_inputs();
+    input->set_name("x");
+    input->set_datatype("FP32");
+    for (int64_t d : {batch, int64_t{32}, int64_t{96}, int64_t{96}}) input->add_shape(d);
+    request.add_raw_input_contents(
+        std::string(static_cast<size_t>(batch) * 32 * 96 * 96 * 4, '\0'));
+    return request;
+  }
+  // Waits (up to 30 s) until the server holds `n` requests of "slow" (its
+  // in-flight gauge), however loaded the machine is.
+  void WaitForSlowInFlight(int n) {
+    const std::string want =
+        absl::StrCat(R"(rectifier_inflight_requests{model="slow",version="1"} )", n);
+    const absl::Time limit = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < limit) {
+      auto page = HttpGet(server_->metrics_port(), "/metrics");
+      if (page.ok() && page->find(want) != std::string::npos) return;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
   fs::path root_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<GRPCInferenceService::Stub> stub_;
@@ -480,13 +506,7 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
   WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(1));
   ScopedEnv delay("RECTIFIER_TEST_EXECUTE_DELAY_MS", "3000");
   Start({"--exit-timeout", "20"});
-  inference::ModelInferRequest request;
-  request.set_model_name("slow");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
-  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+  const inference::ModelInferRequest request = SlowRequest(1);
 
   // Three calls in flight (computing or queued) when SIGTERM arrives: a batch
   // takes 3 s.
@@ -502,17 +522,9 @@ TEST_F(KServeModelTest, SigtermLetsInFlightRequestsFinish) {
     stub_->async()->ModelInfer(&p->context, &request, &p->response,
                                [p](const grpc::Status& s) { p->status.set_value(s); });
   }
-  // Wait until the server holds all three (in-flight gauge), however loaded
-  // the machine is; a fixed sleep let a call arrive after the signal.
-  const absl::Time limit = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < limit) {
-    auto page = HttpGet(server_->metrics_port(), "/metrics");
-    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 3)") !=
-                         std::string::npos) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  // All three held by the server: a fixed sleep let a call arrive after the
+  // signal.
+  WaitForSlowInFlight(3);
   std::vector<std::future<grpc::Status>> results;
   results.reserve(calls.size());
   for (auto& call : calls) results.push_back(call->status.get_future());
@@ -544,31 +556,18 @@ TEST_F(KServeModelTest, SigtermAnswersOnOpenConnectionsUntilCallsInFlightEnd) {
   WriteFile(root_ / "slow" / "1" / "model.onnx", SlowModelBytes(1));
   ScopedEnv delay("RECTIFIER_TEST_EXECUTE_DELAY_MS", "3000");
   Start({"--exit-timeout", "20"});
-  inference::ModelInferRequest request;
-  request.set_model_name("slow");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
-  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+  const inference::ModelInferRequest request = SlowRequest(1);
   grpc::ClientContext slow_context;
   inference::ModelInferResponse slow_response;
   std::promise<grpc::Status> slow_done;
   stub_->async()->ModelInfer(&slow_context, &request, &slow_response,
                              [&slow_done](const grpc::Status& s) { slow_done.set_value(s); });
-  const absl::Time limit = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < limit) {
-    auto page = HttpGet(server_->metrics_port(), "/metrics");
-    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 1)") !=
-                         std::string::npos) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  WaitForSlowInFlight(1);
   server_->Signal(SIGTERM);
   // Readiness turns false once the drain has begun; until the slow call
   // ends, every call here is answered by the server itself.
   bool ready = true;
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
   while (ready && absl::Now() < limit) {
     grpc::ClientContext context;
     inference::ServerReadyResponse response;
@@ -602,27 +601,13 @@ TEST_F(KServeModelTest, DrainIsBoundedWhileAModelStillComputes) {
   WriteFile(root_ / "slow" / "config.pbtxt", "max_batch_size: 64\n");
   ScopedEnv delay("RECTIFIER_TEST_EXECUTE_DELAY_MS", "60000");
   Start({"--exit-timeout", "0"});
-  inference::ModelInferRequest request;
-  request.set_model_name("slow");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {64, 32, 96, 96}) input->add_shape(d);
-  request.add_raw_input_contents(std::string(size_t{64} * 32 * 96 * 96 * 4, '\0'));
+  const inference::ModelInferRequest request = SlowRequest(64);
   grpc::ClientContext context;
   inference::ModelInferResponse response;
   std::promise<grpc::Status> done;
   stub_->async()->ModelInfer(&context, &request, &response,
                              [&done](const grpc::Status& s) { done.set_value(s); });
-  const absl::Time limit = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < limit) {
-    auto page = HttpGet(server_->metrics_port(), "/metrics");
-    if (page.ok() && page->find(R"(rectifier_inflight_requests{model="slow",version="1"} 1)") !=
-                         std::string::npos) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  WaitForSlowInFlight(1);
   absl::SleepFor(absl::Milliseconds(200));  // Into the computation.
   const absl::Time signalled = absl::Now();
   server_->Signal(SIGTERM);
@@ -644,13 +629,7 @@ TEST_F(KServeModelTest, FullQueueIsRefusedOverTheWireAndOthersComplete) {
             "max_batch_size: 1\n"
             "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n");
   Start({});
-  inference::ModelInferRequest request;
-  request.set_model_name("slow");
-  auto* input = request.add_inputs();
-  input->set_name("x");
-  input->set_datatype("FP32");
-  for (int64_t d : {1, 32, 96, 96}) input->add_shape(d);
-  request.add_raw_input_contents(std::string(32 * 96 * 96 * 4, '\0'));
+  const inference::ModelInferRequest request = SlowRequest(1);
   struct Pending {
     grpc::ClientContext context;
     inference::ModelInferResponse response;
