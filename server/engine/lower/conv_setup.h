@@ -35,6 +35,26 @@ struct ConvSetup {
 absl::StatusOr<ConvSetup> ResolveConvSetup(const Graph& g, const Node& node,
                                            const std::vector<int64_t>& xs);
 
+// Appends the node's post-ops `ops` (eltwise, sum, PReLU) to `po`.
+void AppendConvPostOps(PlanBuilder& b, const ConvSetup& c, const std::vector<PostOp>& ops,
+                       dnnl::post_ops& po);
+// The (de)convolution primitive descriptor for source layout `src`,
+// destination `dst` and post-ops `po`. Throws dnnl::error when oneDNN has no
+// implementation.
+dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const dnnl::memory::desc& src,
+                                const dnnl::memory::desc& dst, const dnnl::post_ops& po);
+
+// The plan values a convolution primitive `pd` of `node` reads as weights
+// and bias (-1: none): constants reordered once into pd's layouts (shared
+// by convolutions with the same initializer), or run-time tensors reordered
+// by a step.
+struct ConvOperands {
+  int weights = -1;
+  int bias = -1;
+};
+absl::StatusOr<ConvOperands> BindConvOperands(PlanBuilder& b, const Node& node, const ConvSetup& c,
+                                              const dnnl::primitive_desc& pd);
+
 // A post-op's name in plan labels ("relu", "clip", "sum", ...).
 std::string PostOpName(const PostOp& op);
 

@@ -164,14 +164,8 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
   return v;
 }
 
-namespace {
-
-// The (de)convolution primitive descriptor for source layout `src` with
-// post-ops `ops`. Throws dnnl::error when oneDNN has no implementation.
-dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
-                                const memory::desc& dst, const std::vector<PostOp>& ops) {
-  dnnl::primitive_attr attr = UserScratchpad();
-  dnnl::post_ops po;
+void AppendConvPostOps(PlanBuilder& b, const ConvSetup& c, const std::vector<PostOp>& ops,
+                       dnnl::post_ops& po) {
   for (const auto& op : ops) {
     if (op.kind == PostOp::Kind::kSum) {
       po.append_sum(1.0f);
@@ -181,6 +175,11 @@ dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory
       po.append_eltwise(1.0f, DnnlEltwise(op.fn), op.alpha, op.beta);
     }
   }
+}
+
+dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
+                                const memory::desc& dst, const dnnl::post_ops& po) {
+  dnnl::primitive_attr attr = UserScratchpad();
   attr.set_post_ops(po);
   const auto kInference = dnnl::prop_kind::forward_inference;
   if (c.transpose) {
@@ -197,6 +196,16 @@ dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory
                         : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, dst,
                                                           c.strides, c.dil, c.pl, c.pr);
   return dnnl::convolution_forward::primitive_desc(d, attr, b.engine());
+}
+
+namespace {
+
+// MakeConvPd with the node's post-ops `ops`.
+dnnl::primitive_desc MakeConvPd(PlanBuilder& b, const ConvSetup& c, const memory::desc& src,
+                                const memory::desc& dst, const std::vector<PostOp>& ops) {
+  dnnl::post_ops po;
+  AppendConvPostOps(b, c, ops, po);
+  return MakeConvPd(b, c, src, dst, po);
 }
 
 // The chosen primitive, and how many of the node's post-ops it fuses.
@@ -307,7 +316,7 @@ absl::StatusOr<ConvChoice> ChooseConvPrimitive(PlanBuilder& b, const Node& node,
   const bool have_fallback = have >= 0;
   if (!have_fallback) {
     try {
-      MakeConvPd(b, c, c.any_src, c.dst_any, {});
+      MakeConvPd(b, c, c.any_src, c.dst_any, dnnl::post_ops());
     } catch (const dnnl::error& e) {
       return DnnlError(e, node.Describe());
     }
@@ -417,17 +426,8 @@ absl::StatusOr<int> EmitUnfusedTail(PlanBuilder& b, const Node& node, const Conv
 
 }  // namespace
 
-absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
-  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
-  ASSIGN_OR_RETURN(ConvSetup c, ResolveConvSetup(b.graph(), node, b.values()[x].shape));
-  ASSIGN_OR_RETURN(const bool fused_with_depthwise, TryLowerDepthwiseFused(b, node, c, x));
-  if (fused_with_depthwise) return true;
-  ASSIGN_OR_RETURN(ConvChoice choice, ChooseConvPrimitive(b, node, c, x));
-  const dnnl::primitive_desc& pd = choice.pd;
-  const std::vector<PostOp>& fused = node.post_ops;
-  const size_t k = choice.fused_ops;
-  const bool unfused = k < fused.size();
-  ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
+absl::StatusOr<ConvOperands> BindConvOperands(PlanBuilder& b, const Node& node, const ConvSetup& c,
+                                              const dnnl::primitive_desc& pd) {
   // Keyed by what determines the reordered bytes (the weight, how it is
   // read, the layout asked for), not by the node: convolutions sharing an
   // initializer share one reordered copy.
@@ -455,6 +455,22 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     ASSIGN_OR_RETURN(bias, b.Plain(bias));
     bv = b.ViewAs(bias, absl::StrCat(node.Input(2), "@bias"), c.b_md);
   }
+  return ConvOperands{wv, bv};
+}
+
+absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
+  ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
+  ASSIGN_OR_RETURN(ConvSetup c, ResolveConvSetup(b.graph(), node, b.values()[x].shape));
+  ASSIGN_OR_RETURN(const bool fused_with_depthwise, TryLowerDepthwiseFused(b, node, c, x));
+  if (fused_with_depthwise) return true;
+  ASSIGN_OR_RETURN(ConvChoice choice, ChooseConvPrimitive(b, node, c, x));
+  const dnnl::primitive_desc& pd = choice.pd;
+  const std::vector<PostOp>& fused = node.post_ops;
+  const size_t k = choice.fused_ops;
+  const bool unfused = k < fused.size();
+  ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
+  ASSIGN_OR_RETURN(const ConvOperands operands, BindConvOperands(b, node, c, pd));
+  const int wv = operands.weights, bv = operands.bias;
   const memory::desc dst_md = pd.dst_desc();
   bool has_sum = false;
   for (size_t i = 0; i < k; ++i) has_sum = has_sum || fused[i].kind == PostOp::Kind::kSum;

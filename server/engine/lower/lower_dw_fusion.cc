@@ -109,8 +109,9 @@ absl::StatusOr<std::optional<DepthwiseTail>> FindDepthwiseTail(PlanBuilder& b, c
 // The fused primitive for `node` (setup `c`) and `tail`, in the plan's
 // channel-blocked layout; nullopt where there is none or oneDNN offers only
 // its generic fused sequence.
-std::optional<dnnl::convolution_forward::primitive_desc> MakeDepthwiseFusedPd(
-    PlanBuilder& b, const Node& node, const ConvSetup& c, const DepthwiseTail& tail, int x) {
+std::optional<dnnl::primitive_desc> MakeDepthwiseFusedPd(PlanBuilder& b, const Node& node,
+                                                         const ConvSetup& c,
+                                                         const DepthwiseTail& tail, int x) {
   Tag tag = Tag::undef;
   if (b.conv_layout() == ConvLayout::kBlocked8) {
     tag = Tag::nChw8c;
@@ -126,25 +127,13 @@ std::optional<dnnl::convolution_forward::primitive_desc> MakeDepthwiseFusedPd(
   if (tag == Tag::undef || c.any_src.dims()[1] % block != 0 || c.geo.out_shape[1] % block != 0) {
     return std::nullopt;
   }
-  dnnl::primitive_attr attr = UserScratchpad();
   dnnl::post_ops po;
-  for (const PostOp& op : node.post_ops)
-    po.append_eltwise(1.0f, DnnlEltwise(op.fn), op.alpha, op.beta);
+  AppendConvPostOps(b, c, node.post_ops, po);
   po.append_dw(DT::f32, DT::f32, DT::f32, tail.kernel, tail.stride, (tail.kernel - 1) / 2, 0, {});
-  for (const PostOp& op : tail.node->post_ops) {
-    po.append_eltwise(1.0f, DnnlEltwise(op.fn), op.alpha, op.beta);
-  }
-  attr.set_post_ops(po);
-  const memory::desc src(c.any_src.dims(), DT::f32, tag);
-  const memory::desc mid(c.dst_any.dims(), DT::f32, tag);
+  AppendConvPostOps(b, c, tail.node->post_ops, po);
   try {
-    const auto kInference = dnnl::prop_kind::forward_inference;
-    const auto alg = dnnl::algorithm::convolution_direct;
-    auto d = c.has_bias() ? dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, c.b_md,
-                                                            mid, c.strides, c.dil, c.pl, c.pr)
-                          : dnnl::convolution_forward::desc(kInference, alg, src, c.w_any, mid,
-                                                            c.strides, c.dil, c.pl, c.pr);
-    dnnl::convolution_forward::primitive_desc pd(d, attr, b.engine());
+    dnnl::primitive_desc pd = MakeConvPd(b, c, memory::desc(c.any_src.dims(), DT::f32, tag),
+                                         memory::desc(c.dst_any.dims(), DT::f32, tag), po);
     if (std::string(pd.impl_info_str()).find("ref") != std::string::npos) return std::nullopt;
     return pd;
   } catch (const dnnl::error&) {
@@ -154,19 +143,12 @@ std::optional<dnnl::convolution_forward::primitive_desc> MakeDepthwiseFusedPd(
 
 // Lowers `node` and `tail` as one fused step (pd from MakeDepthwiseFusedPd).
 absl::Status LowerDepthwiseFused(PlanBuilder& b, const Node& node, const ConvSetup& c,
-                                 const DepthwiseTail& tail,
-                                 const dnnl::convolution_forward::primitive_desc& pd, int x) {
+                                 const DepthwiseTail& tail, const dnnl::primitive_desc& pd, int x) {
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
-  ASSIGN_OR_RETURN(
-      int wv, b.ConstantInLayout(absl::StrCat(node.Input(1), "@conv/g1"), c.weights->bytes.data(),
-                                 c.w_src, pd.weights_desc(), c.weights->shape));
-  std::vector<std::pair<int, int>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wv}};
-  if (c.bias != nullptr) {
-    ASSIGN_OR_RETURN(int bv,
-                     b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"), c.bias->bytes.data(),
-                                        c.b_md, c.b_md, {c.geo.out_shape[1]}));
-    args.push_back({DNNL_ARG_BIAS, bv});
-  }
+  ASSIGN_OR_RETURN(const ConvOperands operands, BindConvOperands(b, node, c, pd));
+  std::vector<std::pair<int, int>> args = {{DNNL_ARG_SRC, src},
+                                           {DNNL_ARG_WEIGHTS, operands.weights}};
+  if (operands.bias >= 0) args.push_back({DNNL_ARG_BIAS, operands.bias});
   const ConvSetup& d = tail.setup;
   const int dw_w_arg = DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS;
   const int dw_b_arg = DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS;
@@ -214,8 +196,7 @@ absl::StatusOr<bool> TryLowerDepthwiseFused(PlanBuilder& b, const Node& node, co
   ASSIGN_OR_RETURN(std::optional<DepthwiseTail> tail,
                    FindDepthwiseTail(b, node, c, b.values()[x].shape));
   if (!tail.has_value()) return false;
-  std::optional<dnnl::convolution_forward::primitive_desc> pd =
-      MakeDepthwiseFusedPd(b, node, c, *tail, x);
+  std::optional<dnnl::primitive_desc> pd = MakeDepthwiseFusedPd(b, node, c, *tail, x);
   if (!pd.has_value()) return false;
   RETURN_IF_ERROR(LowerDepthwiseFused(b, node, c, *tail, *pd, x));
   return true;
