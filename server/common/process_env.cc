@@ -11,6 +11,7 @@ void ReexecWithBoundedOpenMpSpinning(char** argv) {
     return;
   }
   setenv("GOMP_SPINCOUNT", kDefaultGompSpinCount, 1);
+  setenv("OMP_WAIT_POLICY", kDefaultOmpWaitPolicy, 1);
   execv("/proc/self/exe", argv);
 }
 
