@@ -310,6 +310,7 @@ int Run(const ServerOptions& options) {
 
 int main(int argc, char** argv) {
   rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
+  rectifier::common::ReuseLargeAllocations();
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) {
     return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));

@@ -1,8 +1,10 @@
 #include "server/common/process_env.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 namespace rectifier::common {
 
@@ -13,6 +15,12 @@ void ReexecWithBoundedOpenMpSpinning(char** argv) {
   setenv("GOMP_SPINCOUNT", kDefaultGompSpinCount, 1);
   setenv("OMP_WAIT_POLICY", kDefaultOmpWaitPolicy, 1);
   execv("/proc/self/exe", argv);
+}
+
+bool ReuseLargeAllocations() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return false;
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold) == 1;
 }
 
 }  // namespace rectifier::common

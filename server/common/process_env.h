@@ -33,6 +33,23 @@ inline constexpr char kDefaultOmpWaitPolicy[] = "ACTIVE";
 // libgomp's defaults. Call first thing in main, before any thread starts.
 void ReexecWithBoundedOpenMpSpinning(char** argv);
 
+// Free heap kept at the top of glibc's main heap instead of being returned
+// to the kernel (M_TRIM_THRESHOLD) while ReuseLargeAllocations is in effect.
+inline constexpr int kMallocTrimThreshold = 256 << 20;
+
+// Request buffers above glibc's largest mmap threshold (32 MiB: a batch of
+// eight 640x640 RGB frames is 39 MB) are each a fresh mmap, every page
+// faulted in and zeroed by the kernel, and unmapped again when freed: ~10k
+// page faults per such buffer, several buffers per request (the gRPC
+// message, the decoded tensor). This serves every allocation from the heap
+// (M_MMAP_MAX 0), so a freed buffer's pages are reused by the next request,
+// and returns free heap to the kernel only beyond kMallocTrimThreshold. The
+// cost: the process keeps the high-water mark of its buffers (bounded by
+// the request size and concurrency limits). Does nothing, and returns
+// false, when GLIBC_TUNABLES sets a malloc tunable (the operator's choice)
+// or mallopt refuses. Call in main before any thread starts.
+bool ReuseLargeAllocations();
+
 }  // namespace rectifier::common
 
 #endif  // RECTIFIER_SERVER_COMMON_PROCESS_ENV_H_

@@ -1,0 +1,83 @@
+#include "server/common/process_env.h"
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "gtest/gtest.h"
+
+namespace rectifier::common {
+namespace {
+
+// Minor page faults of this process so far.
+long MinorFaults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+// Page faults of writing a 48 MiB buffer allocated after an equal one was
+// freed (above glibc's largest mmap threshold), measured in a child process
+// (mallopt is process-wide); `reuse`: with ReuseLargeAllocations first.
+// -1 when the child failed.
+long FaultsOfSecondLargeBuffer(bool reuse) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    unsetenv("GLIBC_TUNABLES");
+    if (reuse && !ReuseLargeAllocations()) _exit(2);
+    constexpr size_t kBytes = 48u << 20;
+    for (int round = 0; round < 2; ++round) {
+      const long before = MinorFaults();
+      auto* p = static_cast<char*>(std::malloc(kBytes));
+      if (p == nullptr) _exit(3);
+      std::memset(p, round + 1, kBytes);
+      // The compiler may not drop the buffer: it escapes here.
+      asm volatile("" : : "r"(p) : "memory");
+      const long faults = MinorFaults() - before;
+      std::free(p);
+      if (round == 1 && write(fds[1], &faults, sizeof(faults)) != sizeof(faults)) _exit(5);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  long faults = -1;
+  if (read(fds[0], &faults, sizeof(faults)) != sizeof(faults)) faults = -1;
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? faults : -1;
+}
+
+// Without it every 48 MiB buffer is a fresh mapping: one fault per 4 KiB
+// page (12288). With it the second buffer reuses the first one's pages.
+TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
+  const long fresh = FaultsOfSecondLargeBuffer(false);
+  const long reused = FaultsOfSecondLargeBuffer(true);
+  RecordProperty("fresh_faults", static_cast<int>(fresh));
+  RecordProperty("reused_faults", static_cast<int>(reused));
+  ASSERT_GE(fresh, 0);
+  ASSERT_GE(reused, 0);
+  EXPECT_GT(fresh, 1000) << "a fresh mapping faults in every page";
+  EXPECT_LT(reused, 100) << "the freed heap pages are reused";
+}
+
+TEST(ProcessEnvTest, OperatorsMallocTunablesWin) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576", 1);
+    _exit(ReuseLargeAllocations() ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "ReuseLargeAllocations overrode GLIBC_TUNABLES";
+}
+
+}  // namespace
+}  // namespace rectifier::common
