@@ -10,6 +10,7 @@ set -euo pipefail
 build=${1:-build}
 model=${2:-mobilenet_v2}
 cd "$(dirname "$0")/../.."
+. bench/server/grpc_port.sh
 onnx=models/.cache/$model.onnx
 [ -f "$onnx" ] || /usr/bin/python3 models/tools/export_zoo.py "$model" --out "$onnx"
 
@@ -23,13 +24,8 @@ run_config() {  # name, config.pbtxt text
   printf '%s\n' "$config" > "$repo/$model/config.pbtxt"
   "$build/server/rectifier-server" --model-repository "$repo" --grpc-address 127.0.0.1:0 \
     --metrics-address "" --http-address "" > "$work/$name.log" 2>&1 &
-  local pid=$! port=""
-  for _ in $(seq 600); do
-    port=$(grep -o 'serving gRPC on port [0-9]*' "$work/$name.log" | grep -o '[0-9]*$' || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  if [ -z "$port" ]; then echo "server did not start: $(cat "$work/$name.log")" >&2; exit 1; fi
+  local pid=$! port
+  port=$(grpc_port "$work/$name.log")
   echo "== $model, $name"
   "$build/tools/perf/rectifier-perf" -m "$model" --url "127.0.0.1:$port" \
     --concurrency 1:64:x4 --window-s 3 --max-windows 6 --csv "$work/$name.csv"

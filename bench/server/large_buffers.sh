@@ -15,6 +15,7 @@ set -euo pipefail
 build=${1:-build}
 rounds=${2:-2}
 cd "$(dirname "$0")/../.."
+. bench/server/grpc_port.sh
 onnx=$(ls models/.cache/zoo/yolo_like-*.onnx 2>/dev/null | head -1 || true)
 if [ -z "$onnx" ]; then
   onnx=models/.cache/yolo_like.onnx
@@ -37,13 +38,8 @@ side() {  # label, env assignments...
   env "$@" "$build/server/rectifier-server" --model-repository "$work/repo" \
     --grpc-address 127.0.0.1:0 --metrics-address "" --http-address "" \
     --tuning-cache-dir "$work/tuning" > "$work/server.log" 2>&1 &
-  local pid=$! port=""
-  for _ in $(seq 1200); do
-    port=$(grep -o 'serving gRPC on port [0-9]*' "$work/server.log" | grep -o '[0-9]*$' || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "server did not start: $(cat "$work/server.log")" >&2; exit 1; }
+  local pid=$! port
+  port=$(grpc_port "$work/server.log")
   local faults0
   faults0=$(awk '{print $10}' "/proc/$pid/stat")
   "$build/tools/perf/rectifier-perf" -m detector --url "127.0.0.1:$port" -b 8 --concurrency 1 \

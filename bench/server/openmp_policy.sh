@@ -16,6 +16,7 @@ set -euo pipefail
 build=${1:-build}
 rounds=${2:-2}
 cd "$(dirname "$0")/../.."
+. bench/server/grpc_port.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -25,13 +26,8 @@ run_policy() {  # label, env assignments...
   env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" "$build/server/rectifier-server" \
     --model-repository models --grpc-address 127.0.0.1:0 --metrics-address "" \
     --http-address "" > "$work/server.log" 2>&1 &
-  local pid=$! port=""
-  for _ in $(seq 600); do
-    port=$(grep -o 'serving gRPC on port [0-9]*' "$work/server.log" | grep -o '[0-9]*$' || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "server did not start: $(cat "$work/server.log")" >&2; exit 1; }
+  local pid=$! port
+  port=$(grpc_port "$work/server.log")
   local model shape
   for model in road_detector scan_classifier scan_segmenter; do
     shape=()

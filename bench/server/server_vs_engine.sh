@@ -15,6 +15,7 @@ build=${1:-build}
 model=${2:?model}
 concurrency=${3:-4}
 cd "$(dirname "$0")/../.."
+. bench/server/grpc_port.sh
 threads=${THREADS:-2}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -41,17 +42,17 @@ OMP_NUM_THREADS=$threads "$build/tools/engine/rectifier-engine" "$onnx" --batch 
 repo=$work/repo
 mkdir -p "$repo/$name/1"
 ln -s "$PWD/$onnx" "$repo/$name/1/model.onnx"
+# A default model's other files (labels.txt, which its config names).
+if [ -d "models/$model" ]; then
+  for f in "models/$model"/*; do
+    if [ -f "$f" ] && [ "$(basename "$f")" != config.pbtxt ]; then ln -s "$PWD/$f" "$repo/$name/"; fi
+  done
+fi
 printf '%s\n' "$config" > "$repo/$name/config.pbtxt"
 "$build/server/rectifier-server" --model-repository "$repo" --grpc-address 127.0.0.1:0 \
   --metrics-address "" --http-address "" --intra-op-threads "$threads" > "$work/server.log" 2>&1 &
 pid=$!
-port=""
-for _ in $(seq 600); do
-  port=$(grep -o 'serving gRPC on port [0-9]*' "$work/server.log" | grep -o '[0-9]*$' || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "server did not start: $(cat "$work/server.log")" >&2; exit 1; }
+port=$(grpc_port "$work/server.log")
 echo "== server: $name through KServe ModelInfer (rectifier-perf), concurrency 1 and $concurrency"
 "$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" \
   --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv"
