@@ -11,7 +11,7 @@
 #
 # Per round and policy: rectifier-perf (KServe ModelInfer, random tensors,
 # loopback) on road_detector, scan_classifier and scan_segmenter (192x192) at
-# concurrency 1 and 4, then the server's ModelStatistics compute per request.
+# concurrency 1 and 4: infer/s, p50 and p99.
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-2}
