@@ -54,8 +54,9 @@ long FaultsOfSecondLargeBuffer(bool reuse) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? faults : -1;
 }
 
-// Without it every 48 MiB buffer is a fresh mapping: one fault per 4 KiB
-// page (12288). With it the second buffer reuses the first one's pages.
+// Without it every 48 MiB buffer is a fresh mapping: one fault per page
+// (12288 of 4 KiB; 24 where the kernel backs it with 2 MiB transparent huge
+// pages). With it the second buffer reuses the first one's pages.
 TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
   const long fresh = FaultsOfSecondLargeBuffer(false);
   const long reused = FaultsOfSecondLargeBuffer(true);
@@ -63,8 +64,8 @@ TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
   RecordProperty("reused_faults", static_cast<int>(reused));
   ASSERT_GE(fresh, 0);
   ASSERT_GE(reused, 0);
-  EXPECT_GT(fresh, 1000) << "a fresh mapping faults in every page";
-  EXPECT_LT(reused, 100) << "the freed heap pages are reused";
+  EXPECT_GE(fresh, 20) << "a fresh mapping faults in every page";
+  EXPECT_LT(reused, fresh / 4) << "the freed heap pages are reused";
 }
 
 TEST(ProcessEnvTest, OperatorsMallocTunablesWin) {
