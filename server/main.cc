@@ -194,7 +194,8 @@ std::string LocalHost(const std::string& address) {
   return split->host.find(':') != std::string::npos ? "[" + split->host + "]" : split->host;
 }
 
-void LogStarted(const ServerOptions& options, const Server& server) {
+// `heap_only`: common::ReuseLargeAllocations took effect.
+void LogStarted(const ServerOptions& options, const Server& server, bool heap_only) {
   spdlog::info(
       "rectifier-server {} serving gRPC on port {} ({}), HTTP on port {}, metrics on port {}, "
       "model repository '{}', {} CPUs",
@@ -243,6 +244,14 @@ void LogStarted(const ServerOptions& options, const Server& server) {
                tokens != nullptr
                    ? absl::StrCat(tokens->size(), " tokens from '", tokens->path(), "'")
                    : std::string("no tokens (no --auth-tokens)"));
+  const auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return value != nullptr ? value : "unset";
+  };
+  spdlog::info("runtime: OMP_WAIT_POLICY={} GOMP_SPINCOUNT={}, malloc {}", env("OMP_WAIT_POLICY"),
+               env("GOMP_SPINCOUNT"),
+               heap_only ? "from the heap only (large buffers reused)"
+                         : "as configured by GLIBC_TUNABLES or glibc");
 }
 
 // Serves until SIGTERM or SIGINT (returned); SIGHUP re-reads the tokens.
@@ -294,14 +303,14 @@ void DrainAndStop(const ServerOptions& options, int signal_number, Server& serve
   spdlog::shutdown();
 }
 
-int Run(const ServerOptions& options) {
+int Run(const ServerOptions& options, bool heap_only) {
   const sigset_t signals = BlockShutdownSignals();
   Server server;
   rectifier::repository::ControlMode mode = rectifier::repository::ControlMode::kNone;
   if (const int code = CheckStartup(options, server, &mode); code != 0) return code;
   if (const int code = StartMetrics(options, server); code != 0) return code;
   if (const int code = StartServing(options, mode, server); code != 0) return code;
-  LogStarted(options, server);
+  LogStarted(options, server, heap_only);
   DrainAndStop(options, WaitForStopSignal(signals, server.tokens.get()), server);
   return 0;
 }
@@ -310,7 +319,7 @@ int Run(const ServerOptions& options) {
 
 int main(int argc, char** argv) {
   rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
-  rectifier::common::ReuseLargeAllocations();
+  const bool heap_only = rectifier::common::ReuseLargeAllocations();
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) {
     return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));
@@ -321,5 +330,5 @@ int main(int argc, char** argv) {
   }
   // Before any thread starts: setenv is not safe against concurrent getenv.
   rectifier::imaging::InstallDecoderPixelLimit();
-  return Run(parsed->options);
+  return Run(parsed->options, heap_only);
 }

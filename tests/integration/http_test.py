@@ -185,6 +185,12 @@ class HttpEndpointTest(unittest.TestCase):
                               r"plans and warm-up [0-9.]+ s\): .*8 plan\(s\) for batch "
                               r"1,2,3,4,5,6,7,8")
         self.assertIn("models: 5 ready", log)
+        # The OpenMP waiting policy and malloc mode the server re-executed
+        # with (its defaults, unless this environment sets its own).
+        if not any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+            self.assertIn("runtime: OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=10000, ", log)
+        if "glibc.malloc." not in os.environ.get("GLIBC_TUNABLES", ""):
+            self.assertRegex(log, r"runtime: .*, malloc from the heap only")
         self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
