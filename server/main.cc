@@ -290,6 +290,9 @@ void DrainAndStop(const ServerOptions& options, int signal_number, Server& serve
     std::_Exit(kExitRuntimeError);
   });
   watchdog.detach();
+  // New requests are refused before readiness turns false (in Drain): a
+  // client that sees the server not ready must not get a call computed.
+  server.repository->BeginShutdown();
   std::thread drain_models(
       [repository = server.repository.get(), deadline] { repository->Shutdown(deadline); });
   server.grpc->Drain(options.exit_timeout);

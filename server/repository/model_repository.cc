@@ -634,6 +634,11 @@ bool ModelRepository::AllReady() const {
   return true;
 }
 
+void ModelRepository::BeginShutdown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+}
+
 void ModelRepository::Shutdown(absl::Time deadline) {
   std::vector<std::shared_ptr<ServedModel>> all;
   {

@@ -170,7 +170,12 @@ class ModelRepository {
   // True when every model that should be loaded is ready (strict readiness).
   bool AllReady() const;
   ControlMode mode() const { return options_.mode; }
-  // Stops accepting requests and drains every model until `deadline`.
+  // Refuses new requests from now on (UNAVAILABLE "server is shutting
+  // down"); returns at once. Called before readiness turns false, so that a
+  // client that sees the server not ready is refused rather than served.
+  void BeginShutdown();
+  // Stops accepting requests (BeginShutdown) and drains every model until
+  // `deadline`.
   void Shutdown(absl::Time deadline);
 
  private:
