@@ -244,10 +244,7 @@ void LogStarted(const ServerOptions& options, const Server& server, bool heap_on
                tokens != nullptr
                    ? absl::StrCat(tokens->size(), " tokens from '", tokens->path(), "'")
                    : std::string("no tokens (no --auth-tokens)"));
-  const auto env = [](const char* name) {
-    const char* value = std::getenv(name);
-    return value != nullptr ? value : "unset";
-  };
+  const auto env = rectifier::common::EnvOrUnset;
   spdlog::info("runtime: OMP_WAIT_POLICY={} GOMP_SPINCOUNT={}, malloc {}", env("OMP_WAIT_POLICY"),
                env("GOMP_SPINCOUNT"),
                heap_only ? "from the heap only (large buffers reused)"

@@ -23,4 +23,9 @@ bool ReuseLargeAllocations() {
   return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold) == 1;
 }
 
+const char* EnvOrUnset(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "unset";
+}
+
 }  // namespace rectifier::common

@@ -1,4 +1,6 @@
-// Process environment that must be fixed before the OpenMP runtime loads.
+// Process set-up that must happen before any thread starts: the OpenMP
+// runtime's waiting policy (read when libgomp loads, hence a re-exec) and
+// glibc's allocation of large buffers.
 #ifndef RECTIFIER_SERVER_COMMON_PROCESS_ENV_H_
 #define RECTIFIER_SERVER_COMMON_PROCESS_ENV_H_
 
@@ -49,6 +51,9 @@ inline constexpr int kMallocTrimThreshold = 256 << 20;
 // false, when GLIBC_TUNABLES sets a malloc tunable (the operator's choice)
 // or mallopt refuses. Call in main before any thread starts.
 bool ReuseLargeAllocations();
+
+// The environment variable `name`, or "unset" (for logs of the settings above).
+const char* EnvOrUnset(const char* name);
 
 }  // namespace rectifier::common
 

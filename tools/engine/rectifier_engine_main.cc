@@ -234,10 +234,7 @@ int main(int argc, char** argv) {
   }
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  const auto env = [](const char* name) {
-    const char* value = std::getenv(name);
-    return value != nullptr ? value : "unset";
-  };
+  const auto env = rectifier::common::EnvOrUnset;
   std::printf("model %s loaded in %.1f ms (batchable: %s, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s)\n",
               model_path.c_str(), load_ms, (*model)->batchable() ? "yes" : "no",
               env("OMP_WAIT_POLICY"), env("GOMP_SPINCOUNT"));
