@@ -50,6 +50,17 @@ enum class ConvLayout {
 };
 // "any", "blocked8", "blocked16", "nhwc", "tuned".
 const char* ConvLayoutName(ConvLayout layout);
+
+// Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
+enum class DepthwiseKernel {
+  kOneDnn,     // oneDNN's jit_dw everywhere
+  kAuto,       // Rectifier's where it measured faster (docs/ENGINE.md)
+  kRectifier,  // Rectifier's wherever it can run (to compare and test)
+};
+// "onednn", "auto", "rectifier".
+const char* DepthwiseKernelName(DepthwiseKernel kernel);
+// The kernel named so; false for other names.
+bool ParseDepthwiseKernel(std::string_view name, DepthwiseKernel* kernel);
 // The layout named so; false for other names.
 bool ParseConvLayout(std::string_view name, ConvLayout* layout);
 
@@ -109,6 +120,13 @@ struct CompileOptions {
   // --no-dw-fusion). Also off while activation_stats_sample_every > 0, so
   // that the statistics see the 1x1's activation.
   bool fuse_depthwise = true;
+  // Depthwise convolutions (groups == channels) in a channel-blocked or
+  // NHWC layout on Rectifier's kernel (server/engine/ops/depthwise.h)
+  // instead of oneDNN's jit_dw: kAuto where it measured faster (stride 1,
+  // output at least 28 wide, with SiLU or at most 32 channels), kRectifier
+  // wherever it can run, kOneDnn never (rectifier-engine
+  // --depthwise-kernel).
+  DepthwiseKernel depthwise_kernel = DepthwiseKernel::kAuto;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

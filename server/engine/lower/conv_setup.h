@@ -65,6 +65,17 @@ std::string PostOpName(const PostOp& op);
 absl::StatusOr<bool> TryLowerDepthwiseFused(PlanBuilder& b, const Node& node, const ConvSetup& c,
                                             int x);
 
+// Rectifier's depthwise kernel (CompileOptions::depthwise_kernel): when
+// `node` is a depthwise convolution (input value `x`) that oneDNN would run
+// as `pd` with all of the node's post-ops, in a layout and with an
+// activation the kernel takes, and the option selects it for this shape,
+// adds its step (labelled `label` and the kernel) in pd's layouts and
+// returns true; else false with nothing added.
+absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node,
+                                                const ConvSetup& c, int x,
+                                                const dnnl::primitive_desc& pd,
+                                                const std::string& label);
+
 }  // namespace rectifier::engine
 
 #endif  // RECTIFIER_SERVER_ENGINE_LOWER_CONV_SETUP_H_

@@ -467,6 +467,11 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   const dnnl::primitive_desc& pd = choice.pd;
   const std::vector<PostOp>& fused = node.post_ops;
   const size_t k = choice.fused_ops;
+  if (k == fused.size()) {
+    ASSIGN_OR_RETURN(const bool on_rectifier_dw,
+                     TryLowerDepthwiseRectifier(b, node, c, x, pd, ConvLabel(node, c, choice, "")));
+    if (on_rectifier_dw) return true;
+  }
   const bool unfused = k < fused.size();
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   ASSIGN_OR_RETURN(const ConvOperands operands, BindConvOperands(b, node, c, pd));

@@ -58,6 +58,9 @@ class PlanBuilder {
   // oneDNN's depthwise post-op.
   void set_fuse_depthwise(bool on) { fuse_depthwise_ = on; }
   bool fuse_depthwise() const { return fuse_depthwise_; }
+  // Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
+  void set_depthwise_kernel(DepthwiseKernel k) { depthwise_kernel_ = k; }
+  DepthwiseKernel depthwise_kernel() const { return depthwise_kernel_; }
 
   // Index in graph().nodes of the node being lowered.
   size_t current_node() const { return current_node_; }
@@ -139,6 +142,7 @@ class PlanBuilder {
   ConvLayout conv_layout_ = ConvLayout::kAny;
   bool zero_copy_ = true;
   bool fuse_depthwise_ = true;
+  DepthwiseKernel depthwise_kernel_ = DepthwiseKernel::kAuto;
   std::set<size_t> absorbed_;
   std::vector<size_t> just_absorbed_;  // by the node being lowered
 };

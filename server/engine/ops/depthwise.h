@@ -1,0 +1,73 @@
+// Rectifier's depthwise 2-D convolution (one filter per channel, groups ==
+// channels), for channel-innermost layouts: nChw8c, nChw16c and NHWC. It
+// exists for what oneDNN 2.6's jit_dw kernel cannot do cheaply:
+//  * SiLU. oneDNN's swish post-op costs about twice the convolution itself;
+//    here SiLU is a short polynomial with a reciprocal estimate (SiluFast).
+//  * An activation on the *input*: the 1x1 convolution before a depthwise
+//    one can leave its SiLU to this kernel, which applies it once per input
+//    row while the row is staged in cache. The 1x1 convolution then runs
+//    without its (expensive) fused swish and the expanded tensor is never
+//    activated in a separate pass.
+// AVX2+FMA when the CPU has them, else a scalar loop (same results up to
+// rounding).
+#ifndef RECTIFIER_SERVER_ENGINE_OPS_DEPTHWISE_H_
+#define RECTIFIER_SERVER_ENGINE_OPS_DEPTHWISE_H_
+
+#include <cstdint>
+#include <limits>
+
+namespace rectifier::engine {
+
+enum class DepthwiseAct {
+  kNone,
+  kClip,  // min(max(x, lo), hi): ReLU is lo = 0, hi = +inf; ReLU6 hi = 6
+  kSilu,  // x * sigmoid(x), SiluFast
+};
+
+struct DepthwiseParams {
+  int64_t batch = 1;
+  int64_t channels = 0;  // a multiple of 8 (and of `block`, when blocked)
+  // Channel block of the layout: 8 (nChw8c), 16 (nChw16c), or `channels`
+  // (NHWC). Element (n, c, y, x) sits at
+  // ((n * channels / block + c / block) * H * W + y * W + x) * block + c % block.
+  int64_t block = 8;
+  int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  int kernel_h = 3, kernel_w = 3;
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0;  // the bottom/right padding follows from out_h/out_w
+  DepthwiseAct input_act = DepthwiseAct::kNone;  // kNone or kSilu
+  DepthwiseAct output_act = DepthwiseAct::kNone;
+  float clip_lo = -std::numeric_limits<float>::infinity();
+  float clip_hi = std::numeric_limits<float>::infinity();
+};
+
+// The conditions DepthwiseConv2d needs; false when it cannot take `p`.
+bool DepthwiseSupported(const DepthwiseParams& p);
+
+// Weights [channels, 1, kernel_h, kernel_w] (ONNX order) packed as
+// [channels / 8][kernel_h][kernel_w][8], the order the kernel reads
+// (oneDNN's Goihw8g for these dims). `packed` holds channels * kh * kw floats.
+void PackDepthwiseWeights(const float* oihw, int64_t channels, int kernel_h, int kernel_w,
+                          float* packed);
+
+// dst = out_act(conv(in_act(src), weights) + bias), split across the current
+// OpenMP team. `bias` may be null. src and dst must not overlap.
+void DepthwiseConv2d(const DepthwiseParams& p, const float* src, const float* packed_weights,
+                     const float* bias, float* dst);
+// The scalar version (same order of operations per output), for tests.
+void DepthwiseConv2dScalar(const DepthwiseParams& p, const float* src, const float* packed_weights,
+                           const float* bias, float* dst);
+
+// SiLU as the kernel computes it: x / (1 + exp(-x)) with exp from a degree-6
+// polynomial and the reciprocal from an estimate refined by one Newton step.
+// Relative error below 1e-6 where the result is at least 1e-30 in
+// magnitude; x < -80 gives a result of magnitude below 2e-33 (the exact one
+// is smaller still); NaN gives NaN. n floats, AVX2 when available.
+void SiluFast(const float* x, float* y, int64_t n);
+
+// True when the AVX2 version runs here.
+bool DepthwiseVectorized();
+
+}  // namespace rectifier::engine
+
+#endif  // RECTIFIER_SERVER_ENGINE_OPS_DEPTHWISE_H_
