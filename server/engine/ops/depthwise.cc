@@ -4,14 +4,16 @@
 // rows; items are split statically over the OpenMP team. Each output row
 // is computed from kernel_h input rows of 8-float pixels, found one of
 // three ways:
-//  * direct: nChw8c rows without an input activation, wide enough (out_w
-//    >= kDirectMinWidth) that the few edge pixels whose window leaves the
-//    row can be computed one by one: read in place;
+//  * direct: nChw8c rows without an input activation, wide enough that
+//    the few edge pixels whose window leaves the row (at most one in
+//    kDirectMaxEdgeShare) can be computed one by one: read in place, the
+//    next output row's new rows prefetched;
 //  * band: when the band's padded input fits in kBandBytes, it is staged
 //    once (copied, activated, zero rows and columns for the padding) and
 //    rows are pointers into it;
 //  * ring: otherwise each input row is staged into one of kernel_h slots
-//    when first needed and reused by the next output rows.
+//    when first needed (the next one prefetched) and reused by the next
+//    output rows.
 // The inner loop computes up to 8 output pixels at once with the filter
 // taps as FMAs over 8 channels; for stride 1 the unrolled loop loads each
 // input pixel once per filter row.
@@ -29,7 +31,9 @@ namespace {
 
 constexpr int kLanes = 8;
 constexpr int kMaxKernel = 7;
-constexpr int64_t kDirectMinWidth = 32;
+// Rows are read in place when at most 1 / kDirectMaxEdgeShare of the output
+// pixels are edge pixels (computed one by one).
+constexpr int64_t kDirectMaxEdgeShare = 8;
 constexpr int64_t kBandBytes = 64 * 1024;
 
 enum class Rows { kDirect, kBand, kRing };
@@ -67,8 +71,14 @@ Geometry MakeGeometry(const DepthwiseParams& p, int threads, bool vectorized) {
   g.out_plane = p.out_h * p.out_w;
   const int64_t band_bytes =
       BandInputRows(p, g.band_rows) * g.buf_w * kLanes * static_cast<int64_t>(sizeof(float));
+  // Output pixels whose window leaves the row: those left of the first
+  // whose window starts inside it, and right of the last that ends inside.
+  const int64_t first = std::min<int64_t>(p.out_w, (p.pad_left + p.stride_w - 1) / p.stride_w);
+  const int64_t last = std::max<int64_t>(
+      first, std::min<int64_t>(p.out_w, (p.in_w - p.kernel_w + p.pad_left) / p.stride_w + 1));
+  const int64_t edges = first + (p.out_w - last);
   if (vectorized && p.block == kLanes && p.input_act == DepthwiseAct::kNone &&
-      p.out_w >= kDirectMinWidth) {
+      edges * kDirectMaxEdgeShare <= p.out_w) {
     g.rows = Rows::kDirect;
   } else if (band_bytes <= kBandBytes) {
     g.rows = Rows::kBand;
@@ -346,6 +356,14 @@ RECTIFIER_AVX2 void RowAvx2(const float* const* rows, bool direct, const Depthwi
     Span<KW, SW>(rows, kh, w, 0, p.out_w, 0, b, ep, dst, step);
     return;
   }
+  // The rows the next output row adds (read from memory, not yet cached):
+  // requested now, a row's compute ahead of their use.
+  {
+    const int64_t row_floats = p.in_w * p.block;
+    const char* next = reinterpret_cast<const char*>(rows[kh - 1] + row_floats);
+    const int64_t bytes = static_cast<int64_t>(SW) * row_floats * sizeof(float);
+    for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+  }
   // Interior: every tap inside the row.
   const int64_t lo = std::min<int64_t>(p.out_w, (p.pad_left + SW - 1) / SW);
   const int64_t hi =
@@ -388,6 +406,13 @@ RECTIFIER_AVX2 void StageAvx2(const DepthwiseParams& p, const float* plane, int6
                               float* out) {
   const float* src = plane + iy * p.in_w * p.block;
   float* o = out + p.pad_left * kLanes;
+  if (iy + 1 < p.in_h) {
+    // The next row this plane stages: its lines requested now.
+    const float* next = src + p.in_w * p.block;
+    const int64_t step = p.block == kLanes ? 2 : 1;  // pixels per 64-byte line
+    for (int64_t x = 0; x < p.in_w; x += step)
+      _mm_prefetch(reinterpret_cast<const char*>(next + x * p.block), _MM_HINT_T0);
+  }
   if (p.input_act == DepthwiseAct::kSilu) {
     for (int64_t x = 0; x < p.in_w; ++x)
       _mm256_storeu_ps(o + x * kLanes, Silu8(_mm256_loadu_ps(src + x * p.block)));
