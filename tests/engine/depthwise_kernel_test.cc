@@ -334,15 +334,18 @@ TEST(DepthwiseKernelPlanTest, RectifierAgreesWithOneDnnInEveryLayout) {
 }
 
 TEST(DepthwiseKernelPlanTest, AutoTakesWideStrideOneSiluAndFewChannels) {
-  auto plan_of = [&](int64_t channels, int64_t size, int64_t stride, const std::string& act) {
-    const Tensor x = RandomTensor({1, channels, size, size}, 4);
+  auto plan_of = [&](int64_t channels, int64_t size, int64_t stride, const std::string& act,
+                     int64_t batch = 1) {
+    const Tensor x = RandomTensor({batch, channels, size, size}, 4);
     return Compile(DepthwiseModel(channels, size, 3, stride, act), x, DepthwiseKernel::kAuto,
                    ConvLayout::kBlocked8)
         .plan;
   };
   EXPECT_TRUE(absl::StrContains(plan_of(64, 56, 1, "SiLU"), "rectifier_dw"));
   EXPECT_TRUE(absl::StrContains(plan_of(32, 56, 1, "Relu6"), "rectifier_dw"));
-  EXPECT_FALSE(absl::StrContains(plan_of(64, 56, 1, "Relu6"), "rectifier_dw"));
+  EXPECT_TRUE(absl::StrContains(plan_of(32, 56, 1, "Relu6", 2), "rectifier_dw"));
+  EXPECT_FALSE(absl::StrContains(plan_of(32, 56, 1, "Relu6", 3), "rectifier_dw"));
+  EXPECT_FALSE(absl::StrContains(plan_of(72, 56, 1, "Relu6"), "rectifier_dw"));
   EXPECT_FALSE(absl::StrContains(plan_of(64, 56, 2, "SiLU"), "rectifier_dw"));
   EXPECT_FALSE(absl::StrContains(plan_of(64, 28, 1, "SiLU"), "rectifier_dw"));
   // Off: never.

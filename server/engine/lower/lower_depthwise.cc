@@ -5,11 +5,12 @@
 //
 // kAuto takes the shapes where Rectifier's kernel measured faster than
 // jit_dw on AVX2 (bench/engine/depthwise_kernel; docs/PERFORMANCE.md,
-// "Rectifier's depthwise kernel"): stride 1 and an output at least 28
+// "Rectifier's depthwise kernel"): stride 1 and an output at least 56
 // pixels wide, with SiLU (oneDNN's swish post-op costs about as much as the
-// convolution; Rectifier's SiLU is shorter) or at most 32 channels (jit_dw
-// splits few channel blocks poorly over threads at batch 1). Elsewhere
-// jit_dw is faster: stride 2 and narrow outputs.
+// convolution; Rectifier's SiLU is shorter) or at most 64 channels over the
+// whole batch (jit_dw splits so few channel blocks poorly over threads).
+// Elsewhere jit_dw is as fast or faster: stride 2 on large images and
+// narrow outputs.
 #include <string>
 #include <string_view>
 
@@ -52,7 +53,7 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 
 constexpr int64_t kAutoMinWidth = 56;
-constexpr int64_t kAutoFewChannels = 32;
+constexpr int64_t kAutoFewChannels = 64;  // over the whole batch
 
 // Attribute names of the step's node.
 constexpr char kDims[] = "dims";      // batch, channels, block, in_h, in_w, out_h, out_w
@@ -188,7 +189,7 @@ absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node
   }
   if (b.depthwise_kernel() == DepthwiseKernel::kAuto &&
       !(p.stride_h == 1 && p.stride_w == 1 && p.out_w >= kAutoMinWidth &&
-        (p.output_act == DepthwiseAct::kSilu || p.channels <= kAutoFewChannels))) {
+        (p.output_act == DepthwiseAct::kSilu || p.batch * p.channels <= kAutoFewChannels))) {
     return false;
   }
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
