@@ -29,7 +29,8 @@ struct ActivationReplacement {
   std::optional<float> beta;
 };
 
-// Which kernel computes tanh and GELU-tanh.
+// Which kernel computes tanh and GELU-tanh (CompileOptions::tanh_kernel) or
+// SiLU (CompileOptions::silu_kernel).
 enum class ActivationKernel {
   kOneDnn,     // oneDNN's eltwise kernel, fused as a post-op where possible
   kRectifier,  // our AVX2 kernel (fast_activations.h); after a Conv/Gemm it
@@ -98,6 +99,14 @@ struct CompileOptions {
   int64_t max_tensor_bytes = int64_t{4} << 30;
   // Kernel for tanh and GELU-tanh (config.pbtxt: activation { kernel }).
   ActivationKernel tanh_kernel = ActivationKernel::kOneDnn;
+  // Kernel for SiLU (config.pbtxt: activation { silu_kernel }): Rectifier's
+  // short-chain SiLU (ops/depthwise.h, SiluFast) as a separate in-place
+  // step after the producer, by default, which measured faster than
+  // oneDNN's fused swish post-op (EfficientNet-B0 +9-11%, the YOLO-style
+  // detector +2-4%, docs/PERFORMANCE.md "SiLU as a separate pass"); or
+  // oneDNN's post-op (rectifier-engine --silu-kernel onednn). A depthwise
+  // convolution on Rectifier's kernel computes its SiLU itself either way.
+  ActivationKernel silu_kernel = ActivationKernel::kRectifier;
   // Rectifier's own kernels where oneDNN 2.6 has only a reference or generic
   // implementation: Softmax/LogSoftmax over an axis that is not the
   // innermost (a detector's DFL head), and channel Concat/Slice/Split in

@@ -72,6 +72,9 @@ absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
   compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
                             ? engine::ActivationKernel::kRectifier
                             : engine::ActivationKernel::kOneDnn;
+  compile.silu_kernel = config.activation().silu_kernel() == inference::ActivationConfig::ONEDNN
+                            ? engine::ActivationKernel::kOneDnn
+                            : engine::ActivationKernel::kRectifier;
   compile.max_batch_size =
       config.max_batch_size() > 0 ? config.max_batch_size() : options.default_max_batch_size;
   if (config.engine().max_cached_plans() > 0) {

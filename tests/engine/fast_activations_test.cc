@@ -288,6 +288,59 @@ TEST(FastActivationsTest, RectifierKernelMatchesOneDnnInAModel) {
   }
 }
 
+// Conv (12 channels: blocked padding) -> SiLU -> Conv -> SiLU -> y, both
+// SiLUs as exporters write them (x * Sigmoid(x)), with SiLU on Rectifier's
+// kernel (CompileOptions::silu_kernel, the default) and on oneDNN's fused
+// swish post-op.
+TEST(FastActivationsTest, RectifierSiluMatchesOneDnnSwishInAModel) {
+  ModelBuilder b(13);
+  b.Input("x", {-1, 3, 10, 10});
+  b.RandomInit("w1", {12, 3, 3, 3}, -0.5f, 0.5f);
+  b.RandomInit("b1", {12});
+  b.RandomInit("w2", {12, 12, 3, 3}, -0.3f, 0.3f);
+  b.RandomInit("b2", {12});
+  auto& c1 = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
+  ModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
+  b.Node("Sigmoid", {"c1"}, {"s1"});
+  b.Node("Mul", {"c1", "s1"}, {"a1"});
+  auto& c2 = b.Node("Conv", {"a1", "w2", "b2"}, {"c2"});
+  ModelBuilder::IntsAttr(c2, "pads", {1, 1, 1, 1});
+  b.Node("Sigmoid", {"c2"}, {"s2"});
+  b.Node("Mul", {"c2", "s2"}, {"y"});
+  b.Output("y");
+  const Tensor x = testing::RandomTensor({2, 3, 10, 10}, 21);
+  auto run = [&](ActivationKernel silu, std::string* plan) {
+    CompileOptions options;
+    options.silu_kernel = silu;
+    auto model = CompiledModel::FromBytes(b.Bytes(), options);
+    EXPECT_TRUE(model.ok()) << model.status();
+    if (!model.ok()) return std::vector<Tensor>{};
+    *plan = *(*model)->DescribePlan(2);
+    auto ctx = ExecutionContext::Create(*model, {2});
+    EXPECT_TRUE(ctx.ok()) << ctx.status();
+    auto out = (*ctx)->Run({x});
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : std::vector<Tensor>{};
+  };
+  std::string ours_plan, onednn_plan;
+  const auto ours = run(ActivationKernel::kRectifier, &ours_plan);
+  const auto onednn = run(ActivationKernel::kOneDnn, &onednn_plan);
+  ASSERT_EQ(ours.size(), 1u);
+  ASSERT_EQ(onednn.size(), 1u);
+  ExpectClose(ours[0], onednn[0], 2e-5f);
+  EXPECT_EQ(onednn_plan.find("[rectifier:"), std::string::npos) << onednn_plan;
+  EXPECT_TRUE(absl::StrContains(onednn_plan, "+swish")) << onednn_plan;
+  EXPECT_FALSE(absl::StrContains(ours_plan, "+swish")) << ours_plan;
+  // The first SiLU in place; the second writes the graph output itself
+  // (no copy of an alias afterwards).
+  EXPECT_TRUE(absl::StrContains(ours_plan, "silu (in place)")) << ours_plan;
+  size_t steps = 0;
+  for (size_t at = ours_plan.find("silu"); at != std::string::npos;
+       at = ours_plan.find("silu", at + 1))
+    ++steps;
+  EXPECT_EQ(steps, 2u) << ours_plan;
+}
+
 TEST(FastActivationsTest, RectifierKernelOnGraphInputRunsOutOfPlace) {
   ModelBuilder b(13);
   b.Input("x", {4, 37});

@@ -152,6 +152,12 @@ int main(int argc, char** argv) {
   app.add_flag("--no-dw-fusion", no_dw_fusion,
                "run a 1x1 convolution and the depthwise one reading its output as two steps "
                "instead of one: to compare");
+  std::string silu_kernel = "rectifier";
+  app.add_option("--silu-kernel", silu_kernel,
+                 "kernel for SiLU: rectifier (a separate in-place pass after the producer) or "
+                 "onednn (oneDNN's swish post-op, fused): to compare")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rectifier", "onednn"}));
   std::string depthwise_kernel = "auto";
   app.add_option("--depthwise-kernel", depthwise_kernel,
                  "kernel for depthwise convolutions: auto (Rectifier's where it measured faster "
@@ -202,6 +208,8 @@ int main(int argc, char** argv) {
   options.zero_copy = !no_zero_copy;
   options.fuse_depthwise = !no_dw_fusion;
   rectifier::engine::ParseDepthwiseKernel(depthwise_kernel, &options.depthwise_kernel);
+  options.silu_kernel = silu_kernel == "onednn" ? rectifier::engine::ActivationKernel::kOneDnn
+                                                : rectifier::engine::ActivationKernel::kRectifier;
   rectifier::engine::ParseConvLayout(conv_layout, &options.conv_layout);
   options.tuning_cache_dir = tuning_cache;
   options.max_batch_size = std::max(max_batch, batch);

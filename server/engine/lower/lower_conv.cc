@@ -142,8 +142,11 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
     }
     FastActivation fast;
     if (UsesRectifierKernel(b, ops[i], &fast)) {
+      // Not in place into a graph output: the output would be an alias,
+      // copied out by another step.
       const bool in_place = (i > 0 || v_private) &&
-                            b.values()[b.plan().Root(v)].storage == PlanValue::Storage::kArena;
+                            b.values()[b.plan().Root(v)].storage == PlanValue::Storage::kArena &&
+                            !(i + 1 == ops.size() && b.graph().IsGraphOutput(name));
       ASSIGN_OR_RETURN(v, EmitRectifierActivation(
                               b, v, fast, i + 1 == ops.size() ? name : absl::StrCat(name, "#", i),
                               label, in_place));
@@ -467,9 +470,14 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   const dnnl::primitive_desc& pd = choice.pd;
   const std::vector<PostOp>& fused = node.post_ops;
   const size_t k = choice.fused_ops;
-  if (k == fused.size()) {
+  {
+    // Rectifier's depthwise kernel computes all of the node's post-ops
+    // itself (or declines), however many oneDNN would have fused.
+    ConvChoice all = choice;
+    all.fused_ops = fused.size();
+    all.rectifier_from = fused.size();
     ASSIGN_OR_RETURN(const bool on_rectifier_dw,
-                     TryLowerDepthwiseRectifier(b, node, c, x, pd, ConvLabel(node, c, choice, "")));
+                     TryLowerDepthwiseRectifier(b, node, c, x, pd, ConvLabel(node, c, all, "")));
     if (on_rectifier_dw) return true;
   }
   const bool unfused = k < fused.size();

@@ -1,11 +1,15 @@
 // Plan steps for Rectifier's own kernels (fast_activations.h): tanh and
 // GELU-tanh instead of oneDNN eltwise when the model was compiled with
-// CompileOptions::tanh_kernel = kRectifier, and softmax over a middle axis
+// CompileOptions::tanh_kernel = kRectifier, SiLU (with depthwise.h's
+// SiluFast) when CompileOptions::silu_kernel = kRectifier, and softmax over a middle axis
 // (CompileOptions::rectifier_kernels), which oneDNN 2.6 runs with its
 // reference kernel.
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/engine/lower/plan_builder.h"
+#include "server/engine/ops/depthwise.h"
 #include "server/engine/ops/fast_activations.h"
 
 namespace rectifier::engine {
@@ -42,6 +46,28 @@ absl::Status ComputeFastActivation(const Node& node, const std::vector<View>& in
   return absl::OkStatus();
 }
 
+// SiLU with the depthwise kernel's short-chain SiLU (ops/depthwise.h),
+// split in chunks over the OpenMP team; the blocked padding is 0 and
+// stays 0.
+absl::Status ComputeSiluShort(const Node& node, const std::vector<View>& in,
+                              const std::vector<View>& out) {
+  constexpr int64_t kChunk = 16 * 1024;
+  const float* x = in[0].as<float>();
+  float* y = out[0].as<float>();
+  const int64_t n = in[0].size();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) {
+    SiluFast(x, y, n);
+    return absl::OkStatus();
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * kChunk;
+    SiluFast(x + begin, y + begin, std::min(kChunk, n - begin));
+  }
+  return absl::OkStatus();
+}
+
 // A plain 1-D value over all bytes of `v` (padding included).
 int FlatAlias(PlanBuilder& b, int v) {
   const int64_t count = static_cast<int64_t>(b.values()[v].bytes / sizeof(float));
@@ -54,9 +80,13 @@ int FlatAlias(PlanBuilder& b, int v) {
 }  // namespace
 
 bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation* f) {
-  if (b.tanh_kernel() != ActivationKernel::kRectifier || op.kind != PostOp::Kind::kEltwise) {
-    return false;
+  if (op.kind != PostOp::Kind::kEltwise) return false;
+  if (b.silu_kernel() == ActivationKernel::kRectifier && op.fn == EltwiseFn::kSwish &&
+      op.alpha == 1.0f) {
+    if (f != nullptr) *f = FastActivation::kSilu;
+    return true;
   }
+  if (b.tanh_kernel() != ActivationKernel::kRectifier) return false;
   FastActivation which;
   if (op.fn == EltwiseFn::kTanh) {
     which = FastActivation::kTanh;
@@ -85,13 +115,15 @@ absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivatio
   step.node.op_type = FastActivationName(f);
   step.node.name = name;
   step.node.attrs[kFunctionAttr] = IntAttr(static_cast<int64_t>(f));
-  step.compute = ComputeFastActivation;
+  step.compute = f == FastActivation::kSilu ? ComputeSiluShort : ComputeFastActivation;
   step.inputs = {in_flat};
   step.outputs = {out_flat};
   step.reads = {in_flat};
   step.writes = {out_flat};
+  const char* isa = f == FastActivation::kSilu ? (DepthwiseVectorized() ? "avx2" : "scalar")
+                                               : FastActivationsIsa();
   step.label = absl::StrCat(label, " ", FastActivationName(f), in_place ? " (in place) " : " ",
-                            LayoutName(src.md), "  [rectifier:", FastActivationsIsa(), "]");
+                            LayoutName(src.md), "  [rectifier:", isa, "]");
   b.plan().steps.push_back(std::move(step));
   return out;
 }

@@ -59,6 +59,9 @@ class PlanBuilder {
   void set_fuse_depthwise(bool on) { fuse_depthwise_ = on; }
   bool fuse_depthwise() const { return fuse_depthwise_; }
   // Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
+  // Kernel for SiLU (CompileOptions::silu_kernel).
+  void set_silu_kernel(ActivationKernel k) { silu_kernel_ = k; }
+  ActivationKernel silu_kernel() const { return silu_kernel_; }
   void set_depthwise_kernel(DepthwiseKernel k) { depthwise_kernel_ = k; }
   DepthwiseKernel depthwise_kernel() const { return depthwise_kernel_; }
 
@@ -143,6 +146,7 @@ class PlanBuilder {
   bool zero_copy_ = true;
   bool fuse_depthwise_ = true;
   DepthwiseKernel depthwise_kernel_ = DepthwiseKernel::kAuto;
+  ActivationKernel silu_kernel_ = ActivationKernel::kRectifier;
   std::set<size_t> absorbed_;
   std::vector<size_t> just_absorbed_;  // by the node being lowered
 };
@@ -185,8 +189,9 @@ absl::StatusOr<int> EmitEltwiseChain(PlanBuilder& b, int v, const std::vector<Po
                                      bool v_private = false);
 
 // True (and the function in `f`) when `op` is tanh or GELU-tanh and the
-// plan was asked to run those with Rectifier's kernel: such ops are not
-// fused into a producing primitive.
+// plan was asked to run those with Rectifier's kernel, or SiLU (swish with
+// alpha 1) and the plan runs SiLU on Rectifier's (kSilu, computed with
+// SiluFast): such ops are not fused into a producing primitive.
 bool UsesRectifierKernel(const PlanBuilder& b, const PostOp& op, FastActivation* f = nullptr);
 
 // Adds a Rectifier activation kernel step over value `v` (any dense layout,

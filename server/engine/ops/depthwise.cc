@@ -192,8 +192,8 @@ void ForEachItem(const DepthwiseParams& p, const Geometry& g, ItemFn fn) {
 // ---- scalar ----------------------------------------------------------------
 
 float SiluScalar(float x) {
-  const float m = std::max(x, -80.0f);  // NaN stays NaN
-  return m / (1.0f + std::exp(-std::min(m, 80.0f)));
+  if (x < -80.0f) return 0.0f;                        // the limit; the exact value is below 2e-33
+  return x / (1.0f + std::exp(-std::min(x, 80.0f)));  // NaN stays NaN
 }
 
 float ActScalar(const DepthwiseParams& p, DepthwiseAct act, float v) {
@@ -214,7 +214,8 @@ float ActScalar(const DepthwiseParams& p, DepthwiseAct act, float v) {
 
 RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   // m / (1 + e), m = max(x, -80), e = exp(-a), a = min(m, 80); for a NaN x
-  // m is NaN (max returns its second operand when one is NaN) and a is 80.
+  // m is NaN (max returns its second operand when one is NaN) and a is 80;
+  // below -80 the result is 0.
   // Written for a short dependency chain, which is what limits it (each
   // vector's ~20 operations wait on one another; a shorter chain keeps more
   // vectors in flight):
@@ -247,7 +248,10 @@ RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   const __m256 e = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(p), n_exp));
   const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
   const __m256 rc = _mm256_rcp_ps(d);
-  return _mm256_mul_ps(_mm256_mul_ps(mx, rc), _mm256_fnmadd_ps(d, rc, _mm256_set1_ps(2.0f)));
+  const __m256 y =
+      _mm256_mul_ps(_mm256_mul_ps(mx, rc), _mm256_fnmadd_ps(d, rc, _mm256_set1_ps(2.0f)));
+  // x < -80 (-Inf included): 0, the limit (the exact value is below 2e-33).
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-80.0f), _CMP_LT_OQ), y);
 }
 
 struct Epilogue {
