@@ -351,10 +351,41 @@ TEST_F(ModelRepositoryTest, ActivationKernelSelectsRectifierTanh) {
   const std::string onednn_plan = (*onednn)->model->DescribePlan(1).value();
   const std::string ours_plan = (*ours)->model->DescribePlan(1).value();
   // Default: tanh is a oneDNN post-op of the conv; RECTIFIER: our kernel
-  // runs it in place right after the conv.
+  // runs it right after the conv (writing the graph output).
   EXPECT_EQ(onednn_plan.find("[rectifier:"), std::string::npos) << onednn_plan;
-  EXPECT_NE(ours_plan.find("tanh (in place)"), std::string::npos) << ours_plan;
+  EXPECT_NE(ours_plan.find("tanh "), std::string::npos) << ours_plan;
   EXPECT_NE(ours_plan.find("[rectifier:"), std::string::npos) << ours_plan;
+}
+
+TEST_F(ModelRepositoryTest, SiluKernelOnednnKeepsTheFusedSwish) {
+  // Conv -> x * Sigmoid(x): SiLU, on Rectifier's kernel by default.
+  onnx::ModelProto conv_silu;
+  ASSERT_TRUE(conv_silu.ParseFromString(testing::ConvReluModelBytes()));
+  onnx::NodeProto* act = conv_silu.mutable_graph()->mutable_node(1);
+  const std::string conv_out = act->input(0), y = act->output(0);
+  act->set_op_type("Sigmoid");
+  act->set_output(0, "gate");
+  onnx::NodeProto* mul = conv_silu.mutable_graph()->add_node();
+  mul->set_op_type("Mul");
+  mul->add_input(conv_out);
+  mul->add_input("gate");
+  mul->add_output(y);
+  const std::string bytes = conv_silu.SerializeAsString();
+  WriteFile(root_ / "ours" / "1" / "model.onnx", bytes);
+  WriteFile(root_ / "onednn" / "1" / "model.onnx", bytes);
+  WriteFile(root_ / "onednn" / "config.pbtxt", "activation { silu_kernel: ONEDNN }");
+  auto repo = Open();
+  ASSERT_NE(repo, nullptr);
+  auto ours = repo->Get("ours", "");
+  auto onednn = repo->Get("onednn", "");
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  ASSERT_TRUE(onednn.ok()) << onednn.status();
+  const std::string ours_plan = (*ours)->model->DescribePlan(1).value();
+  const std::string onednn_plan = (*onednn)->model->DescribePlan(1).value();
+  EXPECT_NE(ours_plan.find("silu"), std::string::npos) << ours_plan;
+  EXPECT_NE(ours_plan.find("[rectifier:"), std::string::npos) << ours_plan;
+  EXPECT_NE(onednn_plan.find("+swish"), std::string::npos) << onednn_plan;
+  EXPECT_EQ(onednn_plan.find("[rectifier:"), std::string::npos) << onednn_plan;
 }
 
 // The repository tunes convolution layouts by default; a config's
