@@ -132,8 +132,8 @@ struct CompileOptions {
   // Depthwise convolutions (groups == channels) in a channel-blocked or
   // NHWC layout on Rectifier's kernel (server/engine/ops/depthwise.h)
   // instead of oneDNN's jit_dw: kAuto where it measured faster (stride 1,
-  // output at least 56 wide, with SiLU or at most 64 channels over the
-  // batch), kRectifier
+  // output at least 56 wide, at most 64 channels over the batch, or SiLU
+  // when silu_kernel is kOneDnn), kRectifier
   // wherever it can run, kOneDnn never (rectifier-engine
   // --depthwise-kernel).
   DepthwiseKernel depthwise_kernel = DepthwiseKernel::kAuto;

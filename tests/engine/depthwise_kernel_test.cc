@@ -299,10 +299,12 @@ std::string DepthwiseModel(int64_t channels, int64_t size, int64_t kernel, int64
 }
 
 testing::PlanRun Compile(const std::string& bytes, const Tensor& x, DepthwiseKernel kernel,
-                         ConvLayout layout) {
+                         ConvLayout layout,
+                         ActivationKernel silu_kernel = ActivationKernel::kRectifier) {
   CompileOptions options;
   options.conv_layout = layout;
   options.depthwise_kernel = kernel;
+  options.silu_kernel = silu_kernel;
   return testing::CompileDescribeRun(bytes, x, options);
 }
 
@@ -333,21 +335,29 @@ TEST(DepthwiseKernelPlanTest, RectifierAgreesWithOneDnnInEveryLayout) {
   }
 }
 
-TEST(DepthwiseKernelPlanTest, AutoTakesWideStrideOneSiluAndFewChannels) {
+TEST(DepthwiseKernelPlanTest, AutoTakesWideStrideOneFewChannelsOrSiluAgainstThePostOp) {
   auto plan_of = [&](int64_t channels, int64_t size, int64_t stride, const std::string& act,
-                     int64_t batch = 1) {
+                     int64_t batch = 1,
+                     ActivationKernel silu_kernel = ActivationKernel::kRectifier) {
     const Tensor x = RandomTensor({batch, channels, size, size}, 4);
     return Compile(DepthwiseModel(channels, size, 3, stride, act), x, DepthwiseKernel::kAuto,
-                   ConvLayout::kBlocked8)
+                   ConvLayout::kBlocked8, silu_kernel)
         .plan;
   };
-  EXPECT_TRUE(absl::StrContains(plan_of(64, 56, 1, "SiLU"), "rectifier_dw"));
+  // SiLU: against oneDNN's swish post-op, not against jit_dw and
+  // Rectifier's SiLU pass (the default).
+  EXPECT_TRUE(
+      absl::StrContains(plan_of(72, 56, 1, "SiLU", 1, ActivationKernel::kOneDnn), "rectifier_dw"));
+  EXPECT_FALSE(absl::StrContains(plan_of(72, 56, 1, "SiLU"), "rectifier_dw"));
+  EXPECT_TRUE(absl::StrContains(plan_of(32, 56, 1, "SiLU"), "rectifier_dw"));
   EXPECT_TRUE(absl::StrContains(plan_of(32, 56, 1, "Relu6"), "rectifier_dw"));
   EXPECT_TRUE(absl::StrContains(plan_of(32, 56, 1, "Relu6", 2), "rectifier_dw"));
   EXPECT_FALSE(absl::StrContains(plan_of(32, 56, 1, "Relu6", 3), "rectifier_dw"));
   EXPECT_FALSE(absl::StrContains(plan_of(72, 56, 1, "Relu6"), "rectifier_dw"));
-  EXPECT_FALSE(absl::StrContains(plan_of(64, 56, 2, "SiLU"), "rectifier_dw"));
-  EXPECT_FALSE(absl::StrContains(plan_of(64, 28, 1, "SiLU"), "rectifier_dw"));
+  EXPECT_FALSE(
+      absl::StrContains(plan_of(72, 56, 2, "SiLU", 1, ActivationKernel::kOneDnn), "rectifier_dw"));
+  EXPECT_FALSE(
+      absl::StrContains(plan_of(72, 28, 1, "SiLU", 1, ActivationKernel::kOneDnn), "rectifier_dw"));
   // Off: never.
   const auto off = Compile(DepthwiseModel(32, 56, 3, 1, "SiLU"), RandomTensor({1, 32, 56, 56}, 4),
                            DepthwiseKernel::kOneDnn, ConvLayout::kBlocked8);

@@ -6,11 +6,12 @@
 // kAuto takes the shapes where Rectifier's kernel measured faster than
 // jit_dw on AVX2 (bench/engine/depthwise_kernel; docs/PERFORMANCE.md,
 // "Rectifier's depthwise kernel"): stride 1 and an output at least 56
-// pixels wide, with SiLU (oneDNN's swish post-op costs about as much as the
-// convolution; Rectifier's SiLU is shorter) or at most 64 channels over the
-// whole batch (jit_dw splits so few channel blocks poorly over threads).
-// Elsewhere jit_dw is as fast or faster: stride 2 on large images and
-// narrow outputs.
+// pixels wide, with at most 64 channels over the whole batch (jit_dw
+// splits so few channel blocks poorly over threads), or with SiLU when
+// SiLU would otherwise be oneDNN's swish post-op (silu_kernel kOneDnn:
+// that post-op costs about as much as the convolution). Elsewhere jit_dw
+// is as fast or faster: stride 2 on large images, narrow outputs, and
+// jit_dw followed by Rectifier's separate SiLU pass (the default).
 #include <string>
 #include <string_view>
 
@@ -187,9 +188,13 @@ absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node
       !DepthwiseSupported(p)) {
     return false;
   }
+  // SiLU counts only against oneDNN's swish post-op: Rectifier's separate
+  // SiLU pass after jit_dw (CompileOptions::silu_kernel) beats the fused one.
+  const bool silu_vs_post_op =
+      p.output_act == DepthwiseAct::kSilu && b.silu_kernel() == ActivationKernel::kOneDnn;
   if (b.depthwise_kernel() == DepthwiseKernel::kAuto &&
       !(p.stride_h == 1 && p.stride_w == 1 && p.out_w >= kAutoMinWidth &&
-        (p.output_act == DepthwiseAct::kSilu || p.batch * p.channels <= kAutoFewChannels))) {
+        (silu_vs_post_op || p.batch * p.channels <= kAutoFewChannels))) {
     return false;
   }
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
