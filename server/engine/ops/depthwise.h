@@ -1,15 +1,15 @@
 // Rectifier's depthwise 2-D convolution (one filter per channel, groups ==
-// channels), for channel-innermost layouts: nChw8c, nChw16c and NHWC. It
-// exists for what oneDNN 2.6's jit_dw kernel cannot do cheaply:
-//  * SiLU. oneDNN's swish post-op costs about twice the convolution itself;
-//    here SiLU is a short polynomial with a reciprocal estimate (SiluFast).
-//  * An activation on the *input*: the 1x1 convolution before a depthwise
-//    one can leave its SiLU to this kernel, which applies it once per input
-//    row while the row is staged in cache. The 1x1 convolution then runs
-//    without its (expensive) fused swish and the expanded tensor is never
-//    activated in a separate pass.
-// AVX2+FMA when the CPU has them, else a scalar loop (same results up to
-// rounding).
+// channels), for channel-innermost layouts: nChw8c, nChw16c and NHWC, with a
+// fused output activation (clip/ReLU or SiLU) and optionally SiLU applied
+// to its input rows as they are staged. Plans use it where it measured
+// faster than oneDNN 2.6's jit_dw (lower_depthwise.cc): few channel blocks
+// at batch 1, and SiLU where the alternative is oneDNN's swish post-op.
+// The input activation is measured but used by no plan (docs/
+// PERFORMANCE.md, "Rectifier's depthwise kernel").
+//
+// SiluFast, its SiLU, is also Rectifier's SiLU step (CompileOptions::
+// silu_kernel). AVX2+FMA when the CPU has them, else a scalar loop (same
+// results up to rounding).
 #ifndef RECTIFIER_SERVER_ENGINE_OPS_DEPTHWISE_H_
 #define RECTIFIER_SERVER_ENGINE_OPS_DEPTHWISE_H_
 
