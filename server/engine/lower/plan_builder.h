@@ -58,10 +58,10 @@ class PlanBuilder {
   // oneDNN's depthwise post-op.
   void set_fuse_depthwise(bool on) { fuse_depthwise_ = on; }
   bool fuse_depthwise() const { return fuse_depthwise_; }
-  // Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
   // Kernel for SiLU (CompileOptions::silu_kernel).
   void set_silu_kernel(ActivationKernel k) { silu_kernel_ = k; }
   ActivationKernel silu_kernel() const { return silu_kernel_; }
+  // Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
   void set_depthwise_kernel(DepthwiseKernel k) { depthwise_kernel_ = k; }
   DepthwiseKernel depthwise_kernel() const { return depthwise_kernel_; }
 
