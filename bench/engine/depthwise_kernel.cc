@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/engine/bench_timing.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "server/engine/ops/depthwise.h"
 
@@ -26,28 +27,12 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using DT = memory::data_type;
 namespace eng = rectifier::engine;
+using rectifier::bench::Median;
+using rectifier::bench::MedianMs;
 
 void Fill(float* p, size_t n, unsigned seed) {
   for (size_t i = 0; i < n; ++i)
     p[i] = static_cast<float>(((i + seed) * 2654435761u) % 1000) / 250.f - 2.0f;
-}
-
-template <typename F>
-double MedianMs(F&& run, int iters) {
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    run();
-    t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/engine/bench_timing.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace {
@@ -24,26 +25,13 @@ using dnnl::algorithm;
 using dnnl::memory;
 using Tag = memory::format_tag;
 using DT = memory::data_type;
+using rectifier::bench::MedianMs;
 
 void Fill(const memory& m) {
   float* p = static_cast<float*>(m.get_data_handle());
   const size_t n = m.get_desc().get_size() / sizeof(float);
   for (size_t i = 0; i < n; ++i)
     p[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.f - 0.5f;
-}
-
-template <typename F>
-double MedianMs(F&& run, int iters) {
-  for (int i = 0; i < 2; ++i) run();
-  std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    run();
-    t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
 }
 
 }  // namespace
@@ -128,8 +116,8 @@ int main(int argc, char** argv) {
   std::vector<double> ratios;
   double two_ms = 0, fused_ms = 0;
   for (int round = 0; round < 7; ++round) {
-    two_ms = MedianMs(two_steps, 10);
-    fused_ms = MedianMs(fused, 10);
+    two_ms = MedianMs(two_steps, 10, 2);
+    fused_ms = MedianMs(fused, 10, 2);
     ratios.push_back(two_ms / fused_ms);
   }
   std::sort(ratios.begin(), ratios.end());

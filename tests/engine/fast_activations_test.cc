@@ -242,8 +242,9 @@ void ExpectClose(const Tensor& got, const Tensor& want, float rel) {
 // activations follow convs (fused post-ops with oneDNN, separate in-place
 // steps with the Rectifier kernel), and the last Tanh is a standalone op
 // whose input is a graph output too (must not run in place).
-std::string ConvTanhGeluModel() {
-  ModelBuilder b(20);
+// Input x [-1, 3, 10, 10], the weights of two 3x3 convolutions to 12
+// channels, and the first of them: x -> c1.
+void AddInputAndFirstConv(ModelBuilder& b) {
   b.Input("x", {-1, 3, 10, 10});
   b.RandomInit("w1", {12, 3, 3, 3}, -0.5f, 0.5f);
   b.RandomInit("b1", {12});
@@ -251,9 +252,19 @@ std::string ConvTanhGeluModel() {
   b.RandomInit("b2", {12});
   auto& c1 = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
   ModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
-  b.Node("Tanh", {"c1"}, {"t1"});
-  auto& c2 = b.Node("Conv", {"t1", "w2", "b2"}, {"c2"});
+}
+
+// The second convolution: `in` -> c2.
+void AddSecondConv(ModelBuilder& b, const std::string& in) {
+  auto& c2 = b.Node("Conv", {in, "w2", "b2"}, {"c2"});
   ModelBuilder::IntsAttr(c2, "pads", {1, 1, 1, 1});
+}
+
+std::string ConvTanhGeluModel() {
+  ModelBuilder b(20);
+  AddInputAndFirstConv(b);
+  b.Node("Tanh", {"c1"}, {"t1"});
+  AddSecondConv(b, "t1");
   auto& g = b.Node("Gelu", {"c2"}, {"g"});
   ModelBuilder::StringAttr(g, "approximate", "tanh");
   b.Node("Tanh", {"g"}, {"y"});
@@ -294,17 +305,10 @@ TEST(FastActivationsTest, RectifierKernelMatchesOneDnnInAModel) {
 // swish post-op.
 TEST(FastActivationsTest, RectifierSiluMatchesOneDnnSwishInAModel) {
   ModelBuilder b(13);
-  b.Input("x", {-1, 3, 10, 10});
-  b.RandomInit("w1", {12, 3, 3, 3}, -0.5f, 0.5f);
-  b.RandomInit("b1", {12});
-  b.RandomInit("w2", {12, 12, 3, 3}, -0.3f, 0.3f);
-  b.RandomInit("b2", {12});
-  auto& c1 = b.Node("Conv", {"x", "w1", "b1"}, {"c1"});
-  ModelBuilder::IntsAttr(c1, "pads", {1, 1, 1, 1});
+  AddInputAndFirstConv(b);
   b.Node("Sigmoid", {"c1"}, {"s1"});
   b.Node("Mul", {"c1", "s1"}, {"a1"});
-  auto& c2 = b.Node("Conv", {"a1", "w2", "b2"}, {"c2"});
-  ModelBuilder::IntsAttr(c2, "pads", {1, 1, 1, 1});
+  AddSecondConv(b, "a1");
   b.Node("Sigmoid", {"c2"}, {"s2"});
   b.Node("Mul", {"c2", "s2"}, {"y"});
   b.Output("y");
