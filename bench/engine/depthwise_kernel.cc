@@ -123,11 +123,7 @@ int main(int argc, char** argv) {
                           {DNNL_ARG_DST, bare_dst}});
     stream.wait();
     float* y = static_cast<float*>(bare_dst.get_data_handle());
-    const int64_t total = static_cast<int64_t>(dst_md.get_size() / sizeof(float));
-    constexpr int64_t kChunk = 16 * 1024;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < total; i += kChunk)
-      eng::SiluFast(y + i, y + i, std::min(kChunk, total - i));
+    eng::SiluFastParallel(y, y, static_cast<int64_t>(dst_md.get_size() / sizeof(float)));
   };
   auto run_ours = [&] { eng::DepthwiseConv2d(p, sp, packed.data(), bp, ours.data()); };
   auto run_ours_in = [&] { eng::DepthwiseConv2d(p_in, sp, packed.data(), bp, ours_in.data()); };

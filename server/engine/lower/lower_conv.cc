@@ -470,7 +470,7 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   const dnnl::primitive_desc& pd = choice.pd;
   const std::vector<PostOp>& fused = node.post_ops;
   const size_t k = choice.fused_ops;
-  {
+  if (c.geo.groups > 1) {
     // Rectifier's depthwise kernel computes all of the node's post-ops
     // itself (or declines), however many oneDNN would have fused.
     ConvChoice all = choice;

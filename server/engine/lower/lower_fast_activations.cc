@@ -4,8 +4,6 @@
 // SiluFast) when CompileOptions::silu_kernel = kRectifier, and softmax over a middle axis
 // (CompileOptions::rectifier_kernels), which oneDNN 2.6 runs with its
 // reference kernel.
-#include <algorithm>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/engine/lower/plan_builder.h"
@@ -46,25 +44,11 @@ absl::Status ComputeFastActivation(const Node& node, const std::vector<View>& in
   return absl::OkStatus();
 }
 
-// SiLU with the depthwise kernel's short-chain SiLU (ops/depthwise.h),
-// split in chunks over the OpenMP team; the blocked padding is 0 and
-// stays 0.
+// SiLU with the depthwise kernel's short-chain SiLU (ops/depthwise.h); the
+// blocked padding is 0 and stays 0.
 absl::Status ComputeSiluShort(const Node& node, const std::vector<View>& in,
                               const std::vector<View>& out) {
-  constexpr int64_t kChunk = 16 * 1024;
-  const float* x = in[0].as<float>();
-  float* y = out[0].as<float>();
-  const int64_t n = in[0].size();
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  if (chunks <= 1) {
-    SiluFast(x, y, n);
-    return absl::OkStatus();
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t begin = c * kChunk;
-    SiluFast(x + begin, y + begin, std::min(kChunk, n - begin));
-  }
+  SiluFastParallel(in[0].as<float>(), out[0].as<float>(), in[0].size());
   return absl::OkStatus();
 }
 
