@@ -1,5 +1,6 @@
 // Activation costs, straight on oneDNN (the primitives the engine lowers
-// each catalog activation to) plus Rectifier's own AVX2 tanh/GELU-tanh:
+// each catalog activation to) plus Rectifier's own AVX2 tanh/GELU-tanh and
+// its SiLU (SiluFast, the engine's default SiLU step):
 //  (a) BM_Standalone/<act>: one activation over a 1x256x56x56 f32 nChw8c
 //      tensor, out of place, next to BM_Copy/*: a plain copy of the same
 //      bytes (memcpy over the threads: the memory-bandwidth limit for a
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/ops/depthwise.h"
 #include "server/engine/ops/fast_activations.h"
 
 namespace {
@@ -48,6 +50,7 @@ struct Activation {
   bool rectifier = false;
   FastActivation fast = FastActivation::kTanh;
   bool force_avx2 = false;  // the AVX2 kernel even where AVX-512 is available
+  bool silu_fast = false;   // SiluFast (ops/depthwise.h) instead of `fast`
 };
 
 const std::vector<Activation>& Catalog() {
@@ -74,6 +77,7 @@ const std::vector<Activation>& Catalog() {
       {"Rectifier-GELU-tanh", {}, false, true, FastActivation::kGeluTanh},
       {"Rectifier-Tanh-avx2", {}, false, true, FastActivation::kTanh, true},
       {"Rectifier-GELU-tanh-avx2", {}, false, true, FastActivation::kGeluTanh, true},
+      {"Rectifier-SiLU", {}, false, true, FastActivation::kTanh, false, true},
   };
   return catalog;
 }
@@ -125,6 +129,10 @@ std::vector<Exec> ActivationPrims(const Activation& act, const memory& src, cons
 
 // Rectifier's kernel over the OpenMP threads, as the engine runs it.
 void RunRectifier(const Activation& act, const float* x, float* y, int64_t n) {
+  if (act.silu_fast) {
+    rectifier::engine::SiluFastParallel(x, y, n);
+    return;
+  }
   if (!act.force_avx2) {
     rectifier::engine::ApplyFastActivationParallel(act.fast, x, y, n);
     return;
