@@ -58,10 +58,21 @@ enum class DepthwiseKernel {
   kAuto,       // Rectifier's where it measured faster (docs/ENGINE.md)
   kRectifier,  // Rectifier's wherever it can run (to compare and test)
 };
+
+// Which kernel runs 3x3 stride-1 convolutions (CompileOptions::conv3x3_kernel).
+enum class Conv3x3Kernel {
+  kOneDnn,    // oneDNN's direct convolution everywhere
+  kAuto,      // Rectifier's Winograd F(2x2, 3x3) where it measured faster
+  kWinograd,  // Rectifier's Winograd wherever it can run (to compare and test)
+};
 // "onednn", "auto", "rectifier".
 const char* DepthwiseKernelName(DepthwiseKernel kernel);
 // The kernel named so; false for other names.
 bool ParseDepthwiseKernel(std::string_view name, DepthwiseKernel* kernel);
+// "onednn", "auto", "winograd".
+const char* Conv3x3KernelName(Conv3x3Kernel kernel);
+// The kernel named so; false for other names.
+bool ParseConv3x3Kernel(std::string_view name, Conv3x3Kernel* kernel);
 // The layout named so; false for other names.
 bool ParseConvLayout(std::string_view name, ConvLayout* layout);
 
@@ -137,6 +148,14 @@ struct CompileOptions {
   // wherever it can run, kOneDnn never (rectifier-engine
   // --depthwise-kernel).
   DepthwiseKernel depthwise_kernel = DepthwiseKernel::kAuto;
+  // 3x3 convolutions with stride 1, padding 1, one group, 8k input and
+  // output channels, constant weights, in nChw8c (oneDNN's AVX2 choice) on
+  // Rectifier's Winograd F(2x2, 3x3) kernel (server/engine/ops/winograd.h)
+  // instead of oneDNN's direct kernel: kAuto where it measured faster (at
+  // least kWinogradAutoMinTiles 2x2 output tiles over the batch),
+  // kWinograd wherever it can run, kOneDnn never (rectifier-engine
+  // --conv3x3-kernel).
+  Conv3x3Kernel conv3x3_kernel = Conv3x3Kernel::kAuto;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

@@ -165,6 +165,13 @@ int main(int argc, char** argv) {
                  "compare")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "rectifier", "onednn"}));
+  std::string conv3x3_kernel = "auto";
+  app.add_option("--conv3x3-kernel", conv3x3_kernel,
+                 "kernel for 3x3 stride-1 convolutions: auto (Rectifier's Winograd F(2x2, 3x3) "
+                 "where it measured faster than oneDNN's direct kernel), winograd (wherever it "
+                 "can run) or onednn: to compare")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "winograd", "onednn"}));
   std::string conv_layout = "tuned", tuning_cache;
   app.add_option("--conv-layout", conv_layout,
                  "activation layout convolutions ask for: any (oneDNN's choice), blocked8 "
@@ -208,6 +215,7 @@ int main(int argc, char** argv) {
   options.zero_copy = !no_zero_copy;
   options.fuse_depthwise = !no_dw_fusion;
   rectifier::engine::ParseDepthwiseKernel(depthwise_kernel, &options.depthwise_kernel);
+  rectifier::engine::ParseConv3x3Kernel(conv3x3_kernel, &options.conv3x3_kernel);
   options.silu_kernel = silu_kernel == "onednn" ? rectifier::engine::ActivationKernel::kOneDnn
                                                 : rectifier::engine::ActivationKernel::kRectifier;
   rectifier::engine::ParseConvLayout(conv_layout, &options.conv_layout);

@@ -5,6 +5,7 @@
 #define RECTIFIER_SERVER_ENGINE_LOWER_CONV_SETUP_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "server/engine/ir/ir.h"
 #include "server/engine/lower/plan_builder.h"
 #include "server/engine/ops/conv_pool.h"
+#include "server/engine/ops/depthwise.h"
 
 namespace rectifier::engine {
 
@@ -75,6 +77,24 @@ absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node
                                                 const ConvSetup& c, int x,
                                                 const dnnl::primitive_desc& pd,
                                                 const std::string& label);
+
+// How many of `node`'s post-ops (a prefix: 0 or 1) Rectifier's Winograd
+// kernel computes: a clip / ReLU, or SiLU when Rectifier runs SiLU
+// (CompileOptions::silu_kernel).
+size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node);
+// Rectifier's Winograd F(2x2, 3x3) kernel (CompileOptions::conv3x3_kernel):
+// when `node` is a 3x3 convolution (input value `x`) with stride 1, padding
+// 1, one group and constant weights that oneDNN would run as `pd` in
+// nChw8c, and the option selects it for this shape, adds its step
+// (labelled `label()` and the kernel) computing the node's first
+// WinogradFusedPostOps post-ops and returns its output value; else -1 with
+// nothing added. The caller emits the node's remaining post-ops.
+absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const ConvSetup& c, int x,
+                                     const dnnl::primitive_desc& pd,
+                                     const std::function<std::string()>& label);
+// The node's first post-op as a kernel activation (clip / ReLU or SiLU);
+// false when it is none of them (or there is none: then act stays kNone).
+bool KernelActivation(const std::vector<PostOp>& ops, DepthwiseAct* act, float* lo, float* hi);
 
 }  // namespace rectifier::engine
 

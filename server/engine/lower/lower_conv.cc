@@ -470,6 +470,22 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
   const dnnl::primitive_desc& pd = choice.pd;
   const std::vector<PostOp>& fused = node.post_ops;
   const size_t k = choice.fused_ops;
+  if (c.geo.groups == 1) {
+    const size_t wino_fused = WinogradFusedPostOps(b, node);
+    ASSIGN_OR_RETURN(int wino, TryLowerWinograd(b, node, c, x, pd, [&] {
+                       ConvChoice computed = choice;
+                       computed.fused_ops = wino_fused;
+                       computed.rectifier_from = fused.size();
+                       return ConvLabel(node, c, computed, "");
+                     }));
+    if (wino >= 0) {
+      if (wino_fused < fused.size()) {
+        ASSIGN_OR_RETURN(wino, EmitUnfusedTail(b, node, c, wino, wino_fused));
+      }
+      b.Define(node.outputs[0], wino);
+      return true;
+    }
+  }
   if (c.geo.groups > 1) {
     // Rectifier's depthwise kernel computes all of the node's post-ops
     // itself (or declines), however many oneDNN would have fused.

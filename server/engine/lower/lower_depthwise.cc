@@ -12,6 +12,7 @@
 // that post-op costs about as much as the convolution). Elsewhere jit_dw
 // is as fast or faster: stride 2 on large images, narrow outputs, and
 // jit_dw followed by Rectifier's separate SiLU pass (the default).
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -131,27 +132,32 @@ int64_t BlockOf(const memory::desc& md) {
 // has none for them (more than one, a sum, PReLU, another function).
 bool OutputActivation(const std::vector<PostOp>& ops, DepthwiseParams& p) {
   if (ops.empty()) return true;
-  if (ops.size() > 1 || ops[0].kind != PostOp::Kind::kEltwise) return false;
+  return ops.size() == 1 && KernelActivation(ops, &p.output_act, &p.clip_lo, &p.clip_hi);
+}
+
+}  // namespace
+
+bool KernelActivation(const std::vector<PostOp>& ops, DepthwiseAct* act, float* lo, float* hi) {
+  if (ops.empty() || ops[0].kind != PostOp::Kind::kEltwise) return false;
   const PostOp& op = ops[0];
   if (op.fn == EltwiseFn::kRelu && op.alpha == 0.0f) {
-    p.output_act = DepthwiseAct::kClip;
-    p.clip_lo = 0.0f;
+    *act = DepthwiseAct::kClip;
+    *lo = 0.0f;
+    *hi = std::numeric_limits<float>::infinity();
     return true;
   }
   if (op.fn == EltwiseFn::kClip) {
-    p.output_act = DepthwiseAct::kClip;
-    p.clip_lo = op.alpha;
-    p.clip_hi = op.beta;
+    *act = DepthwiseAct::kClip;
+    *lo = op.alpha;
+    *hi = op.beta;
     return true;
   }
   if (op.fn == EltwiseFn::kSwish && op.alpha == 1.0f) {
-    p.output_act = DepthwiseAct::kSilu;
+    *act = DepthwiseAct::kSilu;
     return true;
   }
   return false;
 }
-
-}  // namespace
 
 absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node,
                                                 const ConvSetup& c, int x,

@@ -203,6 +203,25 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
   return id;
 }
 
+absl::StatusOr<int> PlanBuilder::ComputedConstant(const std::string& name, int64_t floats,
+                                                  const std::function<void(float*)>& fill) {
+  const memory::desc md({floats}, memory::data_type::f32, memory::format_tag::x);
+  const std::string key = ConstantCache::Key(name, md);
+  ConstantCache* cache = CacheFor(name);
+  std::shared_ptr<const AlignedBuffer> buf = cache ? cache->Find(key) : nullptr;
+  if (buf == nullptr) {
+    auto fresh = std::make_shared<AlignedBuffer>(md.get_size());
+    fill(reinterpret_cast<float*>(fresh->data()));
+    buf = fresh;
+    if (cache) buf = cache->Insert(key, buf);
+  }
+  plan_->constant_storage.push_back(buf);
+  const int id = NewValue(name, DataType::kFloat32, {floats}, md);
+  plan_->values[id].storage = PlanValue::Storage::kConstant;
+  plan_->values[id].constant = buf->data();
+  return id;
+}
+
 absl::StatusOr<int> PlanBuilder::InLayout(int v, const memory::desc& md) {
   PlanValue& pv = plan_->values[v];
   if (pv.type != DataType::kFloat32 || pv.md == md) return v;

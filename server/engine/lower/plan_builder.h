@@ -5,6 +5,7 @@
 #ifndef RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
 #define RECTIFIER_SERVER_ENGINE_LOWER_PLAN_BUILDER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -64,6 +65,9 @@ class PlanBuilder {
   // Which kernel runs depthwise convolutions (CompileOptions::depthwise_kernel).
   void set_depthwise_kernel(DepthwiseKernel k) { depthwise_kernel_ = k; }
   DepthwiseKernel depthwise_kernel() const { return depthwise_kernel_; }
+  // Which kernel runs 3x3 convolutions (CompileOptions::conv3x3_kernel).
+  void set_conv3x3_kernel(Conv3x3Kernel k) { conv3x3_kernel_ = k; }
+  Conv3x3Kernel conv3x3_kernel() const { return conv3x3_kernel_; }
 
   // Index in graph().nodes of the node being lowered.
   size_t current_node() const { return current_node_; }
@@ -104,6 +108,11 @@ class PlanBuilder {
                                        const dnnl::memory::desc& src_md,
                                        const dnnl::memory::desc& md,
                                        const std::vector<int64_t>& shape);
+  // A constant of `floats` floats (a plain 1-D value) that `fill` computes
+  // from other constants, e.g. a kernel's own weight layout; computed once
+  // per name where the model shares constants between plans.
+  absl::StatusOr<int> ComputedConstant(const std::string& name, int64_t floats,
+                                       const std::function<void(float*)>& fill);
 
   // True when no node after the one being lowered reads graph value `name`,
   // no earlier node viewed it through an alias (Reshape...), and it is not a
@@ -146,6 +155,7 @@ class PlanBuilder {
   bool zero_copy_ = true;
   bool fuse_depthwise_ = true;
   DepthwiseKernel depthwise_kernel_ = DepthwiseKernel::kAuto;
+  Conv3x3Kernel conv3x3_kernel_ = Conv3x3Kernel::kAuto;
   ActivationKernel silu_kernel_ = ActivationKernel::kRectifier;
   std::set<size_t> absorbed_;
   std::vector<size_t> just_absorbed_;  // by the node being lowered

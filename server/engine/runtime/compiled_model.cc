@@ -42,11 +42,11 @@ namespace {
 // What the tuned layouts of a model depend on besides the CPU: the model's
 // bytes and the options that change its graph.
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
-  std::string text =
-      absl::StrCat("fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy,
-                   " dw=", o.fuse_depthwise, " dwk=", static_cast<int>(o.depthwise_kernel),
-                   " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
-                   " silu=", static_cast<int>(o.silu_kernel), " gelu=", o.gelu_approximation);
+  std::string text = absl::StrCat(
+      "fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy, " dw=", o.fuse_depthwise,
+      " dwk=", static_cast<int>(o.depthwise_kernel), " c3k=", static_cast<int>(o.conv3x3_kernel),
+      " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
+      " silu=", static_cast<int>(o.silu_kernel), " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
                     r.beta.value_or(0));
@@ -498,6 +498,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
                                options_.activation_stats_sample_every <= 0);
     builder.set_conv_layout(layout);
     builder.set_depthwise_kernel(options_.depthwise_kernel);
+    builder.set_conv3x3_kernel(options_.conv3x3_kernel);
     builder.set_silu_kernel(options_.silu_kernel);
     return builder.Build();
   };

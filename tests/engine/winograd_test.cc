@@ -1,0 +1,229 @@
+// Rectifier's Winograd F(2x2, 3x3) kernel (server/engine/ops/winograd.h):
+// against a plain double-precision convolution over odd and even sizes,
+// tiles cut by the border, channel counts around the 16-channel register
+// block, batches, bias or none and every activation it fuses; and the
+// plans that use it (CompileOptions::conv3x3_kernel) against oneDNN's
+// direct convolution, including a convolution whose SiLU and residual sum
+// follow it as separate steps.
+#include "server/engine/ops/winograd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/engine/model_builder.h"
+
+namespace rectifier::engine {
+namespace {
+
+using testing::ModelBuilder;
+using testing::RandomTensor;
+
+std::vector<float> Random(int64_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Index of (n, c, y, x) in nChw8c.
+int64_t At(int64_t channels, int64_t h, int64_t w, int64_t n, int64_t c, int64_t y, int64_t x) {
+  return ((n * (channels / 8) + c / 8) * h * w + y * w + x) * 8 + c % 8;
+}
+
+double Act(const WinogradParams& p, double v) {
+  switch (p.act) {
+    case DepthwiseAct::kNone:
+      return v;
+    case DepthwiseAct::kClip:
+      return std::min<double>(std::max<double>(v, p.clip_lo), p.clip_hi);
+    case DepthwiseAct::kSilu:
+      return v / (1.0 + std::exp(-v));
+  }
+  return v;
+}
+
+// The kernel against the direct convolution in double precision; returns
+// the largest error relative to the largest convolution output (before the
+// activation, which may clip it).
+double WorstError(const WinogradParams& p, bool with_bias, uint32_t seed) {
+  const int64_t ic = p.in_channels, oc = p.out_channels, h = p.height, w = p.width;
+  const std::vector<float> x = Random(p.batch * ic * h * w, seed);
+  const std::vector<float> g = Random(oc * ic * 9, seed + 1, -0.5f, 0.5f);
+  const std::vector<float> bias = Random(oc, seed + 2);
+  std::vector<float> u(WinogradFilterSize(p));
+  WinogradTransformFilter(p, g.data(), u.data());
+  std::vector<float> y(p.batch * oc * h * w, std::nanf(""));
+  WinogradConv3x3(p, x.data(), u.data(), with_bias ? bias.data() : nullptr, y.data());
+  double worst = 0, largest = 0;
+  std::vector<double> want(y.size());
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t oy = 0; oy < h; ++oy)
+        for (int64_t ox = 0; ox < w; ++ox) {
+          double acc = with_bias ? bias[o] : 0.0;
+          for (int64_t c = 0; c < ic; ++c)
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx) {
+                const int64_t iy = oy + ky - 1, ix = ox + kx - 1;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                acc += static_cast<double>(x[At(ic, h, w, n, c, iy, ix)]) *
+                       g[((o * ic + c) * 3 + ky) * 3 + kx];
+              }
+          const int64_t at = At(oc, h, w, n, o, oy, ox);
+          want[at] = Act(p, acc);
+          largest = std::max(largest, std::abs(acc));
+        }
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (std::isnan(y[i])) return std::numeric_limits<double>::infinity();  // not written
+    worst = std::max(worst, std::abs(y[i] - want[i]));
+  }
+  return worst / std::max(largest, 1e-30);
+}
+
+WinogradParams Params(int64_t batch, int64_t ic, int64_t oc, int64_t h, int64_t w,
+                      DepthwiseAct act = DepthwiseAct::kNone) {
+  WinogradParams p;
+  p.batch = batch;
+  p.in_channels = ic;
+  p.out_channels = oc;
+  p.height = h;
+  p.width = w;
+  p.act = act;
+  return p;
+}
+
+TEST(WinogradKernelTest, MatchesTheDirectConvolution) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  struct Shape {
+    int64_t batch, ic, oc, h, w;
+  };
+  // Odd and even sizes (tiles cut by the border), 1-pixel images, one and
+  // several 16-channel output blocks plus an 8-channel remainder, more
+  // tiles than one thread's block, batches.
+  for (const Shape& s :
+       {Shape{1, 8, 8, 5, 5}, Shape{1, 8, 16, 1, 1}, Shape{2, 16, 24, 7, 6}, Shape{1, 24, 8, 2, 9},
+        Shape{3, 32, 40, 9, 11}, Shape{1, 16, 16, 20, 17}, Shape{2, 64, 48, 14, 14}}) {
+    for (bool bias : {false, true}) {
+      SCOPED_TRACE(
+          absl::StrCat(s.batch, "x", s.ic, "->", s.oc, " ", s.h, "x", s.w, bias ? " bias" : ""));
+      const WinogradParams p = Params(s.batch, s.ic, s.oc, s.h, s.w);
+      ASSERT_TRUE(WinogradSupported(p));
+      EXPECT_LT(WorstError(p, bias, 11), 2e-6);
+    }
+  }
+}
+
+TEST(WinogradKernelTest, FusesClipReluAndSilu) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  WinogradParams relu = Params(2, 16, 24, 9, 8, DepthwiseAct::kClip);
+  relu.clip_lo = 0.0f;
+  WinogradParams relu6 = relu;
+  relu6.clip_hi = 0.25f;  // low enough to clip many outputs
+  const WinogradParams silu = Params(2, 16, 24, 9, 8, DepthwiseAct::kSilu);
+  EXPECT_LT(WorstError(relu, true, 21), 2e-6);
+  EXPECT_LT(WorstError(relu6, true, 22), 2e-6);
+  EXPECT_LT(WorstError(silu, true, 23), 2e-6);
+}
+
+TEST(WinogradKernelTest, RefusesWhatItCannotRun) {
+  EXPECT_FALSE(WinogradSupported(Params(1, 12, 8, 8, 8)));
+  EXPECT_FALSE(WinogradSupported(Params(1, 8, 20, 8, 8)));
+  EXPECT_FALSE(WinogradSupported(Params(0, 8, 8, 8, 8)));
+  EXPECT_FALSE(WinogradSupported(Params(1, 8, 8, 0, 8)));
+  EXPECT_EQ(WinogradTiles(Params(2, 8, 8, 5, 6)), 2 * 3 * 3);
+}
+
+// ---- in plans ----------------------------------------------------------------
+
+// x -> Conv 3x3 (pad 1, stride, bias) -> activation [-> + x] -> y.
+std::string ConvModel(int64_t in_channels, int64_t out_channels, int64_t size, int64_t stride,
+                      const std::string& activation, bool residual = false) {
+  ModelBuilder b;
+  b.Input("x", {-1, in_channels, size, size});
+  b.RandomInit("w", {out_channels, in_channels, 3, 3}, -0.3f, 0.3f);
+  b.RandomInit("bias", {out_channels}, -0.5f, 0.5f);
+  auto& conv = b.Node("Conv", {"x", "w", "bias"}, {"c"}, "conv3x3");
+  ModelBuilder::IntsAttr(conv, "pads", {1, 1, 1, 1});
+  ModelBuilder::IntsAttr(conv, "strides", {stride, stride});
+  const std::string act_out = residual ? "a" : "y";
+  if (activation == "Relu") {
+    b.Node("Relu", {"c"}, {act_out});
+  } else if (activation == "SiLU") {
+    b.Node("Sigmoid", {"c"}, {"s"});
+    b.Node("Mul", {"c", "s"}, {act_out});
+  } else if (activation == "LeakyRelu") {
+    b.Node("LeakyRelu", {"c"}, {act_out});
+  } else {
+    b.Node("Identity", {"c"}, {act_out});
+  }
+  if (residual) b.Node("Add", {"a", "x"}, {"y"});
+  b.Output("y");
+  return b.Bytes();
+}
+
+testing::PlanRun Compile(const std::string& bytes, const Tensor& x, Conv3x3Kernel kernel,
+                         ConvLayout layout = ConvLayout::kBlocked8) {
+  CompileOptions options;
+  options.conv_layout = layout;
+  options.conv3x3_kernel = kernel;
+  return testing::CompileDescribeRun(bytes, x, options, /*runs=*/2);
+}
+
+TEST(WinogradPlanTest, AgreesWithOneDnn) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  struct Shape {
+    int64_t ic, oc, size;
+    std::string act;
+    bool residual;
+  };
+  for (const Shape& s : {Shape{16, 24, 15, "Relu", false}, Shape{32, 32, 12, "SiLU", true},
+                         Shape{8, 16, 9, "none", false}, Shape{24, 24, 10, "LeakyRelu", true}}) {
+    SCOPED_TRACE(
+        absl::StrCat(s.ic, "->", s.oc, " ", s.size, " ", s.act, s.residual ? " + residual" : ""));
+    const std::string bytes = ConvModel(s.ic, s.oc, s.size, 1, s.act, s.residual);
+    const Tensor x = RandomTensor({2, s.ic, s.size, s.size}, 5);
+    const auto ours = Compile(bytes, x, Conv3x3Kernel::kWinograd);
+    const auto theirs = Compile(bytes, x, Conv3x3Kernel::kOneDnn);
+    EXPECT_FALSE(absl::StrContains(theirs.plan, "rectifier_winograd")) << theirs.plan;
+    EXPECT_TRUE(absl::StrContains(ours.plan, "rectifier_winograd")) << ours.plan;
+    ASSERT_EQ(ours.outputs.size(), 1u);
+    ASSERT_EQ(theirs.outputs.size(), 1u);
+    testing::ExpectNear(ours.outputs[0], theirs.outputs[0], 1e-5f);
+  }
+}
+
+TEST(WinogradPlanTest, AutoTakesEnoughTilesAndOnlyStrideOneEightChannelMultiples) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  auto plan_of = [&](int64_t ic, int64_t oc, int64_t size, int64_t stride, int64_t batch,
+                     Conv3x3Kernel kernel = Conv3x3Kernel::kAuto) {
+    const Tensor x = RandomTensor({batch, ic, size, size}, 6);
+    return Compile(ConvModel(ic, oc, size, stride, "Relu"), x, kernel).plan;
+  };
+  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 28, 1, 1), "rectifier_winograd"));   // 196 tiles
+  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 26, 1, 1), "rectifier_winograd"));  // 169
+  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 14, 1, 4), "rectifier_winograd"));   // 196
+  EXPECT_TRUE(
+      absl::StrContains(plan_of(16, 16, 8, 1, 1, Conv3x3Kernel::kWinograd), "rectifier_winograd"));
+  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 56, 2, 1), "rectifier_winograd"));  // stride 2
+  EXPECT_FALSE(absl::StrContains(plan_of(12, 16, 56, 1, 1, Conv3x3Kernel::kWinograd),
+                                 "rectifier_winograd"));  // 12 input channels
+  EXPECT_FALSE(
+      absl::StrContains(plan_of(16, 16, 56, 1, 1, Conv3x3Kernel::kOneDnn), "rectifier_winograd"));
+  // nChw16c (kBlocked16) is not its layout.
+  const Tensor x = RandomTensor({1, 16, 56, 56}, 6);
+  EXPECT_FALSE(absl::StrContains(
+      Compile(ConvModel(16, 16, 56, 1, "Relu"), x, Conv3x3Kernel::kWinograd, ConvLayout::kBlocked16)
+          .plan,
+      "rectifier_winograd"));
+}
+
+}  // namespace
+}  // namespace rectifier::engine
