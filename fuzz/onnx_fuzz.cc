@@ -30,10 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                         rectifier::engine::ConvLayout::kBlocked8,
                                                         rectifier::engine::ConvLayout::kBlocked16};
   options.conv_layout = kLayouts[size % 3];
-  // Every supported depthwise convolution on Rectifier's kernel on every
-  // other size, so that its lowering is reached whatever the shapes.
-  options.depthwise_kernel = (size / 3) % 2 == 0 ? rectifier::engine::DepthwiseKernel::kAuto
-                                                 : rectifier::engine::DepthwiseKernel::kRectifier;
+  // Every supported depthwise (3x3) convolution on Rectifier's depthwise
+  // (Winograd) kernel on every other size, so that its lowering is reached
+  // whatever the shapes.
+  const bool rectifier_kernels = (size / 3) % 2 != 0;
+  options.depthwise_kernel = rectifier_kernels ? rectifier::engine::DepthwiseKernel::kRectifier
+                                               : rectifier::engine::DepthwiseKernel::kAuto;
+  options.conv3x3_kernel = rectifier_kernels ? rectifier::engine::Conv3x3Kernel::kWinograd
+                                             : rectifier::engine::Conv3x3Kernel::kAuto;
   auto model = rectifier::engine::CompiledModel::FromBytes(bytes, options);
   rectifier::fuzz::Report("CompiledModel::FromBytes", model.status());
   if (!model.ok()) return 0;

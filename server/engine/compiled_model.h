@@ -152,7 +152,8 @@ struct CompileOptions {
   // output channels, constant weights, in nChw8c (oneDNN's AVX2 choice) on
   // Rectifier's Winograd F(2x2, 3x3) kernel (server/engine/ops/winograd.h)
   // instead of oneDNN's direct kernel: kAuto where it measured faster (at
-  // least kWinogradAutoMinTiles 2x2 output tiles over the batch),
+  // least 48 2x2 output tiles over the batch, covering at most 1.15 times
+  // the output pixels: not 7x7 outputs; lower_winograd.cc),
   // kWinograd wherever it can run, kOneDnn never (rectifier-engine
   // --conv3x3-kernel).
   Conv3x3Kernel conv3x3_kernel = Conv3x3Kernel::kAuto;

@@ -44,8 +44,8 @@ absl::Duration TestExecuteDelay() {
 }
 
 // Compile options from the config's activation and engine blocks,
-// max_batch_size, warm-up shapes and parameters.conv_layout, over the
-// repository's defaults.
+// max_batch_size, warm-up shapes and parameters.conv_layout /
+// conv3x3_kernel, over the repository's defaults.
 absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
     const inference::ModelConfig& config, const RepositoryOptions& options) {
   engine::CompileOptions compile;
@@ -56,6 +56,13 @@ absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
       return absl::InvalidArgumentError(
           absl::StrCat("parameters.conv_layout '", it->second.string_value(),
                        "' is not one of tuned, any, blocked8, blocked16, nhwc"));
+    }
+  }
+  if (const auto it = config.parameters().find("conv3x3_kernel"); it != config.parameters().end()) {
+    if (!engine::ParseConv3x3Kernel(it->second.string_value(), &compile.conv3x3_kernel)) {
+      return absl::InvalidArgumentError(absl::StrCat("parameters.conv3x3_kernel '",
+                                                     it->second.string_value(),
+                                                     "' is not one of auto, winograd, onednn"));
     }
   }
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();

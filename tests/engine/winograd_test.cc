@@ -208,8 +208,11 @@ TEST(WinogradPlanTest, AutoTakesEnoughTilesAndOnlyStrideOneEightChannelMultiples
     return Compile(ConvModel(ic, oc, size, stride, "Relu"), x, kernel).plan;
   };
   EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 28, 1, 1), "rectifier_winograd"));   // 196 tiles
-  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 26, 1, 1), "rectifier_winograd"));  // 169
-  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 14, 1, 4), "rectifier_winograd"));   // 196
+  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 14, 1, 1), "rectifier_winograd"));   // 49
+  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 12, 1, 1), "rectifier_winograd"));  // 36
+  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 10, 1, 2), "rectifier_winograd"));   // 50
+  // 7x7 outputs: 16 tiles of 4 pixels per image, at any batch.
+  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 7, 1, 8), "rectifier_winograd"));
   EXPECT_TRUE(
       absl::StrContains(plan_of(16, 16, 8, 1, 1, Conv3x3Kernel::kWinograd), "rectifier_winograd"));
   EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 56, 2, 1), "rectifier_winograd"));  // stride 2

@@ -8,7 +8,9 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/engine/ops/winograd.h"
 #include "tests/repository/submit_request.h"
 #include "tests/repository/test_models.h"
 
@@ -415,6 +417,36 @@ TEST_F(ModelRepositoryTest, ConvLayoutFromOptionsAndConfig) {
   const absl::Status bad = repo->Load("bad");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("parameters.conv_layout 'diagonal'"), std::string::npos) << bad;
+}
+
+// parameters { key: "conv3x3_kernel" } turns Rectifier's Winograd kernel
+// off or on for a model's 3x3 convolutions; an unknown value fails the load.
+TEST_F(ModelRepositoryTest, Conv3x3KernelFromConfig) {
+  for (const char* name : {"onednn", "winograd"}) {
+    WriteFile(root_ / name / "1" / "model.onnx", testing::SlowModelBytes(1));
+    WriteFile(root_ / name / "config.pbtxt",
+              absl::StrCat("parameters { key: \"conv3x3_kernel\" value { string_value: \"", name,
+                           "\" } } parameters { key: \"conv_layout\" value { string_value: "
+                           "\"blocked8\" } }"));
+  }
+  AddModel("bad", 1, 2.f);
+  WriteFile(root_ / "bad" / "config.pbtxt",
+            "parameters { key: \"conv3x3_kernel\" value { string_value: \"fft\" } }");
+  auto repo = Open(ControlMode::kExplicit, {"onednn", "winograd"});
+  ASSERT_NE(repo, nullptr);
+  auto onednn = repo->Get("onednn", "");
+  auto winograd = repo->Get("winograd", "");
+  ASSERT_TRUE(onednn.ok()) << onednn.status();
+  ASSERT_TRUE(winograd.ok()) << winograd.status();
+  const std::string onednn_plan = (*onednn)->model->DescribePlan(1).value();
+  const std::string winograd_plan = (*winograd)->model->DescribePlan(1).value();
+  EXPECT_EQ(onednn_plan.find("rectifier_winograd"), std::string::npos) << onednn_plan;
+  if (engine::WinogradVectorized()) {
+    EXPECT_NE(winograd_plan.find("rectifier_winograd"), std::string::npos) << winograd_plan;
+  }
+  const absl::Status bad = repo->Load("bad");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("parameters.conv3x3_kernel 'fft'"), std::string::npos) << bad;
 }
 
 TEST_F(ModelRepositoryTest, ActivationReplaceAndStatisticsFromConfig) {

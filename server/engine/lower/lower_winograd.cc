@@ -5,10 +5,12 @@
 // convolution do not change; only the kernel does.
 //
 // kAuto takes every supported convolution with at least kAutoMinTiles 2x2
-// output tiles over the batch: on AVX2 the kernel measured 1.4-1.7x
-// faster than jit:avx2 from 28x28 (batch 1) up, and slower below that,
-// where too few tiles leave a thread idle (docs/PERFORMANCE.md, "Winograd
-// F(2x2, 3x3)"; bench/engine/winograd_kernel).
+// output tiles over the batch whose tiles cover at most kAutoMaxCover
+// times the output pixels: on AVX2 the kernel measured 1.2-1.6x faster
+// than jit:avx2 from 14x14 at batch 1 (49 tiles) up, and 0.3-0.8x with
+// fewer tiles (a thread left idle) or on 7x7 outputs at any batch (16
+// tiles of 4 pixels for 49 outputs: a third of the work wasted)
+// (docs/PERFORMANCE.md, "Winograd F(2x2, 3x3)"; bench/engine/winograd_kernel).
 #include <string>
 #include <string_view>
 
@@ -48,7 +50,8 @@ namespace {
 using dnnl::memory;
 using Tag = memory::format_tag;
 
-constexpr int64_t kAutoMinTiles = 196;  // 28x28 outputs at batch 1
+constexpr int64_t kAutoMinTiles = 48;   // 14x14 outputs at batch 1 have 49
+constexpr double kAutoMaxCover = 1.15;  // 15x15 outputs: 1.14; 7x7: 1.31
 
 // Attribute names of the step's node.
 constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width
@@ -150,7 +153,10 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   const size_t fused = WinogradFusedPostOps(b, node);
   if (fused > 0) KernelActivation(node.post_ops, &p.act, &p.clip_lo, &p.clip_hi);
   if (!WinogradSupported(p)) return -1;
-  if (b.conv3x3_kernel() == Conv3x3Kernel::kAuto && WinogradTiles(p) < kAutoMinTiles) return -1;
+  if (b.conv3x3_kernel() == Conv3x3Kernel::kAuto) {
+    const double cover = 4.0 * ((p.height + 1) / 2) * ((p.width + 1) / 2) / (p.height * p.width);
+    if (WinogradTiles(p) < kAutoMinTiles || cover > kAutoMaxCover) return -1;
+  }
 
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   const float* weights = c.weights->data<float>();
