@@ -176,50 +176,49 @@ absl::StatusOr<int> PlanBuilder::Value(const std::string& name) {
   return id;
 }
 
-absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const void* data,
-                                                  const memory::desc& src_md,
-                                                  const memory::desc& md,
-                                                  const std::vector<int64_t>& shape) {
+absl::StatusOr<int> PlanBuilder::CachedConstant(const std::string& name, const memory::desc& md,
+                                                const std::vector<int64_t>& shape,
+                                                const std::function<absl::Status(void*)>& fill) {
   const std::string key = ConstantCache::Key(name, md);
   ConstantCache* cache = CacheFor(name);
   std::shared_ptr<const AlignedBuffer> buf = cache ? cache->Find(key) : nullptr;
   if (buf == nullptr) {
     auto fresh = std::make_shared<AlignedBuffer>(md.get_size());
-    try {
-      memory src(src_md, engine_, const_cast<void*>(data));
-      memory dst(md, engine_, fresh->data());
-      dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
-      compile_stream_.wait();
-    } catch (const dnnl::error& e) {
-      return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
-    }
+    RETURN_IF_ERROR(fill(fresh->data()));
     buf = fresh;
     if (cache) buf = cache->Insert(key, buf);
   }
   plan_->constant_storage.push_back(buf);
-  int id = NewValue(name, DataType::kFloat32, shape, md);
+  const int id = NewValue(name, DataType::kFloat32, shape, md);
   plan_->values[id].storage = PlanValue::Storage::kConstant;
   plan_->values[id].constant = buf->data();
   return id;
 }
 
+absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const void* data,
+                                                  const memory::desc& src_md,
+                                                  const memory::desc& md,
+                                                  const std::vector<int64_t>& shape) {
+  return CachedConstant(name, md, shape, [&](void* out) -> absl::Status {
+    try {
+      memory src(src_md, engine_, const_cast<void*>(data));
+      memory dst(md, engine_, out);
+      dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
+      compile_stream_.wait();
+    } catch (const dnnl::error& e) {
+      return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<int> PlanBuilder::ComputedConstant(const std::string& name, int64_t floats,
                                                   const std::function<void(float*)>& fill) {
   const memory::desc md({floats}, memory::data_type::f32, memory::format_tag::x);
-  const std::string key = ConstantCache::Key(name, md);
-  ConstantCache* cache = CacheFor(name);
-  std::shared_ptr<const AlignedBuffer> buf = cache ? cache->Find(key) : nullptr;
-  if (buf == nullptr) {
-    auto fresh = std::make_shared<AlignedBuffer>(md.get_size());
-    fill(reinterpret_cast<float*>(fresh->data()));
-    buf = fresh;
-    if (cache) buf = cache->Insert(key, buf);
-  }
-  plan_->constant_storage.push_back(buf);
-  const int id = NewValue(name, DataType::kFloat32, {floats}, md);
-  plan_->values[id].storage = PlanValue::Storage::kConstant;
-  plan_->values[id].constant = buf->data();
-  return id;
+  return CachedConstant(name, md, {floats}, [&](void* out) {
+    fill(static_cast<float*>(out));
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<int> PlanBuilder::InLayout(int v, const memory::desc& md) {

@@ -143,6 +143,11 @@ class PlanBuilder {
   const std::set<std::string>* shared_names_ = nullptr;
   // The cache, when constant `name` may be shared between plans.
   ConstantCache* CacheFor(const std::string& name) const;
+  // A constant value of layout `md`, its bytes written by `fill` unless the
+  // model's constant cache already holds them under `name` and `md`.
+  absl::StatusOr<int> CachedConstant(const std::string& name, const dnnl::memory::desc& md,
+                                     const std::vector<int64_t>& shape,
+                                     const std::function<absl::Status(void*)>& fill);
   dnnl::stream compile_stream_;
   std::unique_ptr<CompiledPlan> plan_;
   std::map<std::string, int> ids_;
