@@ -154,7 +154,8 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   if (fused > 0) KernelActivation(node.post_ops, &p.act, &p.clip_lo, &p.clip_hi);
   if (!WinogradSupported(p)) return -1;
   if (b.conv3x3_kernel() == Conv3x3Kernel::kAuto) {
-    const double cover = 4.0 * ((p.height + 1) / 2) * ((p.width + 1) / 2) / (p.height * p.width);
+    const int64_t covered = 4 * ((p.height + 1) / 2) * ((p.width + 1) / 2);  // whole tiles
+    const double cover = static_cast<double>(covered) / static_cast<double>(p.height * p.width);
     if (WinogradTiles(p) < kAutoMinTiles || cover > kAutoMaxCover) return -1;
   }
 
