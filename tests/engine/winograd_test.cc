@@ -108,9 +108,9 @@ TEST(WinogradKernelTest, MatchesTheDirectConvolution) {
   // Odd and even sizes (tiles cut by the border), 1-pixel images, one and
   // several 16-channel output blocks plus an 8-channel remainder, more
   // tiles than one thread's block, batches.
-  for (const Shape& s :
-       {Shape{1, 8, 8, 5, 5}, Shape{1, 8, 16, 1, 1}, Shape{2, 16, 24, 7, 6}, Shape{1, 24, 8, 2, 9},
-        Shape{3, 32, 40, 9, 11}, Shape{1, 16, 16, 20, 17}, Shape{2, 64, 48, 14, 14}}) {
+  for (const Shape& s : {Shape{1, 8, 8, 5, 5}, Shape{1, 8, 16, 1, 1}, Shape{2, 16, 24, 7, 6},
+                         Shape{1, 24, 8, 2, 9}, Shape{3, 32, 40, 9, 11}, Shape{1, 16, 16, 20, 17},
+                         Shape{2, 64, 48, 14, 14}, Shape{2, 16, 24, 17, 15}}) {
     for (bool bias : {false, true}) {
       SCOPED_TRACE(
           absl::StrCat(s.batch, "x", s.ic, "->", s.oc, " ", s.h, "x", s.w, bias ? " bias" : ""));
@@ -131,6 +131,8 @@ TEST(WinogradKernelTest, FusesClipReluAndSilu) {
   EXPECT_LT(WorstError(relu, true, 21), 2e-6);
   EXPECT_LT(WorstError(relu6, true, 22), 2e-6);
   EXPECT_LT(WorstError(silu, true, 23), 2e-6);
+  // Enough tiles for several blocks per thread, SiLU in each.
+  EXPECT_LT(WorstError(Params(8, 16, 24, 17, 15, DepthwiseAct::kSilu), false, 24), 2e-6);
 }
 
 TEST(WinogradKernelTest, RefusesWhatItCannotRun) {
