@@ -92,6 +92,10 @@ size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node);
 absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const ConvSetup& c, int x,
                                      const dnnl::primitive_desc& pd,
                                      const std::function<std::string()>& label);
+// A convolution's plan label (which names oneDNN's weight layout for `pd`)
+// for a Rectifier kernel step that reads its own weight layout `layout`.
+std::string WithWeightLayout(std::string label, const dnnl::primitive_desc& pd,
+                             const std::string& layout);
 // The node's first post-op as a kernel activation (clip / ReLU or SiLU);
 // false when it is none of them (or there is none: then act stays kNone).
 bool KernelActivation(const std::vector<PostOp>& ops, DepthwiseAct* act, float* lo, float* hi);

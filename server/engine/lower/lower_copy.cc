@@ -71,13 +71,6 @@ std::optional<Rows> RowsOf(const PlanValue& v, int axis) {
   return std::nullopt;
 }
 
-Attribute IntsAttr(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
 // One piece: `len` floats from input `src` at `src_off` of each of its rows
 // to output `dst` at `dst_off` of each of its rows.
 struct Piece {
@@ -131,9 +124,9 @@ void AddRowCopy(PlanBuilder& b, const std::string& name, int64_t outer, const st
   for (const Piece& pc : pieces)
     p.insert(p.end(), {pc.src, pc.src_off, pc.dst, pc.dst_off, pc.len});
   step.node.attrs["outer"].i = outer;
-  step.node.attrs["in_rows"] = IntsAttr(std::move(in_rows));
-  step.node.attrs["out_rows"] = IntsAttr(std::move(out_rows));
-  step.node.attrs["pieces"] = IntsAttr(std::move(p));
+  step.node.attrs["in_rows"] = Attribute::OfInts(std::move(in_rows));
+  step.node.attrs["out_rows"] = Attribute::OfInts(std::move(out_rows));
+  step.node.attrs["pieces"] = Attribute::OfInts(std::move(p));
   step.compute = ComputeRowCopy;
   step.inputs = ins;
   step.outputs = outs;

@@ -63,20 +63,6 @@ constexpr char kWindow[] = "window";  // kernel_h, kernel_w, stride_h, stride_w,
 constexpr char kActs[] = "acts";      // input_act, output_act
 constexpr char kClip[] = "clip";      // clip_lo, clip_hi
 
-Attribute Ints(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
-Attribute Floats(std::vector<float> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloats;
-  a.floats = std::move(v);
-  return a;
-}
-
 DepthwiseParams ParamsOf(const Node& node) {
   const std::vector<int64_t> d = node.GetInts(kDims, {});
   const std::vector<int64_t> w = node.GetInts(kWindow, {});
@@ -136,6 +122,14 @@ bool OutputActivation(const std::vector<PostOp>& ops, DepthwiseParams& p) {
 }
 
 }  // namespace
+
+std::string WithWeightLayout(std::string label, const dnnl::primitive_desc& pd,
+                             const std::string& layout) {
+  const std::string onednn_wei = absl::StrCat(" wei:", LayoutName(pd.weights_desc()));
+  if (const size_t at = label.find(onednn_wei); at != std::string::npos)
+    label.replace(at, onednn_wei.size(), absl::StrCat(" wei:", layout));
+  return label;
+}
 
 bool KernelActivation(const std::vector<PostOp>& ops, DepthwiseAct* act, float* lo, float* hi) {
   if (ops.empty() || ops[0].kind != PostOp::Kind::kEltwise) return false;
@@ -219,25 +213,21 @@ absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node
   step.kind = PlanStep::Kind::kReference;
   step.node.op_type = "DepthwiseConv";
   step.node.name = node.name;
-  step.node.attrs[kDims] = Ints({p.batch, p.channels, p.block, p.in_h, p.in_w, p.out_h, p.out_w});
+  step.node.attrs[kDims] =
+      Attribute::OfInts({p.batch, p.channels, p.block, p.in_h, p.in_w, p.out_h, p.out_w});
   step.node.attrs[kWindow] =
-      Ints({p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left});
+      Attribute::OfInts({p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left});
   step.node.attrs[kActs] =
-      Ints({static_cast<int64_t>(p.input_act), static_cast<int64_t>(p.output_act)});
-  step.node.attrs[kClip] = Floats({p.clip_lo, p.clip_hi});
+      Attribute::OfInts({static_cast<int64_t>(p.input_act), static_cast<int64_t>(p.output_act)});
+  step.node.attrs[kClip] = Attribute::OfFloats({p.clip_lo, p.clip_hi});
   step.compute = ComputeDepthwise;
   step.inputs = {src, wv, bv};
   step.outputs = {dst};
   step.reads = {src, wv};
   if (bv >= 0) step.reads.push_back(bv);
   step.writes = {dst};
-  // The label names oneDNN's weight layout; this step reads its own.
-  std::string text = label;
-  const std::string onednn_wei = absl::StrCat(" wei:", LayoutName(pd.weights_desc()));
-  if (const size_t at = text.find(onednn_wei); at != std::string::npos)
-    text.replace(at, onednn_wei.size(), absl::StrCat(" wei:", LayoutName(packed_md)));
-  step.label =
-      absl::StrCat(text, "  [rectifier_dw:", DepthwiseVectorized() ? "avx2" : "scalar", "]");
+  step.label = absl::StrCat(WithWeightLayout(label, pd, LayoutName(packed_md)),
+                            "  [rectifier_dw:", DepthwiseVectorized() ? "avx2" : "scalar", "]");
   b.plan().steps.push_back(std::move(step));
   b.Define(node.outputs[0], dst);
   return true;

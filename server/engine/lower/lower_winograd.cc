@@ -88,27 +88,6 @@ absl::Status ComputeWinograd(const Node& node, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
-Attribute Ints(std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
-Attribute Floats(std::vector<float> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloats;
-  a.floats = std::move(v);
-  return a;
-}
-
-Attribute Int(int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
 bool IsNchw8c(const memory::desc& md, const std::vector<int64_t>& shape) {
   return md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, Tag::nChw8c);
 }
@@ -177,21 +156,18 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   step.kind = PlanStep::Kind::kReference;
   step.node.op_type = "WinogradConv";
   step.node.name = node.name;
-  step.node.attrs[kDims] = Ints({p.batch, p.in_channels, p.out_channels, p.height, p.width});
-  step.node.attrs[kAct] = Int(static_cast<int64_t>(p.act));
-  step.node.attrs[kClip] = Floats({p.clip_lo, p.clip_hi});
+  step.node.attrs[kDims] =
+      Attribute::OfInts({p.batch, p.in_channels, p.out_channels, p.height, p.width});
+  step.node.attrs[kAct] = Attribute::OfInt(static_cast<int64_t>(p.act));
+  step.node.attrs[kClip] = Attribute::OfFloats({p.clip_lo, p.clip_hi});
   step.compute = ComputeWinograd;
   step.inputs = {src, wv, bv};
   step.outputs = {dst};
   step.reads = {src, wv};
   if (bv >= 0) step.reads.push_back(bv);
   step.writes = {dst};
-  // The label names oneDNN's weight layout; this step reads its own.
-  std::string text = label();
-  const std::string onednn_wei = absl::StrCat(" wei:", LayoutName(pd.weights_desc()));
-  if (const size_t at = text.find(onednn_wei); at != std::string::npos)
-    text.replace(at, onednn_wei.size(), " wei:winograd-f2x2-3x3");
-  step.label = absl::StrCat(text, "  [rectifier_winograd:avx2]");
+  step.label = absl::StrCat(WithWeightLayout(label(), pd, "winograd-f2x2-3x3"),
+                            "  [rectifier_winograd:avx2]");
   b.plan().steps.push_back(std::move(step));
   return dst;
 }
