@@ -396,11 +396,6 @@ RECTIFIER_AVX2 void SiluFastAvx2(const float* x, float* y, int64_t n) {
   }
 }
 
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
 }  // namespace
 
 bool DepthwiseSupported(const DepthwiseParams& p) {
@@ -457,7 +452,7 @@ void DepthwiseConv2dScalar(const DepthwiseParams& p, const float* src, const flo
 
 void DepthwiseConv2d(const DepthwiseParams& p, const float* src, const float* packed_weights,
                      const float* bias, float* dst) {
-  RowFn row_fn = HasAvx2() ? PickRow(p.kernel_w, p.stride_w) : nullptr;
+  RowFn row_fn = CpuHasAvx2Fma() ? PickRow(p.kernel_w, p.stride_w) : nullptr;
   if (row_fn == nullptr) {
     DepthwiseConv2dScalar(p, src, packed_weights, bias, dst);
     return;
@@ -479,7 +474,7 @@ void DepthwiseConv2d(const DepthwiseParams& p, const float* src, const float* pa
 }
 
 void SiluFast(const float* x, float* y, int64_t n) {
-  if (HasAvx2()) {
+  if (CpuHasAvx2Fma()) {
     SiluFastAvx2(x, y, n);
     return;
   }
@@ -500,6 +495,6 @@ void SiluFastParallel(const float* x, float* y, int64_t n) {
   }
 }
 
-bool DepthwiseVectorized() { return HasAvx2(); }
+bool DepthwiseVectorized() { return CpuHasAvx2Fma(); }
 
 }  // namespace rectifier::engine

@@ -1,7 +1,8 @@
-// Rectifier's SiLU on one AVX2 vector (Silu8), shared by the kernels that
-// apply it in their epilogue (ops/depthwise.cc, ops/winograd.cc) and by the
-// SiLU step (SiluFast, ops/depthwise.h). Callers compile it inside
-// RECTIFIER_AVX2 functions and call them only when the CPU has AVX2 + FMA.
+// Rectifier's SiLU on one AVX2 vector (Silu8) and the CPU check for AVX2
+// code (CpuHasAvx2Fma), shared by the kernels that apply SiLU in their
+// epilogue (ops/depthwise.cc, ops/winograd.cc) and by the SiLU step
+// (SiluFast, ops/depthwise.h). Callers compile Silu8 inside RECTIFIER_AVX2
+// functions and call those only when CpuHasAvx2Fma().
 #ifndef RECTIFIER_SERVER_ENGINE_OPS_SILU_AVX2_H_
 #define RECTIFIER_SERVER_ENGINE_OPS_SILU_AVX2_H_
 
@@ -10,6 +11,12 @@
 #define RECTIFIER_AVX2 __attribute__((target("avx2,fma")))
 
 namespace rectifier::engine {
+
+// True when the CPU runs RECTIFIER_AVX2 code (AVX2 and FMA).
+inline bool CpuHasAvx2Fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
 
 RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   // m / (1 + e), m = max(x, -88), e = exp(-a), a = min(m, 80). Written for

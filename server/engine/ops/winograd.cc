@@ -44,11 +44,6 @@ Shape ShapeOf(const WinogradParams& p) {
   return s;
 }
 
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-
 // B^T d B of a 4x4 tile of 8 channels, in place (row-major d[i][j]).
 RECTIFIER_AVX2 inline void InputTransform(__m256 d[16]) {
   for (int j = 0; j < 4; ++j) {
@@ -212,7 +207,7 @@ bool WinogradSupported(const WinogradParams& p) {
           p.act == DepthwiseAct::kSilu);
 }
 
-bool WinogradVectorized() { return HasAvx2(); }
+bool WinogradVectorized() { return CpuHasAvx2Fma(); }
 
 int64_t WinogradTiles(const WinogradParams& p) { return ShapeOf(p).tiles; }
 
