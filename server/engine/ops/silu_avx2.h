@@ -30,14 +30,14 @@ RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   //  * exp(-r) = 1 - r + r^2 Q(-r), Q of degree 3 (minimax, relative error
   //    1.1e-7), evaluated in Estrin's order;
   //  * e = exp(-r) 2^-n by subtracting n from the exponent field (n in
-  //    [-127, 116]: finite);
+  //    [-127, 115]: finite);
   //  * 1 / (1 + e) from the 12-bit estimate and one Newton step, folded into
   //    the final product: y = (m rc) (2 - d rc).
   // Special values without a compare: a NaN x stays NaN in m (max returns
   // its second operand when one is NaN; a becomes 80); +Inf gives +Inf; below
   // -87.34 (-Inf included) d exceeds 2^126, whose reciprocal estimate is
-  // flushed to 0, so y is -0 (the exact value is below 1e-36 in magnitude);
-  // between -87.34 and -80 y is the tiny exact value.
+  // flushed to 0, so y is -0 (the exact value is at most 1.03e-36 in
+  // magnitude); between -87.34 and -80 y is the tiny exact value.
   const __m256 mx = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);  // NaN stays NaN
   const __m256 a = _mm256_min_ps(mx, _mm256_set1_ps(80.0f));   // NaN becomes 80
   const __m256 magic = _mm256_set1_ps(12582912.0f);

@@ -8,7 +8,9 @@
 // The tiles are processed in blocks of kTileBlock, one block at a time per
 // thread: the block's input transform (V, [16][IC/8][tiles][8]), its 16
 // matrix products (M, [16][OC/8][tiles][8]) and its output transform with
-// bias and activation, so that V and M stay in the thread's L2 cache. The
+// bias and activation, so that V and M stay close to the thread (in its
+// L2 cache up to a few hundred channels: V is 1920 bytes per input
+// channel). The
 // products run on a 6-tile x 16-channel register block (12 accumulators),
 // broadcasting one transformed input value per FMA pair, like oneDNN's
 // direct kernels do with input pixels.
@@ -99,9 +101,10 @@ RECTIFIER_AVX2 void TransformInputs(const WinogradParams& p, const Shape& s, con
 
 // m[b][t] = sum over input channels of v[t][ic] * u[ic][b * 8 ..], for
 // kTileRegs tiles and OB output channel blocks.
-template <int OB>
+template <int OB>  // 1 or 2
 RECTIFIER_AVX2 inline void Product(const float* v, const float* u, int64_t icb, int64_t oc,
                                    float* m) {
+  static_assert(OB == 1 || OB == 2, "one or two 8-channel output blocks");
   __m256 acc[kTileRegs][OB];
 #pragma GCC unroll 6
   for (int t = 0; t < kTileRegs; ++t)

@@ -47,7 +47,8 @@ int64_t WinogradFilterSize(const WinogradParams& p);
 void WinogradTransformFilter(const WinogradParams& p, const float* oihw, float* u);
 
 // y = act(conv(x) + bias); x [N][IC/8][H][W][8], y [N][OC/8][H][W][8]
-// (nChw8c), bias [OC] or null. Runs over the current OpenMP team. Requires
+// (nChw8c), bias [OC] or null. Runs in a parallel region of the calling
+// thread's OpenMP thread count (omp_set_num_threads). Requires
 // WinogradSupported(p) and WinogradVectorized().
 void WinogradConv3x3(const WinogradParams& p, const float* x, const float* u, const float* bias,
                      float* y);
