@@ -157,6 +157,18 @@ struct CompileOptions {
   // kWinograd wherever it can run, kOneDnn never (rectifier-engine
   // --conv3x3-kernel).
   Conv3x3Kernel conv3x3_kernel = Conv3x3Kernel::kAuto;
+  // Batch split: a context running T threads runs a batch of N images,
+  // N a multiple of T (T >= 2), as T parts of N / T images at once, each
+  // part on one thread with its own plan (compiled for one thread), instead
+  // of the whole batch on a team of T threads. The parts share no
+  // barriers, and on 2 threads they measured faster (the YOLO-style
+  // detector at batch 8: 8-14%, EfficientNet-B0: about 4%; docs/ENGINE.md
+  // "Batch split"). Only for models whose ops keep the samples of a batch
+  // apart (CompiledModelImpl::batch_separable); never while activation
+  // statistics are sampled. Off: every batch on the whole team
+  // (rectifier-engine --no-batch-split; config.pbtxt parameters { key:
+  // "batch_split" }).
+  bool batch_split = true;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

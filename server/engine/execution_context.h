@@ -60,8 +60,13 @@ class ExecutionContext {
   // off by default.
   virtual void EnableStepProfile(bool on) = 0;
   // One profile per plan executed while profiling was on, in batch order
-  // (then by input shapes).
+  // (then by input shapes). A split batch (CompileOptions::batch_split)
+  // shows as its part plan, with the parts' runs and times summed.
   virtual std::vector<StepProfile> StepProfiles() const = 0;
+
+  // How many parts the last Run or RunInto ran its batch as, each on one
+  // thread (CompileOptions::batch_split); 1 when it was not split.
+  virtual int last_batch_parts() const = 0;
 };
 
 }  // namespace rectifier::engine

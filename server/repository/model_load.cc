@@ -45,7 +45,7 @@ absl::Duration TestExecuteDelay() {
 
 // Compile options from the config's activation and engine blocks,
 // max_batch_size, warm-up shapes and parameters.conv_layout /
-// conv3x3_kernel, over the repository's defaults.
+// conv3x3_kernel / batch_split, over the repository's defaults.
 absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
     const inference::ModelConfig& config, const RepositoryOptions& options) {
   engine::CompileOptions compile;
@@ -64,6 +64,14 @@ absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
                                                      it->second.string_value(),
                                                      "' is not one of auto, winograd, onednn"));
     }
+  }
+  if (const auto it = config.parameters().find("batch_split"); it != config.parameters().end()) {
+    const std::string& value = it->second.string_value();
+    if (value != "true" && value != "false") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameters.batch_split '", value, "' is not true or false"));
+    }
+    compile.batch_split = value == "true";
   }
   compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
   for (const auto& r : config.activation().replace()) {

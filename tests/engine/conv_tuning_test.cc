@@ -64,6 +64,9 @@ Compiled CompileRun(ConvLayout layout, int batch, const std::string& cache_dir =
   CompileOptions options;
   options.conv_layout = layout;
   options.tuning_cache_dir = cache_dir;
+  // The run uses the plan DescribePlan prints, not the one-thread part
+  // plans of a split batch (their tuning: batch_split_test.cc).
+  options.batch_split = false;
   Compiled c;
   auto model = CompiledModel::FromBytes(BlockModel(), options);
   EXPECT_TRUE(model.ok()) << model.status();

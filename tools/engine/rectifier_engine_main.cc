@@ -152,6 +152,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-dw-fusion", no_dw_fusion,
                "run a 1x1 convolution and the depthwise one reading its output as two steps "
                "instead of one: to compare");
+  bool no_batch_split = false;
+  app.add_flag("--no-batch-split", no_batch_split,
+               "run a batch on the whole thread team instead of as one part per thread "
+               "(a batch that is a multiple of the threads): to compare");
   std::string silu_kernel = "rectifier";
   app.add_option("--silu-kernel", silu_kernel,
                  "kernel for SiLU: rectifier (a separate in-place pass after the producer) or "
@@ -214,6 +218,7 @@ int main(int argc, char** argv) {
   options.rectifier_kernels = !onednn_only;
   options.zero_copy = !no_zero_copy;
   options.fuse_depthwise = !no_dw_fusion;
+  options.batch_split = !no_batch_split;
   rectifier::engine::ParseDepthwiseKernel(depthwise_kernel, &options.depthwise_kernel);
   rectifier::engine::ParseConv3x3Kernel(conv3x3_kernel, &options.conv3x3_kernel);
   options.silu_kernel = silu_kernel == "onednn" ? rectifier::engine::ActivationKernel::kOneDnn
@@ -355,6 +360,10 @@ int main(int argc, char** argv) {
       std::cerr << "run failed: " << st << "\n";
       return 1;
     }
+  }
+  if (const int parts = (*ctx)->last_batch_parts(); parts > 1) {
+    std::printf("batch split: %d parts of %d, one thread each (--no-batch-split: whole team)\n",
+                parts, batch / parts);
   }
   if (!ms.empty()) {
     const double p50 = Percentile(ms, 50);

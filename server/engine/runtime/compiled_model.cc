@@ -139,6 +139,9 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   // output types and shapes.
   ASSIGN_OR_RETURN(auto plan, model->GetPlan(model->load_shapes_));
   RETURN_IF_ERROR(model->SetOutputs(*plan));
+  model->batch_separable_ =
+      model->batchable_ &&
+      FindBatchSeparable(model->graph_, model->load_shapes_, options.max_tensor_bytes);
   return model;
 }
 
@@ -172,6 +175,67 @@ std::vector<size_t> FindValueInputs(const Graph& graph) {
     if (marked.count(graph.inputs[i].name) != 0) indices.push_back(i);
   }
   return indices;
+}
+
+bool FindBatchSeparable(const Graph& graph, const InputShapes& load_shapes,
+                        int64_t max_tensor_bytes) {
+  constexpr int64_t kProbe = kSeparabilityProbeBatch;
+  Graph g = graph;
+  for (size_t i = 0; i < g.inputs.size(); ++i) {
+    if (i >= load_shapes.size() || load_shapes[i].empty()) return false;
+    g.inputs[i].shape = load_shapes[i];
+    g.inputs[i].shape[0] = kProbe;
+  }
+  // A model that does not infer at this batch is not split.
+  if (!InferShapes(g, max_tensor_bytes).ok()) return false;
+  // Ops that index, scan or contract freely, whatever their attributes.
+  static const std::set<std::string> kAcross = {
+      "Einsum", "CumSum", "GatherND", "ScatterND", "NonMaxSuppression", "Compress",  "NonZero",
+      "Unique", "Loop",   "Scan",     "If",        "RoiAlign",          "MaxRoiPool"};
+  // Ops whose axis defaults to 0 when the attribute is absent.
+  static const std::set<std::string> kAxisZeroByDefault = {
+      "Gather", "Split", "GatherElements", "ScatterElements", "ArgMax", "ArgMin"};
+  auto batch_leading = [&](const std::string& value) {
+    auto it = g.value_info.find(value);
+    return it != g.value_info.end() && !it->second.shape.empty() && it->second.shape[0] == kProbe;
+  };
+  for (const Node& n : g.nodes) {
+    if (kAcross.count(n.op_type) != 0) return false;
+    int64_t rank = 0;
+    for (const std::string& in : n.inputs) {
+      if (in.empty() || g.IsConstant(in)) continue;
+      if (!batch_leading(in)) return false;
+      if (rank == 0) rank = static_cast<int64_t>(g.value_info.at(in).shape.size());
+    }
+    for (const std::string& out : n.outputs) {
+      if (!out.empty() && !batch_leading(out)) return false;
+    }
+    auto names_dim0 = [&](int64_t axis) { return axis == 0 || (rank > 0 && axis == -rank); };
+    if (n.HasAttr("axis") ? names_dim0(n.GetInt("axis", 1))
+                          : kAxisZeroByDefault.count(n.op_type) != 0) {
+      return false;
+    }
+    for (const int64_t axis : n.GetInts("axes")) {
+      if (names_dim0(axis)) return false;
+    }
+    if (n.op_type == "Transpose") {
+      const std::vector<int64_t> perm = n.GetInts("perm");
+      if (perm.empty() || perm[0] != 0) return false;
+    }
+    if (n.op_type == "Gemm" && n.GetInt("transA", 0) != 0) return false;
+    if (n.op_type == "Gemm" || n.op_type == "MatMul") {
+      const std::string& b = n.Input(1);
+      // A second operand that is not a weight contracts over its dim 0,
+      // unless both are stacks of matrices (a batched MatMul).
+      const bool stacked = n.op_type == "MatMul" && !b.empty() && !g.IsConstant(b) &&
+                           g.value_info.at(b).shape.size() >= 3 && rank >= 3;
+      if (!b.empty() && !g.IsConstant(b) && !stacked) return false;
+    }
+  }
+  for (const TensorInfo& out : g.outputs) {
+    if (!batch_leading(out.name)) return false;
+  }
+  return true;
 }
 
 namespace {
@@ -393,7 +457,7 @@ void CompiledModelImpl::EvictLocked(const PlanKey& keep) const {
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
-    const InputShapes& shapes, const std::vector<std::string>& values) const {
+    const InputShapes& shapes, const std::vector<std::string>& values, bool one_thread) const {
   RETURN_IF_ERROR(CheckInputShapes(shapes));
   if (values.size() != value_inputs_.size()) {
     std::vector<std::string> names;
@@ -402,7 +466,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
         absl::StrCat("the plan depends on the values of input(s) ", absl::StrJoin(names, ", "),
                      "; it is compiled when the model runs with them"));
   }
-  PlanKey key{shapes, values};
+  PlanKey key{shapes, values, one_thread};
   for (size_t k = 0; k < value_inputs_.size(); ++k) {
     const TensorInfo& info = inputs_[value_inputs_[k]];
     const size_t expected =
@@ -451,6 +515,17 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNoThrow(
     const PlanKey& key) const {
   if (compile_hook_) compile_hook_(key.shapes);
+  // oneDNN sizes a primitive's team when it is created: from this thread's
+  // OpenMP setting, set to one thread for the compile of a part plan.
+  struct OneThread {
+    explicit OneThread(bool on) : saved(on ? omp_get_max_threads() : 0) {
+      if (on) omp_set_num_threads(1);
+    }
+    ~OneThread() {
+      if (saved > 0) omp_set_num_threads(saved);
+    }
+    int saved;
+  } one_thread(key.one_thread);
   try {
     return Compile(key);
   } catch (const dnnl::error& e) {

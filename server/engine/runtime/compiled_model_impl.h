@@ -28,10 +28,18 @@ class TuningCache;
 struct PlanKey {
   InputShapes shapes;
   std::vector<std::string> values;
+  // A plan whose primitives were created for one OpenMP thread (oneDNN
+  // fixes a primitive's team size then), for the parts of a split batch
+  // (CompileOptions::batch_split); other plans are created for the
+  // compiling thread's team.
+  bool one_thread = false;
   bool operator<(const PlanKey& o) const {
+    if (one_thread != o.one_thread) return one_thread < o.one_thread;
     return shapes != o.shapes ? shapes < o.shapes : values < o.values;
   }
-  bool operator==(const PlanKey& o) const { return shapes == o.shapes && values == o.values; }
+  bool operator==(const PlanKey& o) const {
+    return one_thread == o.one_thread && shapes == o.shapes && values == o.values;
+  }
   bool operator!=(const PlanKey& o) const { return !(*this == o); }
 };
 
@@ -40,6 +48,20 @@ struct PlanKey {
 // shape, Pad's pads, ...) through anything but a shape-only op. Their
 // values are bound as constants per plan.
 std::vector<size_t> FindValueInputs(const Graph& graph);
+
+// True when running `graph` (the model after its load passes, batch in dim
+// 0 of every input) on a batch gives the same outputs as running it on any
+// split of that batch into parts and joining the parts' outputs along dim
+// 0: shapes inferred at an odd batch size (kSeparabilityProbeBatch, so that
+// no other dimension is mistaken for it) keep that size in dim 0 of every
+// value a node reads or writes and of every graph output, and no node
+// works across dim 0 (an axis or axes attribute naming it, a Transpose
+// moving it, a MatMul or Gemm whose second operand is not a weight, or an
+// op that indexes or scans freely: Einsum, CumSum, GatherND, ...).
+// `load_shapes` are the inputs' shapes at load; their dim 0 is replaced.
+bool FindBatchSeparable(const Graph& graph, const InputShapes& load_shapes,
+                        int64_t max_tensor_bytes);
+inline constexpr int64_t kSeparabilityProbeBatch = 7;
 
 class CompiledModelImpl final : public CompiledModel {
  public:
@@ -55,6 +77,10 @@ class CompiledModelImpl final : public CompiledModel {
   int max_batch_size() const override { return batchable_ ? options_.max_batch_size : 1; }
   bool has_dynamic_dims() const override { return dynamic_dims_; }
   bool has_value_inputs() const override { return !value_inputs_.empty(); }
+  // True when a batch may run as parts, each part a smaller batch of the
+  // same model (FindBatchSeparable): every op keeps the samples apart.
+  bool batch_separable() const { return batch_separable_; }
+  bool batch_split_enabled() const { return options_.batch_split && batch_separable_; }
   absl::Status CheckInputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<InputShapes> OutputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<std::string> DescribePlan(int batch) const override;
@@ -73,8 +99,11 @@ class CompiledModelImpl final : public CompiledModel {
   // concurrent callers for the same new signature wait for that one compile
   // instead of compiling it again.
   // `values`: the bytes of value_inputs(), in order (empty when it is).
+  // `one_thread`: the plan compiled for one thread, whatever the calling
+  // thread's team (the parts of a split batch run it).
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(
-      const InputShapes& shapes, const std::vector<std::string>& values = {}) const;
+      const InputShapes& shapes, const std::vector<std::string>& values = {},
+      bool one_thread = false) const;
   // Indices of the inputs whose values select the plan (FindValueInputs):
   // a new value compiles a new plan, as a new shape does.
   const std::vector<size_t>& value_inputs() const { return value_inputs_; }
@@ -148,6 +177,7 @@ class CompiledModelImpl final : public CompiledModel {
   std::vector<TensorInfo> inputs_, outputs_;
   bool batchable_ = false;
   bool dynamic_dims_ = false;
+  bool batch_separable_ = false;
   InputShapes load_shapes_;  // concrete; what the model was checked with at load
   ActivationSummary activation_summary_;
   mutable ActivationStatsAccumulator activation_stats_;

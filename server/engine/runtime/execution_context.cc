@@ -64,6 +64,20 @@ class ExecutionContextImpl final : public ExecutionContext {
     // Before the plan is built: oneDNN fixes a primitive's thread count when
     // it is created, so a plan compiled under the default (all CPUs) would
     // run full-width teams whatever this context was given.
+    std::vector<const Tensor*> in_ptrs;
+    in_ptrs.reserve(inputs.size());
+    for (const auto& t : inputs) in_ptrs.push_back(&t);
+    if (const int parts = SplitParts(shapes); parts > 1) {
+      ASSIGN_OR_RETURN(std::vector<TensorInfo> infos, PrepareSplit(shapes, parts));
+      std::vector<Tensor> outputs;
+      std::vector<Tensor*> out_ptrs;
+      outputs.reserve(infos.size());
+      for (const TensorInfo& info : infos) outputs.push_back(Tensor::Zeros(info.type, info.shape));
+      for (auto& t : outputs) out_ptrs.push_back(&t);
+      RETURN_IF_ERROR(RunSplit(in_ptrs, out_ptrs));
+      return outputs;
+    }
+    last_parts_ = 1;
     SetThreads();
     ASSIGN_OR_RETURN(auto plan,
                      model_->GetPlan(shapes, ValuesOf([&](size_t i) { return &inputs[i]; })));
@@ -75,12 +89,11 @@ class ExecutionContextImpl final : public ExecutionContext {
     }
     out_ptrs.reserve(outputs.size());
     for (auto& t : outputs) out_ptrs.push_back(&t);
-    std::vector<const Tensor*> in_ptrs;
-    in_ptrs.reserve(inputs.size());
-    for (const auto& t : inputs) in_ptrs.push_back(&t);
-    RETURN_IF_ERROR(Execute(plan, in_ptrs, out_ptrs));
+    RETURN_IF_ERROR(Execute(plan, Pointers(in_ptrs), Pointers(out_ptrs)));
     return outputs;
   }
+
+  int last_batch_parts() const override { return last_parts_; }
 
   void PauseActivationStatistics(bool paused) override { stats_paused_ = paused; }
 
@@ -88,14 +101,29 @@ class ExecutionContextImpl final : public ExecutionContext {
   absl::Status RunPlan(const std::shared_ptr<const CompiledPlan>& plan,
                        const std::vector<const Tensor*>& inputs,
                        const std::vector<Tensor*>& outputs) {
-    return Execute(plan, inputs, outputs);
+    return Execute(plan, Pointers(inputs), Pointers(outputs));
   }
 
-  void EnableStepProfile(bool on) override { profile_ = on; }
+  void EnableStepProfile(bool on) override {
+    profile_ = on;
+    for (auto& part : parts_) part->EnableStepProfile(on);
+  }
 
   std::vector<StepProfile> StepProfiles() const override {
+    std::map<std::pair<int, std::string>, StepProfile> all = profiles_;
+    // The parts of split batches: one profile per part plan, their runs
+    // and times summed over the parts (which ran at the same time).
+    for (const auto& part : parts_) {
+      for (const auto& [key, profile] : part->profiles_) {
+        auto [it, inserted] = all.emplace(key, profile);
+        if (inserted) continue;
+        it->second.runs += profile.runs;
+        for (size_t s = 0; s < profile.ms.size() && s < it->second.ms.size(); ++s)
+          it->second.ms[s] += profile.ms[s];
+      }
+    }
     std::vector<StepProfile> out;
-    for (const auto& [batch, profile] : profiles_) out.push_back(profile);
+    for (const auto& [batch, profile] : all) out.push_back(profile);
     return out;
   }
 
@@ -103,6 +131,26 @@ class ExecutionContextImpl final : public ExecutionContext {
                        const std::vector<Tensor*>& outputs) override {
     ASSIGN_OR_RETURN(InputShapes shapes,
                      CheckInputs(inputs.size(), [&](size_t i) { return inputs[i]; }));
+    if (const int parts = SplitParts(shapes); parts > 1) {
+      ASSIGN_OR_RETURN(std::vector<TensorInfo> infos, PrepareSplit(shapes, parts));
+      if (outputs.size() != infos.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("expected ", infos.size(), " outputs, got ", outputs.size()));
+      }
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        const TensorInfo& info = infos[i];
+        if (outputs[i] == nullptr || outputs[i]->type != info.type ||
+            outputs[i]->shape != info.shape ||
+            outputs[i]->bytes.size() !=
+                static_cast<size_t>(NumElements(info.shape)) * DataTypeSize(info.type)) {
+          return absl::InvalidArgumentError(absl::StrCat("output '", info.name, "' buffer must be ",
+                                                         DataTypeName(info.type), " ",
+                                                         ShapeString(info.shape)));
+        }
+      }
+      return RunSplit(inputs, outputs);
+    }
+    last_parts_ = 1;
     SetThreads();  // before the plan is built, as in Run
     ASSIGN_OR_RETURN(auto plan,
                      model_->GetPlan(shapes, ValuesOf([&](size_t i) { return inputs[i]; })));
@@ -119,10 +167,102 @@ class ExecutionContextImpl final : public ExecutionContext {
                                                        ShapeString(v.shape)));
       }
     }
-    return Execute(plan, inputs, outputs);
+    return Execute(plan, Pointers(inputs), Pointers(outputs));
   }
 
  private:
+  template <typename T>
+  static std::vector<std::byte*> Pointers(const std::vector<T*>& tensors) {
+    std::vector<std::byte*> ptrs;
+    ptrs.reserve(tensors.size());
+    for (T* t : tensors) ptrs.push_back(const_cast<std::byte*>(t->bytes.data()));
+    return ptrs;
+  }
+
+  // How many parts a batch of these shapes runs as (1: not split): this
+  // context's thread count T when the model allows a split, no statistics
+  // are sampled, T >= 2 and the batch is a multiple of T.
+  int SplitParts(const InputShapes& shapes) const {
+    if (!model_->batch_split_enabled() || sample_every_ > 0 || shapes.empty() ||
+        shapes[0].empty()) {
+      return 1;
+    }
+    const int threads = threads_ > 0 ? threads_ : common::AvailableCpus();
+    const int64_t batch = shapes[0][0];
+    return threads >= 2 && batch >= threads && batch % threads == 0 ? threads : 1;
+  }
+
+  // The part contexts (one thread each) and their plan for a batch of
+  // `shapes` split into `parts`, compiled here, on the calling thread;
+  // returns the whole batch's outputs (the part plan's, dim 0 times
+  // `parts`).
+  absl::StatusOr<std::vector<TensorInfo>> PrepareSplit(const InputShapes& shapes, int parts) {
+    InputShapes part_shapes = shapes;
+    for (auto& s : part_shapes) s[0] /= parts;
+    while (static_cast<int>(parts_.size()) < parts) {
+      auto part = std::make_unique<ExecutionContextImpl>(model_, 1);
+      part->EnableStepProfile(profile_);
+      parts_.push_back(std::move(part));
+    }
+    ASSIGN_OR_RETURN(split_plan_, model_->GetPlan(part_shapes, {}, /*one_thread=*/true));
+    std::vector<TensorInfo> infos;
+    for (const int v : split_plan_->output_values) {
+      const PlanValue& value = split_plan_->values[v];
+      TensorInfo info{value.name, value.type, value.shape};
+      info.shape[0] *= parts;
+      infos.push_back(std::move(info));
+    }
+    split_parts_ = parts;
+    return infos;
+  }
+
+  // Runs the batch prepared by PrepareSplit: part k reads and writes the
+  // k-th slice (dim 0) of every input and output, on thread k of a team of
+  // split_parts_, with its own arena.
+  template <typename In, typename Out>
+  absl::Status RunSplit(const std::vector<In*>& inputs, const std::vector<Out*>& outputs) {
+    const int parts = split_parts_;
+    std::vector<std::vector<std::byte*>> in(parts), out(parts);
+    for (int k = 0; k < parts; ++k) {
+      for (const In* t : inputs) {
+        const size_t slice = t->bytes.size() / static_cast<size_t>(parts);
+        in[k].push_back(const_cast<std::byte*>(t->bytes.data()) + slice * k);
+      }
+      for (Out* t : outputs) {
+        const size_t slice = t->bytes.size() / static_cast<size_t>(parts);
+        out[k].push_back(t->bytes.data() + slice * k);
+      }
+    }
+    std::vector<absl::Status> status(static_cast<size_t>(parts));
+    std::vector<char> ran(static_cast<size_t>(parts), 0);
+    auto run_part = [&](int k) {
+      ran[k] = 1;
+      // Nothing may leave an OpenMP region by an exception.
+      try {
+        status[k] = parts_[k]->Execute(split_plan_, in[k], out[k]);
+      } catch (const std::bad_alloc&) {
+        status[k] = absl::ResourceExhaustedError("out of memory while running a batch part");
+      } catch (const std::exception& e) {
+        status[k] = absl::InternalError(absl::StrCat("batch part failed: ", e.what()));
+      }
+    };
+#pragma omp parallel num_threads(parts)
+    {
+      const int k = omp_get_thread_num();
+      if (k < parts) run_part(k);
+    }
+    // A team smaller than asked for (the runtime's thread limit, or this
+    // call inside another parallel region) leaves parts not run: they run
+    // here, one after another.
+    for (int k = 0; k < parts; ++k) {
+      if (ran[k] == 0) run_part(k);
+    }
+    SetThreads();
+    for (absl::Status& s : status) RETURN_IF_ERROR(s);
+    last_parts_ = parts;
+    return absl::OkStatus();
+  }
+
   // The bytes of the inputs that select the plan by value (usually none).
   template <typename Get>
   std::vector<std::string> ValuesOf(Get get) const {
@@ -234,16 +374,17 @@ class ExecutionContextImpl final : public ExecutionContext {
     return raw;
   }
 
+  // Runs `plan` on the inputs' and outputs' bytes (in plan order; inputs
+  // are only read).
   absl::Status Execute(const std::shared_ptr<const CompiledPlan>& plan,
-                       const std::vector<const Tensor*>& inputs,
-                       const std::vector<Tensor*>& outputs) {
+                       const std::vector<std::byte*>& inputs,
+                       const std::vector<std::byte*>& outputs) {
     ASSIGN_OR_RETURN(PlanState * st, StateFor(plan));
     const CompiledPlan& p = *plan;
     for (int v : st->io_values) {
       const PlanValue& root = p.values[p.Root(v)];
-      std::byte* ptr = root.storage == PlanValue::Storage::kInput
-                           ? const_cast<std::byte*>(inputs[root.io_index]->bytes.data())
-                           : outputs[root.io_index]->bytes.data();
+      std::byte* ptr = root.storage == PlanValue::Storage::kInput ? inputs[root.io_index]
+                                                                  : outputs[root.io_index];
       ptr += p.ByteOffset(v);
       st->ptrs[v] = ptr;
       if (st->mems[v]) st->mems[v].set_data_handle(ptr);
@@ -417,6 +558,13 @@ class ExecutionContextImpl final : public ExecutionContext {
   AlignedBuffer arena_;
   AlignedBuffer scratchpad_;
   std::unordered_map<const CompiledPlan*, std::unique_ptr<PlanState>> states_;
+  // Batch split (CompileOptions::batch_split): one context per part, the
+  // part plan and part count of the batch being run, and the parts of the
+  // last run (1: not split).
+  std::vector<std::unique_ptr<ExecutionContextImpl>> parts_;
+  std::shared_ptr<const CompiledPlan> split_plan_;
+  int split_parts_ = 1;
+  int last_parts_ = 1;
 };
 
 }  // namespace
