@@ -327,7 +327,9 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
                                                    input.datatype(),
                                                    "' is not supported here (tensor types only)"));
   }
-  const bool to_float = want == "FP32" && ConvertsToFloat(input.datatype());
+  // FP32 for an FP32 input is taken as it is (one copy), not converted.
+  const bool to_float =
+      want == "FP32" && input.datatype() != want && ConvertsToFloat(input.datatype());
   if (input.datatype() != want && !to_float) {
     return absl::InvalidArgumentError(absl::StrCat("input '", input.name(), "': datatype ",
                                                    input.datatype(), " but the model expects ",
