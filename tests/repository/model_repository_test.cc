@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/engine/execution_context.h"
 #include "server/engine/ops/winograd.h"
 #include "tests/repository/submit_request.h"
 #include "tests/repository/test_models.h"
@@ -447,6 +448,35 @@ TEST_F(ModelRepositoryTest, Conv3x3KernelFromConfig) {
   const absl::Status bad = repo->Load("bad");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("parameters.conv3x3_kernel 'fft'"), std::string::npos) << bad;
+}
+
+// parameters.batch_split: on by default, "false" runs every batch on the
+// whole thread team, anything else fails the load.
+TEST_F(ModelRepositoryTest, BatchSplitFromConfig) {
+  WriteFile(root_ / "split" / "1" / "model.onnx", testing::SlowModelBytes(1));
+  WriteFile(root_ / "split" / "config.pbtxt", "max_batch_size: 4");
+  WriteFile(root_ / "whole" / "1" / "model.onnx", testing::SlowModelBytes(1));
+  WriteFile(root_ / "whole" / "config.pbtxt",
+            "max_batch_size: 4 parameters { key: \"batch_split\" value { string_value: "
+            "\"false\" } }");
+  AddModel("bad", 1, 2.f);
+  WriteFile(root_ / "bad" / "config.pbtxt",
+            "parameters { key: \"batch_split\" value { string_value: \"maybe\" } }");
+  auto repo = Open(ControlMode::kExplicit, {"split", "whole"});
+  ASSERT_NE(repo, nullptr);
+  const engine::Tensor x = engine::Tensor::Zeros(engine::DataType::kFloat32, {2, 32, 96, 96});
+  for (const auto& [name, parts] : {std::pair<const char*, int>{"split", 2}, {"whole", 1}}) {
+    SCOPED_TRACE(name);
+    auto served = repo->Get(name, "");
+    ASSERT_TRUE(served.ok()) << served.status();
+    auto ctx = engine::ExecutionContext::Create((*served)->model, {2});
+    ASSERT_TRUE(ctx.ok()) << ctx.status();
+    ASSERT_TRUE((*ctx)->Run({x}).ok());
+    EXPECT_EQ((*ctx)->last_batch_parts(), parts);
+  }
+  const absl::Status bad = repo->Load("bad");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("parameters.batch_split 'maybe'"), std::string::npos) << bad;
 }
 
 TEST_F(ModelRepositoryTest, ActivationReplaceAndStatisticsFromConfig) {
