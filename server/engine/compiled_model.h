@@ -140,6 +140,14 @@ struct CompileOptions {
   // --no-dw-fusion). Also off while activation_stats_sample_every > 0, so
   // that the statistics see the 1x1's activation.
   bool fuse_depthwise = true;
+  // Squeeze and excitation (EfficientNet, MobileNetV3): GlobalAveragePool
+  // -> 1x1 Conv (+ ReLU or SiLU) -> 1x1 Conv + Sigmoid -> Mul with the
+  // pooled tensor, on an nChw8c tensor, as one step of Rectifier's
+  // (server/engine/ops/squeeze_excite.h) instead of five oneDNN steps.
+  // Off: the five steps (to compare; rectifier-engine --no-se-fusion). Also
+  // off while activation_stats_sample_every > 0, so that the statistics see
+  // the first convolution's activation.
+  bool fuse_squeeze_excite = true;
   // Depthwise convolutions (groups == channels) in a channel-blocked or
   // NHWC layout on Rectifier's kernel (server/engine/ops/depthwise.h)
   // instead of oneDNN's jit_dw: kAuto where it measured faster (stride 1,

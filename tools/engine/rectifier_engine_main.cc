@@ -152,6 +152,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-dw-fusion", no_dw_fusion,
                "run a 1x1 convolution and the depthwise one reading its output as two steps "
                "instead of one: to compare");
+  bool no_se_fusion = false;
+  app.add_flag("--no-se-fusion", no_se_fusion,
+               "run squeeze-and-excitation blocks as their five ops instead of one step: to "
+               "compare");
   bool no_batch_split = false;
   app.add_flag("--no-batch-split", no_batch_split,
                "run a batch on the whole thread team instead of as one part per thread "
@@ -219,6 +223,7 @@ int main(int argc, char** argv) {
   options.zero_copy = !no_zero_copy;
   options.fuse_depthwise = !no_dw_fusion;
   options.batch_split = !no_batch_split;
+  options.fuse_squeeze_excite = !no_se_fusion;
   rectifier::engine::ParseDepthwiseKernel(depthwise_kernel, &options.depthwise_kernel);
   rectifier::engine::ParseConv3x3Kernel(conv3x3_kernel, &options.conv3x3_kernel);
   options.silu_kernel = silu_kernel == "onednn" ? rectifier::engine::ActivationKernel::kOneDnn

@@ -89,6 +89,12 @@ size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node);
 // (labelled `label()` and the kernel) computing the node's first
 // WinogradFusedPostOps post-ops and returns its output value; else -1 with
 // nothing added. The caller emits the node's remaining post-ops.
+// A GlobalAveragePool starting a squeeze-and-excitation block lowered as
+// one step (lower_squeeze_excite.cc, ops/squeeze_excite.h), the block's
+// convolutions and multiply absorbed; false where the pattern or its
+// conditions do not hold (the pooling is then lowered as usual).
+absl::StatusOr<bool> TryLowerSqueezeExcite(PlanBuilder& b, const Node& pool);
+
 absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const ConvSetup& c, int x,
                                      const dnnl::primitive_desc& pd,
                                      const std::function<std::string()>& label);

@@ -532,6 +532,8 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
 }
 
 absl::StatusOr<bool> LowerPooling(PlanBuilder& b, const Node& node) {
+  ASSIGN_OR_RETURN(const bool squeeze_excite, TryLowerSqueezeExcite(b, node));
+  if (squeeze_excite) return true;
   ASSIGN_OR_RETURN(int x, b.Value(node.inputs[0]));
   const std::vector<int64_t> xs = b.values()[x].shape;
   ASSIGN_OR_RETURN(WindowGeometry geo, ResolvePool(node, xs));

@@ -480,7 +480,7 @@ void PlanBuilder::RecordActivationSite(const Node& node, size_t steps_before) {
   plan_->activation_sites.push_back(std::move(site));
 }
 
-bool PlanBuilder::StorageReadLater(int v, int skip) const {
+bool PlanBuilder::StorageReadLater(int v, int skip, int skip_node) const {
   const int root = plan_->Root(v);
   auto shares = [&](const std::string& name) {
     auto it = ids_.find(name);
@@ -493,6 +493,7 @@ bool PlanBuilder::StorageReadLater(int v, int skip) const {
     return false;
   };
   for (size_t i = current_node_ + 1; i < graph_.nodes.size(); ++i) {
+    if (static_cast<int>(i) == skip_node) continue;
     for (const auto& in : graph_.nodes[i].inputs)
       if (!in.empty() && shares(in)) return true;
   }

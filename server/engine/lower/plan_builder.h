@@ -59,6 +59,9 @@ class PlanBuilder {
   // oneDNN's depthwise post-op.
   void set_fuse_depthwise(bool on) { fuse_depthwise_ = on; }
   bool fuse_depthwise() const { return fuse_depthwise_; }
+  // Squeeze-and-excitation blocks as one step (CompileOptions::fuse_squeeze_excite).
+  void set_fuse_squeeze_excite(bool on) { fuse_squeeze_excite_ = on; }
+  bool fuse_squeeze_excite() const { return fuse_squeeze_excite_; }
   // Kernel for SiLU (CompileOptions::silu_kernel).
   void set_silu_kernel(ActivationKernel k) { silu_kernel_ = k; }
   ActivationKernel silu_kernel() const { return silu_kernel_; }
@@ -122,8 +125,9 @@ class PlanBuilder {
   // a value stored in the same buffer as `v` (its root): another view of it
   // (a slice, a concat's other input or its output) or a layout copy kept
   // for a later reader (except `skip`). Writing `v` in place is then unsafe
-  // even where IsLastRead(v's name) holds.
-  bool StorageReadLater(int v, int skip = -1) const;
+  // even where IsLastRead(v's name) holds. Node `skip_node` (a later node
+  // lowered together with the current one) is not counted.
+  bool StorageReadLater(int v, int skip = -1, int skip_node = -1) const;
 
   std::vector<PlanValue>& values() { return plan_->values; }
   static dnnl::memory::desc PlainMd(const std::vector<int64_t>& shape);
@@ -159,6 +163,7 @@ class PlanBuilder {
   ConvLayout conv_layout_ = ConvLayout::kAny;
   bool zero_copy_ = true;
   bool fuse_depthwise_ = true;
+  bool fuse_squeeze_excite_ = true;
   DepthwiseKernel depthwise_kernel_ = DepthwiseKernel::kAuto;
   Conv3x3Kernel conv3x3_kernel_ = Conv3x3Kernel::kAuto;
   ActivationKernel silu_kernel_ = ActivationKernel::kRectifier;

@@ -18,7 +18,9 @@ inline bool CpuHasAvx2Fma() {
   return has;
 }
 
-RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
+// 1 + exp(-a), a = min(mx, 80), for mx = max(x, -88): the shared part of
+// Silu8 and Sigmoid8, whose error analysis follows.
+RECTIFIER_AVX2 inline __m256 OnePlusExpNeg(__m256 mx) {
   // m / (1 + e), m = max(x, -88), e = exp(-a), a = min(m, 80). Written for
   // few operations and a short dependency chain, which together bound it
   // (each vector's ~18 operations wait on one another; the FP scheduler
@@ -38,8 +40,7 @@ RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   // -87.34 (-Inf included) d exceeds 2^126, whose reciprocal estimate is
   // flushed to 0, so y is -0 (the exact value is at most 1.03e-36 in
   // magnitude); between -87.34 and -80 y is the tiny exact value.
-  const __m256 mx = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);  // NaN stays NaN
-  const __m256 a = _mm256_min_ps(mx, _mm256_set1_ps(80.0f));   // NaN becomes 80
+  const __m256 a = _mm256_min_ps(mx, _mm256_set1_ps(80.0f));  // NaN becomes 80
   const __m256 magic = _mm256_set1_ps(12582912.0f);
   const __m256 t = _mm256_fmadd_ps(a, _mm256_set1_ps(1.44269504088896341f), magic);
   const __m256 nf = _mm256_sub_ps(t, magic);
@@ -54,7 +55,22 @@ RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
   const __m256 p = _mm256_fmadd_ps(r2, q, _mm256_sub_ps(_mm256_set1_ps(1.0f), r));
   const __m256i n_exp = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
   const __m256 e = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(p), n_exp));
-  const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), e);
+  return _mm256_add_ps(_mm256_set1_ps(1.0f), e);
+}
+
+// Silu8 below without the factor x: 1 / (1 + exp(-x)), the same error; 0
+// below -87.34, 1 above 80, and NaN for NaN (one blend: the exponential
+// alone would give 1).
+RECTIFIER_AVX2 inline __m256 Sigmoid8(__m256 x) {
+  const __m256 d = OnePlusExpNeg(_mm256_max_ps(_mm256_set1_ps(-88.0f), x));
+  const __m256 rc = _mm256_rcp_ps(d);
+  const __m256 y = _mm256_mul_ps(rc, _mm256_fnmadd_ps(d, rc, _mm256_set1_ps(2.0f)));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+RECTIFIER_AVX2 inline __m256 Silu8(__m256 x) {
+  const __m256 mx = _mm256_max_ps(_mm256_set1_ps(-88.0f), x);  // NaN stays NaN
+  const __m256 d = OnePlusExpNeg(mx);
   const __m256 rc = _mm256_rcp_ps(d);
   return _mm256_mul_ps(_mm256_mul_ps(mx, rc), _mm256_fnmadd_ps(d, rc, _mm256_set1_ps(2.0f)));
 }

@@ -571,6 +571,8 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     // 1x1 convolution's would never exist.
     builder.set_fuse_depthwise(options_.fuse_depthwise &&
                                options_.activation_stats_sample_every <= 0);
+    builder.set_fuse_squeeze_excite(options_.fuse_squeeze_excite &&
+                                    options_.activation_stats_sample_every <= 0);
     builder.set_conv_layout(layout);
     builder.set_depthwise_kernel(options_.depthwise_kernel);
     builder.set_conv3x3_kernel(options_.conv3x3_kernel);

@@ -1,0 +1,93 @@
+#include "server/engine/ops/squeeze_excite.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "server/engine/ops/silu_avx2.h"
+
+namespace rectifier::engine {
+namespace {
+
+RECTIFIER_AVX2 float HorizontalSum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+RECTIFIER_AVX2 void Run(const SqueezeExciteParams& p, const float* x, const float* w1,
+                        const float* b1, const float* w2t, const float* b2, float* y, float* mean,
+                        float* hidden) {
+  const int64_t n_ = p.batch, c_ = p.channels, r_ = p.reduced, hw = p.spatial;
+  const int64_t blocks = c_ / 8;
+  const float inv = 1.0f / static_cast<float>(hw);
+#pragma omp parallel
+  {
+    // Squeeze: the mean of each channel of each image.
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_ * blocks; ++t) {
+      const float* src = x + t * hw * 8;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      int64_t i = 0;
+      for (; i + 1 < hw; i += 2) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(src + i * 8 + 8));
+      }
+      if (i < hw) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
+      _mm256_storeu_ps(mean + t * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(inv)));
+    }
+    // The first layer: one dot product over the channels per output.
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_ * r_; ++t) {
+      const int64_t n = t / r_, r = t % r_;
+      const float* w = w1 + r * c_;
+      const float* m = mean + n * c_;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t c = 0; c < c_; c += 8) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(m + c), acc);
+      }
+      float h = HorizontalSum(acc) + b1[r];
+      if (p.act == SqueezeExciteParams::Act::kRelu) {
+        h = std::max(h, 0.0f);
+      } else if (p.act == SqueezeExciteParams::Act::kSilu) {
+        h = _mm256_cvtss_f32(Silu8(_mm256_set1_ps(h)));
+      }
+      hidden[t] = h;
+    }
+    // The second layer, 8 channels at a time, its sigmoid, and the
+    // excitation of those channels.
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_ * blocks; ++t) {
+      const int64_t n = t / blocks, cb = t % blocks;
+      __m256 acc = _mm256_loadu_ps(b2 + cb * 8);
+      for (int64_t r = 0; r < r_; ++r) {
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w2t + r * c_ + cb * 8),
+                              _mm256_set1_ps(hidden[n * r_ + r]), acc);
+      }
+      const __m256 s = Sigmoid8(acc);
+      const float* src = x + t * hw * 8;
+      float* dst = y + t * hw * 8;
+      for (int64_t i = 0; i < hw; ++i) {
+        _mm256_storeu_ps(dst + i * 8, _mm256_mul_ps(_mm256_loadu_ps(src + i * 8), s));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool SqueezeExciteSupported(const SqueezeExciteParams& p) {
+  return CpuHasAvx2Fma() && p.batch >= 1 && p.channels >= 8 && p.channels % 8 == 0 &&
+         p.reduced >= 1 && p.spatial >= 1;
+}
+
+void SqueezeExcite(const SqueezeExciteParams& p, const float* x, const float* w1, const float* b1,
+                   const float* w2t, const float* b2, float* y) {
+  // The means and the first layer's outputs: a few KB per image.
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(p.batch * (p.channels + p.reduced)));
+  Run(p, x, w1, b1, w2t, b2, y, scratch.data(), scratch.data() + p.batch * p.channels);
+}
+
+}  // namespace rectifier::engine
