@@ -21,14 +21,18 @@ using testing::ModelBuilder;
 using testing::RandomTensor;
 using Act = SqueezeExciteParams::Act;
 
-// x in nChw8c, the weights as the kernel takes them; the result in nChw8c.
-std::vector<double> Reference(const SqueezeExciteParams& p, const std::vector<float>& x,
+// x in nChw8c (SiLU applied first where p.silu_input), the weights as the
+// kernel takes them; the result in nChw8c.
+std::vector<double> Reference(const SqueezeExciteParams& p, std::vector<double> x,
                               const std::vector<float>& w1, const std::vector<float>& b1,
                               const std::vector<float>& w2t, const std::vector<float>& b2) {
   const int64_t n_ = p.batch, c_ = p.channels, r_ = p.reduced, hw = p.spatial;
   auto at = [&](int64_t n, int64_t c, int64_t i) {
     return ((n * c_ / 8 + c / 8) * hw + i) * 8 + c % 8;
   };
+  if (p.silu_input) {
+    for (double& v : x) v = v / (1.0 + std::exp(-v));
+  }
   std::vector<double> y(x.size());
   for (int64_t n = 0; n < n_; ++n) {
     std::vector<double> mean(c_), hidden(r_);
@@ -68,29 +72,40 @@ TEST(SqueezeExciteKernelTest, MatchesTheReference) {
   struct Case {
     int64_t batch, channels, reduced, spatial;
     Act act;
+    bool silu_input;
   };
-  for (const Case& k : {Case{1, 8, 1, 1, Act::kSilu}, Case{1, 16, 4, 49, Act::kSilu},
-                        Case{3, 40, 10, 15, Act::kRelu}, Case{2, 96, 4, 196, Act::kNone},
-                        Case{1, 24, 6, 3, Act::kSilu}}) {
+  for (const Case& k :
+       {Case{1, 8, 1, 1, Act::kSilu, false}, Case{1, 16, 4, 49, Act::kSilu, true},
+        Case{3, 40, 10, 15, Act::kRelu, false}, Case{2, 96, 4, 196, Act::kNone, true},
+        Case{1, 24, 6, 3, Act::kSilu, true}}) {
     SCOPED_TRACE(absl::StrCat(k.batch, "x", k.channels, "->", k.reduced, " hw ", k.spatial, " act ",
-                              static_cast<int>(k.act)));
+                              static_cast<int>(k.act), k.silu_input ? " SiLU(x)" : ""));
     SqueezeExciteParams p;
     p.batch = k.batch;
     p.channels = k.channels;
     p.reduced = k.reduced;
     p.spatial = k.spatial;
     p.act = k.act;
+    p.silu_input = k.silu_input;
     ASSERT_TRUE(SqueezeExciteSupported(p));
     const std::vector<float> x = Random(p.batch * p.channels * p.spatial, 1);
     const std::vector<float> w1 = Random(p.reduced * p.channels, 2, 0.5f);
     const std::vector<float> b1 = Random(p.reduced, 3);
     const std::vector<float> w2t = Random(p.reduced * p.channels, 4, 0.5f);
     const std::vector<float> b2 = Random(p.channels, 5);
-    const std::vector<double> want = Reference(p, x, w1, b1, w2t, b2);
+    const std::vector<double> want =
+        Reference(p, std::vector<double>(x.begin(), x.end()), w1, b1, w2t, b2);
     std::vector<float> y(x.size(), -7.0f);
-    SqueezeExcite(p, x.data(), w1.data(), b1.data(), w2t.data(), b2.data(), y.data());
+    std::vector<float> xc = x;
+    SqueezeExcite(p, xc.data(), w1.data(), b1.data(), w2t.data(), b2.data(), y.data());
     for (size_t i = 0; i < y.size(); ++i) {
       ASSERT_NEAR(y[i], want[i], 2e-6 * (1.0 + std::fabs(want[i]))) << "at " << i;
+    }
+    // x itself: unchanged, or rewritten with SiLU(x).
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double want_x = k.silu_input ? v / (1.0 + std::exp(-v)) : v;
+      ASSERT_NEAR(xc[i], want_x, 1e-6 * (1.0 + std::fabs(want_x))) << "x at " << i;
     }
     // In place: the same result.
     std::vector<float> z = x;
@@ -161,6 +176,8 @@ TEST(SqueezeExcitePlanTest, FusedBlockAgreesWithTheFiveSteps) {
     EXPECT_TRUE(absl::StrContains(ours.plan, "[rectifier_se:avx2]")) << ours.plan;
     // The pooled tensor is read only by the block: excited in place.
     EXPECT_TRUE(absl::StrContains(ours.plan, "(in place)")) << ours.plan;
+    // The depthwise convolution's SiLU pass is the block's first pass.
+    EXPECT_TRUE(absl::StrContains(ours.plan, "SiLU(input)")) << ours.plan;
     EXPECT_FALSE(absl::StrContains(theirs.plan, "rectifier_se")) << theirs.plan;
     ASSERT_EQ(ours.outputs.size(), 1u);
     ASSERT_EQ(theirs.outputs.size(), 1u);

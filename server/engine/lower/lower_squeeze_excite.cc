@@ -4,6 +4,7 @@
 // only by the next op, x in nChw8c (oneDNN's AVX2 layout) with a multiple
 // of 8 channels, weights and biases constant. The pooling's step then
 // computes the Mul's output and the three later ops are absorbed.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@ using dnnl::memory;
 
 constexpr char kDims[] = "dims";  // batch, channels, reduced, spatial
 constexpr char kAct[] = "act";    // SqueezeExciteParams::Act
+constexpr char kSiluInput[] = "silu_input";
 
 // The index of the one node after `from` that reads `value`, when nothing
 // else does (no other node, not a graph output); -1 otherwise.
@@ -64,12 +66,13 @@ absl::Status ComputeSqueezeExcite(const Node& node, const std::vector<View>& in,
     p.reduced = d[2];
     p.spatial = d[3];
     p.act = static_cast<SqueezeExciteParams::Act>(node.GetInt(kAct, 0));
+    p.silu_input = node.GetInt(kSiluInput, 0) != 0;
   }
   if (!SqueezeExciteSupported(p) || in.size() != 5 || out.size() != 1) {
     return absl::InternalError(absl::StrCat(node.Describe(), ": invalid squeeze-excite step"));
   }
-  SqueezeExcite(p, in[0].as<float>(), in[1].as<float>(), in[2].as<float>(), in[3].as<float>(),
-                in[4].as<float>(), out[0].as<float>());
+  SqueezeExcite(p, const_cast<float*>(in[0].as<float>()), in[1].as<float>(), in[2].as<float>(),
+                in[3].as<float>(), in[4].as<float>(), out[0].as<float>());
   return absl::OkStatus();
 }
 
@@ -172,6 +175,28 @@ absl::StatusOr<bool> TryLowerSqueezeExcite(PlanBuilder& b, const Node& pool) {
   const bool in_place = b.values()[b.plan().Root(x)].storage == PlanValue::Storage::kArena &&
                         g.ConsumerCount(x_name) == 2 && !g.IsGraphOutput(x_name) &&
                         !g.IsGraphOutput(mul.outputs[0]) && !b.StorageReadLater(x, -1, i3);
+  // x's producer ran its SiLU as an in-place pass that is the plan's last
+  // step: the block's squeeze applies it instead, one pass over x fewer.
+  std::vector<PlanStep>& steps = b.plan().steps;
+  const int root = b.plan().Root(x);
+  if (!steps.empty()) {
+    const PlanStep& last = steps.back();
+    p.silu_input = last.kind == PlanStep::Kind::kReference && last.node.op_type == "silu" &&
+                   last.inputs.size() == 1 && last.outputs.size() == 1 &&
+                   b.plan().Root(last.inputs[0]) == root &&
+                   b.plan().Root(last.outputs[0]) == root &&
+                   b.values()[last.outputs[0]].bytes == xv.bytes;
+  }
+  if (p.silu_input) {
+    // Its activation site (statistics are off whenever this step fuses)
+    // would name a step that no longer exists.
+    const int k = static_cast<int>(steps.size()) - 1;
+    auto& sites = b.plan().activation_sites;
+    sites.erase(std::remove_if(sites.begin(), sites.end(),
+                               [&](const ActivationSite& s) { return s.step == k; }),
+                sites.end());
+    steps.pop_back();
+  }
   const int y = b.NewValue(mul.outputs[0], DataType::kFloat32, xs, xv.md);
   if (in_place) b.values()[y].alias_of = x;
   PlanStep step;
@@ -180,19 +205,21 @@ absl::StatusOr<bool> TryLowerSqueezeExcite(PlanBuilder& b, const Node& pool) {
   step.node.name = pool.name;
   step.node.attrs[kDims] = Attribute::OfInts({p.batch, p.channels, p.reduced, p.spatial});
   step.node.attrs[kAct] = Attribute::OfInt(static_cast<int64_t>(p.act));
+  step.node.attrs[kSiluInput] = Attribute::OfInt(p.silu_input ? 1 : 0);
   step.compute = ComputeSqueezeExcite;
   step.inputs = {x, w1v, b1v, w2v, b2v};
   step.outputs = {y};
   step.reads = {x, w1v, b1v, w2v, b2v};
   step.writes = {y};
+  if (p.silu_input) step.writes.push_back(x);
   const char* act = p.act == SqueezeExciteParams::Act::kSilu   ? "SiLU"
                     : p.act == SqueezeExciteParams::Act::kRelu ? "Relu"
                                                                : "none";
-  step.label = absl::StrCat("SqueezeExcite '", pool.name, "' [", absl::StrJoin(xs, ","), "] ",
-                            channels, " -> ", reduced, " (", act, ") -> ", channels,
-                            " (Sigmoid) x input", in_place ? " (in place), " : ", ",
-                            LayoutName(xv.md), " {fused: Conv '", fc1.name, "', Conv '", fc2.name,
-                            "', Mul '", mul.name, "'}  [rectifier_se:avx2]");
+  step.label = absl::StrCat(
+      "SqueezeExcite '", pool.name, "' [", absl::StrJoin(xs, ","), "] ",
+      p.silu_input ? "SiLU(input), " : "", channels, " -> ", reduced, " (", act, ") -> ", channels,
+      " (Sigmoid) x input", in_place ? " (in place), " : ", ", LayoutName(xv.md), " {fused: Conv '",
+      fc1.name, "', Conv '", fc2.name, "', Mul '", mul.name, "'}  [rectifier_se:avx2]");
   b.plan().steps.push_back(std::move(step));
   b.Absorb(static_cast<size_t>(i1));
   b.Absorb(static_cast<size_t>(i2));

@@ -16,25 +16,41 @@ RECTIFIER_AVX2 float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-RECTIFIER_AVX2 void Run(const SqueezeExciteParams& p, const float* x, const float* w1,
-                        const float* b1, const float* w2t, const float* b2, float* y, float* mean,
-                        float* hidden) {
+RECTIFIER_AVX2 void Run(const SqueezeExciteParams& p, float* x, const float* w1, const float* b1,
+                        const float* w2t, const float* b2, float* y, float* mean, float* hidden) {
   const int64_t n_ = p.batch, c_ = p.channels, r_ = p.reduced, hw = p.spatial;
   const int64_t blocks = c_ / 8;
   const float inv = 1.0f / static_cast<float>(hw);
 #pragma omp parallel
   {
-    // Squeeze: the mean of each channel of each image.
+    // Squeeze: the mean of each channel of each image (of SiLU(x), written
+    // back, where p.silu_input).
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < n_ * blocks; ++t) {
-      const float* src = x + t * hw * 8;
+      float* src = x + t * hw * 8;
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
       int64_t i = 0;
-      for (; i + 1 < hw; i += 2) {
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(src + i * 8 + 8));
+      if (p.silu_input) {
+        for (; i + 1 < hw; i += 2) {
+          const __m256 v0 = Silu8(_mm256_loadu_ps(src + i * 8));
+          const __m256 v1 = Silu8(_mm256_loadu_ps(src + i * 8 + 8));
+          _mm256_storeu_ps(src + i * 8, v0);
+          _mm256_storeu_ps(src + i * 8 + 8, v1);
+          a0 = _mm256_add_ps(a0, v0);
+          a1 = _mm256_add_ps(a1, v1);
+        }
+        if (i < hw) {
+          const __m256 v = Silu8(_mm256_loadu_ps(src + i * 8));
+          _mm256_storeu_ps(src + i * 8, v);
+          a0 = _mm256_add_ps(a0, v);
+        }
+      } else {
+        for (; i + 1 < hw; i += 2) {
+          a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
+          a1 = _mm256_add_ps(a1, _mm256_loadu_ps(src + i * 8 + 8));
+        }
+        if (i < hw) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
       }
-      if (i < hw) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
       _mm256_storeu_ps(mean + t * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(inv)));
     }
     // The first layer: one dot product over the channels per output.
@@ -82,7 +98,7 @@ bool SqueezeExciteSupported(const SqueezeExciteParams& p) {
          p.reduced >= 1 && p.spatial >= 1;
 }
 
-void SqueezeExcite(const SqueezeExciteParams& p, const float* x, const float* w1, const float* b1,
+void SqueezeExcite(const SqueezeExciteParams& p, float* x, const float* w1, const float* b1,
                    const float* w2t, const float* b2, float* y) {
   // The means and the first layer's outputs: a few KB per image.
   thread_local std::vector<float> scratch;

@@ -20,17 +20,21 @@ struct SqueezeExciteParams {
   int64_t spatial = 0;   // H * W
   // The first layer's activation.
   enum class Act { kNone, kRelu, kSilu } act = Act::kNone;
+  // x holds the producer's output before its SiLU: the kernel applies
+  // SiLU as it reads x (writing it back) instead of a pass of its own.
+  bool silu_input = false;
 };
 
 // True when the kernel runs these parameters on this CPU (AVX2 and FMA).
 bool SqueezeExciteSupported(const SqueezeExciteParams& p);
 
-// x and y: nChw8c ([N][C/8][H*W][8]); y may be x (in place). w1: [reduced][C]
+// x and y: nChw8c ([N][C/8][H*W][8]); y may be x (in place), and x is
+// rewritten with SiLU(x) where p.silu_input. w1: [reduced][C]
 // (the first convolution's weights as ONNX stores them), b1: [reduced];
 // w2t: [reduced][C] (the second convolution's weights transposed), b2: [C].
 // The gate is the logistic sigmoid. Runs on the calling thread's OpenMP
 // team, one parallel region.
-void SqueezeExcite(const SqueezeExciteParams& p, const float* x, const float* w1, const float* b1,
+void SqueezeExcite(const SqueezeExciteParams& p, float* x, const float* w1, const float* b1,
                    const float* w2t, const float* b2, float* y);
 
 }  // namespace rectifier::engine
