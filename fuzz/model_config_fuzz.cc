@@ -10,6 +10,7 @@
 
 #include "fuzz/fuzz_models.h"
 #include "server/repository/model_imaging.h"
+#include "server/repository/model_repository.h"
 
 namespace {
 
@@ -58,6 +59,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config->set_name("fuzz_model");
   const auto scheduler = rectifier::repository::SchedulerOptionsFromConfig(*config, "1");
   RECTIFIER_FUZZ_CHECK(scheduler.max_batch_size >= 1);
+  // The engine's options from the config's parameters (conv_layout,
+  // conv3x3_kernel, batch_split, ...) and activation block.
+  const auto compile = rectifier::repository::CompileOptionsFromConfig(
+      *config, rectifier::repository::RepositoryOptions{});
+  rectifier::fuzz::Report("CompileOptionsFromConfig", compile.status());
   for (const auto& model : fixtures.models) {
     inference::ModelConfig completed = *config;
     const absl::Status complete =

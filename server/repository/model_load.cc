@@ -43,84 +43,6 @@ absl::Duration TestExecuteDelay() {
   return delay;
 }
 
-// Compile options from the config's activation and engine blocks,
-// max_batch_size, warm-up shapes and parameters.conv_layout /
-// conv3x3_kernel / batch_split, over the repository's defaults.
-absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
-    const inference::ModelConfig& config, const RepositoryOptions& options) {
-  engine::CompileOptions compile;
-  compile.conv_layout = options.conv_layout;
-  compile.tuning_cache_dir = options.tuning_cache_dir;
-  if (const auto it = config.parameters().find("conv_layout"); it != config.parameters().end()) {
-    if (!engine::ParseConvLayout(it->second.string_value(), &compile.conv_layout)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("parameters.conv_layout '", it->second.string_value(),
-                       "' is not one of tuned, any, blocked8, blocked16, nhwc"));
-    }
-  }
-  if (const auto it = config.parameters().find("conv3x3_kernel"); it != config.parameters().end()) {
-    if (!engine::ParseConv3x3Kernel(it->second.string_value(), &compile.conv3x3_kernel)) {
-      return absl::InvalidArgumentError(absl::StrCat("parameters.conv3x3_kernel '",
-                                                     it->second.string_value(),
-                                                     "' is not one of auto, winograd, onednn"));
-    }
-  }
-  if (const auto it = config.parameters().find("batch_split"); it != config.parameters().end()) {
-    const std::string& value = it->second.string_value();
-    if (value != "true" && value != "false") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("parameters.batch_split '", value, "' is not true or false"));
-    }
-    compile.batch_split = value == "true";
-  }
-  compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
-  for (const auto& r : config.activation().replace()) {
-    engine::ActivationReplacement rule;
-    rule.from = r.from();
-    rule.to = r.to();
-    if (r.has_alpha()) rule.alpha = r.alpha();
-    if (r.has_beta()) rule.beta = r.beta();
-    compile.replace.push_back(std::move(rule));
-  }
-  compile.gelu_approximation = config.activation().gelu_approximation();
-  compile.activation_stats_sample_every = config.activation().statistics().sample_every();
-  compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
-                            ? engine::ActivationKernel::kRectifier
-                            : engine::ActivationKernel::kOneDnn;
-  compile.silu_kernel = config.activation().silu_kernel() == inference::ActivationConfig::ONEDNN
-                            ? engine::ActivationKernel::kOneDnn
-                            : engine::ActivationKernel::kRectifier;
-  compile.max_batch_size =
-      config.max_batch_size() > 0 ? config.max_batch_size() : options.default_max_batch_size;
-  if (config.engine().max_cached_plans() > 0) {
-    compile.max_cached_plans = static_cast<int>(config.engine().max_cached_plans());
-  }
-  // Config dims leave out the batch of a batching model; the engine's bounds
-  // and shapes are full shapes.
-  const bool batched = config.max_batch_size() > 0;
-  for (const auto& bound : config.engine().max_input_dims()) {
-    std::vector<int64_t> dims(bound.dims().begin(), bound.dims().end());
-    if (batched) dims.insert(dims.begin(), -1);
-    compile.max_input_dims[bound.name()] = std::move(dims);
-  }
-  // The first model_warmup entry with dims for its inputs is the shape the
-  // model is checked with at load (a model with dynamic height and width).
-  for (const auto& warmup : config.model_warmup()) {
-    std::map<std::string, std::vector<int64_t>> shapes;
-    for (const auto& [name, input] : warmup.inputs()) {
-      if (input.dims().empty()) continue;
-      std::vector<int64_t> shape(input.dims().begin(), input.dims().end());
-      if (batched) shape.insert(shape.begin(), std::max<int64_t>(1, warmup.batch_size()));
-      shapes[name] = std::move(shape);
-    }
-    if (!shapes.empty()) {
-      compile.load_shapes = std::move(shapes);
-      break;
-    }
-  }
-  return compile;
-}
-
 // Instances of the config's instance groups (KIND_GPU is refused); a config
 // without any gets one CPU instance, recorded in it.
 absl::StatusOr<int> CountInstances(inference::ModelConfig& config) {
@@ -222,6 +144,81 @@ void AddScrapeSources(ServedModel& served, bool activation_statistics) {
 }
 
 }  // namespace
+
+absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
+    const inference::ModelConfig& config, const RepositoryOptions& options) {
+  engine::CompileOptions compile;
+  compile.conv_layout = options.conv_layout;
+  compile.tuning_cache_dir = options.tuning_cache_dir;
+  if (const auto it = config.parameters().find("conv_layout"); it != config.parameters().end()) {
+    if (!engine::ParseConvLayout(it->second.string_value(), &compile.conv_layout)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameters.conv_layout '", it->second.string_value(),
+                       "' is not one of tuned, any, blocked8, blocked16, nhwc"));
+    }
+  }
+  if (const auto it = config.parameters().find("conv3x3_kernel"); it != config.parameters().end()) {
+    if (!engine::ParseConv3x3Kernel(it->second.string_value(), &compile.conv3x3_kernel)) {
+      return absl::InvalidArgumentError(absl::StrCat("parameters.conv3x3_kernel '",
+                                                     it->second.string_value(),
+                                                     "' is not one of auto, winograd, onednn"));
+    }
+  }
+  if (const auto it = config.parameters().find("batch_split"); it != config.parameters().end()) {
+    const std::string& value = it->second.string_value();
+    if (value != "true" && value != "false") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameters.batch_split '", value, "' is not true or false"));
+    }
+    compile.batch_split = value == "true";
+  }
+  compile.fuse = !config.activation().has_fuse() || config.activation().fuse();
+  for (const auto& r : config.activation().replace()) {
+    engine::ActivationReplacement rule;
+    rule.from = r.from();
+    rule.to = r.to();
+    if (r.has_alpha()) rule.alpha = r.alpha();
+    if (r.has_beta()) rule.beta = r.beta();
+    compile.replace.push_back(std::move(rule));
+  }
+  compile.gelu_approximation = config.activation().gelu_approximation();
+  compile.activation_stats_sample_every = config.activation().statistics().sample_every();
+  compile.tanh_kernel = config.activation().kernel() == inference::ActivationConfig::RECTIFIER
+                            ? engine::ActivationKernel::kRectifier
+                            : engine::ActivationKernel::kOneDnn;
+  compile.silu_kernel = config.activation().silu_kernel() == inference::ActivationConfig::ONEDNN
+                            ? engine::ActivationKernel::kOneDnn
+                            : engine::ActivationKernel::kRectifier;
+  compile.max_batch_size =
+      config.max_batch_size() > 0 ? config.max_batch_size() : options.default_max_batch_size;
+  if (config.engine().max_cached_plans() > 0) {
+    compile.max_cached_plans = static_cast<int>(config.engine().max_cached_plans());
+  }
+  // Config dims leave out the batch of a batching model; the engine's bounds
+  // and shapes are full shapes.
+  const bool batched = config.max_batch_size() > 0;
+  for (const auto& bound : config.engine().max_input_dims()) {
+    std::vector<int64_t> dims(bound.dims().begin(), bound.dims().end());
+    if (batched) dims.insert(dims.begin(), -1);
+    compile.max_input_dims[bound.name()] = std::move(dims);
+  }
+  // The first model_warmup entry with dims for its inputs is the shape the
+  // model is checked with at load (a model with dynamic height and width).
+  for (const auto& warmup : config.model_warmup()) {
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [name, input] : warmup.inputs()) {
+      if (input.dims().empty()) continue;
+      std::vector<int64_t> shape(input.dims().begin(), input.dims().end());
+      if (batched) shape.insert(shape.begin(), std::max<int64_t>(1, warmup.batch_size()));
+      shapes[name] = std::move(shape);
+    }
+    if (!shapes.empty()) {
+      compile.load_shapes = std::move(shapes);
+      break;
+    }
+  }
+  return compile;
+}
 
 absl::StatusOr<int> ModelRepository::ThreadsPerInstance(const std::string& name, int64_t version,
                                                         const inference::ModelConfig& config,

@@ -110,6 +110,13 @@ struct RepositoryOptions {
   common::Clock* clock = common::Clock::Real();
 };
 
+// The engine's compile options for a model: the config's activation and
+// engine blocks, max_batch_size, warm-up shapes and parameters.conv_layout
+// / conv3x3_kernel / batch_split, over `options`' defaults.
+// INVALID_ARGUMENT names a parameter whose value is not one it takes.
+absl::StatusOr<engine::CompileOptions> CompileOptionsFromConfig(
+    const inference::ModelConfig& config, const RepositoryOptions& options);
+
 // Thread-safe.
 class ModelRepository {
  public:
