@@ -16,78 +16,73 @@ RECTIFIER_AVX2 float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-RECTIFIER_AVX2 void Run(const SqueezeExciteParams& p, float* x, const float* w1, const float* b1,
-                        const float* w2t, const float* b2, float* y, float* mean, float* hidden) {
-  const int64_t n_ = p.batch, c_ = p.channels, r_ = p.reduced, hw = p.spatial;
-  const int64_t blocks = c_ / 8;
-  const float inv = 1.0f / static_cast<float>(hw);
-#pragma omp parallel
-  {
-    // Squeeze: the mean of each channel of each image (of SiLU(x), written
-    // back, where p.silu_input).
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < n_ * blocks; ++t) {
-      float* src = x + t * hw * 8;
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      int64_t i = 0;
-      if (p.silu_input) {
-        for (; i + 1 < hw; i += 2) {
-          const __m256 v0 = Silu8(_mm256_loadu_ps(src + i * 8));
-          const __m256 v1 = Silu8(_mm256_loadu_ps(src + i * 8 + 8));
-          _mm256_storeu_ps(src + i * 8, v0);
-          _mm256_storeu_ps(src + i * 8 + 8, v1);
-          a0 = _mm256_add_ps(a0, v0);
-          a1 = _mm256_add_ps(a1, v1);
-        }
-        if (i < hw) {
-          const __m256 v = Silu8(_mm256_loadu_ps(src + i * 8));
-          _mm256_storeu_ps(src + i * 8, v);
-          a0 = _mm256_add_ps(a0, v);
-        }
-      } else {
-        for (; i + 1 < hw; i += 2) {
-          a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
-          a1 = _mm256_add_ps(a1, _mm256_loadu_ps(src + i * 8 + 8));
-        }
-        if (i < hw) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
-      }
-      _mm256_storeu_ps(mean + t * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(inv)));
+// The mean of channel block t (image t / blocks) into mean[t * 8, + 8):
+// of SiLU(x), written back, where p.silu_input.
+RECTIFIER_AVX2 void Squeeze(const SqueezeExciteParams& p, float* x, int64_t t, float* mean) {
+  const int64_t hw = p.spatial;
+  float* src = x + t * hw * 8;
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  if (p.silu_input) {
+    for (; i + 1 < hw; i += 2) {
+      const __m256 v0 = Silu8(_mm256_loadu_ps(src + i * 8));
+      const __m256 v1 = Silu8(_mm256_loadu_ps(src + i * 8 + 8));
+      _mm256_storeu_ps(src + i * 8, v0);
+      _mm256_storeu_ps(src + i * 8 + 8, v1);
+      a0 = _mm256_add_ps(a0, v0);
+      a1 = _mm256_add_ps(a1, v1);
     }
-    // The first layer: one dot product over the channels per output.
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < n_ * r_; ++t) {
-      const int64_t n = t / r_, r = t % r_;
-      const float* w = w1 + r * c_;
-      const float* m = mean + n * c_;
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t c = 0; c < c_; c += 8) {
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(m + c), acc);
-      }
-      float h = HorizontalSum(acc) + b1[r];
-      if (p.act == SqueezeExciteParams::Act::kRelu) {
-        h = std::max(h, 0.0f);
-      } else if (p.act == SqueezeExciteParams::Act::kSilu) {
-        h = _mm256_cvtss_f32(Silu8(_mm256_set1_ps(h)));
-      }
-      hidden[t] = h;
+    if (i < hw) {
+      const __m256 v = Silu8(_mm256_loadu_ps(src + i * 8));
+      _mm256_storeu_ps(src + i * 8, v);
+      a0 = _mm256_add_ps(a0, v);
     }
-    // The second layer, 8 channels at a time, its sigmoid, and the
-    // excitation of those channels.
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < n_ * blocks; ++t) {
-      const int64_t n = t / blocks, cb = t % blocks;
-      __m256 acc = _mm256_loadu_ps(b2 + cb * 8);
-      for (int64_t r = 0; r < r_; ++r) {
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w2t + r * c_ + cb * 8),
-                              _mm256_set1_ps(hidden[n * r_ + r]), acc);
-      }
-      const __m256 s = Sigmoid8(acc);
-      const float* src = x + t * hw * 8;
-      float* dst = y + t * hw * 8;
-      for (int64_t i = 0; i < hw; ++i) {
-        _mm256_storeu_ps(dst + i * 8, _mm256_mul_ps(_mm256_loadu_ps(src + i * 8), s));
-      }
+  } else {
+    for (; i + 1 < hw; i += 2) {
+      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
+      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(src + i * 8 + 8));
     }
+    if (i < hw) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(src + i * 8));
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / static_cast<float>(hw));
+  _mm256_storeu_ps(mean + t * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), inv));
+}
+
+// The first layer's output t (image t / reduced): a dot product over the
+// channels, then the activation.
+RECTIFIER_AVX2 float Hidden(const SqueezeExciteParams& p, const float* w1, const float* b1,
+                            const float* mean, int64_t t) {
+  const int64_t c_ = p.channels, r = t % p.reduced;
+  const float* w = w1 + r * c_;
+  const float* m = mean + t / p.reduced * c_;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t c = 0; c < c_; c += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(m + c), acc);
+  }
+  float h = HorizontalSum(acc) + b1[r];
+  if (p.act == SqueezeExciteParams::Act::kRelu) {
+    h = std::max(h, 0.0f);
+  } else if (p.act == SqueezeExciteParams::Act::kSilu) {
+    h = _mm256_cvtss_f32(Silu8(_mm256_set1_ps(h)));
+  }
+  return h;
+}
+
+// Channel block t (image t / blocks): the second layer for its 8 channels,
+// their sigmoid, and x's block scaled by them into y.
+RECTIFIER_AVX2 void Excite(const SqueezeExciteParams& p, const float* x, const float* w2t,
+                           const float* b2, const float* hidden, int64_t t, float* y) {
+  const int64_t blocks = p.channels / 8, n = t / blocks, cb = t % blocks;
+  __m256 acc = _mm256_loadu_ps(b2 + cb * 8);
+  for (int64_t r = 0; r < p.reduced; ++r) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(w2t + r * p.channels + cb * 8),
+                          _mm256_set1_ps(hidden[n * p.reduced + r]), acc);
+  }
+  const __m256 s = Sigmoid8(acc);
+  const float* src = x + t * p.spatial * 8;
+  float* dst = y + t * p.spatial * 8;
+  for (int64_t i = 0; i < p.spatial; ++i) {
+    _mm256_storeu_ps(dst + i * 8, _mm256_mul_ps(_mm256_loadu_ps(src + i * 8), s));
   }
 }
 
@@ -103,7 +98,19 @@ void SqueezeExcite(const SqueezeExciteParams& p, float* x, const float* w1, cons
   // The means and the first layer's outputs: a few KB per image.
   thread_local std::vector<float> scratch;
   scratch.resize(static_cast<size_t>(p.batch * (p.channels + p.reduced)));
-  Run(p, x, w1, b1, w2t, b2, y, scratch.data(), scratch.data() + p.batch * p.channels);
+  float* mean = scratch.data();
+  float* hidden = mean + p.batch * p.channels;
+  const int64_t blocks = p.batch * p.channels / 8, units = p.batch * p.reduced;
+  // One team; the three phases separated by the loops' barriers.
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < blocks; ++t) Squeeze(p, x, t, mean);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < units; ++t) hidden[t] = Hidden(p, w1, b1, mean, t);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < blocks; ++t) Excite(p, x, w2t, b2, hidden, t, y);
+  }
 }
 
 }  // namespace rectifier::engine
