@@ -26,30 +26,32 @@ using Act = SqueezeExciteParams::Act;
 std::vector<double> Reference(const SqueezeExciteParams& p, std::vector<double> x,
                               const std::vector<float>& w1, const std::vector<float>& b1,
                               const std::vector<float>& w2t, const std::vector<float>& b2) {
-  const int64_t n_ = p.batch, c_ = p.channels, r_ = p.reduced, hw = p.spatial;
+  const int64_t batch = p.batch, channels = p.channels, reduced = p.reduced, hw = p.spatial;
   auto at = [&](int64_t n, int64_t c, int64_t i) {
-    return ((n * c_ / 8 + c / 8) * hw + i) * 8 + c % 8;
+    return ((n * channels / 8 + c / 8) * hw + i) * 8 + c % 8;
   };
   if (p.silu_input) {
     for (double& v : x) v = v / (1.0 + std::exp(-v));
   }
   std::vector<double> y(x.size());
-  for (int64_t n = 0; n < n_; ++n) {
-    std::vector<double> mean(c_), hidden(r_);
-    for (int64_t c = 0; c < c_; ++c) {
+  for (int64_t n = 0; n < batch; ++n) {
+    std::vector<double> mean(channels), hidden(reduced);
+    for (int64_t c = 0; c < channels; ++c) {
       for (int64_t i = 0; i < hw; ++i) mean[c] += x[at(n, c, i)];
       mean[c] /= static_cast<double>(hw);
     }
-    for (int64_t r = 0; r < r_; ++r) {
+    for (int64_t r = 0; r < reduced; ++r) {
       double h = b1[r];
-      for (int64_t c = 0; c < c_; ++c) h += static_cast<double>(w1[r * c_ + c]) * mean[c];
+      for (int64_t c = 0; c < channels; ++c)
+        h += static_cast<double>(w1[r * channels + c]) * mean[c];
       if (p.act == Act::kRelu) h = std::max(h, 0.0);
       if (p.act == Act::kSilu) h = h / (1.0 + std::exp(-h));
       hidden[r] = h;
     }
-    for (int64_t c = 0; c < c_; ++c) {
+    for (int64_t c = 0; c < channels; ++c) {
       double s = b2[c];
-      for (int64_t r = 0; r < r_; ++r) s += static_cast<double>(w2t[r * c_ + c]) * hidden[r];
+      for (int64_t r = 0; r < reduced; ++r)
+        s += static_cast<double>(w2t[r * channels + c]) * hidden[r];
       s = 1.0 / (1.0 + std::exp(-s));
       for (int64_t i = 0; i < hw; ++i) y[at(n, c, i)] = x[at(n, c, i)] * s;
     }

@@ -52,11 +52,11 @@ RECTIFIER_AVX2 void Squeeze(const SqueezeExciteParams& p, float* x, int64_t t, f
 // channels, then the activation.
 RECTIFIER_AVX2 float Hidden(const SqueezeExciteParams& p, const float* w1, const float* b1,
                             const float* mean, int64_t t) {
-  const int64_t c_ = p.channels, r = t % p.reduced;
-  const float* w = w1 + r * c_;
-  const float* m = mean + t / p.reduced * c_;
+  const int64_t channels = p.channels, r = t % p.reduced;
+  const float* w = w1 + r * channels;
+  const float* m = mean + t / p.reduced * channels;
   __m256 acc = _mm256_setzero_ps();
-  for (int64_t c = 0; c < c_; c += 8) {
+  for (int64_t c = 0; c < channels; c += 8) {
     acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(m + c), acc);
   }
   float h = HorizontalSum(acc) + b1[r];

@@ -61,9 +61,6 @@ class ExecutionContextImpl final : public ExecutionContext {
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
     ASSIGN_OR_RETURN(InputShapes shapes,
                      CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
-    // Before the plan is built: oneDNN fixes a primitive's thread count when
-    // it is created, so a plan compiled under the default (all CPUs) would
-    // run full-width teams whatever this context was given.
     std::vector<const Tensor*> in_ptrs;
     in_ptrs.reserve(inputs.size());
     for (const auto& t : inputs) in_ptrs.push_back(&t);
@@ -72,12 +69,16 @@ class ExecutionContextImpl final : public ExecutionContext {
       std::vector<Tensor> outputs;
       std::vector<Tensor*> out_ptrs;
       outputs.reserve(infos.size());
+      out_ptrs.reserve(infos.size());
       for (const TensorInfo& info : infos) outputs.push_back(Tensor::Zeros(info.type, info.shape));
       for (auto& t : outputs) out_ptrs.push_back(&t);
       RETURN_IF_ERROR(RunSplit(in_ptrs, out_ptrs));
       return outputs;
     }
     last_parts_ = 1;
+    // Before the plan is built: oneDNN fixes a primitive's thread count when
+    // it is created, so a plan compiled under the default (all CPUs) would
+    // run full-width teams whatever this context was given.
     SetThreads();
     ASSIGN_OR_RETURN(auto plan,
                      model_->GetPlan(shapes, ValuesOf([&](size_t i) { return &inputs[i]; })));
@@ -123,6 +124,7 @@ class ExecutionContextImpl final : public ExecutionContext {
       }
     }
     std::vector<StepProfile> out;
+    out.reserve(all.size());
     for (const auto& [batch, profile] : all) out.push_back(profile);
     return out;
   }
