@@ -169,9 +169,9 @@ struct CompileOptions {
   // N a multiple of T (T >= 2), as T parts of N / T images at once, each
   // part on one thread with its own plan (compiled for one thread), instead
   // of the whole batch on a team of T threads. The parts share no
-  // barriers, and on 2 threads they measured faster (the YOLO-style
-  // detector at batch 8: 8-14%, EfficientNet-B0: about 4%; docs/ENGINE.md
-  // "Batch split"). Only for models whose ops keep the samples of a batch
+  // barriers, and on 2 threads they measured 1-4% faster at batch 8
+  // (EfficientNet-B0 3-4%, the YOLO-style detector 0-3%; docs/ENGINE.md
+  // "Threads and batch split"). Only for models whose ops keep the samples of a batch
   // apart (CompiledModelImpl::batch_separable); never while activation
   // statistics are sampled. Off: every batch on the whole team
   // (rectifier-engine --no-batch-split; config.pbtxt parameters { key:
