@@ -139,9 +139,6 @@ absl::StatusOr<std::shared_ptr<CompiledModelImpl>> CompiledModelImpl::Create(
   // output types and shapes.
   ASSIGN_OR_RETURN(auto plan, model->GetPlan(model->load_shapes_));
   RETURN_IF_ERROR(model->SetOutputs(*plan));
-  model->batch_separable_ =
-      model->batchable_ &&
-      FindBatchSeparable(model->graph_, model->load_shapes_, options.max_tensor_bytes);
   return model;
 }
 
@@ -177,17 +174,11 @@ std::vector<size_t> FindValueInputs(const Graph& graph) {
   return indices;
 }
 
-bool FindBatchSeparable(const Graph& graph, const InputShapes& load_shapes,
-                        int64_t max_tensor_bytes) {
+bool FindBatchSeparable(const Graph& g) {
   constexpr int64_t kProbe = kSeparabilityProbeBatch;
-  Graph g = graph;
-  for (size_t i = 0; i < g.inputs.size(); ++i) {
-    if (i >= load_shapes.size() || load_shapes[i].empty()) return false;
-    g.inputs[i].shape = load_shapes[i];
-    g.inputs[i].shape[0] = kProbe;
+  for (const TensorInfo& in : g.inputs) {
+    if (in.shape.empty() || in.shape[0] != kProbe) return false;
   }
-  // A model that does not infer at this batch is not split.
-  if (!InferShapes(g, max_tensor_bytes).ok()) return false;
   // Ops that index, scan or contract freely, whatever their attributes.
   static const std::set<std::string> kAcross = {
       "Einsum", "CumSum", "GatherND", "ScatterND", "NonMaxSuppression", "Compress",  "NonZero",
@@ -321,18 +312,22 @@ absl::Status CompiledModelImpl::SetOutputs(const CompiledPlan& load_plan) {
   }
   if (!batchable_ && !dynamic_dims_) return absl::OkStatus();
   // A second, shape-only inference with every dynamic input dimension moved
-  // (batch 2, the others doubled, which keeps any stride multiple) tells which output dimensions
-  // follow them.
+  // (the batch to kSeparabilityProbeBatch, the others doubled, which keeps
+  // any stride multiple) tells which output dimensions follow them, and
+  // whether a batch may be split (FindBatchSeparable).
   Graph g2 = graph_;
   for (size_t i = 0; i < g2.inputs.size(); ++i) {
     g2.inputs[i].shape = load_shapes_[i];
     for (size_t d = 0; d < g2.inputs[i].shape.size(); ++d) {
       if (inputs_[i].shape[d] < 0) {
-        g2.inputs[i].shape[d] = d == 0 && batchable_ ? 2 : load_shapes_[i][d] * 2;
+        g2.inputs[i].shape[d] =
+            d == 0 && batchable_ ? kSeparabilityProbeBatch : load_shapes_[i][d] * 2;
       }
     }
   }
   const bool inferred = InferShapes(g2, options_.max_tensor_bytes).ok();
+  // A model that does not infer at that batch is not split.
+  batch_separable_ = batchable_ && inferred && FindBatchSeparable(g2);
   for (auto& out : outputs_) {
     auto it = g2.value_info.find(out.name);
     for (size_t d = 0; d < out.shape.size(); ++d) {

@@ -49,18 +49,17 @@ struct PlanKey {
 // values are bound as constants per plan.
 std::vector<size_t> FindValueInputs(const Graph& graph);
 
-// True when running `graph` (the model after its load passes, batch in dim
-// 0 of every input) on a batch gives the same outputs as running it on any
-// split of that batch into parts and joining the parts' outputs along dim
-// 0: shapes inferred at an odd batch size (kSeparabilityProbeBatch, so that
-// no other dimension is mistaken for it) keep that size in dim 0 of every
-// value a node reads or writes and of every graph output, and no node
-// works across dim 0 (an axis or axes attribute naming it, a Transpose
-// moving it, a MatMul or Gemm whose second operand is not a weight, or an
-// op that indexes or scans freely: Einsum, CumSum, GatherND, ...).
-// `load_shapes` are the inputs' shapes at load; their dim 0 is replaced.
-bool FindBatchSeparable(const Graph& graph, const InputShapes& load_shapes,
-                        int64_t max_tensor_bytes);
+// True when running a model on a batch gives the same outputs as running
+// it on any split of that batch into parts and joining the parts' outputs
+// along dim 0. `shaped` is the model's graph (after its load passes) with
+// shapes inferred at batch kSeparabilityProbeBatch (odd, so that no other
+// dimension is mistaken for the batch) in dim 0 of every input: that size
+// must stay in dim 0 of every value a node reads or writes and of every
+// graph output, and no node may work across dim 0 (an axis or axes
+// attribute naming it, a Transpose moving it, a MatMul or Gemm whose
+// second operand is not a weight, or an op that indexes or scans freely:
+// Einsum, CumSum, GatherND, ...).
+bool FindBatchSeparable(const Graph& shaped);
 inline constexpr int64_t kSeparabilityProbeBatch = 7;
 
 class CompiledModelImpl final : public CompiledModel {
@@ -159,7 +158,8 @@ class CompiledModelImpl final : public CompiledModel {
   // load_shapes_ (from options_.load_shapes or the default probe).
   absl::Status SetInputs();
   // Learns outputs_ from the load plan, marking -1 every output dimension
-  // that changes when the dynamic input dimensions do.
+  // that changes when the dynamic input dimensions do, and sets
+  // batch_separable_.
   absl::Status SetOutputs(const CompiledPlan& load_plan);
 
   // One signature's plan: being compiled (`done` false) or done.
