@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -238,9 +239,11 @@ TEST(BatchSplitTest, ProfileShowsThePartPlan) {
   EXPECT_FALSE(profiles[0].steps.empty());
 }
 
-// A tuned model keeps the part plans' layout choices under the one-thread
-// key of its tuning cache, beside the whole team's.
-TEST(BatchSplitTest, PartPlansAreTunedForOneThread) {
+// Part plans take the conv layout of the whole team's plan of the same
+// shapes instead of timing their own: a tuned model keeps one tuning file
+// (the team's), and an image gets bit for bit the same outputs in a split
+// batch as alone on the team.
+TEST(BatchSplitTest, PartPlansTakeTheTeamsLayout) {
   const fs::path dir =
       fs::temp_directory_path() / ("rectifier_split_tuning_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -248,21 +251,40 @@ TEST(BatchSplitTest, PartPlansAreTunedForOneThread) {
   // an earlier test's context left here.
   const int saved = omp_get_max_threads();
   omp_set_num_threads(2);
-  CompileOptions options;
-  options.conv_layout = ConvLayout::kTuned;
-  options.tuning_cache_dir = dir.string();
-  auto model = CompiledModel::FromBytes(Classifier(), options);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto ctx = ExecutionContext::Create(*model, {2});
-  ASSERT_TRUE(ctx.ok());
-  const Tensor x = testing::RandomTensor({2, 16, 24, 24});
-  auto out = (*ctx)->Run({x});
-  ASSERT_TRUE(out.ok()) << out.status();
-  EXPECT_EQ((*ctx)->last_batch_parts(), 2);
+  for (const ConvLayout layout : {ConvLayout::kTuned, ConvLayout::kBlocked8, ConvLayout::kAny}) {
+    SCOPED_TRACE(ConvLayoutName(layout));
+    CompileOptions options;
+    options.conv_layout = layout;
+    options.tuning_cache_dir = dir.string();
+    auto model = CompiledModel::FromBytes(Classifier(), options);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto ctx = ExecutionContext::Create(*model, {2});
+    ASSERT_TRUE(ctx.ok());
+    const Tensor x = testing::RandomTensor({2, 16, 24, 24}, 21);
+    auto both = (*ctx)->Run({x});
+    ASSERT_TRUE(both.ok()) << both.status();
+    EXPECT_EQ((*ctx)->last_batch_parts(), 2);
+    for (int64_t k = 0; k < 2; ++k) {
+      Tensor one = Tensor::Zeros(DataType::kFloat32, {1, 16, 24, 24});
+      const size_t bytes = one.bytes.size();
+      std::copy(x.bytes.begin() + static_cast<std::ptrdiff_t>(k * bytes),
+                x.bytes.begin() + static_cast<std::ptrdiff_t>((k + 1) * bytes), one.bytes.begin());
+      auto alone = (*ctx)->Run({one});
+      ASSERT_TRUE(alone.ok()) << alone.status();
+      EXPECT_EQ((*ctx)->last_batch_parts(), 1);
+      for (size_t o = 0; o < alone->size(); ++o) {
+        const std::vector<std::byte>& all = (*both)[o].bytes;
+        const size_t row = all.size() / 2;
+        EXPECT_TRUE(std::equal(all.begin() + static_cast<std::ptrdiff_t>(k * row),
+                               all.begin() + static_cast<std::ptrdiff_t>((k + 1) * row),
+                               (*alone)[o].bytes.begin()))
+            << "output " << o << " of image " << k;
+      }
+    }
+  }
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-  // The load plan's file (two threads) and the part plan's (one).
-  EXPECT_EQ(names.size(), 2u);
+  EXPECT_EQ(names.size(), 1u);  // the two-thread team's
   omp_set_num_threads(saved);
   fs::remove_all(dir);
 }

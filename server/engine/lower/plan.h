@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "oneapi/dnnl/dnnl.hpp"
+#include "server/engine/compiled_model.h"
 #include "server/engine/ir/ir.h"
 #include "server/engine/ops/op_registry.h"
 
@@ -98,6 +99,9 @@ struct CompiledPlan {
   // description line each.
   std::vector<std::string> views;
   std::string description;
+  // The activation layout its convolutions asked for (never kTuned: the
+  // candidate a tuned plan kept).
+  ConvLayout conv_layout = ConvLayout::kAny;
 
   // Root value whose storage `v` uses.
   int Root(int v) const {

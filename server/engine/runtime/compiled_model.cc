@@ -451,8 +451,15 @@ void CompiledModelImpl::EvictLocked(const PlanKey& keep) const {
   }
 }
 
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetOneThreadPlan(
+    const InputShapes& shapes, ConvLayout layout) const {
+  PlanKey key{shapes, {}, /*one_thread=*/true, layout};
+  RETURN_IF_ERROR(CheckInputShapes(shapes));
+  return GetPlanFor(key);
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
-    const InputShapes& shapes, const std::vector<std::string>& values, bool one_thread) const {
+    const InputShapes& shapes, const std::vector<std::string>& values) const {
   RETURN_IF_ERROR(CheckInputShapes(shapes));
   if (values.size() != value_inputs_.size()) {
     std::vector<std::string> names;
@@ -461,7 +468,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
         absl::StrCat("the plan depends on the values of input(s) ", absl::StrJoin(names, ", "),
                      "; it is compiled when the model runs with them"));
   }
-  PlanKey key{shapes, values, one_thread};
+  PlanKey key{shapes, values};
   for (size_t k = 0; k < value_inputs_.size(); ++k) {
     const TensorInfo& info = inputs_[value_inputs_[k]];
     const size_t expected =
@@ -471,6 +478,11 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlan(
           "input '", info.name, "' has ", values[k].size(), " bytes; expected ", expected));
     }
   }
+  return GetPlanFor(key);
+}
+
+absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::GetPlanFor(
+    const PlanKey& key) const {
   std::shared_ptr<PlanSlot> slot;
   {
     absl::MutexLock lock(&mu_);
@@ -572,13 +584,20 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     builder.set_depthwise_kernel(options_.depthwise_kernel);
     builder.set_conv3x3_kernel(options_.conv3x3_kernel);
     builder.set_silu_kernel(options_.silu_kernel);
-    return builder.Build();
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
+    plan->conv_layout = layout;
+    return plan;
   };
   // Plans that depend on input values compile per value: not timed.
   if (options_.conv_layout != ConvLayout::kTuned || !value_inputs_.empty()) {
     const ConvLayout layout =
         options_.conv_layout == ConvLayout::kTuned ? ConvLayout::kAny : options_.conv_layout;
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+    return std::shared_ptr<const CompiledPlan>(std::move(plan));
+  }
+  // A part plan takes the whole team's layout (PlanKey::layout): not timed.
+  if (key.one_thread) {
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(key.layout, &constants_));
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
   return CompileTuned(key, build);

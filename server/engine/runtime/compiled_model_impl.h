@@ -30,15 +30,20 @@ struct PlanKey {
   std::vector<std::string> values;
   // A plan whose primitives were created for one OpenMP thread (oneDNN
   // fixes a primitive's team size then), for the parts of a split batch
-  // (CompileOptions::batch_split); other plans are created for the
-  // compiling thread's team.
+  // (CompileOptions::batch_split), in the conv layout `layout` (the one
+  // the whole team's plan of the same shapes uses, so that an image gets
+  // the same kernels, and the same results, whether its batch was split or
+  // not); other plans are created for the compiling thread's team.
   bool one_thread = false;
+  ConvLayout layout = ConvLayout::kAny;
   bool operator<(const PlanKey& o) const {
     if (one_thread != o.one_thread) return one_thread < o.one_thread;
+    if (layout != o.layout) return layout < o.layout;
     return shapes != o.shapes ? shapes < o.shapes : values < o.values;
   }
   bool operator==(const PlanKey& o) const {
-    return one_thread == o.one_thread && shapes == o.shapes && values == o.values;
+    return one_thread == o.one_thread && layout == o.layout && shapes == o.shapes &&
+           values == o.values;
   }
   bool operator!=(const PlanKey& o) const { return !(*this == o); }
 };
@@ -98,11 +103,13 @@ class CompiledModelImpl final : public CompiledModel {
   // concurrent callers for the same new signature wait for that one compile
   // instead of compiling it again.
   // `values`: the bytes of value_inputs(), in order (empty when it is).
-  // `one_thread`: the plan compiled for one thread, whatever the calling
-  // thread's team (the parts of a split batch run it).
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlan(
-      const InputShapes& shapes, const std::vector<std::string>& values = {},
-      bool one_thread = false) const;
+      const InputShapes& shapes, const std::vector<std::string>& values = {}) const;
+  // The plan for these shapes compiled for one thread, whatever the calling
+  // thread's team, in conv layout `layout` (never kTuned): the parts of a
+  // split batch run it.
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetOneThreadPlan(const InputShapes& shapes,
+                                                                       ConvLayout layout) const;
   // Indices of the inputs whose values select the plan (FindValueInputs):
   // a new value compiles a new plan, as a new shape does.
   const std::vector<size_t>& value_inputs() const { return value_inputs_; }
@@ -154,6 +161,8 @@ class CompiledModelImpl final : public CompiledModel {
                                                                      int threads) const;
   // Compile() with every exception turned into a status.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileNoThrow(const PlanKey& key) const;
+  // The cached plan of `key`, or compiled now (GetPlan's cache logic).
+  absl::StatusOr<std::shared_ptr<const CompiledPlan>> GetPlanFor(const PlanKey& key) const;
   // Checks the declared inputs, sets batchable_, dynamic_dims_ and
   // load_shapes_ (from options_.load_shapes or the default probe).
   absl::Status SetInputs();

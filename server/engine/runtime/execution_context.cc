@@ -206,7 +206,12 @@ class ExecutionContextImpl final : public ExecutionContext {
       part->EnableStepProfile(profile_);
       parts_.push_back(std::move(part));
     }
-    ASSIGN_OR_RETURN(split_plan_, model_->GetPlan(part_shapes, {}, /*one_thread=*/true));
+    // The whole team's plan of the part's shapes first: its conv layout,
+    // so that an image gets the same kernels, and bit for bit the same
+    // results, whether its batch was split or not.
+    SetThreads();
+    ASSIGN_OR_RETURN(auto team_plan, model_->GetPlan(part_shapes));
+    ASSIGN_OR_RETURN(split_plan_, model_->GetOneThreadPlan(part_shapes, team_plan->conv_layout));
     std::vector<TensorInfo> infos;
     for (const int v : split_plan_->output_values) {
       const PlanValue& value = split_plan_->values[v];
