@@ -171,9 +171,10 @@ struct CompileOptions {
   // of the whole batch on a team of T threads. The parts share no
   // barriers, and on 2 threads they measured 1-4% faster at batch 8
   // (EfficientNet-B0 3-4%, the YOLO-style detector 0-3%; docs/ENGINE.md
-  // "Threads and batch split"). Only for models whose ops keep the samples of a batch
-  // apart (CompiledModelImpl::batch_separable); never while activation
-  // statistics are sampled. Off: every batch on the whole team
+  // "Threads and batch split"). Only for models whose ops keep the samples
+  // of a batch apart (CompiledModelImpl::batch_separable) and whose only
+  // dynamic dimension is the batch; never while activation statistics are
+  // sampled. Off: every batch on the whole team
   // (rectifier-engine --no-batch-split; config.pbtxt parameters { key:
   // "batch_split" }).
   bool batch_split = true;

@@ -116,7 +116,8 @@ TEST(BatchSplitTest, RunIntoSplitsIntoTheCallersBuffers) {
 }
 
 // Batches that are not a multiple of the threads, one-thread contexts,
-// and sampled activation statistics run the whole batch.
+// models with dynamic dimensions besides the batch, and sampled activation
+// statistics run the whole batch.
 TEST(BatchSplitTest, WholeBatchWhereAPartWouldNotPay) {
   auto model = Compile(Classifier());
   ASSERT_NE(model, nullptr);
@@ -124,6 +125,13 @@ TEST(BatchSplitTest, WholeBatchWhereAPartWouldNotPay) {
   EXPECT_EQ(RunModel(model, testing::RandomTensor({1, 16, 24, 24}), 2).parts, 1);
   EXPECT_EQ(RunModel(model, testing::RandomTensor({4, 16, 24, 24}), 1).parts, 1);
   EXPECT_EQ(RunModel(model, testing::RandomTensor({4, 16, 24, 24}), 4).parts, 4);
+  // Dynamic height and width besides the batch: never split.
+  ModelBuilder any_size;
+  any_size.Input("x", {-1, 8, -1, -1}).RandomInit("w", {8, 8, 3, 3});
+  ModelBuilder::IntsAttr(any_size.Node("Conv", {"x", "w"}, {"y"}), "pads", {1, 1, 1, 1});
+  auto dynamic = Compile(any_size.Output("y").Bytes());
+  ASSERT_NE(dynamic, nullptr);
+  EXPECT_EQ(RunModel(dynamic, testing::RandomTensor({4, 8, 12, 10}), 2).parts, 1);
   auto sampled = Compile(Classifier(), true, /*sample_every=*/1);
   ASSERT_NE(sampled, nullptr);
   EXPECT_EQ(RunModel(sampled, testing::RandomTensor({4, 16, 24, 24}), 2).parts, 1);

@@ -84,7 +84,13 @@ class CompiledModelImpl final : public CompiledModel {
   // True when a batch may run as parts, each part a smaller batch of the
   // same model (FindBatchSeparable): every op keeps the samples apart.
   bool batch_separable() const { return batch_separable_; }
-  bool batch_split_enabled() const { return options_.batch_split && batch_separable_; }
+  // Not for models with dynamic dimensions besides the batch: their
+  // batches form per input size, and an image's results would then depend
+  // in the last bits on which images shared its batch (a one-thread part
+  // plan may block oneDNN's reductions differently from the team's).
+  bool batch_split_enabled() const {
+    return options_.batch_split && batch_separable_ && !dynamic_dims_;
+  }
   absl::Status CheckInputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<InputShapes> OutputShapes(const InputShapes& shapes) const override;
   absl::StatusOr<std::string> DescribePlan(int batch) const override;
