@@ -194,8 +194,14 @@ std::string LocalHost(const std::string& address) {
   return split->host.find(':') != std::string::npos ? "[" + split->host + "]" : split->host;
 }
 
-// `heap_only`: common::ReuseLargeAllocations took effect.
-void LogStarted(const ServerOptions& options, const Server& server, bool heap_only) {
+// What main set up for the process before any thread started.
+struct ProcessSettings {
+  bool heap_only = false;           // common::ReuseLargeAllocations took effect
+  bool deadlock_detection = false;  // common::ConfigureMutexDeadlockDetection left it on
+};
+
+void LogStarted(const ServerOptions& options, const Server& server,
+                const ProcessSettings& process) {
   spdlog::info(
       "rectifier-server {} serving gRPC on port {} ({}), HTTP on port {}, metrics on port {}, "
       "model repository '{}', {} CPUs",
@@ -245,10 +251,12 @@ void LogStarted(const ServerOptions& options, const Server& server, bool heap_on
                    ? absl::StrCat(tokens->size(), " tokens from '", tokens->path(), "'")
                    : std::string("no tokens (no --auth-tokens)"));
   const auto env = rectifier::common::EnvOrUnset;
-  spdlog::info("runtime: OMP_WAIT_POLICY={} GOMP_SPINCOUNT={}, malloc {}", env("OMP_WAIT_POLICY"),
-               env("GOMP_SPINCOUNT"),
-               heap_only ? "from the heap only (large buffers reused)"
-                         : "as configured by GLIBC_TUNABLES or glibc");
+  spdlog::info(
+      "runtime: OMP_WAIT_POLICY={} GOMP_SPINCOUNT={}, malloc {}, mutex deadlock detection {}",
+      env("OMP_WAIT_POLICY"), env("GOMP_SPINCOUNT"),
+      process.heap_only ? "from the heap only (large buffers reused)"
+                        : "as configured by GLIBC_TUNABLES or glibc",
+      process.deadlock_detection ? "on" : "off");
 }
 
 // Serves until SIGTERM or SIGINT (returned); SIGHUP re-reads the tokens.
@@ -303,14 +311,14 @@ void DrainAndStop(const ServerOptions& options, int signal_number, Server& serve
   spdlog::shutdown();
 }
 
-int Run(const ServerOptions& options, bool heap_only) {
+int Run(const ServerOptions& options, const ProcessSettings& process) {
   const sigset_t signals = BlockShutdownSignals();
   Server server;
   rectifier::repository::ControlMode mode = rectifier::repository::ControlMode::kNone;
   if (const int code = CheckStartup(options, server, &mode); code != 0) return code;
   if (const int code = StartMetrics(options, server); code != 0) return code;
   if (const int code = StartServing(options, mode, server); code != 0) return code;
-  LogStarted(options, server, heap_only);
+  LogStarted(options, server, process);
   DrainAndStop(options, WaitForStopSignal(signals, server.tokens.get()), server);
   return 0;
 }
@@ -319,7 +327,8 @@ int Run(const ServerOptions& options, bool heap_only) {
 
 int main(int argc, char** argv) {
   rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
-  const bool heap_only = rectifier::common::ReuseLargeAllocations();
+  ProcessSettings process;
+  process.heap_only = rectifier::common::ReuseLargeAllocations();
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) {
     return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (see --help)"));
@@ -330,5 +339,6 @@ int main(int argc, char** argv) {
   }
   // Before any thread starts: setenv is not safe against concurrent getenv.
   rectifier::imaging::InstallDecoderPixelLimit();
-  return Run(parsed->options, heap_only);
+  process.deadlock_detection = rectifier::common::ConfigureMutexDeadlockDetection();
+  return Run(parsed->options, process);
 }

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/synchronization/mutex.h"
+
 namespace rectifier::common {
 
 void ReexecWithBoundedOpenMpSpinning(char** argv) {
@@ -21,6 +23,13 @@ bool ReuseLargeAllocations() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return false;
   return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold) == 1;
+}
+
+bool ConfigureMutexDeadlockDetection() {
+  const char* value = std::getenv("RECTIFIER_MUTEX_DEADLOCK_DETECTION");
+  if (value != nullptr && std::strcmp(value, "1") == 0) return true;
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return false;
 }
 
 const char* EnvOrUnset(const char* name) {

@@ -52,6 +52,16 @@ inline constexpr int kMallocTrimThreshold = 256 << 20;
 // or mallopt refuses. Call in main before any thread starts.
 bool ReuseLargeAllocations();
 
+// absl::Mutex as Debian builds it (without NDEBUG) checks every lock
+// acquisition against a graph of the lock orders seen so far, to abort on a
+// potential deadlock (a cycle). At saturation on a small model that graph's
+// upkeep took 1.8% of the server's CPU samples (docs/PERFORMANCE.md,
+// "absl's mutex deadlock detection"). This turns
+// it off unless RECTIFIER_MUTEX_DEADLOCK_DETECTION=1 (to debug a hang);
+// returns whether it stays on. Unit tests keep absl's default. Call in main
+// before any thread starts.
+bool ConfigureMutexDeadlockDetection();
+
 // The environment variable `name`, or "unset" (for logs of the settings above).
 const char* EnvOrUnset(const char* name);
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace rectifier::common {
@@ -78,6 +79,45 @@ TEST(ProcessEnvTest, OperatorsMallocTunablesWin) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "ReuseLargeAllocations overrode GLIBC_TUNABLES";
+}
+
+// Takes a then b, then b then a: a lock-order cycle, which absl's deadlock
+// detection (when on) reports and aborts on; then exits 0.
+void InvertLockOrder() {
+  absl::Mutex a, b;
+  {
+    absl::MutexLock la(&a);
+    absl::MutexLock lb(&b);
+  }
+  {
+    absl::MutexLock lb(&b);
+    absl::MutexLock la(&a);
+  }
+  std::exit(0);
+}
+
+// Only meaningful where absl was built with its deadlock detection on by
+// default (Debian's build, without NDEBUG): the first expectation checks
+// that, the others what ConfigureMutexDeadlockDetection does.
+TEST(ProcessEnvTest, MutexDeadlockDetectionOffUnlessAsked) {
+  testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(InvertLockOrder(), "[Dd]eadlock") << "absl's default detects the cycle";
+  EXPECT_EXIT(
+      {
+        unsetenv("RECTIFIER_MUTEX_DEADLOCK_DETECTION");
+        if (ConfigureMutexDeadlockDetection()) std::exit(2);
+        InvertLockOrder();
+      },
+      testing::ExitedWithCode(0), "")
+      << "detection stays off by default";
+  EXPECT_DEATH(
+      {
+        setenv("RECTIFIER_MUTEX_DEADLOCK_DETECTION", "1", 1);
+        if (!ConfigureMutexDeadlockDetection()) std::exit(2);
+        InvertLockOrder();
+      },
+      "[Dd]eadlock")
+      << "RECTIFIER_MUTEX_DEADLOCK_DETECTION=1 keeps it";
 }
 
 }  // namespace

@@ -193,6 +193,8 @@ class HttpEndpointTest(unittest.TestCase):
             self.assertIn("runtime: OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=10000, ", log)
         if "glibc.malloc." not in os.environ.get("GLIBC_TUNABLES", ""):
             self.assertRegex(log, r"runtime: .*, malloc from the heap only")
+        if os.environ.get("RECTIFIER_MUTEX_DEADLOCK_DETECTION") != "1":
+            self.assertRegex(log, r"runtime: .*, mutex deadlock detection off")
         self.assertNotIn("model=brightness version=1 has no preprocessing block", log)
         status, message = self.error("GET", "/v2/models/nothing")
         self.assertEqual(status, 404)
