@@ -5,6 +5,7 @@
 // against the exact function; and the plans that use it
 // (CompileOptions::depthwise_kernel) against oneDNN's jit_dw.
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <string>
@@ -14,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/engine/ops/depthwise.h"
+#include "server/engine/ops/silu_avx2.h"
+#include "server/engine/ops/silu_avx512.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {
@@ -240,36 +243,91 @@ TEST(DepthwiseKernelTest, RefusesWhatItCannotRun) {
   EXPECT_FALSE(DepthwiseSupported(q)) << "input activation other than SiLU";
 }
 
+// The vector instruction sets SiluFast can run on this CPU.
+std::vector<SiluIsa> VectorSiluIsas() {
+  std::vector<SiluIsa> isas;
+  if (CpuHasAvx2Fma()) isas.push_back(SiluIsa::kAvx2);
+  if (UseAvx512Silu()) isas.push_back(SiluIsa::kAvx512);
+  return isas;
+}
+
 TEST(DepthwiseKernelTest, SiluWithinOneMillionthOfTheExactFunction) {
   std::vector<float> x;
   for (float v = -100.0f; v <= 100.0f; v += 0.00731f) x.push_back(v);
   for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 87.0f, -87.0f}) x.push_back(v);
-  std::vector<float> y(x.size());
-  SiluFast(x.data(), y.data(), static_cast<int64_t>(x.size()));
-  double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double v = x[i];
-    const double want = v / (1.0 + std::exp(-v));
-    if (v < -88) {
-      EXPECT_EQ(y[i], 0.0f) << v;  // the limit; the exact value is below 6e-37
-      continue;
+  for (SiluIsa isa : VectorSiluIsas()) {
+    SCOPED_TRACE(isa == SiluIsa::kAvx512 ? "AVX-512" : "AVX2");
+    std::vector<float> y(x.size());
+    SiluFastOn(isa, x.data(), y.data(), static_cast<int64_t>(x.size()));
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double want = v / (1.0 + std::exp(-v));
+      if (v < -88) {
+        EXPECT_EQ(y[i], 0.0f) << v;  // the limit; the exact value is below 6e-37
+        continue;
+      }
+      if (v < -80) {  // tiny, 0 below -87.34: absolute error
+        EXPECT_LE(std::abs(y[i] - want), 1e-6 * std::abs(want) + 2e-36) << v;
+        continue;
+      }
+      if (std::abs(want) < 1e-30) continue;
+      worst = std::max(worst, std::abs(y[i] - want) / std::abs(want));
     }
-    if (v < -80) {  // tiny, 0 below -87.34: absolute error
-      EXPECT_LE(std::abs(y[i] - want), 1e-6 * std::abs(want) + 2e-36) << v;
-      continue;
-    }
-    if (std::abs(want) < 1e-30) continue;
-    worst = std::max(worst, std::abs(y[i] - want) / std::abs(want));
+    EXPECT_LT(worst, 1e-6);
+    const float special[4] = {std::nanf(""), std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(), -1000.0f};
+    float out[4];
+    SiluFastOn(isa, special, out, 4);  // also the tail path (fewer than a vector)
+    EXPECT_TRUE(std::isnan(out[0]));
+    EXPECT_EQ(out[1], std::numeric_limits<float>::infinity());
+    EXPECT_EQ(out[2], 0.0f);
+    EXPECT_EQ(out[3], 0.0f);
   }
-  EXPECT_LT(worst, 1e-6);
-  const float special[4] = {std::nanf(""), std::numeric_limits<float>::infinity(),
-                            -std::numeric_limits<float>::infinity(), -1000.0f};
-  float out[4];
-  SiluFast(special, out, 4);  // also the tail path (fewer than 8)
-  EXPECT_TRUE(std::isnan(out[0]));
-  EXPECT_EQ(out[1], std::numeric_limits<float>::infinity());
-  EXPECT_EQ(out[2], 0.0f);
-  EXPECT_EQ(out[3], 0.0f);
+}
+
+// ONEDNN_MAX_CPU_ISA=AVX2 (as engine_test_avx2 runs this binary) holds
+// Rectifier's SiLU to AVX2 too, so that the AVX2 comparisons stay AVX2;
+// without a cap an AVX-512 CPU (F, CD, BW, DQ, VL: oneDNN's avx512_core)
+// runs the AVX-512 path.
+TEST(DepthwiseKernelTest, SiluFollowsOneDnnsInstructionSetCap) {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap != nullptr && std::string(cap) == "AVX2") {
+    EXPECT_FALSE(UseAvx512Silu());
+  } else if (cap == nullptr && __builtin_cpu_supports("avx512f") &&
+             __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    EXPECT_TRUE(UseAvx512Silu());
+  } else {
+    GTEST_SKIP() << "no AVX-512 here and no AVX2 cap";
+  }
+}
+
+// Every length from 1 to 40 (whole vectors and tails of both widths):
+// the first n outputs equal those of the whole array, nothing past them is
+// written, and SiluFast picks one of the vector paths with the same results.
+TEST(DepthwiseKernelTest, SiluTailsWriteOnlyTheirElements) {
+  std::vector<float> x(40);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -6.0f + 0.37f * static_cast<float>(i);
+  for (SiluIsa isa : VectorSiluIsas()) {
+    SCOPED_TRACE(isa == SiluIsa::kAvx512 ? "AVX-512" : "AVX2");
+    std::vector<float> whole(x.size());
+    SiluFastOn(isa, x.data(), whole.data(), static_cast<int64_t>(x.size()));
+    for (int64_t n = 1; n <= static_cast<int64_t>(x.size()); ++n) {
+      std::vector<float> y(x.size() + 16, 12345.0f);
+      SiluFastOn(isa, x.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[i], whole[i]) << "n " << n << " i " << i;
+      for (size_t i = static_cast<size_t>(n); i < y.size(); ++i) {
+        ASSERT_EQ(y[i], 12345.0f) << "n " << n << " wrote past its end at " << i;
+      }
+    }
+  }
+  if (!VectorSiluIsas().empty()) {
+    std::vector<float> picked(x.size()), on_isa(x.size());
+    SiluFast(x.data(), picked.data(), static_cast<int64_t>(x.size()));
+    SiluFastOn(VectorSiluIsas().back(), x.data(), on_isa.data(), static_cast<int64_t>(x.size()));
+    EXPECT_EQ(picked, on_isa) << "SiluFast runs the widest path oneDNN may use";
+  }
 }
 
 // ---- in plans ----------------------------------------------------------------

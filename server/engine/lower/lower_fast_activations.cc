@@ -9,6 +9,7 @@
 #include "server/engine/lower/plan_builder.h"
 #include "server/engine/ops/depthwise.h"
 #include "server/engine/ops/fast_activations.h"
+#include "server/engine/ops/silu_avx512.h"
 
 namespace rectifier::engine {
 namespace {
@@ -104,8 +105,10 @@ absl::StatusOr<int> EmitRectifierActivation(PlanBuilder& b, int v, FastActivatio
   step.outputs = {out_flat};
   step.reads = {in_flat};
   step.writes = {out_flat};
-  const char* isa = f == FastActivation::kSilu ? (DepthwiseVectorized() ? "avx2" : "scalar")
-                                               : FastActivationsIsa();
+  const char* isa = f != FastActivation::kSilu ? FastActivationsIsa()
+                    : UseAvx512Silu()          ? "avx512"
+                    : DepthwiseVectorized()    ? "avx2"
+                                               : "scalar";
   step.label = absl::StrCat(label, " ", FastActivationName(f), in_place ? " (in place) " : " ",
                             LayoutName(src.md), "  [rectifier:", isa, "]");
   b.plan().steps.push_back(std::move(step));

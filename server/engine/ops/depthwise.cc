@@ -26,7 +26,9 @@
 #include <cmath>
 #include <vector>
 
+#include "oneapi/dnnl/dnnl.hpp"
 #include "server/engine/ops/silu_avx2.h"
+#include "server/engine/ops/silu_avx512.h"
 
 namespace rectifier::engine {
 namespace {
@@ -396,7 +398,35 @@ RECTIFIER_AVX2 void SiluFastAvx2(const float* x, float* y, int64_t n) {
   }
 }
 
+// GCC 12 reports the AVX-512 intrinsics' own undefined-vector operands as
+// maybe uninitialized once they are inlined here (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+RECTIFIER_AVX512 void SiluFastAvx512(const float* x, float* y, int64_t n) {
+  constexpr int kWide = 16;
+  int64_t i = 0;
+  for (; i + kWide <= n; i += kWide) _mm512_storeu_ps(y + i, Silu16(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, Silu16(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 }  // namespace
+
+bool UseAvx512Silu() {
+  static const bool use = [] {
+    constexpr auto kAvx512Core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    return __builtin_cpu_supports("avx512f") && (isa & kAvx512Core) == kAvx512Core;
+  }();
+  return use;
+}
 
 bool DepthwiseSupported(const DepthwiseParams& p) {
   const bool block_ok = p.block == 8 || p.block == 16 || p.block == p.channels;
@@ -473,12 +503,25 @@ void DepthwiseConv2d(const DepthwiseParams& p, const float* src, const float* pa
   });
 }
 
-void SiluFast(const float* x, float* y, int64_t n) {
-  if (CpuHasAvx2Fma()) {
-    SiluFastAvx2(x, y, n);
-    return;
+void SiluFastOn(SiluIsa isa, const float* x, float* y, int64_t n) {
+  switch (isa) {
+    case SiluIsa::kAvx512:
+      SiluFastAvx512(x, y, n);
+      return;
+    case SiluIsa::kAvx2:
+      SiluFastAvx2(x, y, n);
+      return;
+    case SiluIsa::kScalar:
+      break;
   }
   for (int64_t i = 0; i < n; ++i) y[i] = SiluScalar(x[i]);
+}
+
+void SiluFast(const float* x, float* y, int64_t n) {
+  SiluFastOn(UseAvx512Silu()   ? SiluIsa::kAvx512
+             : CpuHasAvx2Fma() ? SiluIsa::kAvx2
+                               : SiluIsa::kScalar,
+             x, y, n);
 }
 
 void SiluFastParallel(const float* x, float* y, int64_t n) {

@@ -63,9 +63,16 @@ void DepthwiseConv2dScalar(const DepthwiseParams& p, const float* src, const flo
 // Relative error below 1e-6 (4.6e-7 measured) where the result is at least
 // 1e-30 in magnitude; x below -87.34 and -Inf give -0 (the exact result
 // is below 1.1e-36 in magnitude; -Inf's limit); +Inf gives +Inf, NaN gives NaN. n
-// floats, AVX2 when available; also Rectifier's SiLU step
-// (CompileOptions::silu_kernel).
+// floats, with AVX-512 where oneDNN runs AVX-512 (UseAvx512Silu in
+// silu_avx512.h: 16 lanes, the same function with a finer reciprocal
+// estimate; +0 instead of -0 below -87.34), else AVX2 when available;
+// also Rectifier's SiLU step (CompileOptions::silu_kernel).
 void SiluFast(const float* x, float* y, int64_t n);
+
+// SiluFast on a chosen instruction set, to compare and test them: kAvx2
+// requires CpuHasAvx2Fma(), kAvx512 UseAvx512Silu().
+enum class SiluIsa { kScalar, kAvx2, kAvx512 };
+void SiluFastOn(SiluIsa isa, const float* x, float* y, int64_t n);
 
 // Same, in chunks split over the current OpenMP team (one chunk: on the
 // calling thread). Rectifier's SiLU step.
