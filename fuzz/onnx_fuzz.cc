@@ -32,12 +32,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.conv_layout = kLayouts[size % 3];
   // Every supported depthwise (3x3) convolution on Rectifier's depthwise
   // (Winograd) kernel on every other size, so that its lowering is reached
-  // whatever the shapes.
+  // whatever the shapes; the Winograd kernel's F(2x2, 3x3) and F(4x4, 3x3)
+  // in turn.
   const bool rectifier_kernels = (size / 3) % 2 != 0;
   options.depthwise_kernel = rectifier_kernels ? rectifier::engine::DepthwiseKernel::kRectifier
                                                : rectifier::engine::DepthwiseKernel::kAuto;
-  options.conv3x3_kernel = rectifier_kernels ? rectifier::engine::Conv3x3Kernel::kWinograd
-                                             : rectifier::engine::Conv3x3Kernel::kAuto;
+  options.conv3x3_kernel = !rectifier_kernels    ? rectifier::engine::Conv3x3Kernel::kAuto
+                           : (size / 6) % 2 != 0 ? rectifier::engine::Conv3x3Kernel::kWinogradF4x4
+                                                 : rectifier::engine::Conv3x3Kernel::kWinograd;
   auto model = rectifier::engine::CompiledModel::FromBytes(bytes, options);
   rectifier::fuzz::Report("CompiledModel::FromBytes", model.status());
   if (!model.ok()) return 0;

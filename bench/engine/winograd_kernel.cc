@@ -5,7 +5,10 @@
 // difference between the outputs. Run by hand (docs/PERFORMANCE.md,
 // "Winograd F(2x2, 3x3)"):
 //
-//   winograd_kernel BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu]
+//   winograd_kernel BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4]
+//
+// The last argument is the output tile: 2 for F(2x2, 3x3) (the default), 4
+// for F(4x4, 3x3).
 //   OMP_NUM_THREADS=2 ONEDNN_MAX_CPU_ISA=AVX2 build/bench/engine/winograd_kernel 8 64 64 56
 #include <omp.h>
 
@@ -28,7 +31,7 @@ using rectifier::bench::MedianMs;
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu]\n",
+    std::fprintf(stderr, "usage: %s BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4]\n",
                  argv[0]);
     return 2;
   }
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
   p.out_channels = std::atoi(argv[3]);
   p.height = p.width = std::atoi(argv[4]);
   const std::string act = argc > 5 ? argv[5] : "none";
+  if (argc > 6) p.tile = std::atoi(argv[6]);
   dnnl::post_ops po;
   if (act == "relu") {
     p.act = eng::DepthwiseAct::kClip;
@@ -112,13 +116,14 @@ int main(int argc, char** argv) {
       2.0 * p.batch * p.out_channels * p.in_channels * 9 * p.height * p.width / 1e9;
   const double a = Median(onednn), b = Median(winograd);
   std::printf(
-      "3x3 s1 %s, batch %lld, %lld -> %lld ch, %lld x %lld (%lld tiles), %d threads: oneDNN [%s] "
+      "3x3 s1 %s, F(%dx%d, 3x3), batch %lld, %lld -> %lld ch, %lld x %lld (%lld tiles), %d "
+      "threads: oneDNN [%s] "
       "%.3f ms (%.0f GFLOP/s), Winograd %.3f ms (%.0f effective); oneDNN/Winograd %.2f; max "
       "diff %.2e of %.1f\n",
-      act.c_str(), static_cast<long long>(p.batch), static_cast<long long>(p.in_channels),
-      static_cast<long long>(p.out_channels), static_cast<long long>(p.height),
-      static_cast<long long>(p.width), static_cast<long long>(eng::WinogradTiles(p)),
-      omp_get_max_threads(), pd.impl_info_str(), a, gflop / a * 1e3, b, gflop / b * 1e3,
-      Median(ratio), diff, largest);
+      act.c_str(), p.tile, p.tile, static_cast<long long>(p.batch),
+      static_cast<long long>(p.in_channels), static_cast<long long>(p.out_channels),
+      static_cast<long long>(p.height), static_cast<long long>(p.width),
+      static_cast<long long>(eng::WinogradTiles(p)), omp_get_max_threads(), pd.impl_info_str(), a,
+      gflop / a * 1e3, b, gflop / b * 1e3, Median(ratio), diff, largest);
   return 0;
 }

@@ -61,15 +61,17 @@ enum class DepthwiseKernel {
 
 // Which kernel runs 3x3 stride-1 convolutions (CompileOptions::conv3x3_kernel).
 enum class Conv3x3Kernel {
-  kOneDnn,    // oneDNN's direct convolution everywhere
-  kAuto,      // Rectifier's Winograd F(2x2, 3x3) where it measured faster
-  kWinograd,  // Rectifier's Winograd wherever it can run (to compare and test)
+  kOneDnn,        // oneDNN's direct convolution everywhere
+  kAuto,          // Rectifier's Winograd F(4x4, 3x3) or F(2x2, 3x3) where it measured faster
+  kAutoF2x2,      // as kAuto without F(4x4, 3x3) (to compare)
+  kWinograd,      // F(2x2, 3x3) wherever it can run (to compare and test)
+  kWinogradF4x4,  // F(4x4, 3x3) wherever it can run (to compare and test)
 };
 // "onednn", "auto", "rectifier".
 const char* DepthwiseKernelName(DepthwiseKernel kernel);
 // The kernel named so; false for other names.
 bool ParseDepthwiseKernel(std::string_view name, DepthwiseKernel* kernel);
-// "onednn", "auto", "winograd".
+// "onednn", "auto", "auto-f2x2", "winograd", "winograd-f4x4".
 const char* Conv3x3KernelName(Conv3x3Kernel kernel);
 // The kernel named so; false for other names.
 bool ParseConv3x3Kernel(std::string_view name, Conv3x3Kernel* kernel);
@@ -158,12 +160,13 @@ struct CompileOptions {
   DepthwiseKernel depthwise_kernel = DepthwiseKernel::kAuto;
   // 3x3 convolutions with stride 1, padding 1, one group, 8k input and
   // output channels, constant weights, in nChw8c (oneDNN's AVX2 choice) on
-  // Rectifier's Winograd F(2x2, 3x3) kernel (server/engine/ops/winograd.h)
-  // instead of oneDNN's direct kernel: kAuto where it measured faster (at
-  // least 48 2x2 output tiles over the batch, covering at most 1.15 times
-  // the output pixels: not 7x7 outputs; lower_winograd.cc),
-  // kWinograd wherever it can run, kOneDnn never (rectifier-engine
-  // --conv3x3-kernel).
+  // Rectifier's Winograd kernel (server/engine/ops/winograd.h) instead of
+  // oneDNN's direct kernel: kAuto where it measured faster (F(4x4, 3x3)
+  // from 24 4x4 output tiles over the batch, from 8 where F(2x2, 3x3) does
+  // not run; else F(2x2, 3x3) from 48 2x2 tiles covering at most 1.15
+  // times the output pixels; lower_winograd.cc), kAutoF2x2 the same without
+  // F(4x4, 3x3), kWinograd / kWinogradF4x4 wherever it can run, kOneDnn
+  // never (rectifier-engine --conv3x3-kernel).
   Conv3x3Kernel conv3x3_kernel = Conv3x3Kernel::kAuto;
   // Batch split: a context running T threads runs a batch of N images,
   // N a multiple of T (T >= 2), as T parts of N / T images at once, each

@@ -1,11 +1,16 @@
-// Rectifier's Winograd F(2x2, 3x3) kernel (server/engine/ops/winograd.h):
-// against a plain double-precision convolution over odd and even sizes,
-// tiles cut by the border, channel counts around the 16-channel register
-// block, batches, bias or none and every activation it fuses; and the
-// plans that use it (CompileOptions::conv3x3_kernel) against oneDNN's
-// direct convolution: the activation in the kernel, and post-ops it leaves
-// to separate steps (a residual sum, LeakyReLU, SiLU when oneDNN runs it).
+// Rectifier's Winograd kernels F(2x2, 3x3) and F(4x4, 3x3)
+// (server/engine/ops/winograd.h): against a plain double-precision
+// convolution over odd and even sizes, tiles cut by the border, channel
+// counts around the 16-channel register block, batches, bias or none,
+// every activation they fuse and every way F(4x4, 3x3) shares the work
+// between threads; and the plans that use them
+// (CompileOptions::conv3x3_kernel) against oneDNN's direct convolution:
+// the activation in the kernel, and post-ops it leaves to separate steps
+// (a residual sum, LeakyReLU, SiLU when oneDNN runs it), and which kernel
+// `auto` picks.
 #include "server/engine/ops/winograd.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -89,8 +94,9 @@ double WorstError(const WinogradParams& p, bool with_bias, uint32_t seed) {
 }
 
 WinogradParams Params(int64_t batch, int64_t ic, int64_t oc, int64_t h, int64_t w,
-                      DepthwiseAct act = DepthwiseAct::kNone) {
+                      DepthwiseAct act = DepthwiseAct::kNone, int tile = 2) {
   WinogradParams p;
+  p.tile = tile;
   p.batch = batch;
   p.in_channels = ic;
   p.out_channels = oc;
@@ -100,39 +106,81 @@ WinogradParams Params(int64_t batch, int64_t ic, int64_t oc, int64_t h, int64_t 
   return p;
 }
 
+// The largest error relative to the largest output each algorithm stays
+// under: F(2x2, 3x3) within a few units of float rounding, F(4x4, 3x3)
+// (transforms scaling by up to 8) about ten times that (measured up to
+// 1.5e-5 at 512 channels in bench/engine/winograd_kernel).
+double Bound(int tile) { return tile == 2 ? 2e-6 : 2e-5; }
+
 TEST(WinogradKernelTest, MatchesTheDirectConvolution) {
   if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
   struct Shape {
     int64_t batch, ic, oc, h, w;
   };
-  // Odd and even sizes (tiles cut by the border), 1-pixel images, one and
-  // several 16-channel output blocks plus an 8-channel remainder, more
-  // tiles than one thread's block, batches.
-  for (const Shape& s : {Shape{1, 8, 8, 5, 5}, Shape{1, 8, 16, 1, 1}, Shape{2, 16, 24, 7, 6},
-                         Shape{1, 24, 8, 2, 9}, Shape{3, 32, 40, 9, 11}, Shape{1, 16, 16, 20, 17},
-                         Shape{2, 64, 48, 14, 14}, Shape{2, 16, 24, 17, 15}}) {
-    for (bool bias : {false, true}) {
-      SCOPED_TRACE(
-          absl::StrCat(s.batch, "x", s.ic, "->", s.oc, " ", s.h, "x", s.w, bias ? " bias" : ""));
-      const WinogradParams p = Params(s.batch, s.ic, s.oc, s.h, s.w);
-      ASSERT_TRUE(WinogradSupported(p));
-      EXPECT_LT(WorstError(p, bias, 11), 2e-6);
+  // Odd and even sizes (tiles cut by the border on every side, for both
+  // tile sizes), 1-pixel images, one and several 16-channel output blocks
+  // plus an 8-channel remainder, more tiles than one thread's block,
+  // batches.
+  for (int tile : {2, 4}) {
+    for (const Shape& s :
+         {Shape{1, 8, 8, 5, 5}, Shape{1, 8, 16, 1, 1}, Shape{2, 16, 24, 7, 6},
+          Shape{1, 24, 8, 2, 9}, Shape{3, 32, 40, 9, 11}, Shape{1, 16, 16, 20, 17},
+          Shape{2, 64, 48, 14, 14}, Shape{2, 16, 24, 17, 15}, Shape{1, 16, 8, 6, 7}}) {
+      for (bool bias : {false, true}) {
+        SCOPED_TRACE(absl::StrCat("F(", tile, "x", tile, ", 3x3) ", s.batch, "x", s.ic, "->", s.oc,
+                                  " ", s.h, "x", s.w, bias ? " bias" : ""));
+        const WinogradParams p = Params(s.batch, s.ic, s.oc, s.h, s.w, DepthwiseAct::kNone, tile);
+        ASSERT_TRUE(WinogradSupported(p));
+        EXPECT_LT(WorstError(p, bias, 11), Bound(tile));
+      }
     }
   }
 }
 
+// F(4x4, 3x3) splits the work by tile blocks, and where tiles are few by
+// output channels too (each thread transforming the same input tiles);
+// a filter beyond the L3 share takes 18-tile blocks. Every split, at 1, 2
+// and 3 threads, against the direct convolution.
+TEST(WinogradKernelTest, F4x4MatchesTheDirectConvolutionWhateverTheSplit) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  struct Shape {
+    int64_t batch, ic, oc, h, w;
+  };
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    // 16 tiles of 32 -> 32 and 40 (an odd 8-channel block in the last
+    // part) channels: split by channels at 2 and 3 threads; 9 tiles of 48
+    // channels; 196 tiles in 6-tile blocks; a 352 x 360 filter (18 MiB) in
+    // 18-tile blocks.
+    for (const Shape& s :
+         {Shape{1, 32, 32, 14, 14}, Shape{1, 32, 40, 13, 16}, Shape{1, 48, 48, 10, 10},
+          Shape{1, 8, 16, 56, 56}, Shape{2, 352, 360, 7, 7}}) {
+      SCOPED_TRACE(
+          absl::StrCat(threads, " threads, ", s.batch, "x", s.ic, "->", s.oc, " ", s.h, "x", s.w));
+      const WinogradParams p = Params(s.batch, s.ic, s.oc, s.h, s.w, DepthwiseAct::kNone, 4);
+      EXPECT_LT(WorstError(p, true, 13), Bound(4));
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST(WinogradKernelTest, FusesClipReluAndSilu) {
   if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
-  WinogradParams relu = Params(2, 16, 24, 9, 8, DepthwiseAct::kClip);
-  relu.clip_lo = 0.0f;
-  WinogradParams relu6 = relu;
-  relu6.clip_hi = 0.25f;  // low enough to clip many outputs
-  const WinogradParams silu = Params(2, 16, 24, 9, 8, DepthwiseAct::kSilu);
-  EXPECT_LT(WorstError(relu, true, 21), 2e-6);
-  EXPECT_LT(WorstError(relu6, true, 22), 2e-6);
-  EXPECT_LT(WorstError(silu, true, 23), 2e-6);
-  // Enough tiles for several blocks per thread, SiLU in each.
-  EXPECT_LT(WorstError(Params(8, 16, 24, 17, 15, DepthwiseAct::kSilu), false, 24), 2e-6);
+  for (int tile : {2, 4}) {
+    SCOPED_TRACE(absl::StrCat("F(", tile, "x", tile, ", 3x3)"));
+    WinogradParams relu = Params(2, 16, 24, 9, 8, DepthwiseAct::kClip, tile);
+    relu.clip_lo = 0.0f;
+    WinogradParams relu6 = relu;
+    relu6.clip_hi = 0.25f;  // low enough to clip many outputs
+    const WinogradParams silu = Params(2, 16, 24, 9, 8, DepthwiseAct::kSilu, tile);
+    EXPECT_LT(WorstError(relu, true, 21), Bound(tile));
+    EXPECT_LT(WorstError(relu6, true, 22), Bound(tile));
+    EXPECT_LT(WorstError(silu, true, 23), Bound(tile));
+    // Enough tiles for several blocks per thread, SiLU in each.
+    EXPECT_LT(WorstError(Params(8, 16, 24, 17, 15, DepthwiseAct::kSilu, tile), false, 24),
+              Bound(tile));
+  }
 }
 
 TEST(WinogradKernelTest, RefusesWhatItCannotRun) {
@@ -140,7 +188,11 @@ TEST(WinogradKernelTest, RefusesWhatItCannotRun) {
   EXPECT_FALSE(WinogradSupported(Params(1, 8, 20, 8, 8)));
   EXPECT_FALSE(WinogradSupported(Params(0, 8, 8, 8, 8)));
   EXPECT_FALSE(WinogradSupported(Params(1, 8, 8, 0, 8)));
+  EXPECT_FALSE(WinogradSupported(Params(1, 8, 8, 8, 8, DepthwiseAct::kNone, 3)));
   EXPECT_EQ(WinogradTiles(Params(2, 8, 8, 5, 6)), 2 * 3 * 3);
+  EXPECT_EQ(WinogradTiles(Params(2, 8, 8, 5, 9, DepthwiseAct::kNone, 4)), 2 * 2 * 3);
+  EXPECT_EQ(WinogradFilterSize(Params(1, 8, 16, 5, 5)), 16 * 8 * 16);
+  EXPECT_EQ(WinogradFilterSize(Params(1, 8, 16, 5, 5, DepthwiseAct::kNone, 4)), 36 * 8 * 16);
 }
 
 // ---- in plans ----------------------------------------------------------------
@@ -189,45 +241,69 @@ TEST(WinogradPlanTest, AgreesWithOneDnn) {
     bool residual;
     ActivationKernel silu = ActivationKernel::kRectifier;
   };
-  for (const Shape& s : {Shape{16, 24, 15, "Relu", false}, Shape{32, 32, 12, "SiLU", true},
-                         Shape{8, 16, 9, "none", false}, Shape{24, 24, 10, "LeakyRelu", true},
-                         Shape{16, 16, 11, "SiLU", false, ActivationKernel::kOneDnn}}) {
-    SCOPED_TRACE(absl::StrCat(s.ic, "->", s.oc, " ", s.size, " ", s.act,
-                              s.residual ? " + residual" : "",
-                              s.silu == ActivationKernel::kOneDnn ? " (oneDNN SiLU)" : ""));
-    const std::string bytes = ConvModel(s.ic, s.oc, s.size, 1, s.act, s.residual);
-    const Tensor x = RandomTensor({2, s.ic, s.size, s.size}, 5);
-    const auto ours = Compile(bytes, x, Conv3x3Kernel::kWinograd, ConvLayout::kBlocked8, s.silu);
-    const auto theirs = Compile(bytes, x, Conv3x3Kernel::kOneDnn, ConvLayout::kBlocked8, s.silu);
-    EXPECT_FALSE(absl::StrContains(theirs.plan, "rectifier_winograd")) << theirs.plan;
-    EXPECT_TRUE(absl::StrContains(ours.plan, "rectifier_winograd")) << ours.plan;
-    ASSERT_EQ(ours.outputs.size(), 1u);
-    ASSERT_EQ(theirs.outputs.size(), 1u);
-    testing::ExpectNear(ours.outputs[0], theirs.outputs[0], 1e-5f);
+  for (const Conv3x3Kernel kernel : {Conv3x3Kernel::kWinograd, Conv3x3Kernel::kWinogradF4x4}) {
+    const bool f4 = kernel == Conv3x3Kernel::kWinogradF4x4;
+    for (const Shape& s : {Shape{16, 24, 15, "Relu", false}, Shape{32, 32, 12, "SiLU", true},
+                           Shape{8, 16, 9, "none", false}, Shape{24, 24, 10, "LeakyRelu", true},
+                           Shape{16, 16, 11, "SiLU", false, ActivationKernel::kOneDnn}}) {
+      SCOPED_TRACE(absl::StrCat(Conv3x3KernelName(kernel), " ", s.ic, "->", s.oc, " ", s.size, " ",
+                                s.act, s.residual ? " + residual" : "",
+                                s.silu == ActivationKernel::kOneDnn ? " (oneDNN SiLU)" : ""));
+      const std::string bytes = ConvModel(s.ic, s.oc, s.size, 1, s.act, s.residual);
+      const Tensor x = RandomTensor({2, s.ic, s.size, s.size}, 5);
+      const auto ours = Compile(bytes, x, kernel, ConvLayout::kBlocked8, s.silu);
+      const auto theirs = Compile(bytes, x, Conv3x3Kernel::kOneDnn, ConvLayout::kBlocked8, s.silu);
+      EXPECT_FALSE(absl::StrContains(theirs.plan, "rectifier_winograd")) << theirs.plan;
+      EXPECT_TRUE(
+          absl::StrContains(ours.plan, f4 ? "wei:winograd-f4x4-3x3" : "wei:winograd-f2x2-3x3"))
+          << ours.plan;
+      ASSERT_EQ(ours.outputs.size(), 1u);
+      ASSERT_EQ(theirs.outputs.size(), 1u);
+      testing::ExpectNear(ours.outputs[0], theirs.outputs[0], f4 ? 3e-5f : 1e-5f);
+    }
   }
 }
 
 TEST(WinogradPlanTest, AutoTakesEnoughTilesAndOnlyStrideOneEightChannelMultiples) {
   if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
-  auto plan_of = [&](int64_t ic, int64_t oc, int64_t size, int64_t stride, int64_t batch,
-                     Conv3x3Kernel kernel = Conv3x3Kernel::kAuto) {
+  // Which kernel runs the convolution: "f4", "f2" or "onednn".
+  auto kernel_of = [&](int64_t ic, int64_t oc, int64_t size, int64_t stride, int64_t batch,
+                       Conv3x3Kernel kernel = Conv3x3Kernel::kAuto) -> std::string {
     const Tensor x = RandomTensor({batch, ic, size, size}, 6);
-    return Compile(ConvModel(ic, oc, size, stride, "Relu"), x, kernel).plan;
+    const std::string plan = Compile(ConvModel(ic, oc, size, stride, "Relu"), x, kernel).plan;
+    if (absl::StrContains(plan, "wei:winograd-f4x4-3x3")) return "f4";
+    if (absl::StrContains(plan, "wei:winograd-f2x2-3x3")) return "f2";
+    EXPECT_FALSE(absl::StrContains(plan, "rectifier_winograd")) << plan;
+    return "onednn";
   };
-  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 28, 1, 1), "rectifier_winograd"));   // 196 tiles
-  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 14, 1, 1), "rectifier_winograd"));   // 49
-  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 12, 1, 1), "rectifier_winograd"));  // 36
-  EXPECT_TRUE(absl::StrContains(plan_of(16, 16, 10, 1, 2), "rectifier_winograd"));   // 50
-  // 7x7 outputs: 16 tiles of 4 pixels per image, at any batch.
-  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 7, 1, 8), "rectifier_winograd"));
-  EXPECT_TRUE(
-      absl::StrContains(plan_of(16, 16, 8, 1, 1, Conv3x3Kernel::kWinograd), "rectifier_winograd"));
-  EXPECT_FALSE(absl::StrContains(plan_of(16, 16, 56, 2, 1), "rectifier_winograd"));  // stride 2
+  // F(4x4, 3x3) from 24 4x4 tiles.
+  EXPECT_EQ(kernel_of(16, 16, 56, 1, 1), "f4");  // 196 tiles
+  EXPECT_EQ(kernel_of(16, 16, 28, 1, 1), "f4");  // 49
+  // 16 4x4 tiles: F(2x2, 3x3) where it takes the shape (49 2x2 tiles)...
+  EXPECT_EQ(kernel_of(16, 16, 14, 1, 1), "f2");
+  EXPECT_EQ(kernel_of(16, 16, 10, 1, 2), "f2");  // 18 and 50 tiles
+  // ... else F(4x4, 3x3) from 8 tiles: 7x7 outputs from batch 2 (4 tiles
+  // of 16 pixels per image).
+  EXPECT_EQ(kernel_of(16, 16, 7, 1, 8), "f4");
+  EXPECT_EQ(kernel_of(16, 16, 7, 1, 2), "f4");
+  EXPECT_EQ(kernel_of(16, 16, 7, 1, 1), "onednn");   // 4 tiles
+  EXPECT_EQ(kernel_of(16, 16, 12, 1, 1), "f4");      // 9 tiles; 36 2x2 ones
+  EXPECT_EQ(kernel_of(16, 16, 13, 1, 1), "f4");      // 16 tiles; 2x2 ones cover 1.16x
+  EXPECT_EQ(kernel_of(16, 16, 6, 1, 1), "onednn");   // 4 tiles; 9 2x2 ones
+  EXPECT_EQ(kernel_of(16, 16, 56, 2, 1), "onednn");  // stride 2
+  // Without F(4x4, 3x3): F(2x2, 3x3) from 48 2x2 tiles, not on 7x7 outputs.
+  EXPECT_EQ(kernel_of(16, 16, 28, 1, 1, Conv3x3Kernel::kAutoF2x2), "f2");
+  EXPECT_EQ(kernel_of(16, 16, 14, 1, 1, Conv3x3Kernel::kAutoF2x2), "f2");
+  EXPECT_EQ(kernel_of(16, 16, 12, 1, 1, Conv3x3Kernel::kAutoF2x2), "onednn");
+  EXPECT_EQ(kernel_of(16, 16, 7, 1, 8, Conv3x3Kernel::kAutoF2x2), "onednn");
+  // Forced, wherever they run.
+  EXPECT_EQ(kernel_of(16, 16, 8, 1, 1, Conv3x3Kernel::kWinograd), "f2");
+  EXPECT_EQ(kernel_of(16, 16, 8, 1, 1, Conv3x3Kernel::kWinogradF4x4), "f4");
+  EXPECT_EQ(kernel_of(16, 16, 56, 1, 1, Conv3x3Kernel::kWinograd), "f2");
   // 12 input channels (oneDNN also chooses a plain layout for them).
-  EXPECT_FALSE(
-      absl::StrContains(plan_of(12, 16, 56, 1, 1, Conv3x3Kernel::kWinograd), "rectifier_winograd"));
-  EXPECT_FALSE(
-      absl::StrContains(plan_of(16, 16, 56, 1, 1, Conv3x3Kernel::kOneDnn), "rectifier_winograd"));
+  EXPECT_EQ(kernel_of(12, 16, 56, 1, 1, Conv3x3Kernel::kWinograd), "onednn");
+  EXPECT_EQ(kernel_of(12, 16, 56, 1, 1, Conv3x3Kernel::kWinogradF4x4), "onednn");
+  EXPECT_EQ(kernel_of(16, 16, 56, 1, 1, Conv3x3Kernel::kOneDnn), "onednn");
   // nChw16c is not its layout: where oneDNN runs the convolution in it
   // (AVX-512), the kernel stays out; on AVX2 oneDNN falls back to nChw8c.
   const Tensor x = RandomTensor({1, 16, 56, 56}, 6);

@@ -423,7 +423,7 @@ TEST_F(ModelRepositoryTest, ConvLayoutFromOptionsAndConfig) {
 // parameters { key: "conv3x3_kernel" } turns Rectifier's Winograd kernel
 // off or on for a model's 3x3 convolutions; an unknown value fails the load.
 TEST_F(ModelRepositoryTest, Conv3x3KernelFromConfig) {
-  for (const char* name : {"onednn", "winograd"}) {
+  for (const char* name : {"onednn", "winograd", "winograd-f4x4"}) {
     WriteFile(root_ / name / "1" / "model.onnx", testing::SlowModelBytes(1));
     WriteFile(root_ / name / "config.pbtxt",
               absl::StrCat("parameters { key: \"conv3x3_kernel\" value { string_value: \"", name,
@@ -433,17 +433,21 @@ TEST_F(ModelRepositoryTest, Conv3x3KernelFromConfig) {
   AddModel("bad", 1, 2.f);
   WriteFile(root_ / "bad" / "config.pbtxt",
             "parameters { key: \"conv3x3_kernel\" value { string_value: \"fft\" } }");
-  auto repo = Open(ControlMode::kExplicit, {"onednn", "winograd"});
+  auto repo = Open(ControlMode::kExplicit, {"onednn", "winograd", "winograd-f4x4"});
   ASSERT_NE(repo, nullptr);
   auto onednn = repo->Get("onednn", "");
   auto winograd = repo->Get("winograd", "");
+  auto winograd4 = repo->Get("winograd-f4x4", "");
   ASSERT_TRUE(onednn.ok()) << onednn.status();
   ASSERT_TRUE(winograd.ok()) << winograd.status();
+  ASSERT_TRUE(winograd4.ok()) << winograd4.status();
   const std::string onednn_plan = (*onednn)->model->DescribePlan(1).value();
   const std::string winograd_plan = (*winograd)->model->DescribePlan(1).value();
+  const std::string winograd4_plan = (*winograd4)->model->DescribePlan(1).value();
   EXPECT_EQ(onednn_plan.find("rectifier_winograd"), std::string::npos) << onednn_plan;
   if (engine::WinogradVectorized()) {
-    EXPECT_NE(winograd_plan.find("rectifier_winograd"), std::string::npos) << winograd_plan;
+    EXPECT_NE(winograd_plan.find("wei:winograd-f2x2-3x3"), std::string::npos) << winograd_plan;
+    EXPECT_NE(winograd4_plan.find("wei:winograd-f4x4-3x3"), std::string::npos) << winograd4_plan;
   }
   const absl::Status bad = repo->Load("bad");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);

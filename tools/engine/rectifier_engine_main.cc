@@ -175,11 +175,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "rectifier", "onednn"}));
   std::string conv3x3_kernel = "auto";
   app.add_option("--conv3x3-kernel", conv3x3_kernel,
-                 "kernel for 3x3 stride-1 convolutions: auto (Rectifier's Winograd F(2x2, 3x3) "
-                 "where it measured faster than oneDNN's direct kernel), winograd (wherever it "
-                 "can run) or onednn: to compare")
+                 "kernel for 3x3 stride-1 convolutions: auto (Rectifier's Winograd F(4x4, 3x3) "
+                 "or F(2x2, 3x3) where it measured faster than oneDNN's direct kernel), "
+                 "auto-f2x2 (the same without F(4x4, 3x3)), winograd (F(2x2, 3x3) wherever it "
+                 "can run), winograd-f4x4 (F(4x4, 3x3) wherever it can run) or onednn: to "
+                 "compare")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "winograd", "onednn"}));
+      ->check(CLI::IsMember({"auto", "auto-f2x2", "winograd", "winograd-f4x4", "onednn"}));
   std::string conv_layout = "tuned", tuning_cache;
   app.add_option("--conv-layout", conv_layout,
                  "activation layout convolutions ask for: any (oneDNN's choice), blocked8 "

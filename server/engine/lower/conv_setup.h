@@ -82,7 +82,7 @@ absl::StatusOr<bool> TryLowerDepthwiseRectifier(PlanBuilder& b, const Node& node
 // kernel computes: a clip / ReLU, or SiLU when Rectifier runs SiLU
 // (CompileOptions::silu_kernel).
 size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node);
-// Rectifier's Winograd F(2x2, 3x3) kernel (CompileOptions::conv3x3_kernel):
+// Rectifier's Winograd kernels (CompileOptions::conv3x3_kernel):
 // when `node` is a 3x3 convolution (input value `x`) with stride 1, padding
 // 1, one group and constant weights that oneDNN would run as `pd` in
 // nChw8c, and the option selects it for this shape, adds its step

@@ -1,16 +1,24 @@
-// 3x3 convolutions on Rectifier's Winograd F(2x2, 3x3) kernel
-// (ops/winograd.h) instead of oneDNN's direct kernel, per
+// 3x3 convolutions on Rectifier's Winograd kernels, F(4x4, 3x3) and
+// F(2x2, 3x3) (ops/winograd.h), instead of oneDNN's direct kernel, per
 // CompileOptions::conv3x3_kernel. Only where oneDNN chose nChw8c for the
 // source and the destination (its AVX2 layout), so the steps around the
 // convolution do not change; only the kernel does.
 //
-// kAuto takes every supported convolution with at least kAutoMinTiles 2x2
-// output tiles over the batch whose tiles cover at most kAutoMaxCover
-// times the output pixels: on AVX2 the kernel measured 1.2-1.6x faster
-// than jit:avx2 from 14x14 at batch 1 (49 tiles) up, and 0.3-0.8x with
-// fewer tiles (a thread left idle) or on 7x7 outputs at any batch (16
-// tiles of 4 pixels for 49 outputs: a third of the work wasted)
-// (docs/PERFORMANCE.md, "Winograd F(2x2, 3x3)"; bench/engine/winograd_kernel).
+// kAuto takes F(4x4, 3x3) for a supported convolution with at least
+// kAutoMinTiles4 4x4 output tiles over the batch, or kAutoMinTiles4Alone
+// where F(2x2, 3x3) would not run: on AVX2 it measured 1.2-2.6x faster
+// than jit:avx2 there, 7x7 outputs from batch 2 included (8 tiles of 16
+// pixels for 49 outputs each), and faster than F(2x2, 3x3) but on small
+// channel counts with few tiles (64 channels at 14x14, batch 1: 1.25
+// against 1.39). In ResNet-50 at batch 1 the 14x14 x 256-channel layers
+// (16 4x4 tiles, 49 2x2 ones) ran as fast on either: there the 9 MiB
+// F(4x4, 3x3) filter comes from memory, the 4 MiB F(2x2, 3x3) one reads
+// faster. Else F(2x2, 3x3) with at least kAutoMinTiles2 2x2 tiles
+// covering at most kAutoMaxCover times the output pixels: 1.2-1.6x from
+// 14x14 at batch 1 (49 tiles) up, 0.3-0.8x with fewer tiles (a thread left
+// idle) or on 7x7 outputs (16 tiles of 4 pixels for 49 outputs)
+// (docs/PERFORMANCE.md, "Winograd F(4x4, 3x3)" and "Winograd
+// F(2x2, 3x3)"; bench/engine/winograd_kernel).
 #include <string>
 #include <string_view>
 
@@ -29,14 +37,19 @@ const char* Conv3x3KernelName(Conv3x3Kernel kernel) {
       return "onednn";
     case Conv3x3Kernel::kAuto:
       return "auto";
+    case Conv3x3Kernel::kAutoF2x2:
+      return "auto-f2x2";
     case Conv3x3Kernel::kWinograd:
       return "winograd";
+    case Conv3x3Kernel::kWinogradF4x4:
+      return "winograd-f4x4";
   }
   return "auto";
 }
 
 bool ParseConv3x3Kernel(std::string_view name, Conv3x3Kernel* kernel) {
-  for (Conv3x3Kernel k : {Conv3x3Kernel::kOneDnn, Conv3x3Kernel::kAuto, Conv3x3Kernel::kWinograd}) {
+  for (Conv3x3Kernel k : {Conv3x3Kernel::kOneDnn, Conv3x3Kernel::kAuto, Conv3x3Kernel::kAutoF2x2,
+                          Conv3x3Kernel::kWinograd, Conv3x3Kernel::kWinogradF4x4}) {
     if (name == Conv3x3KernelName(k)) {
       *kernel = k;
       return true;
@@ -50,11 +63,13 @@ namespace {
 using dnnl::memory;
 using Tag = memory::format_tag;
 
-constexpr int64_t kAutoMinTiles = 48;   // 14x14 outputs at batch 1 have 49
-constexpr double kAutoMaxCover = 1.15;  // 15x15 outputs: 1.14; 7x7: 1.31
+constexpr int64_t kAutoMinTiles4 = 24;
+constexpr int64_t kAutoMinTiles4Alone = 8;  // 7x7 outputs at batch 2 have 8
+constexpr int64_t kAutoMinTiles2 = 48;      // 14x14 outputs at batch 1 have 49
+constexpr double kAutoMaxCover = 1.15;      // 15x15 outputs: 1.14; 7x7: 1.31
 
 // Attribute names of the step's node.
-constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width
+constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width, tile
 constexpr char kAct[] = "act";    // DepthwiseAct
 constexpr char kClip[] = "clip";  // clip_lo, clip_hi
 
@@ -62,7 +77,7 @@ WinogradParams ParamsOf(const Node& node) {
   const std::vector<int64_t> d = node.GetInts(kDims, {});
   const std::vector<float> c = node.GetFloats(kClip, {});
   WinogradParams p;
-  if (d.size() != 5 || c.size() != 2) {
+  if (d.size() != 6 || c.size() != 2) {
     p.batch = 0;  // unsupported
     return p;
   }
@@ -71,6 +86,7 @@ WinogradParams ParamsOf(const Node& node) {
   p.out_channels = d[2];
   p.height = d[3];
   p.width = d[4];
+  p.tile = static_cast<int>(d[5]);
   p.act = static_cast<DepthwiseAct>(node.GetInt(kAct, 0));
   p.clip_lo = c[0];
   p.clip_hi = c[1];
@@ -90,6 +106,33 @@ absl::Status ComputeWinograd(const Node& node, const std::vector<View>& in,
 
 bool IsNchw8c(const memory::desc& md, const std::vector<int64_t>& shape) {
   return md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, Tag::nChw8c);
+}
+
+// The output tile `kernel` runs `p` with (2 or 4), or 0 for oneDNN.
+int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
+  switch (kernel) {
+    case Conv3x3Kernel::kOneDnn:
+      return 0;
+    case Conv3x3Kernel::kWinograd:
+      return 2;
+    case Conv3x3Kernel::kWinogradF4x4:
+      return 4;
+    case Conv3x3Kernel::kAuto:
+    case Conv3x3Kernel::kAutoF2x2:
+      break;
+  }
+  WinogradParams f2 = p;
+  f2.tile = 2;
+  const int64_t covered = 4 * ((p.height + 1) / 2) * ((p.width + 1) / 2);  // whole tiles
+  const double cover = static_cast<double>(covered) / static_cast<double>(p.height * p.width);
+  const bool f2_wins = WinogradTiles(f2) >= kAutoMinTiles2 && cover <= kAutoMaxCover;
+  if (kernel == Conv3x3Kernel::kAuto) {
+    WinogradParams f4 = p;
+    f4.tile = 4;
+    const int64_t tiles = WinogradTiles(f4);
+    if (tiles >= kAutoMinTiles4 || (tiles >= kAutoMinTiles4Alone && !f2_wins)) return 4;
+  }
+  return f2_wins ? 2 : 0;
 }
 
 }  // namespace
@@ -131,19 +174,16 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   p.width = xs[3];
   const size_t fused = WinogradFusedPostOps(b, node);
   if (fused > 0) KernelActivation(node.post_ops, &p.act, &p.clip_lo, &p.clip_hi);
-  if (!WinogradSupported(p)) return -1;
-  if (b.conv3x3_kernel() == Conv3x3Kernel::kAuto) {
-    const int64_t covered = 4 * ((p.height + 1) / 2) * ((p.width + 1) / 2);  // whole tiles
-    const double cover = static_cast<double>(covered) / static_cast<double>(p.height * p.width);
-    if (WinogradTiles(p) < kAutoMinTiles || cover > kAutoMaxCover) return -1;
-  }
+  p.tile = TileFor(b.conv3x3_kernel(), p);
+  if (p.tile == 0 || !WinogradSupported(p)) return -1;
 
   ASSIGN_OR_RETURN(int src, b.InLayout(x, pd.src_desc()));
   const float* weights = c.weights->data<float>();
-  ASSIGN_OR_RETURN(const int wv, b.ComputedConstant(absl::StrCat(node.Input(1), "@winograd"),
-                                                    WinogradFilterSize(p), [&](float* u) {
-                                                      WinogradTransformFilter(p, weights, u);
-                                                    }));
+  ASSIGN_OR_RETURN(
+      const int wv,
+      b.ComputedConstant(absl::StrCat(node.Input(1), "@winograd", p.tile == 4 ? "4" : ""),
+                         WinogradFilterSize(p),
+                         [&](float* u) { WinogradTransformFilter(p, weights, u); }));
   int bv = -1;
   if (c.bias != nullptr) {
     ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias"),
@@ -157,7 +197,7 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   step.node.op_type = "WinogradConv";
   step.node.name = node.name;
   step.node.attrs[kDims] =
-      Attribute::OfInts({p.batch, p.in_channels, p.out_channels, p.height, p.width});
+      Attribute::OfInts({p.batch, p.in_channels, p.out_channels, p.height, p.width, p.tile});
   step.node.attrs[kAct] = Attribute::OfInt(static_cast<int64_t>(p.act));
   step.node.attrs[kClip] = Attribute::OfFloats({p.clip_lo, p.clip_hi});
   step.compute = ComputeWinograd;
@@ -166,8 +206,9 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   step.reads = {src, wv};
   if (bv >= 0) step.reads.push_back(bv);
   step.writes = {dst};
-  step.label = absl::StrCat(WithWeightLayout(label(), pd, "winograd-f2x2-3x3"),
-                            "  [rectifier_winograd:avx2]");
+  step.label = absl::StrCat(
+      WithWeightLayout(label(), pd, p.tile == 4 ? "winograd-f4x4-3x3" : "winograd-f2x2-3x3"),
+      "  [rectifier_winograd:avx2]");
   b.plan().steps.push_back(std::move(step));
   return dst;
 }

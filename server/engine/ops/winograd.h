@@ -1,19 +1,23 @@
 // Rectifier's 3x3 convolution by Winograd's minimal filtering F(2x2, 3x3)
-// (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-// 2016), for stride 1, padding 1 on every side, no dilation, one group, in
-// oneDNN's nChw8c layout, with bias and a fused output activation (clip /
-// ReLU, SiLU). Each 2x2 output tile is computed from a 4x4 input tile with
-// 16 multiplications per input and output channel instead of 36: the
-// convolution becomes 16 matrix products over the channels (one per
-// position of the transformed tile) between an input transform and an
-// output transform. Plans use it where it measured faster than oneDNN
+// or F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+// Networks", 2016), for stride 1, padding 1 on every side, no dilation, one
+// group, in oneDNN's nChw8c layout, with bias and a fused output activation
+// (clip / ReLU, SiLU). Each 2x2 output tile is computed from a 4x4 input
+// tile with 16 multiplications per input and output channel instead of 36
+// (F(2x2, 3x3)), each 4x4 output tile from a 6x6 input tile with 36 instead
+// of 144 (F(4x4, 3x3)): the convolution becomes 16 or 36 matrix products
+// over the channels (one per position of the transformed tile) between an
+// input transform and an output transform. Plans use it where it measured faster than oneDNN
 // 2.6's direct jit:avx2 kernel (lower_winograd.cc; docs/PERFORMANCE.md,
 // "Winograd F(2x2, 3x3)"). AVX2 + FMA only: without them
 // WinogradVectorized() is false and plans keep oneDNN's convolution.
 //
-// The transforms use only 0, +-1 and +-1/2, so the result stays within a
-// few units of float rounding of the direct convolution (about 2e-6
-// relative to the largest output for 256 input channels).
+// F(2x2, 3x3)'s transforms use only 0, +-1 and +-1/2, so its result stays
+// within a few units of float rounding of the direct convolution (about
+// 2e-6 relative to the largest output for 256 input channels). F(4x4, 3x3)
+// (interpolation points 0, +-1, +-2) scales values by up to 8 in its
+// transforms and loses about a decimal digit more (winograd_test.cc
+// bounds it).
 #ifndef RECTIFIER_SERVER_ENGINE_OPS_WINOGRAD_H_
 #define RECTIFIER_SERVER_ENGINE_OPS_WINOGRAD_H_
 
@@ -29,6 +33,7 @@ struct WinogradParams {
   int64_t in_channels = 0;                 // a multiple of 8
   int64_t out_channels = 0;                // a multiple of 8
   int64_t height = 0, width = 0;           // input and output (stride 1, padding 1)
+  int tile = 2;                            // output tile: 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3))
   DepthwiseAct act = DepthwiseAct::kNone;  // kNone, kClip or kSilu
   float clip_lo = -std::numeric_limits<float>::infinity();
   float clip_hi = std::numeric_limits<float>::infinity();
@@ -37,13 +42,13 @@ struct WinogradParams {
 bool WinogradSupported(const WinogradParams& p);
 // True when the CPU runs the kernel (AVX2 + FMA).
 bool WinogradVectorized();
-// 2x2 output tiles of the convolution: batch * ceil(H / 2) * ceil(W / 2).
+// Output tiles of the convolution: batch * ceil(H / tile) * ceil(W / tile).
 int64_t WinogradTiles(const WinogradParams& p);
 
-// Floats of the transformed filter: 16 * in_channels * out_channels.
+// Floats of the transformed filter: (tile + 2)^2 * in_channels * out_channels.
 int64_t WinogradFilterSize(const WinogradParams& p);
 // `oihw`: [out_channels][in_channels][3][3]; `u`: WinogradFilterSize floats,
-// G g G^T per channel pair as [16][in_channels][out_channels].
+// G g G^T per channel pair as [(tile + 2)^2][in_channels][out_channels].
 void WinogradTransformFilter(const WinogradParams& p, const float* oihw, float* u);
 
 // y = act(conv(x) + bias); x [N][IC/8][H][W][8], y [N][OC/8][H][W][8]

@@ -40,13 +40,19 @@ absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromFile(
 namespace {
 
 // What the tuned layouts of a model depend on besides the CPU: the model's
-// bytes and the options that change its graph.
+// bytes, the options that change its graph, and the revision of the
+// kernels' selection rules (kKernelRevision: 2 since the Winograd F(4x4,
+// 3x3) kernel joined `auto`), so that a cache tuned against other kernels
+// is timed again.
+constexpr int kKernelRevision = 2;
+
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
   std::string text = absl::StrCat(
-      "fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy, " dw=", o.fuse_depthwise,
-      " dwk=", static_cast<int>(o.depthwise_kernel), " c3k=", static_cast<int>(o.conv3x3_kernel),
-      " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
-      " silu=", static_cast<int>(o.silu_kernel), " gelu=", o.gelu_approximation);
+      "rev=", kKernelRevision, " fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy,
+      " dw=", o.fuse_depthwise, " dwk=", static_cast<int>(o.depthwise_kernel),
+      " c3k=", static_cast<int>(o.conv3x3_kernel), " ap=", o.activation_patterns,
+      " tanh=", static_cast<int>(o.tanh_kernel), " silu=", static_cast<int>(o.silu_kernel),
+      " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
                     r.beta.value_or(0));
