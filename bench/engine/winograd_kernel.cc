@@ -5,10 +5,11 @@
 // difference between the outputs. Run by hand (docs/PERFORMANCE.md,
 // "Winograd F(2x2, 3x3)"):
 //
-//   winograd_kernel BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4]
+//   winograd_kernel BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4] [8|16]
 //
-// The last argument is the output tile: 2 for F(2x2, 3x3) (the default), 4
-// for F(4x4, 3x3).
+// The output tile: 2 for F(2x2, 3x3) (the default), 4 for F(4x4, 3x3); the
+// layout: 8 for nChw8c (the default; the AVX2 kernel, and oneDNN's AVX2
+// kernel under ONEDNN_MAX_CPU_ISA=AVX2), 16 for nChw16c (the AVX-512 one).
 //   OMP_NUM_THREADS=2 ONEDNN_MAX_CPU_ISA=AVX2 build/bench/engine/winograd_kernel 8 64 64 56
 #include <omp.h>
 
@@ -31,7 +32,8 @@ using rectifier::bench::MedianMs;
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4]\n",
+    std::fprintf(stderr,
+                 "usage: %s BATCH IN_CHANNELS OUT_CHANNELS SIZE [none|relu|silu] [2|4] [8|16]\n",
                  argv[0]);
     return 2;
   }
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
   p.height = p.width = std::atoi(argv[4]);
   const std::string act = argc > 5 ? argv[5] : "none";
   if (argc > 6) p.tile = std::atoi(argv[6]);
+  if (argc > 7) p.lanes = std::atoi(argv[7]);
   dnnl::post_ops po;
   if (act == "relu") {
     p.act = eng::DepthwiseAct::kClip;
@@ -51,8 +54,8 @@ int main(int argc, char** argv) {
     p.act = eng::DepthwiseAct::kSilu;
     po.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.0f, 0.0f);
   }
-  if (!eng::WinogradSupported(p) || !eng::WinogradVectorized()) {
-    std::fprintf(stderr, "unsupported shape, or no AVX2 + FMA\n");
+  if (!eng::WinogradSupported(p) || !eng::WinogradVectorized(p.lanes)) {
+    std::fprintf(stderr, "unsupported shape, or no AVX2 + FMA (AVX-512 for 16)\n");
     return 2;
   }
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -60,8 +63,10 @@ int main(int argc, char** argv) {
   const memory::dims src_dims = {p.batch, p.in_channels, p.height, p.width};
   const memory::dims dst_dims = {p.batch, p.out_channels, p.height, p.width};
   const memory::dims w_dims = {p.out_channels, p.in_channels, 3, 3};
-  const memory::desc src_md(src_dims, memory::data_type::f32, memory::format_tag::nChw8c);
-  const memory::desc dst_md(dst_dims, memory::data_type::f32, memory::format_tag::nChw8c);
+  const memory::format_tag tag =
+      p.lanes == 16 ? memory::format_tag::nChw16c : memory::format_tag::nChw8c;
+  const memory::desc src_md(src_dims, memory::data_type::f32, tag);
+  const memory::desc dst_md(dst_dims, memory::data_type::f32, tag);
   const memory::desc b_md({p.out_channels}, memory::data_type::f32, memory::format_tag::x);
   dnnl::primitive_attr attr;
   attr.set_post_ops(po);

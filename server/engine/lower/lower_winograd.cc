@@ -1,8 +1,10 @@
 // 3x3 convolutions on Rectifier's Winograd kernels, F(4x4, 3x3) and
 // F(2x2, 3x3) (ops/winograd.h), instead of oneDNN's direct kernel, per
-// CompileOptions::conv3x3_kernel. Only where oneDNN chose nChw8c for the
-// source and the destination (its AVX2 layout), so the steps around the
-// convolution do not change; only the kernel does.
+// CompileOptions::conv3x3_kernel. Only where oneDNN chose nChw8c (its
+// AVX2 layout: the AVX2 kernel) or nChw16c (its AVX-512 layout: the
+// AVX-512 kernel, where oneDNN may use AVX-512) for the source and the
+// destination, so the steps around the convolution do not change; only
+// the kernel does.
 //
 // kAuto takes F(4x4, 3x3) for a supported convolution with at least
 // kAutoMinTiles4 4x4 output tiles over the batch, or kAutoMinTiles4Alone
@@ -21,6 +23,7 @@
 // F(2x2, 3x3)"; bench/engine/winograd_kernel).
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -67,9 +70,11 @@ constexpr int64_t kAutoMinTiles4 = 24;
 constexpr int64_t kAutoMinTiles4Alone = 8;  // 7x7 outputs at batch 2 have 8
 constexpr int64_t kAutoMinTiles2 = 48;      // 14x14 outputs at batch 1 have 49
 constexpr double kAutoMaxCover = 1.15;      // 15x15 outputs: 1.14; 7x7: 1.31
+// The largest F(4x4, 3x3) filter (36 x IC x OC floats) `auto` takes at AVX-512.
+constexpr int64_t kAvx512MaxFilterBytes = int64_t{16} << 20;
 
 // Attribute names of the step's node.
-constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width, tile
+constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width, tile, lanes
 constexpr char kAct[] = "act";    // DepthwiseAct
 constexpr char kClip[] = "clip";  // clip_lo, clip_hi
 
@@ -77,7 +82,7 @@ WinogradParams ParamsOf(const Node& node) {
   const std::vector<int64_t> d = node.GetInts(kDims, {});
   const std::vector<float> c = node.GetFloats(kClip, {});
   WinogradParams p;
-  if (d.size() != 6 || c.size() != 2) {
+  if (d.size() != 7 || c.size() != 2) {
     p.batch = 0;  // unsupported
     return p;
   }
@@ -87,6 +92,7 @@ WinogradParams ParamsOf(const Node& node) {
   p.height = d[3];
   p.width = d[4];
   p.tile = static_cast<int>(d[5]);
+  p.lanes = static_cast<int>(d[6]);
   p.act = static_cast<DepthwiseAct>(node.GetInt(kAct, 0));
   p.clip_lo = c[0];
   p.clip_hi = c[1];
@@ -96,7 +102,7 @@ WinogradParams ParamsOf(const Node& node) {
 absl::Status ComputeWinograd(const Node& node, const std::vector<View>& in,
                              const std::vector<View>& out) {
   const WinogradParams p = ParamsOf(node);
-  if (!WinogradSupported(p) || !WinogradVectorized()) {
+  if (!WinogradSupported(p) || !WinogradVectorized(p.lanes)) {
     return absl::InternalError(absl::StrCat(node.Describe(), ": Winograd parameters are invalid"));
   }
   const float* bias = in.size() > 2 && in[2].data != nullptr ? in[2].as<float>() : nullptr;
@@ -104,8 +110,12 @@ absl::Status ComputeWinograd(const Node& node, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
-bool IsNchw8c(const memory::desc& md, const std::vector<int64_t>& shape) {
-  return md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, Tag::nChw8c);
+// 8 or 16 when `md` is `shape` in nChw8c or nChw16c, else 0.
+int BlockedLanes(const memory::desc& md, const std::vector<int64_t>& shape) {
+  for (const auto& [tag, lanes] : {std::pair{Tag::nChw8c, 8}, std::pair{Tag::nChw16c, 16}}) {
+    if (md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, tag)) return lanes;
+  }
+  return 0;
 }
 
 // The output tile `kernel` runs `p` with (2 or 4), or 0 for oneDNN.
@@ -121,6 +131,11 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
     case Conv3x3Kernel::kAutoF2x2:
       break;
   }
+  // At AVX-512 the products outrun memory: a filter larger than the L3
+  // cache's share, read from memory by every block, made both algorithms
+  // slower than oneDNN (512 x 512 channels at 7x7: 0.4-0.8x).
+  const int64_t f4_filter_bytes = int64_t{36} * p.in_channels * p.out_channels * 4;
+  if (p.lanes == 16 && f4_filter_bytes > kAvx512MaxFilterBytes) return 0;
   WinogradParams f2 = p;
   f2.tile = 2;
   const int64_t covered = 4 * ((p.height + 1) / 2) * ((p.width + 1) / 2);  // whole tiles
@@ -148,8 +163,8 @@ size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node) {
 absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const ConvSetup& c, int x,
                                      const dnnl::primitive_desc& pd,
                                      const std::function<std::string()>& label) {
-  if (b.conv3x3_kernel() == Conv3x3Kernel::kOneDnn || !WinogradVectorized() || c.transpose ||
-      c.weights == nullptr || c.runtime_bias || c.geo.groups != 1) {
+  if (b.conv3x3_kernel() == Conv3x3Kernel::kOneDnn || c.transpose || c.weights == nullptr ||
+      c.runtime_bias || c.geo.groups != 1) {
     return -1;
   }
   const std::vector<int64_t>& xs = b.values()[x].shape;
@@ -165,13 +180,17 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
       return -1;
     }
   }
-  if (!IsNchw8c(pd.src_desc(), xs) || !IsNchw8c(pd.dst_desc(), ys)) return -1;
+  const int lanes = BlockedLanes(pd.src_desc(), xs);
+  if (lanes == 0 || BlockedLanes(pd.dst_desc(), ys) != lanes || !WinogradVectorized(lanes)) {
+    return -1;
+  }
   WinogradParams p;
   p.batch = xs[0];
   p.in_channels = xs[1];
   p.out_channels = ys[1];
   p.height = xs[2];
   p.width = xs[3];
+  p.lanes = lanes;
   const size_t fused = WinogradFusedPostOps(b, node);
   if (fused > 0) KernelActivation(node.post_ops, &p.act, &p.clip_lo, &p.clip_hi);
   p.tile = TileFor(b.conv3x3_kernel(), p);
@@ -196,8 +215,8 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   step.kind = PlanStep::Kind::kReference;
   step.node.op_type = "WinogradConv";
   step.node.name = node.name;
-  step.node.attrs[kDims] =
-      Attribute::OfInts({p.batch, p.in_channels, p.out_channels, p.height, p.width, p.tile});
+  step.node.attrs[kDims] = Attribute::OfInts(
+      {p.batch, p.in_channels, p.out_channels, p.height, p.width, p.tile, p.lanes});
   step.node.attrs[kAct] = Attribute::OfInt(static_cast<int64_t>(p.act));
   step.node.attrs[kClip] = Attribute::OfFloats({p.clip_lo, p.clip_hi});
   step.compute = ComputeWinograd;
@@ -208,7 +227,7 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
   step.writes = {dst};
   step.label = absl::StrCat(
       WithWeightLayout(label(), pd, p.tile == 4 ? "winograd-f4x4-3x3" : "winograd-f2x2-3x3"),
-      "  [rectifier_winograd:avx2]");
+      lanes == 16 ? "  [rectifier_winograd:avx512]" : "  [rectifier_winograd:avx2]");
   b.plan().steps.push_back(std::move(step));
   return dst;
 }
