@@ -323,6 +323,27 @@ TEST(WinogradPlanTest, AgreesWithOneDnnInNchw16c) {
   }
 }
 
+// At AVX-512 `auto` wants 16 tiles for a filter beyond 16 MiB (512 x 512
+// channels), and never F(2x2, 3x3) for it; in nChw8c it takes 8.
+TEST(WinogradPlanTest, AutoWantsMoreTilesForLargeFiltersAtAvx512) {
+  if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  auto kernel_of = [&](int64_t size, int64_t batch, ConvLayout layout) -> std::string {
+    const Tensor x = RandomTensor({batch, 512, size, size}, 8);
+    const std::string plan =
+        Compile(ConvModel(512, 512, size, 1, "Relu"), x, Conv3x3Kernel::kAuto, layout).plan;
+    if (absl::StrContains(plan, "wei:winograd-f4x4-3x3")) return "f4";
+    if (absl::StrContains(plan, "wei:winograd-f2x2-3x3")) return "f2";
+    return "onednn";
+  };
+  EXPECT_EQ(kernel_of(7, 2, ConvLayout::kBlocked8), "f4");   // 8 tiles
+  EXPECT_EQ(kernel_of(14, 1, ConvLayout::kBlocked8), "f2");  // 16 4x4 tiles, 49 2x2 ones
+  if (!WinogradVectorized(16)) return;
+  EXPECT_EQ(kernel_of(7, 2, ConvLayout::kBlocked16), "onednn");
+  EXPECT_EQ(kernel_of(7, 4, ConvLayout::kBlocked16), "f4");  // 16 tiles
+  EXPECT_EQ(kernel_of(14, 1, ConvLayout::kBlocked16), "f4");
+  EXPECT_EQ(kernel_of(10, 1, ConvLayout::kBlocked16), "onednn");  // 9 tiles, 25 2x2 ones
+}
+
 TEST(WinogradPlanTest, AutoTakesEnoughTilesAndOnlyStrideOneEightChannelMultiples) {
   if (!WinogradVectorized()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
   // Which kernel runs the convolution: "f4", "f2" or "onednn".

@@ -70,8 +70,10 @@ constexpr int64_t kAutoMinTiles4 = 24;
 constexpr int64_t kAutoMinTiles4Alone = 8;  // 7x7 outputs at batch 2 have 8
 constexpr int64_t kAutoMinTiles2 = 48;      // 14x14 outputs at batch 1 have 49
 constexpr double kAutoMaxCover = 1.15;      // 15x15 outputs: 1.14; 7x7: 1.31
-// The largest F(4x4, 3x3) filter (36 x IC x OC floats) `auto` takes at AVX-512.
-constexpr int64_t kAvx512MaxFilterBytes = int64_t{16} << 20;
+// At AVX-512, F(4x4, 3x3) filters (36 x IC x OC floats) beyond this size
+// need kAutoMinTiles4Far tiles.
+constexpr int64_t kAvx512FarFilterBytes = int64_t{16} << 20;
+constexpr int64_t kAutoMinTiles4Far = 16;
 
 // Attribute names of the step's node.
 constexpr char kDims[] = "dims";  // batch, in_channels, out_channels, height, width, tile, lanes
@@ -131,11 +133,14 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
     case Conv3x3Kernel::kAutoF2x2:
       break;
   }
-  // At AVX-512 the products outrun memory: a filter larger than the L3
-  // cache's share, read from memory by every block, made both algorithms
-  // slower than oneDNN (512 x 512 channels at 7x7: 0.4-0.8x).
+  // At AVX-512 the products outrun memory: where the F(4x4, 3x3) filter
+  // exceeds the L3 cache's share (512 x 512 channels: 36 MiB), it takes
+  // kAutoMinTiles4Far tiles to pay for streaming it (ResNet-50's 7x7 layers
+  // in batch-split parts of 4 images, 16 tiles on one thread: 3.7 ms
+  // against oneDNN's 5.5; 8 tiles on two threads: 0.8x), and F(2x2, 3x3)
+  // does not pay (0.55-0.66x).
   const int64_t f4_filter_bytes = int64_t{36} * p.in_channels * p.out_channels * 4;
-  if (p.lanes == 16 && f4_filter_bytes > kAvx512MaxFilterBytes) return 0;
+  const bool far = p.lanes == 16 && f4_filter_bytes > kAvx512FarFilterBytes;
   WinogradParams f2 = p;
   f2.tile = 2;
   const int64_t covered = 4 * ((p.height + 1) / 2) * ((p.width + 1) / 2);  // whole tiles
@@ -145,9 +150,11 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
     WinogradParams f4 = p;
     f4.tile = 4;
     const int64_t tiles = WinogradTiles(f4);
-    if (tiles >= kAutoMinTiles4 || (tiles >= kAutoMinTiles4Alone && !f2_wins)) return 4;
+    if (tiles >= kAutoMinTiles4) return 4;
+    if (far) return tiles >= kAutoMinTiles4Far ? 4 : 0;
+    if (tiles >= kAutoMinTiles4Alone && !f2_wins) return 4;
   }
-  return f2_wins ? 2 : 0;
+  return f2_wins && !far ? 2 : 0;
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ struct Shape {
 };
 
 // How the threads share the work: blocks of `block` tiles, each block's
-// output channels in `parts` parts (pairs of 8-channel blocks), one
+// output channels in `parts` parts (pairs of vectors of channels), one
 // (block, part) item at a time per thread. Each item reads its part of the
 // transformed filter once; V and M of a block stay close to the thread.
 //
@@ -104,8 +104,8 @@ void Partition(const WinogradParams& p, int threads, Shape* s) {
   s->parts = best.parts;
 }
 
-// Output channel blocks [first, last) of part `part` of `parts`: pairs of
-// 8-channel blocks, the last part taking an odd one.
+// Output channel vectors [first, last) of part `part` of `parts`: pairs of
+// vectors, the last part taking an odd one.
 void PartRange(const Shape& s, int part, int* first, int* last) {
   const int64_t pairs = s.ocb / 2;
   *first = static_cast<int>(pairs * part / s.parts * 2);
@@ -146,7 +146,7 @@ RECTIFIER_AVX2 inline Vec Min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
 RECTIFIER_AVX2 inline Vec Max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 RECTIFIER_AVX2 inline Vec SiluV(Vec v) { return Silu8(v); }
 #define RECTIFIER_WINOGRAD_TARGET RECTIFIER_AVX2
-#include "server/engine/ops/winograd_kernel.inc"  // NOLINT(bugprone-suspicious-include)
+#include "server/engine/ops/winograd_kernel.inc"
 #undef RECTIFIER_WINOGRAD_TARGET
 }  // namespace avx2
 
@@ -173,7 +173,7 @@ RECTIFIER_AVX512 inline Vec Min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
 RECTIFIER_AVX512 inline Vec Max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
 RECTIFIER_AVX512 inline Vec SiluV(Vec v) { return Silu16(v); }
 #define RECTIFIER_WINOGRAD_TARGET RECTIFIER_AVX512
-#include "server/engine/ops/winograd_kernel.inc"  // NOLINT(bugprone-suspicious-include)
+#include "server/engine/ops/winograd_kernel.inc"
 #undef RECTIFIER_WINOGRAD_TARGET
 }  // namespace avx512
 #if defined(__GNUC__) && !defined(__clang__)
