@@ -139,7 +139,9 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
   // in batch-split parts of 4 images, 16 tiles on one thread: 3.7 ms
   // against oneDNN's 5.5; 8 tiles on two threads: 0.8x), and F(2x2, 3x3)
   // does not pay (0.55-0.66x).
-  const int64_t f4_filter_bytes = int64_t{36} * p.in_channels * p.out_channels * 4;
+  WinogradParams f4 = p;
+  f4.tile = 4;
+  const int64_t f4_filter_bytes = WinogradFilterSize(f4) * static_cast<int64_t>(sizeof(float));
   const bool far = p.lanes == 16 && f4_filter_bytes > kAvx512FarFilterBytes;
   WinogradParams f2 = p;
   f2.tile = 2;
@@ -147,8 +149,6 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
   const double cover = static_cast<double>(covered) / static_cast<double>(p.height * p.width);
   const bool f2_wins = WinogradTiles(f2) >= kAutoMinTiles2 && cover <= kAutoMaxCover;
   if (kernel == Conv3x3Kernel::kAuto) {
-    WinogradParams f4 = p;
-    f4.tile = 4;
     const int64_t tiles = WinogradTiles(f4);
     if (tiles >= kAutoMinTiles4) return 4;
     if (far) return tiles >= kAutoMinTiles4Far ? 4 : 0;

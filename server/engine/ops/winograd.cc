@@ -76,7 +76,7 @@ void Partition(const WinogradParams& p, int threads, Shape* s) {
   s->block = 5 * kTileRegs;
   s->parts = 1;
   if (p.tile == 2) return;
-  const int64_t filter_bytes = int64_t{36} * p.in_channels * p.out_channels * 4;
+  const int64_t filter_bytes = WinogradFilterSize(p) * static_cast<int64_t>(sizeof(float));
   const double reload = filter_bytes > kFilterFar ? kFarFilterTiles : 0.0;
   struct Choice {
     int block = 0, parts = 1;
