@@ -2,39 +2,68 @@
 # Requests larger than glibc's largest mmap threshold (32 MiB) with and
 # without the server's heap-only allocation (common::ReuseLargeAllocations),
 # alternating round by round: the 640x640 detector at batch 8 (39 MB of FP32
-# per request) through KServe ModelInfer at concurrency 1.
+# per request, a 22 MB response) through KServe ModelInfer at concurrency 1;
+# with `relu`, a one-node Relu model on the same batch instead (39 MB each
+# way, the response above 32 MiB too).
 #
-#   bench/server/large_buffers.sh [BUILD_DIR] [ROUNDS]
+#   bench/server/large_buffers.sh [BUILD_DIR] [ROUNDS] [detector|relu]
 #
 # "glibc defaults" starts the server with GLIBC_TUNABLES set to a malloc
 # tunable at its default value (glibc.malloc.tcache_count=7), which makes the
-# server leave malloc as glibc configures it. Per side: rectifier-perf p50,
+# server leave malloc as glibc configures it; "heap only, M_TOP_PAD 0" sets
+# the first two of ReuseLargeAllocations' settings as tunables, without its
+# 64 MiB top pad (thread arenas' heaps unmapped when they empty); the last
+# side runs the default server with rectifier-perf itself left at glibc's
+# defaults (the client also calls ReuseLargeAllocations, for the 39 MB it
+# sends and the response it parses). Per side: rectifier-perf p50,
 # ModelStatistics compute_input (decoding the request's tensor) and
 # compute_infer per request, and the server's minor page faults per request.
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-2}
+model=${3:-detector}
 cd "$(dirname "$0")/../.."
 . bench/server/grpc_port.sh
-onnx=$(ls models/.cache/zoo/yolo_like-*.onnx 2>/dev/null | head -1 || true)
-if [ -z "$onnx" ]; then
-  onnx=models/.cache/yolo_like.onnx
-  [ -f "$onnx" ] || /usr/bin/python3 models/tools/export_zoo.py yolo_like --out "$onnx"
-fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/repo/detector/1"
-ln -s "$PWD/$onnx" "$work/repo/detector/1/model.onnx"
+case $model in
+  detector)
+    onnx=$(ls models/.cache/zoo/yolo_like-*.onnx 2>/dev/null | head -1 || true)
+    if [ -z "$onnx" ]; then
+      onnx=models/.cache/yolo_like.onnx
+      [ -f "$onnx" ] || /usr/bin/python3 models/tools/export_zoo.py yolo_like --out "$onnx"
+    fi
+    ;;
+  relu)
+    onnx=$work/relu.onnx
+    /usr/bin/python3 - "$onnx" <<'PY'
+import sys
+import onnx
+from onnx import TensorProto, helper
+io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3, 640, 640]) for n in "xy"]
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", io[:1], io[1:])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.save(model, sys.argv[1])
+PY
+    ;;
+  *)
+    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu]" >&2
+    exit 2
+    ;;
+esac
+mkdir -p "$work/repo/$model/1"
+ln -s "$(realpath "$onnx")" "$work/repo/$model/1/model.onnx"
 input=$(/usr/bin/python3 -c "import onnx,sys; print(onnx.load(sys.argv[1], load_external_data=False).graph.input[0].name)" "$onnx")
-cat > "$work/repo/detector/config.pbtxt" <<CFG
+cat > "$work/repo/$model/config.pbtxt" <<CFG
 max_batch_size: 8
 parameters { key: "intra_op_threads" value { string_value: "2" } }
 model_warmup [ { name: "batch" batch_size: 8 inputs { key: "$input" value { data_type: TYPE_FP32 dims: [ 3, 640, 640 ] random_data: true } } } ]
 CFG
 
-side() {  # label, env assignments...
-  local label=$1
-  shift
+side() {  # label, rectifier-perf's GLIBC_TUNABLES ('' = unset), server env assignments...
+  local label=$1 client_tunables=$2
+  shift 2
   env "$@" "$build/server/rectifier-server" --model-repository "$work/repo" \
     --grpc-address 127.0.0.1:0 --metrics-address "" --http-address "" \
     --tuning-cache-dir "$work/tuning" > "$work/server.log" 2>&1 &
@@ -42,11 +71,12 @@ side() {  # label, env assignments...
   port=$(grpc_port "$work/server.log")
   local faults0
   faults0=$(awk '{print $10}' "/proc/$pid/stat")
-  "$build/tools/perf/rectifier-perf" -m detector --url "127.0.0.1:$port" -b 8 --concurrency 1 \
+  env ${client_tunables:+GLIBC_TUNABLES=$client_tunables} \
+    "$build/tools/perf/rectifier-perf" -m "$model" --url "127.0.0.1:$port" -b 8 --concurrency 1 \
     --window-s 4 --max-windows 4 --csv "$work/perf.csv" > /dev/null 2>&1
   local faults1
   faults1=$(awk '{print $10}' "/proc/$pid/stat")
-  "$build/tools/client/rectifier-client" --url "127.0.0.1:$port" stats detector > "$work/stats.json"
+  "$build/tools/client/rectifier-client" --url "127.0.0.1:$port" stats "$model" > "$work/stats.json"
   kill -TERM $pid
   wait $pid || true
   /usr/bin/python3 - "$label" "$work/perf.csv" "$work/stats.json" "$((faults1 - faults0))" <<'PY'
@@ -64,6 +94,9 @@ PY
 echo "| side | p50 ms | compute_input ms | compute_infer ms | page faults / measured request |"
 echo "| --- | --- | --- | --- | --- |"
 for _ in $(seq "$rounds"); do
-  side "glibc defaults" GLIBC_TUNABLES=glibc.malloc.tcache_count=7
-  side "heap only (default)"
+  side "glibc defaults" "" GLIBC_TUNABLES=glibc.malloc.tcache_count=7
+  side "heap only, M_TOP_PAD 0" "" \
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=268435456
+  side "heap only (default)" ""
+  side "heap only (default), client at glibc defaults" glibc.malloc.tcache_count=7
 done

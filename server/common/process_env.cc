@@ -22,7 +22,8 @@ void ReexecWithBoundedOpenMpSpinning(char** argv) {
 bool ReuseLargeAllocations() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return false;
-  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold) == 1;
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, kMallocTrimThreshold) == 1 &&
+         mallopt(M_TOP_PAD, kMallocTopPad) == 1;
 }
 
 bool ConfigureMutexDeadlockDetection() {

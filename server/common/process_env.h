@@ -39,17 +39,28 @@ void ReexecWithBoundedOpenMpSpinning(char** argv);
 // to the kernel (M_TRIM_THRESHOLD) while ReuseLargeAllocations is in effect.
 inline constexpr int kMallocTrimThreshold = 256 << 20;
 
+// Free memory glibc keeps in a heap it would otherwise give back (M_TOP_PAD)
+// while ReuseLargeAllocations is in effect: 64 MiB, the largest heap of a
+// thread's malloc arena, so that no such heap is unmapped when it empties.
+inline constexpr int kMallocTopPad = 64 << 20;
+
 // Request buffers above glibc's largest mmap threshold (32 MiB: a batch of
 // eight 640x640 RGB frames is 39 MB) are each a fresh mmap, every page
 // faulted in and zeroed by the kernel, and unmapped again when freed: ~10k
 // page faults per such buffer, several buffers per request (the gRPC
-// message, the decoded tensor). This serves every allocation from the heap
-// (M_MMAP_MAX 0), so a freed buffer's pages are reused by the next request,
-// and returns free heap to the kernel only beyond kMallocTrimThreshold. The
-// cost: the process keeps the high-water mark of its buffers (bounded by
-// the request size and concurrency limits). Does nothing, and returns
-// false, when GLIBC_TUNABLES sets a malloc tunable (the operator's choice)
-// or mallopt refuses. Call in main before any thread starts.
+// message, the decoded tensor, the response). This serves every allocation
+// from the heap (M_MMAP_MAX 0), so a freed buffer's pages are reused by the
+// next request, and returns free heap to the kernel only beyond
+// kMallocTrimThreshold. Threads other than main (gRPC's, which parse
+// requests and serialize responses) allocate from arenas of their own,
+// which grow in heaps of at most 64 MiB; glibc unmaps such a heap as soon as
+// it empties unless M_TOP_PAD asks it to keep that much free, so two live
+// 39 MB buffers on one thread faulted the second one in again on every
+// request: kMallocTopPad keeps those heaps. The cost: the process keeps the
+// high-water mark of its buffers, per arena (bounded by the request size and
+// concurrency limits). Does nothing, and returns false, when GLIBC_TUNABLES
+// sets a malloc tunable (the operator's choice) or mallopt refuses. Call in
+// main before any thread starts.
 bool ReuseLargeAllocations();
 
 // absl::Mutex as Debian builds it (without NDEBUG) checks every lock

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
@@ -20,11 +22,14 @@ long MinorFaults() {
   return usage.ru_minflt;
 }
 
-// Page faults of writing a 48 MiB buffer allocated after an equal one was
-// freed (above glibc's largest mmap threshold), measured in a child process
-// (mallopt is process-wide); `reuse`: with ReuseLargeAllocations first.
+// Page faults of writing `count` live buffers of `mib` MiB each (above
+// glibc's largest mmap threshold), after the same buffers were written and
+// freed once, measured in a child process (mallopt is process-wide).
+// `reuse`: with ReuseLargeAllocations first; `on_thread`: allocated and
+// freed by a second thread, which glibc gives a malloc arena of its own (as
+// it does gRPC's threads, which parse requests and serialize responses).
 // -1 when the child failed.
-long FaultsOfSecondLargeBuffer(bool reuse) {
+long FaultsOfSecondRound(bool reuse, bool on_thread, int count, size_t mib) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   const pid_t pid = fork();
@@ -32,18 +37,30 @@ long FaultsOfSecondLargeBuffer(bool reuse) {
     close(fds[0]);
     unsetenv("GLIBC_TUNABLES");
     if (reuse && !ReuseLargeAllocations()) _exit(2);
-    constexpr size_t kBytes = 48u << 20;
-    for (int round = 0; round < 2; ++round) {
-      const long before = MinorFaults();
-      auto* p = static_cast<char*>(std::malloc(kBytes));
-      if (p == nullptr) _exit(3);
-      std::memset(p, round + 1, kBytes);
-      // The compiler may not drop the buffer: it escapes here.
-      asm volatile("" : : "r"(p) : "memory");
-      const long faults = MinorFaults() - before;
-      std::free(p);
-      if (round == 1 && write(fds[1], &faults, sizeof(faults)) != sizeof(faults)) _exit(5);
+    long faults = -1;
+    auto rounds = [&] {
+      const size_t bytes = mib << 20;
+      for (int round = 0; round < 2; ++round) {
+        const long before = MinorFaults();
+        std::vector<char*> buffers;
+        for (int k = 0; k < count; ++k) {
+          auto* p = static_cast<char*>(std::malloc(bytes));
+          if (p == nullptr) _exit(3);
+          std::memset(p, round + 1, bytes);
+          // The compiler may not drop the buffer: it escapes here.
+          asm volatile("" : : "r"(p) : "memory");
+          buffers.push_back(p);
+        }
+        if (round == 1) faults = MinorFaults() - before;
+        for (char* p : buffers) std::free(p);
+      }
+    };
+    if (on_thread) {
+      std::thread(rounds).join();
+    } else {
+      rounds();
     }
+    if (write(fds[1], &faults, sizeof(faults)) != sizeof(faults)) _exit(5);
     _exit(0);
   }
   close(fds[1]);
@@ -59,14 +76,30 @@ long FaultsOfSecondLargeBuffer(bool reuse) {
 // (12288 of 4 KiB; 24 where the kernel backs it with 2 MiB transparent huge
 // pages). With it the second buffer reuses the first one's pages.
 TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
-  const long fresh = FaultsOfSecondLargeBuffer(false);
-  const long reused = FaultsOfSecondLargeBuffer(true);
+  const long fresh = FaultsOfSecondRound(false, false, 1, 48);
+  const long reused = FaultsOfSecondRound(true, false, 1, 48);
   RecordProperty("fresh_faults", static_cast<int>(fresh));
   RecordProperty("reused_faults", static_cast<int>(reused));
   ASSERT_GE(fresh, 0);
   ASSERT_GE(reused, 0);
   EXPECT_GE(fresh, 20) << "a fresh mapping faults in every page";
   EXPECT_LT(reused, fresh / 4) << "the freed heap pages are reused";
+}
+
+// A thread's arena grows in heaps of at most 64 MiB; two live 40 MiB
+// buffers need two, and glibc unmaps a heap as soon as it is empty unless
+// M_TOP_PAD asks it to keep that much free memory. Without ReuseLargeAllocations
+// both buffers are fresh mappings; with M_MMAP_MAX and M_TRIM_THRESHOLD
+// alone the second heap came and went with every round (10240 faults).
+TEST(ProcessEnvTest, ThreadArenaKeepsFreedHeapsWithReuseLargeAllocations) {
+  const long fresh = FaultsOfSecondRound(false, true, 2, 40);
+  const long reused = FaultsOfSecondRound(true, true, 2, 40);
+  RecordProperty("fresh_faults", static_cast<int>(fresh));
+  RecordProperty("reused_faults", static_cast<int>(reused));
+  ASSERT_GE(fresh, 0);
+  ASSERT_GE(reused, 0);
+  EXPECT_GE(fresh, 40) << "fresh mappings fault in every page";
+  EXPECT_LT(reused, fresh / 4) << "the freed heaps' pages are reused";
 }
 
 TEST(ProcessEnvTest, OperatorsMallocTunablesWin) {
