@@ -6,7 +6,10 @@
 # with `relu`, a one-node Relu model on the same batch instead (39 MB each
 # way, the response above 32 MiB too).
 #
-#   bench/server/large_buffers.sh [BUILD_DIR] [ROUNDS] [detector|relu]
+#   bench/server/large_buffers.sh [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]
+#
+# With `http`, rectifier-perf sends the same requests to the KServe HTTP/REST
+# endpoint (binary tensor data) instead of gRPC.
 #
 # "glibc defaults" starts the server with GLIBC_TUNABLES set to a malloc
 # tunable at its default value (glibc.malloc.tcache_count=7), which makes the
@@ -22,6 +25,7 @@ set -euo pipefail
 build=${1:-build}
 rounds=${2:-2}
 model=${3:-detector}
+protocol=${4:-grpc}
 cd "$(dirname "$0")/../.."
 . bench/server/grpc_port.sh
 work=$(mktemp -d)
@@ -48,7 +52,15 @@ onnx.save(model, sys.argv[1])
 PY
     ;;
   *)
-    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu]" >&2
+    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]" >&2
+    exit 2
+    ;;
+esac
+case $protocol in
+  grpc) http_address="" ;;
+  http) http_address=127.0.0.1:0 ;;
+  *)
+    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]" >&2
     exit 2
     ;;
 esac
@@ -65,14 +77,18 @@ side() {  # label, rectifier-perf's GLIBC_TUNABLES ('' = unset), server env assi
   local label=$1 client_tunables=$2
   shift 2
   env "$@" "$build/server/rectifier-server" --model-repository "$work/repo" \
-    --grpc-address 127.0.0.1:0 --metrics-address "" --http-address "" \
+    --grpc-address 127.0.0.1:0 --metrics-address "" --http-address "$http_address" \
     --tuning-cache-dir "$work/tuning" > "$work/server.log" 2>&1 &
   local pid=$! port
   port=$(grpc_port "$work/server.log")
+  local url=127.0.0.1:$port
+  if [ "$protocol" = http ]; then
+    url=127.0.0.1:$(grep -o 'HTTP on port [0-9]*' "$work/server.log" | grep -o '[0-9]*$')
+  fi
   local faults0
   faults0=$(awk '{print $10}' "/proc/$pid/stat")
   env ${client_tunables:+GLIBC_TUNABLES=$client_tunables} \
-    "$build/tools/perf/rectifier-perf" -m "$model" --url "127.0.0.1:$port" -b 8 --concurrency 1 \
+    "$build/tools/perf/rectifier-perf" -m "$model" --url "$url" -i "$protocol" -b 8 --concurrency 1 \
     --window-s 4 --max-windows 4 --csv "$work/perf.csv" > /dev/null 2>&1
   local faults1
   faults1=$(awk '{print $10}' "/proc/$pid/stat")

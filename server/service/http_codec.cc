@@ -716,7 +716,9 @@ HttpInferBody EncodeHttpInferResponse(const inference::ModelInferRequest& reques
   if (!response.id().empty()) root["id"] = response.id();
   if (!response.parameters().empty()) root["parameters"] = ParametersToJson(response.parameters());
   json outputs = json::array();
-  std::string binary;
+  // The binary outputs, appended once after the JSON (each is copied once).
+  std::vector<const std::string*> binary;
+  size_t binary_size = 0;
   for (int i = 0; i < response.outputs_size(); ++i) {
     const inference::ModelInferResponse::InferOutputTensor& tensor = response.outputs(i);
     json out = {{"name", tensor.name()}, {"datatype", tensor.datatype()}};
@@ -740,7 +742,8 @@ HttpInferBody EncodeHttpInferResponse(const inference::ModelInferRequest& reques
         i < response.raw_output_contents_size() ? response.raw_output_contents(i) : kEmpty;
     if (as_binary) {
       out["parameters"] = {{"binary_data_size", raw.size()}};
-      binary += raw;
+      binary.push_back(&raw);
+      binary_size += raw.size();
     } else {
       out["data"] = UnpackData(raw, tensor.datatype());
     }
@@ -750,7 +753,8 @@ HttpInferBody EncodeHttpInferResponse(const inference::ModelInferRequest& reques
   HttpInferBody encoded;
   encoded.body = root.dump(-1, ' ', false, json::error_handler_t::replace);
   encoded.json_size = encoded.body.size();
-  encoded.body += binary;
+  encoded.body.reserve(encoded.json_size + binary_size);
+  for (const std::string* raw : binary) encoded.body += *raw;
   return encoded;
 }
 

@@ -694,6 +694,44 @@ class AnnouncedBodiesTest(unittest.TestCase):
             self.assertEqual(stop_server(process, log), 0)
 
 
+class LargeBodiesTest(unittest.TestCase):
+    """Bodies past the server's first 1 MiB reservation."""
+
+    def test_bodies_past_the_first_reservation_arrive_whole(self):
+        # The server reserves 1 MiB for a body, then grows 8x at a time up to
+        # its Content-Length: a 9.5 MB body (a long id ahead of the binary
+        # tensor) crosses both steps, and every byte must arrive in order.
+        import numpy as np
+        repo = os.path.join(WORK, "repo-large-bodies")
+        interop.write_model(repo)
+        process, log, ports = start_server(
+            ["--model-repository", repo, "--grpc-address", "127.0.0.1:0", "--http-address",
+             "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", "64"],
+            os.path.join(WORK, "server-large-bodies.log"))
+        try:
+            x = (np.arange(96, dtype=np.float32).reshape(8, 3, 2, 2) - 40) / 7
+            raw = x.tobytes()
+            long_id = "".join(chr(ord("a") + i % 26) for i in range(9_500_000))
+            header = json.dumps({
+                "id": long_id,
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [8, 3, 2, 2],
+                            "parameters": {"binary_data_size": len(raw)}}],
+                "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
+            connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=60)
+            connection.request("POST", "/v2/models/double/infer", body=header + raw,
+                               headers={"Inference-Header-Content-Length": str(len(header))})
+            response = connection.getresponse()
+            data = response.read()
+            connection.close()
+            self.assertEqual(response.status, 200, data[:200])
+            length = int(response.getheader("Inference-Header-Content-Length"))
+            reply = json.loads(data[:length])
+            self.assertEqual(reply["id"], long_id)
+            np.testing.assert_array_equal(np.frombuffer(data[length:], np.float32), 2 * x.ravel())
+        finally:
+            self.assertEqual(stop_server(process, log), 0)
+
+
 class HttpTokensTest(unittest.TestCase):
     """--auth-tokens applies to HTTP as to gRPC; probes stay open."""
 
