@@ -441,6 +441,7 @@ class HttpEndpointTest(unittest.TestCase):
 
     def test_segment_route_equals_grpc(self):
         import base64
+        import numpy as np
         from rectifier.v1 import vision_pb2, vision_pb2_grpc
         synth = os.path.join(interop.ROOT, "models", "tools", "synth.py")
         out = os.path.join(WORK, "synth-seg")
@@ -456,14 +457,29 @@ class HttpEndpointTest(unittest.TestCase):
         for _, data in images:
             request.images.add(data=data)
         reply = vision_pb2_grpc.VisionStub(self.channel).Segment(request, timeout=60)
+        # The server may batch the three images differently on the two calls
+        # (3, or 1 + 2, ...), and a plan for another batch size may have been
+        # tuned to another layout (timed at load, so it depends on the
+        # machine's load), which rounds the last float bit otherwise: the
+        # 16-bit probabilities may then move by a step or two, and a pixel
+        # at a near-tie may change class. As the classify and detect routes'
+        # tests, compare within that; swapped or corrupted images differ in
+        # thousands of pixels.
+        near = 160 * 160 // 1000
         for (name, _), got, want in zip(images, answer["results"], reply.results):
             self.assertEqual(got["file"], name)
             self.assertEqual((got["width"], got["height"]), (160, 160))
-            self.assertEqual(base64.b64decode(got["mask_png"]), want.mask_png)
-            self.assertEqual(base64.b64decode(got["probabilities"][0]["png"]),
-                             want.probabilities[0].png)
-            self.assertEqual([(c["label"], c["pixels"]) for c in got["classes"]],
-                             [(c.label, c.pixels) for c in want.classes])
+            got_mask = png_pixels(base64.b64decode(got["mask_png"]))
+            want_mask = png_pixels(want.mask_png)
+            self.assertEqual(got_mask.shape, want_mask.shape)
+            self.assertLessEqual(int((got_mask != want_mask).sum()), near, name)
+            got_p = png_pixels(base64.b64decode(got["probabilities"][0]["png"]))
+            want_p = png_pixels(want.probabilities[0].png)
+            self.assertEqual(got_p.shape, want_p.shape)
+            self.assertLessEqual(int(np.abs(got_p - want_p).max()), 4, name)
+            self.assertEqual([c["label"] for c in got["classes"]], [c.label for c in want.classes])
+            for c, w in zip(got["classes"], want.classes):
+                self.assertLessEqual(abs(c["pixels"] - w.pixels), near, name)
         self.assertIn("probability_classes: class 7 does not exist",
                       self.post_images("/v1/models/scan_segmenter/segment", images[0][1],
                                        "?probabilities=7", expected=400)["error"])
@@ -655,6 +671,15 @@ class BusyPortTest(unittest.TestCase):
         text = out.stdout + out.stderr
         self.assertIn(f"--http-address '127.0.0.1:{port}' cannot be bound", text)
         self.assertNotIn("loaded", text)
+
+
+def png_pixels(data):
+    """A grayscale PNG (8 or 16 bits) as an int32 numpy array."""
+    import io
+    import numpy as np
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        return np.array(image, dtype=np.int32)
 
 
 def resident_mb(pid):
