@@ -72,18 +72,26 @@ long FaultsOfSecondRound(bool reuse, bool on_thread, int count, size_t mib) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? faults : -1;
 }
 
+// FaultsOfSecondRound without and with ReuseLargeAllocations, recorded as
+// test properties: the fresh mappings fault in at least `min_fresh` pages
+// (fewer than one per page where the kernel backs them with huge pages), the
+// reused memory under a quarter of the fresh count.
+void ExpectReuse(bool on_thread, int count, size_t mib, long min_fresh) {
+  const long fresh = FaultsOfSecondRound(false, on_thread, count, mib);
+  const long reused = FaultsOfSecondRound(true, on_thread, count, mib);
+  testing::Test::RecordProperty("fresh_faults", static_cast<int>(fresh));
+  testing::Test::RecordProperty("reused_faults", static_cast<int>(reused));
+  ASSERT_GE(fresh, 0);
+  ASSERT_GE(reused, 0);
+  EXPECT_GE(fresh, min_fresh) << "fresh mappings fault in their pages";
+  EXPECT_LT(reused, fresh / 4) << "the freed pages are reused";
+}
+
 // Without it every 48 MiB buffer is a fresh mapping: one fault per page
 // (12288 of 4 KiB; 24 where the kernel backs it with 2 MiB transparent huge
 // pages). With it the second buffer reuses the first one's pages.
 TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
-  const long fresh = FaultsOfSecondRound(false, false, 1, 48);
-  const long reused = FaultsOfSecondRound(true, false, 1, 48);
-  RecordProperty("fresh_faults", static_cast<int>(fresh));
-  RecordProperty("reused_faults", static_cast<int>(reused));
-  ASSERT_GE(fresh, 0);
-  ASSERT_GE(reused, 0);
-  EXPECT_GE(fresh, 20) << "a fresh mapping faults in every page";
-  EXPECT_LT(reused, fresh / 4) << "the freed heap pages are reused";
+  ExpectReuse(false, 1, 48, 20);
 }
 
 // A thread's arena grows in heaps of at most 64 MiB; two live 40 MiB
@@ -92,14 +100,7 @@ TEST(ProcessEnvTest, LargeBufferReusesFreedPagesOnlyWithReuseLargeAllocations) {
 // both buffers are fresh mappings; with M_MMAP_MAX and M_TRIM_THRESHOLD
 // alone the second heap came and went with every round (10240 faults).
 TEST(ProcessEnvTest, ThreadArenaKeepsFreedHeapsWithReuseLargeAllocations) {
-  const long fresh = FaultsOfSecondRound(false, true, 2, 40);
-  const long reused = FaultsOfSecondRound(true, true, 2, 40);
-  RecordProperty("fresh_faults", static_cast<int>(fresh));
-  RecordProperty("reused_faults", static_cast<int>(reused));
-  ASSERT_GE(fresh, 0);
-  ASSERT_GE(reused, 0);
-  EXPECT_GE(fresh, 40) << "fresh mappings fault in every page";
-  EXPECT_LT(reused, fresh / 4) << "the freed heaps' pages are reused";
+  ExpectReuse(true, 2, 40, 40);
 }
 
 TEST(ProcessEnvTest, OperatorsMallocTunablesWin) {

@@ -690,16 +690,22 @@ def resident_mb(pid):
     return -1
 
 
+def double_server(name, max_message_mb):
+    """A server of its own for the `double` model with HTTP on and a body
+    limit of `max_message_mb`: (process, log, ports)."""
+    repo = os.path.join(WORK, f"repo-{name}")
+    interop.write_model(repo)
+    return start_server(
+        ["--model-repository", repo, "--grpc-address", "127.0.0.1:0", "--http-address",
+         "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", str(max_message_mb)],
+        os.path.join(WORK, f"server-{name}.log"))
+
+
 class AnnouncedBodiesTest(unittest.TestCase):
     """A Content-Length alone costs no memory: bodies grow with what arrives."""
 
     def test_announced_but_unsent_bodies_do_not_allocate(self):
-        repo = os.path.join(WORK, "repo-bodies")
-        interop.write_model(repo)
-        process, log, ports = start_server(
-            ["--model-repository", repo, "--grpc-address", "127.0.0.1:0", "--http-address",
-             "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", "1024"],
-            os.path.join(WORK, "server-bodies.log"))
+        process, log, ports = double_server("bodies", 1024)
         sockets = []
         try:
             before = resident_mb(process.pid)
@@ -727,12 +733,7 @@ class LargeBodiesTest(unittest.TestCase):
         # its Content-Length: a 9.5 MB body (a long id ahead of the binary
         # tensor) crosses both steps, and every byte must arrive in order.
         import numpy as np
-        repo = os.path.join(WORK, "repo-large-bodies")
-        interop.write_model(repo)
-        process, log, ports = start_server(
-            ["--model-repository", repo, "--grpc-address", "127.0.0.1:0", "--http-address",
-             "127.0.0.1:0", "--metrics-address", "", "--max-message-mb", "64"],
-            os.path.join(WORK, "server-large-bodies.log"))
+        process, log, ports = double_server("large-bodies", 64)
         try:
             x = (np.arange(96, dtype=np.float32).reshape(8, 3, 2, 2) - 40) / 7
             raw = x.tobytes()
