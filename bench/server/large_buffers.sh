@@ -28,6 +28,10 @@ model=${3:-detector}
 protocol=${4:-grpc}
 cd "$(dirname "$0")/../.."
 . bench/server/grpc_port.sh
+usage() {
+  echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]" >&2
+  exit 2
+}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 case $model in
@@ -52,16 +56,14 @@ onnx.save(model, sys.argv[1])
 PY
     ;;
   *)
-    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]" >&2
-    exit 2
+    usage
     ;;
 esac
 case $protocol in
   grpc) http_address="" ;;
   http) http_address=127.0.0.1:0 ;;
   *)
-    echo "usage: $0 [BUILD_DIR] [ROUNDS] [detector|relu] [grpc|http]" >&2
-    exit 2
+    usage
     ;;
 esac
 mkdir -p "$work/repo/$model/1"
