@@ -26,10 +26,12 @@ std::atomic<int64_t> g_rows{0};
 class EchoExecutor final : public BatchExecutor {
  public:
   absl::StatusOr<std::vector<common::Tensor>> Execute(
-      const std::vector<common::Tensor>& inputs) override {
+      const std::vector<common::TensorView>& inputs) override {
     g_batches.fetch_add(1, std::memory_order_relaxed);
     g_rows.fetch_add(inputs.front().shape[0], std::memory_order_relaxed);
-    return inputs;
+    std::vector<common::Tensor> outputs;
+    for (const common::TensorView& input : inputs) outputs.push_back(common::Tensor::CopyOf(input));
+    return outputs;
   }
 };
 

@@ -73,4 +73,22 @@ Tensor Tensor::CopyOf(DataType type, std::vector<int64_t> shape, const void* dat
   return t;
 }
 
+Tensor Tensor::CopyOf(const TensorView& view) {
+  return CopyOf(view.type, view.shape, view.bytes.data());
+}
+
+std::vector<TensorView> ViewsOf(const std::vector<Tensor>& tensors) {
+  std::vector<TensorView> views;
+  views.reserve(tensors.size());
+  for (const Tensor& t : tensors) views.push_back(TensorView::Of(t));
+  return views;
+}
+
+std::vector<TensorView> ViewsOf(const std::vector<InputTensor>& inputs) {
+  std::vector<TensorView> views;
+  views.reserve(inputs.size());
+  for (const InputTensor& input : inputs) views.push_back(input.view());
+  return views;
+}
+
 }  // namespace rectifier::common

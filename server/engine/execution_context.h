@@ -43,6 +43,9 @@ class ExecutionContext {
   // INVALID_ARGUMENT for a wrong count, type or shape (message names the
   // input and both shapes).
   virtual absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) = 0;
+  // Same, reading inputs that belong to someone else (a request message):
+  // no copy of them is made. They must stay valid until it returns.
+  virtual absl::StatusOr<std::vector<Tensor>> RunViews(const std::vector<TensorView>& inputs) = 0;
 
   // Same, writing into caller-owned output buffers (no allocation on the hot
   // path). `outputs[i]` must already have the right type and shape for these

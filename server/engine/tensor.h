@@ -13,6 +13,7 @@ using common::DataTypeSize;
 using common::NumElements;
 using common::Tensor;
 using common::TensorInfo;
+using common::TensorView;
 
 }  // namespace rectifier::engine
 

@@ -37,9 +37,9 @@ absl::Status EngineExecutor::Prepare() {
 }
 
 absl::StatusOr<std::vector<engine::Tensor>> EngineExecutor::Execute(
-    const std::vector<engine::Tensor>& inputs) {
+    const std::vector<engine::TensorView>& inputs) {
   const absl::Time start = clock_->Now();
-  auto outputs = context_->Run(inputs);
+  auto outputs = context_->RunViews(inputs);
   if (outputs.ok() && !inputs.empty() && !inputs[0].shape.empty()) {
     const int batch = static_cast<int>(inputs[0].shape[0]);
     const absl::Duration took = clock_->Now() - start;

@@ -21,7 +21,7 @@ class EngineExecutor final : public scheduling::BatchExecutor {
       const common::Clock* clock = common::Clock::Real());
 
   absl::StatusOr<std::vector<engine::Tensor>> Execute(
-      const std::vector<engine::Tensor>& inputs) override;
+      const std::vector<engine::TensorView>& inputs) override;
 
   // Runs the warmup samples on the worker thread that will serve requests:
   // the OpenMP team then lives on that thread only (a second team on the

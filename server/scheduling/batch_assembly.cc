@@ -12,6 +12,7 @@
 namespace rectifier::scheduling {
 namespace {
 
+using common::InputTensor;
 using common::Tensor;
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -31,12 +32,12 @@ int64_t CheckedNumElements(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<Tensor>& inputs, bool batchable,
-                                              int64_t max_batch_size) {
+absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<InputTensor>& inputs,
+                                              bool batchable, int64_t max_batch_size) {
   if (inputs.empty()) return absl::InvalidArgumentError("request has no inputs");
   int64_t batch_size = 1;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const Tensor& input = inputs[i];
+    const InputTensor& input = inputs[i];
     const int64_t elements = CheckedNumElements(input.shape);
     if (elements < 0 ||
         static_cast<uint64_t>(elements) * common::DataTypeSize(input.type) != input.bytes.size()) {
@@ -64,10 +65,10 @@ absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<Tensor>& inputs,
   return batch_size;
 }
 
-BatchSignature SignatureOf(const std::vector<Tensor>& inputs, bool batchable) {
+BatchSignature SignatureOf(const std::vector<InputTensor>& inputs, bool batchable) {
   BatchSignature signature;
   signature.inputs.reserve(inputs.size());
-  for (const Tensor& input : inputs) {
+  for (const InputTensor& input : inputs) {
     BatchSignature::Input entry;
     entry.type = input.type;
     const auto first = input.shape.begin() + ((batchable && !input.shape.empty()) ? 1 : 0);
@@ -77,13 +78,14 @@ BatchSignature SignatureOf(const std::vector<Tensor>& inputs, bool batchable) {
   return signature;
 }
 
-std::vector<Tensor> ConcatenateInputs(const std::vector<const std::vector<Tensor>*>& requests) {
-  const std::vector<Tensor>& first = *requests.front();
+std::vector<Tensor> ConcatenateInputs(
+    const std::vector<const std::vector<InputTensor>*>& requests) {
+  const std::vector<InputTensor>& first = *requests.front();
   std::vector<Tensor> batch(first.size());
   for (size_t i = 0; i < first.size(); ++i) {
     int64_t rows = 0;
     size_t bytes = 0;
-    for (const std::vector<Tensor>* request : requests) {
+    for (const std::vector<InputTensor>* request : requests) {
       rows += (*request)[i].shape[0];
       bytes += (*request)[i].bytes.size();
     }
@@ -93,8 +95,8 @@ std::vector<Tensor> ConcatenateInputs(const std::vector<const std::vector<Tensor
     out.shape[0] = rows;
     out.bytes.resize(bytes);
     size_t offset = 0;
-    for (const std::vector<Tensor>* request : requests) {
-      const std::vector<std::byte>& src = (*request)[i].bytes;
+    for (const std::vector<InputTensor>* request : requests) {
+      const common::ConstBytes& src = (*request)[i].bytes;
       if (!src.empty()) std::memcpy(out.bytes.data() + offset, src.data(), src.size());
       offset += src.size();
     }

@@ -30,17 +30,18 @@ struct BatchSignature {
 // `batchable`, else 1). INVALID_ARGUMENT when there are no inputs, a tensor's
 // byte count does not match its shape, a batchable input has rank 0 or
 // dim 0 < 1, inputs disagree on dim 0, or dim 0 exceeds `max_batch_size`.
-absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<common::Tensor>& inputs,
+absl::StatusOr<int64_t> ValidateRequestInputs(const std::vector<common::InputTensor>& inputs,
                                               bool batchable, int64_t max_batch_size);
 
 // REQUIRES: `inputs` passed ValidateRequestInputs with the same `batchable`.
-BatchSignature SignatureOf(const std::vector<common::Tensor>& inputs, bool batchable);
+BatchSignature SignatureOf(const std::vector<common::InputTensor>& inputs, bool batchable);
 
 // Concatenates the requests' inputs along dim 0: input i of the result is
 // input i of every request, in order. REQUIRES: `requests` is non-empty and
-// all share one BatchSignature (so this is a byte copy).
+// all share one BatchSignature (so this is a byte copy). A single request's
+// inputs are not concatenated: the scheduler runs their views as they are.
 std::vector<common::Tensor> ConcatenateInputs(
-    const std::vector<const std::vector<common::Tensor>*>& requests);
+    const std::vector<const std::vector<common::InputTensor>*>& requests);
 
 // Splits a batch's outputs back per request: request r gets rows
 // [sum(batch_sizes[0..r)), + batch_sizes[r]) of every output. INTERNAL when

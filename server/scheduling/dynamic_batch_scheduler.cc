@@ -297,12 +297,13 @@ void DynamicBatchScheduler::RunBatch(BatchExecutor* executor, std::vector<Queued
     // worker thread, and every request of the batch down with it.
     try {
       if (live.size() == 1) {
-        outputs = executor->Execute(live.front().request->inputs);
+        outputs = executor->Execute(common::ViewsOf(live.front().request->inputs));
       } else {
-        std::vector<const std::vector<common::Tensor>*> inputs;
+        std::vector<const std::vector<common::InputTensor>*> inputs;
         inputs.reserve(live.size());
         for (const QueuedRequest& item : live) inputs.push_back(&item.request->inputs);
-        outputs = executor->Execute(ConcatenateInputs(inputs));
+        const std::vector<common::Tensor> batch = ConcatenateInputs(inputs);
+        outputs = executor->Execute(common::ViewsOf(batch));
       }
     } catch (const std::exception& e) {
       outputs = absl::InternalError(absl::StrCat(label_, ": executor threw: ", e.what()));

@@ -28,8 +28,10 @@ struct RequestTimes {
 struct InferenceRequest {
   std::string id;  // echoed in logs; not interpreted
   // One tensor per model input, in model order; dim 0 is this request's own
-  // batch (usually 1) when the model is batchable.
-  std::vector<common::Tensor> inputs;
+  // batch (usually 1) when the model is batchable. Borrowed bytes (the
+  // request message's) stay valid until `done` has been called: the
+  // scheduler reads them no later than the batch's Execute.
+  std::vector<common::InputTensor> inputs;
   // 0 = the model's default priority level; 1 is the highest (Triton).
   uint64_t priority = 0;
   // Absolute deadline; InfiniteFuture() if none. A request still queued at
@@ -49,9 +51,10 @@ struct InferenceRequest {
 class BatchExecutor {
  public:
   virtual ~BatchExecutor() = default;
-  // `inputs` hold the concatenated requests (dim 0 = total batch).
+  // `inputs` view the concatenated requests (dim 0 = total batch), or a
+  // lone request's own inputs, valid until Execute returns.
   virtual absl::StatusOr<std::vector<common::Tensor>> Execute(
-      const std::vector<common::Tensor>& inputs) = 0;
+      const std::vector<common::TensorView>& inputs) = 0;
   // Called once on the instance's own worker thread before it takes any
   // request (warmup): per-thread state such as the OpenMP team is then
   // created on the thread that runs the batches. An error fails the

@@ -20,6 +20,7 @@ namespace {
 // that needs more bytes is refused before any arithmetic trusts it.
 constexpr int64_t kMaxInputBytes = int64_t{1} << 31;
 
+using common::InputTensor;
 using engine::DataType;
 using engine::Tensor;
 
@@ -315,10 +316,10 @@ absl::StatusOr<std::shared_ptr<const SharedMemoryRegion>> SharedInputRegion(
 
 // Request input `index` as the model input `expected`: datatype, shape,
 // size, then the tensor in the config's data type.
-absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, int index, int raw,
-                                   const inference::ModelInput& expected,
-                                   const inference::ModelConfig& config,
-                                   const SharedMemoryRegistry* shm, int64_t* batch) {
+absl::StatusOr<InputTensor> DecodeInput(const inference::ModelInferRequest& request, int index,
+                                        int raw, const inference::ModelInput& expected,
+                                        const inference::ModelConfig& config,
+                                        const SharedMemoryRegistry* shm, int64_t* batch) {
   const auto& input = request.inputs(index);
   const std::string want = repository::KServeDataType(expected.data_type());
   const size_t wire_size = WireSize(input.datatype());
@@ -368,8 +369,13 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
   }
   const auto bytes = InputBytes(request, index, raw, shape, count, wire_size, &typed);
   if (!bytes.ok()) return bytes.status();
+  if (!to_float && *bytes != &typed) {
+    // The request's raw bytes, checked above to be exactly the shape's, as
+    // they are: the request outlives the inference (scheduler.h).
+    return InputTensor::Borrow(EngineType(expected.data_type()), shape, (*bytes)->data(),
+                               (*bytes)->size());
+  }
   if (!to_float) {
-    // The request's bytes, checked above to be exactly the shape's.
     return Tensor::CopyOf(EngineType(expected.data_type()), shape, (*bytes)->data());
   }
   Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
@@ -380,15 +386,15 @@ absl::StatusOr<Tensor> DecodeInput(const inference::ModelInferRequest& request, 
 
 }  // namespace
 
-absl::StatusOr<std::vector<Tensor>> DecodeInferInputs(const inference::ModelInferRequest& request,
-                                                      const inference::ModelConfig& config,
-                                                      const SharedMemoryRegistry* shm) {
+absl::StatusOr<std::vector<InputTensor>> DecodeInferInputs(
+    const inference::ModelInferRequest& request, const inference::ModelConfig& config,
+    const SharedMemoryRegistry* shm) {
   const bool raw = request.raw_input_contents_size() > 0;
   auto raw_entries = RawEntries(request);
   if (!raw_entries.ok()) return raw_entries.status();
   auto by_name = IndexRequestInputs(request, config, raw);
   if (!by_name.ok()) return by_name.status();
-  std::vector<Tensor> tensors;
+  std::vector<InputTensor> tensors;
   int64_t batch = -1;
   for (const auto& expected : config.input()) {
     const auto it = by_name->find(expected.name());

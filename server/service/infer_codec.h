@@ -29,9 +29,16 @@ namespace rectifier::service {
 // (client shared memory off), the region is unknown, the input also has
 // contents, or its byte size is not the shape's; FAILED_PRECONDITION when
 // the client shrank the object.
-absl::StatusOr<std::vector<engine::Tensor>> DecodeInferInputs(
+// Raw contents already in the config's data type are not copied: those
+// inputs view `request`'s bytes, so `request` must outlive them (and, in
+// the scheduler, the request's `done`); the others own theirs.
+absl::StatusOr<std::vector<common::InputTensor>> DecodeInferInputs(
     const inference::ModelInferRequest& request, const inference::ModelConfig& config,
     const SharedMemoryRegistry* shm = nullptr);
+// A temporary request would leave the inputs viewing freed bytes.
+absl::StatusOr<std::vector<common::InputTensor>> DecodeInferInputs(
+    inference::ModelInferRequest&& request, const inference::ModelConfig& config,
+    const SharedMemoryRegistry* shm = nullptr) = delete;
 
 // Indices (into config.output()) of the outputs to return: the requested
 // ones in request order, or all. INVALID_ARGUMENT for an unknown name.

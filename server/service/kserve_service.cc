@@ -228,7 +228,7 @@ void KServeService::StartInfer(const inference::ModelInferRequest* request,
   if (call->resolved->model->has_dynamic_dims()) {
     engine::InputShapes shapes;
     shapes.reserve(inputs->size());
-    for (const engine::Tensor& t : *inputs) shapes.push_back(t.shape);
+    for (const common::InputTensor& t : *inputs) shapes.push_back(t.shape);
     if (absl::Status fits = call->resolved->model->CheckInputShapes(shapes); !fits.ok()) {
       return Fail(call, fits);
     }
@@ -263,15 +263,16 @@ void KServeService::StartImageInfer(const std::shared_ptr<Call>& call) {
                                          absl::StrCat("input '", call->request->inputs(0).name(),
                                                       "': ", batch.status().message())));
         }
-        std::vector<engine::Tensor> inputs;
-        inputs.push_back(*std::move(batch));
+        std::vector<common::InputTensor> inputs;
+        inputs.emplace_back(*std::move(batch));
         SubmitInfer(call, std::move(inputs));
       });
   // Refused by the image worker pool (full queue, shutting down).
   if (!admitted.ok()) Fail(call, admitted);
 }
 
-void KServeService::SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs) {
+void KServeService::SubmitInfer(std::shared_ptr<Call> call,
+                                std::vector<common::InputTensor> inputs) {
   auto selected = SelectOutputs(*call->request, call->resolved->config);
   if (!selected.ok()) return Fail(call, selected.status());
   if (absl::Status s = CheckOutputSharedMemory(*call->request, shared_memory_); !s.ok()) {

@@ -136,8 +136,9 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // this thread, images on the image pool), hands it to the repository, and
   // calls `finish` exactly once after filling `response`: from the image
   // pool, which encodes every response, or from this call on an early
-  // error. `request` and `response` must stay valid until then. The request
-  // is counted in the metrics under `api`.
+  // error. `request` and `response` must stay valid until then (inference
+  // reads the request's raw input bytes in place). The request is counted
+  // in the metrics under `api`.
   void StartInfer(const inference::ModelInferRequest* request,
                   inference::ModelInferResponse* response, absl::Time call_deadline,
                   std::function<bool()> is_cancelled,
@@ -150,7 +151,7 @@ class KServeService final : public inference::GRPCInferenceService::CallbackServ
   // BYTES image inputs: decoded and preprocessed on the image pool, then submitted.
   void StartImageInfer(const std::shared_ptr<Call>& call);
   // Selects the outputs and hands `inputs` to the repository.
-  void SubmitInfer(std::shared_ptr<Call> call, std::vector<engine::Tensor> inputs);
+  void SubmitInfer(std::shared_ptr<Call> call, std::vector<common::InputTensor> inputs);
   // On the image pool: encodes the response, accounts the request, answers.
   void CompleteInfer(const std::shared_ptr<Call>& call);
   // Accounts a call that failed before it ran on its resolved version, then answers.

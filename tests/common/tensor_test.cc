@@ -5,6 +5,8 @@
 #include <limits>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -76,6 +78,34 @@ TEST(TensorTest, CopyOfTakesTheShapesBytes) {
   // Nothing to read for an empty shape (its data may be null).
   Tensor empty = Tensor::CopyOf(DataType::kFloat32, {0, 3}, nullptr);
   EXPECT_TRUE(empty.bytes.empty());
+}
+
+TEST(InputTensorTest, TakesATensorsBytesWithoutACopy) {
+  Tensor t = Tensor::CopyOf(DataType::kFloat32, {1, 3}, std::vector<float>{1, 2, 3}.data());
+  const std::byte* buffer = t.bytes.data();
+  std::vector<InputTensor> inputs;
+  inputs.emplace_back(std::move(t));
+  EXPECT_FALSE(inputs[0].borrowed());
+  EXPECT_EQ(inputs[0].bytes.data(), buffer);
+  EXPECT_EQ(inputs[0].bytes.size(), 12u);
+  EXPECT_EQ(inputs[0].shape, (std::vector<int64_t>{1, 3}));
+  // Moves (here: the vector growing) keep the view on the same buffer.
+  for (int i = 0; i < 16; ++i) inputs.emplace_back(Tensor::Zeros(DataType::kInt64, {2}));
+  EXPECT_EQ(inputs[0].bytes.data(), buffer);
+  EXPECT_EQ(inputs[0].data<float>()[2], 3.f);
+}
+
+TEST(InputTensorTest, BorrowsBytesItDoesNotOwn) {
+  const std::vector<int64_t> values = {4, 5, 6, 7};
+  InputTensor input = InputTensor::Borrow(DataType::kInt64, {2, 2}, values.data(), 32);
+  EXPECT_TRUE(input.borrowed());
+  EXPECT_EQ(input.data<int64_t>(), values.data());
+  const InputTensor moved = std::move(input);
+  EXPECT_EQ(moved.data<int64_t>(), values.data());
+  const TensorView view = moved.view();
+  EXPECT_EQ(view.type, DataType::kInt64);
+  EXPECT_EQ(view.num_elements(), 4);
+  EXPECT_EQ(Tensor::CopyOf(view).data<int64_t>()[3], 7);
 }
 
 }  // namespace

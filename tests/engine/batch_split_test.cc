@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -113,6 +114,33 @@ TEST(BatchSplitTest, RunIntoSplitsIntoTheCallersBuffers) {
   const absl::Status bad = (*ctx)->RunInto({&x}, {&wrong, &a});
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("[4,10]"), std::string::npos) << bad;
+}
+
+// RunViews reads inputs that belong to someone else (a request message) in
+// place, whole or split, with Run's results bit for bit.
+TEST(BatchSplitTest, RunViewsReadsBorrowedInputs) {
+  auto model = Compile(Classifier());
+  ASSERT_NE(model, nullptr);
+  auto ctx = ExecutionContext::Create(model, {2});
+  ASSERT_TRUE(ctx.ok());
+  for (const int batch : {3, 4}) {
+    SCOPED_TRACE(batch);
+    const Tensor x = testing::RandomTensor({batch, 16, 24, 24}, 13);
+    // The bytes at an odd offset in a string, as in a protobuf message.
+    std::string message(x.bytes.size() + 3, '\0');
+    std::memcpy(message.data() + 3, x.bytes.data(), x.bytes.size());
+    const TensorView view{
+        x.type, x.shape, {reinterpret_cast<const std::byte*>(message.data() + 3), x.bytes.size()}};
+    auto got = (*ctx)->RunViews({view});
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ((*ctx)->last_batch_parts(), batch == 4 ? 2 : 1);
+    auto want = (*ctx)->Run({x});
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_EQ(got->size(), want->size());
+    for (size_t i = 0; i < got->size(); ++i) EXPECT_EQ((*got)[i].bytes, (*want)[i].bytes) << i;
+    const TensorView short_view{x.type, x.shape, {view.bytes.data(), x.bytes.size() - 4}};
+    EXPECT_EQ((*ctx)->RunViews({short_view}).status().code(), absl::StatusCode::kInvalidArgument);
+  }
 }
 
 // Batches that are not a multiple of the threads, one-thread contexts,

@@ -99,9 +99,14 @@ TEST(RuntimeInputsTest, ResizeScalesSelectThePlanByValue) {
   ASSERT_TRUE(thrice.ok()) << thrice.status();
   EXPECT_EQ((*thrice)[0].shape, (std::vector<int64_t>{1, 1, 6, 9}));
   ASSERT_TRUE((*ctx)->Run({x, Scales({1, 1, 2, 2})}).ok());
+  // Values read through views select the same plans.
+  const Tensor scales = Scales({1, 1, 3, 3});
+  auto viewed = (*ctx)->RunViews({TensorView::Of(x), TensorView::Of(scales)});
+  ASSERT_TRUE(viewed.ok()) << viewed.status();
+  EXPECT_EQ((*viewed)[0].bytes, (*thrice)[0].bytes);
   const auto stats = model->plan_cache_stats();
   EXPECT_EQ(stats.compiles, 2);
-  EXPECT_EQ(stats.hits, 1);
+  EXPECT_EQ(stats.hits, 2);
   // A bad value is that call's error; the model keeps serving.
   auto bad = (*ctx)->Run({x, Scales({1, 1, 0, 2})});
   EXPECT_FALSE(bad.ok());

@@ -9,8 +9,17 @@
 namespace rectifier::scheduling {
 namespace {
 
+using common::InputTensor;
 using common::Tensor;
 using testing::FilledTensor;
+
+// A request's inputs, owning the tensors.
+template <typename... T>
+std::vector<InputTensor> Inputs(T... tensors) {
+  std::vector<InputTensor> inputs;
+  (inputs.emplace_back(std::move(tensors)), ...);
+  return inputs;
+}
 
 // A float tensor [rows, 2] whose row r is {base + r, -(base + r)}.
 Tensor Rows(float base, int64_t rows) {
@@ -26,37 +35,39 @@ Tensor Rows(float base, int64_t rows) {
 }
 
 TEST(BatchAssemblyTest, ValidatesInputs) {
-  EXPECT_EQ(*ValidateRequestInputs({FilledTensor(1, {3, 2})}, true, 4), 3);
-  EXPECT_EQ(*ValidateRequestInputs({FilledTensor(1, {7})}, false, 1), 1);
-  EXPECT_EQ(ValidateRequestInputs({}, true, 4).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateRequestInputs({FilledTensor(1, {5, 2})}, true, 4).status().code(),
+  EXPECT_EQ(*ValidateRequestInputs(Inputs(FilledTensor(1, {3, 2})), true, 4), 3);
+  EXPECT_EQ(*ValidateRequestInputs(Inputs(FilledTensor(1, {7})), false, 1), 1);
+  EXPECT_EQ(ValidateRequestInputs(Inputs(), true, 4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateRequestInputs(Inputs(FilledTensor(1, {5, 2})), true, 4).status().code(),
             absl::StatusCode::kInvalidArgument);  // exceeds max
-  EXPECT_EQ(
-      ValidateRequestInputs({FilledTensor(1, {2}), FilledTensor(1, {3})}, true, 4).status().code(),
-      absl::StatusCode::kInvalidArgument);  // dim 0 disagrees
+  EXPECT_EQ(ValidateRequestInputs(Inputs(FilledTensor(1, {2}), FilledTensor(1, {3})), true, 4)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);  // dim 0 disagrees
   Tensor scalar = FilledTensor(1, {});
-  EXPECT_EQ(ValidateRequestInputs({scalar}, true, 4).status().code(),
+  EXPECT_EQ(ValidateRequestInputs(Inputs(scalar), true, 4).status().code(),
             absl::StatusCode::kInvalidArgument);  // no batch dim
   Tensor short_data = FilledTensor(1, {2, 2});
   short_data.bytes.pop_back();
-  EXPECT_EQ(ValidateRequestInputs({short_data}, false, 1).status().code(),
+  EXPECT_EQ(ValidateRequestInputs(Inputs(short_data), false, 1).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BatchAssemblyTest, SignatureIgnoresOnlyTheBatchDimension) {
-  EXPECT_EQ(SignatureOf({FilledTensor(1, {1, 3})}, true),
-            SignatureOf({FilledTensor(2, {4, 3})}, true));
-  EXPECT_NE(SignatureOf({FilledTensor(1, {1, 3})}, true),
-            SignatureOf({FilledTensor(1, {1, 4})}, true));
-  EXPECT_NE(SignatureOf({FilledTensor(1, {1, 3})}, false),
-            SignatureOf({FilledTensor(1, {2, 3})}, false));
-  EXPECT_NE(SignatureOf({FilledTensor(1, {1, 3})}, true),
-            SignatureOf({FilledTensor(1, {1, 3}), FilledTensor(1, {1, 3})}, true));
+  EXPECT_EQ(SignatureOf(Inputs(FilledTensor(1, {1, 3})), true),
+            SignatureOf(Inputs(FilledTensor(2, {4, 3})), true));
+  EXPECT_NE(SignatureOf(Inputs(FilledTensor(1, {1, 3})), true),
+            SignatureOf(Inputs(FilledTensor(1, {1, 4})), true));
+  EXPECT_NE(SignatureOf(Inputs(FilledTensor(1, {1, 3})), false),
+            SignatureOf(Inputs(FilledTensor(1, {2, 3})), false));
+  EXPECT_NE(SignatureOf(Inputs(FilledTensor(1, {1, 3})), true),
+            SignatureOf(Inputs(FilledTensor(1, {1, 3}), FilledTensor(1, {1, 3})), true));
 }
 
 TEST(BatchAssemblyTest, ConcatenatesEveryInputInRequestOrder) {
-  const std::vector<Tensor> a = {Rows(10, 1), FilledTensor(7, {1, 1})};
-  const std::vector<Tensor> b = {Rows(20, 2), FilledTensor(8, {2, 1})};
+  const std::vector<InputTensor> a = Inputs(Rows(10, 1), FilledTensor(7, {1, 1}));
+  const std::vector<InputTensor> b = Inputs(Rows(20, 2), FilledTensor(8, {2, 1}));
   const std::vector<Tensor> batch = ConcatenateInputs({&a, &b});
   ASSERT_EQ(batch.size(), 2u);
   EXPECT_EQ(batch[0].shape, (std::vector<int64_t>{3, 2}));
@@ -68,17 +79,18 @@ TEST(BatchAssemblyTest, ConcatenatesEveryInputInRequestOrder) {
 }
 
 TEST(BatchAssemblyTest, SplitIsTheInverseOfConcatenate) {
-  const std::vector<Tensor> a = {Rows(1, 2)};
-  const std::vector<Tensor> b = {Rows(5, 1)};
-  const std::vector<Tensor> c = {Rows(9, 3)};
-  auto split = SplitOutputs(ConcatenateInputs({&a, &b, &c}), {2, 1, 3});
+  const Tensor a = Rows(1, 2);
+  const Tensor b = Rows(5, 1);
+  const Tensor c = Rows(9, 3);
+  const std::vector<InputTensor> ra = Inputs(a), rb = Inputs(b), rc = Inputs(c);
+  auto split = SplitOutputs(ConcatenateInputs({&ra, &rb, &rc}), {2, 1, 3});
   ASSERT_TRUE(split.ok()) << split.status();
   ASSERT_EQ(split->size(), 3u);
-  EXPECT_EQ((*split)[0][0].shape, a[0].shape);
-  EXPECT_EQ((*split)[0][0].bytes, a[0].bytes);
-  EXPECT_EQ((*split)[1][0].bytes, b[0].bytes);
-  EXPECT_EQ((*split)[2][0].shape, c[0].shape);
-  EXPECT_EQ((*split)[2][0].bytes, c[0].bytes);
+  EXPECT_EQ((*split)[0][0].shape, a.shape);
+  EXPECT_EQ((*split)[0][0].bytes, a.bytes);
+  EXPECT_EQ((*split)[1][0].bytes, b.bytes);
+  EXPECT_EQ((*split)[2][0].shape, c.shape);
+  EXPECT_EQ((*split)[2][0].bytes, c.bytes);
 }
 
 TEST(BatchAssemblyTest, SplitRejectsWrongBatchDimension) {

@@ -18,9 +18,11 @@ class ThreadRecordingExecutor : public BatchExecutor {
     return prepare_result_;
   }
   absl::StatusOr<std::vector<common::Tensor>> Execute(
-      const std::vector<common::Tensor>& inputs) override {
+      const std::vector<common::TensorView>& inputs) override {
     execute_thread_ = std::this_thread::get_id();
-    return inputs;
+    std::vector<common::Tensor> outputs;
+    for (const common::TensorView& input : inputs) outputs.push_back(common::Tensor::CopyOf(input));
+    return outputs;
   }
   std::thread::id prepare_thread_;
   std::thread::id execute_thread_;

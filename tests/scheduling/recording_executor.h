@@ -121,8 +121,9 @@ class RecordingModel {
   }
 
  private:
-  absl::StatusOr<std::vector<common::Tensor>> Execute(const std::vector<common::Tensor>& inputs) {
-    const common::Tensor& input = inputs.at(0);
+  absl::StatusOr<std::vector<common::Tensor>> Execute(
+      const std::vector<common::TensorView>& inputs) {
+    const common::TensorView& input = inputs.at(0);
     const int64_t rows = input.shape.empty() ? 1 : input.shape[0];
     // Elements per row from the byte count: scheduling does not link the engine.
     const int64_t elements = static_cast<int64_t>(input.bytes.size() / sizeof(int64_t));
@@ -181,7 +182,7 @@ class RecordingModel::Executor final : public BatchExecutor {
  public:
   explicit Executor(RecordingModel* model) : model_(model) {}
   absl::StatusOr<std::vector<common::Tensor>> Execute(
-      const std::vector<common::Tensor>& inputs) override {
+      const std::vector<common::TensorView>& inputs) override {
     return model_->Execute(inputs);
   }
 

@@ -60,13 +60,20 @@ inference::ModelInferRequest ValidRaw() {
 }
 
 TEST(InferCodecTest, DecodesRawInputsInConfigOrder) {
-  auto tensors = DecodeInferInputs(ValidRaw(), Config());
+  const inference::ModelInferRequest request = ValidRaw();
+  auto tensors = DecodeInferInputs(request, Config());
   ASSERT_TRUE(tensors.ok()) << tensors.status();
   ASSERT_EQ(tensors->size(), 2u);
   EXPECT_EQ((*tensors)[0].shape, (std::vector<int64_t>{2, 3, 2, 2}));
   EXPECT_FLOAT_EQ((*tensors)[0].data<float>()[23], 23.f);
   EXPECT_EQ((*tensors)[1].shape, (std::vector<int64_t>{2, 1}));
   EXPECT_FLOAT_EQ((*tensors)[1].data<float>()[1], 8.f);
+  // Raw contents in the model's type are read in place, not copied.
+  EXPECT_TRUE((*tensors)[0].borrowed());
+  EXPECT_EQ((*tensors)[0].bytes.data(),
+            reinterpret_cast<const std::byte*>(request.raw_input_contents(1).data()));
+  EXPECT_EQ((*tensors)[1].bytes.data(),
+            reinterpret_cast<const std::byte*>(request.raw_input_contents(0).data()));
 }
 
 TEST(InferCodecTest, DecodesTypedContentsAndConvertsLosslessTypes) {
@@ -93,6 +100,9 @@ TEST(InferCodecTest, DecodesTypedContentsAndConvertsLosslessTypes) {
   EXPECT_EQ((*tensors)[0].type, engine::DataType::kFloat32);
   EXPECT_FLOAT_EQ((*tensors)[0].data<float>()[11], -11000.f);
   EXPECT_FLOAT_EQ((*tensors)[1].data<float>()[0], -2.5f);
+  // Converted inputs own their bytes.
+  EXPECT_FALSE((*tensors)[0].borrowed());
+  EXPECT_FALSE((*tensors)[1].borrowed());
 
   inference::ModelInferRequest typed;
   AddInput(&typed, "image", "UINT8", {1, 3, 2, 2});
@@ -104,6 +114,8 @@ TEST(InferCodecTest, DecodesTypedContentsAndConvertsLosslessTypes) {
   ASSERT_TRUE(tensors.ok()) << tensors.status();
   EXPECT_FLOAT_EQ((*tensors)[0].data<float>()[11], 211.f);
   EXPECT_FLOAT_EQ((*tensors)[1].data<float>()[0], 0.5f);
+  // So do typed contents, even in the model's type.
+  EXPECT_FALSE((*tensors)[1].borrowed());
 }
 
 TEST(InferCodecTest, RejectsBadRequestsNamingTheProblem) {

@@ -216,11 +216,14 @@ TEST(SharedMemoryInferTest, InputsComeFromTheRegion) {
   object.Write(128 + 64, values.data(), 48);
   SharedMemoryRegistry registry;
   ASSERT_TRUE(registry.Register("r", object.key(), 128, 512).ok());
-  auto tensors = DecodeInferInputs(ShmRequest(), OneInputConfig(), &registry);
+  const inference::ModelInferRequest request = ShmRequest();
+  auto tensors = DecodeInferInputs(request, OneInputConfig(), &registry);
   ASSERT_TRUE(tensors.ok()) << tensors.status();
   ASSERT_EQ(tensors->size(), 1u);
   EXPECT_EQ((*tensors)[0].shape, (std::vector<int64_t>{2, 6}));
   for (int i = 0; i < 12; ++i) EXPECT_FLOAT_EQ((*tensors)[0].data<float>()[i], values[i]);
+  // Copied out: the client may write the region again while the request runs.
+  EXPECT_FALSE((*tensors)[0].borrowed());
 }
 
 TEST(SharedMemoryInferTest, BadInputReferencesAreInvalidArgumentNamingTheInput) {
@@ -298,7 +301,8 @@ TEST(SharedMemoryInferTest, InputsAreBoundedLikeRequestBytes) {
   ShmObject object(1024);
   SharedMemoryRegistry registry(SharedMemoryRegistry::kDefaultMaxRegions, /*max_input_bytes=*/40);
   ASSERT_TRUE(registry.Register("r", object.key(), 0, 1024).ok());
-  const auto refused = DecodeInferInputs(ShmRequest(), OneInputConfig(), &registry);
+  const inference::ModelInferRequest request = ShmRequest();
+  const auto refused = DecodeInferInputs(request, OneInputConfig(), &registry);
   ASSERT_FALSE(refused.ok());
   EXPECT_TRUE(absl::StrContains(refused.status().message(),
                                 "48 bytes in shared memory, over the server's limit of 40"))

@@ -59,9 +59,19 @@ class ExecutionContextImpl final : public ExecutionContext {
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs) override {
+    return RunOn(inputs);
+  }
+
+  absl::StatusOr<std::vector<Tensor>> RunViews(const std::vector<TensorView>& inputs) override {
+    return RunOn(inputs);
+  }
+
+  // Run over owned tensors or views (In: Tensor or TensorView).
+  template <typename In>
+  absl::StatusOr<std::vector<Tensor>> RunOn(const std::vector<In>& inputs) {
     ASSIGN_OR_RETURN(InputShapes shapes,
                      CheckInputs(inputs.size(), [&](size_t i) { return &inputs[i]; }));
-    std::vector<const Tensor*> in_ptrs;
+    std::vector<const In*> in_ptrs;
     in_ptrs.reserve(inputs.size());
     for (const auto& t : inputs) in_ptrs.push_back(&t);
     if (const int parts = SplitParts(shapes); parts > 1) {
@@ -275,7 +285,7 @@ class ExecutionContextImpl final : public ExecutionContext {
   std::vector<std::string> ValuesOf(Get get) const {
     std::vector<std::string> values;
     for (const size_t i : model_->value_inputs()) {
-      const Tensor* t = get(i);
+      const auto* t = get(i);
       values.emplace_back(reinterpret_cast<const char*>(t->bytes.data()), t->bytes.size());
     }
     return values;
@@ -293,7 +303,7 @@ class ExecutionContextImpl final : public ExecutionContext {
     InputShapes shapes;
     shapes.reserve(count);
     for (size_t i = 0; i < count; ++i) {
-      const Tensor* t = get(i);
+      const auto* t = get(i);
       if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("input ", i, " is null"));
       if (t->type != infos[i].type) {
         return absl::InvalidArgumentError(absl::StrCat("input '", infos[i].name, "' must be ",
@@ -304,7 +314,7 @@ class ExecutionContextImpl final : public ExecutionContext {
     }
     RETURN_IF_ERROR(model_->CheckInputShapes(shapes));
     for (size_t i = 0; i < count; ++i) {
-      const Tensor* t = get(i);
+      const auto* t = get(i);
       if (t->bytes.size() != static_cast<size_t>(t->num_elements()) * DataTypeSize(t->type)) {
         return absl::InvalidArgumentError(
             absl::StrCat("input '", infos[i].name, "' byte size does not match its shape"));
