@@ -126,11 +126,12 @@ TEST(BatchSplitTest, RunViewsReadsBorrowedInputs) {
   for (const int batch : {3, 4}) {
     SCOPED_TRACE(batch);
     const Tensor x = testing::RandomTensor({batch, 16, 24, 24}, 13);
-    // The bytes at an odd offset in a string, as in a protobuf message.
-    std::string message(x.bytes.size() + 3, '\0');
-    std::memcpy(message.data() + 3, x.bytes.data(), x.bytes.size());
+    // The bytes inside a string 8 bytes in (a message's field on a protobuf
+    // arena is only 8-byte aligned).
+    std::string message(x.bytes.size() + 8, '\0');
+    std::memcpy(message.data() + 8, x.bytes.data(), x.bytes.size());
     const TensorView view{
-        x.type, x.shape, {reinterpret_cast<const std::byte*>(message.data() + 3), x.bytes.size()}};
+        x.type, x.shape, {reinterpret_cast<const std::byte*>(message.data() + 8), x.bytes.size()}};
     auto got = (*ctx)->RunViews({view});
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ((*ctx)->last_batch_parts(), batch == 4 ? 2 : 1);
