@@ -10,6 +10,8 @@
 #include <functional>
 #include <future>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -445,6 +447,55 @@ TEST_F(KServeModelTest, DynamicHeightAndWidthWithinMaxInputDims) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("needs a fixed height and width"), std::string::npos)
       << status.error_message();
+}
+
+// Requests of concurrent clients share batches, each read in place from its
+// own message: every answer is computed from its own request's bytes.
+TEST_F(KServeModelTest, ConcurrentCallersSharingBatchesGetTheirOwnAnswers) {
+  // Each batch waits 20 ms before it computes, so the others queue behind it.
+  ScopedEnv delay("RECTIFIER_TEST_EXECUTE_DELAY_MS", "20");
+  Start({});
+  constexpr int kClients = 8;
+  constexpr int kCalls = 6;
+  std::vector<std::future<std::string>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(std::async(std::launch::async, [this, c]() -> std::string {
+      for (int k = 0; k < kCalls; ++k) {
+        const int batch = 1 + (c + k) % 2;
+        const float base = static_cast<float>(1000 * c + 100 * k);
+        grpc::ClientContext context;
+        inference::ModelInferResponse response;
+        const grpc::Status status =
+            stub_->ModelInfer(&context, ScaleRequest(batch, base), &response);
+        if (!status.ok()) return status.error_message();
+        const size_t count = static_cast<size_t>(batch) * 12;
+        if (response.raw_output_contents_size() != 1 ||
+            response.raw_output_contents(0).size() != count * 4) {
+          return "client " + std::to_string(c) + ": wrong output size";
+        }
+        std::vector<float> y(count);
+        std::memcpy(y.data(), response.raw_output_contents(0).data(), count * 4);
+        for (size_t i = 0; i < count; ++i) {
+          if (y[i] != 2.f * (base + static_cast<float>(i))) {
+            return "client " + std::to_string(c) + " call " + std::to_string(k) + ": y[" +
+                   std::to_string(i) + "] = " + std::to_string(y[i]);
+          }
+        }
+      }
+      return "";
+    }));
+  }
+  for (auto& client : clients) EXPECT_EQ(client.get(), "");
+  // Some batches held more than one request (the case this test is about).
+  grpc::ClientContext context;
+  inference::ModelStatisticsRequest request;
+  request.set_name("scale");
+  inference::ModelStatisticsResponse stats;
+  ASSERT_TRUE(stub_->ModelStatistics(&context, request, &stats).ok());
+  ASSERT_EQ(stats.model_stats_size(), 1);
+  const auto& model = stats.model_stats(0);
+  EXPECT_EQ(model.inference_count(), static_cast<uint64_t>(kClients * kCalls * 3 / 2));
+  EXPECT_LT(model.execution_count(), static_cast<uint64_t>(kClients * kCalls));
 }
 
 TEST_F(KServeModelTest, StreamInferAnswersEveryRequestOnceAndSurvivesCancel) {
