@@ -30,6 +30,7 @@ class EchoExecutor final : public BatchExecutor {
     g_batches.fetch_add(1, std::memory_order_relaxed);
     g_rows.fetch_add(inputs.front().shape[0], std::memory_order_relaxed);
     std::vector<common::Tensor> outputs;
+    outputs.reserve(inputs.size());
     for (const common::TensorView& input : inputs) outputs.push_back(common::Tensor::CopyOf(input));
     return outputs;
   }

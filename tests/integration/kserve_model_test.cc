@@ -458,6 +458,7 @@ TEST_F(KServeModelTest, ConcurrentCallersSharingBatchesGetTheirOwnAnswers) {
   constexpr int kClients = 8;
   constexpr int kCalls = 6;
   std::vector<std::future<std::string>> clients;
+  clients.reserve(kClients);
   for (int c = 0; c < kClients; ++c) {
     clients.push_back(std::async(std::launch::async, [this, c]() -> std::string {
       for (int k = 0; k < kCalls; ++k) {

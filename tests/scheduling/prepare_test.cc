@@ -21,6 +21,7 @@ class ThreadRecordingExecutor : public BatchExecutor {
       const std::vector<common::TensorView>& inputs) override {
     execute_thread_ = std::this_thread::get_id();
     std::vector<common::Tensor> outputs;
+    outputs.reserve(inputs.size());
     for (const common::TensorView& input : inputs) outputs.push_back(common::Tensor::CopyOf(input));
     return outputs;
   }
