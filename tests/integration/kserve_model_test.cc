@@ -92,6 +92,16 @@ class KServeModelTest : public ::testing::Test {
     EXPECT_TRUE(stub_->ServerReady(&context, {}, &response).ok());
     return response.ready();
   }
+  // ModelStatistics of the one "scale" version.
+  inference::ModelStatistics ScaleStatistics() {
+    grpc::ClientContext context;
+    inference::ModelStatisticsRequest request;
+    request.set_name("scale");
+    inference::ModelStatisticsResponse response;
+    EXPECT_TRUE(stub_->ModelStatistics(&context, request, &response).ok());
+    EXPECT_EQ(response.model_stats_size(), 1);
+    return response.model_stats_size() > 0 ? response.model_stats(0) : inference::ModelStatistics{};
+  }
   grpc::Status Load(const std::string& name) {
     grpc::ClientContext context;
     inference::RepositoryModelLoadRequest request;
@@ -326,13 +336,7 @@ TEST_F(KServeModelTest, ModelInferComputesAndValidates) {
   // The server survived every bad request.
   EXPECT_TRUE(ModelReady("scale"));
   {
-    grpc::ClientContext context;
-    inference::ModelStatisticsRequest request;
-    request.set_name("scale");
-    inference::ModelStatisticsResponse response;
-    ASSERT_TRUE(stub_->ModelStatistics(&context, request, &response).ok());
-    ASSERT_EQ(response.model_stats_size(), 1);
-    const auto& stats = response.model_stats(0);
+    const inference::ModelStatistics stats = ScaleStatistics();
     EXPECT_EQ(stats.version(), "1");
     EXPECT_EQ(stats.inference_count(), 4u);  // batch 3 + batch 1
     EXPECT_EQ(stats.execution_count(), 2u);
@@ -488,13 +492,7 @@ TEST_F(KServeModelTest, ConcurrentCallersSharingBatchesGetTheirOwnAnswers) {
   }
   for (auto& client : clients) EXPECT_EQ(client.get(), "");
   // Some batches held more than one request (the case this test is about).
-  grpc::ClientContext context;
-  inference::ModelStatisticsRequest request;
-  request.set_name("scale");
-  inference::ModelStatisticsResponse stats;
-  ASSERT_TRUE(stub_->ModelStatistics(&context, request, &stats).ok());
-  ASSERT_EQ(stats.model_stats_size(), 1);
-  const auto& model = stats.model_stats(0);
+  const inference::ModelStatistics model = ScaleStatistics();
   EXPECT_EQ(model.inference_count(), static_cast<uint64_t>(kClients * kCalls * 3 / 2));
   EXPECT_LT(model.execution_count(), static_cast<uint64_t>(kClients * kCalls));
 }
