@@ -369,14 +369,13 @@ absl::StatusOr<InputTensor> DecodeInput(const inference::ModelInferRequest& requ
   }
   const auto bytes = InputBytes(request, index, raw, shape, count, wire_size, &typed);
   if (!bytes.ok()) return bytes.status();
-  if (!to_float && *bytes != &typed) {
-    // The request's raw bytes, checked above to be exactly the shape's, as
-    // they are: the request outlives the inference (scheduler.h).
-    return InputTensor::Borrow(EngineType(expected.data_type()), shape, (*bytes)->data(),
-                               (*bytes)->size());
-  }
   if (!to_float) {
-    return Tensor::CopyOf(EngineType(expected.data_type()), shape, (*bytes)->data());
+    // Checked above to be exactly the shape's bytes. Typed contents were
+    // decoded into `typed`, which is ours: copied. Raw bytes are read where
+    // they are: the request outlives the inference (scheduler.h).
+    const DataType type = EngineType(expected.data_type());
+    if (*bytes == &typed) return Tensor::CopyOf(type, shape, typed.data());
+    return InputTensor::Borrow(type, shape, (*bytes)->data(), (*bytes)->size());
   }
   Tensor tensor = Tensor::Zeros(EngineType(expected.data_type()), shape);
   ToFloat(input.datatype(), reinterpret_cast<const std::byte*>((*bytes)->data()), count,
