@@ -19,6 +19,7 @@
 #include "server/common/cpu_info.h"
 #include "server/common/logging.h"
 #include "server/common/process_env.h"
+#include "server/common/thread_name.h"
 #include "server/imaging/decode.h"
 #include "server/metrics/https_endpoint.h"
 #include "server/metrics/metrics_server.h"
@@ -327,6 +328,7 @@ int Run(const ServerOptions& options, const ProcessSettings& process) {
 
 int main(int argc, char** argv) {
   rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
+  rectifier::common::NameThreadAfterExecutable();  // not "exe" after the re-exec
   ProcessSettings process;
   process.heap_only = rectifier::common::ReuseLargeAllocations();
   auto parsed = rectifier::service::ParseServerFlags(std::vector<std::string>(argv, argv + argc));

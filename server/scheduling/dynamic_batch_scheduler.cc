@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/common/thread_name.h"
 #include "server/scheduling/batch_assembly.h"
 #include "spdlog/spdlog.h"
 
@@ -102,6 +103,8 @@ absl::StatusOr<std::unique_ptr<DynamicBatchScheduler>> DynamicBatchScheduler::Cr
   scheduler->workers_.reserve(scheduler->instances_.size());
   for (const auto& instance : scheduler->instances_) {
     scheduler->workers_.emplace_back([self = scheduler.get(), executor = instance.get()] {
+      // Before Prepare: OpenMP teams started on this thread inherit the name.
+      common::SetCurrentThreadName(self->options_.model_name);
       const absl::Status prepared = executor->Prepare();
       {
         common::MutexLock lock(&self->mu_);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/queue_full.h"
+#include "server/common/thread_name.h"
 
 namespace rectifier::service {
 
@@ -15,7 +16,11 @@ absl::StatusOr<std::unique_ptr<WorkPool>> WorkPool::Create(int threads, size_t m
   if (max_queue < 1) return absl::InvalidArgumentError("image worker queue size must be >= 1");
   std::unique_ptr<WorkPool> pool(new WorkPool(max_queue));
   pool->threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) pool->threads_.emplace_back([p = pool.get()] { p->Loop(); });
+  for (int i = 0; i < threads; ++i)
+    pool->threads_.emplace_back([p = pool.get()] {
+      common::SetCurrentThreadName("image-worker");
+      p->Loop();
+    });
   return pool;
 }
 

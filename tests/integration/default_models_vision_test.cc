@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -94,6 +95,28 @@ class DefaultModelsVisionTest : public ::testing::Test {
 
 fs::path* DefaultModelsVisionTest::work_ = nullptr;
 ServerProcess* DefaultModelsVisionTest::server_ = nullptr;
+
+// ps, top and pkill see "rectifier-serve" (the kernel keeps 15 bytes), not
+// "exe" from the re-exec through /proc/self/exe that sets OpenMP's waiting
+// policy; top -H and perf see each model's worker and OpenMP threads under
+// the model's name, and the image decoders as "image-worker".
+TEST_F(DefaultModelsVisionTest, ProcessAndThreadsAreNamed) {
+  const std::string proc = "/proc/" + std::to_string(server_->pid());
+  EXPECT_EQ(ReadFile(fs::path(proc) / "comm"), "rectifier-serve\n");
+  std::multiset<std::string> names;
+  for (const auto& task : fs::directory_iterator(fs::path(proc) / "task")) {
+    std::string name = ReadFile(task.path() / "comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    names.insert(name);
+  }
+  std::string all;
+  for (const std::string& name : names) all += name + ", ";
+  EXPECT_EQ(names.count("exe"), 0u) << all;
+  EXPECT_GE(names.count("scan_classifier"), 1u) << all;
+  EXPECT_GE(names.count("road_detector"), 1u) << all;
+  EXPECT_GE(names.count("scan_segmenter"), 1u) << all;
+  EXPECT_GE(names.count("image-worker"), 1u) << all;
+}
 
 TEST_F(DefaultModelsVisionTest, ScansAreClassifiedCorrectly) {
   const json truth = Generate("scan", 4711, 24);

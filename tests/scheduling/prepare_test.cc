@@ -1,9 +1,12 @@
 // Tests for BatchExecutor::Prepare: run on the instance's worker thread
-// before any batch, and a failure fails the scheduler's creation.
+// (named after the model) before any batch, and a failure fails the
+// scheduler's creation.
 #include <future>
+#include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "server/common/thread_name.h"
 #include "server/scheduling/dynamic_batch_scheduler.h"
 
 namespace rectifier::scheduling {
@@ -15,6 +18,7 @@ class ThreadRecordingExecutor : public BatchExecutor {
       : prepare_result_(std::move(prepare_result)) {}
   absl::Status Prepare() override {
     prepare_thread_ = std::this_thread::get_id();
+    prepare_thread_name_ = common::CurrentThreadName();
     return prepare_result_;
   }
   absl::StatusOr<std::vector<common::Tensor>> Execute(
@@ -26,6 +30,7 @@ class ThreadRecordingExecutor : public BatchExecutor {
     return outputs;
   }
   std::thread::id prepare_thread_;
+  std::string prepare_thread_name_;
   std::thread::id execute_thread_;
 
  private:
@@ -34,7 +39,7 @@ class ThreadRecordingExecutor : public BatchExecutor {
 
 SchedulerOptions Options() {
   SchedulerOptions options;
-  options.model_name = "m";
+  options.model_name = "chest_xray_classifier";
   options.model_version = "1";
   options.max_batch_size = 4;
   return options;
@@ -50,6 +55,8 @@ TEST(PrepareTest, RunsOnTheWorkerThreadBeforeAnyBatch) {
   // Create returned, so Prepare has run.
   EXPECT_NE(raw->prepare_thread_, std::thread::id());
   EXPECT_NE(raw->prepare_thread_, std::this_thread::get_id());
+  // top -H and perf show the model's name (cut to the kernel's 15 bytes).
+  EXPECT_EQ(raw->prepare_thread_name_, "chest_xray_clas");
 
   auto request = std::make_unique<InferenceRequest>();
   common::Tensor input;  // built by hand: scheduling links no engine code

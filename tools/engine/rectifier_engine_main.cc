@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "server/common/process_env.h"
+#include "server/common/thread_name.h"
 #include "server/engine/compiled_model.h"
 #include "server/engine/execution_context.h"
 #include "server/engine/ir/onnx_tensor.h"
@@ -127,6 +128,7 @@ double Percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   // Bounded OpenMP spinning unless the caller chose (see process_env.h).
   rectifier::common::ReexecWithBoundedOpenMpSpinning(argv);
+  rectifier::common::NameThreadAfterExecutable();  // not "exe" after the re-exec
   CLI::App app{"rectifier-engine: compile and run an ONNX model with the Rectifier engine"};
   std::string model_path;
   int batch = 1, threads = 0, iterations = 20, warmup = 3, max_batch = 64;

@@ -583,5 +583,8 @@ int main(int argc, char** argv) {
   // Batches of large frames (39 MB at 8 x 3 x 640 x 640 FP32) would otherwise
   // be fresh, page-faulted mappings in every request and response.
   rectifier::common::ReuseLargeAllocations();
+  // The load generator shares the machine with the server it measures: its
+  // locks skip absl's deadlock graph as the server's do.
+  rectifier::common::ConfigureMutexDeadlockDetection();
   return rectifier::tools::Main(argc, argv);
 }
