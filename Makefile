@@ -72,6 +72,14 @@ SERVER_ORT_ARGS ?=
 bench-server-ort: build
 	/usr/bin/python3 bench/server/server_vs_ort.py --build $(BUILD_DIR) $(SERVER_ORT_ARGS)
 
+# Every performance target of docs/PERFORMANCE.md measured and judged in one
+# run (bench/targets.py --help; about 30 minutes on 2 CPUs). Judged only on a
+# CPU without AVX-512.
+TARGETS_ARGS ?=
+.PHONY: bench-targets
+bench-targets: build
+	/usr/bin/python3 bench/targets.py --build $(BUILD_DIR) $(TARGETS_ARGS)
+
 clean:
 	rm -rf $(BUILD_DIR)
 

@@ -153,6 +153,7 @@ def measure(engine, model, batch, threads, a, tmp, variant=None):
     if variant:
         parity["variant_rel"] = zoo.compare(zoo.read_pb(var_out), want)["rel"]
     parity["engine_tail"] = statistics.median(tails) if tails else float("nan")
+    parity["engine_tails"] = tails
     return engine_ms, ort_ms, variant_ms, parity
 
 
@@ -353,6 +354,7 @@ def main():
                                     "ceiling_gflops": ceil, "engine_ceiling_gflops": e_ceil,
                                     "parity_rel": parity["rel"],
                                     "parity_max_abs": parity["max_abs"],
+                                    "engine_p99_over_p50": parity["engine_tails"],
                                     "load_after": os.getloadavg()[0]})
         end_load = os.getloadavg()
         if a.rounds >= 2:
@@ -381,6 +383,7 @@ def main():
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"started": started, "load_at_start": load, "load_at_end": end_load,
+                           "isa": isa, "engine_capped": capped,
                            "ceilings": ceilings, "engine_ceilings": engine_ceilings,
                            "args": vars(a), "results": records}, f, indent=1)
     except zoo.ParityError as e:

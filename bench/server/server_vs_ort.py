@@ -7,6 +7,7 @@ alternated round by round with ONNX Runtime 1.30 in-process
 
   bench/server/server_vs_ort.py [--build build] [--models resnet50 ...]
       [--batch 8] [--threads 2] [--rounds 3] [--window-s 3] [--shared-memory]
+      [--json FILE]
 
 --shared-memory adds a third side each round: the same server with the
 inputs passed through client shared memory (rectifier-server
@@ -21,6 +22,7 @@ docs/PERFORMANCE.md being >= 1.1 at batch 8.
 """
 import argparse
 import csv
+import json
 import os
 import re
 import statistics
@@ -101,7 +103,9 @@ def main():
     p.add_argument("--shared-memory", action="store_true",
                    help="also a round with the inputs through client shared memory "
                         "(rectifier-perf --shared-memory system) per round")
+    p.add_argument("--json", help="also write every round's figures to this file")
     a = p.parse_args()
+    records = []
     try:
         zoo.check_peer()
         shm_cols = " shm img/s (median) | shm/ORT (per-round median) |" if a.shared_memory else ""
@@ -130,6 +134,10 @@ def main():
                     server.terminate()
                     server.wait(timeout=60)
             ratio = statistics.median(s / o for s, o in zip(srv, ort))
+            records.append({"model": name, "batch": a.batch, "threads": a.threads,
+                            "server_round_ips": srv, "server_round_p50_ms": p50s,
+                            "ort_round_ips": ort, "shm_round_ips": shm,
+                            "server_over_ort": ratio})
             extra = ""
             if a.shared_memory:
                 extra = (f" {statistics.median(shm):.1f} | "
@@ -140,6 +148,9 @@ def main():
         print(f"\n{a.rounds} alternating round(s); server: rectifier-perf windows of "
               f"{a.window_s:g} s at concurrency 1 (ModelInfer, random FP32, loopback); "
               f"ORT: {a.iters} timed runs in process. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"args": vars(a), "results": records}, f, indent=1)
     except zoo.ParityError as e:
         print(f"server_vs_ort: {e}", file=sys.stderr)
         return 1
