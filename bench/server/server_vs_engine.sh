@@ -9,7 +9,10 @@
 #
 # MODEL_ONNX: a file, or a zoo name exported on demand (mobilenet_v2, resnet50,
 # ...), or a default model directory under models/ (its config.pbtxt is used).
-# Targets (issue 8): server throughput >= 90% of the engine's; added latency < 1 ms.
+# SHAPE=NAME:d1,d2,... (one input, without the batch; rectifier-perf --shape)
+# gives a model with dynamic dimensions its size on both sides (the default
+# scan_segmenter: SHAPE=image:1,128,128).
+# Targets: server throughput >= 90% of the engine's; added latency < 1 ms.
 set -euo pipefail
 build=${1:-build}
 model=${2:?model}
@@ -36,12 +39,22 @@ else
 fi
 
 echo "== engine alone: $name, batch 1, $threads threads"
+engine_shape=() perf_shape=()
+if [ -n "${SHAPE:-}" ]; then
+  dims=${SHAPE#*:}
+  engine_shape=(--shape "1x${dims//,/x}")
+  perf_shape=(--shape "$SHAPE")
+fi
 OMP_NUM_THREADS=$threads "$build/tools/engine/rectifier-engine" "$onnx" --batch 1 \
-  --threads "$threads" --warmup 10 --iterations ${ITERATIONS:-200} | tee "$work/engine.txt"
+  --threads "$threads" --warmup 10 --iterations "${ITERATIONS:-200}" "${engine_shape[@]}" |
+  tee "$work/engine.txt"
 
 repo=$work/repo
 mkdir -p "$repo/$name/1"
-ln -s "$PWD/$onnx" "$repo/$name/1/model.onnx"
+case $onnx in
+  /*) ln -s "$onnx" "$repo/$name/1/model.onnx" ;;
+  *) ln -s "$PWD/$onnx" "$repo/$name/1/model.onnx" ;;
+esac
 # A default model's other files (labels.txt, which its config names).
 if [ -d "models/$model" ]; then
   for f in "models/$model"/*; do
@@ -55,7 +68,8 @@ pid=$!
 port=$(grpc_port "$work/server.log")
 echo "== server: $name through KServe ModelInfer (rectifier-perf), concurrency 1 and $concurrency"
 "$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" \
-  --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv"
+  --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv" \
+  "${perf_shape[@]}"
 kill -TERM $pid
 wait $pid || true
 echo "== summary"
