@@ -23,6 +23,9 @@ figure against its target:
      process's p99/p50 at most 1.2 (the worst is printed too; with 10 runs a
      process's p99 is its slowest run).
 
+A part that fails (a tool's error, a parity failure) shows as "failed" in
+the table, the other parts still run, and the exit status is 1.
+
 The targets are judged on a CPU without AVX-512. On an AVX-512 CPU the run
 says "not judged" in every verdict's place of "met"/"missed" and gives the
 figures anyway; run it under ONEDNN_MAX_CPU_ISA=AVX2 for the AVX2 engine
@@ -228,21 +231,26 @@ def main():
           flush=True)
     log_path = a.log or os.path.join(tempfile.gettempdir(), f"bench-targets-{os.getpid()}.log")
     v = Verdicts(judged)
-    figures = {}
+    figures, failed = {}, []
     try:
-        with open(log_path, "w") as log, tempfile.TemporaryDirectory(prefix="targets_") as tmp:
-            zoo.check_peer()
-            if "engine" in a.parts:
-                figures["engine"] = engine_part(a, tmp, log, v)
-            if "server" in a.parts:
-                figures["server"] = server_part(a, tmp, log, v)
-            if "saturation" in a.parts:
-                figures["saturation"] = saturation_part(a, log, v)
-            if "stability" in a.parts:
-                figures["stability"] = stability_part(a, tmp, log, v)
+        zoo.check_peer()
     except zoo.ParityError as e:
-        print(f"targets: {e}\n(the tools' output: {log_path})", file=sys.stderr)
+        print(f"targets: {e}", file=sys.stderr)
         return 1
+    parts = {"engine": lambda tmp, log: engine_part(a, tmp, log, v),
+             "server": lambda tmp, log: server_part(a, tmp, log, v),
+             "saturation": lambda tmp, log: saturation_part(a, log, v),
+             "stability": lambda tmp, log: stability_part(a, tmp, log, v)}
+    with open(log_path, "w") as log, tempfile.TemporaryDirectory(prefix="targets_") as tmp:
+        for part in (p for p in parts if p in a.parts):
+            # A failed part (a tool's error, a parity failure) is reported and
+            # the others still run: half an hour is not thrown away for one.
+            try:
+                figures[part] = parts[part](tmp, log)
+            except zoo.ParityError as e:
+                failed.append(part)
+                print(f"| {part} part | failed, see below | | | |", flush=True)
+                print(f"targets: {part} part: {e}", file=sys.stderr, flush=True)
     with_goal = [r for r in v.rows if r["goal"] != "(none)"]
     missed = [r for r in with_goal if not r["met"]]
     print(f"\n{len(with_goal) - len(missed)} of {len(with_goal)} figures with a target reach it"
@@ -253,7 +261,11 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"cpu": name, "avx512": avx512, "onednn_max_cpu_isa": capped,
                        "judged": judged, "started": started, "args": vars(a),
-                       "verdicts": v.rows, "figures": figures}, f, indent=1)
+                       "verdicts": v.rows, "figures": figures, "failed_parts": failed}, f,
+                      indent=1)
+    if failed:
+        print(f"failed parts: {', '.join(failed)} (their output: {log_path})", file=sys.stderr)
+        return 1
     return 0
 
 
