@@ -12,6 +12,10 @@
 # SHAPE=NAME:d1,d2,... (one input, without the batch; rectifier-perf --shape)
 # gives a model with dynamic dimensions its size on both sides (the default
 # scan_segmenter: SHAPE=image:1,128,128).
+# The load runs on the same CPUs as the server, so rectifier-perf keeps its
+# requests in flight through asynchronous calls (--async: a few threads
+# instead of one per request); ASYNC=0 measures with one blocked thread per
+# outstanding request instead.
 # Targets: server throughput >= 90% of the engine's; added latency < 1 ms.
 set -euo pipefail
 build=${1:-build}
@@ -66,8 +70,10 @@ printf '%s\n' "$config" > "$repo/$name/config.pbtxt"
   --metrics-address "" --http-address "" --intra-op-threads "$threads" > "$work/server.log" 2>&1 &
 pid=$!
 port=$(grpc_port "$work/server.log")
-echo "== server: $name through KServe ModelInfer (rectifier-perf), concurrency 1 and $concurrency"
-"$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" \
+async=()
+[ "${ASYNC:-1}" = 0 ] || async=(--async)
+echo "== server: $name through KServe ModelInfer (rectifier-perf ${async[*]}), concurrency 1 and $concurrency"
+"$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" "${async[@]}" \
   --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv" \
   "${perf_shape[@]}"
 kill -TERM $pid

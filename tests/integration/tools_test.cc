@@ -254,6 +254,51 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   EXPECT_NE(unknown.stderr_text.find("nope"), std::string::npos);
 }
 
+// --async keeps the concurrency in flight through gRPC's callback API (and
+// the HTTP target's call threads): every level is measured, and the server
+// answers exactly the requests sent, none lost or sent twice.
+TEST_F(ToolsTest, PerfAsyncClosedLoopSendsEachRequestOnce) {
+  const auto successes = [](const ExitResult& stats) -> int64_t {
+    const json j = LastJsonLine(stats.stderr_text);
+    const json& s = j["model_stats"][0]["inference_stats"];
+    if (!s.contains("success") || !s["success"].contains("count")) return 0;
+    const json& count = s["success"]["count"];
+    return count.is_string() ? std::stoll(count.get<std::string>()) : count.get<int64_t>();
+  };
+  const std::string csv = (*root_ / "perf-async.csv").string();
+  ExitResult sweep = RunToExit(
+      RECTIFIER_PERF_BINARY,
+      {"-m", "scale", "--url", server_->grpc_target(), "--async", "--concurrency", "1:4:x4",
+       "--window-s", "0.3", "--max-windows", "3", "--csv", csv, "--fail-on-error"},
+      absl::Seconds(120));
+  EXPECT_EQ(sweep.exit_code, 0) << sweep.stderr_text;
+  const auto [header, first, second] = FirstCsvLines(csv);
+  EXPECT_EQ(first.rfind("concurrency,1,1,", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("concurrency,4,1,", 0), 0u) << second;
+  const std::vector<std::string> fields = absl::StrSplit(second, ',');
+  ASSERT_GT(fields.size(), 3u) << second;
+  EXPECT_GT(std::stod(fields[3]), 0.0) << header << "\n" << second;
+
+  for (const std::vector<std::string>& protocol :
+       {std::vector<std::string>{"--url", server_->grpc_target()},
+        std::vector<std::string>{"-i", "http", "-u",
+                                 "127.0.0.1:" + std::to_string(server_->http_port())}}) {
+    ExitResult before = Client({"stats", "scale", "--json"});
+    ASSERT_EQ(before.exit_code, 0) << before.stderr_text;
+    std::vector<std::string> args = {"-m", "scale",          "--async", "--concurrency",
+                                     "8",  "--max-requests", "203",     "--window-s",
+                                     "30", "--fail-on-error"};
+    args.insert(args.end(), protocol.begin(), protocol.end());
+    ExitResult capped = RunToExit(RECTIFIER_PERF_BINARY, args, absl::Seconds(120));
+    EXPECT_EQ(capped.exit_code, 0) << protocol[1] << ": " << capped.stderr_text;
+    ExitResult after = Client({"stats", "scale", "--json"});
+    ASSERT_EQ(after.exit_code, 0) << after.stderr_text;
+    // 203 measured, and the one request rectifier-perf sends before measuring.
+    EXPECT_EQ(successes(after) - successes(before), 203 + 1)
+        << protocol[1] << ": " << capped.stderr_text;
+  }
+}
+
 // --shared-memory system: the inputs go through a POSIX shared memory
 // region registered with the server, which the run removes when it ends.
 TEST_F(ToolsTest, PerfPassesInputsThroughSharedMemory) {

@@ -24,6 +24,7 @@ struct Options {
   std::string version;
   int batch = 1;
   std::string concurrency = "1";  // "a:b:xF" or "a:b:+S" or "a"
+  bool async = false;             // -a: the closed loop through asynchronous calls
   std::string request_rate;       // same syntax; open loop when set
   bool poisson = false;
   double window_s = 2;
