@@ -113,7 +113,8 @@ replica-test: build
 # target (FUZZ_REPLAY=0 skips it).
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= image_decode dicom onnx model_config infer_request vision_request
+FUZZ_TARGETS ?= image_decode dicom onnx model_config infer_request vision_request http_request \
+  security tuning_file
 FUZZ_REPLAY ?= 1
 .PHONY: fuzz-build fuzz fuzz-replay
 fuzz-build: deps

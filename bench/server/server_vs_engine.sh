@@ -14,8 +14,9 @@
 # scan_segmenter: SHAPE=image:1,128,128).
 # The load runs on the same CPUs as the server, so rectifier-perf keeps its
 # requests in flight through asynchronous calls (--async: a few threads
-# instead of one per request); ASYNC=0 measures with one blocked thread per
-# outstanding request instead.
+# instead of one per request), at concurrency 1 too (its added latency then
+# includes the client's hand-over to gRPC's callback thread); ASYNC=0
+# measures with one blocked thread per outstanding request instead.
 # Targets: server throughput >= 90% of the engine's; added latency < 1 ms.
 set -euo pipefail
 build=${1:-build}

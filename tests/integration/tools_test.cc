@@ -2,19 +2,28 @@
 // server: exit codes, JSON output, tensor files, a short load run.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <vector>
 
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/engine/tensor.h"
 #include "tests/integration/server_process.h"
 #include "tests/repository/test_models.h"
 #include "tools/client/tensor_file.h"
+#include "tools/perf/async_loop.h"
 #include "tools/perf/input_data.h"
 #include "tools/perf/load_stats.h"
 
@@ -254,9 +263,10 @@ TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   EXPECT_NE(unknown.stderr_text.find("nope"), std::string::npos);
 }
 
-// --async keeps the concurrency in flight through gRPC's callback API (and
-// the HTTP target's call threads): every level is measured, and the server
-// answers exactly the requests sent, none lost or sent twice.
+// --async keeps the concurrency in flight through gRPC's callback API
+// (tools/perf/async_loop.h, unit-tested below; -i http runs the threaded
+// loop): every level is measured, and the server answers exactly the
+// requests sent, none lost or sent twice.
 TEST_F(ToolsTest, PerfAsyncClosedLoopSendsEachRequestOnce) {
   const auto successes = [](const ExitResult& stats) -> int64_t {
     const json j = LastJsonLine(stats.stderr_text);
@@ -392,6 +402,178 @@ TEST_F(ToolsTest, PerfDrivesTheHttpEndpoint) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.stderr_text.find("unknown model 'nope'"), std::string::npos)
       << unknown.stderr_text;
+}
+
+// A target for the asynchronous loop: calls complete on its own thread,
+// oldest first, each after `delay`, once `gate` calls are in flight (so the
+// loop's concurrency is observed, not guessed); or, with `fail_at_once`,
+// each call fails inside CallAsync, on the thread that started it.
+class FakeAsyncTarget final : public tools::Target {
+ public:
+  FakeAsyncTarget(int gate, absl::Duration delay, bool fail_at_once)
+      : gate_(gate), delay_(delay), fail_at_once_(fail_at_once) {
+    if (!fail_at_once_) worker_ = std::thread([this] { Complete(); });
+  }
+  ~FakeAsyncTarget() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    if (worker_.joinable()) worker_.join();
+  }
+
+  grpc::Status Call(int64_t, grpc::ClientContext*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "async only");
+  }
+  void CallAsync(int64_t i, grpc::ClientContext*,
+                 std::function<void(const grpc::Status&)> done) override {
+    static thread_local int nesting = 0;
+    ++nesting;
+    {
+      absl::MutexLock lock(&mu_);
+      started_.push_back(i);
+      max_nesting_ = std::max(max_nesting_, nesting);
+    }
+    if (fail_at_once_) {
+      done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
+    } else {
+      absl::MutexLock lock(&mu_);
+      pending_.push_back(std::move(done));
+      peak_ = std::max(peak_, static_cast<int>(pending_.size()));
+    }
+    --nesting;
+  }
+
+  std::vector<int64_t> started() {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
+  int peak() {
+    absl::MutexLock lock(&mu_);
+    return peak_;
+  }
+  int max_nesting() {
+    absl::MutexLock lock(&mu_);
+    return max_nesting_;
+  }
+
+ private:
+  void Complete() {
+    bool opened = false;
+    for (;;) {
+      std::function<void(const grpc::Status&)> done;
+      {
+        absl::MutexLock lock(&mu_);
+        const auto ready = [this, &opened]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || static_cast<int>(pending_.size()) >= (opened ? 1 : gate_);
+        };
+        mu_.Await(absl::Condition(&ready));
+        // Calls still pending are dropped, never answered: their loop has
+        // given up on them and gone.
+        if (stopping_) return;
+        opened = true;
+        done = std::move(pending_.front());
+        pending_.erase(pending_.begin());
+      }
+      absl::SleepFor(delay_);
+      done(grpc::Status::OK);
+    }
+  }
+
+  const int gate_;
+  const absl::Duration delay_;
+  const bool fail_at_once_;
+  absl::Mutex mu_;
+  std::vector<std::function<void(const grpc::Status&)>> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> started_ ABSL_GUARDED_BY(mu_);
+  int peak_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_nesting_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread worker_;
+};
+
+// Waits (at most 60 s) until `count` reaches `n`.
+void WaitForCount(const std::atomic<int64_t>& count, int64_t n) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (count.load() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+}
+
+TEST(AsyncClosedLoopTest, KeepsTheConcurrencyInFlightAndStartsEachCallOnce) {
+  FakeAsyncTarget target(/*gate=*/6, absl::Microseconds(200), /*fail_at_once=*/false);
+  tools::AsyncLoopOptions options;
+  options.concurrency = 6;
+  options.max_requests = 300;
+  std::atomic<int64_t> sent{0}, ok{0}, failed{0};
+  const absl::Status run = tools::RunAsyncClosedLoop(
+      target, options, sent,
+      [&](const grpc::Status& status, double latency_ms) {
+        EXPECT_GE(latency_ms, 0.0);
+        (status.ok() ? ok : failed).fetch_add(1);
+      },
+      [&] { WaitForCount(ok, 300); });
+  ASSERT_TRUE(run.ok()) << run;
+  EXPECT_EQ(ok.load(), 300);
+  EXPECT_EQ(failed.load(), 0);
+  // Six in flight, never more; calls 0..299, each once.
+  EXPECT_EQ(target.peak(), 6);
+  std::vector<int64_t> started = target.started();
+  std::sort(started.begin(), started.end());
+  std::vector<int64_t> expected(300);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(started, expected);
+}
+
+TEST(AsyncClosedLoopTest, StopsWhenTheMeasurementEndsAndWaitsForTheCallsInFlight) {
+  FakeAsyncTarget target(/*gate=*/4, absl::Milliseconds(2), /*fail_at_once=*/false);
+  tools::AsyncLoopOptions options;
+  options.concurrency = 4;
+  options.max_requests = 1000000;
+  std::atomic<int64_t> sent{0}, answered{0};
+  const absl::Status run = tools::RunAsyncClosedLoop(
+      target, options, sent, [&](const grpc::Status&, double) { answered.fetch_add(1); },
+      [&] { WaitForCount(answered, 20); });
+  ASSERT_TRUE(run.ok()) << run;
+  // Every started call was answered before the loop returned.
+  EXPECT_EQ(static_cast<int64_t>(target.started().size()), answered.load());
+  EXPECT_LT(answered.load(), 1000);
+}
+
+// Calls that fail inside CallAsync complete on the starting thread: the
+// loop starts their successors there only a few levels deep, then on its
+// helper thread, so 100 000 of them in a row neither overflow the stack
+// nor stall.
+TEST(AsyncClosedLoopTest, CallsThatFailAtOnceDoNotNestWithoutBound) {
+  FakeAsyncTarget target(/*gate=*/1, absl::ZeroDuration(), /*fail_at_once=*/true);
+  tools::AsyncLoopOptions options;
+  options.concurrency = 2;
+  options.max_requests = 100000;
+  std::atomic<int64_t> sent{0}, failed{0};
+  const absl::Status run = tools::RunAsyncClosedLoop(
+      target, options, sent,
+      [&](const grpc::Status& status, double) {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+        failed.fetch_add(1);
+      },
+      [&] { WaitForCount(failed, 100000); });
+  ASSERT_TRUE(run.ok()) << run;
+  EXPECT_EQ(failed.load(), 100000);
+  EXPECT_GT(target.max_nesting(), 1);   // they did complete inline
+  EXPECT_LE(target.max_nesting(), 17);  // and the loop bounded it
+}
+
+// A call that never completes: the loop says so after the drain timeout
+// instead of waiting for ever.
+TEST(AsyncClosedLoopTest, ACallThatNeverCompletesIsReportedAfterTheDrainTimeout) {
+  FakeAsyncTarget target(/*gate=*/1000, absl::ZeroDuration(), /*fail_at_once=*/false);
+  tools::AsyncLoopOptions options;
+  options.concurrency = 3;
+  options.max_requests = 100;
+  options.drain_timeout = absl::Milliseconds(200);
+  std::atomic<int64_t> sent{0};
+  const absl::Status run = tools::RunAsyncClosedLoop(
+      target, options, sent, [](const grpc::Status&, double) {}, [] {});
+  EXPECT_EQ(run.code(), absl::StatusCode::kDeadlineExceeded) << run;
+  EXPECT_NE(run.message().find("3 call(s) still outstanding"), std::string::npos) << run;
 }
 
 TEST(LoadStatsTest, UnstableReasonSaysWhatVaried) {

@@ -32,6 +32,7 @@
 #include "server/engine/tensor.h"
 #include "tools/client/connection.h"
 #include "tools/client/tensor_file.h"
+#include "tools/perf/async_loop.h"
 #include "tools/perf/http_client.h"
 #include "tools/perf/input_data.h"
 #include "tools/perf/load_stats.h"
@@ -255,89 +256,34 @@ LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency,
   return result;
 }
 
-// --async: the same closed loop with `concurrency` calls kept in flight
-// through the targets' asynchronous calls (perf_analyzer's --async), each
-// completion starting the next call, instead of one blocked thread per
-// outstanding request: far fewer client threads and context switches, so a
-// load generator on the server's own CPUs takes less of them.
+// --async (gRPC): the same closed loop through asynchronous calls
+// (tools/perf/async_loop.h).
 LevelResult RunClosedLoopAsync(const Options& o, Target& target, int concurrency,
                                FirstErrors& first_errors) {
   LoadStats stats;
-  std::atomic<bool> stop{false};
   std::atomic<int64_t> sent{0};
-  struct Call {
-    grpc::ClientContext context;
-    absl::Time start;
-  };
-  absl::Mutex mu;
-  absl::CondVar changed;
-  int slots = concurrency;  // loops still running, guarded by mu
-  int deferred = 0;         // calls to start off the completing thread, guarded by mu
-  // A completion may run on the thread that started the call (a call that
-  // fails at once); past this depth the next call is started by `starter`
-  // instead, so a run of immediate failures cannot grow the stack.
-  static thread_local int depth = 0;
-  constexpr int kMaxDepth = 16;
-  std::function<void()> start_next;
-  const auto finish_one = [&] {
-    absl::MutexLock lock(&mu);
-    --slots;
-    changed.SignalAll();
-  };
-  start_next = [&] {
-    const int64_t i = sent.fetch_add(1);
-    if (stop.load() || i >= o.max_requests) return finish_one();
-    auto* call = new Call();
-    call->context.set_deadline(std::chrono::system_clock::now() +
-                               std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
-    call->start = absl::Now();
-    target.CallAsync(i, &call->context, [&, call](const grpc::Status& status) {
-      if (status.ok()) {
-        stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->start));
-      } else {
-        stats.RecordError(CodeName(status.error_code()));
-        first_errors.Record(status);
-      }
-      delete call;
-      if (depth >= kMaxDepth) {
-        absl::MutexLock lock(&mu);
-        ++deferred;
-        changed.SignalAll();
-        return;
-      }
-      ++depth;
-      start_next();
-      --depth;
-    });
-  };
-  std::thread starter([&] {
-    for (;;) {
-      {
-        absl::MutexLock lock(&mu);
-        while (deferred == 0 && slots > 0) changed.Wait(&mu);
-        if (deferred == 0) return;  // every loop has ended
-        --deferred;
-      }
-      start_next();
-    }
-  });
-  for (int c = 0; c < concurrency; ++c) start_next();
-  LevelResult result = Measure(o, stats, sent);
-  stop = true;
-  {
-    absl::MutexLock lock(&mu);
-    const absl::Time deadline = absl::Now() + absl::Seconds(o.timeout_s + 5);
-    while (slots > 0 && !changed.WaitWithDeadline(&mu, deadline)) {
-    }
-    if (slots > 0) {
-      // Calls that never completed: their callbacks still reference this
-      // frame, so the process cannot go on safely.
-      std::fprintf(stderr, "rectifier-perf: %d call(s) still outstanding after the timeout\n",
-                   slots);
-      std::_Exit(1);
-    }
+  AsyncLoopOptions options;
+  options.concurrency = concurrency;
+  options.max_requests = o.max_requests;
+  options.call_timeout = absl::Seconds(o.timeout_s);
+  options.drain_timeout = absl::Seconds(o.timeout_s + 5);
+  LevelResult result;
+  const absl::Status run = RunAsyncClosedLoop(
+      target, options, sent,
+      [&](const grpc::Status& status, double latency_ms) {
+        if (status.ok()) {
+          stats.RecordOk(latency_ms);
+        } else {
+          stats.RecordError(CodeName(status.error_code()));
+          first_errors.Record(status);
+        }
+      },
+      [&] { result = Measure(o, stats, sent); });
+  if (!run.ok()) {
+    // The calls still outstanding refer to this frame: stop here.
+    std::fprintf(stderr, "rectifier-perf: %s\n", std::string(run.message()).c_str());
+    std::_Exit(1);
   }
-  starter.join();
   result.mode = "concurrency";
   result.level = concurrency;
   return result;
@@ -470,7 +416,8 @@ int Main(int argc, char** argv) {
   app.add_flag("-a,--async", o.async,
                "Closed loop through asynchronous calls: the --concurrency requests stay in "
                "flight on gRPC's callback threads instead of one blocked thread each "
-               "(perf_analyzer's --async; the open loop is always asynchronous)");
+               "(perf_analyzer's --async; -i http keeps a thread per request, its client "
+               "being synchronous; the open loop is always asynchronous)");
   app.add_option("--request-rate", o.request_rate, "Open loop: requests/s, one level or a sweep");
   std::string concurrency_range, rate_range;
   app.add_option("--concurrency-range", concurrency_range,
@@ -614,8 +561,9 @@ int Main(int argc, char** argv) {
     const ServerTotals before = server_totals();
     LevelResult r =
         o.request_rate.empty()
-            ? (o.async ? RunClosedLoopAsync(o, **target, static_cast<int>(level), first_errors)
-                       : RunClosedLoop(o, **target, static_cast<int>(level), first_errors))
+            ? (o.async && !http
+                   ? RunClosedLoopAsync(o, **target, static_cast<int>(level), first_errors)
+                   : RunClosedLoop(o, **target, static_cast<int>(level), first_errors))
             : RunOpenLoop(o, **target, level, first_errors);
     const ServerTotals after = server_totals();
     const uint64_t served = after.count - before.count;
@@ -657,6 +605,7 @@ int Main(int argc, char** argv) {
           << absl::StrJoin(errors, ";") << "," << (r.stable ? 1 : 0) << "," << queue_us << ","
           << compute_us << "," << (o.api == "kserve" && !o.images.empty() ? "kserve-bytes" : o.api)
           << (http ? "-http" : "") << "\n";
+      csv.flush();  // a level's row survives a later level that stops the run
     }
   }
   if (!o.pa_csv.empty() &&

@@ -51,8 +51,9 @@ struct Options {
   std::string shared_memory = "none";
 };
 
-// What the load sends: request number i's call, synchronous (closed loop) or
-// through gRPC's callback API (open loop). Prepared requests are used
+// What the load sends: request number i's call, synchronous (the threaded
+// closed loop) or asynchronous (the open loop and --async: gRPC's callback
+// API, or the HTTP target's call threads). Prepared requests are used
 // round-robin by i.
 class Target {
  public:
