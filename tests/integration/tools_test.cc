@@ -62,6 +62,26 @@ class ToolsTest : public ::testing::Test {
     return RunToExit(RECTIFIER_CLIENT_BINARY, args, absl::Seconds(60));
   }
 
+  // A short closed-loop sweep of rectifier-perf over gRPC, its rows in `csv`.
+  static ExitResult PerfSweep(const std::string& levels, const std::string& csv,
+                              const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"-m",
+                                     "scale",
+                                     "--url",
+                                     server_->grpc_target(),
+                                     "--concurrency",
+                                     levels,
+                                     "--window-s",
+                                     "0.3",
+                                     "--max-windows",
+                                     "3",
+                                     "--csv",
+                                     csv,
+                                     "--fail-on-error"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunToExit(RECTIFIER_PERF_BINARY, args, absl::Seconds(120));
+  }
+
   // RunToExit captures stdout and stderr together; JSON is the last line.
   static json LastJsonLine(const std::string& text) {
     const size_t end = text.find_last_not_of('\n');
@@ -195,11 +215,7 @@ std::tuple<std::string, std::string, std::string> FirstCsvLines(const std::strin
 
 TEST_F(ToolsTest, PerfShortClosedAndOpenLoopRuns) {
   const std::string csv = (*root_ / "perf.csv").string();
-  ExitResult closed =
-      RunToExit(RECTIFIER_PERF_BINARY,
-                {"-m", "scale", "--url", server_->grpc_target(), "--concurrency", "1:2:x2",
-                 "--window-s", "0.3", "--max-windows", "3", "--csv", csv, "--fail-on-error"},
-                absl::Seconds(120));
+  ExitResult closed = PerfSweep("1:2:x2", csv);
   EXPECT_EQ(closed.exit_code, 0) << closed.stderr_text;
   const auto [header, first, second] = FirstCsvLines(csv);
   EXPECT_EQ(header.rfind("mode,level,batch,throughput", 0), 0u) << header;
@@ -276,11 +292,7 @@ TEST_F(ToolsTest, PerfAsyncClosedLoopSendsEachRequestOnce) {
     return count.is_string() ? std::stoll(count.get<std::string>()) : count.get<int64_t>();
   };
   const std::string csv = (*root_ / "perf-async.csv").string();
-  ExitResult sweep = RunToExit(
-      RECTIFIER_PERF_BINARY,
-      {"-m", "scale", "--url", server_->grpc_target(), "--async", "--concurrency", "1:4:x4",
-       "--window-s", "0.3", "--max-windows", "3", "--csv", csv, "--fail-on-error"},
-      absl::Seconds(120));
+  ExitResult sweep = PerfSweep("1:4:x4", csv, {"--async"});
   EXPECT_EQ(sweep.exit_code, 0) << sweep.stderr_text;
   const auto [header, first, second] = FirstCsvLines(csv);
   EXPECT_EQ(first.rfind("concurrency,1,1,", 0), 0u) << first;
