@@ -12,11 +12,12 @@
 # SHAPE=NAME:d1,d2,... (one input, without the batch; rectifier-perf --shape)
 # gives a model with dynamic dimensions its size on both sides (the default
 # scan_segmenter: SHAPE=image:1,128,128).
-# The load runs on the same CPUs as the server, so rectifier-perf keeps its
-# requests in flight through asynchronous calls (--async: a few threads
-# instead of one per request), at concurrency 1 too (its added latency then
-# includes the client's hand-over to gRPC's callback thread); ASYNC=0
-# measures with one blocked thread per outstanding request instead.
+# The load runs on the same CPUs as the server, so at CONCURRENCY
+# rectifier-perf keeps its requests in flight through asynchronous calls
+# (--async: a few threads instead of one per request); ASYNC=0 measures with
+# one blocked thread per outstanding request instead. Concurrency 1 always
+# uses the blocking call, whose latency has no hand-over to gRPC's callback
+# thread.
 # Targets: server throughput >= 90% of the engine's; added latency < 1 ms.
 set -euo pipefail
 build=${1:-build}
@@ -73,10 +74,16 @@ pid=$!
 port=$(grpc_port "$work/server.log")
 async=()
 [ "${ASYNC:-1}" = 0 ] || async=(--async)
-echo "== server: $name through KServe ModelInfer (rectifier-perf ${async[*]}), concurrency 1 and $concurrency"
-"$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" "${async[@]}" \
-  --concurrency "1:$concurrency:x$concurrency" --window-s 3 --max-windows 6 --csv "$work/perf.csv" \
-  "${perf_shape[@]}"
+echo "== server: $name through KServe ModelInfer (rectifier-perf), concurrency 1, then $concurrency ${async[*]}"
+"$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" --concurrency 1 \
+  --window-s 3 --max-windows 6 --csv "$work/perf1.csv" "${perf_shape[@]}"
+cp "$work/perf1.csv" "$work/perf.csv"
+if [ "$concurrency" != 1 ]; then
+  "$build/tools/perf/rectifier-perf" -m "$name" --url "127.0.0.1:$port" "${async[@]}" \
+    --concurrency "$concurrency" --window-s 3 --max-windows 6 --csv "$work/perfN.csv" \
+    "${perf_shape[@]}"
+  tail -n +2 "$work/perfN.csv" >> "$work/perf.csv"
+fi
 kill -TERM $pid
 wait $pid || true
 echo "== summary"
