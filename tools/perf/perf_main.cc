@@ -93,6 +93,18 @@ class FirstErrors {
   std::map<grpc::StatusCode, grpc::Status> first_ ABSL_GUARDED_BY(mu_);
 };
 
+// One answered call: its latency when it succeeded, else its code (and the
+// first status of that code).
+void RecordCall(LoadStats& stats, FirstErrors& first_errors, const grpc::Status& status,
+                double latency_ms) {
+  if (status.ok()) {
+    stats.RecordOk(latency_ms);
+  } else {
+    stats.RecordError(CodeName(status.error_code()));
+    first_errors.Record(status);
+  }
+}
+
 // Server-side totals from ModelStatistics (zeros if unsupported).
 struct ServerTotals {
   bool available = false;
@@ -239,12 +251,7 @@ LevelResult RunClosedLoop(const Options& o, Target& target, int concurrency,
                              std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
         const absl::Time start = absl::Now();
         const grpc::Status status = target.Call(i, &context);
-        if (status.ok()) {
-          stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - start));
-        } else {
-          stats.RecordError(CodeName(status.error_code()));
-          first_errors.Record(status);
-        }
+        RecordCall(stats, first_errors, status, absl::ToDoubleMilliseconds(absl::Now() - start));
       }
     });
   }
@@ -271,12 +278,7 @@ LevelResult RunClosedLoopAsync(const Options& o, Target& target, int concurrency
   const absl::Status run = RunAsyncClosedLoop(
       target, options, sent,
       [&](const grpc::Status& status, double latency_ms) {
-        if (status.ok()) {
-          stats.RecordOk(latency_ms);
-        } else {
-          stats.RecordError(CodeName(status.error_code()));
-          first_errors.Record(status);
-        }
+        RecordCall(stats, first_errors, status, latency_ms);
       },
       [&] { result = Measure(o, stats, sent); });
   if (!run.ok()) {
@@ -320,14 +322,10 @@ LevelResult RunOpenLoop(const Options& o, Target& target, double rate, FirstErro
           std::chrono::system_clock::now() +
           std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1e3)));
       target.CallAsync(i, &call->context, [&, call](const grpc::Status& status) {
-        if (status.ok()) {
-          // Latency from the scheduled send time, so a
-          // late dispatch counts against the server.
-          stats.RecordOk(absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
-        } else {
-          stats.RecordError(CodeName(status.error_code()));
-          first_errors.Record(status);
-        }
+        // Latency from the scheduled send time, so a late dispatch counts
+        // against the server.
+        RecordCall(stats, first_errors, status,
+                   absl::ToDoubleMilliseconds(absl::Now() - call->scheduled));
         delete call;
         absl::MutexLock lock(&mu);
         --outstanding;

@@ -52,9 +52,9 @@ struct Options {
 };
 
 // What the load sends: request number i's call, synchronous (the threaded
-// closed loop) or asynchronous (the open loop and --async: gRPC's callback
-// API, or the HTTP target's call threads). Prepared requests are used
-// round-robin by i.
+// closed loop) or asynchronous (the open loop, and --async over gRPC):
+// gRPC's callback API, or the HTTP target's call threads. Prepared requests
+// are used round-robin by i.
 class Target {
  public:
   virtual ~Target() = default;
