@@ -28,9 +28,12 @@ the table, the other parts still run, and the exit status is 1.
 
 The targets are judged on a CPU without AVX-512. On an AVX-512 CPU the run
 says "not judged" in every verdict's place of "met"/"missed" and gives the
-figures anyway; run it under ONEDNN_MAX_CPU_ISA=AVX2 for the AVX2 engine
-against ONNX Runtime's AVX-512 build (a proxy whose fairness depends on the
-CPU: compare.py prints both FMA ceilings).
+figures anyway. Under ONEDNN_MAX_CPU_ISA=AVX2 both runtimes run their AVX2
+kernels (the engine by oneDNN's cap, ONNX Runtime as a copy of its pinned
+library whose CPU checks report no AVX-512: tools/parity/zoo.py), and the
+verdicts read "not judged (AVX2 proxy: met)" or "... missed)".
+RECTIFIER_ORT_ISA=native keeps ONNX Runtime's own library (AVX-512 against
+the capped engine: compare.py prints both FMA ceilings).
 
 --quick: one small model (mobilenet_v3_small, no targets of its own), short
 rounds and one default model, to check that every part runs (ctest
@@ -95,12 +98,18 @@ def round_ratio(engine_ms, ort_ms):
 
 
 class Verdicts:
-    def __init__(self, judged):
+    def __init__(self, judged, proxy=False):
         self.judged = judged
+        self.proxy = proxy  # both runtimes held to AVX2 on a CPU with AVX-512
         self.rows = []
 
     def add(self, target, subject, measured, goal, met):
-        verdict = ("met" if met else "**missed**") if self.judged else "not judged"
+        if self.judged:
+            verdict = "met" if met else "**missed**"
+        elif self.proxy:
+            verdict = f"not judged (AVX2 proxy: {'met' if met else 'missed'})"
+        else:
+            verdict = "not judged"
         self.rows.append({"target": target, "subject": subject, "measured": measured,
                           "goal": goal, "met": met, "verdict": verdict})
         print(f"| {target} | {subject} | {measured} | {goal} | {verdict} |", flush=True)
@@ -221,16 +230,24 @@ def main():
     name, avx512 = cpu()
     capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     judged = not avx512
+    try:
+        ort_avx2 = zoo.ort_held_to_avx2()
+    except zoo.ParityError as e:
+        print(f"targets: {e}", file=sys.stderr)
+        return 1
+    proxy = avx512 and ort_avx2 and zoo.engine_capped_below_avx512()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"CPU: {name}, {'AVX-512' if avx512 else 'AVX2 only (no AVX-512)'}, "
-          f"{os.cpu_count()} CPUs; ONEDNN_MAX_CPU_ISA={capped or 'unset'}; {started}")
+          f"{os.cpu_count()} CPUs; ONEDNN_MAX_CPU_ISA={capped or 'unset'}; ONNX Runtime "
+          f"{'held to AVX2' if ort_avx2 else 'as installed'}; {started}")
     print("Judged: " + ("yes (a CPU without AVX-512)" if judged else
                         "no, this CPU has AVX-512 (the targets are judged without it); "
-                        "figures only") + "\n")
+                        + ("both runtimes held to AVX2, verdicts as a proxy" if proxy else
+                           "figures only")) + "\n")
     print("| target | model | measured | goal | verdict |\n| --- | --- | --- | --- | --- |",
           flush=True)
     log_path = a.log or os.path.join(tempfile.gettempdir(), f"bench-targets-{os.getpid()}.log")
-    v = Verdicts(judged)
+    v = Verdicts(judged, proxy)
     figures, failed = {}, []
     try:
         zoo.check_peer()
@@ -254,13 +271,14 @@ def main():
     with_goal = [r for r in v.rows if r["goal"] != "(none)"]
     missed = [r for r in with_goal if not r["met"]]
     print(f"\n{len(with_goal) - len(missed)} of {len(with_goal)} figures with a target reach it"
-          + ("" if judged else " (not judged on this CPU)")
+          + ("" if judged else " (AVX2 proxy, not judged on this CPU)" if proxy
+             else " (not judged on this CPU)")
           + f"; the tools' output: {log_path}; ended "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"cpu": name, "avx512": avx512, "onednn_max_cpu_isa": capped,
-                       "judged": judged, "started": started, "args": vars(a),
+                       "ort_held_to_avx2": ort_avx2, "judged": judged, "proxy": proxy, "started": started, "args": vars(a),
                        "verdicts": v.rows, "figures": figures, "failed_parts": failed}, f,
                       indent=1)
     if failed:

@@ -13,6 +13,11 @@ measured by bench/compare/fma_peak.cc at the same thread count in this run
 the throughput ratio engine/ORT (> 1: the engine is faster) and the parity
 error of the last round's outputs (max|engine - ort| / max|ort|).
 
+AVX2 on a CPU with AVX-512: ONEDNN_MAX_CPU_ISA=AVX2 holds the engine to AVX2
+and, unless RECTIFIER_ORT_ISA=native, ONNX Runtime too (a copy of its pinned
+library whose CPU checks report no AVX-512, tools/parity/zoo.py); the
+ceilings follow. RECTIFIER_ORT_ISA=avx2 holds ONNX Runtime alone.
+
   make bench-compare                                   # everything (slow)
   bench/compare/compare.py --build build --models mobilenet_v2 --batches 1 \\
       --threads 2 --rounds 1 --iters 20                # a quick subset
@@ -68,14 +73,6 @@ def fma_ceiling(exe, threads):
     return info, max(info["avx2_gflops"], info["avx512_gflops"])
 
 
-def engine_capped_below_avx512(env=os.environ):
-    """True when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) holds oneDNN below
-    AVX-512: the engine's ceiling is then the AVX2 one, while ONNX Runtime
-    (which has no such cap) still uses the CPU's widest FMA."""
-    cap = (env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or "").upper()
-    return cap != "" and not cap.startswith(("AVX512", "AVX10", "AMX", "ALL"))
-
-
 def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=None, tails=None,
                  extra=()):
     """p50 ms of one rectifier-engine process; its p99/p50 is appended to `tails`.
@@ -94,14 +91,9 @@ def engine_round(engine, model, inp, out, batch, threads, iters, warmup, env=Non
 
 
 def ort_round(model, inp, out_dir, batch, threads, iters, warmup, chw):
-    proc = subprocess.run(["node", os.path.join(zoo.peer_dir(), "ort_bench.js"), model,
-                           "--batch", str(batch), "--threads", str(threads), "--iters",
-                           str(iters), "--warmup", str(warmup), "--input", inp,
-                           "--output-dir", out_dir, "--shape", ",".join(map(str, chw))],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise zoo.ParityError(f"ort_bench.js failed on {model}:\n{proc.stderr}")
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = zoo.ort_bench(model, ["--batch", str(batch), "--threads", str(threads), "--iters",
+                                 str(iters), "--warmup", str(warmup), "--input", inp,
+                                 "--output-dir", out_dir, "--shape", ",".join(map(str, chw))])
     return info["median_ms"], info["outputs"]
 
 
@@ -185,15 +177,10 @@ def layers(engine, model, batch, threads, a, tmp):
     if proc.returncode != 0:
         raise zoo.ParityError(f"rectifier-engine --profile failed on {model}:\n{proc.stdout}")
     eng = json.load(open(eng_json))[0]
-    proc = subprocess.run(["node", os.path.join(zoo.peer_dir(), "ort_bench.js"), model,
-                           "--batch", str(batch), "--threads", str(threads), "--iters",
-                           str(a.iters), "--warmup", str(a.warmup), "--input", inp_bin,
-                           "--shape", ",".join(map(str, array.shape[1:])),
-                           "--profile", os.path.join(tmp, "ort_profile")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise zoo.ParityError(f"ort_bench.js --profile failed on {model}:\n{proc.stderr}")
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = zoo.ort_bench(model, ["--batch", str(batch), "--threads", str(threads), "--iters",
+                                 str(a.iters), "--warmup", str(a.warmup), "--input", inp_bin,
+                                 "--shape", ",".join(map(str, array.shape[1:])),
+                                 "--profile", os.path.join(tmp, "ort_profile")])
     events = json.load(open(info["profile"]))
     runs = max(1, sum(1 for e in events if e.get("cat") == "Session" and e["name"] == "model_run"))
     ort = {}
@@ -296,19 +283,26 @@ def main():
         fma = build_fma_peak(a.build)
         ceilings, engine_ceilings = {}, {}
         isa = "?"
-        capped = engine_capped_below_avx512()
+        capped = zoo.engine_capped_below_avx512()
+        ort_avx2 = zoo.ort_held_to_avx2()
+        if ort_avx2:
+            print(f"ONNX Runtime held to AVX2: {zoo.ort_avx2_library()} (a copy of the pinned "
+                  f"build whose CPU checks report no AVX-512; {zoo.ORT_ISA_VARIABLE}=native "
+                  f"runs the package's own)", flush=True)
         for t in sorted(set(a.threads)):
-            info, ceilings[t] = fma_ceiling(fma, t)
-            engine_ceilings[t] = info["avx2_gflops"] if capped else ceilings[t]
+            info, widest = fma_ceiling(fma, t)
+            ceilings[t] = info["avx2_gflops"] if ort_avx2 else widest
+            engine_ceilings[t] = info["avx2_gflops"] if capped else widest
             isa = "AVX-512" if info["avx512_gflops"] > 0 else "AVX2 only (no AVX-512)"
             print(f"FMA ceiling, {t} thread(s): AVX2 {info['avx2_gflops']:.1f} GFLOP/s, "
-                  f"AVX-512 {info['avx512_gflops']:.1f} GFLOP/s -> {ceilings[t]:.1f}", flush=True)
-            if capped and ceilings[t] > 1.15 * engine_ceilings[t]:
+                  f"AVX-512 {info['avx512_gflops']:.1f} GFLOP/s -> engine {engine_ceilings[t]:.1f},"
+                  f" ONNX Runtime {ceilings[t]:.1f}", flush=True)
+            high, low = sorted((ceilings[t], engine_ceilings[t]), reverse=True)
+            if high > 1.15 * low:
                 # Zen 5 and Intel: AVX-512 at full width. (Zen 4 runs it as
                 # two halves: the same ceiling, a fair proxy.)
-                print(f"  the engine is capped below AVX-512 (ONEDNN_MAX_CPU_ISA): its ceiling "
-                      f"is {engine_ceilings[t]:.1f} GFLOP/s against ONNX Runtime's "
-                      f"{ceilings[t]:.1f}; engine/ORT compares unequal peaks on this CPU",
+                print(f"  one runtime is held to AVX2 and the other is not (ONEDNN_MAX_CPU_ISA, "
+                      f"{zoo.ORT_ISA_VARIABLE}): engine/ORT compares unequal peaks on this CPU",
                       flush=True)
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         load = os.getloadavg()
@@ -375,15 +369,15 @@ def main():
               f"(ORT's bench reports no p99).")
         print(f"{started}, load average {load[0]:.1f} at start, {end_load[0]:.1f} at end; "
               f"{a.rounds} alternating "
-              f"round(s) x {a.iters} timed runs ({a.warmup} warm-up) per side; ceiling = best "
-              f"FMA loop ({', '.join(f'{t}T {c:.0f}' for t, c in ceilings.items())} GFLOP/s)"
-              + (f"; the engine's, capped by ONEDNN_MAX_CPU_ISA, the AVX2 loop ("
-                 f"{', '.join(f'{t}T {c:.0f}' for t, c in engine_ceilings.items())} GFLOP/s)"
-                 if capped else ""))
+              f"round(s) x {a.iters} timed runs ({a.warmup} warm-up) per side; ceilings: "
+              f"engine {', '.join(f'{t}T {c:.0f}' for t, c in engine_ceilings.items())} "
+              f"GFLOP/s ({'the AVX2 loop, ONEDNN_MAX_CPU_ISA' if capped else 'the widest FMA loop'}"
+              f"), ONNX Runtime {', '.join(f'{t}T {c:.0f}' for t, c in ceilings.items())} "
+              f"GFLOP/s ({'the AVX2 loop, held to AVX2' if ort_avx2 else 'the widest FMA loop'})")
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"started": started, "load_at_start": load, "load_at_end": end_load,
-                           "isa": isa, "engine_capped": capped,
+                           "isa": isa, "engine_capped": capped, "ort_held_to_avx2": ort_avx2,
                            "ceilings": ceilings, "engine_ceilings": engine_ceilings,
                            "args": vars(a), "results": records}, f, indent=1)
     except zoo.ParityError as e:

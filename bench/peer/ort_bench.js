@@ -6,7 +6,8 @@
 // warm-up and timed runs to PREFIX_<time>.json and names it in the JSON line.
 // Input: raw little-endian float32 for the first graph input (random with a
 // fixed seed when --input is absent); every other input dim must be static.
-// Prints one JSON line: {"model", "batch", "threads", "median_ms", "p90_ms", "outputs": {...}}.
+// Prints one JSON line: {"model", "batch", "threads", "median_ms", "p90_ms", "runs", "profile",
+// "library" (the libonnxruntime file this process loaded), "outputs": {...}}.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -41,6 +42,18 @@ function randomFloats(n, seed) {
     out[i] = (x / 4294967296) * 2 - 1;
   }
   return out;
+}
+
+// The ONNX Runtime library this process mapped (Linux): the tools check it
+// when they hold ONNX Runtime to AVX2 with an LD_PRELOADed copy.
+function loadedLibrary() {
+  try {
+    const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n')
+        .find((l) => /\/libonnxruntime\.so[.0-9]*$/.test(l));
+    return line ? line.slice(line.indexOf('/')) : null;
+  } catch (e) {
+    return null;
+  }
 }
 
 function newestProfile(dir, base) {
@@ -101,7 +114,7 @@ async function main() {
   console.log(JSON.stringify({
     model: path.basename(args.model), batch: args.batch, threads: args.threads,
     median_ms: times[Math.floor(times.length / 2)], p90_ms: times[Math.floor(times.length * 0.9)],
-    runs: args.warmup + args.iters, profile: profileFile, outputs,
+    runs: args.warmup + args.iters, profile: profileFile, library: loadedLibrary(), outputs,
   }));
 }
 

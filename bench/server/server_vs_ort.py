@@ -18,7 +18,9 @@ dynamic batching (each request is one batch), intra_op_threads T, a warm-up
 at batch B (the plan, and its conv layout tuning, compile at load) and a
 tuning cache in a scratch folder. Prints images/s per side and the
 per-round ratio server/ORT (median over rounds), the target of
-docs/PERFORMANCE.md being >= 1.1 at batch 8.
+docs/PERFORMANCE.md being >= 1.1 at batch 8. Under ONEDNN_MAX_CPU_ISA=AVX2
+(the server's engine) ONNX Runtime is held to AVX2 too, as in
+bench/compare/compare.py (RECTIFIER_ORT_ISA).
 """
 import argparse
 import csv
@@ -147,7 +149,9 @@ def main():
                   f"{ratio:.2f} |" + extra, flush=True)
         print(f"\n{a.rounds} alternating round(s); server: rectifier-perf windows of "
               f"{a.window_s:g} s at concurrency 1 (ModelInfer, random FP32, loopback); "
-              f"ORT: {a.iters} timed runs in process. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+              f"ORT: {a.iters} timed runs in process"
+              + (", held to AVX2" if zoo.ort_held_to_avx2() else "")
+              + f". {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"args": vars(a), "results": records}, f, indent=1)

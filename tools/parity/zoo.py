@@ -8,6 +8,7 @@ the exporter subprocesses). Provides:
   - the committed default models (models/*/1/model.onnx), found by glob;
   - seeded random inputs for a model at a batch size;
   - rectifier-engine and ONNX Runtime (bench/peer/ort_run.js) runners;
+  - ONNX Runtime held to AVX2 on CPUs with AVX-512 (RECTIFIER_ORT_ISA);
   - the parity measure: per output, max|engine - ort| / max(max|ort|, 1e-6);
   - the model's MACs per image from ONNX shape inference (Conv, Gemm, MatMul).
 """
@@ -230,6 +231,133 @@ def check_peer():
         subprocess.run(["node", "--version"], check=True, stdout=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as e:
         raise ParityError(f"node is not runnable ({e}): run scripts/install-deps.sh") from e
+
+
+# ONNX Runtime held to AVX2. MLAS picks its kernels from CPUID when the
+# library loads and has no switch to cap them (oneDNN's is ONEDNN_MAX_CPU_ISA),
+# so on a CPU with AVX-512 the side-by-side tools can run a private copy of the
+# pinned build (package.json: onnxruntime-node 1.30.0) in which two CPU-feature
+# checks report no AVX-512, loaded with LD_PRELOAD in place of the package's.
+# Everything else in the library is unchanged: its AVX2 (FMA3) kernels are the
+# ones it runs on a CPU without AVX-512.
+ORT_LIBRARY = os.path.join("node_modules", "onnxruntime-node", "bin", "napi-v6", "linux", "x64",
+                           "libonnxruntime.so.1")
+ORT_LIBRARY_SHA256 = "ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23"
+# (file offset, bytes there in the pinned build, bytes in the copy).
+ORT_AVX2_PATCHES = [
+    # MLAS_PLATFORM's constructor: `test $0x10000,%r10d` (CPUID 7 EBX bit 16,
+    # AVX512F) then `je` past the AVX-512 kernels; the `je` becomes a `jmp`,
+    # leaving the AVX2/FMA3 ones it has just chosen.
+    (0x16abd14, "41f7c200000100740e", "41f7c200000100eb0e"),
+    # CPUIDInfo (onnxruntime::CPUIDInfo::X86Init): `cmp $0xe6,%r14d` (XCR0
+    # saves the AVX-512 state) then `je` to the code that sets its AVX-512
+    # flags; the `je` becomes two `nop`s, so they stay false.
+    (0x17eb4e8, "4181fee6000000746f", "4181fee60000009090"),
+]
+ORT_ISA_VARIABLE = "RECTIFIER_ORT_ISA"
+_ort_avx2_made = {}  # source library -> its checked copy, made or verified by this process
+
+
+def cpu_has_avx512():
+    """True when /proc/cpuinfo lists avx512f."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512f" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def engine_capped_below_avx512(env=os.environ):
+    """True when ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) holds oneDNN below
+    AVX-512, and so the engine (its own kernels follow oneDNN's cap)."""
+    cap = (env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return cap != "" and not cap.startswith(("AVX512", "AVX10", "AMX", "ALL"))
+
+
+def ort_held_to_avx2(env=os.environ):
+    """Whether the tools run ONNX Runtime's AVX2-held copy: RECTIFIER_ORT_ISA
+    is avx2, or unset while ONEDNN_MAX_CPU_ISA holds the engine below AVX-512
+    (both runtimes at AVX2); native keeps the package's library. Only on a
+    CPU with AVX-512: without it the package's library already runs AVX2."""
+    isa = env.get(ORT_ISA_VARIABLE, "").strip().lower()
+    if isa not in ("", "native", "avx2"):
+        raise ParityError(f"{ORT_ISA_VARIABLE}={isa}: want avx2 or native")
+    if isa == "":
+        isa = "avx2" if engine_capped_below_avx512(env) else "native"
+    return isa == "avx2" and cpu_has_avx512()
+
+
+def ort_avx2_library(src=None, out_dir=None):
+    """Path of the AVX2-held copy of ONNX Runtime's library, made on first use
+    under models/.cache/ort-avx2/ from the installed package (or `src`) after
+    checking it is the pinned build (its SHA-256 and the bytes at every
+    patched offset)."""
+    src = src or os.path.join(peer_dir(), ORT_LIBRARY)
+    out_dir = out_dir or os.path.join(ROOT, "models", ".cache", "ort-avx2")
+    out = os.path.join(out_dir, "libonnxruntime.so.1")
+    if _ort_avx2_made.get(src) == out and os.path.exists(out):
+        return out
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    if hashlib.sha256(data).hexdigest() != ORT_LIBRARY_SHA256:
+        raise ParityError(f"{src} is not the pinned ONNX Runtime 1.30.0 build (SHA-256 differs): "
+                          f"cannot hold it to AVX2; unset {ORT_ISA_VARIABLE} or set it to native")
+    for offset, old, new in ORT_AVX2_PATCHES:
+        old, new = bytes.fromhex(old), bytes.fromhex(new)
+        if data[offset:offset + len(old)] != old:
+            raise ParityError(f"{src}: unexpected bytes at {offset:#x}, not holding it to AVX2")
+        data[offset:offset + len(new)] = new
+    if os.path.exists(out):
+        with open(out, "rb") as f:
+            if f.read() == data:
+                _ort_avx2_made[src] = out
+                return out
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = f"{out}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+    _ort_avx2_made[src] = out
+    return out
+
+
+def ort_env(env=None):
+    """(environment for a node process running ONNX Runtime, the library it
+    must load or None): LD_PRELOAD names the AVX2-held copy when
+    ort_held_to_avx2()."""
+    env = dict(os.environ if env is None else env)
+    if not ort_held_to_avx2(env):
+        return env, None
+    lib = ort_avx2_library()
+    env["LD_PRELOAD"] = " ".join(x for x in (lib, env.get("LD_PRELOAD", "")) if x)
+    return env, lib
+
+
+def check_ort_library(info, expected, what):
+    """Raises ParityError unless ort_bench.js's JSON line `info` names the
+    library `expected` (None: the package's own) as the one it loaded."""
+    got = info.get("library")
+    want = os.path.realpath(expected or os.path.join(peer_dir(), ORT_LIBRARY))
+    if not got or os.path.realpath(got) != want:
+        raise ParityError(f"{what}: ONNX Runtime loaded {got or 'an unknown library'}, "
+                          f"expected {want}")
+
+
+def ort_bench(model, args, *, env=None):
+    """Runs bench/peer/ort_bench.js MODEL ARGS (held to AVX2 when
+    ort_held_to_avx2(env)) and returns its JSON line, after checking that it
+    loaded the library it was meant to."""
+    env, lib = ort_env(env)
+    proc = subprocess.run(["node", os.path.join(peer_dir(), "ort_bench.js"), model, *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if proc.returncode != 0:
+        raise ParityError(f"ort_bench.js {' '.join(args)} failed on {model}:\n{proc.stderr}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    check_ort_library(info, lib, f"ort_bench.js on {os.path.basename(model)}")
+    return info
 
 
 def run_ort(model_path, cases, threads=1):
