@@ -181,6 +181,16 @@ struct CompileOptions {
   // (rectifier-engine --no-batch-split; config.pbtxt parameters { key:
   // "batch_split" }).
   bool batch_split = true;
+  // Channel split: a 1x1 convolution on oneDNN's jit_1x1 kernel at batch 1
+  // with at most 100 output pixels (7x7 and 10x10 maps), in nChw8c (AVX2's
+  // layout) with output channels that divide into T slices of whole blocks
+  // (T = the plan's threads, >= 2), runs as T primitives at once, each
+  // compiled for one thread over one slice of the output channels, instead
+  // of one primitive on the team: oneDNN's kernel spreads so little work
+  // poorly over two threads (1.2-1.3x faster per convolution at 7x7 on 2
+  // AVX2 threads; docs/ENGINE.md "Channel split"). The outputs are
+  // identical. Off: rectifier-engine --no-channel-split.
+  bool channel_split = true;
   // Activation layout of convolutions (rectifier-engine --conv-layout,
   // config.pbtxt parameters { key: "conv_layout" }).
   ConvLayout conv_layout = ConvLayout::kAny;

@@ -162,6 +162,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-batch-split", no_batch_split,
                "run a batch on the whole thread team instead of as one part per thread "
                "(a batch that is a multiple of the threads): to compare");
+  bool no_channel_split = false;
+  app.add_flag("--no-channel-split", no_channel_split,
+               "run 1x1 convolutions with at most 100 output pixels at batch 1 on the whole "
+               "thread team instead of as one part per thread over slices of the output "
+               "channels: to compare");
   std::string silu_kernel = "rectifier";
   app.add_option("--silu-kernel", silu_kernel,
                  "kernel for SiLU: rectifier (a separate in-place pass after the producer) or "
@@ -227,6 +232,7 @@ int main(int argc, char** argv) {
   options.zero_copy = !no_zero_copy;
   options.fuse_depthwise = !no_dw_fusion;
   options.batch_split = !no_batch_split;
+  options.channel_split = !no_channel_split;
   options.fuse_squeeze_excite = !no_se_fusion;
   rectifier::engine::ParseDepthwiseKernel(depthwise_kernel, &options.depthwise_kernel);
   rectifier::engine::ParseConv3x3Kernel(conv3x3_kernel, &options.conv3x3_kernel);

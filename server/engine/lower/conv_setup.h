@@ -102,6 +102,8 @@ absl::StatusOr<int> TryLowerWinograd(PlanBuilder& b, const Node& node, const Con
 // for a Rectifier kernel step that reads its own weight layout `layout`.
 std::string WithWeightLayout(std::string label, const dnnl::primitive_desc& pd,
                              const std::string& layout);
+// 8 or 16 when `md` is `shape` in nChw8c or nChw16c, else 0.
+int BlockedLanes(const dnnl::memory::desc& md, const std::vector<int64_t>& shape);
 // The node's first post-op as a kernel activation (clip / ReLU or SiLU);
 // false when it is none of them (or there is none: then act stays kNone).
 bool KernelActivation(const std::vector<PostOp>& ops, DepthwiseAct* act, float* lo, float* hi);

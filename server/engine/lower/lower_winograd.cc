@@ -112,14 +112,6 @@ absl::Status ComputeWinograd(const Node& node, const std::vector<View>& in,
   return absl::OkStatus();
 }
 
-// 8 or 16 when `md` is `shape` in nChw8c or nChw16c, else 0.
-int BlockedLanes(const memory::desc& md, const std::vector<int64_t>& shape) {
-  for (const auto& [tag, lanes] : {std::pair{Tag::nChw8c, 8}, std::pair{Tag::nChw16c, 16}}) {
-    if (md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, tag)) return lanes;
-  }
-  return 0;
-}
-
 // The output tile `kernel` runs `p` with (2 or 4), or 0 for oneDNN.
 int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
   switch (kernel) {
@@ -158,6 +150,13 @@ int TileFor(Conv3x3Kernel kernel, WinogradParams p) {
 }
 
 }  // namespace
+
+int BlockedLanes(const memory::desc& md, const std::vector<int64_t>& shape) {
+  for (const auto& [tag, lanes] : {std::pair{Tag::nChw8c, 8}, std::pair{Tag::nChw16c, 16}}) {
+    if (md == memory::desc(PlanBuilder::Dims(shape), memory::data_type::f32, tag)) return lanes;
+  }
+  return 0;
+}
 
 size_t WinogradFusedPostOps(const PlanBuilder& b, const Node& node) {
   DepthwiseAct act = DepthwiseAct::kNone;

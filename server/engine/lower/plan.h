@@ -67,6 +67,13 @@ struct PlanStep {
   std::vector<int> inputs, outputs;  // value ids, -1 for absent
   // Values read / written (for liveness).
   std::vector<int> reads, writes;
+  // kPrimitive split by output channels (CompileOptions::channel_split):
+  // these primitive steps run at once, part k on thread k, each compiled
+  // for one thread over a slice of the output channels (its `args` name a
+  // view of the output); this step's own `primitive` and `args` are unused.
+  // Part k's scratchpad starts at k * part_scratchpad_stride bytes.
+  std::vector<PlanStep> parts;
+  size_t part_scratchpad_stride = 0;
 };
 
 // An activation layer's output: value `value` holds it once step `step` has

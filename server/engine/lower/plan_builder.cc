@@ -274,6 +274,30 @@ void PlanBuilder::AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primit
   plan_->steps.push_back(std::move(step));
 }
 
+void PlanBuilder::AddPrimitiveParts(std::vector<PlanStep> parts, std::vector<int> reads,
+                                    std::vector<int> writes, const std::string& label) {
+  PlanStep step;
+  step.kind = PlanStep::Kind::kPrimitive;
+  // Each part's scratchpad in its own 64-byte aligned slice.
+  for (const PlanStep& part : parts) {
+    step.part_scratchpad_stride =
+        std::max(step.part_scratchpad_stride, (part.scratchpad_md.get_size() + 63) / 64 * 64);
+  }
+  plan_->scratchpad_bytes =
+      std::max(plan_->scratchpad_bytes, step.part_scratchpad_stride * parts.size());
+  step.reads = std::move(reads);
+  step.writes = std::move(writes);
+  step.label = label;
+  step.parts = std::move(parts);
+  plan_->steps.push_back(std::move(step));
+}
+
+int PlanBuilder::ViewAt(int v, const std::string& name, const memory::desc& md, size_t offset) {
+  const int id = ViewAs(v, name, md);
+  plan_->values[id].alias_offset = offset;
+  return id;
+}
+
 absl::Status PlanBuilder::AddReference(const Node& node) {
   const OpDef* op = FindOp(node.op_type);
   if (op == nullptr || op->compute == nullptr) {

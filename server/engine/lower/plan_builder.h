@@ -71,6 +71,10 @@ class PlanBuilder {
   // Which kernel runs 3x3 convolutions (CompileOptions::conv3x3_kernel).
   void set_conv3x3_kernel(Conv3x3Kernel k) { conv3x3_kernel_ = k; }
   Conv3x3Kernel conv3x3_kernel() const { return conv3x3_kernel_; }
+  // Small 1x1 convolutions split by output channels over the threads
+  // (CompileOptions::channel_split).
+  void set_channel_split(bool on) { channel_split_ = on; }
+  bool channel_split() const { return channel_split_; }
 
   // Index in graph().nodes of the node being lowered.
   size_t current_node() const { return current_node_; }
@@ -103,6 +107,12 @@ class PlanBuilder {
   void AddPrimitive(const dnnl::primitive_desc_base& pd, dnnl::primitive prim,
                     std::vector<std::pair<int, int>> args, const std::string& label,
                     const std::vector<int>& extra_reads = {});
+  // Adds one step running `parts` (primitive steps, see PlanStep::parts) at
+  // once; `reads` and `writes` are the whole step's values.
+  void AddPrimitiveParts(std::vector<PlanStep> parts, std::vector<int> reads,
+                         std::vector<int> writes, const std::string& label);
+  // A new value over `v`'s bytes from `offset` on, read through `md`.
+  int ViewAt(int v, const std::string& name, const dnnl::memory::desc& md, size_t offset);
   // Adds a reference kernel step over plain inputs, creating plain outputs.
   absl::Status AddReference(const Node& node);
   // A constant float tensor as a plan constant with layout `md` (reordered
@@ -166,6 +176,7 @@ class PlanBuilder {
   bool fuse_squeeze_excite_ = true;
   DepthwiseKernel depthwise_kernel_ = DepthwiseKernel::kAuto;
   Conv3x3Kernel conv3x3_kernel_ = Conv3x3Kernel::kAuto;
+  bool channel_split_ = true;
   ActivationKernel silu_kernel_ = ActivationKernel::kRectifier;
   std::set<size_t> absorbed_;
   std::vector<size_t> just_absorbed_;  // by the node being lowered

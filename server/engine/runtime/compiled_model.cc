@@ -589,6 +589,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
     builder.set_conv_layout(layout);
     builder.set_depthwise_kernel(options_.depthwise_kernel);
     builder.set_conv3x3_kernel(options_.conv3x3_kernel);
+    builder.set_channel_split(options_.channel_split);
     builder.set_silu_kernel(options_.silu_kernel);
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
     plan->conv_layout = layout;

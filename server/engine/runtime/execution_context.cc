@@ -34,7 +34,9 @@ struct PlanState {
   std::vector<std::byte*> ptrs;    // per value; I/O-rooted ones set per run
   std::vector<dnnl::memory> mems;  // per value used by primitives
   std::vector<std::unordered_map<int, dnnl::memory>> args;  // per step
-  std::vector<int> io_values;                               // values whose root is an input/output
+  // Per step split into parts (PlanStep::parts): each part's arguments.
+  std::vector<std::vector<std::unordered_map<int, dnnl::memory>>> part_args;
+  std::vector<int> io_values;  // values whose root is an input/output
   // Activation statistics: per site, the value's memory and (for non-plain
   // layouts) a reorder into the context's plain stats buffer. Built on the
   // first sampled execution of the plan.
@@ -366,22 +368,40 @@ class ExecutionContextImpl final : public ExecutionContext {
           break;
       }
     }
+    // A primitive step's arguments: its values' memories and a scratchpad
+    // at `scratchpad`.
+    auto bind = [&](const PlanStep& step, std::byte* scratchpad) {
+      std::unordered_map<int, dnnl::memory> args;
+      for (const auto& [arg, v] : step.args) {
+        if (!st->mems[v]) {
+          st->mems[v] = dnnl::memory(plan->values[v].md, model_->engine(), st->ptrs[v]);
+        }
+        args.emplace(arg, st->mems[v]);
+      }
+      if (step.scratchpad_md.get_size() > 0) {
+        args.emplace(DNNL_ARG_SCRATCHPAD,
+                     dnnl::memory(step.scratchpad_md, model_->engine(), scratchpad));
+      }
+      return args;
+    };
     try {
-      for (const auto& step : plan->steps) {
+      st->part_args.resize(plan->steps.size());
+      for (size_t s = 0; s < plan->steps.size(); ++s) {
+        const PlanStep& step = plan->steps[s];
         std::unordered_map<int, dnnl::memory> args;
-        if (step.kind == PlanStep::Kind::kPrimitive) {
-          for (const auto& [arg, v] : step.args) {
-            if (!st->mems[v]) {
-              st->mems[v] = dnnl::memory(plan->values[v].md, model_->engine(), st->ptrs[v]);
-            }
-            args.emplace(arg, st->mems[v]);
-          }
-          if (step.scratchpad_md.get_size() > 0) {
-            args.emplace(DNNL_ARG_SCRATCHPAD,
-                         dnnl::memory(step.scratchpad_md, model_->engine(), scratchpad_.data()));
-          }
+        if (step.kind == PlanStep::Kind::kPrimitive && step.parts.empty()) {
+          args = bind(step, scratchpad_.data());
+        }
+        for (size_t k = 0; k < step.parts.size(); ++k) {
+          st->part_args[s].push_back(
+              bind(step.parts[k], scratchpad_.data() + k * step.part_scratchpad_stride));
         }
         st->args.push_back(std::move(args));
+      }
+      if (part_streams_.empty()) {
+        size_t most = 0;
+        for (const auto& step : plan->steps) most = std::max(most, step.parts.size());
+        for (size_t k = 0; k < most; ++k) part_streams_.emplace_back(model_->engine());
       }
     } catch (const dnnl::error& e) {
       return absl::InternalError(absl::StrCat("binding plan memory: ", e.what()));
@@ -448,7 +468,11 @@ class ExecutionContextImpl final : public ExecutionContext {
       for (size_t s = 0; s < p.steps.size(); ++s) {
         const PlanStep& step = p.steps[s];
         if (step.kind == PlanStep::Kind::kPrimitive) {
-          step.primitive.execute(stream_, st->args[s]);
+          if (step.parts.empty()) {
+            step.primitive.execute(stream_, st->args[s]);
+          } else {
+            RETURN_IF_ERROR(RunParts(step, st->part_args[s]));
+          }
           timed(s);
           if constexpr (kSample) {
             if (p.site_after_step[s] >= 0) RETURN_IF_ERROR(SampleSite(p, st, p.site_after_step[s]));
@@ -483,6 +507,53 @@ class ExecutionContextImpl final : public ExecutionContext {
       return absl::ResourceExhaustedError("out of memory while running the model");
     } catch (const std::exception& e) {
       return absl::InternalError(absl::StrCat("execution failed: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs a step's parts at once, part k on thread k % team of a team of at
+  // most this context's threads (each part's primitive was compiled for one
+  // thread; inside the parallel region oneDNN runs it on the calling thread
+  // alone). A plan compiled for more threads than this context runs (plans
+  // are cached by shape) thus stays within the context's threads.
+  absl::Status RunParts(const PlanStep& step,
+                        std::vector<std::unordered_map<int, dnnl::memory>>& args) {
+    const int parts = static_cast<int>(step.parts.size());
+    const int team = std::max(1, std::min(parts, omp_get_max_threads()));
+    if (part_streams_.size() < step.parts.size()) {
+      return absl::InternalError("a step has more parts than the context has streams");
+    }
+    part_ran_.assign(step.parts.size(), 0);
+    part_error_.assign(step.parts.size(), std::string());
+    auto run_part = [&](int k) {
+      part_ran_[k] = 1;
+      // Nothing may leave an OpenMP region by an exception.
+      try {
+        step.parts[k].primitive.execute(part_streams_[k], args[k]);
+        part_streams_[k].wait();
+      } catch (const std::exception& e) {
+        part_error_[k] = e.what();
+      }
+    };
+    stream_.wait();
+    if (team == 1) {
+      for (int k = 0; k < parts; ++k) run_part(k);
+    } else {
+#pragma omp parallel num_threads(team)
+      {
+        const int t = omp_get_thread_num();
+        if (t < team) {
+          for (int k = t; k < parts; k += team) run_part(k);
+        }
+      }
+    }
+    // A smaller team (the runtime's thread limit, or a call from inside
+    // another parallel region) leaves parts not run: they run here.
+    for (int k = 0; k < parts; ++k) {
+      if (part_ran_[k] == 0) run_part(k);
+    }
+    for (const std::string& e : part_error_) {
+      if (!e.empty()) return absl::InternalError(absl::StrCat("oneDNN execution failed: ", e));
     }
     return absl::OkStatus();
   }
@@ -572,6 +643,11 @@ class ExecutionContextImpl final : public ExecutionContext {
   std::map<std::pair<int, std::string>, StepProfile> profiles_;  // by batch, shapes
   AlignedBuffer stats_buffer_;
   dnnl::stream stream_;
+  // One stream per part of a split step (PlanStep::parts), and per part
+  // whether it ran and its error.
+  std::vector<dnnl::stream> part_streams_;
+  std::vector<char> part_ran_;
+  std::vector<std::string> part_error_;
   AlignedBuffer arena_;
   AlignedBuffer scratchpad_;
   std::unordered_map<const CompiledPlan*, std::unique_ptr<PlanState>> states_;
