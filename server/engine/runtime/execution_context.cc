@@ -398,11 +398,9 @@ class ExecutionContextImpl final : public ExecutionContext {
         }
         st->args.push_back(std::move(args));
       }
-      if (part_streams_.empty()) {
-        size_t most = 0;
-        for (const auto& step : plan->steps) most = std::max(most, step.parts.size());
-        for (size_t k = 0; k < most; ++k) part_streams_.emplace_back(model_->engine());
-      }
+      size_t most = 0;
+      for (const auto& step : plan->steps) most = std::max(most, step.parts.size());
+      while (part_streams_.size() < most) part_streams_.emplace_back(model_->engine());
     } catch (const dnnl::error& e) {
       return absl::InternalError(absl::StrCat("binding plan memory: ", e.what()));
     }
