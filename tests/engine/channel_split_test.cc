@@ -3,14 +3,13 @@
 // as T one-thread primitives over slices of its output channels. Its
 // outputs must be those of the single primitive on the whole team, bit for
 // bit, and the split must happen exactly where the rule says.
-#include <omp.h>
-
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "server/engine/execution_context.h"
 #include "server/engine/runtime/compiled_model_impl.h"
+#include "server/engine/runtime/omp_threads.h"
 #include "tests/engine/model_builder.h"
 
 namespace rectifier::engine {
@@ -40,25 +39,12 @@ std::string Model(int64_t size) {
   return b.Bytes();
 }
 
-// Sets this thread's OpenMP team while it lives: plans are compiled for
-// the compiling thread's team (and cached by shape).
-class OmpThreads {
- public:
-  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved_); }
-  OmpThreads(const OmpThreads&) = delete;
-  OmpThreads& operator=(const OmpThreads&) = delete;
-
- private:
-  int saved_;
-};
-
 // Compiled with its plans for `threads` threads, convolutions in nChw8c
 // (the split's layout; with format_tag::any AVX-512 takes channels-last
 // here).
 std::shared_ptr<const CompiledModelImpl> Compile(const std::string& bytes, bool split,
                                                  int threads = 2) {
-  OmpThreads team(threads);
+  const ScopedOmpThreads team(threads);
   CompileOptions options;
   options.channel_split = split;
   options.conv_layout = ConvLayout::kBlocked8;
@@ -86,7 +72,7 @@ int Count(const std::string& text, const std::string& what) {
 
 // The plan for `batch` (compiled, if not yet, for `threads` threads).
 std::string PlanAt(const CompiledModelImpl& model, int batch, int threads) {
-  OmpThreads team(threads);
+  const ScopedOmpThreads team(threads);
   auto plan = model.DescribePlan(batch);
   EXPECT_TRUE(plan.ok()) << plan.status();
   return plan.ok() ? *plan : "";

@@ -13,6 +13,7 @@
 #include "server/engine/lower/plan_builder.h"
 #include "server/engine/ops/conv_pool.h"
 #include "server/engine/ops/nn_ops.h"
+#include "server/engine/runtime/omp_threads.h"
 
 namespace rectifier::engine {
 
@@ -470,19 +471,6 @@ namespace {
 // at 7x7, 0.99-1.10x at 14x14, level at 28x28, 0.88-0.95x at 56x56.
 constexpr int64_t kChannelSplitMaxPixels = 100;
 
-// oneDNN sizes a primitive's team when it is created: from this thread's
-// OpenMP setting, one thread while this lives.
-class OneOmpThread {
- public:
-  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~OneOmpThread() { omp_set_num_threads(saved_); }
-  OneOmpThread(const OneOmpThread&) = delete;
-  OneOmpThread& operator=(const OneOmpThread&) = delete;
-
- private:
-  int saved_;
-};
-
 // Adds the convolution `pd` (fusing the node's first `fused_ops` post-ops)
 // as one primitive per thread over slices of its output channels, when the
 // channel split applies (see CompileOptions::channel_split): true when added.
@@ -521,7 +509,7 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
   const memory::desc part_dst(PlanBuilder::Dims(part_shape), memory::data_type::f32, Tag::nChw8c);
   dnnl::primitive_desc part_pd;
   {
-    OneOmpThread one;
+    const ScopedOmpThreads one(1);  // the part runs alone on its thread
     part_pd = MakeConvPd(b, pc, pd.src_desc(), part_dst, ops);
   }
   if (std::string(part_pd.impl_info_str()) != pd.impl_info_str() ||
@@ -549,7 +537,7 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
     PlanStep part;
     part.kind = PlanStep::Kind::kPrimitive;
     {
-      OneOmpThread one;
+      const ScopedOmpThreads one(1);
       part.primitive = dnnl::primitive(part_pd);
     }
     part.scratchpad_md = part_pd.scratchpad_desc();

@@ -21,6 +21,7 @@
 #include "server/engine/passes/shape_inference.h"
 #include "server/engine/runtime/compiled_model_impl.h"
 #include "server/engine/runtime/conv_tuning.h"
+#include "server/engine/runtime/omp_threads.h"
 
 namespace rectifier::engine {
 
@@ -530,15 +531,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileNo
   if (compile_hook_) compile_hook_(key.shapes);
   // oneDNN sizes a primitive's team when it is created: from this thread's
   // OpenMP setting, set to one thread for the compile of a part plan.
-  struct OneThread {
-    explicit OneThread(bool on) : saved(on ? omp_get_max_threads() : 0) {
-      if (on) omp_set_num_threads(1);
-    }
-    ~OneThread() {
-      if (saved > 0) omp_set_num_threads(saved);
-    }
-    int saved;
-  } one_thread(key.one_thread);
+  const ScopedOmpThreads team(key.one_thread ? 1 : 0);
   try {
     return Compile(key);
   } catch (const dnnl::error& e) {
