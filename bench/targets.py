@@ -68,16 +68,14 @@ SATURATION_SHAPES = {"scan_segmenter": "image:1,128,128"}
 
 
 def cpu():
-    """(model name, has AVX-512) from /proc/cpuinfo."""
-    name, avx512 = "?", False
+    """(model name from /proc/cpuinfo, has AVX-512)."""
+    name = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name") and name == "?":
+            if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                avx512 = "avx512f" in line.split()
                 break
-    return name, avx512
+    return name, zoo.cpu_has_avx512()
 
 
 def run(cmd, log, env=None):
@@ -278,7 +276,8 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"cpu": name, "avx512": avx512, "onednn_max_cpu_isa": capped,
-                       "ort_held_to_avx2": ort_avx2, "judged": judged, "proxy": proxy, "started": started, "args": vars(a),
+                       "ort_held_to_avx2": ort_avx2, "judged": judged, "proxy": proxy,
+                       "started": started, "args": vars(a),
                        "verdicts": v.rows, "figures": figures, "failed_parts": failed}, f,
                       indent=1)
     if failed:

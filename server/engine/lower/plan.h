@@ -68,8 +68,9 @@ struct PlanStep {
   // Values read / written (for liveness).
   std::vector<int> reads, writes;
   // kPrimitive split by output channels (CompileOptions::channel_split):
-  // these primitive steps run at once, part k on thread k, each compiled
-  // for one thread over a slice of the output channels (its `args` name a
+  // these primitive steps run at once, one per thread (the context's
+  // threads, in turn if it has fewer), each compiled for one thread over a
+  // slice of the output channels (its `args` name a
   // view of the output); this step's own `primitive` and `args` are unused.
   // Part k's scratchpad starts at k * part_scratchpad_stride bytes.
   std::vector<PlanStep> parts;
