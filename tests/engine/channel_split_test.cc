@@ -2,7 +2,8 @@
 // batch 1 with at most 100 output pixels, on a plan for T >= 2 threads, runs
 // as T one-thread primitives over slices of its output channels. Its
 // outputs must be those of the single primitive on the whole team, bit for
-// bit, and the split must happen exactly where the rule says.
+// bit, the split must happen exactly where the rule says, and the parts
+// must read the whole convolution's reordered weights, not copies.
 #include <string>
 #include <vector>
 
@@ -144,6 +145,25 @@ TEST(ChannelSplitTest, SplitPlanOnAOneThreadContext) {
   ASSERT_EQ(Count(PlanAt(*split, 1, 2), kSplit), 2);
   const Tensor x = testing::RandomTensor({1, 32, 7, 7}, 6);
   ExpectSame(RunModel(split, x, 1), RunModel(Compile(Model(7), false), x, 2));
+}
+
+// The parts read slices of the whole convolution's reordered weights and
+// bias: a model with split plans holds no more compiled constants than one
+// without, whichever batch sizes it has compiled (the batch-2 plan runs
+// the same convolutions whole).
+TEST(ChannelSplitTest, PartsShareTheWholeWeights) {
+  auto split = Compile(Model(7), true);
+  auto whole = Compile(Model(7), false);
+  ASSERT_NE(split, nullptr);
+  ASSERT_NE(whole, nullptr);
+  ASSERT_EQ(Count(PlanAt(*split, 1, 2), kSplit), 2);
+  PlanAt(*split, 2, 2);
+  PlanAt(*whole, 1, 2);
+  PlanAt(*whole, 2, 2);
+  EXPECT_GT(whole->constant_bytes().compiled, 0u);
+  EXPECT_EQ(split->constant_bytes().compiled, whole->constant_bytes().compiled);
+  const Tensor x = testing::RandomTensor({2, 32, 7, 7}, 9);
+  ExpectSame(RunModel(split, x, 2), RunModel(whole, x, 2));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // reordered once here.
 #include <omp.h>
 
+#include <cstring>
 #include <numeric>
 
 #include "absl/status/status.h"
@@ -471,6 +472,33 @@ namespace {
 // at 7x7, 0.99-1.10x at 14x14, level at 28x28, 0.88-0.95x at 56x56.
 constexpr int64_t kChannelSplitMaxPixels = 100;
 
+// True when part k's weights, reordered for `part_pd`, are bytes [k S,
+// (k + 1) S) of the whole weights reordered for `pd` (S a part's size): so
+// with whole blocks of output channels outermost, as in nChw8c's
+// OIhw8i8o. Compared on the bytes themselves, once, when the plan compiles.
+absl::StatusOr<bool> PartWeightsAreSlices(PlanBuilder& b, const Node& node, const ConvSetup& c,
+                                          const dnnl::primitive_desc& pd, const ConvSetup& pc,
+                                          const dnnl::primitive_desc& part_pd, int parts) {
+  const size_t whole_bytes = pd.weights_desc().get_size();
+  const size_t part_bytes = part_pd.weights_desc().get_size();
+  if (part_bytes * static_cast<size_t>(parts) != whole_bytes) return false;
+  AlignedBuffer whole(whole_bytes);
+  AlignedBuffer part(part_bytes);
+  if (whole.data() == nullptr || part.data() == nullptr) return false;
+  RETURN_IF_ERROR(b.ReorderInto(node.Input(1), c.weights->bytes.data(), c.w_src, pd.weights_desc(),
+                                whole.data()));
+  const int64_t part_floats = NumElements(c.weights_shape) / parts;
+  for (int k = 0; k < parts; ++k) {
+    RETURN_IF_ERROR(b.ReorderInto(node.Input(1), c.weights->data<float>() + k * part_floats,
+                                  pc.w_src, part_pd.weights_desc(), part.data()));
+    if (std::memcmp(part.data(), whole.data() + part_bytes * static_cast<size_t>(k), part_bytes) !=
+        0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Adds the convolution `pd` (fusing the node's first `fused_ops` post-ops)
 // as one primitive per thread over slices of its output channels, when the
 // channel split applies (see CompileOptions::channel_split): true when added.
@@ -518,19 +546,37 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
   }
   const int64_t w_floats = NumElements(ws) / threads;
   const size_t dst_bytes = static_cast<size_t>(NumElements(part_shape)) * sizeof(float);
+  ASSIGN_OR_RETURN(const bool sliced, PartWeightsAreSlices(b, node, c, pd, pc, part_pd, threads));
+  ConvOperands whole;
+  if (sliced) {
+    // The parts read the whole convolution's reordered weights and bias,
+    // the copy that plans running it whole (other batch sizes) share.
+    ASSIGN_OR_RETURN(whole, BindConvOperands(b, node, c, pd));
+  }
+  const size_t part_w_bytes = part_pd.weights_desc().get_size();
   std::vector<PlanStep> parts;
   std::vector<int> reads = {src};
   for (int k = 0; k < threads; ++k) {
     const std::string slice = absl::StrCat("#oc", k * part_oc, "-", (k + 1) * part_oc);
-    ASSIGN_OR_RETURN(const int wv,
-                     b.ConstantInLayout(absl::StrCat(node.Input(1), "@conv/g1", slice),
-                                        c.weights->data<float>() + k * w_floats, pc.w_src,
-                                        part_pd.weights_desc(), {part_oc, ws[1], ws[2], ws[3]}));
+    int wv = -1;
     int bv = -1;
-    if (c.bias != nullptr) {
-      ASSIGN_OR_RETURN(
-          bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias", slice),
-                                 c.bias->data<float>() + k * part_oc, pc.b_md, pc.b_md, {part_oc}));
+    if (sliced) {
+      wv = b.ViewAt(whole.weights, absl::StrCat(b.values()[whole.weights].name, slice),
+                    part_pd.weights_desc(), part_w_bytes * k);
+      if (whole.bias >= 0) {
+        bv = b.ViewAt(whole.bias, absl::StrCat(b.values()[whole.bias].name, slice), pc.b_md,
+                      sizeof(float) * part_oc * k);
+      }
+    } else {
+      ASSIGN_OR_RETURN(wv,
+                       b.ConstantInLayout(absl::StrCat(node.Input(1), "@conv/g1", slice),
+                                          c.weights->data<float>() + k * w_floats, pc.w_src,
+                                          part_pd.weights_desc(), {part_oc, ws[1], ws[2], ws[3]}));
+      if (c.bias != nullptr) {
+        ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias", slice),
+                                                c.bias->data<float>() + k * part_oc, pc.b_md,
+                                                pc.b_md, {part_oc}));
+      }
     }
     const int view =
         b.ViewAt(dst, absl::StrCat(b.values()[dst].name, slice), part_dst, dst_bytes * k);

@@ -199,17 +199,22 @@ absl::StatusOr<int> PlanBuilder::ConstantInLayout(const std::string& name, const
                                                   const memory::desc& src_md,
                                                   const memory::desc& md,
                                                   const std::vector<int64_t>& shape) {
-  return CachedConstant(name, md, shape, [&](void* out) -> absl::Status {
-    try {
-      memory src(src_md, engine_, const_cast<void*>(data));
-      memory dst(md, engine_, out);
-      dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
-      compile_stream_.wait();
-    } catch (const dnnl::error& e) {
-      return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
-    }
-    return absl::OkStatus();
-  });
+  return CachedConstant(name, md, shape,
+                        [&](void* out) { return ReorderInto(name, data, src_md, md, out); });
+}
+
+absl::Status PlanBuilder::ReorderInto(const std::string& name, const void* data,
+                                      const memory::desc& src_md, const memory::desc& md,
+                                      void* out) {
+  try {
+    memory src(src_md, engine_, const_cast<void*>(data));
+    memory dst(md, engine_, out);
+    dnnl::reorder(src, dst).execute(compile_stream_, src, dst);
+    compile_stream_.wait();
+  } catch (const dnnl::error& e) {
+    return DnnlError(e, absl::StrCat("reordering constant '", name, "'"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> PlanBuilder::ComputedConstant(const std::string& name, int64_t floats,

@@ -121,6 +121,11 @@ class PlanBuilder {
                                        const dnnl::memory::desc& src_md,
                                        const dnnl::memory::desc& md,
                                        const std::vector<int64_t>& shape);
+  // `data` (described by `src_md`) reordered into `out` (`md`'s bytes), as
+  // ConstantInLayout does but uncached: to compare layouts at compile time.
+  absl::Status ReorderInto(const std::string& name, const void* data,
+                           const dnnl::memory::desc& src_md, const dnnl::memory::desc& md,
+                           void* out);
   // A constant of `floats` floats (a plain 1-D value) that `fill` computes
   // from other constants, e.g. a kernel's own weight layout; computed once
   // per name where the model shares constants between plans.
