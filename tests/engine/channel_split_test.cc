@@ -2,14 +2,19 @@
 // batch 1 with at most 100 output pixels, on a plan for T >= 2 threads, runs
 // as T one-thread primitives over slices of its output channels. Its
 // outputs must be those of the single primitive on the whole team, bit for
-// bit, the split must happen exactly where the rule says, and the parts
-// must read the whole convolution's reordered weights, not copies.
+// bit, the split must happen exactly where the rule says, and a tuned plan
+// times its candidates without the split as well and keeps what it chose.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "server/engine/execution_context.h"
 #include "server/engine/runtime/compiled_model_impl.h"
+#include "server/engine/runtime/conv_tuning.h"
 #include "server/engine/runtime/omp_threads.h"
 #include "tests/engine/model_builder.h"
 
@@ -44,11 +49,14 @@ std::string Model(int64_t size) {
 // (the split's layout; with format_tag::any AVX-512 takes channels-last
 // here).
 std::shared_ptr<const CompiledModelImpl> Compile(const std::string& bytes, bool split,
-                                                 int threads = 2) {
+                                                 int threads = 2,
+                                                 ConvLayout layout = ConvLayout::kBlocked8,
+                                                 const std::string& tuning_dir = "") {
   const ScopedOmpThreads team(threads);
   CompileOptions options;
   options.channel_split = split;
-  options.conv_layout = ConvLayout::kBlocked8;
+  options.conv_layout = layout;
+  options.tuning_cache_dir = tuning_dir;
   auto model = CompiledModel::FromBytes(bytes, options);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::dynamic_pointer_cast<const CompiledModelImpl>(*model) : nullptr;
@@ -164,6 +172,56 @@ TEST(ChannelSplitTest, PartsShareTheWholeWeights) {
   EXPECT_EQ(split->constant_bytes().compiled, whole->constant_bytes().compiled);
   const Tensor x = testing::RandomTensor({2, 32, 7, 7}, 9);
   ExpectSame(RunModel(split, x, 2), RunModel(whole, x, 2));
+}
+
+// A tuned plan times each candidate that splits once more without the
+// split ("<layout>/no-split"), and a choice read back from the tuning file
+// is honoured either way, with the same outputs.
+TEST(ChannelSplitTest, TunedPlansTimeTheSplitAndKeepTheChoice) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("rectifier_split_tuning_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const std::string bytes = Model(7);
+  auto tuned = Compile(bytes, true, 2, ConvLayout::kTuned, dir.string());
+  ASSERT_NE(tuned, nullptr);
+  const std::string plan = PlanAt(*tuned, 1, 2);
+  const std::string first_line = plan.substr(0, plan.find('\n'));
+  // The candidate that split (blocked8, or oneDNN's own choice where that
+  // is nChw8c), timed without the split too.
+  const size_t no_split = first_line.find("/no-split ");
+  ASSERT_NE(no_split, std::string::npos) << first_line;
+  const size_t name_at = first_line.rfind(' ', no_split) + 1;
+  const std::string layout_name = first_line.substr(name_at, no_split - name_at);
+  TunedVariant split_variant;
+  ASSERT_TRUE(ParseTunedVariant(layout_name, &split_variant)) << first_line;
+  ASSERT_TRUE(split_variant.channel_split);
+  // Without the option no such candidate exists.
+  auto unsplit = Compile(bytes, false, 2, ConvLayout::kTuned);
+  ASSERT_NE(unsplit, nullptr);
+  const std::string plain = PlanAt(*unsplit, 1, 2);
+  EXPECT_EQ(plain.substr(0, plain.find('\n')).find("/no-split"), std::string::npos) << plain;
+
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+  const Tensor x = testing::RandomTensor({1, 32, 7, 7}, 8);
+  const std::vector<Tensor> want = RunModel(Compile(bytes, false), x, 2);
+  for (const bool split : {true, false}) {
+    SCOPED_TRACE(split);
+    const TunedVariant chosen{split_variant.layout, split};
+    {
+      std::ofstream out(files[0], std::ios::trunc);
+      out << "[1,32,7,7]\t" << TunedVariantName(chosen) << "\n";
+    }
+    auto again = Compile(bytes, true, 2, ConvLayout::kTuned, dir.string());
+    ASSERT_NE(again, nullptr);
+    const std::string p = PlanAt(*again, 1, 2);
+    EXPECT_EQ(p.rfind("conv layout: " + TunedVariantName(chosen) + " (tuned; from ", 0), 0u) << p;
+    EXPECT_EQ(Count(p, kSplit), split ? 2 : 0) << p;
+    ExpectSame(RunModel(again, x, 2), want);
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace

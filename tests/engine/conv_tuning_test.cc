@@ -165,26 +165,54 @@ TEST(ConvLayoutTest, ExplicitLayoutsMatchTheDefault) {
 
 TEST(ConvTuningTest, PickFastestKeepsTheBaselineWithinTheMargin) {
   using L = ConvLayout;
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.0}}), L::kBlocked16);
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.8}}), L::kAny);  // 2%: noise
+  using V = TunedVariant;
+  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.0}}), V{L::kBlocked16});
+  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.8}}), V{L::kAny});  // 2%: noise
   EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.0}, {L::kBlocked8, 8.5}}),
-            L::kBlocked8);
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked8, 12.0}}), L::kAny);
-  EXPECT_EQ(PickFastest({}), L::kAny);
+            V{L::kBlocked8});
+  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked8, 12.0}}), V{L::kAny});
+  EXPECT_EQ(PickFastest({}), V{L::kAny});
+  // A candidate without the channel split is one more candidate.
+  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked8, 9.5}, {L::kBlocked8, 9.0, false}}),
+            (V{L::kBlocked8, false}));
+  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kAny, 9.9, false}}), V{L::kAny});
+}
+
+TEST(ConvTuningTest, VariantNamesRoundTrip) {
+  for (const ConvLayout l : {ConvLayout::kAny, ConvLayout::kBlocked8, ConvLayout::kBlocked16,
+                             ConvLayout::kChannelsLast}) {
+    for (const bool split : {true, false}) {
+      const TunedVariant v{l, split};
+      TunedVariant back{ConvLayout::kTuned, !split};
+      ASSERT_TRUE(ParseTunedVariant(TunedVariantName(v), &back)) << TunedVariantName(v);
+      EXPECT_EQ(back, v) << TunedVariantName(v);
+    }
+  }
+  EXPECT_EQ(TunedVariantName({ConvLayout::kBlocked8, false}), "blocked8/no-split");
+  EXPECT_EQ(TunedVariantName({ConvLayout::kBlocked8, true}), "blocked8");
+  TunedVariant v;
+  EXPECT_FALSE(ParseTunedVariant("tuned", &v));
+  EXPECT_FALSE(ParseTunedVariant("tuned/no-split", &v));
+  EXPECT_FALSE(ParseTunedVariant("/no-split", &v));
+  EXPECT_FALSE(ParseTunedVariant("blocked8/no-split/no-split", &v));
+  EXPECT_FALSE(ParseTunedVariant("blocked8/split", &v));
+  EXPECT_FALSE(ParseTunedVariant("", &v));
 }
 
 TEST(ConvTuningTest, ParsesOnlyWellFormedLines) {
   std::string key;
-  ConvLayout layout;
-  EXPECT_TRUE(TuningCache::ParseLine("[1,3,8,8]\tblocked16\tany=1.000", &key, &layout));
+  TunedVariant v;
+  EXPECT_TRUE(TuningCache::ParseLine("[1,3,8,8]\tblocked16\tany=1.000", &key, &v));
   EXPECT_EQ(key, "[1,3,8,8]");
-  EXPECT_EQ(layout, ConvLayout::kBlocked16);
-  EXPECT_TRUE(TuningCache::ParseLine("[1,3,8,8]\tany", &key, &layout));
-  EXPECT_FALSE(TuningCache::ParseLine("", &key, &layout));
-  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]", &key, &layout));
-  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]\ttuned", &key, &layout));  // not a choice
-  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]\tfast", &key, &layout));
-  EXPECT_FALSE(TuningCache::ParseLine("\tany", &key, &layout));
+  EXPECT_EQ(v, TunedVariant{ConvLayout::kBlocked16});
+  EXPECT_TRUE(TuningCache::ParseLine("[1,3,8,8]\tany", &key, &v));
+  EXPECT_TRUE(TuningCache::ParseLine("[1,3,8,8]\tblocked8/no-split\tany=1.0", &key, &v));
+  EXPECT_EQ(v, (TunedVariant{ConvLayout::kBlocked8, false}));
+  EXPECT_FALSE(TuningCache::ParseLine("", &key, &v));
+  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]", &key, &v));
+  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]\ttuned", &key, &v));  // not a choice
+  EXPECT_FALSE(TuningCache::ParseLine("[1,3,8,8]\tfast", &key, &v));
+  EXPECT_FALSE(TuningCache::ParseLine("\tany", &key, &v));
 }
 
 // A tuned plan times the candidates, keeps the choice in the file, and a
@@ -248,13 +276,14 @@ TEST(ConvTuningTest, WritersSharingAFileKeepEachOthersChoices) {
   ASSERT_FALSE(a.Find("[1,3,8,8]", 2).has_value());
   ASSERT_FALSE(b.Find("[2,3,8,8]", 2).has_value());
   TuningChoice blocked;
-  blocked.layout = ConvLayout::kBlocked8;
+  blocked.variant = {ConvLayout::kBlocked8, /*channel_split=*/false};
   TuningChoice any;
   EXPECT_EQ(a.Store("[1,3,8,8]", 2, blocked), "");
   EXPECT_EQ(b.Store("[2,3,8,8]", 2, any), "");  // b read the file before a wrote
   TuningCache c(dir.str(), 7);
-  EXPECT_EQ(c.Find("[1,3,8,8]", 2), std::optional<ConvLayout>(ConvLayout::kBlocked8));
-  EXPECT_EQ(c.Find("[2,3,8,8]", 2), std::optional<ConvLayout>(ConvLayout::kAny));
+  EXPECT_EQ(c.Find("[1,3,8,8]", 2),
+            std::optional<TunedVariant>(TunedVariant{ConvLayout::kBlocked8, false}));
+  EXPECT_EQ(c.Find("[2,3,8,8]", 2), std::optional<TunedVariant>(TunedVariant{}));
   EXPECT_FALSE(c.Find("[1,3,8,8]", 1).has_value());  // another thread count, another file
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir.str())) {

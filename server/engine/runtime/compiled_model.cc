@@ -41,19 +41,20 @@ absl::StatusOr<std::shared_ptr<const CompiledModel>> CompiledModel::FromFile(
 namespace {
 
 // What the tuned layouts of a model depend on besides the CPU: the model's
-// bytes, the options that change its graph, and the revision of the
-// kernels' selection rules (kKernelRevision: 2 since the Winograd F(4x4,
-// 3x3) kernel joined `auto`), so that a cache tuned against other kernels
-// is timed again.
-constexpr int kKernelRevision = 2;
+// bytes, the options that change its graph or its kernels, and the revision
+// of the kernels' selection rules and of the candidates (kKernelRevision: 2
+// since the Winograd F(4x4, 3x3) kernel joined `auto`, 3 since a plan with
+// channel-split steps is also timed without them), so that a cache tuned
+// against other kernels is timed again.
+constexpr int kKernelRevision = 3;
 
 uint64_t ModelFingerprint(std::string_view onnx_bytes, const CompileOptions& o) {
   std::string text = absl::StrCat(
       "rev=", kKernelRevision, " fuse=", o.fuse, " rk=", o.rectifier_kernels, " zc=", o.zero_copy,
-      " dw=", o.fuse_depthwise, " dwk=", static_cast<int>(o.depthwise_kernel),
-      " c3k=", static_cast<int>(o.conv3x3_kernel), " ap=", o.activation_patterns,
-      " tanh=", static_cast<int>(o.tanh_kernel), " silu=", static_cast<int>(o.silu_kernel),
-      " gelu=", o.gelu_approximation);
+      " dw=", o.fuse_depthwise, " cs=", o.channel_split,
+      " dwk=", static_cast<int>(o.depthwise_kernel), " c3k=", static_cast<int>(o.conv3x3_kernel),
+      " ap=", o.activation_patterns, " tanh=", static_cast<int>(o.tanh_kernel),
+      " silu=", static_cast<int>(o.silu_kernel), " gelu=", o.gelu_approximation);
   for (const auto& r : o.replace) {
     absl::StrAppend(&text, " ", r.from, "=", r.to, ":", r.alpha.value_or(0), ":",
                     r.beta.value_or(0));
@@ -565,7 +566,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
   }
   RETURN_IF_ERROR(shaped);
   const int batch = batchable_ && !shapes.empty() ? static_cast<int>(shapes[0][0]) : 0;
-  auto build = [&](ConvLayout layout,
+  auto build = [&](const TunedVariant& variant,
                    ConstantCache* cache) -> absl::StatusOr<std::unique_ptr<CompiledPlan>> {
     PlanBuilder builder(g, batch, engine_, cache);
     builder.set_shared_constants(&shared_constant_names_);
@@ -579,25 +580,26 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::Compile(
                                options_.activation_stats_sample_every <= 0);
     builder.set_fuse_squeeze_excite(options_.fuse_squeeze_excite &&
                                     options_.activation_stats_sample_every <= 0);
-    builder.set_conv_layout(layout);
+    builder.set_conv_layout(variant.layout);
     builder.set_depthwise_kernel(options_.depthwise_kernel);
     builder.set_conv3x3_kernel(options_.conv3x3_kernel);
-    builder.set_channel_split(options_.channel_split);
+    builder.set_channel_split(options_.channel_split && variant.channel_split);
     builder.set_silu_kernel(options_.silu_kernel);
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, builder.Build());
-    plan->conv_layout = layout;
+    plan->conv_layout = variant.layout;
     return plan;
   };
   // Plans that depend on input values compile per value: not timed.
   if (options_.conv_layout != ConvLayout::kTuned || !value_inputs_.empty()) {
     const ConvLayout layout =
         options_.conv_layout == ConvLayout::kTuned ? ConvLayout::kAny : options_.conv_layout;
-    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build({layout}, &constants_));
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
-  // A part plan takes the whole team's layout (PlanKey::layout): not timed.
+  // A part plan takes the whole team's layout (PlanKey::layout): not timed
+  // (one thread: never channel-split).
   if (key.one_thread) {
-    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(key.layout, &constants_));
+    ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build({key.layout}, &constants_));
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
   }
   return CompileTuned(key, build);
@@ -620,16 +622,24 @@ int GenericSteps(const CompiledPlan& p) {
   return n;
 }
 
+// True when a step of `p` runs as parts (a channel-split convolution).
+bool HasSplitSteps(const CompiledPlan& p) {
+  for (const auto& step : p.steps) {
+    if (!step.parts.empty()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileTuned(
     const PlanKey& key, const PlanBuildFn& build) const {
   const std::string plan_key = ShapesString(key.shapes);
   const int threads = omp_get_max_threads();
-  if (std::optional<ConvLayout> known = tuning_->Find(plan_key, threads)) {
+  if (std::optional<TunedVariant> known = tuning_->Find(plan_key, threads)) {
     ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(*known, &constants_));
     plan->description = absl::StrCat(
-        "conv layout: ", ConvLayoutName(*known), " (tuned; from ",
+        "conv layout: ", TunedVariantName(*known), " (tuned; from ",
         options_.tuning_cache_dir.empty() ? "an earlier plan" : tuning_->PathFor(threads), ")\n",
         plan->description);
     return std::shared_ptr<const CompiledPlan>(std::move(plan));
@@ -651,22 +661,22 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::CompileIn
     int batch, const PlanBuildFn& build, int threads) const {
   // The choice of the nearest plan of the load shapes tuned so far (batch
   // min(b, kMaxTunedBatch) down to 1), else oneDNN's own.
-  ConvLayout layout = ConvLayout::kAny;
+  TunedVariant variant;
   std::string from;
   for (int b = std::min(batch, kMaxTunedBatch); b >= 1 && from.empty(); --b) {
     InputShapes shapes = load_shapes_;
     if (batchable_) {
       for (auto& shape : shapes) shape[0] = b;
     }
-    if (std::optional<ConvLayout> found = tuning_->Find(ShapesString(shapes), threads)) {
-      layout = *found;
+    if (std::optional<TunedVariant> found = tuning_->Find(ShapesString(shapes), threads)) {
+      variant = *found;
       from = ShapesString(shapes);
     }
     if (!batchable_) break;
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(layout, &constants_));
+  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> plan, build(variant, &constants_));
   plan->description =
-      absl::StrCat("conv layout: ", ConvLayoutName(layout),
+      absl::StrCat("conv layout: ", TunedVariantName(variant),
                    from.empty() ? " (not timed: no plan of the load shapes tuned yet)"
                                 : absl::StrCat(" (as tuned for ", from, ")"),
                    "\n", plan->description);
@@ -679,25 +689,32 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCo
   // The baseline shares the model's constants; the other candidates reorder
   // their weights privately, so a loser leaves nothing behind.
   std::vector<std::shared_ptr<CompiledPlan>> plans;
-  std::vector<ConvLayout> layouts;
-  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> base, build(ConvLayout::kAny, &constants_));
+  std::vector<TunedVariant> variants;
+  ASSIGN_OR_RETURN(std::unique_ptr<CompiledPlan> base, build(TunedVariant{}, &constants_));
   plans.push_back(std::move(base));
-  layouts.push_back(ConvLayout::kAny);
+  variants.push_back(TunedVariant{});
   ConstantCache scratch_constants;
   std::vector<std::string> skipped;
-  for (const ConvLayout layout : TuningCandidates()) {
-    if (layout == ConvLayout::kAny) continue;
-    absl::StatusOr<std::unique_ptr<CompiledPlan>> p = build(layout, &scratch_constants);
+  auto add = [&](const TunedVariant& v) {
+    absl::StatusOr<std::unique_ptr<CompiledPlan>> p = build(v, &scratch_constants);
     const char* why = !p.ok()                                       ? " (does not compile)"
                       : SameSteps(**p, *plans[0])                   ? " (same plan)"
                       : GenericSteps(**p) > GenericSteps(*plans[0]) ? " (generic kernels)"
                                                                     : nullptr;
     if (why != nullptr) {
-      skipped.push_back(absl::StrCat(ConvLayoutName(layout), why));
-      continue;
+      skipped.push_back(absl::StrCat(TunedVariantName(v), why));
+      return;
     }
     plans.push_back(std::move(*p));
-    layouts.push_back(layout);
+    variants.push_back(v);
+  };
+  for (const ConvLayout layout : TuningCandidates()) {
+    if (layout != ConvLayout::kAny) add({layout});
+  }
+  // The channel split's rule (lower_conv.cc) was measured on one CPU: a
+  // candidate that splits is timed without the split as well.
+  for (size_t i = 0, n = plans.size(); i < n; ++i) {
+    if (HasSplitSteps(*plans[i])) add({variants[i].layout, /*channel_split=*/false});
   }
   TuningChoice choice;
   std::string timing_error;
@@ -707,29 +724,32 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCo
     absl::StatusOr<std::vector<double>> ms =
         TimePlans(*this, {plans.begin(), plans.end()}, threads, kTuningBudgetMs);
     if (ms.ok()) {
-      for (size_t i = 0; i < plans.size(); ++i) choice.timings.push_back({layouts[i], (*ms)[i]});
-      choice.layout = PickFastest(choice.timings);
+      for (size_t i = 0; i < plans.size(); ++i) {
+        choice.timings.push_back({variants[i].layout, (*ms)[i], variants[i].channel_split});
+      }
+      choice.variant = PickFastest(choice.timings);
     } else {
       timing_error = std::string(ms.status().message());
     }
   }
   std::shared_ptr<CompiledPlan> plan = plans[0];
   plans.clear();
-  if (choice.layout != ConvLayout::kAny) {
+  if (choice.variant != TunedVariant{}) {
     // Again with the model's constants, which plans of other shapes share.
-    ASSIGN_OR_RETURN(plan, build(choice.layout, &constants_));
+    ASSIGN_OR_RETURN(plan, build(choice.variant, &constants_));
   }
   const std::string store_error =
       timing_error.empty() ? tuning_->Store(plan_key, threads, choice) : "";
   std::vector<std::string> timed;
   for (const auto& t : choice.timings)
-    timed.push_back(absl::StrFormat("%s %.3f ms", ConvLayoutName(t.layout), t.ms));
+    timed.push_back(absl::StrFormat("%s %.3f ms", TunedVariantName(t.variant()), t.ms));
   const double took =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::string note = absl::StrCat(
-      "conv layout: ", ConvLayoutName(choice.layout), " (tuned in ", absl::StrFormat("%.0f", took),
-      " ms at ", threads, " thread(s)", timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
-      skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
+  std::string note =
+      absl::StrCat("conv layout: ", TunedVariantName(choice.variant), " (tuned in ",
+                   absl::StrFormat("%.0f", took), " ms at ", threads, " thread(s)",
+                   timed.empty() ? "" : ": ", absl::StrJoin(timed, ", "),
+                   skipped.empty() ? "" : "; skipped ", absl::StrJoin(skipped, ", "), ")\n");
   if (!store_error.empty()) absl::StrAppend(&note, "  tuning not kept: ", store_error, "\n");
   if (!timing_error.empty()) absl::StrAppend(&note, "  timing failed: ", timing_error, "\n");
   plan->description = note + plan->description;

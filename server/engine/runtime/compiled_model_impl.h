@@ -22,6 +22,7 @@
 namespace rectifier::engine {
 
 class TuningCache;
+struct TunedVariant;
 
 // What selects a plan: the input shapes, and the bytes of the inputs whose
 // values the plan depends on (CompiledModelImpl::value_inputs()), in order.
@@ -148,14 +149,15 @@ class CompiledModelImpl final : public CompiledModel {
  private:
   CompiledModelImpl(Graph graph, const CompileOptions& options, uint64_t fingerprint);
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> Compile(const PlanKey& key) const;
-  // Builds the plan of one key with a conv layout and constant cache.
+  // Builds the plan of one key with a conv layout (and, in a tuned
+  // variant, without the channel split) and constant cache.
   using PlanBuildFn = std::function<absl::StatusOr<std::unique_ptr<CompiledPlan>>(
-      ConvLayout layout, ConstantCache* cache)>;
-  // CompileOptions::conv_layout = kTuned: the layout remembered for `key`,
+      const TunedVariant& variant, ConstantCache* cache)>;
+  // CompileOptions::conv_layout = kTuned: the variant remembered for `key`,
   // or each candidate built and timed (conv_tuning.h).
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileTuned(const PlanKey& key,
                                                                    const PlanBuildFn& build) const;
-  // A plan that is not timed: the layout of the nearest tuned plan of the
+  // A plan that is not timed: the variant of the nearest tuned plan of the
   // load shapes at a batch up to min(batch, kMaxTunedBatch), else kAny.
   absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompileInherited(int batch,
                                                                        const PlanBuildFn& build,

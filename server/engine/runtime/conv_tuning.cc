@@ -16,6 +16,10 @@
 
 namespace rectifier::engine {
 
+namespace {
+constexpr std::string_view kNoSplitSuffix = "/no-split";
+}  // namespace
+
 const char* ConvLayoutName(ConvLayout layout) {
   switch (layout) {
     case ConvLayout::kAny:
@@ -41,6 +45,24 @@ bool ParseConvLayout(std::string_view name, ConvLayout* layout) {
     }
   }
   return false;
+}
+
+std::string TunedVariantName(const TunedVariant& v) {
+  std::string name = ConvLayoutName(v.layout);
+  if (!v.channel_split) name += kNoSplitSuffix;
+  return name;
+}
+
+bool ParseTunedVariant(std::string_view name, TunedVariant* v) {
+  TunedVariant out;
+  if (name.size() > kNoSplitSuffix.size() &&
+      name.substr(name.size() - kNoSplitSuffix.size()) == kNoSplitSuffix) {
+    name.remove_suffix(kNoSplitSuffix.size());
+    out.channel_split = false;
+  }
+  if (!ParseConvLayout(name, &out.layout) || out.layout == ConvLayout::kTuned) return false;
+  *v = out;
+  return true;
 }
 
 namespace {
@@ -111,14 +133,16 @@ std::string TuningCpuTag(int threads) {
   return absl::StrCat(IsaName(), "-t", threads, "-", model_hash);
 }
 
-ConvLayout PickFastest(const std::vector<TunedTiming>& timings, double margin) {
-  if (timings.empty()) return ConvLayout::kAny;
+TunedVariant PickFastest(const std::vector<TunedTiming>& timings, double margin) {
+  if (timings.empty()) return TunedVariant{};
   const TunedTiming* best = &timings[0];
   for (const auto& t : timings) {
     if (t.ms > 0 && t.ms < best->ms) best = &t;
   }
-  if (best != &timings[0] && best->ms > timings[0].ms * (1.0 - margin)) return timings[0].layout;
-  return best->layout;
+  if (best != &timings[0] && best->ms > timings[0].ms * (1.0 - margin)) {
+    return timings[0].variant();
+  }
+  return best->variant();
 }
 
 TuningCache::TuningCache(std::string dir, uint64_t model_fingerprint)
@@ -129,13 +153,13 @@ std::string TuningCache::PathFor(int threads) const {
   return absl::StrFormat("%s/%016x-%s.tuning", dir_, fingerprint_, TuningCpuTag(threads));
 }
 
-bool TuningCache::ParseLine(const std::string& line, std::string* plan_key, ConvLayout* layout) {
+bool TuningCache::ParseLine(const std::string& line, std::string* plan_key, TunedVariant* variant) {
   const std::vector<std::string> fields = absl::StrSplit(line, '\t');
   if (fields.size() < 2 || fields[0].empty() || fields[0].size() > 4096) return false;
-  ConvLayout l;
-  if (!ParseConvLayout(fields[1], &l) || l == ConvLayout::kTuned) return false;
+  TunedVariant v;
+  if (!ParseTunedVariant(fields[1], &v)) return false;
   *plan_key = fields[0];
-  *layout = l;
+  *variant = v;
   return true;
 }
 
@@ -145,12 +169,12 @@ void TuningCache::ReadFileInto(const std::string& path, bool overwrite, Entries&
   // A tuning file is small (a line per plan); a larger one is not ours.
   for (int n = 0; n < 100000 && std::getline(in, line); ++n) {
     std::string key;
-    ConvLayout layout;
-    if (!ParseLine(line, &key, &layout)) continue;
+    TunedVariant variant;
+    if (!ParseLine(line, &key, &variant)) continue;
     if (overwrite) {
-      entries[key] = Entry{layout, line};
+      entries[key] = Entry{variant, line};
     } else {
-      entries.emplace(key, Entry{layout, line});
+      entries.emplace(key, Entry{variant, line});
     }
   }
 }
@@ -164,22 +188,23 @@ TuningCache::Entries& TuningCache::LoadLocked(int threads) {
   return entries;
 }
 
-std::optional<ConvLayout> TuningCache::Find(const std::string& plan_key, int threads) {
+std::optional<TunedVariant> TuningCache::Find(const std::string& plan_key, int threads) {
   absl::MutexLock lock(&mu_);
   Entries& entries = LoadLocked(threads);
   auto it = entries.find(plan_key);
   if (it == entries.end()) return std::nullopt;
-  return it->second.layout;
+  return it->second.variant;
 }
 
 std::string TuningCache::Store(const std::string& plan_key, int threads,
                                const TuningChoice& choice) {
   absl::MutexLock lock(&mu_);
   Entries& entries = LoadLocked(threads);
-  std::string line = absl::StrCat(plan_key, "\t", ConvLayoutName(choice.layout));
-  for (const auto& t : choice.timings)
-    absl::StrAppend(&line, "\t", ConvLayoutName(t.layout), "=", absl::StrFormat("%.3f", t.ms));
-  entries[plan_key] = Entry{choice.layout, line};
+  std::string line = absl::StrCat(plan_key, "\t", TunedVariantName(choice.variant));
+  for (const auto& t : choice.timings) {
+    absl::StrAppend(&line, "\t", TunedVariantName(t.variant()), "=", absl::StrFormat("%.3f", t.ms));
+  }
+  entries[plan_key] = Entry{choice.variant, line};
   if (dir_.empty()) return "";
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);

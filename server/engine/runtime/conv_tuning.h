@@ -3,8 +3,10 @@
 // activation layout asked for: NHWC brgemm on AVX-512 (its own choice), the
 // direct nChw16c / nChw8c ones. None wins everywhere, so a tuned plan is
 // compiled once per candidate, each candidate timed on this CPU at this
-// thread count, and the fastest kept. The choice is remembered per model,
-// CPU and thread count, on disk when a directory is given.
+// thread count, and the fastest kept. A candidate whose plan splits 1x1
+// convolutions by output channels (CompileOptions::channel_split) is also
+// timed without the split. The choice is remembered per model, CPU and
+// thread count, on disk when a directory is given.
 #ifndef RECTIFIER_SERVER_ENGINE_RUNTIME_CONV_TUNING_H_
 #define RECTIFIER_SERVER_ENGINE_RUNTIME_CONV_TUNING_H_
 
@@ -33,38 +35,59 @@ std::string TuningCpuTag(int threads);
 // FNV-1a, 64 bits: a stable fingerprint of a model's bytes.
 uint64_t Fingerprint64(std::string_view bytes, uint64_t seed = 0xcbf29ce484222325ULL);
 
+// A tuned plan's candidate: the conv layout, and whether its 1x1
+// convolutions may run channel-split (where CompileOptions::channel_split
+// allows it at all).
+struct TunedVariant {
+  ConvLayout layout = ConvLayout::kAny;
+  bool channel_split = true;
+  friend bool operator==(const TunedVariant& a, const TunedVariant& b) {
+    return a.layout == b.layout && a.channel_split == b.channel_split;
+  }
+  friend bool operator!=(const TunedVariant& a, const TunedVariant& b) { return !(a == b); }
+};
+
+// "blocked8", or "blocked8/no-split" without the channel split; the token
+// of a tuning file and of a plan's description.
+std::string TunedVariantName(const TunedVariant& v);
+// The inverse of TunedVariantName; false for anything else (`tuned`
+// included: it is no choice).
+bool ParseTunedVariant(std::string_view name, TunedVariant* v);
+
 // A candidate's time, for the choice and its report.
 struct TunedTiming {
   ConvLayout layout = ConvLayout::kAny;
   double ms = 0;  // best of the timed runs
+  bool channel_split = true;
+  TunedVariant variant() const { return {layout, channel_split}; }
 };
 
 // The choice made for one plan, and why.
 struct TuningChoice {
-  ConvLayout layout = ConvLayout::kAny;
+  TunedVariant variant;
   std::vector<TunedTiming> timings;  // empty when read back from the cache
 };
 
-// Picks the fastest of `timings` (timings[0] the baseline): another layout
-// must be faster than the baseline by at least `margin` (0.03: 3%), so that
-// noise does not move a plan off oneDNN's own choice.
-ConvLayout PickFastest(const std::vector<TunedTiming>& timings, double margin = 0.03);
+// Picks the fastest of `timings` (timings[0] the baseline): another
+// candidate must be faster than the baseline by at least `margin` (0.03:
+// 3%), so that noise does not move a plan off oneDNN's own choice.
+TunedVariant PickFastest(const std::vector<TunedTiming>& timings, double margin = 0.03);
 
 // The choices of one model on one CPU and thread count, by plan (the input
 // shapes as text). With a directory, kept in the text file
 // "DIR/<fingerprint>-<cpu tag>.tuning", one line per plan:
-// "<shapes>\t<layout>[\t<layout>=<ms> ...]". The file is read on first use
-// and rewritten whole (read again and merged, written to a temporary file,
-// renamed) on every new choice, so model objects and processes sharing it
-// keep each other's choices; lines that do not parse are dropped (their
-// plans are timed again), an unreadable or unwritable file only costs the
-// timing. Thread-safe.
+// "<shapes>\t<variant>[\t<variant>=<ms> ...]" (TunedVariantName). The file
+// is read on first use and rewritten whole (read again and merged, written
+// to a temporary file, renamed) on every new choice, so model objects and
+// processes sharing it keep each other's choices; lines that do not parse
+// are dropped (their plans are timed again), an unreadable or unwritable
+// file only costs the timing. Thread-safe.
 class TuningCache {
  public:
   // `dir` empty: choices kept in memory only.
   TuningCache(std::string dir, uint64_t model_fingerprint);
 
-  std::optional<ConvLayout> Find(const std::string& plan_key, int threads);
+  std::optional<TunedVariant> Find(const std::string& plan_key, int threads);
   // Stores and writes the file; a message when the file could not be
   // written (the choice is kept in memory all the same).
   std::string Store(const std::string& plan_key, int threads, const TuningChoice& choice);
@@ -72,11 +95,11 @@ class TuningCache {
   std::string PathFor(int threads) const;
 
   // One line of a tuning file; false when it does not parse.
-  static bool ParseLine(const std::string& line, std::string* plan_key, ConvLayout* layout);
+  static bool ParseLine(const std::string& line, std::string* plan_key, TunedVariant* variant);
 
  private:
   struct Entry {
-    ConvLayout layout;
+    TunedVariant variant;
     std::string line;  // as written to the file
   };
   using Entries = std::map<std::string, Entry>;
