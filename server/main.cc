@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -203,10 +204,16 @@ struct ProcessSettings {
 
 void LogStarted(const ServerOptions& options, const Server& server,
                 const ProcessSettings& process) {
+  // A unix-domain socket has no port (gRPC reports 1 for it): its address.
+  const bool unix_socket = absl::StartsWith(options.grpc_address, "unix:") ||
+                           absl::StartsWith(options.grpc_address, "unix-abstract:");
+  const std::string grpc_at =
+      unix_socket ? options.grpc_address
+                  : absl::StrCat("port ", server.grpc->port(), " (", options.grpc_address, ")");
   spdlog::info(
-      "rectifier-server {} serving gRPC on port {} ({}), HTTP on port {}, metrics on port {}, "
+      "rectifier-server {} serving gRPC on {}, HTTP on port {}, metrics on port {}, "
       "model repository '{}', {} CPUs",
-      RECTIFIER_VERSION, server.grpc->port(), options.grpc_address, server.grpc->http_port(),
+      RECTIFIER_VERSION, grpc_at, server.grpc->http_port(),
       server.metrics ? server.metrics->port() : 0, options.model_repository,
       rectifier::common::AvailableCpus());
   if (server.grpc->http_port() != 0) {

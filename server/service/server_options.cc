@@ -69,7 +69,8 @@ void AddRepositoryFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
 // Addresses, logging, draining, threads and metrics.
 void AddServingFlags(CLI::App& app, ServerOptions& o, RawFlags& raw) {
   app.add_option("--grpc-address", o.grpc_address,
-                 "host:port for the gRPC services (KServe v2, vision, health, reflection)")
+                 "host:port (or unix:PATH) for the gRPC services (KServe v2, vision, health, "
+                 "reflection)")
       ->capture_default_str();
   app.add_option("--http-address", o.http_address,
                  "host:port for the KServe v2 HTTP/REST endpoint (plaintext); empty disables it; "

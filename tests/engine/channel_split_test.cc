@@ -180,7 +180,7 @@ TEST(ChannelSplitTest, PartsShareTheWholeWeights) {
 TEST(ChannelSplitTest, TunedPlansTimeTheSplitAndKeepTheChoice) {
   namespace fs = std::filesystem;
   const fs::path dir =
-      fs::temp_directory_path() / ("rectifier_split_tuning_" + std::to_string(getpid()));
+      fs::temp_directory_path() / ("rectifier_channel_split_tuning_" + std::to_string(getpid()));
   fs::remove_all(dir);
   const std::string bytes = Model(7);
   auto tuned = Compile(bytes, true, 2, ConvLayout::kTuned, dir.string());

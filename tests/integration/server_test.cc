@@ -165,6 +165,44 @@ TEST_F(ServerTest, ServesHealthKServeReflectionAndMetricsThenExitsCleanly) {
             grpc::StatusCode::UNAVAILABLE);
 }
 
+// --grpc-address unix:PATH serves on a unix-domain socket; the start line
+// names the socket (gRPC reports port 1 for it).
+TEST_F(ServerTest, ServesOnAUnixSocket) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("rectifier-test-" + std::to_string(getpid()) + ".sock"))
+                               .string();
+  std::filesystem::remove(path);
+  auto process = ServerProcess::Spawn(
+      kBinary, {"--model-repository", repo_.string(), "--grpc-address", "unix:" + path,
+                "--metrics-address", "", "--http-address", ""});
+  ASSERT_TRUE(process.ok()) << process.status();
+  ServerProcess& server = **process;
+  const std::string line = "serving gRPC on unix:" + path + ", HTTP on port 0";
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (server.ReadOutput().find(line) == std::string::npos && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_NE(server.ReadOutput().find(line), std::string::npos) << server.ReadOutput();
+  EXPECT_EQ(server.ReadOutput().find("gRPC on port"), std::string::npos) << server.ReadOutput();
+
+  auto channel = grpc::CreateChannel("unix:" + path, grpc::InsecureChannelCredentials());
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(10)));
+  inference::ServerLiveResponse live;
+  const grpc::Status status =
+      inference::GRPCInferenceService::NewStub(channel)->ServerLive(&context, {}, &live);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(live.live());
+  auto health = Health::NewStub(channel);
+  EXPECT_EQ(CheckHealth(*health, ""), HealthCheckResponse::SERVING);
+
+  server.Signal(SIGTERM);
+  const auto exit = server.WaitForExit(absl::Seconds(20));
+  ASSERT_TRUE(exit.has_value()) << "no exit after SIGTERM";
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+  std::filesystem::remove(path);
+}
+
 TEST_F(ServerTest, DrainTurnsHealthNotServingAndHonoursExitTimeout) {
   auto server = Start({"--exit-timeout", "1", "--log-format", "json"});
   ASSERT_NE(server, nullptr);
