@@ -20,6 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using rectifier::engine::ConvLayout;
+using rectifier::engine::TunedVariant;
 using rectifier::engine::TuningCache;
 
 const std::string& Dir() {
@@ -49,9 +50,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool have_first = false;
   while (std::getline(lines, line)) {
     std::string key;
-    ConvLayout layout;
-    if (TuningCache::ParseLine(line, &key, &layout)) {
-      RECTIFIER_FUZZ_CHECK(layout != ConvLayout::kTuned);
+    TunedVariant variant;
+    if (TuningCache::ParseLine(line, &key, &variant)) {
+      RECTIFIER_FUZZ_CHECK(variant.layout != ConvLayout::kTuned);
       if (!have_first) {
         first_key = key;
         have_first = true;
@@ -62,17 +63,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                        bytes.find("[no such plan]") != std::string::npos);
   if (have_first) RECTIFIER_FUZZ_CHECK(cache.Find(first_key, 1).has_value());
   rectifier::engine::TuningChoice choice;
-  choice.layout = ConvLayout::kBlocked8;
-  choice.timings = {{ConvLayout::kAny, 2.0}, {ConvLayout::kBlocked8, 1.0}};
+  choice.variant = {ConvLayout::kBlocked8, /*channel_split=*/false};
+  choice.timings = {{ConvLayout::kAny, 2.0}, {ConvLayout::kBlocked8, 1.0, false}};
   RECTIFIER_FUZZ_CHECK(cache.Store("[1,3,8,8]", 1, choice).empty());
   TuningCache again(Dir(), 42);
   const auto stored = again.Find("[1,3,8,8]", 1);
-  RECTIFIER_FUZZ_CHECK(stored.has_value() && *stored == ConvLayout::kBlocked8);
+  RECTIFIER_FUZZ_CHECK(stored.has_value() && *stored == choice.variant);
   std::ifstream in(path);
   while (std::getline(in, line)) {
     std::string key;
-    ConvLayout layout;
-    RECTIFIER_FUZZ_CHECK(TuningCache::ParseLine(line, &key, &layout));
+    TunedVariant variant;
+    RECTIFIER_FUZZ_CHECK(TuningCache::ParseLine(line, &key, &variant));
   }
   return 0;
 }
