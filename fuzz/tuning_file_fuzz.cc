@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (have_first) RECTIFIER_FUZZ_CHECK(cache.Find(first_key, 1).has_value());
   rectifier::engine::TuningChoice choice;
   choice.variant = {ConvLayout::kBlocked8, /*channel_split=*/false};
-  choice.timings = {{ConvLayout::kAny, 2.0}, {ConvLayout::kBlocked8, 1.0, false}};
+  choice.timings = {{{ConvLayout::kAny}, 2.0}, {choice.variant, 1.0}};
   RECTIFIER_FUZZ_CHECK(cache.Store("[1,3,8,8]", 1, choice).empty());
   TuningCache again(Dir(), 42);
   const auto stored = again.Find("[1,3,8,8]", 1);

@@ -166,16 +166,16 @@ TEST(ConvLayoutTest, ExplicitLayoutsMatchTheDefault) {
 TEST(ConvTuningTest, PickFastestKeepsTheBaselineWithinTheMargin) {
   using L = ConvLayout;
   using V = TunedVariant;
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.0}}), V{L::kBlocked16});
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.8}}), V{L::kAny});  // 2%: noise
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked16, 9.0}, {L::kBlocked8, 8.5}}),
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kBlocked16}, 9.0}}), V{L::kBlocked16});
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kBlocked16}, 9.8}}), V{L::kAny});  // 2%: noise
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kBlocked16}, 9.0}, {{L::kBlocked8}, 8.5}}),
             V{L::kBlocked8});
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked8, 12.0}}), V{L::kAny});
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kBlocked8}, 12.0}}), V{L::kAny});
   EXPECT_EQ(PickFastest({}), V{L::kAny});
   // A candidate without the channel split is one more candidate.
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kBlocked8, 9.5}, {L::kBlocked8, 9.0, false}}),
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kBlocked8}, 9.5}, {{L::kBlocked8, false}, 9.0}}),
             (V{L::kBlocked8, false}));
-  EXPECT_EQ(PickFastest({{L::kAny, 10.0}, {L::kAny, 9.9, false}}), V{L::kAny});
+  EXPECT_EQ(PickFastest({{{L::kAny}, 10.0}, {{L::kAny, false}, 9.9}}), V{L::kAny});
 }
 
 TEST(ConvTuningTest, VariantNamesRoundTrip) {

@@ -473,26 +473,23 @@ namespace {
 constexpr int64_t kChannelSplitMaxPixels = 100;
 
 // True when part k's weights, reordered for `part_pd`, are bytes [k S,
-// (k + 1) S) of the whole weights reordered for `pd` (S a part's size): so
-// with whole blocks of output channels outermost, as in nChw8c's
-// OIhw8i8o. Compared on the bytes themselves, once, when the plan compiles.
+// (k + 1) S) of `whole` (the weights reordered for the whole primitive, S a
+// part's size): so with whole blocks of output channels outermost, as in
+// nChw8c's OIhw8i8o. Compared on the bytes themselves, once, when the plan
+// compiles.
 absl::StatusOr<bool> PartWeightsAreSlices(PlanBuilder& b, const Node& node, const ConvSetup& c,
-                                          const dnnl::primitive_desc& pd, const ConvSetup& pc,
-                                          const dnnl::primitive_desc& part_pd, int parts) {
-  const size_t whole_bytes = pd.weights_desc().get_size();
+                                          const std::byte* whole, size_t whole_bytes,
+                                          const ConvSetup& pc, const dnnl::primitive_desc& part_pd,
+                                          int parts) {
   const size_t part_bytes = part_pd.weights_desc().get_size();
-  if (part_bytes * static_cast<size_t>(parts) != whole_bytes) return false;
-  AlignedBuffer whole(whole_bytes);
+  if (whole == nullptr || part_bytes * static_cast<size_t>(parts) != whole_bytes) return false;
   AlignedBuffer part(part_bytes);
-  if (whole.data() == nullptr || part.data() == nullptr) return false;
-  RETURN_IF_ERROR(b.ReorderInto(node.Input(1), c.weights->bytes.data(), c.w_src, pd.weights_desc(),
-                                whole.data()));
+  if (part.data() == nullptr) return false;
   const int64_t part_floats = NumElements(c.weights_shape) / parts;
   for (int k = 0; k < parts; ++k) {
     RETURN_IF_ERROR(b.ReorderInto(node.Input(1), c.weights->data<float>() + k * part_floats,
                                   pc.w_src, part_pd.weights_desc(), part.data()));
-    if (std::memcmp(part.data(), whole.data() + part_bytes * static_cast<size_t>(k), part_bytes) !=
-        0) {
+    if (std::memcmp(part.data(), whole + part_bytes * static_cast<size_t>(k), part_bytes) != 0) {
       return false;
     }
   }
@@ -546,13 +543,13 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
   }
   const int64_t w_floats = NumElements(ws) / threads;
   const size_t dst_bytes = static_cast<size_t>(NumElements(part_shape)) * sizeof(float);
-  ASSIGN_OR_RETURN(const bool sliced, PartWeightsAreSlices(b, node, c, pd, pc, part_pd, threads));
-  ConvOperands whole;
-  if (sliced) {
-    // The parts read the whole convolution's reordered weights and bias,
-    // the copy that plans running it whole (other batch sizes) share.
-    ASSIGN_OR_RETURN(whole, BindConvOperands(b, node, c, pd));
-  }
+  // The parts read the whole convolution's reordered weights and bias, the
+  // copy that plans running it whole (other batch sizes) share, where each
+  // part's weights are a slice of it.
+  ASSIGN_OR_RETURN(const ConvOperands whole, BindConvOperands(b, node, c, pd));
+  ASSIGN_OR_RETURN(const bool sliced,
+                   PartWeightsAreSlices(b, node, c, b.values()[whole.weights].constant,
+                                        pd.weights_desc().get_size(), pc, part_pd, threads));
   const size_t part_w_bytes = part_pd.weights_desc().get_size();
   std::vector<PlanStep> parts;
   std::vector<int> reads = {src};

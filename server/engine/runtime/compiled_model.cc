@@ -724,9 +724,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCo
     absl::StatusOr<std::vector<double>> ms =
         TimePlans(*this, {plans.begin(), plans.end()}, threads, kTuningBudgetMs);
     if (ms.ok()) {
-      for (size_t i = 0; i < plans.size(); ++i) {
-        choice.timings.push_back({variants[i].layout, (*ms)[i], variants[i].channel_split});
-      }
+      for (size_t i = 0; i < plans.size(); ++i) choice.timings.push_back({variants[i], (*ms)[i]});
       choice.variant = PickFastest(choice.timings);
     } else {
       timing_error = std::string(ms.status().message());
@@ -742,7 +740,7 @@ absl::StatusOr<std::shared_ptr<const CompiledPlan>> CompiledModelImpl::TuneAndCo
       timing_error.empty() ? tuning_->Store(plan_key, threads, choice) : "";
   std::vector<std::string> timed;
   for (const auto& t : choice.timings)
-    timed.push_back(absl::StrFormat("%s %.3f ms", TunedVariantName(t.variant()), t.ms));
+    timed.push_back(absl::StrFormat("%s %.3f ms", TunedVariantName(t.variant), t.ms));
   const double took =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::string note =

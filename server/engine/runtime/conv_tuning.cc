@@ -140,9 +140,9 @@ TunedVariant PickFastest(const std::vector<TunedTiming>& timings, double margin)
     if (t.ms > 0 && t.ms < best->ms) best = &t;
   }
   if (best != &timings[0] && best->ms > timings[0].ms * (1.0 - margin)) {
-    return timings[0].variant();
+    return timings[0].variant;
   }
-  return best->variant();
+  return best->variant;
 }
 
 TuningCache::TuningCache(std::string dir, uint64_t model_fingerprint)
@@ -202,7 +202,7 @@ std::string TuningCache::Store(const std::string& plan_key, int threads,
   Entries& entries = LoadLocked(threads);
   std::string line = absl::StrCat(plan_key, "\t", TunedVariantName(choice.variant));
   for (const auto& t : choice.timings) {
-    absl::StrAppend(&line, "\t", TunedVariantName(t.variant()), "=", absl::StrFormat("%.3f", t.ms));
+    absl::StrAppend(&line, "\t", TunedVariantName(t.variant), "=", absl::StrFormat("%.3f", t.ms));
   }
   entries[plan_key] = Entry{choice.variant, line};
   if (dir_.empty()) return "";

@@ -56,10 +56,8 @@ bool ParseTunedVariant(std::string_view name, TunedVariant* v);
 
 // A candidate's time, for the choice and its report.
 struct TunedTiming {
-  ConvLayout layout = ConvLayout::kAny;
+  TunedVariant variant;
   double ms = 0;  // best of the timed runs
-  bool channel_split = true;
-  TunedVariant variant() const { return {layout, channel_split}; }
 };
 
 // The choice made for one plan, and why.
