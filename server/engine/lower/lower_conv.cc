@@ -541,40 +541,26 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
       part_pd.dst_desc() != part_dst) {
     return false;
   }
-  const int64_t w_floats = NumElements(ws) / threads;
   const size_t dst_bytes = static_cast<size_t>(NumElements(part_shape)) * sizeof(float);
-  // The parts read the whole convolution's reordered weights and bias, the
-  // copy that plans running it whole (other batch sizes) share, where each
-  // part's weights are a slice of it.
+  // The parts read slices of the whole convolution's reordered weights and
+  // bias, the copy that plans running it whole (other batch sizes) share;
+  // where a part's weights are no slice of it, the convolution runs whole.
   ASSIGN_OR_RETURN(const ConvOperands whole, BindConvOperands(b, node, c, pd));
   ASSIGN_OR_RETURN(const bool sliced,
                    PartWeightsAreSlices(b, node, c, b.values()[whole.weights].constant,
                                         pd.weights_desc().get_size(), pc, part_pd, threads));
+  if (!sliced) return false;
   const size_t part_w_bytes = part_pd.weights_desc().get_size();
   std::vector<PlanStep> parts;
   std::vector<int> reads = {src};
   for (int k = 0; k < threads; ++k) {
     const std::string slice = absl::StrCat("#oc", k * part_oc, "-", (k + 1) * part_oc);
-    int wv = -1;
-    int bv = -1;
-    if (sliced) {
-      wv = b.ViewAt(whole.weights, absl::StrCat(b.values()[whole.weights].name, slice),
-                    part_pd.weights_desc(), part_w_bytes * k);
-      if (whole.bias >= 0) {
-        bv = b.ViewAt(whole.bias, absl::StrCat(b.values()[whole.bias].name, slice), pc.b_md,
-                      sizeof(float) * part_oc * k);
-      }
-    } else {
-      ASSIGN_OR_RETURN(wv,
-                       b.ConstantInLayout(absl::StrCat(node.Input(1), "@conv/g1", slice),
-                                          c.weights->data<float>() + k * w_floats, pc.w_src,
-                                          part_pd.weights_desc(), {part_oc, ws[1], ws[2], ws[3]}));
-      if (c.bias != nullptr) {
-        ASSIGN_OR_RETURN(bv, b.ConstantInLayout(absl::StrCat(node.Input(2), "@bias", slice),
-                                                c.bias->data<float>() + k * part_oc, pc.b_md,
-                                                pc.b_md, {part_oc}));
-      }
-    }
+    const int wv = b.ViewAt(whole.weights, absl::StrCat(b.values()[whole.weights].name, slice),
+                            part_pd.weights_desc(), part_w_bytes * k);
+    const int bv = whole.bias < 0
+                       ? -1
+                       : b.ViewAt(whole.bias, absl::StrCat(b.values()[whole.bias].name, slice),
+                                  pc.b_md, sizeof(float) * part_oc * k);
     const int view =
         b.ViewAt(dst, absl::StrCat(b.values()[dst].name, slice), part_dst, dst_bytes * k);
     PlanStep part;
