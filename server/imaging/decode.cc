@@ -317,7 +317,8 @@ absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes) {
       "unrecognized image format (expected JPEG, PNG, BMP, TIFF, WebP or PGM/PPM)");
 }
 
-absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options) {
+absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options,
+                            size_t encoded_bytes) {
   if (header.width <= 0 || header.height <= 0) {
     return Malformed(header.format, "non-positive dimensions");
   }
@@ -327,6 +328,16 @@ absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& opti
         absl::StrCat(ImageFormatName(header.format), " image is ", header.width, "x", header.height,
                      ", over the limit of ", options.max_width, "x", options.max_height, " and ",
                      options.max_pixels, " pixels"));
+  }
+  // pixels > max_pixels_per_byte x encoded_bytes, without the product.
+  const int64_t pixels = int64_t{header.width} * header.height;
+  if (options.max_pixels_per_byte > 0 && pixels > options.ratio_exempt_pixels &&
+      static_cast<uint64_t>((pixels - 1) / options.max_pixels_per_byte) >= encoded_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ImageFormatName(header.format), " image is ", header.width, "x", header.height,
+                     " (", pixels, " pixels) in ", encoded_bytes, " bytes: over the limit of ",
+                     options.max_pixels_per_byte, " pixels per encoded byte for images above ",
+                     options.ratio_exempt_pixels, " pixels (a decompression bomb)"));
   }
   return absl::OkStatus();
 }
@@ -366,7 +377,7 @@ absl::StatusOr<DecodedImage> DecodeImage(std::string_view bytes, const DecodeOpt
     return absl::InvalidArgumentError("encoded image is over 2 GiB");  // cv::Mat's int sizes.
   }
   ASSIGN_OR_RETURN(const ImageHeader header, ProbeImageHeader(bytes));
-  RETURN_IF_ERROR(CheckImageSize(header, options));
+  RETURN_IF_ERROR(CheckImageSize(header, options, bytes.size()));
   RETURN_IF_ERROR(CheckTrailer(header, bytes));
 
   int flags = cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR;

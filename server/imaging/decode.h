@@ -28,6 +28,14 @@ struct DecodeOptions {
   int max_width = 16384;
   int max_height = 16384;
   int64_t max_pixels = 64LL << 20;
+  // Decompression bombs: an image of more than ratio_exempt_pixels may
+  // declare at most max_pixels_per_byte pixels per byte of its encoding
+  // (0: no limit). 16384 is twice what deflate reaches on a one-colour
+  // 1-bit PNG or TIFF (1032:1, 8256 pixels a byte); lossless WebP declares
+  // 64 Mi pixels in 32 bytes, which take seconds and hundreds of MiB to
+  // decode (docs/IMAGING.md).
+  int64_t max_pixels_per_byte = 16384;
+  int64_t ratio_exempt_pixels = 1LL << 20;
   // JPEG only: libjpeg may decode at 1/2, 1/4 or 1/8 scale (IMREAD_REDUCED_*)
   // as long as the result keeps a shorter side >= min_short_side and a longer
   // side >= min_long_side. Sides, not width/height, because EXIF orientation
@@ -57,8 +65,11 @@ struct DecodedImage {
 absl::StatusOr<ImageHeader> ProbeImageHeader(std::string_view bytes);
 
 // INVALID_ARGUMENT naming the size and the limits when `header`'s image is
-// larger than options' max_width, max_height or max_pixels (or not positive).
-absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options);
+// larger than options' max_width, max_height or max_pixels (or not
+// positive), or declares more pixels than options allow for its
+// `encoded_bytes` (max_pixels_per_byte).
+absl::Status CheckImageSize(const ImageHeader& header, const DecodeOptions& options,
+                            size_t encoded_bytes);
 
 // The scale (1, 2, 4 or 8) DecodeImage decodes `header`'s image at: JPEG
 // only, the largest that keeps options' min_short_side / min_long_side.

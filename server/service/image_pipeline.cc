@@ -125,7 +125,7 @@ absl::StatusOr<ImageEstimate> Estimate(std::string_view bytes, const ModelImagin
   const imaging::DecodeOptions options = imaging::DecodeOptionsFor(
       imaging.preprocessing, imaging.preprocess, header.width, header.height);
   // The size limits first: they also keep the arithmetic below in range.
-  RETURN_IF_ERROR(imaging::CheckImageSize(header, options));
+  RETURN_IF_ERROR(imaging::CheckImageSize(header, options, bytes.size()));
   const int reduction = imaging::JpegReduction(header, options);
   const int64_t pixels = int64_t{(header.width + reduction - 1) / reduction} *
                          ((header.height + reduction - 1) / reduction);
