@@ -278,15 +278,6 @@ TEST(DecodeTest, GiantHeaderIsRefusedBeforeDecoding) {
   EXPECT_THAT(refused.status().message(), HasSubstr("40x40"));
 }
 
-// 32 bytes of lossless WebP (VP8L) declaring 15625x4096 pixels: libwebp
-// decodes it, in 2.4 s and 560 MB of memory (found by vision_request_fuzz).
-std::string WebpBomb() {
-  return std::string(
-      "RIFF\x18\x00\x00\x00WEBPVP8L\x0b\x00\x00\x00"
-      "\x2f\x08\xfd\xff\x13\x88\xfe\x17\xa2\x80\x01\x00",
-      32);
-}
-
 TEST(DecodeTest, DecompressionBombIsRefusedBeforeDecoding) {
   const std::string bomb = WebpBomb();
   auto header = ProbeImageHeader(bomb);

@@ -42,6 +42,16 @@ inline std::string Encode(const cv::Mat& image, const std::string& ext,
   return std::string(buf.begin(), buf.end());
 }
 
+// 32 bytes of lossless WebP (VP8L) declaring 15625x4096 pixels, inside every
+// size limit: libwebp decodes it, in 2.4 s and 560 MB (found by
+// vision_request_fuzz; refused by DecodeOptions::max_pixels_per_byte).
+inline std::string WebpBomb() {
+  return std::string(
+      "RIFF\x18\x00\x00\x00WEBPVP8L\x0b\x00\x00\x00"
+      "\x2f\x08\xfd\xff\x13\x88\xfe\x17\xa2\x80\x01\x00",
+      32);
+}
+
 }  // namespace rectifier::imaging
 
 #endif  // RECTIFIER_TESTS_IMAGING_TEST_IMAGES_H_

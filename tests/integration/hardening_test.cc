@@ -14,6 +14,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "rectifier/v1/vision.grpc.pb.h"
+#include "tests/imaging/test_images.h"
 #include "tests/integration/scale_request.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/vision_models.h"
@@ -294,14 +295,10 @@ TEST_F(HardeningTest, ImagesBeyondTheMemoryBudgetAreRefused) {
   EXPECT_TRUE(ok.ok()) << ok.error_message();
 }
 
-// 32 bytes of lossless WebP declaring 15625x4096 pixels (inside every size
-// limit): decoded, it took an image worker 2.4 s and 560 MB. Refused from
-// its header, next to a good image in the same request.
+// A decompression bomb (WebpBomb: decoded, it took an image worker 2.4 s and
+// 560 MB) is refused from its header, next to a good image in the request.
 TEST_F(HardeningTest, DecompressionBombIsRefusedFromItsHeader) {
-  const std::string bomb(
-      "RIFF\x18\x00\x00\x00WEBPVP8L\x0b\x00\x00\x00"
-      "\x2f\x08\xfd\xff\x13\x88\xfe\x17\xa2\x80\x01\x00",
-      32);
+  const std::string bomb = imaging::WebpBomb();
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   v1::ClassifyRequest request;
