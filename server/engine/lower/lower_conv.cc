@@ -499,9 +499,11 @@ absl::StatusOr<bool> PartWeightsAreSlices(PlanBuilder& b, const Node& node, cons
 // Adds the convolution `pd` (fusing the node's first `fused_ops` post-ops)
 // as one primitive per thread over slices of its output channels, when the
 // channel split applies (see CompileOptions::channel_split): true when added.
+// The parts read slices of `whole`, the operands bound for `pd`.
 absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const ConvSetup& c,
-                                     const dnnl::primitive_desc& pd, size_t fused_ops, int src,
-                                     int dst, const std::vector<int>& extra_reads,
+                                     const dnnl::primitive_desc& pd, const ConvOperands& whole,
+                                     size_t fused_ops, int src, int dst,
+                                     const std::vector<int>& extra_reads,
                                      const std::string& label) {
   const int threads = omp_get_max_threads();
   const std::vector<int64_t>& ws = c.weights_shape;
@@ -545,7 +547,6 @@ absl::StatusOr<bool> TryChannelSplit(PlanBuilder& b, const Node& node, const Con
   // The parts read slices of the whole convolution's reordered weights and
   // bias, the copy that plans running it whole (other batch sizes) share;
   // where a part's weights are no slice of it, the convolution runs whole.
-  ASSIGN_OR_RETURN(const ConvOperands whole, BindConvOperands(b, node, c, pd));
   ASSIGN_OR_RETURN(const bool sliced,
                    PartWeightsAreSlices(b, node, c, b.values()[whole.weights].constant,
                                         pd.weights_desc().get_size(), pc, part_pd, threads));
@@ -637,10 +638,11 @@ absl::StatusOr<bool> LowerConvolution(PlanBuilder& b, const Node& node) {
     dst = b.NewValue(unfused ? node.outputs[0] + "#conv" : node.outputs[0], DataType::kFloat32,
                      c.geo.out_shape, dst_md);
   }
-  ASSIGN_OR_RETURN(const bool split, TryChannelSplit(b, node, c, pd, k, src, dst, extra_reads,
-                                                     ConvLabel(node, c, choice, sum_note)));
+  ASSIGN_OR_RETURN(const ConvOperands operands, BindConvOperands(b, node, c, pd));
+  ASSIGN_OR_RETURN(const bool split,
+                   TryChannelSplit(b, node, c, pd, operands, k, src, dst, extra_reads,
+                                   ConvLabel(node, c, choice, sum_note)));
   if (!split) {
-    ASSIGN_OR_RETURN(const ConvOperands operands, BindConvOperands(b, node, c, pd));
     std::vector<std::pair<int, int>> args = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, operands.weights}, {DNNL_ARG_DST, dst}};
     if (operands.bias >= 0) args.push_back({DNNL_ARG_BIAS, operands.bias});
